@@ -1,0 +1,74 @@
+# mod_redeem — see README.md. `make run` serves the API; `make test` runs the suite.
+SHELL := /bin/bash
+include apxs.mk
+
+BUILD    ?= build
+SRC_DIR  := mod_redeem
+SOURCES  := $(wildcard $(SRC_DIR)/*.c)
+OBJECTS  := $(patsubst $(SRC_DIR)/%.c,$(BUILD)/obj/%.o,$(SOURCES))
+MODULE   := $(BUILD)/mod_redeem.so
+# The httpd-free core, for unit tests and fuzzers.
+CORE_SOURCES := $(addprefix $(SRC_DIR)/,redeem_email.c redeem_password.c redeem_token.c redeem_code.c)
+
+WARNINGS := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes -Wmissing-prototypes
+CFLAGS   ?= -O2 -g
+ALL_CFLAGS := -std=gnu11 -fPIC $(CFLAGS) $(WARNINGS) $(APXS_INCS) $(APR_CPPFLAGS) -fstack-protector-strong -D_FORTIFY_SOURCE=2 -I$(PG_INCLUDEDIR)
+LIBS     := -ljansson -ljwt -largon2 -lcrypto -lpq
+
+.PHONY: all build deps pg run stop test unit asan clean format install bench
+
+all: build
+build: $(MODULE)
+
+$(BUILD)/obj/%.o: $(SRC_DIR)/%.c $(wildcard $(SRC_DIR)/*.h) | $(BUILD)/obj
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(MODULE): $(OBJECTS)
+	$(CC) -shared -o $@ $(OBJECTS) $(LDFLAGS) $(LIBS)
+
+$(BUILD)/obj:
+	mkdir -p $@
+
+deps:
+	@scripts/deps.sh
+
+pg: deps
+	@scripts/pg.sh start redeem
+
+run: deps
+	@$(MAKE) --no-print-directory build
+	@scripts/pg.sh start redeem
+	@scripts/run-httpd.sh
+
+stop:
+	@scripts/stop.sh
+
+test: deps
+	@$(MAKE) --no-print-directory build unit
+	@scripts/test.sh
+
+unit: $(BUILD)/unit_tests
+
+$(BUILD)/unit_tests: t/unit/unit_tests.c $(CORE_SOURCES) $(wildcard $(SRC_DIR)/*.h) | $(BUILD)/obj
+	$(CC) -std=gnu11 $(CFLAGS) $(WARNINGS) $(APR_CPPFLAGS) $(APXS_INCS) -I$(SRC_DIR) \
+	  t/unit/unit_tests.c $(CORE_SOURCES) -o $@ -lapr-1 $(LIBS)
+
+# The module built with AddressSanitizer and UBSan, loaded by the suite with
+# REDEEM_ASAN=1 (see t/lib/Test/Redeem.pm).
+asan:
+	$(MAKE) --no-print-directory BUILD=$(BUILD)/asan \
+	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
+	  LDFLAGS="-fsanitize=address,undefined" build
+
+install: build
+	install -m 0644 $(MODULE) $(DESTDIR)$(APXS_LIBEXECDIR)/mod_redeem.so
+
+format:
+	clang-format -i $(SRC_DIR)/*.[ch] t/unit/*.c
+
+bench: deps
+	@$(MAKE) --no-print-directory build
+	@bench/run.sh
+
+clean:
+	rm -rf $(BUILD)/obj $(BUILD)/asan $(MODULE) $(BUILD)/unit_tests

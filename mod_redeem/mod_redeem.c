@@ -1,0 +1,79 @@
+/* mod_redeem: accounts, redeem codes and subscriptions as a JSON API.
+ * This file holds the module record and the hooks, nothing else. */
+#include "redeem_private.h"
+
+#include <apr_optional.h>
+
+#define REDEEM_URI_MARK "redeem:"
+
+static int redeem_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                               server_rec *s)
+{
+    (void)plog;
+    APR_OPTIONAL_FN_TYPE(ap_dbd_acquire) *acquire = APR_RETRIEVE_OPTIONAL_FN(ap_dbd_acquire);
+    for (server_rec *vs = s; vs; vs = vs->next) {
+        redeem_server_conf *conf = ap_get_module_config(vs->module_config, &redeem_module);
+        if (conf->engine == 1 && !acquire) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, 0, vs,
+                         RDMNO(0004) "mod_redeem needs mod_dbd: LoadModule dbd_module first");
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+        conf->dbd_acquire = acquire;
+    }
+    return redeem_config_finish(pconf, ptemp, s);
+}
+
+static void redeem_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    for (server_rec *vs = s; vs; vs = vs->next) {
+        redeem_server_conf *conf = ap_get_module_config(vs->module_config, &redeem_module);
+        conf->child = apr_pcalloc(pchild, sizeof *conf->child);
+    }
+}
+
+/* API paths map to no file: mark them so no filesystem walk happens. */
+static int redeem_translate_name(request_rec *r)
+{
+    if (!redeem_claims_uri(r))
+        return DECLINED;
+    r->filename = apr_pstrcat(r->pool, REDEEM_URI_MARK, r->uri, NULL);
+    return OK;
+}
+
+static int redeem_map_to_storage(request_rec *r)
+{
+    return r->filename && strncmp(r->filename, REDEEM_URI_MARK, sizeof REDEEM_URI_MARK - 1) == 0
+               ? OK
+               : DECLINED;
+}
+
+static int redeem_handler(request_rec *r)
+{
+    if (redeem_map_to_storage(r) != OK || !redeem_claims_uri(r))
+        return DECLINED;
+    return redeem_dispatch(r);
+}
+
+static void redeem_register_hooks(apr_pool_t *p)
+{
+    (void)p;
+    static const char *const after_dbd[] = {"mod_dbd.c", NULL};
+    ap_hook_check_config(redeem_check_config, NULL, after_dbd, APR_HOOK_MIDDLE);
+    ap_hook_child_init(redeem_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_translate_name(redeem_translate_name, NULL, NULL, APR_HOOK_FIRST);
+    ap_hook_map_to_storage(redeem_map_to_storage, NULL, NULL, APR_HOOK_FIRST);
+    ap_hook_handler(redeem_handler, NULL, NULL, APR_HOOK_FIRST);
+}
+
+module AP_MODULE_DECLARE_DATA redeem_module = {
+    STANDARD20_MODULE_STUFF,
+    NULL, /* per-directory config: none, every setting is per server */
+    NULL,
+    redeem_create_server_conf,
+    redeem_merge_server_conf,
+    redeem_directives,
+    redeem_register_hooks,
+#if defined(AP_MODULE_FLAG_ALWAYS_MERGE)
+    AP_MODULE_FLAG_NONE
+#endif
+};

@@ -1,0 +1,161 @@
+#include "redeem_code.h"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <string.h>
+
+static const char ALPHABET[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+static void hmac_sha256(const unsigned char *key, size_t key_len, const void *data, size_t len,
+                        unsigned char out[32])
+{
+    unsigned int out_len = 32;
+    HMAC(EVP_sha256(), key, (int)key_len, data, len, out, &out_len);
+}
+
+const char *redeem_code_keys_init(redeem_code_keys_t *keys, const unsigned char *mac_key,
+                                  size_t mac_len, const unsigned char *enc_key, size_t enc_len)
+{
+    if (mac_len < REDEEM_CODE_KEY_MIN_LEN)
+        return "the code MAC key is shorter than 32 bytes";
+    if (enc_len < REDEEM_CODE_KEY_MIN_LEN)
+        return "the code encryption key is shorter than 32 bytes";
+    if (mac_len == enc_len && memcmp(mac_key, enc_key, mac_len) == 0)
+        return "the code MAC key and encryption key must differ";
+    /* Separate keys per use, so the short check can never help forge a lookup. */
+    hmac_sha256(mac_key, mac_len, "mod_redeem code check v1", 24, keys->check_key);
+    hmac_sha256(mac_key, mac_len, "mod_redeem code lookup v1", 25, keys->lookup_key);
+    hmac_sha256(enc_key, enc_len, "mod_redeem code seal v1", 23, keys->seal_key);
+    keys->ready = 1;
+    return NULL;
+}
+
+static int symbol_value(char c)
+{
+    const char *at = strchr(ALPHABET, c);
+    return (c != '\0' && at) ? (int)(at - ALPHABET) : -1;
+}
+
+int redeem_code_normalize(const char *in, size_t len, char symbols[REDEEM_CODE_SYMBOLS])
+{
+    size_t start = 0, end = len, count = 0;
+    while (start < end && (in[start] == ' ' || in[start] == '\t'))
+        start++;
+    while (end > start && (in[end - 1] == ' ' || in[end - 1] == '\t'))
+        end--;
+    for (size_t i = start; i < end; i++) {
+        char c = in[i];
+        if (c == '-')
+            continue;
+        if (c >= 'a' && c <= 'z')
+            c = (char)(c - 'a' + 'A');
+        if (c == 'O')
+            c = '0';
+        else if (c == 'I' || c == 'L')
+            c = '1';
+        if (symbol_value(c) < 0 || count == REDEEM_CODE_SYMBOLS)
+            return -1;
+        symbols[count++] = c;
+    }
+    return count == REDEEM_CODE_SYMBOLS ? 0 : -1;
+}
+
+/* The 20-bit check as 4 symbols: the first bits of an HMAC of the random part. */
+static void check_symbols(const redeem_code_keys_t *keys, const char symbols[REDEEM_CODE_SYMBOLS],
+                          char out[4])
+{
+    unsigned char mac[32];
+    hmac_sha256(keys->check_key, sizeof keys->check_key, symbols, REDEEM_CODE_RANDOM_SYMBOLS, mac);
+    unsigned int bits = ((unsigned int)mac[0] << 12) | ((unsigned int)mac[1] << 4) | (mac[2] >> 4);
+    for (int i = 3; i >= 0; i--) {
+        out[i] = ALPHABET[bits & 31];
+        bits >>= 5;
+    }
+}
+
+int redeem_code_check(const redeem_code_keys_t *keys, const char symbols[REDEEM_CODE_SYMBOLS])
+{
+    char expected[4];
+    check_symbols(keys, symbols, expected);
+    unsigned char diff = 0;
+    for (int i = 0; i < 4; i++)
+        diff |= (unsigned char)(expected[i] ^ symbols[REDEEM_CODE_RANDOM_SYMBOLS + i]);
+    return diff == 0;
+}
+
+int redeem_code_generate(const redeem_code_keys_t *keys, char symbols[REDEEM_CODE_SYMBOLS])
+{
+    unsigned char random[13]; /* 104 bits, of which 100 are used */
+    if (RAND_bytes(random, sizeof random) != 1)
+        return -1;
+    for (int i = 0; i < REDEEM_CODE_RANDOM_SYMBOLS; i++) {
+        int bit = i * 5, byte = bit / 8, shift = bit % 8;
+        unsigned int window = ((unsigned int)random[byte] << 8) | random[byte + 1];
+        symbols[i] = ALPHABET[(window >> (11 - shift)) & 31];
+    }
+    check_symbols(keys, symbols, symbols + REDEEM_CODE_RANDOM_SYMBOLS);
+    return 0;
+}
+
+void redeem_code_display(const char symbols[REDEEM_CODE_SYMBOLS],
+                         char out[REDEEM_CODE_DISPLAY_LEN + 1])
+{
+    memcpy(out, symbols, 12);
+    out[12] = '-';
+    memcpy(out + 13, symbols + 12, 4);
+    out[17] = '-';
+    memcpy(out + 18, symbols + 16, 8);
+    out[26] = '\0';
+}
+
+void redeem_code_lookup_hash(const redeem_code_keys_t *keys,
+                             const char symbols[REDEEM_CODE_SYMBOLS],
+                             unsigned char hash[REDEEM_CODE_HASH_LEN])
+{
+    hmac_sha256(keys->lookup_key, sizeof keys->lookup_key, symbols, REDEEM_CODE_SYMBOLS, hash);
+}
+
+int redeem_code_seal(const redeem_code_keys_t *keys, const char symbols[REDEEM_CODE_SYMBOLS],
+                     const unsigned char hash[REDEEM_CODE_HASH_LEN],
+                     unsigned char sealed[REDEEM_CODE_SEALED_LEN])
+{
+    unsigned char *nonce = sealed, *cipher = sealed + REDEEM_CODE_NONCE_LEN,
+                  *tag = cipher + REDEEM_CODE_SYMBOLS;
+    int len = 0, ok = 0;
+    if (RAND_bytes(nonce, REDEEM_CODE_NONCE_LEN) != 1)
+        return -1;
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    if (ctx && EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, keys->seal_key, nonce) == 1 &&
+        EVP_EncryptUpdate(ctx, NULL, &len, hash, REDEEM_CODE_HASH_LEN) == 1 &&
+        EVP_EncryptUpdate(ctx, cipher, &len, (const unsigned char *)symbols,
+                          REDEEM_CODE_SYMBOLS) == 1 &&
+        EVP_EncryptFinal_ex(ctx, cipher + len, &len) == 1 &&
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, REDEEM_CODE_TAG_LEN, tag) == 1)
+        ok = 1;
+    EVP_CIPHER_CTX_free(ctx);
+    return ok ? 0 : -1;
+}
+
+int redeem_code_open(const redeem_code_keys_t *keys, const unsigned char *sealed, size_t len,
+                     const unsigned char hash[REDEEM_CODE_HASH_LEN],
+                     char symbols[REDEEM_CODE_SYMBOLS])
+{
+    if (len != REDEEM_CODE_SEALED_LEN)
+        return -1;
+    const unsigned char *nonce = sealed, *cipher = sealed + REDEEM_CODE_NONCE_LEN,
+                        *tag = cipher + REDEEM_CODE_SYMBOLS;
+    unsigned char plain[REDEEM_CODE_SYMBOLS];
+    int out_len = 0, ok = 0;
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    if (ctx && EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, keys->seal_key, nonce) == 1 &&
+        EVP_DecryptUpdate(ctx, NULL, &out_len, hash, REDEEM_CODE_HASH_LEN) == 1 &&
+        EVP_DecryptUpdate(ctx, plain, &out_len, cipher, REDEEM_CODE_SYMBOLS) == 1 &&
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, REDEEM_CODE_TAG_LEN, (void *)tag) == 1 &&
+        EVP_DecryptFinal_ex(ctx, plain + out_len, &out_len) == 1)
+        ok = 1;
+    EVP_CIPHER_CTX_free(ctx);
+    if (ok)
+        memcpy(symbols, plain, REDEEM_CODE_SYMBOLS);
+    return ok ? 0 : -1;
+}

@@ -1,0 +1,65 @@
+/* Redeem codes: format, keyed check, lookup hash and sealed storage.
+ * No httpd headers: unit tests and fuzzers call it.
+ *
+ * A code is 24 symbols of Crockford base32, shown as 12-4-8 with hyphens.
+ * The first 20 symbols (100 bits) come from the OpenSSL CSPRNG; the last 4
+ * (20 bits) are an HMAC-SHA256 check over them, so a mistyped or forged code
+ * is refused without touching the database. The database holds only an
+ * HMAC-SHA256 of the code (the lookup key) and the code sealed with
+ * AES-256-GCM (for the admin listing). */
+#ifndef REDEEM_CODE_H
+#define REDEEM_CODE_H
+
+#include <stddef.h>
+
+#define REDEEM_CODE_SYMBOLS 24
+#define REDEEM_CODE_RANDOM_SYMBOLS 20
+#define REDEEM_CODE_DISPLAY_LEN 26 /* 24 symbols and two hyphens */
+#define REDEEM_CODE_HASH_LEN 32
+#define REDEEM_CODE_NONCE_LEN 12
+#define REDEEM_CODE_TAG_LEN 16
+#define REDEEM_CODE_SEALED_LEN (REDEEM_CODE_NONCE_LEN + REDEEM_CODE_SYMBOLS + REDEEM_CODE_TAG_LEN)
+#define REDEEM_CODE_KEY_MIN_LEN 32
+
+typedef struct {
+    unsigned char check_key[32];  /* derived from the MAC key */
+    unsigned char lookup_key[32]; /* derived from the MAC key */
+    unsigned char seal_key[32];   /* the encryption key, for AES-256-GCM */
+    int ready;
+} redeem_code_keys_t;
+
+/* Derives the subkeys; mac_key and enc_key must each be at least 32 bytes.
+ * Returns NULL or the reason. */
+const char *redeem_code_keys_init(redeem_code_keys_t *keys, const unsigned char *mac_key,
+                                  size_t mac_len, const unsigned char *enc_key, size_t enc_len);
+
+/* Trims, uppercases, drops hyphens, reads O as 0 and I/L as 1. Returns 0 and
+ * fills symbols[24] when exactly 24 valid symbols remain, else -1. */
+int redeem_code_normalize(const char *in, size_t len, char symbols[REDEEM_CODE_SYMBOLS]);
+
+/* 1 when the check symbols match the random ones under this key, else 0. */
+int redeem_code_check(const redeem_code_keys_t *keys, const char symbols[REDEEM_CODE_SYMBOLS]);
+
+/* A fresh code; 0 on success, -1 when the CSPRNG fails. */
+int redeem_code_generate(const redeem_code_keys_t *keys, char symbols[REDEEM_CODE_SYMBOLS]);
+
+/* XXXXXXXXXXXX-XXXX-XXXXXXXX and a NUL. */
+void redeem_code_display(const char symbols[REDEEM_CODE_SYMBOLS],
+                         char out[REDEEM_CODE_DISPLAY_LEN + 1]);
+
+void redeem_code_lookup_hash(const redeem_code_keys_t *keys,
+                             const char symbols[REDEEM_CODE_SYMBOLS],
+                             unsigned char hash[REDEEM_CODE_HASH_LEN]);
+
+/* Seals the code, bound to its lookup hash; 0 on success. */
+int redeem_code_seal(const redeem_code_keys_t *keys, const char symbols[REDEEM_CODE_SYMBOLS],
+                     const unsigned char hash[REDEEM_CODE_HASH_LEN],
+                     unsigned char sealed[REDEEM_CODE_SEALED_LEN]);
+
+/* Opens what redeem_code_seal made; 0 on success, -1 when it fails to
+ * authenticate (another key, or tampered data). */
+int redeem_code_open(const redeem_code_keys_t *keys, const unsigned char *sealed, size_t len,
+                     const unsigned char hash[REDEEM_CODE_HASH_LEN],
+                     char symbols[REDEEM_CODE_SYMBOLS]);
+
+#endif

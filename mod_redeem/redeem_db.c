@@ -1,0 +1,181 @@
+/* Database access: only through mod_dbd's pool, only prepared statements
+ * with bound parameters.
+ *
+ * mod_dbd prepares labelled statements once per connection and never again,
+ * so after a PostgreSQL restart (the driver's PQreset reconnects the same
+ * handle) they are gone. We prepare ours ourselves and remember for which
+ * backend process we did: a new backend gets the schema check and a fresh
+ * set of statements before its first use. */
+#include "redeem_private.h"
+
+#include <apr_atomic.h>
+#include <libpq-fe.h>
+
+#define REDEEM_SCHEMA_VERSION 1
+static const char *const migrations[] = {"001_accounts.sql"};
+
+#define USER_COLUMNS REDEEM_USER_COLUMNS
+
+static const char *const statement_sql[STMT_COUNT_] = {
+    [STMT_USER_INSERT] = "INSERT INTO users (email, password_hash) VALUES (%s, %s) "
+                         "ON CONFLICT DO NOTHING RETURNING " USER_COLUMNS,
+    [STMT_USER_BY_EMAIL] = "SELECT " USER_COLUMNS ", password_hash FROM users "
+                           "WHERE lower(email) = lower(%s)",
+    [STMT_USER_BY_ID] = "SELECT " USER_COLUMNS " FROM users WHERE id = %lld",
+    [STMT_USERS_PAGE] = "SELECT " USER_COLUMNS " FROM users ORDER BY id LIMIT %lld OFFSET %lld",
+    [STMT_ROW_COUNT] = "SELECT n FROM row_counts WHERE name = %s",
+    [STMT_ADMIN_PROMOTE] = "UPDATE users SET is_admin = true WHERE lower(email) = lower(%s) "
+                           "RETURNING id",
+    [STMT_ADMIN_INSERT] = "INSERT INTO users (email, password_hash, is_admin) "
+                          "VALUES (%s, %s, true) ON CONFLICT DO NOTHING RETURNING id",
+    [STMT_PING] = "SELECT 1",
+};
+
+/* What we know of one pooled connection; lives in the connection's pool. */
+typedef struct {
+    int backend_pid;
+    apr_pool_t *statement_pool; /* cleared when the backend changes */
+    apr_dbd_prepared_t *statements[STMT_COUNT_];
+} redeem_conn_t;
+
+struct redeem_db {
+    request_rec *r;
+    ap_dbd_t *dbd;
+    redeem_conn_t *conn;
+};
+
+static int connection_alive(ap_dbd_t *dbd)
+{
+    PGconn *pg = apr_dbd_native_handle(dbd->driver, dbd->handle);
+    return pg && PQstatus(pg) == CONNECTION_OK;
+}
+
+/* 503 when the database went away, 500 for anything else; logged either way. */
+static int db_failure(request_rec *r, ap_dbd_t *dbd, const char *what, int rv)
+{
+    const char *detail = apr_dbd_error(dbd->driver, dbd->handle, rv);
+    int alive = connection_alive(dbd);
+    ap_log_rerror(APLOG_MARK, alive ? APLOG_ERR : APLOG_WARNING, 0, r,
+                  RDMNO(0101) "database %s failed%s: %s", what,
+                  alive ? "" : " (connection lost)", detail ? detail : "no detail");
+    return alive ? HTTP_INTERNAL_SERVER_ERROR : HTTP_SERVICE_UNAVAILABLE;
+}
+
+static int check_schema(request_rec *r, ap_dbd_t *dbd)
+{
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row = NULL;
+    int rv = apr_dbd_select(dbd->driver, r->pool, dbd->handle, &res,
+                            "SELECT coalesce(max(version), 0) FROM schema_migrations", 1);
+    if (rv != 0) {
+        if (!connection_alive(dbd))
+            return db_failure(r, dbd, "schema check", rv);
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      RDMNO(0102) "database has no mod_redeem schema (%s): apply sql/%s",
+                      apr_dbd_error(dbd->driver, dbd->handle, rv), migrations[0]);
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    const char *text = NULL;
+    if (apr_dbd_get_row(dbd->driver, r->pool, res, &row, -1) == 0)
+        text = apr_dbd_get_entry(dbd->driver, row, 0);
+    while (row && apr_dbd_get_row(dbd->driver, r->pool, res, &row, -1) == 0)
+        ; /* drain, so the result is released */
+    apr_int64_t version = text ? apr_atoi64(text) : 0;
+    if (version == REDEEM_SCHEMA_VERSION)
+        return OK;
+    if (version < REDEEM_SCHEMA_VERSION)
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      RDMNO(0103) "database schema is at version %" APR_INT64_T_FMT
+                                  ", mod_redeem needs %d: apply sql/%s and the migrations after it",
+                      version, REDEEM_SCHEMA_VERSION, migrations[version]);
+    else
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      RDMNO(0104) "database schema is at version %" APR_INT64_T_FMT
+                                  ", newer than this mod_redeem (%d): upgrade the module",
+                      version, REDEEM_SCHEMA_VERSION);
+    return HTTP_SERVICE_UNAVAILABLE;
+}
+
+static int prepare_statements(request_rec *r, ap_dbd_t *dbd, redeem_conn_t *conn)
+{
+    apr_pool_clear(conn->statement_pool);
+    for (int i = 0; i < STMT_COUNT_; i++) {
+        /* Lowercase labels: PREPARE folds case, PQexecPrepared does not. */
+        const char *label = apr_psprintf(conn->statement_pool, "redeem_%d", i);
+        int rv = apr_dbd_prepare(dbd->driver, conn->statement_pool, dbd->handle, statement_sql[i],
+                                 label, &conn->statements[i]);
+        if (rv != 0)
+            return db_failure(r, dbd, apr_psprintf(r->pool, "prepare of statement %d", i), rv);
+    }
+    return OK;
+}
+
+int redeem_db_open(request_rec *r, redeem_db_t **db)
+{
+    redeem_server_conf *conf = redeem_conf(r);
+    ap_dbd_t *dbd = conf->dbd_acquire(r);
+    if (!dbd) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      RDMNO(0105) "no database connection (see mod_dbd's messages above)");
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    redeem_conn_t *conn = NULL;
+    apr_pool_userdata_get((void **)&conn, "redeem_conn", dbd->pool);
+    if (!conn) {
+        conn = apr_pcalloc(dbd->pool, sizeof *conn);
+        apr_pool_create(&conn->statement_pool, dbd->pool);
+        apr_pool_userdata_setn(conn, "redeem_conn", NULL, dbd->pool);
+    }
+    PGconn *pg = apr_dbd_native_handle(dbd->driver, dbd->handle);
+    int pid = pg ? PQbackendPID(pg) : 0;
+    if (conn->backend_pid != pid || pid == 0) {
+        int status = check_schema(r, dbd);
+        if (status == OK)
+            status = prepare_statements(r, dbd, conn);
+        if (status != OK)
+            return status;
+        conn->backend_pid = pid;
+    }
+    redeem_db_t *handle = apr_palloc(r->pool, sizeof *handle);
+    handle->r = r;
+    handle->dbd = dbd;
+    handle->conn = conn;
+    *db = handle;
+    if (!apr_atomic_read32(&conf->child->admin_ready))
+        return redeem_admin_bootstrap(r, handle);
+    return OK;
+}
+
+int redeem_db_query(redeem_db_t *db, redeem_stmt_e stmt, int nargs, const char **args,
+                    redeem_rows_t *rows)
+{
+    request_rec *r = db->r;
+    ap_dbd_t *dbd = db->dbd;
+    apr_dbd_results_t *res = NULL;
+    /* random = 1: with 0 an execution error reads as an empty success. */
+    int rv = apr_dbd_pselect(dbd->driver, r->pool, dbd->handle, &res, db->conn->statements[stmt], 1,
+                             nargs, args);
+    if (rv != 0) {
+        /* The statement may have died with its backend: prepare afresh next time. */
+        if (!connection_alive(dbd))
+            db->conn->backend_pid = 0;
+        return db_failure(r, dbd, apr_psprintf(r->pool, "statement %d", (int)stmt), rv);
+    }
+    int nrows = apr_dbd_num_tuples(dbd->driver, res);
+    int ncols = apr_dbd_num_cols(dbd->driver, res);
+    rows->nrows = nrows < 0 ? 0 : nrows;
+    rows->ncols = ncols;
+    rows->cells = apr_pcalloc(r->pool, sizeof(char *) * (apr_size_t)(rows->nrows * ncols + 1));
+    apr_dbd_row_t *row = NULL;
+    for (int i = 0; i < rows->nrows; i++) {
+        if (apr_dbd_get_row(dbd->driver, r->pool, res, &row, i + 1) != 0)
+            break;
+        for (int c = 0; c < ncols; c++) {
+            char *value = NULL;
+            /* datum_get tells NULL (APR_ENOENT) from "", get_entry does not. */
+            if (apr_dbd_datum_get(dbd->driver, row, c, APR_DBD_TYPE_STRING, &value) == APR_SUCCESS)
+                rows->cells[i * ncols + c] = apr_pstrdup(r->pool, value);
+        }
+    }
+    return OK;
+}

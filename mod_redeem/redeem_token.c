@@ -1,0 +1,197 @@
+#include "redeem_token.h"
+
+#include <apr_strings.h>
+#include <jansson.h>
+#include <inttypes.h>
+#include <jwt.h>
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int is_base64url(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
+}
+
+/* Three non-empty base64url segments, nothing else (no padding, no spaces). */
+static const char *check_shape(const char *token, size_t len)
+{
+    if (len > REDEEM_TOKEN_MAX_LEN)
+        return "token too long";
+    size_t dots = 0, segment = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)token[i];
+        if (c == '.') {
+            if (segment == 0)
+                return "empty token segment";
+            dots++;
+            segment = 0;
+        }
+        else if (is_base64url(c))
+            segment++;
+        else
+            return "token holds a character outside base64url";
+    }
+    if (dots != 2 || segment == 0)
+        return "token is not three segments";
+    return NULL;
+}
+
+/* libjwt hands out malloc'ed JSON text; parse it and free it at once. */
+static json_t *take_json(char *text)
+{
+    if (text == NULL)
+        return NULL;
+    json_t *value = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
+    free(text);
+    return value;
+}
+
+static const char *check_header(jwt_t *jwt)
+{
+    if (jwt_get_alg(jwt) != JWT_ALG_HS256)
+        return "algorithm is not HS256";
+    json_t *header = take_json(jwt_get_headers_json(jwt, NULL));
+    const char *why = NULL;
+    const char *key;
+    json_t *value;
+    if (!json_is_object(header)) {
+        why = "header is not an object";
+        goto done;
+    }
+    json_object_foreach(header, key, value)
+    {
+        if (strcmp(key, "alg") == 0) {
+            if (!json_is_string(value) || strcmp(json_string_value(value), "HS256") != 0)
+                why = "header alg is not exactly HS256";
+        }
+        else if (strcmp(key, "typ") == 0) {
+            if (!json_is_string(value) || strcmp(json_string_value(value), "JWT") != 0)
+                why = "header typ is not JWT";
+        }
+        else
+            why = "header has a key other than alg and typ";
+        if (why)
+            break;
+    }
+    if (!why && !json_object_get(header, "alg"))
+        why = "header has no alg";
+done:
+    json_decref(header);
+    return why;
+}
+
+/* A time claim must be a JSON integer: a string or real must not read as 0. */
+static const char *time_claim(json_t *claims, const char *name, int required, int64_t *out)
+{
+    json_t *value = json_object_get(claims, name);
+    if (value == NULL)
+        return required ? "required time claim missing" : NULL;
+    if (!json_is_integer(value))
+        return "time claim is not an integer";
+    *out = json_integer_value(value);
+    return NULL;
+}
+
+static const char *check_claims(const redeem_token_config_t *cfg, json_t *claims, int64_t now,
+                                int64_t *user_id)
+{
+    int64_t exp = 0, iat = 0, nbf = 0;
+    const char *why;
+    if (!json_is_object(claims))
+        return "claims are not an object";
+    if ((why = time_claim(claims, "exp", 1, &exp)))
+        return why;
+    if (exp + cfg->leeway <= now)
+        return "token expired";
+    if (json_object_get(claims, "iat")) {
+        if ((why = time_claim(claims, "iat", 0, &iat)))
+            return why;
+        if (iat > now + cfg->leeway)
+            return "token issued in the future";
+    }
+    if (json_object_get(claims, "nbf")) {
+        if ((why = time_claim(claims, "nbf", 0, &nbf)))
+            return why;
+        if (nbf > now + cfg->leeway)
+            return "token not yet valid";
+    }
+    if (cfg->issuer) {
+        json_t *iss = json_object_get(claims, "iss");
+        if (!json_is_string(iss) || strcmp(json_string_value(iss), cfg->issuer) != 0)
+            return "issuer does not match";
+    }
+    json_t *uid = json_object_get(claims, "user_id");
+    json_t *sub = json_object_get(claims, "sub");
+    if (!json_is_integer(uid) || json_integer_value(uid) <= 0)
+        return "user_id is not a positive integer";
+    if (!json_is_string(sub))
+        return "sub is not a string";
+    char expected_sub[24];
+    snprintf(expected_sub, sizeof expected_sub, "%" JSON_INTEGER_FORMAT, json_integer_value(uid));
+    if (strcmp(json_string_value(sub), expected_sub) != 0)
+        return "sub does not match user_id";
+    *user_id = json_integer_value(uid);
+    return NULL;
+}
+
+const char *redeem_token_verify(apr_pool_t *p, const redeem_token_config_t *cfg, const char *token,
+                                size_t len, int64_t now, int64_t *user_id)
+{
+    (void)p;
+    const char *why = check_shape(token, len);
+    if (why)
+        return why;
+    if (cfg->secret == NULL || cfg->secret_len < REDEEM_SECRET_MIN_LEN)
+        return "no usable secret"; /* libjwt would skip verification */
+
+    jwt_t *jwt = NULL;
+    if (jwt_decode(&jwt, token, cfg->secret, (int)cfg->secret_len) != 0 || jwt == NULL)
+        return "signature or encoding invalid";
+    why = check_header(jwt);
+    if (!why) {
+        json_t *claims = take_json(jwt_get_grants_json(jwt, NULL));
+        why = check_claims(cfg, claims, now, user_id);
+        json_decref(claims);
+    }
+    jwt_free(jwt);
+    return why;
+}
+
+const char *redeem_token_issue(apr_pool_t *p, const redeem_token_config_t *cfg,
+                               const redeem_token_subject_t *sub, int64_t now, char **token)
+{
+    unsigned char jti_bytes[16];
+    char jti[33];
+    if (RAND_bytes(jti_bytes, sizeof jti_bytes) != 1)
+        return "the random number generator failed";
+    for (size_t i = 0; i < sizeof jti_bytes; i++)
+        snprintf(jti + 2 * i, 3, "%02x", jti_bytes[i]);
+
+    jwt_t *jwt = NULL;
+    if (jwt_new(&jwt) != 0)
+        return "out of memory";
+    const char *why = NULL;
+    char sub_text[24];
+    snprintf(sub_text, sizeof sub_text, "%" PRId64, sub->user_id);
+    if (jwt_add_grant(jwt, "sub", sub_text) || jwt_add_grant_int(jwt, "user_id", (long)sub->user_id) ||
+        jwt_add_grant(jwt, "email", sub->email) || jwt_add_grant_bool(jwt, "admin", sub->admin) ||
+        jwt_add_grant_int(jwt, "iat", (long)now) ||
+        jwt_add_grant_int(jwt, "exp", (long)(now + cfg->lifetime)) ||
+        jwt_add_grant(jwt, "jti", jti) || (cfg->issuer && jwt_add_grant(jwt, "iss", cfg->issuer)) ||
+        jwt_set_alg(jwt, JWT_ALG_HS256, cfg->secret, (int)cfg->secret_len)) {
+        why = "could not build the token";
+    }
+    else {
+        char *encoded = jwt_encode_str(jwt);
+        if (encoded == NULL)
+            why = "could not sign the token";
+        else {
+            *token = apr_pstrdup(p, encoded);
+            free(encoded);
+        }
+    }
+    jwt_free(jwt);
+    return why;
+}

@@ -1,0 +1,38 @@
+/* HS256 access tokens through libjwt, with the guards libjwt 1.10 lacks.
+ * No httpd headers: unit tests and fuzzers call it. */
+#ifndef REDEEM_TOKEN_H
+#define REDEEM_TOKEN_H
+
+#include <apr_pools.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* libjwt decodes on the stack: anything longer is refused before it. */
+#define REDEEM_TOKEN_MAX_LEN 4096
+#define REDEEM_SECRET_MIN_LEN 32
+
+typedef struct {
+    const unsigned char *secret;
+    size_t secret_len;
+    const char *issuer; /* NULL: no iss claim issued nor required */
+    int64_t lifetime;   /* seconds */
+    int64_t leeway;     /* seconds of clock skew tolerated */
+} redeem_token_config_t;
+
+typedef struct {
+    int64_t user_id;
+    const char *email;
+    int admin;
+} redeem_token_subject_t;
+
+/* Signs a token for sub issued at `now` (Unix seconds). NULL on success, else
+ * the reason. */
+const char *redeem_token_issue(apr_pool_t *p, const redeem_token_config_t *cfg,
+                               const redeem_token_subject_t *sub, int64_t now, char **token);
+
+/* Checks everything about a token but whether its user still exists. NULL
+ * when valid, with *user_id set; else the reason (for the log, not the client). */
+const char *redeem_token_verify(apr_pool_t *p, const redeem_token_config_t *cfg, const char *token,
+                                size_t len, int64_t now, int64_t *user_id);
+
+#endif

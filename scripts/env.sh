@@ -1,0 +1,60 @@
+# Sourced by the other scripts: where things live and the settings of the
+# private PostgreSQL and httpd that `make run` and `make test` start.
+REDEEM_ROOT=${REDEEM_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+REDEEM_BUILD=${REDEEM_BUILD:-$REDEEM_ROOT/build}
+REDEEM_PG_PORT=${REDEEM_PG_PORT:-54329}
+REDEEM_PG_BIN=${REDEEM_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}
+REDEEM_SECRETS=$REDEEM_BUILD/secrets
+export REDEEM_ROOT REDEEM_BUILD REDEEM_PG_PORT REDEEM_PG_BIN REDEEM_SECRETS
+
+# Who runs the servers: initdb refuses root, and httpd's children drop to User/Group.
+if [ "$(id -u)" -eq 0 ]; then
+  REDEEM_PG_OWNER=postgres
+  REDEEM_USER=nobody
+  REDEEM_GROUP=nogroup
+else
+  REDEEM_PG_OWNER=$(id -un)
+  REDEEM_USER=$(id -un)
+  REDEEM_GROUP=$(id -gn)
+fi
+export REDEEM_USER REDEEM_GROUP
+
+# A random secret, made once and kept in the build directory (mode 0600).
+redeem_secret() {
+  local file=$REDEEM_SECRETS/$1 bytes=${2:-32}
+  if [ ! -s "$file" ]; then
+    mkdir -p "$REDEEM_SECRETS"
+    chmod 0700 "$REDEEM_SECRETS"
+    (umask 077 && head -c "$bytes" /dev/urandom | od -An -tx1 | tr -d ' \n' >"$file")
+  fi
+  cat "$file"
+}
+
+# The private cluster's data directory must be reachable by its owner; when the
+# checkout lives where that user cannot go (e.g. under /root), keep it elsewhere.
+redeem_pg_dir() {
+  local dir=$REDEEM_BUILD/pg
+  if [ "$REDEEM_PG_OWNER" = postgres ]; then
+    mkdir -p "$dir"
+    chown postgres: "$dir"
+    if ! runuser -u postgres -- test -w "$dir"; then
+      dir=/var/lib/mod_redeem/$(printf '%s' "$REDEEM_BUILD" | sha256sum | cut -c1-16)/pg
+      mkdir -p "$dir"
+      chown postgres: "$dir"
+    fi
+  else
+    mkdir -p "$dir"
+  fi
+  printf '%s\n' "$dir"
+}
+
+as_pg_owner() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# Connection settings for psql as the cluster's superuser.
+export PGHOST=127.0.0.1 PGPORT=$REDEEM_PG_PORT PGUSER=postgres
+PGPASSWORD=$(redeem_secret pg_superuser_password 24)
+REDEEM_APP_USER=redeem_app
+REDEEM_APP_PASSWORD=$(redeem_secret pg_app_password 24)
+export PGPASSWORD REDEEM_APP_USER REDEEM_APP_PASSWORD
