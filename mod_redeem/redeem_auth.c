@@ -13,6 +13,8 @@ void redeem_user_from_row(apr_pool_t *p, const redeem_rows_t *rows, int row, red
     user->is_admin = redeem_cell(rows, row, 2) && redeem_cell(rows, row, 2)[0] == 't';
     user->created_at = redeem_cell(rows, row, 3);
     user->subscription_expires_at = redeem_cell(rows, row, 4);
+    user->is_subscribed = redeem_cell(rows, row, 5) && redeem_cell(rows, row, 5)[0] == 't';
+    user->days_remaining = redeem_cell(rows, row, 6) ? apr_atoi64(redeem_cell(rows, row, 6)) : 0;
 }
 
 json_t *redeem_user_json(const redeem_user_t *user)

@@ -11,10 +11,13 @@
 #include <apr_atomic.h>
 #include <libpq-fe.h>
 
-#define REDEEM_SCHEMA_VERSION 1
-static const char *const migrations[] = {"001_accounts.sql"};
+#define REDEEM_SCHEMA_VERSION 2
+static const char *const migrations[] = {"001_accounts.sql", "002_codes.sql"};
 
 #define USER_COLUMNS REDEEM_USER_COLUMNS
+#define CODE_COLUMNS                                                                               \
+    "id, encode(code_hash, 'hex'), encode(code_sealed, 'hex'), used_at IS NOT NULL,"               \
+    " api_ts(created_at), api_ts(expires_at), api_ts(used_at), used_by, batch_id"
 
 static const char *const statement_sql[STMT_COUNT_] = {
     [STMT_USER_INSERT] = "INSERT INTO users (email, password_hash) VALUES (%s, %s) "
@@ -29,6 +32,64 @@ static const char *const statement_sql[STMT_COUNT_] = {
     [STMT_ADMIN_INSERT] = "INSERT INTO users (email, password_hash, is_admin) "
                           "VALUES (%s, %s, true) ON CONFLICT DO NOTHING RETURNING id",
     [STMT_PING] = "SELECT 1",
+    /* The whole batch in one statement: all or nothing, audited with it. */
+    [STMT_CODES_INSERT] =
+        "WITH inserted AS ("
+        " INSERT INTO redeem_codes (code_hash, code_sealed, batch_id, duration_months, expires_at)"
+        " SELECT decode(h, 'hex'), decode(s, 'hex'), %s::uuid, %d, %s::timestamptz"
+        " FROM unnest(%s::text[], %s::text[]) AS t(h, s) RETURNING 1),"
+        " audit AS ("
+        " INSERT INTO audit_log (event, actor_id, target, client_addr, outcome, request_id)"
+        " SELECT 'codes_generated', %lld, %s, %s, 'success', %s)"
+        " SELECT count(*) FROM inserted",
+    [STMT_CODES_PAGE] = "SELECT " CODE_COLUMNS " FROM redeem_codes WHERE id > %lld"
+                        " ORDER BY id LIMIT %lld OFFSET %lld",
+    [STMT_CODES_PAGE_USED] = "SELECT " CODE_COLUMNS " FROM redeem_codes"
+                             " WHERE used_at IS NOT NULL AND id > %lld"
+                             " ORDER BY id LIMIT %lld OFFSET %lld",
+    [STMT_CODES_PAGE_UNUSED] = "SELECT " CODE_COLUMNS " FROM redeem_codes"
+                               " WHERE used_at IS NULL AND id > %lld"
+                               " ORDER BY id LIMIT %lld OFFSET %lld",
+    /* A batch holds at most RedeemMaxCodesPerRequest rows: filtering inside it is bounded. */
+    [STMT_CODES_PAGE_BATCH] = "SELECT " CODE_COLUMNS " FROM redeem_codes"
+                              " WHERE batch_id = %s::uuid"
+                              " AND (%s::boolean IS NULL OR (used_at IS NOT NULL) = %s::boolean)"
+                              " AND id > %lld ORDER BY id LIMIT %lld OFFSET %lld",
+    [STMT_CODES_COUNT_ALL] = "SELECT coalesce(sum(total), 0), coalesce(sum(used), 0)"
+                             " FROM code_counts",
+    [STMT_CODES_COUNT_BATCH] = "SELECT count(*), count(used_at) FROM redeem_codes"
+                               " WHERE batch_id = %s::uuid",
+    /* One statement: claim the code if still usable, extend the subscription
+     * from the later of now and the current expiry, write the audit row, and
+     * say what happened. Under READ COMMITTED a concurrent claim of the same
+     * code makes our UPDATE find used_at set (no row: 409), and concurrent
+     * extensions of one user re-read the updated row (no lost month). */
+    [STMT_REDEEM] =
+        "WITH target AS ("
+        " SELECT id, used_at, expires_at FROM redeem_codes WHERE code_hash = decode(%s, 'hex')),"
+        " claimed AS ("
+        " UPDATE redeem_codes c SET used_at = now(), used_by = %lld FROM target t"
+        " WHERE c.id = t.id AND c.used_at IS NULL"
+        " AND (c.expires_at IS NULL OR c.expires_at > now())"
+        " RETURNING c.id, c.duration_months),"
+        " extended AS ("
+        " UPDATE users u SET subscription_expires_at ="
+        " greatest(u.subscription_expires_at, now()) + make_interval(months => cl.duration_months)"
+        " FROM claimed cl WHERE u.id = %lld RETURNING u.subscription_expires_at),"
+        " outcome AS ("
+        " SELECT CASE WHEN EXISTS (SELECT FROM extended) THEN 'success'"
+        " WHEN NOT EXISTS (SELECT FROM target) THEN 'not_found'"
+        " WHEN (SELECT used_at FROM target) IS NULL"
+        " AND (SELECT expires_at FROM target) <= now() THEN 'expired'"
+        " ELSE 'used' END AS result),"
+        " audit AS ("
+        " INSERT INTO audit_log (event, actor_id, target, client_addr, outcome, request_id)"
+        " SELECT 'redeem', %lld, (SELECT 'code ' || id FROM target), %s, result, %s FROM outcome)"
+        " SELECT result, (SELECT api_ts(subscription_expires_at) FROM extended), api_ts(now()),"
+        " (SELECT id FROM target) FROM outcome",
+    [STMT_AUDIT_INSERT] =
+        "INSERT INTO audit_log (event, actor_id, target, client_addr, outcome, request_id)"
+        " VALUES (%s, %lld, %s, %s, %s, %s)",
 };
 
 /* What we know of one pooled connection; lives in the connection's pool. */
@@ -143,6 +204,22 @@ int redeem_db_open(request_rec *r, redeem_db_t **db)
     *db = handle;
     if (!apr_atomic_read32(&conf->child->admin_ready))
         return redeem_admin_bootstrap(r, handle);
+    return OK;
+}
+
+int redeem_db_exec(redeem_db_t *db, redeem_stmt_e stmt, int nargs, const char **args,
+                   int *affected)
+{
+    int rows = 0;
+    int rv = apr_dbd_pquery(db->dbd->driver, db->r->pool, db->dbd->handle, &rows,
+                            db->conn->statements[stmt], nargs, args);
+    if (rv != 0) {
+        if (!connection_alive(db->dbd))
+            db->conn->backend_pid = 0;
+        return db_failure(db->r, db->dbd, apr_psprintf(db->r->pool, "statement %d", (int)stmt), rv);
+    }
+    if (affected)
+        *affected = rows;
     return OK;
 }
 

@@ -15,6 +15,7 @@
 #include "redeem_code.h"
 #include "redeem_email.h"
 #include "redeem_password.h"
+#include "redeem_time.h"
 #include "redeem_token.h"
 
 APLOG_USE_MODULE(redeem);
@@ -110,6 +111,15 @@ typedef enum {
     STMT_ADMIN_PROMOTE,
     STMT_ADMIN_INSERT,
     STMT_PING,
+    STMT_CODES_INSERT,
+    STMT_CODES_PAGE,
+    STMT_CODES_PAGE_USED,
+    STMT_CODES_PAGE_UNUSED,
+    STMT_CODES_PAGE_BATCH,
+    STMT_CODES_COUNT_ALL,
+    STMT_CODES_COUNT_BATCH,
+    STMT_REDEEM,
+    STMT_AUDIT_INSERT,
     STMT_COUNT_
 } redeem_stmt_e;
 
@@ -132,9 +142,21 @@ int redeem_db_open(request_rec *r, redeem_db_t **db);
  * the database is unreachable, 500 otherwise (logged, never sent). */
 int redeem_db_query(redeem_db_t *db, redeem_stmt_e stmt, int nargs, const char **args,
                     redeem_rows_t *rows);
+/* The same for a statement that returns no rows; *affected may be NULL. */
+int redeem_db_exec(redeem_db_t *db, redeem_stmt_e stmt, int nargs, const char **args,
+                   int *affected);
 
 /* Creates the RedeemAdmin account once per child (idempotent); redeem_account.c. */
 int redeem_admin_bootstrap(request_rec *r, redeem_db_t *db);
+
+/* redeem_audit.c: the audit trail. Events written inside a larger statement
+ * take their values from redeem_audit_args; the others go through
+ * redeem_audit_record. Both also log at info level with the request id. */
+const char *redeem_request_id(request_rec *r);
+void redeem_audit_log(request_rec *r, const char *event, const char *actor, const char *target,
+                      const char *outcome);
+void redeem_audit_record(request_rec *r, redeem_db_t *db, const char *event, const char *actor,
+                         const char *target, const char *outcome);
 
 /* redeem_auth.c */
 typedef struct {
@@ -144,9 +166,16 @@ typedef struct {
     int is_admin;
     const char *created_at;
     const char *subscription_expires_at; /* NULL when never subscribed */
+    int is_subscribed;
+    apr_int64_t days_remaining;
 } redeem_user_t;
-/* Columns, in this order, of every statement that returns a user. */
-#define REDEEM_USER_COLUMNS "id, email, is_admin, api_ts(created_at), api_ts(subscription_expires_at)"
+/* Columns, in this order, of every statement that returns a user. The
+ * database's clock decides whether a subscription is running. */
+#define REDEEM_USER_COLUMNS                                                                        \
+    "id, email, is_admin, api_ts(created_at), api_ts(subscription_expires_at), "                   \
+    "coalesce(subscription_expires_at > now(), false), "                                           \
+    "greatest(0, floor(extract(epoch FROM subscription_expires_at - now()) / 86400))::bigint"
+#define REDEEM_USER_NCOLUMNS 7
 void redeem_user_from_row(apr_pool_t *p, const redeem_rows_t *rows, int row, redeem_user_t *user);
 json_t *redeem_user_json(const redeem_user_t *user);
 /* The bearer token's user, freshly read from the database. Returns OK, or an
@@ -165,6 +194,11 @@ int redeem_handle_login(request_rec *r);
 int redeem_handle_profile(request_rec *r);
 int redeem_handle_users(request_rec *r);
 int redeem_handle_health(request_rec *r);
+int redeem_handle_generate_codes(request_rec *r);
+int redeem_handle_list_codes(request_rec *r);
+int redeem_handle_redeem(request_rec *r);
+int redeem_handle_own_subscription(request_rec *r);
+int redeem_handle_subscription_of(request_rec *r);
 
 /* redeem_router.c */
 int redeem_dispatch(request_rec *r);

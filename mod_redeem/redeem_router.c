@@ -2,8 +2,8 @@
 #include "redeem_private.h"
 
 typedef struct {
-    const char *path;
-    int method; /* M_GET also serves HEAD */
+    const char *path; /* a trailing '/' matches one more path segment */
+    int method;       /* M_GET also serves HEAD */
     int (*handler)(request_rec *r);
 } redeem_route_t;
 
@@ -13,6 +13,11 @@ static const redeem_route_t routes[] = {
     {"/api/profile", M_GET, redeem_handle_profile},
     {"/api/users", M_GET, redeem_handle_users},
     {"/api/health", M_GET, redeem_handle_health},
+    {"/api/subscription", M_GET, redeem_handle_own_subscription},
+    {"/admin/generate-codes", M_POST, redeem_handle_generate_codes},
+    {"/admin/codes", M_GET, redeem_handle_list_codes},
+    {"/redeem", M_POST, redeem_handle_redeem},
+    {"/subscription/", M_GET, redeem_handle_subscription_of},
     {NULL, 0, NULL},
 };
 
@@ -26,11 +31,20 @@ int redeem_claims_uri(request_rec *r)
            (r->uri[base_len] == '/' || r->uri[base_len] == '\0');
 }
 
+static int path_matches(const char *pattern, const char *path)
+{
+    size_t len = strlen(pattern);
+    if (pattern[len - 1] != '/')
+        return strcmp(pattern, path) == 0;
+    /* "/subscription/" matches "/subscription/42", not "/subscription/" or "/subscription/1/x". */
+    return strncmp(pattern, path, len) == 0 && path[len] != '\0' && !strchr(path + len, '/');
+}
+
 int redeem_dispatch(request_rec *r)
 {
     const char *path = r->uri + strlen(redeem_conf(r)->base_path);
     for (const redeem_route_t *route = routes; route->path; route++) {
-        if (strcmp(route->path, path) != 0)
+        if (!path_matches(route->path, path))
             continue;
         if (r->method_number != route->method) {
             ap_discard_request_body(r);

@@ -1,0 +1,1228 @@
+package Test::Redeem;
+
+=head1 NAME
+
+Test::Redeem - data-driven tests of mod_redeem against a private httpd and PostgreSQL
+
+=head1 SYNOPSIS
+
+    use lib 't/lib';
+    use Test::Redeem;
+    run_tests();
+
+    __DATA__
+
+    === TEST 1: register
+    --- request
+    POST /api/register
+    --- request_json
+    {"email": "a@example.test", "password": "Passw0rd123"}
+    --- error_code: 201
+    --- response_json
+    {"message": "User registered successfully", "user": {"id": "/^\\d+$/"}}
+
+=head1 DESCRIPTION
+
+In the manner of Test::Nginx::Socket, built on L<Test::Base>. Each C<.t> file
+gets its own database C<t_E<lt>nameE<gt>> (a copy of C<$REDEEM_TEMPLATE_DB>),
+its own directory C<t/servroot/E<lt>nameE<gt>/> and its own httpd on a free
+loopback port, started from C<conf/dev-server.conf>; E<lt>nameE<gt> is the
+file's path without C<t/> and C<.t>, with every other character than
+C<[a-z0-9_]> turned into C<_> (C<t/account/login.t> gives C<account_login>).
+The server and the database go away at the end of the file (the database stays
+when C<TEST_REDEEM_KEEP> is set; the directory always stays until the next run).
+
+The environment comes from C<scripts/test.sh> (C<make test>): C<REDEEM_ROOT>,
+C<REDEEM_MODULE>, C<PGHOST>/C<PGPORT>/C<PGUSER>/C<PGPASSWORD> (a superuser),
+C<REDEEM_APP_USER>, C<REDEEM_APP_PASSWORD>, C<REDEEM_TEMPLATE_DB>,
+C<REDEEM_USER>/C<REDEEM_GROUP>. To run one file:
+
+    make build && scripts/test.sh t/account/login.t
+
+With C<REDEEM_ASAN=1> (and C<REDEEM_MODULE> pointing at the C<make asan>
+build) httpd runs with libasan preloaded, and any sanitizer report fails the file.
+
+Blocks run in file order, each C<repeat_each()> times in a row. A block runs as:
+server (re)started if its C<config> differs from the running one's; users of
+C<login> created; C<db_init>; the request built (C<token_eval>, variables);
+error-log offset taken; request sent; C<save_json>; checks; C<db_check>;
+log checks.
+
+=head1 SECTIONS
+
+Text sections are stripped of leading blank lines and trailing whitespace
+(Test::Base's C<trim>), and body sections lose their final newline. A section
+written C<--- NAME eval> is Perl code run in package C<main> when the block
+runs; its value is used byte for byte (no variables, no newline handling).
+
+=head2 Request
+
+=over
+
+=item request
+
+C<METHOD /uri> (optionally C<HTTP/1.0>) on the first line; any further lines
+are the body, sent without a Content-Type.
+
+=item request_json
+
+The body, sent as is (it need not be valid JSON) with
+C<Content-Type: application/json>.
+
+=item raw_body
+
+The body, sent as is with no Content-Type (use C<eval> for arbitrary bytes).
+Only one of C<request> body lines, C<request_json>, C<raw_body> may be given.
+
+=item more_headers
+
+One header per line, C<Name: value>. A name may repeat (all lines are sent).
+A name given here replaces the harness's own header of that name (C<Host>,
+C<Connection: close>, C<Content-Type>, C<Content-Length>, C<Authorization>);
+C<!Name> only removes the harness's header.
+
+=item raw_request
+
+Sent verbatim on a fresh connection instead of C<request>. In plain form each
+line is sent with CRLF and an empty line is added, so the section is a complete
+request head; with C<eval> the bytes are exactly the code's value.
+
+=item login: NAME
+
+Adds C<Authorization: Bearer TOKEN> for test user NAME. On first use in the
+file the user C<NAME@example.test> is registered through C<POST /api/register>
+with the password C<$USER_PASSWORD> (or logged in when it already exists) and
+the token is cached for the whole file. C<login: admin> logs in with
+C<$ADMIN_EMAIL>/C<$ADMIN_PASSWORD>. The cache is not invalidated by
+C<db_init>: give a user you delete a name of its own.
+
+=item token_eval
+
+Perl code returning a token string, sent as C<Authorization: Bearer E<lt>itE<gt>>.
+See L</HELPERS>.
+
+=item timeout: SECONDS
+
+For the connection and response (default 10).
+
+=item concurrency: N
+
+N forked clients each open their connection, wait for a common start signal,
+then send the block's request. Needs C<error_code_counts>; the per-response
+checks (C<error_code>, C<response_*>, C<save_json>) are not allowed with it.
+
+=back
+
+=head2 Checks (each line or section is one test)
+
+=over
+
+=item error_code: N
+
+The status code.
+
+=item error_code_counts
+
+Lines C<CODE: COUNT>; the statuses of the block's responses (all of them, see
+C<concurrency>) must be exactly these (a status not listed fails).
+
+=item response_headers
+
+Lines C<Name: value> (exact; a repeated header compares as its values joined
+with C<, >) or C<!Name> (the header must be absent). One test per line.
+
+=item response_headers_like
+
+Lines C<Name: regex>. The header must be present and match.
+
+=item response_json
+
+The response must have C<Content-Type: application/json> and a JSON body that
+matches the expected JSON as a deep subset: an object matches when each
+expected key exists and matches (other keys are allowed); an array must have
+the same length and match element by element; C<null>, C<true>, C<false>,
+numbers and strings match only the same JSON type and value (C<1> does not
+match C<"1">); an expected string of the form C</regex/> matches a string or a
+number the regex matches (write C<\\d> for C<\d> in JSON).
+
+=item response_json_exact
+
+As C<response_json>, but every object must have exactly the expected keys.
+
+=item response_body
+
+The body, exactly (one final newline on either side is ignored).
+
+=item response_body_like
+
+A regex (C</s>) the body must match.
+
+=item db_check, db_check_out, db_check_like
+
+C<db_check> is SQL run after the request with C<psql -XAtq> as superuser on
+the file's database; its output must equal C<db_check_out> (one final newline
+ignored) or match the regex C<db_check_like> (C</m>). A psql error fails it.
+
+=item error_log, no_error_log
+
+Lines that must (must not) appear among the error-log lines written since just
+before the block's request: a line written C</regex/> is a regex, any other
+line a substring. C<error_log> waits up to C<log_wait> seconds (default 3) for
+its lines; C<no_error_log> reads after C<log_wait> seconds when given, else
+after 0.2 s. One test per line.
+
+=back
+
+=head2 Setup and server
+
+=over
+
+=item db_init
+
+SQL run with psql as superuser before the request (after C<login> users exist).
+
+=item config
+
+Extra httpd configuration, included at the end of C<conf/dev-server.conf>
+through C<$REDEEM_EXTRA_CONF>. The server is restarted when a block's config
+differs from the running server's (blocks without C<config> have the empty one).
+
+=item must_die
+
+The block's C<config> must make httpd refuse to start: C<apache2 -t> fails, or
+a foreground start exits before answering. The running server is not touched
+(the attempt uses C<servroot/must_die/> and another port). One test, plus
+C<error_log>/C<no_error_log> lines matched against httpd's stderr and error log.
+
+=item save_json: NAME=path
+
+Lines C<NAME=path.to.0.field>: store the value at that path of the response
+JSON (dot-separated keys, numbers index arrays, an empty path is the whole
+document) as variable C<$NAME> for later blocks. Strings and numbers are
+stored as they are, anything else as JSON text. A missing path fails the block.
+
+=item ONLY, SKIP
+
+As in Test::Base: run only this block, or skip it.
+
+=back
+
+=head2 Variables
+
+In every section except C<eval> code and C<token_eval>, C<$NAME> and
+C<${NAME}> are replaced by a variable's value: C<$TEST_*> environment
+variables, variables from C<save_json>, C<$PORT>, C<$SERVROOT>, C<$DB_NAME>,
+C<$ADMIN_EMAIL>, C<$ADMIN_PASSWORD>, C<$USER_PASSWORD>, C<$JWT_SECRET>, and
+per test user C<$EMAIL_name>, C<$USER_ID_name>, C<$TOKEN_name> (the last two
+create the user when needed). An unknown C<$NAME> is left as it is; an unknown
+C<${NAME}> is an error. Perl code reads variables with C<var('NAME')>.
+
+=head1 FUNCTIONS
+
+C<run_tests()> runs the blocks and, unless the file declared a plan, ends with
+C<done_testing>. The tests of a block are those listed under L</Checks>, and a
+block that cannot be set up (server, psql, login, code) gives one failed test
+instead; every file adds one test: no crashed child (C<exit signal>) and no
+sanitizer report in the logs. C<repeat_each(N)>, C<no_shuffle()> (blocks run in
+file order unless C<TEST_REDEEM_SHUFFLE=1>), C<add_block_preprocessor(sub {
+my $block = shift; ... })>.
+
+Environment knobs: C<TEST_REDEEM_KEEP>, C<TEST_REDEEM_REPEAT_EACH>,
+C<TEST_REDEEM_SHUFFLE>, C<TEST_REDEEM_LOG_LEVEL> (default C<info>).
+
+=head1 HELPERS
+
+For C<token_eval> and C<eval> code: C<jwt_forge(\%header, \%claims, $key)>
+encodes a JWT (either part may be a string of raw JSON instead); it is signed
+with the HMAC that the header's C<alg> names when that is HS256/384/512 in any
+case, otherwise with HS256; with C<$key> undefined it is unsigned (empty third
+segment). C<jwt_secret()> is this server's secret, C<jwt_claims('alice')> a
+fresh hash of valid claims for a test user, C<user_id('alice')>,
+C<user_token('alice')>, C<now()> (whole seconds), C<var('NAME')>,
+C<b64url($bytes)>.
+
+=cut
+
+use strict;
+use warnings;
+use Test::Base -base;
+
+use B ();
+use Cwd qw(getcwd);
+use Digest::SHA qw(hmac_sha256 hmac_sha384 hmac_sha512);
+use File::Find ();
+use File::Path qw(make_path remove_tree);
+use IO::Select;
+use IO::Socket::INET;
+use JSON::PP ();
+use List::Util ();
+use MIME::Base64 qw(encode_base64url);
+use POSIX ();
+use Time::HiRes ();
+
+our @EXPORT = qw(
+  run_tests repeat_each no_shuffle add_block_preprocessor
+  jwt_forge jwt_secret jwt_claims user_id user_token now var b64url
+);
+
+use constant {
+    ADMIN_EMAIL    => 'admin@example.test',
+    ADMIN_PASSWORD => 'AdminPass12345',
+    USER_PASSWORD  => 'TestPassw0rd1',
+    READY_TIMEOUT  => 15,
+    STOP_TIMEOUT   => 10,
+};
+
+my $JSON = JSON::PP->new->utf8->allow_nonref->canonical;
+
+my $RepeatEach = $ENV{TEST_REDEEM_REPEAT_EACH} || 1;
+my $NoShuffle  = 0;
+my @Preprocessors;
+
+# Per-file state.
+my ($MainPid, $Name, $Root, $ServRoot, $DbName, $JwtSecret, $SetUp);
+my $Server;        # {pid, port, config} of the running httpd
+my $FailedConfig;  # config that failed to start, not retried
+my %Vars;          # save_json variables
+my %Users;         # name => {token, id, email}
+
+filters_delay(1);  # sections are filtered per block, just before it runs
+
+# ---------------------------------------------------------------- public
+
+sub repeat_each {
+    $RepeatEach = shift if @_;
+    return $RepeatEach;
+}
+
+sub no_shuffle { $NoShuffle = 1 }
+
+sub add_block_preprocessor { push @Preprocessors, @_ }
+
+sub run_tests {
+    # Through Test::More's plan, so that Test::Base's END does not plan again.
+    plan('no_plan') unless Test::More->builder->has_plan;
+    _setup_file();
+    for my $block (_ordered_blocks()) {
+        eval { _prepare_block($block); 1 }
+          or fail($block->name . ' - block'), diag($@), next;
+        for my $rep (1 .. $RepeatEach) {
+            my $label = $block->name . ($RepeatEach > 1 ? " (repeat $rep)" : '');
+            eval { _run_block($block, $label); 1 }
+              or fail("$label - setup"), diag("$label: $@");
+        }
+    }
+    _check_crashes();
+    _teardown_file();
+}
+
+sub now { return int(CORE::time()) }
+
+sub jwt_secret { return $JwtSecret }
+
+sub b64url { return encode_base64url($_[0]) }
+
+sub var {
+    my ($name) = @_;
+    my $value = _var_value($name);
+    die "unknown variable \$$name\n" unless defined $value;
+    return $value;
+}
+
+sub user_id    { return _ensure_user($_[0])->{id} }
+sub user_token { return _ensure_user($_[0])->{token} }
+
+sub jwt_claims {
+    my ($name) = @_;
+    my $user = _ensure_user($name);
+    my $t = now();
+    return {
+        sub     => "$user->{id}",
+        user_id => 0 + $user->{id},
+        email   => $user->{email},
+        admin   => $name eq 'admin' ? JSON::PP::true : JSON::PP::false,
+        iat     => $t,
+        exp     => $t + 3600,
+        jti     => unpack('H*', _random_bytes(16)),
+    };
+}
+
+sub jwt_forge {
+    my ($header, $claims, $key) = @_;
+    my $encode = sub { ref $_[0] ? $JSON->encode($_[0]) : $_[0] };
+    my $input = b64url($encode->($header)) . '.' . b64url($encode->($claims));
+    return "$input." unless defined $key;
+    my $fields = ref $header ? $header : eval { $JSON->decode($header) };
+    my $alg = ref $fields eq 'HASH' && defined $fields->{alg} ? $fields->{alg} : '';
+    my %hmac = (HS256 => \&hmac_sha256, HS384 => \&hmac_sha384, HS512 => \&hmac_sha512);
+    my $sign = $hmac{uc $alg} // \&hmac_sha256;
+    return "$input." . b64url($sign->($input, $key));
+}
+
+# ---------------------------------------------------------------- file setup
+
+sub _setup_file {
+    $MainPid = $$;
+    for my $var (qw(REDEEM_ROOT REDEEM_MODULE REDEEM_TEMPLATE_DB REDEEM_APP_USER
+                    REDEEM_APP_PASSWORD PGHOST PGPORT PGUSER PGPASSWORD)) {
+        BAIL_OUT("\$$var is not set: run the tests through scripts/test.sh (make test)")
+          unless defined $ENV{$var} && length $ENV{$var};
+    }
+    BAIL_OUT("$ENV{REDEEM_MODULE} does not exist: run make build") unless -f $ENV{REDEEM_MODULE};
+    $ENV{REDEEM_USER}  //= getpwuid($>) // 'nobody';
+    $ENV{REDEEM_GROUP} //= getgrgid($)) // 'nogroup';
+
+    $Root = $ENV{REDEEM_ROOT};
+    $Name = _sanitize($0);
+    $DbName = substr("t_$Name", 0, 63);
+    $ServRoot = "$Root/t/servroot/$Name";
+    remove_tree($ServRoot);
+    make_path($ServRoot);
+    $JwtSecret = _random_string(48);
+    _write_key("$ServRoot/code_mac_key");
+    _write_key("$ServRoot/code_enc_key");
+    _chown_servroot();
+    _create_database();
+    $SetUp = 1;
+    @SIG{qw(INT TERM)} = (sub { exit 130 }) x 2;
+}
+
+sub _teardown_file {
+    return unless $SetUp && $$ == $MainPid;
+    $SetUp = 0;
+    _stop_server();
+    _drop_database() unless $ENV{TEST_REDEEM_KEEP};
+}
+
+END { _teardown_file() }
+
+sub _sanitize {
+    my ($path) = @_;
+    $path =~ s{^(?:\./)?t/}{};
+    $path =~ s{\.t$}{};
+    $path = lc $path;
+    $path =~ s/[^a-z0-9_]/_/g;
+    return $path;
+}
+
+sub _random_bytes {
+    my ($n) = @_;
+    open my $fh, '<:raw', '/dev/urandom' or die "/dev/urandom: $!";
+    read($fh, my $bytes, $n) == $n or die "short read from /dev/urandom";
+    return $bytes;
+}
+
+sub _random_string {
+    my ($n) = @_;
+    my @chars = ('a' .. 'z', 'A' .. 'Z', '0' .. '9');
+    return join '', map { $chars[$_ % @chars] } unpack('C*', _random_bytes($n));
+}
+
+sub _write_key {
+    my ($file) = @_;
+    _write_file($file, unpack('H*', _random_bytes(32)) . "\n");
+    chmod 0600, $file;
+}
+
+sub _write_file {
+    my ($file, $content) = @_;
+    open my $fh, '>:raw', $file or die "$file: $!";
+    print $fh $content;
+    close $fh or die "$file: $!";
+}
+
+sub _read_file {
+    my ($file, $offset) = @_;
+    open my $fh, '<:raw', $file or return '';
+    seek $fh, $offset, 0 if $offset;
+    local $/;
+    return scalar(<$fh>) // '';
+}
+
+# httpd's children run as REDEEM_USER and must be able to use the directory.
+sub _chown_servroot {
+    return unless $> == 0;
+    my $uid = getpwnam($ENV{REDEEM_USER});
+    my $gid = getgrnam($ENV{REDEEM_GROUP});
+    return unless defined $uid && defined $gid;
+    File::Find::find({ no_chdir => 1, wanted => sub { chown $uid, $gid, $_ } }, $ServRoot);
+}
+
+# ---------------------------------------------------------------- database
+
+sub _psql {
+    my ($db, $sql) = @_;
+    my $file = "$ServRoot/.psql.sql";
+    _write_file($file, $sql);
+    return _capture({}, $file, 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $db, '-f', $file);
+}
+
+sub _create_database {
+    my $template = $ENV{REDEEM_TEMPLATE_DB};
+    my ($rc, $out, $err);
+    for my $try (1 .. 5) {
+        ($rc, $out, $err) = _psql('postgres',
+            qq{DROP DATABASE IF EXISTS "$DbName" WITH (FORCE);\n}
+            . qq{CREATE DATABASE "$DbName" TEMPLATE "$template";\n});
+        return if $rc == 0;
+        last unless $err =~ /being accessed by other users/;
+        sleep 1;
+    }
+    BAIL_OUT("cannot create database $DbName: $err");
+}
+
+sub _drop_database {
+    my ($rc, $out, $err) = _psql('postgres', qq{DROP DATABASE IF EXISTS "$DbName" WITH (FORCE);\n});
+    diag("cannot drop database $DbName: $err") if $rc;
+}
+
+# ---------------------------------------------------------------- processes
+
+# Runs a command to completion: (exit status, stdout, stderr).
+sub _capture {
+    my ($env, $stdin, @cmd) = @_;
+    my ($out, $err) = ("$ServRoot/.capture.out", "$ServRoot/.capture.err");
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        open STDIN, '<', $stdin // '/dev/null';
+        open STDOUT, '>', $out;
+        open STDERR, '>', $err;
+        @ENV{keys %$env} = values %$env;
+        exec { $cmd[0] } @cmd or POSIX::_exit(127);
+    }
+    waitpid $pid, 0;
+    my $status = $? & 127 ? 128 + ($? & 127) : $? >> 8;
+    return ($status, _read_file($out), _read_file($err));
+}
+
+# Starts a command in its own process group, output appended to $log.
+sub _spawn {
+    my ($env, $log, @cmd) = @_;
+    my $pid = fork // die "fork: $!";
+    return $pid if $pid;
+    setpgrp(0, 0);
+    open STDIN, '<', '/dev/null';
+    open STDOUT, '>>', $log;
+    open STDERR, '>&', \*STDOUT;
+    @ENV{keys %$env} = values %$env;
+    exec { $cmd[0] } @cmd or POSIX::_exit(127);
+}
+
+sub _stop_group {
+    my ($pid) = @_;
+    kill 'TERM', -$pid;
+    my $deadline = Time::HiRes::time() + STOP_TIMEOUT;
+    while (Time::HiRes::time() < $deadline) {
+        waitpid $pid, POSIX::WNOHANG();
+        return unless kill 0, -$pid;
+        Time::HiRes::sleep(0.05);
+    }
+    kill 'KILL', -$pid;
+    waitpid $pid, 0;
+}
+
+sub _free_port {
+    my $sock = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                                     Proto => 'tcp', Listen => 1, ReuseAddr => 1)
+      or die "cannot find a free port: $!";
+    return $sock->sockport;
+}
+
+# ---------------------------------------------------------------- httpd
+
+sub _httpd_env {
+    my ($dir, $port) = @_;
+    my %env = (
+        REDEEM_PORT              => $port,
+        REDEEM_RUN_DIR           => $dir,
+        REDEEM_LOG_LEVEL         => $ENV{TEST_REDEEM_LOG_LEVEL} // 'info',
+        REDEEM_ARGON2            => '1024 1 1',
+        REDEEM_EXTRA_CONF        => "$dir/extra.conf",
+        REDEEM_DB_PARAMS         => "host=127.0.0.1 port=$ENV{PGPORT} dbname=$DbName "
+                                  . "user=$ENV{REDEEM_APP_USER} password=$ENV{REDEEM_APP_PASSWORD}",
+        JWT_SECRET_KEY           => $JwtSecret,
+        REDEEM_JWT_SECRET_FILE   => '/nonexistent',
+        ADMIN_EMAIL              => ADMIN_EMAIL,
+        ADMIN_PASSWORD           => ADMIN_PASSWORD,
+        REDEEM_CODE_MAC_KEY_FILE => "$ServRoot/code_mac_key",
+        REDEEM_CODE_ENC_KEY_FILE => "$ServRoot/code_enc_key",
+    );
+    if ($ENV{REDEEM_ASAN}) {
+        chomp(my $lib = `gcc -print-file-name=libasan.so`);
+        die "libasan.so not found\n" unless $lib =~ m{/};
+        $env{LD_PRELOAD}    = $lib;
+        $env{ASAN_OPTIONS}  = "detect_leaks=0:abort_on_error=0:log_path=$ServRoot/asan";
+        $env{UBSAN_OPTIONS} = "print_stacktrace=1:log_path=$ServRoot/ubsan";
+    }
+    return \%env;
+}
+
+sub _httpd_cmd {
+    return ('/usr/sbin/apache2', '-f', "$Root/conf/dev-server.conf", '-DREDEEM_JWT_FROM_ENV', @_);
+}
+
+sub _ensure_server {
+    my ($config) = @_;
+    if ($Server && waitpid($Server->{pid}, POSIX::WNOHANG()) == $Server->{pid}) {
+        my $pid = $Server->{pid};
+        undef $Server;
+        die "httpd (pid $pid) died before this block (status $?)\n";
+    }
+    return if $Server && $Server->{config} eq $config;
+    _stop_server();
+    die "httpd failed to start earlier with this config\n"
+      if defined $FailedConfig && $FailedConfig eq $config;
+    _start_server($config);
+}
+
+sub _start_server {
+    my ($config) = @_;
+    my $port = _free_port();
+    _write_file("$ServRoot/extra.conf", $config);
+    my $stderr = "$ServRoot/httpd.stderr";
+    my $log_off = -s "$ServRoot/error.log" // 0;
+    my $err_off = -s $stderr // 0;
+    my $pid = _spawn(_httpd_env($ServRoot, $port), $stderr, _httpd_cmd('-DFOREGROUND'));
+    my $status = _wait_ready($pid, $port);
+    if ($status eq 'ready') {
+        $Server = { pid => $pid, port => $port, config => $config };
+        return;
+    }
+    _stop_group($pid) if $status eq 'timeout';
+    $FailedConfig = $config;
+    die "httpd did not start ($status)\n--- stderr:\n" . _read_file($stderr, $err_off)
+      . "--- error.log:\n" . _read_file("$ServRoot/error.log", $log_off);
+}
+
+sub _stop_server {
+    return unless $Server;
+    _stop_group($Server->{pid});
+    undef $Server;
+}
+
+# 'ready' once GET /api/health answers, 'exited (N)' or 'timeout'.
+sub _wait_ready {
+    my ($pid, $port) = @_;
+    my $deadline = Time::HiRes::time() + READY_TIMEOUT;
+    while (Time::HiRes::time() < $deadline) {
+        return 'exited (' . ($? >> 8) . ')' if waitpid($pid, POSIX::WNOHANG()) == $pid;
+        my $res = _http_exchange($port, "GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                        . "Connection: close\r\n\r\n", 2);
+        return 'ready' if $res->{status};
+        Time::HiRes::sleep(0.1);
+    }
+    return 'timeout';
+}
+
+# ---------------------------------------------------------------- blocks
+
+sub _ordered_blocks {
+    my @blocks = blocks();
+    return @blocks if $NoShuffle || !$ENV{TEST_REDEEM_SHUFFLE};
+    return List::Util::shuffle(@blocks);
+}
+
+# Test::Base would run an `eval` filter when the blocks are read; the harness
+# evaluates such sections itself, in package main, when the block runs.
+sub _prepare_block {
+    my ($block) = @_;
+    return if $block->is_filtered;
+    my $map = $block->_section_map;
+    my %eval;
+    for my $section (keys %$map) {
+        my @filters = split ' ', $map->{$section}{filters} // '';
+        $eval{$section} = 1 if grep { $_ eq 'eval' } @filters;
+        $map->{$section}{filters} = join ' ', grep { $_ ne 'eval' } @filters;
+    }
+    $block->run_filters;
+    $block->{_redeem_eval} = \%eval;
+    $_->($block) for @Preprocessors;
+    _validate_block($block);
+}
+
+my @CHECKS = qw(error_code error_code_counts response_headers response_headers_like
+                response_json response_json_exact response_body response_body_like
+                db_check error_log no_error_log must_die);
+my @SINGLE = qw(error_code response_headers response_headers_like response_json
+                response_json_exact response_body response_body_like save_json);
+
+sub _validate_block {
+    my ($block) = @_;
+    my $name = $block->name;
+    my @checks = grep { _has($block, $_) } @CHECKS;
+    die "$name: the block checks nothing\n" unless @checks;
+    die "$name: db_check needs db_check_out or db_check_like\n"
+      if _has($block, 'db_check') && !_has($block, 'db_check_out') && !_has($block, 'db_check_like');
+    my @bodies = grep { _has($block, $_) } qw(request_json raw_body);
+    die "$name: give only one of request_json, raw_body\n" if @bodies > 1;
+    if ((_raw($block, 'concurrency') // 1) > 1) {
+        die "$name: concurrency needs error_code_counts\n" unless _has($block, 'error_code_counts');
+        my @bad = grep { _has($block, $_) } @SINGLE;
+        die "$name: @bad not allowed with concurrency\n" if @bad;
+    }
+}
+
+sub _has { my ($block, $section) = @_; return defined _raw($block, $section) }
+
+sub _raw {
+    my ($block, $section) = @_;
+    my $value = $block->$section();
+    return $value;
+}
+
+# A section's value: eval code run, or text with variables expanded.
+sub _section {
+    my ($block, $section) = @_;
+    my $value = _raw($block, $section);
+    return undef unless defined $value;
+    return _eval_code($value, $block->name, $section) if $block->{_redeem_eval}{$section};
+    return _expand($value);
+}
+
+sub _body_section {
+    my ($block, $section) = @_;
+    my $value = _section($block, $section);
+    chomp $value if defined $value && !$block->{_redeem_eval}{$section};
+    return $value;
+}
+
+sub _eval_code {
+    my ($code, $name, $section) = @_;
+    my $value = eval "package main; no strict 'vars';\n#line 1 \"$section of $name\"\n$code";
+    die "$section: $@" if $@;
+    die "$section: the code returned undef\n" unless defined $value;
+    return $value;
+}
+
+sub _lines {
+    my ($text) = @_;
+    return grep { /\S/ } split /\n/, $text // '';
+}
+
+sub _run_block {
+    my ($block, $label) = @_;
+    if (_has($block, 'must_die')) {
+        _run_must_die($block, $label);
+        return;
+    }
+    _ensure_server(_section($block, 'config') // '');
+    my $login = _raw($block, 'login');
+    _ensure_user($login) if defined $login && length $login;
+    if (defined(my $sql = _section($block, 'db_init'))) {
+        my ($rc, $out, $err) = _psql($DbName, $sql);
+        die "db_init failed: $err" if $rc;
+    }
+    my $request = _build_request($block);
+    my $timeout = _raw($block, 'timeout') || 10;
+    my $log_offset = -s "$ServRoot/error.log" // 0;
+    my $clients = _raw($block, 'concurrency') || 1;
+
+    my @responses = $clients > 1
+      ? _concurrent_exchange($request, $clients, $timeout)
+      : (_http_exchange($Server->{port}, $request, $timeout));
+    Time::HiRes::sleep(_raw($block, 'wait')) if _raw($block, 'wait');
+
+    _check_response($block, $label, $responses[0]) if $clients == 1;
+    _save_json($block, $label, $responses[0]) if _has($block, 'save_json');
+    _check_code_counts($block, $label, \@responses) if _has($block, 'error_code_counts');
+    _check_db($block, $label) if _has($block, 'db_check');
+    _check_log($block, $label, sub { _read_file("$ServRoot/error.log", $log_offset) });
+}
+
+# ---------------------------------------------------------------- requests
+
+sub _build_request {
+    my ($block) = @_;
+    if (defined(my $raw = _section($block, 'raw_request'))) {
+        return $raw if $block->{_redeem_eval}{raw_request};
+        return join('', map { "$_\r\n" } split /\n/, $raw) . "\r\n";
+    }
+    my $request = _section($block, 'request');
+    die "the block has no request\n" unless defined $request;
+    my ($line, $body) = split /\n/, $request, 2;
+    my ($method, $uri, $proto) = $line =~ m{^(\S+)\s+(\S+)(?:\s+(HTTP/\d\.\d))?\s*$}
+      or die "bad request line: $line\n";
+    chomp $body if defined $body && !$block->{_redeem_eval}{request};
+
+    my @headers = (['Host', "127.0.0.1:$Server->{port}"], ['Connection', 'close']);
+    if (defined(my $json = _body_section($block, 'request_json'))) {
+        $body = $json;
+        push @headers, ['Content-Type', 'application/json'];
+    }
+    elsif (defined(my $raw = _body_section($block, 'raw_body'))) {
+        $body = $raw;
+    }
+    if (defined $body) {
+        push @headers, ['Content-Length', length $body];
+    }
+    elsif ($method =~ /^(?:POST|PUT|PATCH)$/) {
+        push @headers, ['Content-Length', 0];
+    }
+    my $token = _bearer_token($block);
+    push @headers, ['Authorization', "Bearer $token"] if defined $token;
+    @headers = _merge_headers(\@headers, _section($block, 'more_headers'));
+
+    return "$method $uri " . ($proto // 'HTTP/1.1') . "\r\n"
+      . join('', map { "$_->[0]: $_->[1]\r\n" } @headers) . "\r\n" . ($body // '');
+}
+
+sub _bearer_token {
+    my ($block) = @_;
+    if (defined(my $code = _raw($block, 'token_eval'))) {
+        return _eval_code($code, $block->name, 'token_eval');
+    }
+    my $login = _raw($block, 'login');
+    return defined $login && length $login ? _ensure_user($login)->{token} : undef;
+}
+
+# more_headers replaces the harness's headers of the names it mentions.
+sub _merge_headers {
+    my ($defaults, $text) = @_;
+    my (%mentioned, @extra);
+    for my $line (_lines($text)) {
+        if ($line =~ /^!\s*([^:\s]+)\s*$/) {
+            $mentioned{lc $1} = 1;
+        }
+        elsif ($line =~ /^([^:\s]+):\s?(.*)$/) {
+            $mentioned{lc $1} = 1;
+            push @extra, [$1, $2];
+        }
+        else {
+            die "bad more_headers line: $line\n";
+        }
+    }
+    return (grep({ !$mentioned{lc $_->[0]} } @$defaults), @extra);
+}
+
+# One request on a fresh connection; never dies.
+sub _http_exchange {
+    my ($port, $bytes, $timeout) = @_;
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                     Proto => 'tcp', Timeout => $timeout)
+      or return { error => "connect: $!" };
+    return _exchange_on($sock, $bytes, $timeout);
+}
+
+sub _exchange_on {
+    my ($sock, $bytes, $timeout) = @_;
+    local $SIG{PIPE} = 'IGNORE';
+    my $deadline = Time::HiRes::time() + $timeout;
+    my $sel = IO::Select->new($sock);
+    my $sent = 0;
+    while ($sent < length $bytes) {
+        last unless $sel->can_write($deadline - Time::HiRes::time());
+        my $n = syswrite($sock, $bytes, 65536, $sent);
+        last unless $n;   # the server closed early: read what it said
+        $sent += $n;
+    }
+    my $buf = '';
+    my $method = $bytes =~ /^(\S+)/ ? $1 : '';
+    while (!_response_complete($buf, $method)) {
+        my $left = $deadline - Time::HiRes::time();
+        last if $left <= 0 || !$sel->can_read($left);
+        my $n = sysread($sock, $buf, 65536, length $buf);
+        last unless $n;
+    }
+    close $sock;
+    my $res = _parse_response($buf, $method);
+    $res->{error} //= 'no response' unless $res->{status};
+    return $res;
+}
+
+sub _response_complete {
+    my ($buf, $method) = @_;
+    my $end = index($buf, "\r\n\r\n");
+    return 0 if $end < 0;
+    my $head = substr($buf, 0, $end);
+    my $body = substr($buf, $end + 4);
+    my ($status) = $head =~ m{^HTTP/\d\.\d (\d{3})};
+    return 1 if $method eq 'HEAD' || ($status // 0) =~ /^(?:1\d\d|204|304)$/;
+    return $body =~ /(?:^|\r\n)0\r\n(?:.*\r\n)?\r\n\z/s if $head =~ /^Transfer-Encoding:\s*chunked/mi;
+    return length($body) >= $1 if $head =~ /^Content-Length:\s*(\d+)/mi;
+    return 0;   # until the server closes
+}
+
+sub _parse_response {
+    my ($buf, $method) = @_;
+    my $end = index($buf, "\r\n\r\n");
+    return { raw => $buf } if $end < 0;
+    my ($status_line, @lines) = split /\r\n/, substr($buf, 0, $end);
+    my ($status) = $status_line =~ m{^HTTP/\d\.\d (\d{3})} or return { raw => $buf };
+    my @headers = map { /^([^:]+):\s*(.*?)\s*$/ ? [$1, $2] : () } @lines;
+    my $body = substr($buf, $end + 4);
+    my $res = { status => $status, headers => \@headers, raw => $buf };
+    $body = _dechunk($body) if defined _header($res, 'Transfer-Encoding')
+      && _header($res, 'Transfer-Encoding') =~ /chunked/i;
+    $res->{body} = $body;
+    return $res;
+}
+
+sub _dechunk {
+    my ($data) = @_;
+    my $out = '';
+    while ($data =~ s/^([0-9a-fA-F]+)[^\r\n]*\r\n//) {
+        my $size = hex $1;
+        last if $size == 0;
+        $out .= substr($data, 0, $size, '');
+        $data =~ s/^\r\n//;
+    }
+    return $out;
+}
+
+sub _header {
+    my ($res, $name) = @_;
+    my @values = map { $_->[1] } grep { lc $_->[0] eq lc $name } @{ $res->{headers} || [] };
+    return @values ? join(', ', @values) : undef;
+}
+
+# N clients connect, wait together on a pipe, then send the same request.
+sub _concurrent_exchange {
+    my ($bytes, $clients, $timeout) = @_;
+    pipe(my $go_r, my $go_w) or die "pipe: $!";
+    pipe(my $res_r, my $res_w) or die "pipe: $!";
+    my @pids;
+    for (1 .. $clients) {
+        my $pid = fork // die "fork: $!";
+        if (!$pid) {
+            close $go_w;
+            close $res_r;
+            _concurrent_client($Server->{port}, $bytes, $timeout, $go_r, $res_w);
+        }
+        push @pids, $pid;
+    }
+    close $go_r;
+    close $res_w;
+    Time::HiRes::sleep(0.3);   # every client connected and waiting
+    close $go_w;               # the start signal
+    my @statuses = map { chomp; +{ status => /^\d+$/ ? $_ : undef, error => $_ } } <$res_r>;
+    waitpid $_, 0 for @pids;
+    return @statuses;
+}
+
+sub _concurrent_client {
+    my ($port, $bytes, $timeout, $go, $out) = @_;
+    my $line = eval {
+        my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                         Proto => 'tcp', Timeout => $timeout)
+          or die "connect: $!\n";
+        sysread($go, my $x, 1);   # returns at EOF: the parent closed the pipe
+        my $res = _exchange_on($sock, $bytes, $timeout);
+        $res->{status} // "error: $res->{error}";
+    } // "error: $@";
+    $line =~ s/\n/ /g;
+    syswrite $out, "$line\n";
+    POSIX::_exit(0);
+}
+
+# ---------------------------------------------------------------- users
+
+sub _ensure_user {
+    my ($name) = @_;
+    die "no user name\n" unless defined $name && $name =~ /^\w+$/;
+    return $Users{$name} if $Users{$name};
+    die "no server running to create user $name\n" unless $Server;
+    my ($email, $password) = $name eq 'admin'
+      ? (ADMIN_EMAIL, ADMIN_PASSWORD) : ("$name\@example.test", USER_PASSWORD);
+    my $body = $JSON->encode({ email => $email, password => $password });
+    my $res;
+    if ($name ne 'admin') {
+        $res = _api_post('/api/register', $body);
+        undef $res if ($res->{status} // 0) == 409;
+    }
+    $res //= _api_post('/api/login', $body);
+    my $data = eval { $JSON->decode($res->{body}) } // {};
+    my ($token, $id) = ($data->{access_token}, $data->{user} && $data->{user}{id});
+    die "cannot log in as $name: " . ($res->{status} // $res->{error}) . " " . ($res->{body} // '') . "\n"
+      unless $res->{status} && $res->{status} =~ /^20[01]$/ && defined $token && defined $id;
+    return $Users{$name} = { token => $token, id => $id, email => $email };
+}
+
+sub _api_post {
+    my ($uri, $body) = @_;
+    return _http_exchange($Server->{port},
+        "POST $uri HTTP/1.1\r\nHost: 127.0.0.1:$Server->{port}\r\nConnection: close\r\n"
+        . "Content-Type: application/json\r\nContent-Length: " . length($body) . "\r\n\r\n$body", 10);
+}
+
+# ---------------------------------------------------------------- variables
+
+sub _var_value {
+    my ($name) = @_;
+    return $Vars{$name} if exists $Vars{$name};
+    return $ENV{$name} if $name =~ /^TEST_/;
+    my %builtin = (
+        PORT => $Server && $Server->{port}, SERVROOT => $ServRoot, DB_NAME => $DbName,
+        ADMIN_EMAIL => ADMIN_EMAIL, ADMIN_PASSWORD => ADMIN_PASSWORD,
+        USER_PASSWORD => USER_PASSWORD, JWT_SECRET => $JwtSecret,
+    );
+    return $builtin{$name} if exists $builtin{$name};
+    return $1 eq 'admin' ? ADMIN_EMAIL : "$1\@example.test" if $name =~ /^EMAIL_(\w+)$/;
+    return _ensure_user($1)->{id} if $name =~ /^USER_ID_(\w+)$/;
+    return _ensure_user($1)->{token} if $name =~ /^TOKEN_(\w+)$/;
+    return undef;
+}
+
+sub _expand {
+    my ($text) = @_;
+    $text =~ s{\$(?:\{(\w+)\}|([A-Za-z_]\w*))}{
+        my $value = _var_value($1 // $2);
+        die "unknown variable \${$1}\n" if defined $1 && !defined $value;
+        $value // $&;
+    }ge;
+    return $text;
+}
+
+sub _save_json {
+    my ($block, $label, $res) = @_;
+    my $data = eval { $JSON->decode($res->{body} // '') };
+    die "save_json: the response is not JSON: " . ($res->{body} // $res->{error}) . "\n"
+      unless defined $data || ($res->{body} // '') eq 'null';
+    for my $line (_lines(_section($block, 'save_json'))) {
+        my ($name, $path) = $line =~ /^\s*(\w+)\s*=\s*(\S*)\s*$/
+          or die "bad save_json line: $line\n";
+        my $value = $data;
+        for my $key (grep { length } split /\./, $path) {
+            my $found = ref $value eq 'HASH' ? exists $value->{$key}
+                      : ref $value eq 'ARRAY' ? $key =~ /^\d+$/ && $key < @$value : 0;
+            die "save_json: no '$path' in the response\n" unless $found;
+            $value = ref $value eq 'HASH' ? $value->{$key} : $value->[$key];
+        }
+        $Vars{$name} = !ref $value && defined $value ? $value : $JSON->encode($value);
+    }
+}
+
+# ---------------------------------------------------------------- checks
+
+sub _check_response {
+    my ($block, $label, $res) = @_;
+    diag("$label: $res->{error}") if $res->{error} && !$res->{status};
+    if (defined(my $code = _section($block, 'error_code'))) {
+        is($res->{status}, $code, "$label - error_code") or _diag_response($res);
+    }
+    for my $line (_lines(_section($block, 'response_headers'))) {
+        _check_header_line($label, $res, $line, 0);
+    }
+    for my $line (_lines(_section($block, 'response_headers_like'))) {
+        _check_header_line($label, $res, $line, 1);
+    }
+    for my $exact (0, 1) {
+        my $section = $exact ? 'response_json_exact' : 'response_json';
+        my $want = _section($block, $section);
+        _check_json($label, $section, $res, $want, $exact) if defined $want;
+    }
+    if (defined(my $want = _section($block, 'response_body'))) {
+        my ($got, $exp) = ($res->{body} // '', $want);
+        chomp $got;
+        chomp $exp;
+        is($got, $exp, "$label - response_body");
+    }
+    if (defined(my $re = _section($block, 'response_body_like'))) {
+        chomp $re unless $block->{_redeem_eval}{response_body_like};
+        like($res->{body} // '', qr/$re/s, "$label - response_body_like");
+    }
+}
+
+sub _diag_response {
+    my ($res) = @_;
+    my $text = $res->{raw} // $res->{error} // '';
+    $text = substr($text, 0, 2000) . '...' if length $text > 2000;
+    diag("response:\n$text");
+}
+
+sub _check_header_line {
+    my ($label, $res, $line, $like) = @_;
+    my $test = "$label - response header $line";
+    if (!$like && $line =~ /^!\s*(\S+)\s*$/) {
+        my $got = _header($res, $1);
+        ok(!defined $got, $test) or diag("$1: $got");
+        return;
+    }
+    my ($name, $want) = $line =~ /^([^:\s]+):\s?(.*)$/ or die "bad header line: $line\n";
+    my $got = _header($res, $name);
+    if ($like) {
+        ok(defined $got && $got =~ /$want/, $test) or diag("$name: " . ($got // '(absent)'));
+    }
+    else {
+        is($got, $want, $test);
+    }
+}
+
+sub _check_json {
+    my ($label, $section, $res, $want_text, $exact) = @_;
+    my $test = "$label - $section";
+    my $want = eval { $JSON->decode($want_text) };
+    die "$section is not valid JSON: $@" unless defined $want || $want_text =~ /^\s*null\s*$/;
+    my $ctype = _header($res, 'Content-Type') // '';
+    my $got = eval { $JSON->decode($res->{body} // '') };
+    my $bad_json = $@;
+    my $problem
+      = $ctype !~ m{^application/json\s*(?:;|$)}i ? "Content-Type is '$ctype', not application/json"
+      : $bad_json ? "the body is not JSON: $bad_json"
+      : _json_diff($want, $got, '$', $exact);
+    ok(!defined $problem, $test) or diag("$problem\nbody: " . ($res->{body} // $res->{error} // ''));
+}
+
+# The JSON type of a decoded value, read before the value is used otherwise
+# (using a number as a string would make it look like both).
+sub _json_type {
+    my ($v) = @_;
+    return 'null' unless defined $v;
+    return 'bool' if JSON::PP::is_bool($v);
+    return 'object' if ref $v eq 'HASH';
+    return 'array' if ref $v eq 'ARRAY';
+    return 'other' if ref $v;
+    my $flags = B::svref_2object(\$v)->FLAGS;
+    return ($flags & (B::SVp_IOK | B::SVp_NOK)) && !($flags & B::SVp_POK) ? 'number' : 'string';
+}
+
+# undef when $got matches $want, else a description of the first difference.
+sub _json_diff {
+    my ($want, $got, $path, $exact) = @_;
+    my ($wt, $gt) = (_json_type($want), _json_type($got));
+    my $show = sub { $JSON->encode($got) };   # only once the types are known
+    if ($wt eq 'string' && $want =~ m{\A/(.*)/\z}s) {
+        my $re = $1;
+        return "$path: expected a string or number matching /$re/, got " . $show->()
+          unless $gt eq 'string' || $gt eq 'number';
+        return $got =~ /$re/ ? undef : "$path: " . $show->() . " does not match /$re/";
+    }
+    return "$path: expected $wt " . $JSON->encode($want) . ", got $gt " . $show->() if $wt ne $gt;
+    if ($wt eq 'object') {
+        for my $key (sort keys %$want) {
+            return "$path: missing key \"$key\"" unless exists $got->{$key};
+            my $diff = _json_diff($want->{$key}, $got->{$key}, "$path.$key", $exact);
+            return $diff if defined $diff;
+        }
+        my @extra = grep { !exists $want->{$_} } sort keys %$got;
+        return "$path: unexpected keys @extra" if $exact && @extra;
+        return undef;
+    }
+    if ($wt eq 'array') {
+        return "$path: expected " . @$want . " elements, got " . @$got if @$want != @$got;
+        for my $i (0 .. $#$want) {
+            my $diff = _json_diff($want->[$i], $got->[$i], "$path\[$i]", $exact);
+            return $diff if defined $diff;
+        }
+        return undef;
+    }
+    return undef if $wt eq 'null';
+    my $same = $wt eq 'string' ? $want eq $got : $wt eq 'bool' ? !!$want == !!$got : $want == $got;
+    return $same ? undef : "$path: expected " . $JSON->encode($want) . ", got " . $show->();
+}
+
+sub _check_code_counts {
+    my ($block, $label, $responses) = @_;
+    my %want;
+    for my $line (_lines(_section($block, 'error_code_counts'))) {
+        my ($code, $count) = $line =~ /^\s*(\d{3})\s*:\s*(\d+)\s*$/
+          or die "bad error_code_counts line: $line\n";
+        $want{$code} = $count;
+    }
+    my (%got, @errors);
+    for my $res (@$responses) {
+        $got{ $res->{status} // 'no response' }++;
+        push @errors, $res->{error} if !$res->{status};
+    }
+    delete $want{$_} for grep { !$want{$_} } keys %want;   # "500: 0" = none
+    my $fmt = sub { my $h = shift; join(', ', map { "$_: $h->{$_}" } sort keys %$h) || 'none' };
+    is($fmt->(\%got), $fmt->(\%want), "$label - error_code_counts")
+      or @errors && diag("client errors: @errors[0 .. List::Util::min(4, $#errors)]");
+}
+
+sub _check_db {
+    my ($block, $label) = @_;
+    my ($rc, $out, $err) = _psql($DbName, _section($block, 'db_check'));
+    if ($rc) {
+        fail("$label - db_check");
+        diag("psql failed: $err");
+        return;
+    }
+    chomp $out;
+    if (defined(my $want = _section($block, 'db_check_out'))) {
+        chomp $want;
+        is($out, $want, "$label - db_check_out");
+    }
+    if (defined(my $re = _section($block, 'db_check_like'))) {
+        chomp $re;
+        like($out, qr/$re/m, "$label - db_check_like");
+    }
+}
+
+sub _log_matcher {
+    my ($line) = @_;
+    return $line =~ m{\A/(.*)/\z} ? do { my $re = $1; sub { $_[0] =~ /$re/m } }
+                                   : sub { index($_[0], $line) >= 0 };
+}
+
+# $read returns the log text of this block; error_log lines are waited for.
+sub _check_log {
+    my ($block, $label, $read) = @_;
+    my @must = _lines(_section($block, 'error_log'));
+    my @must_not = _lines(_section($block, 'no_error_log'));
+    return unless @must || @must_not;
+    my $wait = _raw($block, 'log_wait');
+    my $deadline = Time::HiRes::time() + ($wait // 3);
+    my $text = $read->();
+    while (@must && Time::HiRes::time() < $deadline
+           && grep { !_log_matcher($_)->($text) } @must) {
+        Time::HiRes::sleep(0.1);
+        $text = $read->();
+    }
+    if (!@must) {
+        Time::HiRes::sleep($wait // 0.2);
+        $text = $read->();
+    }
+    for my $line (@must) {
+        ok(_log_matcher($line)->($text), "$label - error_log $line") or diag("log:\n$text");
+    }
+    for my $line (@must_not) {
+        my @hits = grep { _log_matcher($line)->($_) } split /\n/, $text;
+        ok(!@hits, "$label - no_error_log $line") or diag(join "\n", @hits);
+    }
+}
+
+# ---------------------------------------------------------------- must_die
+
+sub _run_must_die {
+    my ($block, $label) = @_;
+    my $dir = "$ServRoot/must_die";
+    remove_tree($dir);
+    make_path($dir);
+    _write_file("$dir/extra.conf", _section($block, 'config') // '');
+    _chown_servroot();
+    my $env = _httpd_env($dir, _free_port());
+
+    my ($rc, $out, $err) = _capture($env, undef, _httpd_cmd('-t'));
+    my $output = "$out$err";
+    my $died = $rc != 0;
+    if (!$died) {
+        my $pid = _spawn($env, "$dir/httpd.stderr", _httpd_cmd('-DFOREGROUND'));
+        my $status = _wait_ready($pid, $env->{REDEEM_PORT});
+        $died = $status =~ /^exited/;
+        _stop_group($pid) unless $died;
+        $output .= _read_file("$dir/httpd.stderr") . _read_file("$dir/error.log");
+    }
+    ok($died, "$label - httpd refuses to start") or diag("httpd output:\n$output");
+    _check_log($block, $label, sub { $output });
+}
+
+# ---------------------------------------------------------------- crashes
+
+sub _check_crashes {
+    my @reports;
+    File::Find::find({ no_chdir => 1, wanted => sub {
+        return unless -f $_;
+        if (m{/(?:asan|ubsan)\.\d+$}) {
+            push @reports, "$_:\n" . _read_file($_);
+        }
+        elsif (m{/(?:error\.log|httpd\.stderr)$}) {
+            push @reports, map { "$File::Find::name: $_" }
+              grep { /exit signal|AddressSanitizer|LeakSanitizer|runtime error:/ }
+              split /\n/, _read_file($_);
+        }
+    } }, $ServRoot);
+    ok(!@reports, "$Name: no crashed child and no sanitizer report")
+      or diag(join "\n", @reports[0 .. List::Util::min(20, $#reports)]);
+}
+
+1;
