@@ -8,7 +8,7 @@ SOURCES  := $(wildcard $(SRC_DIR)/*.c)
 OBJECTS  := $(patsubst $(SRC_DIR)/%.c,$(BUILD)/obj/%.o,$(SOURCES))
 MODULE   := $(BUILD)/mod_redeem.so
 # The httpd-free core, for unit tests and fuzzers.
-CORE_SOURCES := $(addprefix $(SRC_DIR)/,redeem_email.c redeem_password.c redeem_token.c redeem_code.c)
+CORE_SOURCES := $(addprefix $(SRC_DIR)/,redeem_email.c redeem_password.c redeem_token.c redeem_code.c redeem_time.c)
 
 WARNINGS := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS   ?= -O2 -g

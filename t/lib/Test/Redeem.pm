@@ -256,13 +256,14 @@ use IO::Select;
 use IO::Socket::INET;
 use JSON::PP ();
 use List::Util ();
-use MIME::Base64 qw(encode_base64url);
+use MIME::Base64 qw(encode_base64url decode_base64url);
 use POSIX ();
 use Time::HiRes ();
 
 our @EXPORT = qw(
   run_tests repeat_each no_shuffle add_block_preprocessor
-  jwt_forge jwt_secret jwt_claims user_id user_token now var b64url
+  jwt_forge jwt_secret jwt_claims jwt_decode user_id user_token now var b64url
+  response json_match
 );
 
 use constant {
@@ -285,6 +286,7 @@ my $Server;        # {pid, port, config} of the running httpd
 my $FailedConfig;  # config that failed to start, not retried
 my %Vars;          # save_json variables
 my %Users;         # name => {token, id, email}
+our $LastResponse;  # for response() in check_eval
 
 filters_delay(1);  # sections are filtered per block, just before it runs
 
@@ -327,6 +329,23 @@ sub var {
     my $value = _var_value($name);
     die "unknown variable \$$name\n" unless defined $value;
     return $value;
+}
+
+sub response { return $LastResponse }
+
+sub jwt_decode {
+    my ($token) = @_;
+    my @parts = split /\./, $token // '', -1;
+    die "not a JWT: $token\n" unless @parts == 3;
+    return map { $JSON->decode(decode_base64url($_)) } @parts[0, 1];
+}
+
+sub json_match {
+    my ($got, $want, $exact) = @_;
+    $want = $JSON->decode($want) unless ref $want;
+    my $diff = _json_diff($want, $got, '$', $exact);
+    die "$diff\n" if defined $diff;
+    return 1;
 }
 
 sub user_id    { return _ensure_user($_[0])->{id} }
@@ -640,11 +659,11 @@ sub _prepare_block {
     _validate_block($block);
 }
 
-my @CHECKS = qw(error_code error_code_counts response_headers response_headers_like
-                response_json response_json_exact response_body response_body_like
-                db_check error_log no_error_log must_die);
 my @SINGLE = qw(error_code response_headers response_headers_like response_json
-                response_json_exact response_body response_body_like save_json);
+                response_json_exact response_body response_body_like response_body_unlike
+                check_eval save_json);
+my @CHECKS = (grep({ $_ ne 'save_json' } @SINGLE),
+              qw(error_code_counts db_check error_log no_error_log must_die));
 
 sub _validate_block {
     my ($block) = @_;
@@ -1016,9 +1035,19 @@ sub _check_response {
         chomp $exp;
         is($got, $exp, "$label - response_body");
     }
-    if (defined(my $re = _section($block, 'response_body_like'))) {
-        chomp $re unless $block->{_redeem_eval}{response_body_like};
-        like($res->{body} // '', qr/$re/s, "$label - response_body_like");
+    for my $unlike (0, 1) {
+        my $section = $unlike ? 'response_body_unlike' : 'response_body_like';
+        my $re = _section($block, $section);
+        next unless defined $re;
+        chomp $re unless $block->{_redeem_eval}{$section};
+        my $check = $unlike ? \&unlike : \&like;
+        $check->($res->{body} // '', qr/$re/s, "$label - $section");
+    }
+    if (defined(my $code = _raw($block, 'check_eval'))) {
+        local $LastResponse = $res;
+        $res->{json} = eval { $JSON->decode($res->{body} // '') };
+        ok(eval { _eval_code($code, $block->name, 'check_eval') }, "$label - check_eval")
+          or diag($@ || "check_eval returned false\n"), _diag_response($res);
     }
 }
 
@@ -1080,8 +1109,9 @@ sub _json_diff {
     my ($want, $got, $path, $exact) = @_;
     my ($wt, $gt) = (_json_type($want), _json_type($got));
     my $show = sub { $JSON->encode($got) };   # only once the types are known
-    if ($wt eq 'string' && $want =~ m{\A/(.*)/\z}s) {
-        my $re = $1;
+    my $re = ref $want eq 'Regexp' ? $want
+           : $wt eq 'string' && $want =~ m{\A/(.*)/\z}s ? $1 : undef;
+    if (defined $re) {
         return "$path: expected a string or number matching /$re/, got " . $show->()
           unless $gt eq 'string' || $gt eq 'number';
         return $got =~ /$re/ ? undef : "$path: " . $show->() . " does not match /$re/";

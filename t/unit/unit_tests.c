@@ -1,0 +1,299 @@
+/* Unit tests of the httpd-free core, printing TAP for prove (t/unit.t). */
+#include "redeem_code.h"
+#include "redeem_email.h"
+#include "redeem_password.h"
+#include "redeem_time.h"
+#include "redeem_token.h"
+
+#include <apr_general.h>
+#include <apr_strings.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdio.h>
+#include <string.h>
+
+static int test_number = 0, failures = 0;
+
+static void ok(int condition, const char *name)
+{
+    test_number++;
+    if (!condition)
+        failures++;
+    printf("%sok %d - %s\n", condition ? "" : "not ", test_number, name);
+}
+
+static void is_string(const char *got, const char *expected, const char *name)
+{
+    int same = got && expected ? strcmp(got, expected) == 0 : got == expected;
+    ok(same, name);
+    if (!same)
+        printf("#   got: '%s'\n#   expected: '%s'\n", got ? got : "(null)",
+               expected ? expected : "(null)");
+}
+
+static void test_email(apr_pool_t *p)
+{
+    char *out = NULL;
+    ok(redeem_email_normalize(p, "  Alice@Example.COM \t", 21, &out) == NULL, "email: accepted");
+    is_string(out, "alice@example.com", "email: trimmed and lowercased");
+    const char *bad[] = {"", "   ", "alice", "a@b", "a@@b.c", "a@b@c.d", "@b.c", "a b@c.d",
+                         "a@.b.c", "a@b.c.", "a@b..c", "a<b>@c.d", "a@b,c.d"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        ok(redeem_email_normalize(p, bad[i], strlen(bad[i]), &out) != NULL,
+           apr_psprintf(p, "email: refused '%s'", bad[i]));
+    /* "a@" and a 252-character domain: 254 in all, the most allowed. */
+    char longest[256];
+    memset(longest, 'b', sizeof longest);
+    memcpy(longest, "a@", 2);
+    memcpy(longest + 250, ".com", 4);
+    ok(redeem_email_normalize(p, longest, 254, &out) == NULL, "email: 254 chars accepted");
+    memcpy(longest + 251, ".com", 4);
+    ok(redeem_email_normalize(p, longest, 255, &out) != NULL, "email: 255 chars refused");
+    ok(redeem_email_normalize(p, "a\xc3\xa4@b.c", 6, &out) == NULL, "email: UTF-8 local part");
+}
+
+static void test_password(apr_pool_t *p)
+{
+    ok(redeem_password_check_policy("Passw0rd", 8) == NULL, "password: 8 chars accepted");
+    ok(redeem_password_check_policy("Passw0r", 7) != NULL, "password: 7 chars refused");
+    ok(redeem_password_check_policy("password", 8) != NULL, "password: no digit refused");
+    ok(redeem_password_check_policy("12345678", 8) != NULL, "password: no letter refused");
+    char long_pw[130];
+    memset(long_pw, 'a', sizeof long_pw);
+    long_pw[0] = '1';
+    ok(redeem_password_check_policy(long_pw, 128) == NULL, "password: 128 chars accepted");
+    ok(redeem_password_check_policy(long_pw, 129) != NULL, "password: 129 chars refused");
+    /* Seven two-byte characters and a digit: 8 characters, 15 bytes. */
+    const char *umlauts = "\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4"
+                          "1";
+    ok(redeem_password_check_policy(umlauts, strlen(umlauts)) == NULL,
+       "password: length counts characters, not bytes");
+
+    redeem_argon2_cost_t cost = {1024, 1, 1};
+    char *hash = NULL;
+    ok(redeem_password_hash(p, &cost, "Passw0rd123", 11, &hash) == NULL, "argon2: hashes");
+    ok(hash && strncmp(hash, "$argon2id$v=19$m=1024,t=1,p=1$", 30) == 0, "argon2: PHC string");
+    ok(redeem_password_verify(hash, "Passw0rd123", 11) == REDEEM_PASSWORD_MATCH, "argon2: verifies");
+    ok(redeem_password_verify(hash, "Passw0rd124", 11) == REDEEM_PASSWORD_MISMATCH,
+       "argon2: wrong password refused");
+    /* Never truncated: a longer password with the same prefix differs. */
+    ok(redeem_password_verify(hash, "Passw0rd123x", 12) == REDEEM_PASSWORD_MISMATCH,
+       "argon2: longer password refused");
+    ok(redeem_password_verify("$argon2id$garbage", "x", 1) == REDEEM_PASSWORD_ERROR,
+       "argon2: malformed hash is an error");
+    redeem_argon2_cost_t bad = {4, 1, 1};
+    ok(redeem_argon2_cost_check(&bad) != NULL, "argon2: too little memory refused");
+}
+
+static char *b64url(apr_pool_t *p, const unsigned char *data, size_t len)
+{
+    char *out = apr_palloc(p, 4 * ((len + 2) / 3) + 1);
+    int n = EVP_EncodeBlock((unsigned char *)out, data, (int)len);
+    while (n > 0 && out[n - 1] == '=')
+        n--;
+    out[n] = '\0';
+    for (char *c = out; *c; c++)
+        *c = *c == '+' ? '-' : *c == '/' ? '_' : *c;
+    return out;
+}
+
+/* A token with any header and claims, HMAC-signed with md and key. */
+static char *forge(apr_pool_t *p, const char *header, const char *claims, const EVP_MD *md,
+                   const char *key)
+{
+    char *signing = apr_pstrcat(p, b64url(p, (const unsigned char *)header, strlen(header)), ".",
+                                b64url(p, (const unsigned char *)claims, strlen(claims)), NULL);
+    unsigned char mac[64];
+    unsigned int mac_len = 0;
+    HMAC(md, key, (int)strlen(key), (const unsigned char *)signing, strlen(signing), mac, &mac_len);
+    return apr_pstrcat(p, signing, ".", b64url(p, mac, mac_len), NULL);
+}
+
+static void test_token(apr_pool_t *p)
+{
+    const char *secret = "0123456789abcdef0123456789abcdef-test";
+    redeem_token_config_t cfg = {(const unsigned char *)secret, strlen(secret), NULL, 3600, 0};
+    redeem_token_subject_t alice = {42, "alice@example.test", 0};
+    int64_t now = 1800000000, user_id = 0;
+    char *token = NULL;
+    ok(redeem_token_issue(p, &cfg, &alice, now, &token) == NULL, "token: issued");
+    ok(redeem_token_verify(p, &cfg, token, strlen(token), now + 10, &user_id) == NULL &&
+           user_id == 42,
+       "token: verifies and names the user");
+    ok(redeem_token_verify(p, &cfg, token, strlen(token), now + 3600, &user_id) != NULL,
+       "token: refused at exp");
+    cfg.leeway = 30;
+    ok(redeem_token_verify(p, &cfg, token, strlen(token), now + 3620, &user_id) == NULL,
+       "token: leeway tolerates a late clock");
+    cfg.leeway = 0;
+    char *flipped = apr_pstrdup(p, token);
+    flipped[strlen(flipped) - 2] = flipped[strlen(flipped) - 2] == 'A' ? 'B' : 'A';
+    ok(redeem_token_verify(p, &cfg, flipped, strlen(flipped), now, &user_id) != NULL,
+       "token: flipped signature refused");
+
+    const char *claims = "{\"sub\":\"42\",\"user_id\":42,\"exp\":1800003600,\"iat\":1800000000}";
+    const char *hs256 = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
+    char *good = forge(p, hs256, claims, EVP_sha256(), secret);
+    ok(redeem_token_verify(p, &cfg, good, strlen(good), now, &user_id) == NULL,
+       "token: a well-formed forged-by-us token verifies (the forger works)");
+    struct {
+        const char *header, *claims, *key, *name;
+        const EVP_MD *md;
+    } attacks[] = {
+        {"{\"alg\":\"HS384\",\"typ\":\"JWT\"}", claims, secret, "HS384 refused", EVP_sha384()},
+        {"{\"alg\":\"HS512\",\"typ\":\"JWT\"}", claims, secret, "HS512 refused", EVP_sha512()},
+        {"{\"alg\":\"hs256\",\"typ\":\"JWT\"}", claims, secret, "lowercase alg refused",
+         EVP_sha256()},
+        {"{\"alg\":\"HS256\",\"typ\":\"JWT\",\"kid\":\"../x\"}", claims, secret, "kid refused",
+         EVP_sha256()},
+        {hs256, claims, "secret", "wrong key refused", EVP_sha256()},
+        {hs256, "{\"sub\":\"42\",\"user_id\":42,\"exp\":\"1800003600\"}", secret,
+         "string exp refused", EVP_sha256()},
+        {hs256, "{\"sub\":\"42\",\"user_id\":42,\"exp\":1800003600.5}", secret, "real exp refused",
+         EVP_sha256()},
+        {hs256, "{\"sub\":\"42\",\"user_id\":42}", secret, "missing exp refused", EVP_sha256()},
+        {hs256, "{\"sub\":\"42\",\"user_id\":42,\"exp\":1800003600,\"nbf\":1800000100}", secret,
+         "future nbf refused", EVP_sha256()},
+        {hs256, "{\"sub\":\"42\",\"user_id\":42,\"exp\":1800003600,\"iat\":1800000100}", secret,
+         "future iat refused", EVP_sha256()},
+        {hs256, "{\"sub\":\"43\",\"user_id\":42,\"exp\":1800003600}", secret,
+         "sub/user_id mismatch refused", EVP_sha256()},
+    };
+    for (size_t i = 0; i < sizeof attacks / sizeof *attacks; i++) {
+        char *forged = forge(p, attacks[i].header, attacks[i].claims, attacks[i].md, attacks[i].key);
+        ok(redeem_token_verify(p, &cfg, forged, strlen(forged), now, &user_id) != NULL,
+           apr_pstrcat(p, "token: ", attacks[i].name, NULL));
+    }
+    const char *none_header = "{\"alg\":\"none\",\"typ\":\"JWT\"}";
+    char *none = apr_pstrcat(
+        p, b64url(p, (const unsigned char *)none_header, strlen(none_header)), ".",
+        b64url(p, (const unsigned char *)claims, strlen(claims)), ".", NULL);
+    ok(redeem_token_verify(p, &cfg, none, strlen(none), now, &user_id) != NULL,
+       "token: alg none refused");
+    char *padded = apr_pstrcat(p, good, "=", NULL);
+    ok(redeem_token_verify(p, &cfg, padded, strlen(padded), now, &user_id) != NULL,
+       "token: padding refused");
+    char *extra = apr_pstrcat(p, good, ".abc", NULL);
+    ok(redeem_token_verify(p, &cfg, extra, strlen(extra), now, &user_id) != NULL,
+       "token: extra segment refused");
+    char *huge = apr_palloc(p, 8193);
+    memset(huge, 'a', 8192);
+    huge[8192] = '\0';
+    huge[100] = huge[200] = '.';
+    ok(redeem_token_verify(p, &cfg, huge, 8192, now, &user_id) != NULL, "token: 8 KiB refused");
+
+    cfg.issuer = "mod_redeem-test";
+    ok(redeem_token_verify(p, &cfg, good, strlen(good), now, &user_id) != NULL,
+       "token: missing iss refused when configured");
+    char *with_iss = NULL;
+    ok(redeem_token_issue(p, &cfg, &alice, now, &with_iss) == NULL &&
+           redeem_token_verify(p, &cfg, with_iss, strlen(with_iss), now, &user_id) == NULL,
+       "token: iss issued and accepted");
+}
+
+static void test_code(void)
+{
+    unsigned char mac_key[32], enc_key[32], other_key[32];
+    memset(mac_key, 1, sizeof mac_key);
+    memset(enc_key, 2, sizeof enc_key);
+    memset(other_key, 3, sizeof other_key);
+    redeem_code_keys_t keys, other;
+    ok(redeem_code_keys_init(&keys, mac_key, 32, enc_key, 32) == NULL, "code: keys accepted");
+    ok(redeem_code_keys_init(&other, other_key, 32, enc_key, 32) == NULL, "code: other keys");
+    ok(redeem_code_keys_init(&other, mac_key, 31, enc_key, 32) != NULL, "code: short key refused");
+    ok(redeem_code_keys_init(&other, mac_key, 32, mac_key, 32) != NULL,
+       "code: equal MAC and encryption keys refused");
+    redeem_code_keys_init(&other, other_key, 32, enc_key, 32);
+
+    char symbols[REDEEM_CODE_SYMBOLS], again[REDEEM_CODE_SYMBOLS];
+    char display[REDEEM_CODE_DISPLAY_LEN + 1];
+    ok(redeem_code_generate(&keys, symbols) == 0, "code: generated");
+    redeem_code_display(symbols, display);
+    ok(strlen(display) == 26 && display[12] == '-' && display[17] == '-', "code: 12-4-8 format");
+    ok(strspn(display, "0123456789ABCDEFGHJKMNPQRSTVWXYZ-") == 26, "code: Crockford alphabet");
+    ok(redeem_code_check(&keys, symbols), "code: check passes");
+    ok(!redeem_code_check(&other, symbols), "code: check fails under another key");
+
+    /* Sloppy typing normalizes back to the same code. */
+    char sloppy[40];
+    snprintf(sloppy, sizeof sloppy, "  %.24s ", symbols);
+    for (char *c = sloppy; *c; c++)
+        *c = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
+    ok(redeem_code_normalize(sloppy, strlen(sloppy), again) == 0 &&
+           memcmp(again, symbols, 24) == 0,
+       "code: lowercase, no hyphens, spaces normalize");
+    ok(redeem_code_normalize("OIL0000000000000000000000", 25, again) == -1,
+       "code: 25 symbols refused");
+    ok(redeem_code_normalize("OIL000000000-0000-00000000", 26, again) == 0 &&
+           memcmp(again, "011000000000", 12) == 0,
+       "code: O reads as 0, I and L as 1");
+    ok(redeem_code_normalize("U00000000000-0000-00000000", 26, again) == -1, "code: U refused");
+
+    int caught = 0;
+    for (int i = 0; i < REDEEM_CODE_SYMBOLS; i++) {
+        memcpy(again, symbols, 24);
+        again[i] = again[i] == '0' ? '1' : '0';
+        caught += !redeem_code_check(&keys, again);
+    }
+    ok(caught == REDEEM_CODE_SYMBOLS, "code: every single-symbol typo fails the check");
+
+    unsigned char hash[REDEEM_CODE_HASH_LEN], other_hash[REDEEM_CODE_HASH_LEN];
+    unsigned char sealed[REDEEM_CODE_SEALED_LEN];
+    redeem_code_lookup_hash(&keys, symbols, hash);
+    redeem_code_lookup_hash(&other, symbols, other_hash);
+    ok(memcmp(hash, other_hash, sizeof hash) != 0, "code: lookup hash is keyed");
+    ok(redeem_code_seal(&keys, symbols, hash, sealed) == 0, "code: sealed");
+    ok(memmem(sealed, sizeof sealed, symbols, 24) == NULL, "code: sealed holds no clear text");
+    ok(redeem_code_open(&keys, sealed, sizeof sealed, hash, again) == 0 &&
+           memcmp(again, symbols, 24) == 0,
+       "code: opens to the same code");
+    ok(redeem_code_open(&keys, sealed, sizeof sealed, other_hash, again) == -1,
+       "code: refuses to open for another row");
+    sealed[20] ^= 1;
+    ok(redeem_code_open(&keys, sealed, sizeof sealed, hash, again) == -1,
+       "code: tampering detected");
+
+    char hex[2 * REDEEM_CODE_HASH_LEN + 1];
+    unsigned char back[REDEEM_CODE_HASH_LEN];
+    redeem_hex_encode(hash, sizeof hash, hex);
+    ok(redeem_hex_decode(hex, back, sizeof back) == 0 && memcmp(back, hash, sizeof hash) == 0,
+       "hex: round trip");
+    ok(redeem_hex_decode("zz", back, 1) == -1, "hex: non-hex refused");
+}
+
+static void test_time(void)
+{
+    int64_t usec = 0;
+    ok(redeem_rfc3339_parse("1970-01-01T00:00:00Z", &usec) == 0 && usec == 0, "time: epoch");
+    ok(redeem_rfc3339_parse("2023-12-01T10:30:00.000001Z", &usec) == 0 &&
+           usec == 1701426600000001LL,
+       "time: microseconds");
+    ok(redeem_rfc3339_parse("2023-12-01T12:30:00+02:00", &usec) == 0 &&
+           usec == 1701426600000000LL,
+       "time: offset");
+    ok(redeem_rfc3339_parse("2024-02-29T00:00:00Z", &usec) == 0, "time: leap day");
+    const char *bad[] = {"2023-02-29T00:00:00Z", "2023-12-01 10:30:00Z", "2023-12-01T10:30:00",
+                         "2023-12-01T24:00:00Z", "tomorrow", "2023-12-01T10:30:00.Z",
+                         "2023-12-01T10:30:00+0200", "2023-13-01T00:00:00Z"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char name[80];
+        snprintf(name, sizeof name, "time: refused '%s'", bad[i]);
+        ok(redeem_rfc3339_parse(bad[i], &usec) == -1, name);
+    }
+}
+
+int main(void)
+{
+    apr_pool_t *pool;
+    apr_initialize();
+    apr_pool_create(&pool, NULL);
+    test_email(pool);
+    test_password(pool);
+    test_token(pool);
+    test_code();
+    test_time();
+    printf("1..%d\n", test_number);
+    apr_pool_destroy(pool);
+    apr_terminate();
+    return failures ? 1 : 0;
+}
