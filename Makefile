@@ -44,8 +44,9 @@ stop:
 	@scripts/stop.sh
 
 test: deps
-	@$(MAKE) --no-print-directory build unit
+	@$(MAKE) --no-print-directory build unit asan
 	@scripts/test.sh
+	@REDEEM_ASAN=1 scripts/test.sh
 
 unit: $(BUILD)/unit_tests
 

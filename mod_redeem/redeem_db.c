@@ -137,10 +137,11 @@ static int check_schema(request_rec *r, ap_dbd_t *dbd)
         return HTTP_SERVICE_UNAVAILABLE;
     }
     const char *text = NULL;
+    /* Copied out: reading past the last row frees the result. */
     if (apr_dbd_get_row(dbd->driver, r->pool, res, &row, -1) == 0)
-        text = apr_dbd_get_entry(dbd->driver, row, 0);
+        text = apr_pstrdup(r->pool, apr_dbd_get_entry(dbd->driver, row, 0));
     while (row && apr_dbd_get_row(dbd->driver, r->pool, res, &row, -1) == 0)
-        ; /* drain, so the result is released */
+        ;
     apr_int64_t version = text ? apr_atoi64(text) : 0;
     if (version == REDEEM_SCHEMA_VERSION)
         return OK;

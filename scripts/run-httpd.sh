@@ -6,7 +6,7 @@ set -euo pipefail
 
 export REDEEM_PORT=${PORT:-5000}
 export REDEEM_RUN_DIR=$REDEEM_BUILD/run
-export REDEEM_MODULE=$REDEEM_BUILD/mod_redeem.so
+export REDEEM_MODULE=${REDEEM_MODULE:-$REDEEM_BUILD/mod_redeem.so}
 export REDEEM_LOG_LEVEL=${REDEEM_LOG_LEVEL:-"warn redeem:info"}
 export REDEEM_ARGON2=${REDEEM_ARGON2:-"19456 2 1"}
 export REDEEM_EXTRA_CONF=${REDEEM_EXTRA_CONF:-$REDEEM_RUN_DIR/none.conf}

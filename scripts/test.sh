@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make test`: the private PostgreSQL, a freshly migrated template database,
 # then every test file under t/ (each file gets its own database and httpd).
+# REDEEM_ASAN=1 runs the suite against the AddressSanitizer build instead.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 
@@ -10,6 +11,11 @@ psql -XqAt -d postgres -c "DROP DATABASE IF EXISTS $REDEEM_TEMPLATE_DB WITH (FOR
 psql -XqAt -d postgres -c "CREATE DATABASE $REDEEM_TEMPLATE_DB"
 "$REDEEM_ROOT/scripts/migrate.sh" "$REDEEM_TEMPLATE_DB" >/dev/null
 
-export REDEEM_MODULE=${REDEEM_MODULE:-$REDEEM_BUILD/mod_redeem.so}
+if [ "${REDEEM_ASAN:-0}" = 1 ]; then
+  export REDEEM_MODULE=$REDEEM_BUILD/asan/mod_redeem.so
+  echo "test: the suite again, with the module built with AddressSanitizer and UBSan"
+else
+  export REDEEM_MODULE=${REDEEM_MODULE:-$REDEEM_BUILD/mod_redeem.so}
+fi
 cd "$REDEEM_ROOT"
 prove -r ${PROVE_FLAGS:-} "${@:-t/}"

@@ -1,0 +1,244 @@
+# POST /api/login: sessions for registered accounts, one answer for every
+# failed login, and passwords that are never truncated.
+use lib 't/lib';
+use Test::Redeem;
+run_tests();
+
+__DATA__
+
+=== TEST 1: register lena
+--- request
+POST /api/register
+--- request_json
+{"email": "lena@example.test", "password": "LenaPassw0rd"}
+--- error_code: 201
+--- save_json: LENA_ID=user.id
+
+
+
+=== TEST 2: login: 200 with exactly the contract's fields
+--- request
+POST /api/login
+--- request_json
+{"email": "lena@example.test", "password": "LenaPassw0rd"}
+--- error_code: 200
+--- response_json_exact
+{"message": "Login successful",
+ "user": {"id": $LENA_ID, "email": "lena@example.test",
+          "created_at": "/^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{6}Z$/"},
+ "access_token": "/^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$/",
+ "token_type": "Bearer",
+ "expires_in": 3600}
+--- response_headers
+Cache-Control: no-store
+X-Content-Type-Options: nosniff
+--- response_body_unlike
+argon2|LenaPassw0rd
+--- save_json: LENA_TOKEN=access_token
+
+
+
+=== TEST 3: the login token works and names lena
+--- request
+GET /api/profile
+--- more_headers
+Authorization: Bearer $LENA_TOKEN
+--- error_code: 200
+--- response_json
+{"user": {"id": $LENA_ID, "email": "lena@example.test"}}
+
+
+
+=== TEST 4: the login token's claims
+--- request
+POST /api/login
+--- request_json
+{"email": "lena@example.test", "password": "LenaPassw0rd"}
+--- error_code: 200
+--- check_eval
+my ($header, $claims) = jwt_decode(response()->{json}{access_token});
+json_match($header, {alg => 'HS256', typ => 'JWT'}, 'exact');
+json_match($claims, {sub => var('LENA_ID') . '', user_id => var('LENA_ID') + 0,
+                     email => 'lena@example.test', admin => JSON::PP::false,
+                     iat => qr/^\d+$/, exp => qr/^\d+$/, jti => qr/./}, 'exact');
+$claims->{exp} == $claims->{iat} + 3600 or die "exp is not iat + 3600\n";
+
+
+
+=== TEST 5: the email is matched case-insensitively
+--- request
+POST /api/login
+--- request_json
+{"email": "LENA@Example.Test", "password": "LenaPassw0rd"}
+--- error_code: 200
+--- response_json
+{"user": {"id": $LENA_ID, "email": "lena@example.test"}}
+
+
+
+=== TEST 6: the email is trimmed
+--- request
+POST /api/login
+--- request_json
+{"email": "  lena@example.test ", "password": "LenaPassw0rd"}
+--- error_code: 200
+--- response_json
+{"user": {"id": $LENA_ID}}
+
+
+
+=== TEST 7: a wrong password: 401 with the contract's message
+--- request
+POST /api/login
+--- request_json
+{"email": "lena@example.test", "password": "WrongPassw0rd"}
+--- error_code: 401
+--- response_json_exact
+{"error": "Invalid email or password"}
+--- response_body_unlike
+access_token
+
+
+
+=== TEST 8: the password is case-sensitive
+--- request
+POST /api/login
+--- request_json
+{"email": "lena@example.test", "password": "lenapassw0rd"}
+--- error_code: 401
+--- response_json_exact
+{"error": "Invalid email or password"}
+
+
+
+=== TEST 9: an unknown email: the same 401 as a wrong password
+--- request
+POST /api/login
+--- request_json
+{"email": "nobody@example.test", "password": "LenaPassw0rd"}
+--- error_code: 401
+--- response_json_exact
+{"error": "Invalid email or password"}
+--- response_headers
+Cache-Control: no-store
+X-Content-Type-Options: nosniff
+--- db_check
+SELECT count(*) FROM users WHERE email = 'nobody@example.test'
+--- db_check_out
+0
+
+
+
+=== TEST 10: the admin of RedeemAdmin can log in and is admin
+--- request
+POST /api/login
+--- request_json
+{"email": "$ADMIN_EMAIL", "password": "$ADMIN_PASSWORD"}
+--- error_code: 200
+--- response_json
+{"user": {"email": "$ADMIN_EMAIL"}, "token_type": "Bearer"}
+--- check_eval
+my (undef, $claims) = jwt_decode(response()->{json}{access_token});
+json_match($claims, {admin => JSON::PP::true, email => var('ADMIN_EMAIL')});
+
+
+
+=== TEST 11: register a user with a 100-character password
+--- request
+POST /api/register
+--- request_json eval
+my $password = 'Aa1' . join('', map { chr(ord('a') + $_ % 26) } 1 .. 97);
+qq({"email": "long\@example.test", "password": "$password"})
+--- error_code: 201
+
+
+
+=== TEST 12: the first 72 characters of that password do not log in (no truncation)
+--- request
+POST /api/login
+--- request_json eval
+my $password = 'Aa1' . join('', map { chr(ord('a') + $_ % 26) } 1 .. 97);
+$password = substr($password, 0, 72);
+qq({"email": "long\@example.test", "password": "$password"})
+--- error_code: 401
+--- response_json_exact
+{"error": "Invalid email or password"}
+
+
+
+=== TEST 13: the whole password logs in
+--- request
+POST /api/login
+--- request_json eval
+my $password = 'Aa1' . join('', map { chr(ord('a') + $_ % 26) } 1 .. 97);
+qq({"email": "long\@example.test", "password": "$password"})
+--- error_code: 200
+--- response_json
+{"user": {"email": "long@example.test"}}
+
+
+
+=== TEST 14: the whole password and one more character do not
+--- request
+POST /api/login
+--- request_json eval
+my $password = 'Aa1' . join('', map { chr(ord('a') + $_ % 26) } 1 .. 97) . 'x';
+qq({"email": "long\@example.test", "password": "$password"})
+--- error_code: 401
+
+
+
+=== TEST 15: a missing password is a malformed request, not a failed login
+--- request
+POST /api/login
+--- request_json
+{"email": "lena@example.test"}
+--- error_code: 400
+--- response_json
+{"error": "/(?i)password/"}
+
+
+
+=== TEST 16: a password that is not a string
+--- request
+POST /api/login
+--- request_json
+{"email": "lena@example.test", "password": 12345678}
+--- error_code: 400
+--- response_json
+{"error": "/(?i)password/"}
+
+
+
+=== TEST 17: an unknown field
+--- request
+POST /api/login
+--- request_json
+{"email": "lena@example.test", "password": "LenaPassw0rd", "remember": true}
+--- error_code: 400
+--- response_json
+{"error": "/remember/"}
+
+
+
+=== TEST 18: login is POST only
+--- request
+GET /api/login
+--- error_code: 405
+--- response_headers_like
+Allow: \bPOST\b
+--- response_json
+{"error": "/./"}
+
+
+
+=== TEST 19: a failed login writes nothing
+--- request
+POST /api/login
+--- request_json
+{"email": "ghost@example.test", "password": "Passw0rd123"}
+--- error_code: 401
+--- db_check
+SELECT count(*) FROM users WHERE NOT is_admin
+--- db_check_out
+2
