@@ -5,11 +5,13 @@
  * so after a PostgreSQL restart (the driver's PQreset reconnects the same
  * handle) they are gone. We prepare ours ourselves and remember for which
  * backend process we did: a new backend gets the schema check and a fresh
- * set of statements before its first use. */
+ * set of statements before its first use. A connection the server closed
+ * while it sat in the pool is noticed and reconnected before it is used. */
 #include "redeem_private.h"
 
 #include <apr_atomic.h>
 #include <libpq-fe.h>
+#include <poll.h>
 
 #define REDEEM_SCHEMA_VERSION 2
 static const char *const migrations[] = {"001_accounts.sql", "002_codes.sql"};
@@ -105,6 +107,12 @@ struct redeem_db {
     redeem_conn_t *conn;
 };
 
+static int idle_socket_readable(PGconn *pg)
+{
+    struct pollfd pfd = {PQsocket(pg), POLLIN, 0};
+    return pfd.fd < 0 || poll(&pfd, 1, 0) != 0;
+}
+
 static int connection_alive(ap_dbd_t *dbd)
 {
     PGconn *pg = apr_dbd_native_handle(dbd->driver, dbd->handle);
@@ -162,6 +170,9 @@ static int prepare_statements(request_rec *r, ap_dbd_t *dbd, redeem_conn_t *conn
 {
     apr_pool_clear(conn->statement_pool);
     for (int i = 0; i < STMT_COUNT_; i++) {
+        /* The driver fills a non-NULL *statement in place: never hand it the
+         * old one, which lived in the pool just cleared. */
+        conn->statements[i] = NULL;
         /* Lowercase labels: PREPARE folds case, PQexecPrepared does not. */
         const char *label = apr_psprintf(conn->statement_pool, "redeem_%d", i);
         int rv = apr_dbd_prepare(dbd->driver, conn->statement_pool, dbd->handle, statement_sql[i],
@@ -189,6 +200,20 @@ int redeem_db_open(request_rec *r, redeem_db_t **db)
         apr_pool_userdata_setn(conn, "redeem_conn", NULL, dbd->pool);
     }
     PGconn *pg = apr_dbd_native_handle(dbd->driver, dbd->handle);
+    /* A pooled connection whose server went away while it sat idle (restart,
+     * failover, pg_terminate_backend) has the server's goodbye and an EOF
+     * waiting on its socket; an idle healthy one has nothing to read. Reconnect
+     * it now rather than fail this request's first statement. */
+    if (pg && (PQstatus(pg) != CONNECTION_OK || idle_socket_readable(pg))) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      RDMNO(0106) "pooled database connection was closed by the server: reconnecting");
+        PQreset(pg);
+        if (PQstatus(pg) != CONNECTION_OK) {
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, RDMNO(0107) "reconnect failed: %s",
+                          PQerrorMessage(pg));
+            return HTTP_SERVICE_UNAVAILABLE;
+        }
+    }
     int pid = pg ? PQbackendPID(pg) : 0;
     if (conn->backend_pid != pid || pid == 0) {
         int status = check_schema(r, dbd);

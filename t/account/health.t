@@ -42,3 +42,76 @@ X-Content-Type-Options: ^nosniff$
 HEAD /api/health
 --- error_code: 200
 --- response_body
+
+
+
+=== TEST 5: the database unreachable: health says 503 unhealthy
+--- config
+DBDParams "host=127.0.0.1 port=1 dbname=nope user=nope password=nope connect_timeout=2"
+--- request
+GET /api/health
+--- error_code: 503
+--- response_json_exact
+{"status": "unhealthy", "message": "Database unavailable"}
+--- response_headers
+X-Content-Type-Options: nosniff
+--- response_body_unlike
+(?i)connect|postgres|libpq|sql|port
+
+
+
+=== TEST 6: the database unreachable: register is 503 with Retry-After, nothing leaked
+--- config
+DBDParams "host=127.0.0.1 port=1 dbname=nope user=nope password=nope connect_timeout=2"
+--- request
+POST /api/register
+--- request_json
+{"email": "down@example.test", "password": "Passw0rd123"}
+--- error_code: 503
+--- response_json_exact
+{"error": "Service temporarily unavailable"}
+--- response_headers_like
+Retry-After: ^\d+$
+--- response_body_unlike
+(?i)connect|postgres|libpq|sql|port
+
+
+
+=== TEST 7: the database unreachable: login is 503, not a failed login
+--- config
+DBDParams "host=127.0.0.1 port=1 dbname=nope user=nope password=nope connect_timeout=2"
+--- request
+POST /api/login
+--- request_json
+{"email": "$ADMIN_EMAIL", "password": "$ADMIN_PASSWORD"}
+--- error_code: 503
+--- response_json_exact
+{"error": "Service temporarily unavailable"}
+--- response_headers_like
+Retry-After: ^\d+$
+
+
+
+=== TEST 8: the database unreachable: a valid token gets 503, not 401
+--- config
+DBDParams "host=127.0.0.1 port=1 dbname=nope user=nope password=nope connect_timeout=2"
+--- token_eval
+jwt_forge({alg => 'HS256', typ => 'JWT'},
+          {sub => '1', user_id => 1, email => 'admin@example.test', admin => JSON::PP::true,
+           iat => now(), exp => now() + 3600, jti => 'down-1'}, jwt_secret())
+--- request
+GET /api/profile
+--- error_code: 503
+--- response_json_exact
+{"error": "Service temporarily unavailable"}
+--- response_headers_like
+Retry-After: ^\d+$
+
+
+
+=== TEST 9: the database back: healthy again
+--- request
+GET /api/health
+--- error_code: 200
+--- response_json_exact
+{"status": "healthy", "message": "User Registration API is running"}
