@@ -152,7 +152,8 @@ int redeem_handle_login(request_rec *r)
         return redeem_send_db_error(r, status);
 
     /* An unknown email costs the same hashing as a known one. */
-    const char *stored = rows.nrows == 1 ? redeem_cell(&rows, 0, REDEEM_USER_NCOLUMNS) : conf->dummy_hash;
+    const char *stored =
+        rows.nrows == 1 ? redeem_cell(&rows, 0, REDEEM_USER_NCOLUMNS) : conf->dummy_hash;
     if ((status = redeem_with_hash_slot(r)) != OK)
         return redeem_send_unavailable(r);
     redeem_password_result_e verdict = redeem_password_verify(stored, password, password_len);

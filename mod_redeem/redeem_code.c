@@ -128,8 +128,8 @@ int redeem_code_seal(const redeem_code_keys_t *keys, const char symbols[REDEEM_C
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     if (ctx && EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, keys->seal_key, nonce) == 1 &&
         EVP_EncryptUpdate(ctx, NULL, &len, hash, REDEEM_CODE_HASH_LEN) == 1 &&
-        EVP_EncryptUpdate(ctx, cipher, &len, (const unsigned char *)symbols,
-                          REDEEM_CODE_SYMBOLS) == 1 &&
+        EVP_EncryptUpdate(ctx, cipher, &len, (const unsigned char *)symbols, REDEEM_CODE_SYMBOLS) ==
+            1 &&
         EVP_EncryptFinal_ex(ctx, cipher + len, &len) == 1 &&
         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, REDEEM_CODE_TAG_LEN, tag) == 1)
         ok = 1;

@@ -116,19 +116,19 @@ int redeem_handle_generate_codes(request_rec *r)
     *sp = '\0';
 
     const char *target = apr_psprintf(r->pool, "batch %s (%d codes)", batch_id, count);
-    const char *args[] = {batch_id, apr_itoa(r->pool, months), expires_at,
-                          hashes,   sealed,                    admin.id_text,
-                          target,   r->useragent_ip,           redeem_request_id(r)};
+    const char *args[] = {
+        batch_id, apr_itoa(r->pool, months), expires_at,          hashes, sealed, admin.id_text,
+        target,   r->useragent_ip,           redeem_request_id(r)};
     if ((status = redeem_db_query(db, STMT_CODES_INSERT, 9, args, &rows)) != OK) {
         redeem_audit_log(r, "codes_generated", admin.id_text, target, "failed");
         return redeem_send_db_error(r, status);
     }
     redeem_audit_log(r, "codes_generated", admin.id_text, target, "success");
 
-    json_t *body = json_pack("{s:s, s:i, s:s, s:i, s:O}", "message",
-                             apr_psprintf(r->pool, "Successfully generated %d redeem codes", count),
-                             "count", count, "batch_id", batch_id, "duration_months", months,
-                             "codes", codes);
+    json_t *body =
+        json_pack("{s:s, s:i, s:s, s:i, s:O}", "message",
+                  apr_psprintf(r->pool, "Successfully generated %d redeem codes", count), "count",
+                  count, "batch_id", batch_id, "duration_months", months, "codes", codes);
     json_object_set_new(body, "expires_at", expires_at ? json_string(expires_at) : json_null());
     return redeem_send_json(r, HTTP_CREATED, body);
 }
@@ -210,7 +210,8 @@ int redeem_handle_list_codes(request_rec *r)
         return redeem_send_error(r, HTTP_BAD_REQUEST, "batch_id must be a UUID");
     if (after_text) {
         if (redeem_parse_int64(after_text, 0, APR_INT64_MAX, &after_id) != 0)
-            return redeem_send_error(r, HTTP_BAD_REQUEST, "after_id must be a non-negative integer");
+            return redeem_send_error(r, HTTP_BAD_REQUEST,
+                                     "after_id must be a non-negative integer");
         if (redeem_query_param(r, "page", &bad))
             return redeem_send_error(r, HTTP_BAD_REQUEST, "Use either page or after_id, not both");
         page.offset = 0;
@@ -228,7 +229,7 @@ int redeem_handle_list_codes(request_rec *r)
             return redeem_send_db_error(r, status);
     }
     else {
-        redeem_stmt_e stmt = !used ? STMT_CODES_PAGE
+        redeem_stmt_e stmt = !used            ? STMT_CODES_PAGE
                              : used[0] == 't' ? STMT_CODES_PAGE_USED
                                               : STMT_CODES_PAGE_UNUSED;
         const char *page_args[] = {after, limit, offset};

@@ -64,8 +64,9 @@ static const char *parse_number(cmd_parms *cmd, const char *arg, apr_int64_t min
                                 apr_int64_t *out)
 {
     if (redeem_parse_int64(arg, min, max, out) != 0)
-        return apr_psprintf(cmd->pool, "%s: '%s' is not a whole number from %" APR_INT64_T_FMT
-                                       " to %" APR_INT64_T_FMT,
+        return apr_psprintf(cmd->pool,
+                            "%s: '%s' is not a whole number from %" APR_INT64_T_FMT
+                            " to %" APR_INT64_T_FMT,
                             cmd->cmd->name, arg, min, max);
     return NULL;
 }
@@ -293,8 +294,8 @@ static const char *finish_secret(apr_pool_t *p, redeem_server_conf *conf)
     const char *secret = conf->jwt_secret;
     apr_size_t len = secret ? strlen(secret) : 0;
     if (!secret && conf->jwt_secret_file) {
-        const char *why = read_secret_file(p, conf->jwt_secret_file, "RedeemJWTSecretFile",
-                                           &secret, &len);
+        const char *why =
+            read_secret_file(p, conf->jwt_secret_file, "RedeemJWTSecretFile", &secret, &len);
         if (why)
             return why;
     }
@@ -352,7 +353,8 @@ static void apply_defaults(redeem_server_conf *conf)
     conf->token.leeway = conf->leeway;
 }
 
-/* check_config (so `apachectl -t` runs it too): defaults, secrets and keys for every server that serves the API. */
+/* check_config (so `apachectl -t` runs it too): defaults, secrets and keys for every server that
+ * serves the API. */
 int redeem_config_finish(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
 {
     (void)ptemp;
@@ -369,14 +371,15 @@ int redeem_config_finish(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
                          why);
             return HTTP_INTERNAL_SERVER_ERROR;
         }
-        const char *hash_error = redeem_password_hash(pconf, &conf->argon2, "unguessable dummy",
-                                                      17, (char **)&conf->dummy_hash);
+        const char *hash_error = redeem_password_hash(pconf, &conf->argon2, "unguessable dummy", 17,
+                                                      (char **)&conf->dummy_hash);
         if (hash_error) {
             ap_log_error(APLOG_MARK, APLOG_EMERG, 0, vs,
                          RDMNO(0002) "mod_redeem cannot start: argon2id failed: %s", hash_error);
             return HTTP_INTERNAL_SERVER_ERROR;
         }
-        if (conf->admin_password && strcmp(conf->admin_password, REDEEM_DEFAULT_ADMIN_PASSWORD) == 0)
+        if (conf->admin_password &&
+            strcmp(conf->admin_password, REDEEM_DEFAULT_ADMIN_PASSWORD) == 0)
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, vs,
                          RDMNO(0003) "RedeemAdmin uses the well-known default password: "
                                      "change it before this server is reachable by anyone");

@@ -125,8 +125,8 @@ static int db_failure(request_rec *r, ap_dbd_t *dbd, const char *what, int rv)
     const char *detail = apr_dbd_error(dbd->driver, dbd->handle, rv);
     int alive = connection_alive(dbd);
     ap_log_rerror(APLOG_MARK, alive ? APLOG_ERR : APLOG_WARNING, 0, r,
-                  RDMNO(0101) "database %s failed%s: %s", what,
-                  alive ? "" : " (connection lost)", detail ? detail : "no detail");
+                  RDMNO(0101) "database %s failed%s: %s", what, alive ? "" : " (connection lost)",
+                  detail ? detail : "no detail");
     return alive ? HTTP_INTERNAL_SERVER_ERROR : HTTP_SERVICE_UNAVAILABLE;
 }
 
@@ -205,8 +205,9 @@ int redeem_db_open(request_rec *r, redeem_db_t **db)
      * waiting on its socket; an idle healthy one has nothing to read. Reconnect
      * it now rather than fail this request's first statement. */
     if (pg && (PQstatus(pg) != CONNECTION_OK || idle_socket_readable(pg))) {
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                      RDMNO(0106) "pooled database connection was closed by the server: reconnecting");
+        ap_log_rerror(
+            APLOG_MARK, APLOG_INFO, 0, r,
+            RDMNO(0106) "pooled database connection was closed by the server: reconnecting");
         PQreset(pg);
         if (PQstatus(pg) != CONNECTION_OK) {
             ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, RDMNO(0107) "reconnect failed: %s",
@@ -233,8 +234,7 @@ int redeem_db_open(request_rec *r, redeem_db_t **db)
     return OK;
 }
 
-int redeem_db_exec(redeem_db_t *db, redeem_stmt_e stmt, int nargs, const char **args,
-                   int *affected)
+int redeem_db_exec(redeem_db_t *db, redeem_stmt_e stmt, int nargs, const char **args, int *affected)
 {
     int rows = 0;
     int rv = apr_dbd_pquery(db->dbd->driver, db->r->pool, db->dbd->handle, &rows,

@@ -10,9 +10,9 @@ int redeem_handle_health(request_rec *r)
         status = redeem_db_query(db, STMT_PING, 0, NULL, &rows);
     if (status != OK) {
         apr_table_setn(r->err_headers_out, "Retry-After", "5");
-        return redeem_send_json(r, HTTP_SERVICE_UNAVAILABLE,
-                                json_pack("{s:s, s:s}", "status", "unhealthy", "message",
-                                          "Database unavailable"));
+        return redeem_send_json(
+            r, HTTP_SERVICE_UNAVAILABLE,
+            json_pack("{s:s, s:s}", "status", "unhealthy", "message", "Database unavailable"));
     }
     return redeem_send_json(r, HTTP_OK,
                             json_pack("{s:s, s:s}", "status", "healthy", "message",

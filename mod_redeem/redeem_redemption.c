@@ -49,8 +49,8 @@ int redeem_handle_redeem(request_rec *r)
     char hash_hex[2 * REDEEM_CODE_HASH_LEN + 1];
     redeem_code_lookup_hash(&conf->code_keys, symbols, hash);
     redeem_hex_encode(hash, sizeof hash, hash_hex);
-    const char *args[] = {hash_hex,        user.id_text, user.id_text, user.id_text,
-                          r->useragent_ip, redeem_request_id(r)};
+    const char *args[] = {hash_hex,     user.id_text,    user.id_text,
+                          user.id_text, r->useragent_ip, redeem_request_id(r)};
     if ((status = redeem_db_query(db, STMT_REDEEM, 6, args, &rows)) != OK || rows.nrows != 1) {
         redeem_audit_log(r, "redeem", user.id_text, NULL, "failed");
         return redeem_send_db_error(r, status == OK ? HTTP_INTERNAL_SERVER_ERROR : status);

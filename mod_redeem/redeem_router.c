@@ -49,8 +49,8 @@ int redeem_dispatch(request_rec *r)
         if (r->method_number != route->method) {
             ap_discard_request_body(r);
             apr_table_setn(r->err_headers_out, "Allow",
-                           route->method == M_GET ? "GET, HEAD" : ap_method_name_of(r->pool,
-                                                                                   route->method));
+                           route->method == M_GET ? "GET, HEAD"
+                                                  : ap_method_name_of(r->pool, route->method));
             return redeem_send_error(r, HTTP_METHOD_NOT_ALLOWED, "Method not allowed");
         }
         if (route->method == M_GET && ap_discard_request_body(r) != OK)

@@ -36,10 +36,9 @@ int redeem_rfc3339_parse(const char *s, int64_t *usec)
 {
     int year, month, day, hour, minute, second;
     size_t len = strlen(s);
-    if (len < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') ||
-        s[13] != ':' || s[16] != ':' || digits(s, 4, &year) || digits(s + 5, 2, &month) ||
-        digits(s + 8, 2, &day) || digits(s + 11, 2, &hour) || digits(s + 14, 2, &minute) ||
-        digits(s + 17, 2, &second))
+    if (len < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') || s[13] != ':' ||
+        s[16] != ':' || digits(s, 4, &year) || digits(s + 5, 2, &month) || digits(s + 8, 2, &day) ||
+        digits(s + 11, 2, &hour) || digits(s + 14, 2, &minute) || digits(s + 17, 2, &second))
         return -1;
     if (year < 1 || month < 1 || month > 12 || day < 1 || day > days_in_month(year, month) ||
         hour > 23 || minute > 59 || second > 59)
@@ -70,8 +69,8 @@ int redeem_rfc3339_parse(const char *s, int64_t *usec)
     else
         return -1;
 
-    int64_t seconds = days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 +
-                      second - offset;
+    int64_t seconds =
+        days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second - offset;
     *usec = seconds * 1000000 + fraction;
     return 0;
 }

@@ -175,7 +175,8 @@ const char *redeem_token_issue(apr_pool_t *p, const redeem_token_config_t *cfg,
     const char *why = NULL;
     char sub_text[24];
     snprintf(sub_text, sizeof sub_text, "%" PRId64, sub->user_id);
-    if (jwt_add_grant(jwt, "sub", sub_text) || jwt_add_grant_int(jwt, "user_id", (long)sub->user_id) ||
+    if (jwt_add_grant(jwt, "sub", sub_text) ||
+        jwt_add_grant_int(jwt, "user_id", (long)sub->user_id) ||
         jwt_add_grant(jwt, "email", sub->email) || jwt_add_grant_bool(jwt, "admin", sub->admin) ||
         jwt_add_grant_int(jwt, "iat", (long)now) ||
         jwt_add_grant_int(jwt, "exp", (long)(now + cfg->lifetime)) ||

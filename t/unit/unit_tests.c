@@ -36,8 +36,8 @@ static void test_email(apr_pool_t *p)
     char *out = NULL;
     ok(redeem_email_normalize(p, "  Alice@Example.COM \t", 21, &out) == NULL, "email: accepted");
     is_string(out, "alice@example.com", "email: trimmed and lowercased");
-    const char *bad[] = {"", "   ", "alice", "a@b", "a@@b.c", "a@b@c.d", "@b.c", "a b@c.d",
-                         "a@.b.c", "a@b.c.", "a@b..c", "a<b>@c.d", "a@b,c.d"};
+    const char *bad[] = {"",        "   ",    "alice",  "a@b",    "a@@b.c",   "a@b@c.d", "@b.c",
+                         "a b@c.d", "a@.b.c", "a@b.c.", "a@b..c", "a<b>@c.d", "a@b,c.d"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         ok(redeem_email_normalize(p, bad[i], strlen(bad[i]), &out) != NULL,
            apr_psprintf(p, "email: refused '%s'", bad[i]));
@@ -73,7 +73,8 @@ static void test_password(apr_pool_t *p)
     char *hash = NULL;
     ok(redeem_password_hash(p, &cost, "Passw0rd123", 11, &hash) == NULL, "argon2: hashes");
     ok(hash && strncmp(hash, "$argon2id$v=19$m=1024,t=1,p=1$", 30) == 0, "argon2: PHC string");
-    ok(redeem_password_verify(hash, "Passw0rd123", 11) == REDEEM_PASSWORD_MATCH, "argon2: verifies");
+    ok(redeem_password_verify(hash, "Passw0rd123", 11) == REDEEM_PASSWORD_MATCH,
+       "argon2: verifies");
     ok(redeem_password_verify(hash, "Passw0rd124", 11) == REDEEM_PASSWORD_MISMATCH,
        "argon2: wrong password refused");
     /* Never truncated: a longer password with the same prefix differs. */
@@ -160,14 +161,15 @@ static void test_token(apr_pool_t *p)
          "sub/user_id mismatch refused", EVP_sha256()},
     };
     for (size_t i = 0; i < sizeof attacks / sizeof *attacks; i++) {
-        char *forged = forge(p, attacks[i].header, attacks[i].claims, attacks[i].md, attacks[i].key);
+        char *forged =
+            forge(p, attacks[i].header, attacks[i].claims, attacks[i].md, attacks[i].key);
         ok(redeem_token_verify(p, &cfg, forged, strlen(forged), now, &user_id) != NULL,
            apr_pstrcat(p, "token: ", attacks[i].name, NULL));
     }
     const char *none_header = "{\"alg\":\"none\",\"typ\":\"JWT\"}";
-    char *none = apr_pstrcat(
-        p, b64url(p, (const unsigned char *)none_header, strlen(none_header)), ".",
-        b64url(p, (const unsigned char *)claims, strlen(claims)), ".", NULL);
+    char *none =
+        apr_pstrcat(p, b64url(p, (const unsigned char *)none_header, strlen(none_header)), ".",
+                    b64url(p, (const unsigned char *)claims, strlen(claims)), ".", NULL);
     ok(redeem_token_verify(p, &cfg, none, strlen(none), now, &user_id) != NULL,
        "token: alg none refused");
     char *padded = apr_pstrcat(p, good, "=", NULL);
@@ -219,8 +221,7 @@ static void test_code(void)
     snprintf(sloppy, sizeof sloppy, "  %.24s ", symbols);
     for (char *c = sloppy; *c; c++)
         *c = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
-    ok(redeem_code_normalize(sloppy, strlen(sloppy), again) == 0 &&
-           memcmp(again, symbols, 24) == 0,
+    ok(redeem_code_normalize(sloppy, strlen(sloppy), again) == 0 && memcmp(again, symbols, 24) == 0,
        "code: lowercase, no hyphens, spaces normalize");
     ok(redeem_code_normalize("OIL0000000000000000000000", 25, again) == -1,
        "code: 25 symbols refused");
@@ -268,13 +269,17 @@ static void test_time(void)
     ok(redeem_rfc3339_parse("2023-12-01T10:30:00.000001Z", &usec) == 0 &&
            usec == 1701426600000001LL,
        "time: microseconds");
-    ok(redeem_rfc3339_parse("2023-12-01T12:30:00+02:00", &usec) == 0 &&
-           usec == 1701426600000000LL,
+    ok(redeem_rfc3339_parse("2023-12-01T12:30:00+02:00", &usec) == 0 && usec == 1701426600000000LL,
        "time: offset");
     ok(redeem_rfc3339_parse("2024-02-29T00:00:00Z", &usec) == 0, "time: leap day");
-    const char *bad[] = {"2023-02-29T00:00:00Z", "2023-12-01 10:30:00Z", "2023-12-01T10:30:00",
-                         "2023-12-01T24:00:00Z", "tomorrow", "2023-12-01T10:30:00.Z",
-                         "2023-12-01T10:30:00+0200", "2023-13-01T00:00:00Z"};
+    const char *bad[] = {"2023-02-29T00:00:00Z",
+                         "2023-12-01 10:30:00Z",
+                         "2023-12-01T10:30:00",
+                         "2023-12-01T24:00:00Z",
+                         "tomorrow",
+                         "2023-12-01T10:30:00.Z",
+                         "2023-12-01T10:30:00+0200",
+                         "2023-13-01T00:00:00Z"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         char name[80];
         snprintf(name, sizeof name, "time: refused '%s'", bad[i]);
