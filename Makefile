@@ -20,11 +20,16 @@ LIBS     := -ljansson -ljwt -largon2 -lcrypto -lpq
 all: build
 build: $(MODULE)
 
+# V=1 shows the whole command lines.
+Q := $(if $(V),,@)
+
 $(BUILD)/obj/%.o: $(SRC_DIR)/%.c $(wildcard $(SRC_DIR)/*.h) | $(BUILD)/obj
-	$(CC) $(ALL_CFLAGS) -c $< -o $@
+	@$(if $(V),,echo "  CC      $<")
+	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(MODULE): $(OBJECTS)
-	$(CC) -shared -o $@ $(OBJECTS) $(LDFLAGS) $(LIBS)
+	@$(if $(V),,echo "  LD      $@")
+	$(Q)$(CC) -shared -o $@ $(OBJECTS) $(LDFLAGS) $(LIBS)
 
 $(BUILD)/obj:
 	mkdir -p $@
@@ -51,13 +56,14 @@ test: deps
 unit: $(BUILD)/unit_tests
 
 $(BUILD)/unit_tests: t/unit/unit_tests.c $(CORE_SOURCES) $(wildcard $(SRC_DIR)/*.h) | $(BUILD)/obj
-	$(CC) -std=gnu11 $(CFLAGS) $(WARNINGS) $(APR_CPPFLAGS) $(APXS_INCS) -I$(SRC_DIR) \
+	@$(if $(V),,echo "  CC      $@")
+	$(Q)$(CC) -std=gnu11 $(CFLAGS) $(WARNINGS) $(APR_CPPFLAGS) $(APXS_INCS) -I$(SRC_DIR) \
 	  t/unit/unit_tests.c $(CORE_SOURCES) -o $@ -lapr-1 $(LIBS)
 
 # The module built with AddressSanitizer and UBSan, loaded by the suite with
 # REDEEM_ASAN=1 (see t/lib/Test/Redeem.pm).
 asan:
-	$(MAKE) --no-print-directory BUILD=$(BUILD)/asan \
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/asan \
 	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
 	  LDFLAGS="-fsanitize=address,undefined" build
 

@@ -39,7 +39,7 @@ SQL
 
 export REDEEM_PORT=${BENCH_PORT:-5099} REDEEM_RUN_DIR=$work/run REDEEM_MODULE=$REDEEM_BUILD/mod_redeem.so
 export REDEEM_LOG_LEVEL=warn REDEEM_ARGON2="19456 2 1" REDEEM_EXTRA_CONF=$work/none.conf
-export REDEEM_DB_PARAMS="host=127.0.0.1 port=$REDEEM_PG_PORT dbname=$db user=$REDEEM_APP_USER password=$REDEEM_APP_PASSWORD"
+export REDEEM_DB_PARAMS="host=127.0.0.1 port=$REDEEM_PG_PORT dbname=$db user=$REDEEM_APP_USER password=$REDEEM_APP_PASSWORD gssencmode=disable"
 export JWT_SECRET_KEY=$(redeem_secret bench_jwt_secret 32) REDEEM_JWT_SECRET_FILE=/nonexistent
 export ADMIN_EMAIL=bench-admin@example.test ADMIN_PASSWORD=BenchAdmin123
 export REDEEM_CODE_MAC_KEY_FILE=$REDEEM_SECRETS/code_mac_key REDEEM_CODE_ENC_KEY_FILE=$REDEEM_SECRETS/code_enc_key

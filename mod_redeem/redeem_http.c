@@ -196,7 +196,8 @@ int redeem_read_json_object(request_rec *r, const redeem_field_t *fields, json_t
         return status;
 
     json_error_t error;
-    json_t *parsed = json_loadb(data, len, JSON_REJECT_DUPLICATES, &error);
+    /* DECODE_ANY: a bare string or null is "not an object", not a syntax error. */
+    json_t *parsed = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &error);
     if (!parsed) {
         *message = apr_psprintf(r->pool, "Malformed JSON: %s", error.text);
         return HTTP_BAD_REQUEST;

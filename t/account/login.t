@@ -242,3 +242,41 @@ POST /api/login
 SELECT count(*) FROM users WHERE NOT is_admin
 --- db_check_out
 2
+
+
+
+=== TEST 20: with a production Argon2 cost, register a user to time
+--- config
+RedeemArgon2 19456 2 1
+--- request
+POST /api/register
+--- request_json
+{"email": "timing@example.test", "password": "TimingPassw0rd"}
+--- error_code: 201
+
+
+
+=== TEST 21: an unknown email takes about as long as a wrong password
+--- config
+RedeemArgon2 19456 2 1
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+# Median of five logins each: a known email with a wrong password, and an
+# unknown email (verified against a dummy hash, so not much faster).
+my $median = sub {
+    my ($email) = @_;
+    my @times = map {
+        my $res = api_request(POST => '/api/login',
+                              qq({"email": "$email", "password": "WrongPassw0rd"}));
+        $res->{status} == 401 or die "login of $email: $res->{status}\n";
+        $res->{elapsed};
+    } 1 .. 5;
+    return (sort { $a <=> $b } @times)[2];
+};
+my $known = $median->('timing@example.test');
+my $unknown = $median->('unknown-timing@example.test');
+my $ratio = $unknown / $known;
+$ratio > 1 / 3 && $ratio < 3
+  or die sprintf "unknown email %.1f ms, wrong password %.1f ms\n", 1000 * $unknown, 1000 * $known;

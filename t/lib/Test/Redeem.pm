@@ -105,6 +105,10 @@ See L</HELPERS>.
 
 For the connection and response (default 10).
 
+=item wait: SECONDS
+
+Sleep this long after the response, before the checks.
+
 =item concurrency: N
 
 N forked clients each open their connection, wait for a common start signal,
@@ -153,9 +157,18 @@ As C<response_json>, but every object must have exactly the expected keys.
 
 The body, exactly (one final newline on either side is ignored).
 
-=item response_body_like
+=item response_body_like, response_body_unlike
 
-A regex (C</s>) the body must match.
+A regex (C</s>) the body must (must not) match.
+
+=item check_eval
+
+Perl code (package C<main>) that must return a true value; a C<die> fails the
+test with its message. C<response()> is the response: C<status>, C<body>,
+C<json> (the decoded body or undef), C<headers> (C<[name, value]> pairs).
+C<json_match($data, $expected, $exact)> compares like C<response_json>
+(C<$expected> is JSON text or Perl data, where C<qr//> values are regex
+leaves) and dies with the first difference.
 
 =item db_check, db_check_out, db_check_like
 
@@ -167,9 +180,9 @@ ignored) or match the regex C<db_check_like> (C</m>). A psql error fails it.
 
 Lines that must (must not) appear among the error-log lines written since just
 before the block's request: a line written C</regex/> is a regex, any other
-line a substring. C<error_log> waits up to C<log_wait> seconds (default 3) for
-its lines; C<no_error_log> reads after C<log_wait> seconds when given, else
-after 0.2 s. One test per line.
+line a substring. C<error_log> waits up to C<log_wait: SECONDS> (default 3)
+for its lines; C<no_error_log> alone reads after C<log_wait> seconds when
+given, else after 0.2 s. One test per line.
 
 =back
 
@@ -219,11 +232,13 @@ C<${NAME}> is an error. Perl code reads variables with C<var('NAME')>.
 
 =head1 FUNCTIONS
 
-C<run_tests()> runs the blocks and, unless the file declared a plan, ends with
-C<done_testing>. The tests of a block are those listed under L</Checks>, and a
-block that cannot be set up (server, psql, login, code) gives one failed test
-instead; every file adds one test: no crashed child (C<exit signal>) and no
-sanitizer report in the logs. C<repeat_each(N)>, C<no_shuffle()> (blocks run in
+C<run_tests()> runs the blocks; unless the file declared a plan it declares
+C<no_plan> (through Test::More's C<plan>, as Test::Base's END block wants).
+The tests of a block are those listed under L</Checks>; a block that cannot be
+set up (server, psql, login, code) gives one failed test instead, as does a
+block that checks nothing. Every file adds one test: no crashed child
+(C<exit signal>) and no sanitizer report (C<AddressSanitizer>,
+C<runtime error:>, an C<asan.*>/C<ubsan.*> file) under its servroot. C<repeat_each(N)>, C<no_shuffle()> (blocks run in
 file order unless C<TEST_REDEEM_SHUFFLE=1>), C<add_block_preprocessor(sub {
 my $block = shift; ... })>.
 
@@ -237,9 +252,14 @@ encodes a JWT (either part may be a string of raw JSON instead); it is signed
 with the HMAC that the header's C<alg> names when that is HS256/384/512 in any
 case, otherwise with HS256; with C<$key> undefined it is unsigned (empty third
 segment). C<jwt_secret()> is this server's secret, C<jwt_claims('alice')> a
-fresh hash of valid claims for a test user, C<user_id('alice')>,
-C<user_token('alice')>, C<now()> (whole seconds), C<var('NAME')>,
-C<b64url($bytes)>.
+fresh hash of valid claims for a test user, C<jwt_decode($token)> its header
+and claims (unverified), C<user_id('alice')>, C<user_token('alice')>, C<now()>
+(whole seconds), C<var('NAME')>, C<b64url($bytes)>, and for C<check_eval>
+C<response()> and C<json_match()>.
+C<api_request($method, $uri, $json_body, @header_lines)> sends one more
+request and returns its response hash (with C<json> and C<elapsed> seconds).
+Subs defined in the C<.t> file before
+C<run_tests()> are callable too (package C<main>).
 
 =cut
 
@@ -248,7 +268,6 @@ use warnings;
 use Test::Base -base;
 
 use B ();
-use Cwd qw(getcwd);
 use Digest::SHA qw(hmac_sha256 hmac_sha384 hmac_sha512);
 use File::Find ();
 use File::Path qw(make_path remove_tree);
@@ -263,7 +282,7 @@ use Time::HiRes ();
 our @EXPORT = qw(
   run_tests repeat_each no_shuffle add_block_preprocessor
   jwt_forge jwt_secret jwt_claims jwt_decode user_id user_token now var b64url
-  response json_match
+  response json_match api_request
 );
 
 use constant {
@@ -348,6 +367,21 @@ sub json_match {
     return 1;
 }
 
+# One request from Perl code: the response hash, with json and elapsed (s).
+sub api_request {
+    my ($method, $uri, $body, @headers) = @_;
+    die "no server running\n" unless $Server;
+    my @lines = ("Host: 127.0.0.1:$Server->{port}", 'Connection: close', @headers);
+    push @lines, 'Content-Type: application/json', 'Content-Length: ' . length $body
+      if defined $body;
+    my $start = Time::HiRes::time();
+    my $res = _http_exchange($Server->{port},
+        "$method $uri HTTP/1.1\r\n" . join('', map { "$_\r\n" } @lines) . "\r\n" . ($body // ''), 30);
+    $res->{elapsed} = Time::HiRes::time() - $start;
+    $res->{json} = eval { $JSON->decode($res->{body} // '') };
+    return $res;
+}
+
 sub user_id    { return _ensure_user($_[0])->{id} }
 sub user_token { return _ensure_user($_[0])->{token} }
 
@@ -417,7 +451,7 @@ END { _teardown_file() }
 
 sub _sanitize {
     my ($path) = @_;
-    $path =~ s{^(?:\./)?t/}{};
+    $path =~ s{^(?:.*?/)?t/}{};   # t/account/x.t, ./t/..., /abs/repo/t/...
     $path =~ s{\.t$}{};
     $path = lc $path;
     $path =~ s/[^a-z0-9_]/_/g;
@@ -770,6 +804,9 @@ sub _build_request {
     my ($method, $uri, $proto) = $line =~ m{^(\S+)\s+(\S+)(?:\s+(HTTP/\d\.\d))?\s*$}
       or die "bad request line: $line\n";
     chomp $body if defined $body && !$block->{_redeem_eval}{request};
+    undef $body if defined $body && !length $body;
+    die "body lines under request and a request_json or raw_body section\n"
+      if defined $body && (_has($block, 'request_json') || _has($block, 'raw_body'));
 
     my @headers = (['Host', "127.0.0.1:$Server->{port}"], ['Connection', 'close']);
     if (defined(my $json = _body_section($block, 'request_json'))) {

@@ -1,0 +1,264 @@
+# Directives: values that must make httpd refuse to start (each message names
+# the directive or the problem), and values that must start and take effect.
+use lib 't/lib';
+use Test::Redeem;
+run_tests();
+
+__DATA__
+
+=== TEST 1: a JWT secret of 5 bytes
+--- config
+RedeemJWTSecret "short"
+--- must_die
+--- error_log
+/(?i)secret/
+
+
+
+=== TEST 2: a JWT secret of 31 bytes
+--- config
+RedeemJWTSecret "0123456789012345678901234567890"
+--- must_die
+--- error_log
+/(?i)secret/
+
+
+
+=== TEST 3: an empty JWT secret
+--- config
+RedeemJWTSecret ""
+--- must_die
+--- error_log
+/(?i)secret/
+
+
+
+=== TEST 4: a token lifetime that is not a number
+--- config
+RedeemTokenLifetime abc
+--- must_die
+--- error_log
+RedeemTokenLifetime
+
+
+
+=== TEST 5: a token lifetime of zero
+--- config
+RedeemTokenLifetime 0
+--- must_die
+--- error_log
+RedeemTokenLifetime
+
+
+
+=== TEST 6: a negative token lifetime
+--- config
+RedeemTokenLifetime -60
+--- must_die
+--- error_log
+RedeemTokenLifetime
+
+
+
+=== TEST 7: a token lifetime with trailing garbage
+--- config
+RedeemTokenLifetime 3600s
+--- must_die
+--- error_log
+RedeemTokenLifetime
+
+
+
+=== TEST 8: Argon2 costs of zero
+--- config
+RedeemArgon2 0 0 0
+--- must_die
+--- error_log
+RedeemArgon2
+
+
+
+=== TEST 9: Argon2 with two of its three numbers
+--- config
+RedeemArgon2 1024 1
+--- must_die
+--- error_log
+RedeemArgon2
+
+
+
+=== TEST 10: Argon2 memory below what libargon2 accepts (8 KiB per lane)
+--- config
+RedeemArgon2 4 1 1
+--- must_die
+--- error_log
+RedeemArgon2
+
+
+
+=== TEST 11: Argon2 with words
+--- config
+RedeemArgon2 lots many some
+--- must_die
+--- error_log
+RedeemArgon2
+
+
+
+=== TEST 12: RedeemEngine takes On or Off
+--- config
+RedeemEngine Maybe
+--- must_die
+--- error_log
+RedeemEngine
+
+
+
+=== TEST 13: a body cap that is not a number
+--- config
+RedeemMaxBodySize abc
+--- must_die
+--- error_log
+RedeemMaxBodySize
+
+
+
+=== TEST 14: a body cap of zero
+--- config
+RedeemMaxBodySize 0
+--- must_die
+--- error_log
+RedeemMaxBodySize
+
+
+
+=== TEST 15: a negative leeway
+--- config
+RedeemJWTLeeway -5
+--- must_die
+--- error_log
+RedeemJWTLeeway
+
+
+
+=== TEST 16: a hash concurrency of zero
+--- config
+RedeemHashConcurrency 0
+--- must_die
+--- error_log
+RedeemHashConcurrency
+
+
+
+=== TEST 17: a base path that is not an absolute path
+--- config
+RedeemBasePath api
+--- must_die
+--- error_log
+RedeemBasePath
+
+
+
+=== TEST 18: an unreadable JWT secret file when no inline secret is set
+--- config
+RedeemJWTSecretFile $SERVROOT/no-such-secret
+--- must_die
+--- error_log
+/(?i)secret/
+
+
+
+=== TEST 19: control: a secret of exactly 32 bytes starts
+--- config
+RedeemJWTSecret "01234567890123456789012345678901"
+--- request
+GET /api/health
+--- error_code: 200
+--- response_json
+{"status": "healthy"}
+
+
+
+=== TEST 20: RedeemTokenLifetime 60: expires_in and exp follow
+--- config
+RedeemTokenLifetime 60
+--- request
+POST /api/register
+--- request_json
+{"email": "short-lived@example.test", "password": "Passw0rd123"}
+--- error_code: 201
+--- response_json
+{"expires_in": 60}
+--- check_eval
+my (undef, $claims) = jwt_decode(response()->{json}{access_token});
+$claims->{exp} == $claims->{iat} + 60 or die "exp - iat = " . ($claims->{exp} - $claims->{iat}) . "\n";
+
+
+
+=== TEST 21: RedeemMaxBodySize 300: a 400-byte body is 413
+--- config
+RedeemMaxBodySize 300
+--- request
+POST /api/register
+--- request_json eval
+'{"email": "cap@example.test", "password": "Passw0rd123", "pad": "' . ('x' x 320) . '"}'
+--- error_code: 413
+--- response_json
+{"error": "/./"}
+--- db_check
+SELECT count(*) FROM users WHERE email = 'cap@example.test'
+--- db_check_out
+0
+
+
+
+=== TEST 22: RedeemMaxBodySize 300: a small body still registers
+--- config
+RedeemMaxBodySize 300
+--- request
+POST /api/register
+--- request_json
+{"email": "cap@example.test", "password": "Passw0rd123"}
+--- error_code: 201
+
+
+
+=== TEST 23: RedeemBasePath /billing: the API moves under it
+--- config
+RedeemBasePath /billing
+--- request
+GET /billing/api/health
+--- error_code: 200
+--- response_json
+{"status": "healthy"}
+
+
+
+=== TEST 24: RedeemBasePath /billing: the old path is not the API any more
+--- config
+RedeemBasePath /billing
+--- request
+GET /api/health
+--- error_code: 404
+--- response_body_unlike
+healthy
+
+
+
+=== TEST 25: RedeemEngine Off: the module answers nothing
+--- config
+RedeemEngine Off
+--- request
+GET /api/health
+--- error_code: 404
+--- response_body_unlike
+healthy
+
+
+
+=== TEST 26: RedeemAdmin: the configured admin logs in (back to the default config)
+--- request
+POST /api/login
+--- request_json
+{"email": "$ADMIN_EMAIL", "password": "$ADMIN_PASSWORD"}
+--- error_code: 200
