@@ -1,0 +1,200 @@
+# Operating the module: key files refused at start-up, the schema version
+# check, a failing statement answered 500 without driver text, the bound on
+# concurrent password hashing, and the RedeemAdmin bootstrap.
+use lib 't/lib';
+use Test::Redeem;
+use File::Path qw(make_path);
+
+# Key files for the blocks below, in this file's server directory.
+sub key_file {
+    my ($name, $content) = @_;
+    my $dir = var('SERVROOT') . '/keys';
+    make_path($dir);
+    open my $fh, '>', "$dir/$name" or die "$dir/$name: $!";
+    print $fh $content;
+    close $fh;
+    return "$dir/$name";
+}
+
+# One slow login in a child, then another: the second finds the only slot busy.
+sub second_login_while_first_hashes {
+    my $body = '{"email":"nobody@example.test","password":"Whatever123"}';
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        my $res = api_request('POST', '/api/login', $body);
+        POSIX::_exit($res->{status} == 401 ? 0 : 1);
+    }
+    select(undef, undef, undef, 0.4);
+    my $res = api_request('POST', '/api/login', $body);
+    waitpid($pid, 0);
+    my $first_ok = $? == 0;
+    my %headers = map { lc($_->[0]) => $_->[1] } @{ $res->{headers} };
+    die "first login did not answer 401\n" unless $first_ok;
+    die "second login answered $res->{status}, not 503\n" unless $res->{status} == 503;
+    die "no Retry-After on the 503\n" unless ($headers{'retry-after'} // '') =~ /^\d+$/;
+    die "503 body: $res->{body}\n"
+      unless $res->{body} eq '{"error":"Service temporarily unavailable"}';
+    return 1;
+}
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: a missing code MAC key file refuses to start
+--- config
+RedeemCodeMACKeyFile /nonexistent/mac_key
+--- must_die
+--- error_log
+RedeemCodeMACKeyFile
+
+
+
+=== TEST 2: a code MAC key shorter than 32 bytes refuses to start
+--- config eval
+"RedeemCodeMACKeyFile " . main::key_file('short_mac', '00112233445566778899aabbccddeeff') . "\n"
+--- must_die
+--- error_log
+shorter than 32 bytes
+
+
+
+=== TEST 3: the same key for MAC and encryption refuses to start
+--- config eval
+my $key = main::key_file('same', 'ab' x 32);
+"RedeemCodeMACKeyFile $key\nRedeemCodeEncryptionKeyFile $key\n"
+--- must_die
+--- error_log
+must differ
+
+
+
+=== TEST 4: a code MAC key equal to the JWT secret refuses to start
+--- config eval
+"RedeemCodeMACKeyFile " . main::key_file('jwt_copy', main::jwt_secret()) . "\n"
+--- must_die
+--- error_log
+must differ from the JWT secret
+
+
+
+=== TEST 5: control: no default-password warning with the test admin's password
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+open my $fh, '<', var('SERVROOT') . '/error.log' or die "error.log: $!";
+!grep { /RDM0003/ } <$fh>;
+
+
+
+=== TEST 6: the database one migration behind: 503, and the log names the migration
+--- login: alice
+--- db_init
+DELETE FROM schema_migrations WHERE version = 2;
+SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+ WHERE datname = current_database() AND pid <> pg_backend_pid();
+--- request
+GET /api/profile
+--- error_code: 503
+--- response_json_exact
+{"error": "Service temporarily unavailable"}
+--- response_headers_like
+Retry-After: ^\d+$
+--- error_log
+apply sql/002_codes.sql
+
+
+
+=== TEST 7: the migration applied again: the same connection heals
+--- login: alice
+--- db_init
+INSERT INTO schema_migrations (version) VALUES (2);
+SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+ WHERE datname = current_database() AND pid <> pg_backend_pid();
+--- request
+GET /api/profile
+--- error_code: 200
+--- response_json
+{"user": {"email": "alice@example.test"}}
+
+
+
+=== TEST 8: a statement that fails: 500 with the contract's body, the reason only in the log
+--- login: admin
+--- db_init
+REVOKE SELECT ON row_counts FROM redeem_app;
+--- request
+GET /api/users
+--- error_code: 500
+--- response_json_exact
+{"error": "Internal server error"}
+--- response_body_unlike
+(?i)permission|row_counts|relation|denied
+--- error_log
+permission denied
+--- db_check
+GRANT SELECT ON row_counts TO redeem_app;
+SELECT has_table_privilege('redeem_app', 'row_counts', 'SELECT');
+--- db_check_out
+t
+
+
+
+=== TEST 9: RedeemHashConcurrency 1: a login while another hashes gets 503 with Retry-After
+--- config
+RedeemHashConcurrency 1
+RedeemArgon2 131072 8 1
+--- timeout: 60
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+main::second_login_while_first_hashes();
+
+
+
+=== TEST 10: carol registers as an ordinary user
+--- login: carol
+--- request
+GET /api/users
+--- error_code: 403
+
+
+
+=== TEST 11: RedeemAdmin promotes an existing account, keeping its password
+--- config
+RedeemAdmin "carol@example.test" "SomeOtherPass1"
+--- login: carol
+--- request
+GET /api/users
+--- error_code: 200
+--- db_check
+SELECT is_admin FROM users WHERE email = 'carol@example.test';
+--- db_check_out
+t
+
+
+
+=== TEST 12: the bootstrap is idempotent: one admin row after every restart
+--- config
+RedeemAdmin "admin@example.test" "AdminPass12345"
+--- request
+GET /api/health
+--- error_code: 200
+--- db_check
+SELECT count(*) FROM users WHERE lower(email) = 'admin@example.test' AND is_admin;
+--- db_check_out
+1
+
+
+
+=== TEST 13: the well-known default password makes httpd warn
+--- config
+RedeemAdmin "admin@example.test" "AdminPassword123"
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+open my $fh, '<', var('SERVROOT') . '/error.log' or die "error.log: $!";
+grep { /RDM0003: RedeemAdmin uses the well-known default password/ } <$fh>;
