@@ -176,10 +176,7 @@ int redeem_handle_profile(request_rec *r)
 {
     redeem_db_t *db;
     redeem_user_t user;
-    int status = redeem_db_open(r, &db);
-    if (status != OK)
-        return redeem_send_db_error(r, status);
-    if (redeem_authenticate(r, db, &user) != OK)
+    if (redeem_authenticate(r, REDEEM_USER, &db, &user) != OK)
         return OK;
     return redeem_send_json(r, HTTP_OK, json_pack("{s:o}", "user", redeem_user_json(&user)));
 }
@@ -191,10 +188,8 @@ int redeem_handle_users(request_rec *r)
     redeem_page_t page;
     redeem_rows_t count, rows;
     const char *message;
-    int status = redeem_db_open(r, &db);
-    if (status != OK)
-        return redeem_send_db_error(r, status);
-    if (redeem_authenticate_admin(r, db, &admin) != OK)
+    int status;
+    if (redeem_authenticate(r, REDEEM_ADMIN, &db, &admin) != OK)
         return OK;
     if ((status = redeem_read_page(r, &page, &message)) != OK)
         return redeem_send_error(r, status, message);

@@ -51,7 +51,8 @@ static const char *bearer_token(request_rec *r, apr_size_t *len)
     return *len ? token : NULL;
 }
 
-int redeem_authenticate(request_rec *r, redeem_db_t *db, redeem_user_t *user)
+int redeem_authenticate(request_rec *r, redeem_access_e access, redeem_db_t **db,
+                        redeem_user_t *user)
 {
     redeem_server_conf *conf = redeem_conf(r);
     apr_size_t len = 0;
@@ -59,6 +60,7 @@ int redeem_authenticate(request_rec *r, redeem_db_t *db, redeem_user_t *user)
     if (!token)
         return redeem_refuse(r, HTTP_UNAUTHORIZED, "Authentication required");
 
+    /* The token first: a bad one is 401 whether or not the database is up. */
     int64_t user_id = 0;
     const char *why = redeem_token_verify(r->pool, &conf->token, token, len,
                                           (int64_t)apr_time_sec(r->request_time), &user_id);
@@ -69,27 +71,23 @@ int redeem_authenticate(request_rec *r, redeem_db_t *db, redeem_user_t *user)
 
     redeem_rows_t rows;
     const char *args[] = {apr_psprintf(r->pool, "%" APR_INT64_T_FMT, (apr_int64_t)user_id)};
-    int status = redeem_db_query(db, STMT_USER_BY_ID, 1, args, &rows);
-    if (status != OK)
-        return redeem_refuse(r, status, "Service temporarily unavailable");
+    int status = redeem_db_open(r, db);
+    if (status == OK)
+        status = redeem_db_query(*db, STMT_USER_BY_ID, 1, args, &rows);
+    if (status != OK) {
+        redeem_send_db_error(r, status);
+        return status;
+    }
     if (rows.nrows != 1) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                      RDMNO(0203) "token refused: user %" APR_INT64_T_FMT " no longer exists",
-                      (apr_int64_t)user_id);
+                      RDMNO(0203) "token refused: user %s no longer exists", args[0]);
         return redeem_refuse(r, HTTP_UNAUTHORIZED, "Invalid or expired token");
     }
     redeem_user_from_row(r->pool, &rows, 0, user);
     r->user = apr_pstrdup(r->pool, user->id_text); /* for the access log */
-    return OK;
-}
 
-int redeem_authenticate_admin(request_rec *r, redeem_db_t *db, redeem_user_t *user)
-{
-    int status = redeem_authenticate(r, db, user);
-    if (status != OK)
-        return status;
     /* Admin rights as the database says now, whatever the token claims. */
-    if (!user->is_admin)
+    if (access == REDEEM_ADMIN && !user->is_admin)
         return redeem_refuse(r, HTTP_FORBIDDEN, "Admin access required");
     return OK;
 }

@@ -70,10 +70,8 @@ int redeem_handle_generate_codes(request_rec *r)
     redeem_rows_t rows;
     const char *message, *expires_at;
     int count, months;
-    int status = redeem_db_open(r, &db);
-    if (status != OK)
-        return redeem_send_db_error(r, status);
-    if (redeem_authenticate_admin(r, db, &admin) != OK)
+    int status;
+    if (redeem_authenticate(r, REDEEM_ADMIN, &db, &admin) != OK)
         return OK;
     if ((status = read_generate_request(r, &count, &months, &expires_at, &message)) != OK)
         return redeem_send_error(r, status, message);
@@ -196,10 +194,8 @@ int redeem_handle_list_codes(request_rec *r)
     const char *message, *used;
     apr_int64_t after_id = 0;
     int bad = 0;
-    int status = redeem_db_open(r, &db);
-    if (status != OK)
-        return redeem_send_db_error(r, status);
-    if (redeem_authenticate_admin(r, db, &admin) != OK)
+    int status;
+    if (redeem_authenticate(r, REDEEM_ADMIN, &db, &admin) != OK)
         return OK;
     if ((status = redeem_read_page(r, &page, &message)) != OK ||
         (status = read_used_filter(r, &used, &message)) != OK)

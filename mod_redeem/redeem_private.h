@@ -178,11 +178,13 @@ typedef struct {
 #define REDEEM_USER_NCOLUMNS 7
 void redeem_user_from_row(apr_pool_t *p, const redeem_rows_t *rows, int row, redeem_user_t *user);
 json_t *redeem_user_json(const redeem_user_t *user);
-/* The bearer token's user, freshly read from the database. Returns OK, or an
- * error response already sent (401, 503, ...) whose status is returned. */
-int redeem_authenticate(request_rec *r, redeem_db_t *db, redeem_user_t *user);
-/* Like redeem_authenticate, then 403 unless the database says admin. */
-int redeem_authenticate_admin(request_rec *r, redeem_db_t *db, redeem_user_t *user);
+typedef enum { REDEEM_USER, REDEEM_ADMIN } redeem_access_e;
+/* The bearer token checked, a database connection opened (*db) and the
+ * token's user freshly read from it; with REDEEM_ADMIN also 403 unless the
+ * database says admin. Returns OK, or the status of the error response it
+ * has already sent (401, 403, 503, ...). */
+int redeem_authenticate(request_rec *r, redeem_access_e access, redeem_db_t **db,
+                        redeem_user_t *user);
 const char *redeem_token_for(request_rec *r, const redeem_user_t *user);
 /* Runs argon2 with a bound on how many run at once in this process. */
 int redeem_with_hash_slot(request_rec *r);

@@ -23,10 +23,8 @@ int redeem_handle_redeem(request_rec *r)
     redeem_rows_t rows;
     json_t *body;
     const char *message;
-    int status = redeem_db_open(r, &db);
-    if (status != OK)
-        return redeem_send_db_error(r, status);
-    if (redeem_authenticate(r, db, &user) != OK)
+    int status;
+    if (redeem_authenticate(r, REDEEM_USER, &db, &user) != OK)
         return OK;
     if ((status = redeem_read_json_object(r, redeem_fields, &body, &message)) != OK)
         return refuse_attempt(r, db, &user, "bad_request", status, message);

@@ -5,10 +5,7 @@ int redeem_handle_own_subscription(request_rec *r)
 {
     redeem_db_t *db;
     redeem_user_t user;
-    int status = redeem_db_open(r, &db);
-    if (status != OK)
-        return redeem_send_db_error(r, status);
-    if (redeem_authenticate(r, db, &user) != OK)
+    if (redeem_authenticate(r, REDEEM_USER, &db, &user) != OK)
         return OK;
     return redeem_send_json(r, HTTP_OK,
                             json_pack("{s:I, s:s, s:b, s:s?}", "user_id", (json_int_t)user.id,
@@ -36,10 +33,8 @@ int redeem_handle_subscription_of(request_rec *r)
     redeem_rows_t rows;
     apr_int64_t wanted;
     const char *id_text = strrchr(r->uri, '/') + 1;
-    int status = redeem_db_open(r, &db);
-    if (status != OK)
-        return redeem_send_db_error(r, status);
-    if (redeem_authenticate(r, db, &caller) != OK)
+    int status;
+    if (redeem_authenticate(r, REDEEM_USER, &db, &caller) != OK)
         return OK;
     if (redeem_parse_int64(id_text, 1, APR_INT64_MAX, &wanted) != 0)
         return redeem_send_error(r, HTTP_BAD_REQUEST, "Invalid user id");

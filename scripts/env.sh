@@ -48,8 +48,9 @@ redeem_pg_dir() {
   printf '%s\n' "$dir"
 }
 
+# From / : the postgres user may not be allowed into the current directory.
 as_pg_owner() {
-  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 # Connection settings for psql as the cluster's superuser.

@@ -145,6 +145,10 @@ t
 --- config
 RedeemHashConcurrency 1
 RedeemArgon2 131072 8 1
+# The bound is per child process: one child, so both logins meet in it.
+StartServers 1
+ServerLimit 1
+MaxRequestWorkers 25
 --- timeout: 60
 --- request
 GET /api/health
