@@ -69,6 +69,19 @@ echo "bench: wrk -t$BENCH_THREADS -c$connections -d${seconds}s POST /redeem"
 BENCH_PAIRS=$work/pairs.txt wrk -t"$BENCH_THREADS" -c"$connections" -d"${seconds}s" \
   -s "$REDEEM_ROOT/bench/redeem.lua" "$base" | tee "$work/wrk.txt"
 
+# Listing cost on the filled table: page 1 under each filter, a deep offset
+# page, and the keyset cursor near the end (best of 5, curl's total time).
+total_codes=$(psql -XqAt -d "$db" -c "SELECT count(*) FROM redeem_codes")
+batch=$(sed -E 's/.*"batch_id":"([^"]+)".*/\1/' "$work/codes.json")
+echo "bench: GET /admin/codes on $total_codes codes (per_page=50, best of 5):"
+for query in "page=1" "page=1&used=true" "page=1&used=false" "page=1&batch_id=$batch" \
+             "page=1000" "after_id=$((total_codes - 100))"; do
+  best=$(for _ in 1 2 3 4 5; do
+    curl -s -o /dev/null -w '%{time_total}\n' -H "Authorization: Bearer $admin_token" "$base/admin/codes?$query"
+  done | sort -n | head -n 1)
+  printf '  %-60s %s s\n' "$query" "$best"
+done
+
 used=$(psql -XqAt -d "$db" -c "SELECT count(*) FROM redeem_codes WHERE used_at IS NOT NULL")
 audited=$(psql -XqAt -d "$db" -c "SELECT count(*) FROM audit_log WHERE event = 'redeem' AND outcome = 'success'")
 echo "bench: database: $used codes used, $audited successful redemptions audited"

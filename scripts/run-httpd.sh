@@ -29,6 +29,8 @@ redeem_secret code_mac_key 32 >/dev/null
 redeem_secret code_enc_key 32 >/dev/null
 export REDEEM_CODE_MAC_KEY_FILE=$REDEEM_SECRETS/code_mac_key
 export REDEEM_CODE_ENC_KEY_FILE=$REDEEM_SECRETS/code_enc_key
+echo "run: redeem-code keys generated once into $REDEEM_SECRETS (code_mac_key, code_enc_key)"
+[ "$(id -u)" -eq 0 ] && chown "$REDEEM_USER" "$REDEEM_RUN_DIR"
 
 conf=$REDEEM_ROOT/conf/dev-server.conf
 /usr/sbin/apache2 -f "$conf" "${defines[@]}" -t >/dev/null
