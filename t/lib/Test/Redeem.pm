@@ -44,8 +44,8 @@ build) httpd runs with libasan preloaded, and any sanitizer report fails the fil
 
 Blocks run in file order, each C<repeat_each()> times in a row. A block runs as:
 server (re)started if its C<config> differs from the running one's; users of
-C<login> created; C<db_init>; the request built (C<token_eval>, variables);
-error-log offset taken; request sent; C<save_json>; checks; C<db_check>;
+C<login> created; C<db_init>; the request built (C<token_eval>, variables; once per client with
+C<concurrency>); error-log offset taken; C<$REQUEST_TIME> taken; request sent; C<save_json>; checks; C<db_check>;
 log checks.
 
 =head1 SECTIONS
@@ -114,6 +114,16 @@ Sleep this long after the response, before the checks.
 N forked clients each open their connection, wait for a common start signal,
 then send the block's request. Needs C<error_code_counts>; the per-response
 checks (C<error_code>, C<response_*>, C<save_json>) are not allowed with it.
+Every client's request is built in the parent before any is sent, once per
+client, with C<$CLIENT_INDEX> (C<var('CLIENT_INDEX')> in code) set to 0 .. N-1,
+so the clients can send different requests, e.g. each a code of its own from
+a saved array, as another user:
+
+    --- request_json eval
+    my $codes = JSON::PP::decode_json(var('CODES'));   # from save_json CODES=codes
+    qq({"card_code": "$codes->[var('CLIENT_INDEX')]"})
+    --- token_eval
+    user_token('racer' . var('CLIENT_INDEX'))
 
 =back
 
@@ -227,7 +237,13 @@ C<${NAME}> are replaced by a variable's value: C<$TEST_*> environment
 variables, variables from C<save_json>, C<$PORT>, C<$SERVROOT>, C<$DB_NAME>,
 C<$ADMIN_EMAIL>, C<$ADMIN_PASSWORD>, C<$USER_PASSWORD>, C<$JWT_SECRET>, and
 per test user C<$EMAIL_name>, C<$USER_ID_name>, C<$TOKEN_name> (the last two
-create the user when needed). An unknown C<$NAME> is left as it is; an unknown
+create the user when needed). C<$CLIENT_INDEX> is the client's number while
+the requests of a C<concurrency> block are built (0 in any other block).
+C<$REQUEST_TIME> is the time just before the block's request was sent, RFC 3339
+UTC with microseconds: rows the request wrote are those stamped at or after it,
+e.g. in C<db_check> C<SELECT outcome FROM audit_log WHERE occurred_at E<gt>=
+'$REQUEST_TIME'> (PostgreSQL and the harness read the same clock; in
+C<db_init> it is still the previous block's). An unknown C<$NAME> is left as it is; an unknown
 C<${NAME}> is an error. Perl code reads variables with C<var('NAME')>.
 
 =head1 FUNCTIONS
@@ -258,6 +274,8 @@ and claims (unverified), C<user_id('alice')>, C<user_token('alice')>, C<now()>
 C<response()> and C<json_match()>.
 C<api_request($method, $uri, $json_body, @header_lines)> sends one more
 request and returns its response hash (with C<json> and C<elapsed> seconds).
+C<sql($query)> runs SQL as C<db_check> does (psql as superuser on the file's
+database) and returns its output without the final newline; a psql error dies.
 Subs defined in the C<.t> file before
 C<run_tests()> are callable too (package C<main>).
 
@@ -282,7 +300,7 @@ use Time::HiRes ();
 our @EXPORT = qw(
   run_tests repeat_each no_shuffle add_block_preprocessor
   jwt_forge jwt_secret jwt_claims jwt_decode user_id user_token now var b64url
-  response json_match api_request
+  response json_match api_request sql
 );
 
 use constant {
@@ -305,6 +323,8 @@ my $Server;        # {pid, port, config} of the running httpd
 my $FailedConfig;  # config that failed to start, not retried
 my %Vars;          # save_json variables
 my %Users;         # name => {token, id, email}
+my $RequestTime;   # $REQUEST_TIME: when the block's request was sent
+our $ClientIndex = 0;  # $CLIENT_INDEX: which client's request is being built
 our $LastResponse;  # for response() in check_eval
 
 filters_delay(1);  # sections are filtered per block, just before it runs
@@ -382,6 +402,15 @@ sub api_request {
     return $res;
 }
 
+# SQL on the file's database as superuser: psql -XAtq's output, chomped.
+sub sql {
+    my ($query) = @_;
+    my ($rc, $out, $err) = _psql($DbName, $query);
+    die "psql failed: $err" if $rc;
+    chomp $out;
+    return $out;
+}
+
 sub user_id    { return _ensure_user($_[0])->{id} }
 sub user_token { return _ensure_user($_[0])->{token} }
 
@@ -456,6 +485,14 @@ sub _sanitize {
     $path = lc $path;
     $path =~ s/[^a-z0-9_]/_/g;
     return $path;
+}
+
+# RFC 3339 UTC with microseconds (rounded down), as the API and api_ts() write it.
+sub _rfc3339_us {
+    my ($t) = @_;
+    my $s = POSIX::floor($t);
+    my $us = POSIX::floor(($t - $s) * 1e6);
+    return POSIX::strftime('%Y-%m-%dT%H:%M:%S', gmtime $s) . sprintf('.%06dZ', $us);
 }
 
 sub _random_bytes {
@@ -599,8 +636,10 @@ sub _httpd_env {
         REDEEM_LOG_LEVEL         => $ENV{TEST_REDEEM_LOG_LEVEL} // 'info',
         REDEEM_ARGON2            => '1024 1 1',
         REDEEM_EXTRA_CONF        => "$dir/extra.conf",
+        # gssencmode: GSSAPI negotiation costs 0.16 s a new connection, and this is loopback.
         REDEEM_DB_PARAMS         => "host=127.0.0.1 port=$ENV{PGPORT} dbname=$DbName "
-                                  . "user=$ENV{REDEEM_APP_USER} password=$ENV{REDEEM_APP_PASSWORD}",
+                                  . "user=$ENV{REDEEM_APP_USER} password=$ENV{REDEEM_APP_PASSWORD} "
+                                  . "gssencmode=disable",
         JWT_SECRET_KEY           => $JwtSecret,
         REDEEM_JWT_SECRET_FILE   => '/nonexistent',
         ADMIN_EMAIL              => ADMIN_EMAIL,
@@ -773,14 +812,15 @@ sub _run_block {
         my ($rc, $out, $err) = _psql($DbName, $sql);
         die "db_init failed: $err" if $rc;
     }
-    my $request = _build_request($block);
+    my $clients = _raw($block, 'concurrency') || 1;
+    my @requests = map { local $ClientIndex = $_; _build_request($block) } 0 .. $clients - 1;
     my $timeout = _raw($block, 'timeout') || 10;
     my $log_offset = -s "$ServRoot/error.log" // 0;
-    my $clients = _raw($block, 'concurrency') || 1;
 
+    $RequestTime = _rfc3339_us(Time::HiRes::time());
     my @responses = $clients > 1
-      ? _concurrent_exchange($request, $clients, $timeout)
-      : (_http_exchange($Server->{port}, $request, $timeout));
+      ? _concurrent_exchange(\@requests, $timeout)
+      : (_http_exchange($Server->{port}, $requests[0], $timeout));
     Time::HiRes::sleep(_raw($block, 'wait')) if _raw($block, 'wait');
 
     _check_response($block, $label, $responses[0]) if $clients == 1;
@@ -939,13 +979,13 @@ sub _header {
     return @values ? join(', ', @values) : undef;
 }
 
-# N clients connect, wait together on a pipe, then send the same request.
+# One client per request: they connect, wait together on a pipe, then send.
 sub _concurrent_exchange {
-    my ($bytes, $clients, $timeout) = @_;
+    my ($requests, $timeout) = @_;
     pipe(my $go_r, my $go_w) or die "pipe: $!";
     pipe(my $res_r, my $res_w) or die "pipe: $!";
     my @pids;
-    for (1 .. $clients) {
+    for my $bytes (@$requests) {
         my $pid = fork // die "fork: $!";
         if (!$pid) {
             close $go_w;
@@ -1018,6 +1058,7 @@ sub _var_value {
         PORT => $Server && $Server->{port}, SERVROOT => $ServRoot, DB_NAME => $DbName,
         ADMIN_EMAIL => ADMIN_EMAIL, ADMIN_PASSWORD => ADMIN_PASSWORD,
         USER_PASSWORD => USER_PASSWORD, JWT_SECRET => $JwtSecret,
+        CLIENT_INDEX => $ClientIndex, REQUEST_TIME => $RequestTime,
     );
     return $builtin{$name} if exists $builtin{$name};
     return $1 eq 'admin' ? ADMIN_EMAIL : "$1\@example.test" if $name =~ /^EMAIL_(\w+)$/;
