@@ -123,6 +123,11 @@ static int connection_alive(ap_dbd_t *dbd)
 static int db_failure(request_rec *r, ap_dbd_t *dbd, const char *what, int rv)
 {
     const char *detail = apr_dbd_error(dbd->driver, dbd->handle, rv);
+    /* PostgreSQL's DETAIL may quote a failing row, password hash included:
+     * the log gets the primary message only. */
+    const char *cut = detail ? strstr(detail, "\nDETAIL:") : NULL;
+    if (cut)
+        detail = apr_pstrmemdup(r->pool, detail, (apr_size_t)(cut - detail));
     int alive = connection_alive(dbd);
     ap_log_rerror(APLOG_MARK, alive ? APLOG_ERR : APLOG_WARNING, 0, r,
                   RDMNO(0101) "database %s failed%s: %s", what, alive ? "" : " (connection lost)",
