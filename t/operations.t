@@ -202,3 +202,26 @@ GET /api/health
 --- check_eval
 open my $fh, '<', var('SERVROOT') . '/error.log' or die "error.log: $!";
 grep { /RDM0003: RedeemAdmin uses the well-known default password/ } <$fh>;
+
+
+
+=== TEST 14: a failing insert is logged without the row (no password hash in the log)
+--- db_init
+ALTER TABLE users ADD CONSTRAINT no_dave CHECK (email <> 'dave@example.test');
+--- request
+POST /api/register
+--- request_json
+{"email": "dave@example.test", "password": "DavePassw0rd1"}
+--- error_code: 500
+--- response_json_exact
+{"error": "Internal server error"}
+--- error_log
+violates check constraint "no_dave"
+--- no_error_log
+/argon2id/
+DavePassw0rd1
+--- db_check
+ALTER TABLE users DROP CONSTRAINT no_dave;
+SELECT count(*) FROM users WHERE email = 'dave@example.test';
+--- db_check_out
+0
