@@ -94,6 +94,27 @@ static const char *const statement_sql[STMT_COUNT_] = {
         " VALUES (%s, %lld, %s, %s, %s, %s)",
 };
 
+/* Statements that change nothing: safe to run again on a fresh connection
+ * when the old one died under them (it never answered, so it may never have
+ * run them; for these that does not matter). */
+static int statement_read_only(redeem_stmt_e stmt)
+{
+    switch (stmt) {
+    case STMT_USER_BY_EMAIL:
+    case STMT_USER_BY_ID:
+    case STMT_USERS_PAGE:
+    case STMT_ROW_COUNT:
+    case STMT_PING:
+    case STMT_CODES_PAGE:
+    case STMT_CODES_PAGE_USED:
+    case STMT_CODES_PAGE_UNUSED:
+    case STMT_CODES_PAGE_BATCH:
+    case STMT_CODES_COUNT_ALL:
+    case STMT_CODES_COUNT_BATCH: return 1;
+    default: return 0;
+    }
+}
+
 /* What we know of one pooled connection; lives in the connection's pool. */
 typedef struct {
     int backend_pid;
@@ -188,22 +209,10 @@ static int prepare_statements(request_rec *r, ap_dbd_t *dbd, redeem_conn_t *conn
     return OK;
 }
 
-int redeem_db_open(request_rec *r, redeem_db_t **db)
+/* Reconnects a connection the server closed and, on a new backend, checks
+ * the schema and prepares our statements. */
+static int make_ready(request_rec *r, ap_dbd_t *dbd, redeem_conn_t *conn)
 {
-    redeem_server_conf *conf = redeem_conf(r);
-    ap_dbd_t *dbd = conf->dbd_acquire(r);
-    if (!dbd) {
-        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                      RDMNO(0105) "no database connection (see mod_dbd's messages above)");
-        return HTTP_SERVICE_UNAVAILABLE;
-    }
-    redeem_conn_t *conn = NULL;
-    apr_pool_userdata_get((void **)&conn, "redeem_conn", dbd->pool);
-    if (!conn) {
-        conn = apr_pcalloc(dbd->pool, sizeof *conn);
-        apr_pool_create(&conn->statement_pool, dbd->pool);
-        apr_pool_userdata_setn(conn, "redeem_conn", NULL, dbd->pool);
-    }
     PGconn *pg = apr_dbd_native_handle(dbd->driver, dbd->handle);
     /* A pooled connection whose server went away while it sat idle (restart,
      * failover, pg_terminate_backend) has the server's goodbye and an EOF
@@ -229,6 +238,28 @@ int redeem_db_open(request_rec *r, redeem_db_t **db)
             return status;
         conn->backend_pid = pid;
     }
+    return OK;
+}
+
+int redeem_db_open(request_rec *r, redeem_db_t **db)
+{
+    redeem_server_conf *conf = redeem_conf(r);
+    ap_dbd_t *dbd = conf->dbd_acquire(r);
+    if (!dbd) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      RDMNO(0105) "no database connection (see mod_dbd's messages above)");
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    redeem_conn_t *conn = NULL;
+    apr_pool_userdata_get((void **)&conn, "redeem_conn", dbd->pool);
+    if (!conn) {
+        conn = apr_pcalloc(dbd->pool, sizeof *conn);
+        apr_pool_create(&conn->statement_pool, dbd->pool);
+        apr_pool_userdata_setn(conn, "redeem_conn", NULL, dbd->pool);
+    }
+    int status = make_ready(r, dbd, conn);
+    if (status != OK)
+        return status;
     redeem_db_t *handle = apr_palloc(r->pool, sizeof *handle);
     handle->r = r;
     handle->dbd = dbd;
@@ -263,6 +294,21 @@ int redeem_db_query(redeem_db_t *db, redeem_stmt_e stmt, int nargs, const char *
     /* random = 1: with 0 an execution error reads as an empty success. */
     int rv = apr_dbd_pselect(dbd->driver, r->pool, dbd->handle, &res, db->conn->statements[stmt], 1,
                              nargs, args);
+    if (rv != 0 && !connection_alive(dbd) && statement_read_only(stmt)) {
+        /* The connection died under us (a backend signalled just before, a
+         * failover, a dropped socket): a read runs again on a new one. */
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      RDMNO(0108) "database connection lost during statement %d: "
+                                  "reconnecting and running it again",
+                      (int)stmt);
+        db->conn->backend_pid = 0;
+        int status = make_ready(r, dbd, db->conn);
+        if (status != OK)
+            return status;
+        res = NULL;
+        rv = apr_dbd_pselect(dbd->driver, r->pool, dbd->handle, &res, db->conn->statements[stmt], 1,
+                             nargs, args);
+    }
     if (rv != 0) {
         /* The statement may have died with its backend: prepare afresh next time. */
         if (!connection_alive(dbd))

@@ -44,8 +44,9 @@ build) httpd runs with libasan preloaded, and any sanitizer report fails the fil
 
 Blocks run in file order, each C<repeat_each()> times in a row. A block runs as:
 server (re)started if its C<config> differs from the running one's; users of
-C<login> created; C<db_init>; the request built (C<token_eval>, variables; once per client with
-C<concurrency>); error-log offset taken; C<$REQUEST_TIME> taken; request sent; C<save_json>; checks; C<db_check>;
+C<login> created; C<db_init>; the request built (C<token_eval>, variables;
+once per client with C<concurrency>); error-log offset taken; C<$REQUEST_TIME>
+taken; request sent; C<save_json>; checks; C<db_check>;
 log checks.
 
 =head1 SECTIONS
@@ -243,8 +244,9 @@ C<$REQUEST_TIME> is the time just before the block's request was sent, RFC 3339
 UTC with microseconds: rows the request wrote are those stamped at or after it,
 e.g. in C<db_check> C<SELECT outcome FROM audit_log WHERE occurred_at E<gt>=
 '$REQUEST_TIME'> (PostgreSQL and the harness read the same clock; in
-C<db_init> it is still the previous block's). An unknown C<$NAME> is left as it is; an unknown
-C<${NAME}> is an error. Perl code reads variables with C<var('NAME')>.
+C<db_init> it is still the previous block's). An unknown C<$NAME> is left as
+it is; an unknown C<${NAME}> is an error. Perl code reads variables with
+C<var('NAME')>.
 
 =head1 FUNCTIONS
 

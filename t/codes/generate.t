@@ -1,0 +1,690 @@
+# POST /admin/generate-codes: the 201 body, the code format, validation of
+# count / expires_at / duration_months, who may call it, and the audit trail.
+# Every refused request must leave no code row and no audit row.
+use lib 't/lib';
+use Test::Redeem;
+
+our $CODE_RE = qr/\A[0-9A-HJKMNP-TV-Z]{12}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{8}\z/;
+
+# The response's codes: $n of them, each in the format, all different.
+sub codes_ok {
+    my ($n) = @_;
+    my $codes = response()->{json}{codes};
+    die "codes is not an array\n" unless ref $codes eq 'ARRAY';
+    die 'expected ' . $n . ' codes, got ' . @$codes . "\n" unless @$codes == $n;
+    my %seen;
+    for my $code (@$codes) {
+        die "not a code: $code\n" unless $code =~ $CODE_RE;
+        die "twice: $code\n" if $seen{$code}++;
+    }
+    return 1;
+}
+
+# A refused request (4xx) writes nothing: no code, no audit row.
+add_block_preprocessor(sub {
+    my ($block) = @_;
+    return unless ($block->error_code // '') =~ /^4/ && !defined $block->db_check;
+    $block->set_value(db_check => "SELECT (SELECT count(*) FROM redeem_codes WHERE created_at >= '\$REQUEST_TIME'),"
+                                . " (SELECT count(*) FROM audit_log WHERE occurred_at >= '\$REQUEST_TIME'),"
+                                . " (SELECT sum(total) FROM code_counts) = (SELECT count(*) FROM redeem_codes)");
+    $block->set_value(db_check_out => "0|0|t");
+});
+
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: five codes: 201 with the contract's body
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 5}
+--- error_code: 201
+--- response_json_exact
+{"message": "Successfully generated 5 redeem codes", "count": 5,
+ "batch_id": "/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/",
+ "codes": ["/./", "/./", "/./", "/./", "/./"],
+ "duration_months": 1, "expires_at": null}
+--- check_eval
+codes_ok(5)
+--- response_headers
+Cache-Control: no-store
+--- save_json
+BATCH1=batch_id
+CODES1=codes
+--- db_check
+SELECT count(*), count(DISTINCT code_hash), min(duration_months), max(duration_months),
+       bool_and(expires_at IS NULL), bool_and(used_at IS NULL AND used_by IS NULL)
+  FROM redeem_codes WHERE batch_id = '$BATCH1';
+SELECT count(*) FROM redeem_codes WHERE created_at >= '$REQUEST_TIME';
+--- db_check_out
+5|5|1|1|t|t
+5
+
+
+
+=== TEST 2: the generation's audit row: event, actor, outcome, request id, client address
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 2}
+--- error_code: 201
+--- save_json
+BATCH2=batch_id
+--- db_check
+SELECT event, actor_id = $USER_ID_admin, outcome, request_id IS NOT NULL AND request_id <> '',
+       client_addr, target LIKE '%$BATCH2%'
+  FROM audit_log WHERE occurred_at >= '$REQUEST_TIME'
+--- db_check_out
+codes_generated|t|success|t|127.0.0.1|t
+--- error_log
+/RDM0401: audit: event=codes_generated actor=$USER_ID_admin target=\S*.*$BATCH2.* client=127\.0\.0\.1 outcome=success request=\S+/
+
+
+
+=== TEST 3: the error log's audit line and the audit row carry the same request id
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1}
+--- error_code: 201
+--- check_eval
+my $batch = response()->{json}{batch_id};
+my $row = sql("SELECT request_id FROM audit_log WHERE event = 'codes_generated' AND target LIKE '%$batch%'");
+die "no audit row for batch $batch\n" unless length $row;
+open my $fh, '<', var('SERVROOT') . '/error.log' or die "error.log: $!";
+my @lines = grep { /RDM0401: audit: event=codes_generated .*\Q$batch\E/ } <$fh>;
+die "expected one audit line for $batch, got " . @lines . "\n" unless @lines == 1;
+$lines[0] =~ /request=(\S+)/ && $1 eq $row or die "log line $lines[0] vs request_id $row\n";
+
+
+
+=== TEST 4: two batches never share a batch id or a code
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 5}
+--- error_code: 201
+--- check_eval
+my $json = response()->{json};
+die "same batch id\n" if $json->{batch_id} eq var('BATCH1');
+my %first = map { $_ => 1 } @{ JSON::PP::decode_json(var('CODES1')) };
+!grep { $first{$_} } @{ $json->{codes} };
+--- db_check
+SELECT count(DISTINCT batch_id), count(*), count(DISTINCT code_hash) FROM redeem_codes
+--- db_check_out
+4|13|13
+
+
+
+=== TEST 5: count 0 is refused
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 0}
+--- error_code: 400
+--- response_json_exact
+{"error": "/count/"}
+
+
+
+=== TEST 6: a negative count is refused
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": -1}
+--- error_code: 400
+--- response_json_exact
+{"error": "/count/"}
+
+
+
+=== TEST 7: count as a string is refused
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": "5"}
+--- error_code: 400
+--- response_json_exact
+{"error": "/count/"}
+
+
+
+=== TEST 8: count as a float is refused
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1.5}
+--- error_code: 400
+--- response_json_exact
+{"error": "/count/"}
+
+
+
+=== TEST 9: count 5.0 (a JSON number, not an integer) is refused
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 5.0}
+--- error_code: 400
+--- response_json_exact
+{"error": "/count/"}
+
+
+
+=== TEST 10: count as a boolean is refused
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": true}
+--- error_code: 400
+--- response_json_exact
+{"error": "/count/"}
+
+
+
+=== TEST 11: count null is refused
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": null}
+--- error_code: 400
+--- response_json_exact
+{"error": "/count/"}
+
+
+
+=== TEST 12: a missing count is refused
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"duration_months": 1}
+--- error_code: 400
+--- response_json_exact
+{"error": "Missing field: count"}
+
+
+
+=== TEST 13: count over the default maximum (100000) is refused
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 100001}
+--- error_code: 400
+--- response_json_exact
+{"error": "/count/"}
+
+
+
+=== TEST 14: a count beyond 64 bits is refused
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 99999999999999999999999}
+--- error_code: 400
+--- response_json_exact
+{"error": "/./"}
+
+
+
+=== TEST 15: a count beyond 32 bits is refused, not wrapped
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 4294967297}
+--- error_code: 400
+--- response_json_exact
+{"error": "/count/"}
+
+
+
+=== TEST 16: RedeemMaxCodesPerRequest 10: 10 codes are fine
+--- config
+RedeemMaxCodesPerRequest 10
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 10}
+--- error_code: 201
+--- response_json
+{"message": "Successfully generated 10 redeem codes", "count": 10}
+--- check_eval
+codes_ok(10)
+--- db_check
+SELECT count(*) FROM redeem_codes WHERE created_at >= '$REQUEST_TIME'
+--- db_check_out
+10
+
+
+
+=== TEST 17: RedeemMaxCodesPerRequest 10: 11 codes are refused
+--- config
+RedeemMaxCodesPerRequest 10
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 11}
+--- error_code: 400
+--- response_json_exact
+{"error": "/count.*\\b10\\b/"}
+
+
+
+=== TEST 18: RedeemMaxCodesPerRequest 10: one code is fine
+--- config
+RedeemMaxCodesPerRequest 10
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1}
+--- error_code: 201
+--- check_eval
+codes_ok(1)
+
+
+
+=== TEST 19: expires_at without a time is refused
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1, "expires_at": "2031-01-01"}
+--- error_code: 400
+--- response_json_exact
+{"error": "/expires_at/"}
+
+
+
+=== TEST 20: expires_at without a time zone is refused
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1, "expires_at": "2031-01-01T00:00:00"}
+--- error_code: 400
+--- response_json_exact
+{"error": "/expires_at/"}
+
+
+
+=== TEST 21: expires_at that is not a date is refused
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1, "expires_at": "tomorrow"}
+--- error_code: 400
+--- response_json_exact
+{"error": "/expires_at/"}
+
+
+
+=== TEST 22: expires_at on a day that does not exist is refused
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1, "expires_at": "2031-02-30T00:00:00Z"}
+--- error_code: 400
+--- response_json_exact
+{"error": "/expires_at/"}
+
+
+
+=== TEST 23: expires_at in the past is refused
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1, "expires_at": "2020-01-01T00:00:00Z"}
+--- error_code: 400
+--- response_json_exact
+{"error": "/expires_at/"}
+
+
+
+=== TEST 24: expires_at a second ago is refused
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json eval
+my @t = gmtime(now() - 1);
+sprintf '{"count": 1, "expires_at": "%04d-%02d-%02dT%02d:%02d:%02dZ"}',
+        $t[5] + 1900, $t[4] + 1, @t[3, 2, 1, 0];
+--- error_code: 400
+--- response_json_exact
+{"error": "/expires_at/"}
+
+
+
+=== TEST 25: expires_at as a number is refused
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1, "expires_at": 1924992000}
+--- error_code: 400
+--- response_json_exact
+{"error": "/expires_at/"}
+
+
+
+=== TEST 26: a valid future expires_at is stored and echoed
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 3, "expires_at": "2031-06-15T12:30:00Z"}
+--- error_code: 201
+--- response_json
+{"count": 3, "expires_at": "2031-06-15T12:30:00Z"}
+--- save_json
+BATCH_EXP=batch_id
+--- db_check
+SELECT count(*), min(api_ts(expires_at)), max(api_ts(expires_at))
+  FROM redeem_codes WHERE batch_id = '$BATCH_EXP'
+--- db_check_out
+3|2031-06-15T12:30:00.000000Z|2031-06-15T12:30:00.000000Z
+
+
+
+=== TEST 27: expires_at with an offset and a fraction is stored as that instant
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1, "expires_at": "2031-06-15T12:30:00.25+02:00"}
+--- error_code: 201
+--- save_json
+BATCH_OFF=batch_id
+--- db_check
+SELECT api_ts(expires_at) FROM redeem_codes WHERE batch_id = '$BATCH_OFF'
+--- db_check_out
+2031-06-15T10:30:00.250000Z
+
+
+
+=== TEST 28: duration_months 0 is refused
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1, "duration_months": 0}
+--- error_code: 400
+--- response_json_exact
+{"error": "/duration_months/"}
+
+
+
+=== TEST 29: duration_months 37 is refused
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1, "duration_months": 37}
+--- error_code: 400
+--- response_json_exact
+{"error": "/duration_months/"}
+
+
+
+=== TEST 30: duration_months as a string is refused
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1, "duration_months": "2"}
+--- error_code: 400
+--- response_json_exact
+{"error": "/duration_months/"}
+
+
+
+=== TEST 31: duration_months -1 is refused
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1, "duration_months": -1}
+--- error_code: 400
+--- response_json_exact
+{"error": "/duration_months/"}
+
+
+
+=== TEST 32: duration_months null is refused
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1, "duration_months": null}
+--- error_code: 400
+--- response_json_exact
+{"error": "/duration_months/"}
+
+
+
+=== TEST 33: duration_months 36 is stored
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 2, "duration_months": 36}
+--- error_code: 201
+--- response_json
+{"count": 2, "duration_months": 36}
+--- save_json
+BATCH36=batch_id
+--- db_check
+SELECT count(*), min(duration_months), max(duration_months)
+  FROM redeem_codes WHERE batch_id = '$BATCH36'
+--- db_check_out
+2|36|36
+
+
+
+=== TEST 34: duration_months 7 is stored
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 2, "duration_months": 7}
+--- error_code: 201
+--- save_json
+BATCH7=batch_id
+--- db_check
+SELECT count(*), min(duration_months), max(duration_months)
+  FROM redeem_codes WHERE batch_id = '$BATCH7'
+--- db_check_out
+2|7|7
+
+
+
+=== TEST 35: an unknown field is refused
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1, "batch_id": "00000000-0000-4000-8000-000000000000"}
+--- error_code: 400
+--- response_json_exact
+{"error": "Unknown field: batch_id"}
+
+
+
+=== TEST 36: a duplicate count key is refused
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1, "count": 2}
+--- error_code: 400
+--- response_json_exact
+{"error": "/./"}
+
+
+
+=== TEST 37: a body that is not JSON is refused
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+count=5
+--- error_code: 400
+--- response_json_exact
+{"error": "/^Malformed JSON/"}
+
+
+
+=== TEST 38: a body that is not application/json is 415
+--- login: admin
+--- request
+POST /admin/generate-codes
+{"count": 1}
+--- error_code: 415
+--- response_json_exact
+{"error": "/./"}
+
+
+
+=== TEST 39: a user who is not an admin gets 403
+--- login: alice
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1}
+--- error_code: 403
+--- response_json_exact
+{"error": "Admin access required"}
+
+
+
+=== TEST 40: a token that claims admin does not make an admin (rights come from the database)
+--- token_eval
+my $claims = jwt_claims('alice');
+$claims->{admin} = JSON::PP::true;
+jwt_forge({alg => 'HS256', typ => 'JWT'}, $claims, jwt_secret())
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1}
+--- error_code: 403
+--- response_json_exact
+{"error": "Admin access required"}
+
+
+
+=== TEST 41: no token: 401 with WWW-Authenticate
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1}
+--- error_code: 401
+--- response_headers_like
+WWW-Authenticate: ^Bearer
+--- response_json_exact
+{"error": "Authentication required"}
+
+
+
+=== TEST 42: an invalid token: 401
+--- more_headers
+Authorization: Bearer abc.def.ghi
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1}
+--- error_code: 401
+--- response_json_exact
+{"error": "Invalid or expired token"}
+
+
+
+=== TEST 43: GET is 405 with Allow: POST
+--- login: admin
+--- request
+GET /admin/generate-codes
+--- error_code: 405
+--- response_headers
+Allow: POST
+--- response_json_exact
+{"error": "/./"}
+
+
+
+=== TEST 44: all or nothing: an insert that fails at the 6th row leaves no code and no audit row
+--- db_init
+CREATE SEQUENCE t_insert_rows;
+CREATE FUNCTION t_fail_sixth() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
+BEGIN
+  IF nextval('t_insert_rows') >= 6 THEN
+    RAISE EXCEPTION 't_fail_sixth: refusing row %', currval('t_insert_rows');
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER t_fail_sixth BEFORE INSERT ON redeem_codes FOR EACH ROW EXECUTE FUNCTION t_fail_sixth();
+CREATE TABLE t_before AS SELECT (SELECT count(*) FROM redeem_codes) AS codes,
+                                (SELECT sum(total) FROM code_counts) AS counted;
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 20}
+--- error_code: 500
+--- response_json_exact
+{"error": "Internal server error"}
+--- response_body_unlike
+t_fail_sixth|refusing|INSERT|redeem_codes
+--- db_check
+SELECT last_value FROM t_insert_rows;
+SELECT (SELECT count(*) FROM redeem_codes) - codes, (SELECT sum(total) FROM code_counts) - counted
+  FROM t_before;
+SELECT count(*) FROM redeem_codes WHERE created_at >= '$REQUEST_TIME';
+SELECT count(*) FROM audit_log WHERE occurred_at >= '$REQUEST_TIME';
+--- db_check_out
+6
+0|0
+0
+0
+--- error_log
+/RDM0401: audit: event=codes_generated actor=$USER_ID_admin .* outcome=failed/
+
+
+
+=== TEST 45: the trigger dropped, generation works again
+--- db_init
+DROP TRIGGER t_fail_sixth ON redeem_codes;
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 20}
+--- error_code: 201
+--- check_eval
+codes_ok(20)
+--- db_check
+SELECT (SELECT count(*) FROM redeem_codes) - codes, (SELECT sum(total) FROM code_counts) - counted
+  FROM t_before;
+SELECT count(*) FROM audit_log WHERE occurred_at >= '$REQUEST_TIME' AND event = 'codes_generated';
+--- db_check_out
+20|20
+1

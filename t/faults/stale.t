@@ -1,0 +1,215 @@
+# A pooled connection that dies as it is used: httpd reaches PostgreSQL
+# through a loopback proxy run by this file, which on command dooms every
+# connection it carries: the next bytes httpd sends on one are not forwarded,
+# and both sides are closed. The module's check of an idle connection cannot
+# see this coming (nothing arrives before it writes), just as it cannot see a
+# backend that was signalled a moment before (pg_terminate_backend returns
+# before the backend acts), a failover, or a connection a firewall dropped.
+# The database itself is up and takes new connections, so the request must
+# still succeed: reconnect and run the statement that never reached it.
+use lib 't/lib';
+use Test::Redeem;
+use IO::Select;
+use IO::Socket::INET;
+use POSIX ();
+
+our ($PROXY_PID, $PROXY_PORT, $PROXY_CTL, $PROXY_ACK);
+
+# The config that sends the module's connections through the proxy.
+sub proxy_config {
+    start_proxy() unless $PROXY_PID;
+    return sprintf(qq{DBDParams "host=127.0.0.1 port=%d dbname=%s user=%s password=%s gssencmode=disable"\n},
+                   $PROXY_PORT, var('DB_NAME'), $ENV{REDEEM_APP_USER}, $ENV{REDEEM_APP_PASSWORD});
+}
+
+# Dooms every connection the proxy carries now; returns when it has. For
+# db_init eval: doom_connections() > 0 or die; 'SELECT 1'
+sub doom_connections {
+    syswrite($PROXY_CTL, 'd') == 1 or die "proxy control: $!\n";
+    sysread($PROXY_ACK, my $ack, 16) or die "no answer from the proxy\n";
+    return $ack;   # the number of connections doomed
+}
+
+sub start_proxy {
+    my $listen = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Proto => 'tcp',
+                                       Listen => 128, ReuseAddr => 1) or die "proxy listen: $!\n";
+    $PROXY_PORT = $listen->sockport;
+    pipe(my $ctl_r, $PROXY_CTL) or die "pipe: $!\n";
+    pipe($PROXY_ACK, my $ack_w) or die "pipe: $!\n";
+    $PROXY_PID = fork // die "fork: $!\n";
+    if (!$PROXY_PID) {
+        close $PROXY_CTL;
+        close $PROXY_ACK;
+        # Never back into the harness from here, whatever happens.
+        eval { proxy_loop($listen, $ctl_r, $ack_w) };
+        print STDERR "proxy: $@" if $@;
+        POSIX::_exit(0);
+    }
+    close $ctl_r;
+    close $ack_w;
+    close $listen;
+}
+
+# The proxy ends when its control pipe closes; reap it.
+END {
+    if ($PROXY_PID) {
+        close $PROXY_CTL;
+        waitpid $PROXY_PID, 0;
+    }
+}
+
+# Until the control pipe closes (this file's process ends).
+sub proxy_loop {
+    my ($listen, $ctl, $ack) = @_;
+    $SIG{PIPE} = 'IGNORE';
+    my (%peer, %is_client, %doomed, %by_name);
+    my $sel = IO::Select->new($listen, $ctl);
+    my $drop = sub {
+        my @pair = ($_[0], $peer{"$_[0]"});
+        for my $fh (@pair) {
+            next unless $fh;
+            $sel->remove($fh);
+            delete @{$_}{"$fh"} for \%peer, \%is_client, \%doomed;
+            close $fh;
+        }
+    };
+    while (1) {
+        for my $fh ($sel->can_read) {
+            if ($fh == $ctl) {
+                POSIX::_exit(0) unless sysread($ctl, my $cmd, 1);
+                $doomed{$_} = 1 for keys %is_client;
+                syswrite $ack, scalar(keys %is_client);
+            }
+            elsif ($fh == $listen) {
+                my $client = $listen->accept or next;
+                my $server = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $ENV{PGPORT},
+                                                   Proto => 'tcp')
+                  or do { close $client; next };
+                $peer{"$client"} = $server;
+                $peer{"$server"} = $client;
+                $is_client{"$client"} = 1;
+                $sel->add($client, $server);
+            }
+            elsif ($peer{"$fh"}) {
+                my $n = sysread($fh, my $buf, 65536);
+                if (!$n || $doomed{"$fh"}) {
+                    $drop->($fh);
+                    next;
+                }
+                my $to = $peer{"$fh"};
+                for (my $off = 0; $off < $n;) {
+                    my $w = syswrite($to, $buf, $n - $off, $off);
+                    if (!defined $w) { $drop->($fh); last }
+                    $off += $w;
+                }
+            }
+        }
+    }
+}
+
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: through the proxy: codes generated (the proxy carries the traffic)
+--- config eval
+proxy_config()
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 4}
+--- error_code: 201
+--- save_json
+CODE0=codes.0
+CODE1=codes.1
+CODE2=codes.2
+
+
+
+=== TEST 2: through the proxy: many requests at once
+--- config eval
+proxy_config()
+--- login: alice
+--- request
+GET /api/profile
+--- concurrency: 20
+--- error_code_counts
+200: 20
+
+
+
+=== TEST 3: every connection doomed: health right after is still 200
+--- config eval
+proxy_config()
+--- db_init eval
+doom_connections() > 0 or die "no connection to doom\n";
+'SELECT 1'
+--- request
+GET /api/health
+--- error_code: 200
+--- response_json_exact
+{"status": "healthy", "message": "User Registration API is running"}
+
+
+
+=== TEST 4: every connection doomed: a redemption right after is 200, once
+--- config eval
+proxy_config()
+--- db_init eval
+doom_connections() > 0 or die "no connection to doom\n";
+'SELECT 1'
+--- login: alice
+--- request
+POST /redeem
+--- request_json
+{"card_code": "$CODE0"}
+--- error_code: 200
+--- db_check
+SELECT count(*), min(used_by) = $USER_ID_alice FROM redeem_codes WHERE used_at IS NOT NULL;
+SELECT outcome FROM audit_log WHERE event = 'redeem';
+--- db_check_out
+1|t
+success
+
+
+
+=== TEST 5: every connection doomed: a login right after is 200
+--- config eval
+proxy_config()
+--- db_init eval
+doom_connections() > 0 or die "no connection to doom\n";
+'SELECT 1'
+--- request
+POST /api/login
+--- request_json
+{"email": "alice@example.test", "password": "$USER_PASSWORD"}
+--- error_code: 200
+
+
+
+=== TEST 6: every connection doomed: 20 requests at once
+--- config eval
+proxy_config()
+--- db_init eval
+doom_connections() > 0 or die "no connection to doom\n";
+'SELECT 1'
+--- login: alice
+--- request
+GET /api/subscription
+--- concurrency: 20
+--- error_code_counts
+200: 20
+
+
+
+=== TEST 7: (control) with no connection doomed, all is well through the proxy
+--- config eval
+proxy_config()
+--- login: alice
+--- request
+POST /redeem
+--- request_json
+{"card_code": "$CODE1"}
+--- error_code: 200
