@@ -19,12 +19,13 @@ else
 fi
 export REDEEM_USER REDEEM_GROUP
 
-# A random secret, made once and kept in the build directory (mode 0600).
+# A random secret, made once and kept (mode 0600) in the build directory or DIR.
 redeem_secret() {
-  local file=$REDEEM_SECRETS/$1 bytes=${2:-32}
+  local dir=${3:-$REDEEM_SECRETS}
+  local file=$dir/$1 bytes=${2:-32}
   if [ ! -s "$file" ]; then
-    mkdir -p "$REDEEM_SECRETS"
-    chmod 0700 "$REDEEM_SECRETS"
+    mkdir -p "$dir"
+    chmod 0700 "$dir"
     (umask 077 && head -c "$bytes" /dev/urandom | od -An -tx1 | tr -d ' \n' >"$file")
   fi
   cat "$file"
@@ -34,7 +35,7 @@ redeem_secret() {
 # checkout lives where that user cannot go (e.g. under /root), keep it elsewhere.
 redeem_pg_dir() {
   local dir=$REDEEM_BUILD/pg
-  if [ "$REDEEM_PG_OWNER" = postgres ]; then
+  if [ "$REDEEM_PG_OWNER" = postgres ] && id postgres >/dev/null 2>&1; then
     mkdir -p "$dir"
     chown postgres: "$dir"
     if ! runuser -u postgres -- test -w "$dir"; then
@@ -53,9 +54,11 @@ as_pg_owner() {
   if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
-# Connection settings for psql as the cluster's superuser.
-export PGHOST=127.0.0.1 PGPORT=$REDEEM_PG_PORT PGUSER=postgres
-PGPASSWORD=$(redeem_secret pg_superuser_password 24)
+# Connection settings for psql as the cluster's superuser. The cluster's
+# passwords live beside it, so they always belong to the cluster there is.
+REDEEM_PG_DIR=$(redeem_pg_dir)
+export PGHOST=127.0.0.1 PGPORT=$REDEEM_PG_PORT PGUSER=postgres REDEEM_PG_DIR
+PGPASSWORD=$(redeem_secret superuser_password 24 "$REDEEM_PG_DIR/secrets")
 REDEEM_APP_USER=redeem_app
-REDEEM_APP_PASSWORD=$(redeem_secret pg_app_password 24)
+REDEEM_APP_PASSWORD=$(redeem_secret app_password 24 "$REDEEM_PG_DIR/secrets")
 export PGPASSWORD REDEEM_APP_USER REDEEM_APP_PASSWORD

@@ -6,7 +6,7 @@
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 
-pgdir=$(redeem_pg_dir)
+pgdir=$REDEEM_PG_DIR
 data=$pgdir/data
 log=$pgdir/postgresql.log
 
