@@ -2,7 +2,6 @@
  * the bound on concurrent password hashing. */
 #include "redeem_private.h"
 
-#include <apr_atomic.h>
 
 void redeem_user_from_row(apr_pool_t *p, const redeem_rows_t *rows, int row, redeem_user_t *user)
 {
@@ -95,11 +94,25 @@ int redeem_authenticate(request_rec *r, redeem_access_e access, redeem_db_t **db
 int redeem_with_hash_slot(request_rec *r)
 {
     redeem_server_conf *conf = redeem_conf(r);
-    apr_uint32_t running = apr_atomic_inc32(&conf->child->hashes_in_flight);
-    if (running >= (apr_uint32_t)conf->hash_concurrency) {
-        apr_atomic_dec32(&conf->child->hashes_in_flight);
+    redeem_child_t *child = conf->child;
+    apr_time_t deadline = apr_time_now() + conf->hash_wait;
+    int busy = 0;
+    /* A burst waits its turn for a moment; sustained overload gets 503. */
+    apr_thread_mutex_lock(child->hash_lock);
+    while (child->hashes_in_flight >= conf->hash_concurrency) {
+        apr_time_t now = apr_time_now();
+        if (now >= deadline) {
+            busy = 1;
+            break;
+        }
+        apr_thread_cond_timedwait(child->hash_freed, child->hash_lock, deadline - now);
+    }
+    if (!busy)
+        child->hashes_in_flight++;
+    apr_thread_mutex_unlock(child->hash_lock);
+    if (busy) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                      RDMNO(0204) "all %d password hashing slots busy: answering 503",
+                      RDMNO(0204) "all %d password hashing slots stayed busy: answering 503",
                       conf->hash_concurrency);
         apr_table_setn(r->err_headers_out, "Retry-After", "1");
         return HTTP_SERVICE_UNAVAILABLE;
@@ -109,5 +122,9 @@ int redeem_with_hash_slot(request_rec *r)
 
 void redeem_release_hash_slot(request_rec *r)
 {
-    apr_atomic_dec32(&redeem_conf(r)->child->hashes_in_flight);
+    redeem_child_t *child = redeem_conf(r)->child;
+    apr_thread_mutex_lock(child->hash_lock);
+    child->hashes_in_flight--;
+    apr_thread_cond_signal(child->hash_freed);
+    apr_thread_mutex_unlock(child->hash_lock);
 }

@@ -9,6 +9,7 @@
 #define DEFAULT_TOKEN_LIFETIME 3600
 #define DEFAULT_MAX_BODY 16384
 #define DEFAULT_HASH_CONCURRENCY 4
+#define DEFAULT_HASH_WAIT_MS 1000
 #define DEFAULT_MAX_CODES 100000
 
 void *redeem_create_server_conf(apr_pool_t *p, server_rec *s)
@@ -19,6 +20,7 @@ void *redeem_create_server_conf(apr_pool_t *p, server_rec *s)
     conf->token_lifetime = UNSET;
     conf->leeway = UNSET;
     conf->hash_concurrency = UNSET;
+    conf->hash_wait = UNSET;
     conf->max_body = UNSET;
     conf->max_codes = UNSET;
     return conf;
@@ -46,6 +48,7 @@ void *redeem_merge_server_conf(apr_pool_t *p, void *base_conf, void *add_conf)
     conf->leeway = MERGE(leeway, UNSET);
     conf->argon2 = add->argon2.memory_kib ? add->argon2 : base->argon2;
     conf->hash_concurrency = MERGE(hash_concurrency, UNSET);
+    conf->hash_wait = MERGE(hash_wait, UNSET);
     conf->max_body = MERGE(max_body, UNSET);
     conf->admin_email = MERGE(admin_email, NULL);
     conf->admin_password = add->admin_email ? add->admin_password : base->admin_password;
@@ -161,6 +164,16 @@ static const char *set_hash_concurrency(cmd_parms *cmd, void *dconf, const char 
     return why;
 }
 
+static const char *set_hash_wait(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    (void)dconf;
+    apr_int64_t ms;
+    const char *why = parse_number(cmd, arg, 0, 60000, &ms);
+    if (!why)
+        cmd_conf(cmd)->hash_wait = apr_time_from_msec(ms);
+    return why;
+}
+
 static const char *set_max_body(cmd_parms *cmd, void *dconf, const char *arg)
 {
     (void)dconf;
@@ -227,6 +240,8 @@ const command_rec redeem_directives[] = {
                   "argon2id cost: memory KiB, iterations, parallelism (default 19456 2 1)"),
     AP_INIT_TAKE1("RedeemHashConcurrency", set_hash_concurrency, NULL, RSRC_CONF,
                   "Password hashes computed at once per child process (default 4)"),
+    AP_INIT_TAKE1("RedeemHashWait", set_hash_wait, NULL, RSRC_CONF,
+                  "Milliseconds a request waits for a free hashing slot before 503 (default 1000)"),
     AP_INIT_TAKE1("RedeemMaxBodySize", set_max_body, NULL, RSRC_CONF,
                   "Largest request body in bytes (default 16384)"),
     AP_INIT_TAKE2("RedeemAdmin", set_admin, NULL, RSRC_CONF,
@@ -344,6 +359,8 @@ static void apply_defaults(redeem_server_conf *conf)
     }
     if (conf->hash_concurrency == UNSET)
         conf->hash_concurrency = DEFAULT_HASH_CONCURRENCY;
+    if (conf->hash_wait == UNSET)
+        conf->hash_wait = apr_time_from_msec(DEFAULT_HASH_WAIT_MS);
     if (conf->max_body == UNSET)
         conf->max_body = DEFAULT_MAX_BODY;
     if (conf->max_codes == UNSET)

@@ -9,6 +9,8 @@
 #include <http_request.h>
 #include <apr_dbd.h>
 #include <apr_strings.h>
+#include <apr_thread_cond.h>
+#include <apr_thread_mutex.h>
 #include <jansson.h>
 #include <mod_dbd.h>
 
@@ -28,8 +30,12 @@ extern module AP_MODULE_DECLARE_DATA redeem_module;
 
 /* State of one child process, made in child_init: the only mutable state. */
 typedef struct {
-    apr_uint32_t admin_ready;      /* the configured admin exists (atomic flag) */
-    apr_uint32_t hashes_in_flight; /* argon2 computations running now (atomic) */
+    apr_uint32_t admin_ready; /* the configured admin exists (atomic flag) */
+    /* argon2 computations running now, under hash_lock; a finished one
+     * signals hash_freed to a request waiting for a slot. */
+    int hashes_in_flight;
+    apr_thread_mutex_t *hash_lock;
+    apr_thread_cond_t *hash_freed;
 } redeem_child_t;
 
 typedef struct {
@@ -42,6 +48,7 @@ typedef struct {
     apr_int64_t leeway;
     redeem_argon2_cost_t argon2;
     int hash_concurrency;
+    apr_interval_time_t hash_wait; /* how long a request waits for a hashing slot */
     apr_off_t max_body;
     const char *admin_email;
     const char *admin_password;

@@ -16,8 +16,11 @@ sub key_file {
     return "$dir/$name";
 }
 
-# One slow login in a child, then another: the second finds the only slot busy.
+# One slow login in a child, then another 0.4 s later, while the first still
+# hashes: with no wait the second finds the only slot busy (503); with a wait
+# longer than a hash it gets the slot when the first is done (401).
 sub second_login_while_first_hashes {
+    my ($expected) = @_;
     my $body = '{"email":"nobody@example.test","password":"Whatever123"}';
     my $pid = fork // die "fork: $!";
     if (!$pid) {
@@ -30,7 +33,8 @@ sub second_login_while_first_hashes {
     my $first_ok = $? == 0;
     my %headers = map { lc($_->[0]) => $_->[1] } @{ $res->{headers} };
     die "first login did not answer 401\n" unless $first_ok;
-    die "second login answered $res->{status}, not 503\n" unless $res->{status} == 503;
+    die "second login answered $res->{status}, not $expected\n" unless $res->{status} == $expected;
+    return 1 if $expected != 503;
     die "no Retry-After on the 503\n" unless ($headers{'retry-after'} // '') =~ /^\d+$/;
     die "503 body: $res->{body}\n"
       unless $res->{body} eq '{"error":"Service temporarily unavailable"}';
@@ -141,9 +145,10 @@ t
 
 
 
-=== TEST 9: RedeemHashConcurrency 1: a login while another hashes gets 503 with Retry-After
+=== TEST 9: RedeemHashConcurrency 1, RedeemHashWait 0: a login while another hashes gets 503 with Retry-After
 --- config
 RedeemHashConcurrency 1
+RedeemHashWait 0
 RedeemArgon2 131072 8 1
 # The bound is per child process: one child, so both logins meet in it.
 StartServers 1
@@ -154,7 +159,24 @@ MaxRequestWorkers 25
 GET /api/health
 --- error_code: 200
 --- check_eval
-main::second_login_while_first_hashes();
+main::second_login_while_first_hashes(503);
+
+
+
+=== TEST 9b: RedeemHashWait 20000: the same second login waits for the slot instead
+--- config
+RedeemHashConcurrency 1
+RedeemHashWait 20000
+RedeemArgon2 131072 8 1
+StartServers 1
+ServerLimit 1
+MaxRequestWorkers 25
+--- timeout: 60
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+main::second_login_while_first_hashes(401);
 
 
 
