@@ -2,7 +2,6 @@
  * the bound on concurrent password hashing. */
 #include "redeem_private.h"
 
-
 void redeem_user_from_row(apr_pool_t *p, const redeem_rows_t *rows, int row, redeem_user_t *user)
 {
     (void)p;

@@ -214,31 +214,36 @@ static int prepare_statements(request_rec *r, ap_dbd_t *dbd, redeem_conn_t *conn
 static int make_ready(request_rec *r, ap_dbd_t *dbd, redeem_conn_t *conn)
 {
     PGconn *pg = apr_dbd_native_handle(dbd->driver, dbd->handle);
-    /* A pooled connection whose server went away while it sat idle (restart,
-     * failover, pg_terminate_backend) has the server's goodbye and an EOF
-     * waiting on its socket; an idle healthy one has nothing to read. Reconnect
-     * it now rather than fail this request's first statement. */
-    if (pg && (PQstatus(pg) != CONNECTION_OK || idle_socket_readable(pg))) {
-        ap_log_rerror(
-            APLOG_MARK, APLOG_INFO, 0, r,
-            RDMNO(0106) "pooled database connection was closed by the server: reconnecting");
-        PQreset(pg);
-        if (PQstatus(pg) != CONNECTION_OK) {
-            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, RDMNO(0107) "reconnect failed: %s",
-                          PQerrorMessage(pg));
-            return HTTP_SERVICE_UNAVAILABLE;
+    for (int attempt = 0;; attempt++) {
+        /* A pooled connection whose server went away while it sat idle
+         * (restart, failover, pg_terminate_backend) has the server's goodbye
+         * and an EOF waiting on its socket; an idle healthy one has nothing
+         * to read. Reconnect it now rather than fail a statement. */
+        if (pg && (PQstatus(pg) != CONNECTION_OK || idle_socket_readable(pg))) {
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                          RDMNO(0106) "pooled database connection was closed by the server: "
+                                      "reconnecting");
+            PQreset(pg);
+            if (PQstatus(pg) != CONNECTION_OK) {
+                ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, RDMNO(0107) "reconnect failed: %s",
+                              PQerrorMessage(pg));
+                return HTTP_SERVICE_UNAVAILABLE;
+            }
         }
-    }
-    int pid = pg ? PQbackendPID(pg) : 0;
-    if (conn->backend_pid != pid || pid == 0) {
+        int pid = pg ? PQbackendPID(pg) : 0;
+        if (conn->backend_pid == pid && pid != 0)
+            return OK;
         int status = check_schema(r, dbd);
         if (status == OK)
             status = prepare_statements(r, dbd, conn);
-        if (status != OK)
+        if (status == OK) {
+            conn->backend_pid = pid;
+            return OK;
+        }
+        /* Lost while setting up (nothing was written): once more, on a new one. */
+        if (attempt > 0 || connection_alive(dbd))
             return status;
-        conn->backend_pid = pid;
     }
-    return OK;
 }
 
 int redeem_db_open(request_rec *r, redeem_db_t **db)
