@@ -149,7 +149,7 @@ t
 --- config
 RedeemHashConcurrency 1
 RedeemHashWait 0
-RedeemArgon2 131072 8 1
+RedeemArgon2 131072 12 1
 # The bound is per child process: one child, so both logins meet in it.
 StartServers 1
 ServerLimit 1
@@ -167,7 +167,7 @@ main::second_login_while_first_hashes(503);
 --- config
 RedeemHashConcurrency 1
 RedeemHashWait 20000
-RedeemArgon2 131072 8 1
+RedeemArgon2 131072 12 1
 StartServers 1
 ServerLimit 1
 MaxRequestWorkers 25
