@@ -15,7 +15,7 @@ CFLAGS   ?= -O2 -g
 ALL_CFLAGS := -std=gnu11 -fPIC $(CFLAGS) $(WARNINGS) $(APXS_INCS) $(APR_CPPFLAGS) -fstack-protector-strong -D_FORTIFY_SOURCE=2 -I$(PG_INCLUDEDIR)
 LIBS     := -ljansson -ljwt -largon2 -lcrypto -lpq
 
-.PHONY: all build deps pg run stop test unit asan clean format install bench
+.PHONY: all build deps pg run stop test unit asan fuzz clean format install bench
 
 all: build
 build: $(MODULE)
@@ -67,11 +67,22 @@ asan:
 	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
 	  LDFLAGS="-fsanitize=address,undefined" build
 
+# libFuzzer over the core's parsers of untrusted input (needs clang):
+# FUZZ_SECONDS per run, default 60.
+FUZZ_SECONDS ?= 60
+fuzz: $(BUILD)/fuzz_core
+	mkdir -p $(BUILD)/fuzz-corpus
+	$(BUILD)/fuzz_core -max_total_time=$(FUZZ_SECONDS) -max_len=8192 $(BUILD)/fuzz-corpus
+
+$(BUILD)/fuzz_core: fuzz/fuzz_core.c $(CORE_SOURCES) $(wildcard $(SRC_DIR)/*.h) | $(BUILD)/obj
+	clang -g -O1 -fsanitize=fuzzer,address,undefined $(WARNINGS) $(APR_CPPFLAGS) $(APXS_INCS) \
+	  -I$(SRC_DIR) fuzz/fuzz_core.c $(CORE_SOURCES) -o $@ -lapr-1 $(LIBS)
+
 install: build
 	install -m 0644 $(MODULE) $(DESTDIR)$(APXS_LIBEXECDIR)/mod_redeem.so
 
 format:
-	clang-format -i $(SRC_DIR)/*.[ch] t/unit/*.c
+	clang-format -i $(SRC_DIR)/*.[ch] t/unit/*.c fuzz/*.c
 
 bench: deps
 	@$(MAKE) --no-print-directory build
