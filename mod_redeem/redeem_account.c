@@ -25,38 +25,67 @@ static int hash_password(request_rec *r, const char *password, size_t len, char 
     return OK;
 }
 
+/* Verifies under the hashing bound. */
+static int verify_password(request_rec *r, const char *stored, const char *password, size_t len,
+                           redeem_password_result_e *verdict)
+{
+    int status = redeem_with_hash_slot(r);
+    if (status != OK)
+        return status;
+    *verdict = redeem_password_verify(stored, password, len);
+    redeem_release_hash_slot(r);
+    return OK;
+}
+
+/* RedeemAdmin: create the account, or promote an existing one, but only
+ * when its stored password is the configured one: whoever registered the
+ * address first through the API must not become admin by it. */
 int redeem_admin_bootstrap(request_rec *r, redeem_db_t *db)
 {
     redeem_server_conf *conf = redeem_conf(r);
+    const char *email = conf->admin_email, *password = conf->admin_password;
+    const char *args[] = {email, NULL};
     redeem_rows_t rows;
-    char *hash = NULL;
-    int status;
-    if (!conf->admin_email) {
-        apr_atomic_set32(&conf->child->admin_ready, 1);
-        return OK;
-    }
-    const char *promote_args[] = {conf->admin_email};
-    if ((status = redeem_db_query(db, STMT_ADMIN_PROMOTE, 1, promote_args, &rows)) != OK)
-        return status;
-    if (rows.nrows == 0) {
-        /* Not there yet: the one time the configured password gets hashed. */
-        status = redeem_password_hash(r->pool, &conf->argon2, conf->admin_password,
-                                      strlen(conf->admin_password), &hash)
-                     ? HTTP_INTERNAL_SERVER_ERROR
-                     : OK;
-        const char *insert_args[] = {conf->admin_email, hash};
-        if (status == OK)
-            status = redeem_db_query(db, STMT_ADMIN_INSERT, 2, insert_args, &rows);
-        /* Zero rows: another child created it meanwhile; make sure it is admin. */
-        if (status == OK && rows.nrows == 0)
-            status = redeem_db_query(db, STMT_ADMIN_PROMOTE, 1, promote_args, &rows);
-        if (status != OK)
+    redeem_password_result_e verdict;
+    int status = OK;
+    for (int attempt = 0; email && attempt < 2 && status == OK; attempt++) {
+        if ((status = redeem_db_query(db, STMT_USER_BY_EMAIL, 1, args, &rows)) != OK)
             return status;
-        ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,
-                      RDMNO(0302) "admin account %s created (RedeemAdmin)", conf->admin_email);
+        if (rows.nrows == 1) {
+            if (redeem_cell(&rows, 0, 2)[0] == 't')
+                break; /* already admin; its password is left alone */
+            if ((status = verify_password(r, redeem_cell(&rows, 0, REDEEM_USER_NCOLUMNS), password,
+                                          strlen(password), &verdict)) != OK)
+                return status;
+            if (verdict != REDEEM_PASSWORD_MATCH) {
+                ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                              RDMNO(0306) "RedeemAdmin %s: an ordinary account with this email "
+                                          "exists and its password is not the configured one: "
+                                          "not made admin",
+                              email);
+                break;
+            }
+            if ((status = redeem_db_query(db, STMT_ADMIN_PROMOTE, 1, args, &rows)) != OK)
+                return status;
+            ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,
+                          RDMNO(0307) "account %s made admin (RedeemAdmin)", email);
+            break;
+        }
+        char *hash;
+        if ((status = hash_password(r, password, strlen(password), &hash)) != OK)
+            return status;
+        args[1] = hash;
+        if ((status = redeem_db_query(db, STMT_ADMIN_INSERT, 2, args, &rows)) != OK)
+            return status;
+        if (rows.nrows == 1) {
+            ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,
+                          RDMNO(0302) "admin account %s created (RedeemAdmin)", email);
+            break;
+        }
+        /* Another child created it meanwhile: look again. */
     }
     apr_atomic_set32(&conf->child->admin_ready, 1);
-    return OK;
+    return status;
 }
 
 static int send_session(request_rec *r, int status, const char *message, const redeem_user_t *user)
@@ -154,10 +183,9 @@ int redeem_handle_login(request_rec *r)
     /* An unknown email costs the same hashing as a known one. */
     const char *stored =
         rows.nrows == 1 ? redeem_cell(&rows, 0, REDEEM_USER_NCOLUMNS) : conf->dummy_hash;
-    if ((status = redeem_with_hash_slot(r)) != OK)
+    redeem_password_result_e verdict;
+    if (verify_password(r, stored, password, password_len, &verdict) != OK)
         return redeem_send_unavailable(r);
-    redeem_password_result_e verdict = redeem_password_verify(stored, password, password_len);
-    redeem_release_hash_slot(r);
 
     if (verdict == REDEEM_PASSWORD_ERROR && rows.nrows == 1)
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,

@@ -37,12 +37,17 @@ static int symbol_value(char c)
     return (c != '\0' && at) ? (int)(at - ALPHABET) : -1;
 }
 
+static int is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
+}
+
 int redeem_code_normalize(const char *in, size_t len, char symbols[REDEEM_CODE_SYMBOLS])
 {
     size_t start = 0, end = len, count = 0;
-    while (start < end && (in[start] == ' ' || in[start] == '\t'))
+    while (start < end && is_space(in[start]))
         start++;
-    while (end > start && (in[end - 1] == ' ' || in[end - 1] == '\t'))
+    while (end > start && is_space(in[end - 1]))
         end--;
     for (size_t i = start; i < end; i++) {
         char c = in[i];

@@ -85,14 +85,19 @@ int redeem_handle_generate_codes(request_rec *r)
     json_t *codes = redeem_json_on_pool(r->pool, json_array());
     *hp++ = '{';
     *sp++ = '{';
-    for (int i = 0; i < count && batch_id; i++) {
+    int failed = !batch_id;
+    for (int i = 0; i < count && !failed; i++) {
         char symbols[REDEEM_CODE_SYMBOLS], display[REDEEM_CODE_DISPLAY_LEN + 1];
         unsigned char hash[REDEEM_CODE_HASH_LEN], box[REDEEM_CODE_SEALED_LEN];
-        if (redeem_code_generate(&conf->code_keys, symbols) != 0)
-            batch_id = NULL;
+        if (redeem_code_generate(&conf->code_keys, symbols) != 0) {
+            failed = 1;
+            break;
+        }
         redeem_code_lookup_hash(&conf->code_keys, symbols, hash);
-        if (redeem_code_seal(&conf->code_keys, symbols, hash, box) != 0)
-            batch_id = NULL;
+        if (redeem_code_seal(&conf->code_keys, symbols, hash, box) != 0) {
+            failed = 1;
+            break;
+        }
         if (i > 0) {
             *hp++ = ',';
             *sp++ = ',';
@@ -104,7 +109,7 @@ int redeem_handle_generate_codes(request_rec *r)
         redeem_code_display(symbols, display);
         json_array_append_new(codes, json_string(display));
     }
-    if (!batch_id) {
+    if (failed) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, RDMNO(0501) "the CSPRNG or AES-GCM failed");
         return redeem_send_error(r, HTTP_INTERNAL_SERVER_ERROR, NULL);
     }
@@ -127,7 +132,9 @@ int redeem_handle_generate_codes(request_rec *r)
         json_pack("{s:s, s:i, s:s, s:i, s:O}", "message",
                   apr_psprintf(r->pool, "Successfully generated %d redeem codes", count), "count",
                   count, "batch_id", batch_id, "duration_months", months, "codes", codes);
-    json_object_set_new(body, "expires_at", expires_at ? json_string(expires_at) : json_null());
+    const char *stored_expiry = redeem_cell(&rows, 0, 1);
+    json_object_set_new(body, "expires_at",
+                        stored_expiry ? json_string(stored_expiry) : json_null());
     return redeem_send_json(r, HTTP_CREATED, body);
 }
 
@@ -202,7 +209,9 @@ int redeem_handle_list_codes(request_rec *r)
         return redeem_send_error(r, status, message);
     const char *batch_id = redeem_query_param(r, "batch_id", &bad);
     const char *after_text = redeem_query_param(r, "after_id", &bad);
-    if (bad || (batch_id && !is_uuid(batch_id)))
+    if (bad)
+        return redeem_send_error(r, HTTP_BAD_REQUEST, "Malformed or repeated query parameter");
+    if (batch_id && !is_uuid(batch_id))
         return redeem_send_error(r, HTTP_BAD_REQUEST, "batch_id must be a UUID");
     if (after_text) {
         if (redeem_parse_int64(after_text, 0, APR_INT64_MAX, &after_id) != 0)

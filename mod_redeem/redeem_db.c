@@ -39,11 +39,11 @@ static const char *const statement_sql[STMT_COUNT_] = {
         "WITH inserted AS ("
         " INSERT INTO redeem_codes (code_hash, code_sealed, batch_id, duration_months, expires_at)"
         " SELECT decode(h, 'hex'), decode(s, 'hex'), %s::uuid, %d, %s::timestamptz"
-        " FROM unnest(%s::text[], %s::text[]) AS t(h, s) RETURNING 1),"
+        " FROM unnest(%s::text[], %s::text[]) AS t(h, s) RETURNING expires_at),"
         " audit AS ("
         " INSERT INTO audit_log (event, actor_id, target, client_addr, outcome, request_id)"
         " SELECT 'codes_generated', %lld, %s, %s, 'success', %s)"
-        " SELECT count(*) FROM inserted",
+        " SELECT count(*), api_ts(min(expires_at)) FROM inserted",
     [STMT_CODES_PAGE] = "SELECT " CODE_COLUMNS " FROM redeem_codes WHERE id > %lld"
                         " ORDER BY id LIMIT %lld OFFSET %lld",
     [STMT_CODES_PAGE_USED] = "SELECT " CODE_COLUMNS " FROM redeem_codes"
@@ -192,8 +192,37 @@ static int check_schema(request_rec *r, ap_dbd_t *dbd)
     return HTTP_SERVICE_UNAVAILABLE;
 }
 
+/* Drops statements of ours an earlier, interrupted attempt left on this
+ * backend, so that preparing can always start from nothing. */
+static int deallocate_leftovers(request_rec *r, ap_dbd_t *dbd)
+{
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row = NULL;
+    apr_array_header_t *names = apr_array_make(r->pool, 4, sizeof(const char *));
+    int rv =
+        apr_dbd_select(dbd->driver, r->pool, dbd->handle, &res,
+                       "SELECT name FROM pg_prepared_statements WHERE name LIKE 'redeem\\_%'", 1);
+    if (rv != 0)
+        return db_failure(r, dbd, "listing of prepared statements", rv);
+    while (apr_dbd_get_row(dbd->driver, r->pool, res, &row, -1) == 0)
+        APR_ARRAY_PUSH(names, const char *) =
+            apr_pstrdup(r->pool, apr_dbd_get_entry(dbd->driver, row, 0));
+    for (int i = 0; i < names->nelts; i++) {
+        int affected = 0;
+        const char *name = APR_ARRAY_IDX(names, i, const char *);
+        rv = apr_dbd_query(dbd->driver, dbd->handle, &affected,
+                           apr_psprintf(r->pool, "DEALLOCATE \"%s\"", name));
+        if (rv != 0)
+            return db_failure(r, dbd, "DEALLOCATE", rv);
+    }
+    return OK;
+}
+
 static int prepare_statements(request_rec *r, ap_dbd_t *dbd, redeem_conn_t *conn)
 {
+    int status = deallocate_leftovers(r, dbd);
+    if (status != OK)
+        return status;
     apr_pool_clear(conn->statement_pool);
     for (int i = 0; i < STMT_COUNT_; i++) {
         /* The driver fills a non-NULL *statement in place: never hand it the
@@ -223,6 +252,7 @@ static int make_ready(request_rec *r, ap_dbd_t *dbd, redeem_conn_t *conn)
             ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
                           RDMNO(0106) "pooled database connection was closed by the server: "
                                       "reconnecting");
+            conn->backend_pid = 0; /* a new backend may even get the old pid */
             PQreset(pg);
             if (PQstatus(pg) != CONNECTION_OK) {
                 ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, RDMNO(0107) "reconnect failed: %s",
@@ -275,19 +305,62 @@ int redeem_db_open(request_rec *r, redeem_db_t **db)
     return OK;
 }
 
+/* Our statement is gone from a live backend (someone ran DEALLOCATE or
+ * DISCARD ALL): it never ran, so preparing again and rerunning is safe. */
+static int statement_missing(ap_dbd_t *dbd, int rv)
+{
+    const char *message = apr_dbd_error(dbd->driver, dbd->handle, rv);
+    return message && strstr(message, "prepared statement \"redeem_") &&
+           strstr(message, "does not exist");
+}
+
+/* Runs a statement: rows into *res (select) or the count into *affected.
+ * Runs it once more on a fresh backend when it certainly did not run (its
+ * prepared form was missing) or when it is a read and the connection died. */
+static int run_statement(redeem_db_t *db, redeem_stmt_e stmt, int nargs, const char **args,
+                         apr_dbd_results_t **res, int *affected)
+{
+    request_rec *r = db->r;
+    ap_dbd_t *dbd = db->dbd;
+    int rv = 0;
+    for (int attempt = 0;; attempt++) {
+        if (res) {
+            *res = NULL;
+            /* random = 1: with 0 an execution error reads as an empty success. */
+            rv = apr_dbd_pselect(dbd->driver, r->pool, dbd->handle, res, db->conn->statements[stmt],
+                                 1, nargs, args);
+        }
+        else
+            rv = apr_dbd_pquery(dbd->driver, r->pool, dbd->handle, affected,
+                                db->conn->statements[stmt], nargs, args);
+        if (rv == 0)
+            return OK;
+        int alive = connection_alive(dbd);
+        int again = attempt == 0 && ((!alive && statement_read_only(stmt)) ||
+                                     (alive && statement_missing(dbd, rv)));
+        if (!again) {
+            if (!alive)
+                db->conn->backend_pid = 0; /* prepare afresh on the next use */
+            return db_failure(r, dbd, apr_psprintf(r->pool, "statement %d", (int)stmt), rv);
+        }
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      RDMNO(0108) "statement %d could not run (%s): preparing afresh and "
+                                  "running it again",
+                      (int)stmt, alive ? "statement missing" : "connection lost");
+        db->conn->backend_pid = 0;
+        int status = make_ready(r, dbd, db->conn);
+        if (status != OK)
+            return status;
+    }
+}
+
 int redeem_db_exec(redeem_db_t *db, redeem_stmt_e stmt, int nargs, const char **args, int *affected)
 {
     int rows = 0;
-    int rv = apr_dbd_pquery(db->dbd->driver, db->r->pool, db->dbd->handle, &rows,
-                            db->conn->statements[stmt], nargs, args);
-    if (rv != 0) {
-        if (!connection_alive(db->dbd))
-            db->conn->backend_pid = 0;
-        return db_failure(db->r, db->dbd, apr_psprintf(db->r->pool, "statement %d", (int)stmt), rv);
-    }
-    if (affected)
+    int status = run_statement(db, stmt, nargs, args, NULL, &rows);
+    if (status == OK && affected)
         *affected = rows;
-    return OK;
+    return status;
 }
 
 int redeem_db_query(redeem_db_t *db, redeem_stmt_e stmt, int nargs, const char **args,
@@ -296,30 +369,9 @@ int redeem_db_query(redeem_db_t *db, redeem_stmt_e stmt, int nargs, const char *
     request_rec *r = db->r;
     ap_dbd_t *dbd = db->dbd;
     apr_dbd_results_t *res = NULL;
-    /* random = 1: with 0 an execution error reads as an empty success. */
-    int rv = apr_dbd_pselect(dbd->driver, r->pool, dbd->handle, &res, db->conn->statements[stmt], 1,
-                             nargs, args);
-    if (rv != 0 && !connection_alive(dbd) && statement_read_only(stmt)) {
-        /* The connection died under us (a backend signalled just before, a
-         * failover, a dropped socket): a read runs again on a new one. */
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                      RDMNO(0108) "database connection lost during statement %d: "
-                                  "reconnecting and running it again",
-                      (int)stmt);
-        db->conn->backend_pid = 0;
-        int status = make_ready(r, dbd, db->conn);
-        if (status != OK)
-            return status;
-        res = NULL;
-        rv = apr_dbd_pselect(dbd->driver, r->pool, dbd->handle, &res, db->conn->statements[stmt], 1,
-                             nargs, args);
-    }
-    if (rv != 0) {
-        /* The statement may have died with its backend: prepare afresh next time. */
-        if (!connection_alive(dbd))
-            db->conn->backend_pid = 0;
-        return db_failure(r, dbd, apr_psprintf(r->pool, "statement %d", (int)stmt), rv);
-    }
+    int status = run_statement(db, stmt, nargs, args, &res, NULL);
+    if (status != OK)
+        return status;
     int nrows = apr_dbd_num_tuples(dbd->driver, res);
     int ncols = apr_dbd_num_cols(dbd->driver, res);
     rows->nrows = nrows < 0 ? 0 : nrows;

@@ -224,7 +224,10 @@ int redeem_parse_int64(const char *text, apr_int64_t min, apr_int64_t max, apr_i
     for (const char *c = text; *c; c++) {
         if (*c < '0' || *c > '9')
             return -1;
-        value = value * 10 + (*c - '0');
+        int digit = *c - '0';
+        if (value > (APR_INT64_MAX - digit) / 10)
+            return -1; /* would overflow */
+        value = value * 10 + digit;
     }
     if (value < min || value > max)
         return -1;

@@ -7,11 +7,20 @@ static const redeem_field_t redeem_fields[] = {
     {NULL, JSON_NULL, 0},
 };
 
-/* A refusal decided before the database: audited, then answered. */
+/* A refusal decided before the code is looked up: audited, then answered. */
 static int refuse_attempt(request_rec *r, redeem_db_t *db, const redeem_user_t *user,
                           const char *outcome, int status, const char *message)
 {
     redeem_audit_record(r, db, "redeem", user->id_text, NULL, outcome);
+    return redeem_send_error(r, status, message);
+}
+
+/* A malformed request: nothing is written to the database for it, but the
+ * attempt still goes to the error log. */
+static int reject_request(request_rec *r, const redeem_user_t *user, const char *outcome,
+                          int status, const char *message)
+{
+    redeem_audit_log(r, "redeem", user->id_text, NULL, outcome);
     return redeem_send_error(r, status, message);
 }
 
@@ -27,7 +36,7 @@ int redeem_handle_redeem(request_rec *r)
     if (redeem_authenticate(r, REDEEM_USER, &db, &user) != OK)
         return OK;
     if ((status = redeem_read_json_object(r, redeem_fields, &body, &message)) != OK)
-        return refuse_attempt(r, db, &user, "bad_request", status, message);
+        return reject_request(r, &user, "bad_request", status, message);
 
     json_t *for_user = json_object_get(body, "user_id");
     if (for_user && json_integer_value(for_user) != user.id)
@@ -37,8 +46,7 @@ int redeem_handle_redeem(request_rec *r)
     json_t *card = json_object_get(body, "card_code");
     char symbols[REDEEM_CODE_SYMBOLS];
     if (redeem_code_normalize(json_string_value(card), json_string_length(card), symbols) != 0)
-        return refuse_attempt(r, db, &user, "invalid_format", HTTP_BAD_REQUEST,
-                              "Invalid code format");
+        return reject_request(r, &user, "invalid_format", HTTP_BAD_REQUEST, "Invalid code format");
     /* A mistyped or forged code stops here, without a lookup. */
     if (!redeem_code_check(&conf->code_keys, symbols))
         return refuse_attempt(r, db, &user, "invalid_code", HTTP_NOT_FOUND, "Invalid redeem code");

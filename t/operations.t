@@ -188,13 +188,34 @@ GET /api/users
 
 
 
-=== TEST 11: RedeemAdmin promotes an existing account, keeping its password
+=== TEST 11: RedeemAdmin with another password does not promote the account of that email
 --- config
 RedeemAdmin "carol@example.test" "SomeOtherPass1"
 --- login: carol
 --- request
 GET /api/users
+--- error_code: 403
+--- check_eval
+# The bootstrap ran when the restarted server answered its first request.
+open my $fh, '<', var('SERVROOT') . '/error.log' or die "error.log: $!";
+grep { /RedeemAdmin carol\@example\.test: an ordinary account with this email exists/ } <$fh>;
+--- db_check
+SELECT is_admin FROM users WHERE email = 'carol@example.test';
+--- db_check_out
+f
+
+
+
+=== TEST 11b: RedeemAdmin with the account's own password promotes it, keeping the password
+--- config
+RedeemAdmin "carol@example.test" "TestPassw0rd1"
+--- login: carol
+--- request
+GET /api/users
 --- error_code: 200
+--- check_eval
+open my $fh, '<', var('SERVROOT') . '/error.log' or die "error.log: $!";
+grep { /account carol\@example\.test made admin/ } <$fh>;
 --- db_check
 SELECT is_admin FROM users WHERE email = 'carol@example.test';
 --- db_check_out
@@ -247,3 +268,41 @@ ALTER TABLE users DROP CONSTRAINT no_dave;
 SELECT count(*) FROM users WHERE email = 'dave@example.test';
 --- db_check_out
 0
+
+
+
+=== TEST 15: statements cannot all be prepared (a table renamed under the server): 500
+--- login: alice
+--- db_init
+ALTER TABLE audit_log RENAME TO audit_log_away;
+SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+ WHERE datname = current_database() AND pid <> pg_backend_pid();
+--- request
+GET /api/profile
+--- error_code: 500
+--- response_json_exact
+{"error": "Internal server error"}
+--- error_log
+/prepare of statement \d+ failed/
+
+
+
+=== TEST 16: the table back: every connection heals, half-prepared ones included
+--- login: alice
+--- db_init
+ALTER TABLE audit_log_away RENAME TO audit_log;
+--- request
+GET /api/profile
+--- concurrency: 12
+--- error_code_counts
+200: 12
+
+
+
+=== TEST 17: a number past 64 bits in the query is a 400, not an overflow
+--- login: admin
+--- request
+GET /api/users?page=9999999999999999999
+--- error_code: 400
+--- response_json
+{"error": "/page/"}

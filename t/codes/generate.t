@@ -388,7 +388,7 @@ POST /admin/generate-codes
 
 
 
-=== TEST 26: a valid future expires_at is stored and echoed
+=== TEST 26: a valid future expires_at is stored and answered in the API's format
 --- login: admin
 --- request
 POST /admin/generate-codes
@@ -396,7 +396,7 @@ POST /admin/generate-codes
 {"count": 3, "expires_at": "2031-06-15T12:30:00Z"}
 --- error_code: 201
 --- response_json
-{"count": 3, "expires_at": "2031-06-15T12:30:00Z"}
+{"count": 3, "expires_at": "2031-06-15T12:30:00.000000Z"}
 --- save_json
 BATCH_EXP=batch_id
 --- db_check
@@ -414,6 +414,8 @@ POST /admin/generate-codes
 --- request_json
 {"count": 1, "expires_at": "2031-06-15T12:30:00.25+02:00"}
 --- error_code: 201
+--- response_json
+{"count": 1, "expires_at": "2031-06-15T10:30:00.250000Z"}
 --- save_json
 BATCH_OFF=batch_id
 --- db_check

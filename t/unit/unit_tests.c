@@ -223,6 +223,10 @@ static void test_code(void)
         *c = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
     ok(redeem_code_normalize(sloppy, strlen(sloppy), again) == 0 && memcmp(again, symbols, 24) == 0,
        "code: lowercase, no hyphens, spaces normalize");
+    snprintf(sloppy, sizeof sloppy, "%.24s\r\n", symbols);
+    ok(redeem_code_normalize(sloppy, strlen(sloppy), again) == 0 &&
+           memcmp(again, symbols, 24) == 0,
+       "code: a trailing newline is trimmed too");
     ok(redeem_code_normalize("OIL0000000000000000000000", 25, again) == -1,
        "code: 25 symbols refused");
     ok(redeem_code_normalize("OIL000000000-0000-00000000", 26, again) == 0 &&
