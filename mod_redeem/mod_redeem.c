@@ -53,7 +53,8 @@ static int redeem_map_to_storage(request_rec *r)
 
 static int redeem_handler(request_rec *r)
 {
-    if (redeem_map_to_storage(r) != OK || !redeem_claims_uri(r))
+    /* translate_name marked the request when the URI was ours. */
+    if (redeem_map_to_storage(r) != OK)
         return DECLINED;
     return redeem_dispatch(r);
 }

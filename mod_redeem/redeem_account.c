@@ -156,7 +156,7 @@ int redeem_handle_register(request_rec *r)
         return redeem_send_error(r, HTTP_CONFLICT, "Email already registered");
 
     redeem_user_t user;
-    redeem_user_from_row(r->pool, &rows, 0, &user);
+    redeem_user_from_row(&rows, 0, &user);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, RDMNO(0303) "user %s registered", user.id_text);
     return send_session(r, HTTP_CREATED, "User registered successfully", &user);
 }
@@ -196,7 +196,7 @@ int redeem_handle_login(request_rec *r)
         return redeem_send_error(r, HTTP_UNAUTHORIZED, "Invalid email or password");
     }
     redeem_user_t user;
-    redeem_user_from_row(r->pool, &rows, 0, &user);
+    redeem_user_from_row(&rows, 0, &user);
     return send_session(r, HTTP_OK, "Login successful", &user);
 }
 
@@ -232,7 +232,7 @@ int redeem_handle_users(request_rec *r)
     json_t *users = json_array();
     for (int i = 0; i < rows.nrows; i++) {
         redeem_user_t user;
-        redeem_user_from_row(r->pool, &rows, i, &user);
+        redeem_user_from_row(&rows, i, &user);
         json_array_append_new(users, redeem_user_json(&user));
     }
     apr_int64_t total = count.nrows ? apr_atoi64(redeem_cell(&count, 0, 0)) : 0;

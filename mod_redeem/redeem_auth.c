@@ -2,9 +2,8 @@
  * the bound on concurrent password hashing. */
 #include "redeem_private.h"
 
-void redeem_user_from_row(apr_pool_t *p, const redeem_rows_t *rows, int row, redeem_user_t *user)
+void redeem_user_from_row(const redeem_rows_t *rows, int row, redeem_user_t *user)
 {
-    (void)p;
     user->id_text = redeem_cell(rows, row, 0);
     user->id = apr_atoi64(user->id_text);
     user->email = redeem_cell(rows, row, 1);
@@ -60,7 +59,7 @@ int redeem_authenticate(request_rec *r, redeem_access_e access, redeem_db_t **db
 
     /* The token first: a bad one is 401 whether or not the database is up. */
     int64_t user_id = 0;
-    const char *why = redeem_token_verify(r->pool, &conf->token, token, len,
+    const char *why = redeem_token_verify(&conf->token, token, len,
                                           (int64_t)apr_time_sec(r->request_time), &user_id);
     if (why) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, RDMNO(0202) "token refused: %s", why);
@@ -81,7 +80,7 @@ int redeem_authenticate(request_rec *r, redeem_access_e access, redeem_db_t **db
                       RDMNO(0203) "token refused: user %s no longer exists", args[0]);
         return redeem_refuse(r, HTTP_UNAUTHORIZED, "Invalid or expired token");
     }
-    redeem_user_from_row(r->pool, &rows, 0, user);
+    redeem_user_from_row(&rows, 0, user);
     r->user = apr_pstrdup(r->pool, user->id_text); /* for the access log */
 
     /* Admin rights as the database says now, whatever the token claims. */

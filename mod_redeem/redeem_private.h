@@ -183,7 +183,7 @@ typedef struct {
     "coalesce(subscription_expires_at > now(), false), "                                           \
     "greatest(0, floor(extract(epoch FROM subscription_expires_at - now()) / 86400))::bigint"
 #define REDEEM_USER_NCOLUMNS 7
-void redeem_user_from_row(apr_pool_t *p, const redeem_rows_t *rows, int row, redeem_user_t *user);
+void redeem_user_from_row(const redeem_rows_t *rows, int row, redeem_user_t *user);
 json_t *redeem_user_json(const redeem_user_t *user);
 typedef enum { REDEEM_USER, REDEEM_ADMIN } redeem_access_e;
 /* The bearer token checked, a database connection opened (*db) and the

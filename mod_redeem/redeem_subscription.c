@@ -52,6 +52,6 @@ int redeem_handle_subscription_of(request_rec *r)
                         rows.nrows ? "success" : "not_found");
     if (rows.nrows == 0)
         return redeem_send_error(r, HTTP_NOT_FOUND, "User not found");
-    redeem_user_from_row(r->pool, &rows, 0, &subject);
+    redeem_user_from_row(&rows, 0, &subject);
     return redeem_send_json(r, HTTP_OK, status_json(&subject));
 }

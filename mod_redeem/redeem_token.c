@@ -136,10 +136,9 @@ static const char *check_claims(const redeem_token_config_t *cfg, json_t *claims
     return NULL;
 }
 
-const char *redeem_token_verify(apr_pool_t *p, const redeem_token_config_t *cfg, const char *token,
-                                size_t len, int64_t now, int64_t *user_id)
+const char *redeem_token_verify(const redeem_token_config_t *cfg, const char *token, size_t len,
+                                int64_t now, int64_t *user_id)
 {
-    (void)p;
     const char *why = check_shape(token, len);
     if (why)
         return why;

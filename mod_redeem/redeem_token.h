@@ -32,7 +32,7 @@ const char *redeem_token_issue(apr_pool_t *p, const redeem_token_config_t *cfg,
 
 /* Checks everything about a token but whether its user still exists. NULL
  * when valid, with *user_id set; else the reason (for the log, not the client). */
-const char *redeem_token_verify(apr_pool_t *p, const redeem_token_config_t *cfg, const char *token,
-                                size_t len, int64_t now, int64_t *user_id);
+const char *redeem_token_verify(const redeem_token_config_t *cfg, const char *token, size_t len,
+                                int64_t now, int64_t *user_id);
 
 #endif

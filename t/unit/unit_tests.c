@@ -118,24 +118,23 @@ static void test_token(apr_pool_t *p)
     int64_t now = 1800000000, user_id = 0;
     char *token = NULL;
     ok(redeem_token_issue(p, &cfg, &alice, now, &token) == NULL, "token: issued");
-    ok(redeem_token_verify(p, &cfg, token, strlen(token), now + 10, &user_id) == NULL &&
-           user_id == 42,
+    ok(redeem_token_verify(&cfg, token, strlen(token), now + 10, &user_id) == NULL && user_id == 42,
        "token: verifies and names the user");
-    ok(redeem_token_verify(p, &cfg, token, strlen(token), now + 3600, &user_id) != NULL,
+    ok(redeem_token_verify(&cfg, token, strlen(token), now + 3600, &user_id) != NULL,
        "token: refused at exp");
     cfg.leeway = 30;
-    ok(redeem_token_verify(p, &cfg, token, strlen(token), now + 3620, &user_id) == NULL,
+    ok(redeem_token_verify(&cfg, token, strlen(token), now + 3620, &user_id) == NULL,
        "token: leeway tolerates a late clock");
     cfg.leeway = 0;
     char *flipped = apr_pstrdup(p, token);
     flipped[strlen(flipped) - 2] = flipped[strlen(flipped) - 2] == 'A' ? 'B' : 'A';
-    ok(redeem_token_verify(p, &cfg, flipped, strlen(flipped), now, &user_id) != NULL,
+    ok(redeem_token_verify(&cfg, flipped, strlen(flipped), now, &user_id) != NULL,
        "token: flipped signature refused");
 
     const char *claims = "{\"sub\":\"42\",\"user_id\":42,\"exp\":1800003600,\"iat\":1800000000}";
     const char *hs256 = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
     char *good = forge(p, hs256, claims, EVP_sha256(), secret);
-    ok(redeem_token_verify(p, &cfg, good, strlen(good), now, &user_id) == NULL,
+    ok(redeem_token_verify(&cfg, good, strlen(good), now, &user_id) == NULL,
        "token: a well-formed forged-by-us token verifies (the forger works)");
     struct {
         const char *header, *claims, *key, *name;
@@ -163,33 +162,33 @@ static void test_token(apr_pool_t *p)
     for (size_t i = 0; i < sizeof attacks / sizeof *attacks; i++) {
         char *forged =
             forge(p, attacks[i].header, attacks[i].claims, attacks[i].md, attacks[i].key);
-        ok(redeem_token_verify(p, &cfg, forged, strlen(forged), now, &user_id) != NULL,
+        ok(redeem_token_verify(&cfg, forged, strlen(forged), now, &user_id) != NULL,
            apr_pstrcat(p, "token: ", attacks[i].name, NULL));
     }
     const char *none_header = "{\"alg\":\"none\",\"typ\":\"JWT\"}";
     char *none =
         apr_pstrcat(p, b64url(p, (const unsigned char *)none_header, strlen(none_header)), ".",
                     b64url(p, (const unsigned char *)claims, strlen(claims)), ".", NULL);
-    ok(redeem_token_verify(p, &cfg, none, strlen(none), now, &user_id) != NULL,
+    ok(redeem_token_verify(&cfg, none, strlen(none), now, &user_id) != NULL,
        "token: alg none refused");
     char *padded = apr_pstrcat(p, good, "=", NULL);
-    ok(redeem_token_verify(p, &cfg, padded, strlen(padded), now, &user_id) != NULL,
+    ok(redeem_token_verify(&cfg, padded, strlen(padded), now, &user_id) != NULL,
        "token: padding refused");
     char *extra = apr_pstrcat(p, good, ".abc", NULL);
-    ok(redeem_token_verify(p, &cfg, extra, strlen(extra), now, &user_id) != NULL,
+    ok(redeem_token_verify(&cfg, extra, strlen(extra), now, &user_id) != NULL,
        "token: extra segment refused");
     char *huge = apr_palloc(p, 8193);
     memset(huge, 'a', 8192);
     huge[8192] = '\0';
     huge[100] = huge[200] = '.';
-    ok(redeem_token_verify(p, &cfg, huge, 8192, now, &user_id) != NULL, "token: 8 KiB refused");
+    ok(redeem_token_verify(&cfg, huge, 8192, now, &user_id) != NULL, "token: 8 KiB refused");
 
     cfg.issuer = "mod_redeem-test";
-    ok(redeem_token_verify(p, &cfg, good, strlen(good), now, &user_id) != NULL,
+    ok(redeem_token_verify(&cfg, good, strlen(good), now, &user_id) != NULL,
        "token: missing iss refused when configured");
     char *with_iss = NULL;
     ok(redeem_token_issue(p, &cfg, &alice, now, &with_iss) == NULL &&
-           redeem_token_verify(p, &cfg, with_iss, strlen(with_iss), now, &user_id) == NULL,
+           redeem_token_verify(&cfg, with_iss, strlen(with_iss), now, &user_id) == NULL,
        "token: iss issued and accepted");
 }
 
@@ -224,8 +223,7 @@ static void test_code(void)
     ok(redeem_code_normalize(sloppy, strlen(sloppy), again) == 0 && memcmp(again, symbols, 24) == 0,
        "code: lowercase, no hyphens, spaces normalize");
     snprintf(sloppy, sizeof sloppy, "%.24s\r\n", symbols);
-    ok(redeem_code_normalize(sloppy, strlen(sloppy), again) == 0 &&
-           memcmp(again, symbols, 24) == 0,
+    ok(redeem_code_normalize(sloppy, strlen(sloppy), again) == 0 && memcmp(again, symbols, 24) == 0,
        "code: a trailing newline is trimmed too");
     ok(redeem_code_normalize("OIL0000000000000000000000", 25, again) == -1,
        "code: 25 symbols refused");
