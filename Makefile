@@ -4,15 +4,16 @@ include apxs.mk
 
 BUILD    ?= build
 SRC_DIR  := mod_redeem
-SOURCES  := $(wildcard $(SRC_DIR)/*.c)
+# The httpd-free core (also built into the unit tests and fuzzers) and the glue.
+CORE_SOURCES := $(wildcard $(SRC_DIR)/core/*.c)
+SOURCES  := $(CORE_SOURCES) $(wildcard $(SRC_DIR)/httpd/*.c)
+HEADERS  := $(wildcard $(SRC_DIR)/core/*.h $(SRC_DIR)/httpd/*.h)
 OBJECTS  := $(patsubst $(SRC_DIR)/%.c,$(BUILD)/obj/%.o,$(SOURCES))
 MODULE   := $(BUILD)/mod_redeem.so
-# The httpd-free core, for unit tests and fuzzers.
-CORE_SOURCES := $(addprefix $(SRC_DIR)/,redeem_email.c redeem_password.c redeem_token.c redeem_code.c redeem_time.c)
 
 WARNINGS := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS   ?= -O2 -g
-ALL_CFLAGS := -std=gnu11 -fPIC $(CFLAGS) $(WARNINGS) $(APXS_INCS) $(APR_CPPFLAGS) -fstack-protector-strong -D_FORTIFY_SOURCE=2 -I$(PG_INCLUDEDIR)
+ALL_CFLAGS := -std=gnu11 -fPIC $(CFLAGS) $(WARNINGS) -I$(SRC_DIR) $(APXS_INCS) $(APR_CPPFLAGS) -fstack-protector-strong -D_FORTIFY_SOURCE=2 -I$(PG_INCLUDEDIR)
 LIBS     := -ljansson -ljwt -largon2 -lcrypto -lpq
 
 .PHONY: all build deps pg run stop test unit asan fuzz clean format install bench
@@ -23,7 +24,8 @@ build: $(MODULE)
 # V=1 shows the whole command lines.
 Q := $(if $(V),,@)
 
-$(BUILD)/obj/%.o: $(SRC_DIR)/%.c $(wildcard $(SRC_DIR)/*.h) | $(BUILD)/obj
+$(BUILD)/obj/%.o: $(SRC_DIR)/%.c $(HEADERS)
+	@mkdir -p $(@D)
 	@$(if $(V),,echo "  CC      $<")
 	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
 
@@ -55,7 +57,7 @@ test: deps
 
 unit: $(BUILD)/unit_tests
 
-$(BUILD)/unit_tests: t/unit/unit_tests.c $(CORE_SOURCES) $(wildcard $(SRC_DIR)/*.h) | $(BUILD)/obj
+$(BUILD)/unit_tests: t/unit/unit_tests.c $(CORE_SOURCES) $(HEADERS) | $(BUILD)/obj
 	@$(if $(V),,echo "  CC      $@")
 	$(Q)$(CC) -std=gnu11 $(CFLAGS) $(WARNINGS) $(APR_CPPFLAGS) $(APXS_INCS) -I$(SRC_DIR) \
 	  t/unit/unit_tests.c $(CORE_SOURCES) -o $@ -lapr-1 $(LIBS)
@@ -74,7 +76,7 @@ fuzz: $(BUILD)/fuzz_core
 	mkdir -p $(BUILD)/fuzz-corpus
 	$(BUILD)/fuzz_core -max_total_time=$(FUZZ_SECONDS) -max_len=8192 $(BUILD)/fuzz-corpus
 
-$(BUILD)/fuzz_core: fuzz/fuzz_core.c $(CORE_SOURCES) $(wildcard $(SRC_DIR)/*.h) | $(BUILD)/obj
+$(BUILD)/fuzz_core: fuzz/fuzz_core.c $(CORE_SOURCES) $(HEADERS) | $(BUILD)/obj
 	clang -g -O1 -fsanitize=fuzzer,address,undefined $(WARNINGS) $(APR_CPPFLAGS) $(APXS_INCS) \
 	  -I$(SRC_DIR) fuzz/fuzz_core.c $(CORE_SOURCES) -o $@ -lapr-1 $(LIBS)
 
@@ -82,7 +84,7 @@ install: build
 	install -m 0644 $(MODULE) $(DESTDIR)$(APXS_LIBEXECDIR)/mod_redeem.so
 
 format:
-	clang-format -i $(SRC_DIR)/*.[ch] t/unit/*.c fuzz/*.c
+	clang-format -i $(SRC_DIR)/*/*.[ch] t/unit/*.c fuzz/*.c
 
 bench: deps
 	@$(MAKE) --no-print-directory build

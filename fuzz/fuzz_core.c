@@ -1,11 +1,12 @@
 /* libFuzzer target over the httpd-free core: whatever the bytes, the parsers
  * of untrusted input must neither crash nor read out of bounds. The first
  * byte picks the parser; the rest is its input. Run with `make fuzz`. */
-#include "redeem_code.h"
-#include "redeem_email.h"
-#include "redeem_password.h"
-#include "redeem_time.h"
-#include "redeem_token.h"
+#include "core/code.h"
+#include "core/email.h"
+#include "core/password.h"
+#include "core/text.h"
+#include "core/timestamp.h"
+#include "core/token.h"
 
 #include <apr_general.h>
 #include <stdint.h>
@@ -56,7 +57,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     case 2: {
         int64_t usec;
-        redeem_rfc3339_parse(text, &usec);
+        redeem_timestamp_parse(text, &usec);
         break;
     }
     case 3: {
@@ -68,7 +69,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 4: {
         unsigned char hash[REDEEM_CODE_HASH_LEN] = {0}, out[REDEEM_CODE_HASH_LEN];
         char symbols[REDEEM_CODE_SYMBOLS];
-        redeem_hex_decode(text, out, sizeof out);
+        redeem_text_hex_decode(text, out, sizeof out);
         redeem_code_open(&keys, (const unsigned char *)text, len, hash, symbols);
         break;
     }

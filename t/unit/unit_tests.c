@@ -1,16 +1,20 @@
 /* Unit tests of the httpd-free core, printing TAP for prove (t/unit.t). */
-#include "redeem_code.h"
-#include "redeem_email.h"
-#include "redeem_password.h"
-#include "redeem_time.h"
-#include "redeem_token.h"
+#include "core/code.h"
+#include "core/email.h"
+#include "core/keyfile.h"
+#include "core/password.h"
+#include "core/text.h"
+#include "core/timestamp.h"
+#include "core/token.h"
 
 #include <apr_general.h>
+#include <apr_file_io.h>
 #include <apr_strings.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static int test_number = 0, failures = 0;
 
@@ -69,7 +73,7 @@ static void test_password(apr_pool_t *p)
     ok(redeem_password_check_policy(umlauts, strlen(umlauts)) == NULL,
        "password: length counts characters, not bytes");
 
-    redeem_argon2_cost_t cost = {1024, 1, 1};
+    redeem_password_cost_t cost = {1024, 1, 1};
     char *hash = NULL;
     ok(redeem_password_hash(p, &cost, "Passw0rd123", 11, &hash) == NULL, "argon2: hashes");
     ok(hash && strncmp(hash, "$argon2id$v=19$m=1024,t=1,p=1$", 30) == 0, "argon2: PHC string");
@@ -82,8 +86,8 @@ static void test_password(apr_pool_t *p)
        "argon2: longer password refused");
     ok(redeem_password_verify("$argon2id$garbage", "x", 1) == REDEEM_PASSWORD_ERROR,
        "argon2: malformed hash is an error");
-    redeem_argon2_cost_t bad = {4, 1, 1};
-    ok(redeem_argon2_cost_check(&bad) != NULL, "argon2: too little memory refused");
+    redeem_password_cost_t bad = {4, 1, 1};
+    ok(redeem_password_cost_check(&bad) != NULL, "argon2: too little memory refused");
 }
 
 static char *b64url(apr_pool_t *p, const unsigned char *data, size_t len)
@@ -258,22 +262,23 @@ static void test_code(void)
 
     char hex[2 * REDEEM_CODE_HASH_LEN + 1];
     unsigned char back[REDEEM_CODE_HASH_LEN];
-    redeem_hex_encode(hash, sizeof hash, hex);
-    ok(redeem_hex_decode(hex, back, sizeof back) == 0 && memcmp(back, hash, sizeof hash) == 0,
+    redeem_text_hex_encode(hash, sizeof hash, hex);
+    ok(redeem_text_hex_decode(hex, back, sizeof back) == 0 && memcmp(back, hash, sizeof hash) == 0,
        "hex: round trip");
-    ok(redeem_hex_decode("zz", back, 1) == -1, "hex: non-hex refused");
+    ok(redeem_text_hex_decode("zz", back, 1) == -1, "hex: non-hex refused");
 }
 
 static void test_time(void)
 {
     int64_t usec = 0;
-    ok(redeem_rfc3339_parse("1970-01-01T00:00:00Z", &usec) == 0 && usec == 0, "time: epoch");
-    ok(redeem_rfc3339_parse("2023-12-01T10:30:00.000001Z", &usec) == 0 &&
+    ok(redeem_timestamp_parse("1970-01-01T00:00:00Z", &usec) == 0 && usec == 0, "time: epoch");
+    ok(redeem_timestamp_parse("2023-12-01T10:30:00.000001Z", &usec) == 0 &&
            usec == 1701426600000001LL,
        "time: microseconds");
-    ok(redeem_rfc3339_parse("2023-12-01T12:30:00+02:00", &usec) == 0 && usec == 1701426600000000LL,
+    ok(redeem_timestamp_parse("2023-12-01T12:30:00+02:00", &usec) == 0 &&
+           usec == 1701426600000000LL,
        "time: offset");
-    ok(redeem_rfc3339_parse("2024-02-29T00:00:00Z", &usec) == 0, "time: leap day");
+    ok(redeem_timestamp_parse("2024-02-29T00:00:00Z", &usec) == 0, "time: leap day");
     const char *bad[] = {"2023-02-29T00:00:00Z",
                          "2023-12-01 10:30:00Z",
                          "2023-12-01T10:30:00",
@@ -285,8 +290,72 @@ static void test_time(void)
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         char name[80];
         snprintf(name, sizeof name, "time: refused '%s'", bad[i]);
-        ok(redeem_rfc3339_parse(bad[i], &usec) == -1, name);
+        ok(redeem_timestamp_parse(bad[i], &usec) == -1, name);
     }
+}
+
+static void test_text(apr_pool_t *p)
+{
+    int64_t n = -1;
+    ok(redeem_text_parse_int64("0", 0, 10, &n) == 0 && n == 0, "int: zero");
+    ok(redeem_text_parse_int64("9223372036854775807", 0, INT64_MAX, &n) == 0 && n == INT64_MAX,
+       "int: the largest int64");
+    const char *bad_ints[] = {"",     "-1",
+                              "+1",   " 1",
+                              "1 ",   "1.0",
+                              "0x10", "9223372036854775808",
+                              "11",   "99999999999999999999"};
+    for (size_t i = 0; i < sizeof bad_ints / sizeof *bad_ints; i++)
+        ok(redeem_text_parse_int64(bad_ints[i], 0, 10, &n) == -1,
+           apr_psprintf(p, "int: refused '%s' for 0..10", bad_ints[i]));
+    ok(redeem_text_is_uuid("0f8fad5b-d9cb-469f-a165-70867728950e"), "uuid: accepted");
+    ok(redeem_text_is_uuid("0F8FAD5B-D9CB-469F-A165-70867728950E"), "uuid: upper case accepted");
+    ok(!redeem_text_is_uuid("0f8fad5bd9cb469fa16570867728950e"), "uuid: without hyphens refused");
+    ok(!redeem_text_is_uuid("0f8fad5b-d9cb-469f-a165-70867728950g"), "uuid: non-hex refused");
+    ok(!redeem_text_is_uuid("0f8fad5b-d9cb-469f-a165-70867728950e0"), "uuid: too long refused");
+    ok(redeem_text_utf8_length("a\xc3\xa4\xe2\x82\xac\xf0\x9f\x98\x80", 10) == 4,
+       "utf8: one to four bytes a character");
+    ok(redeem_text_is_space('\v') && !redeem_text_is_space('x') && !redeem_text_is_space('\0'),
+       "space: ASCII whitespace only");
+
+    unsigned char key[8];
+    ok(redeem_text_key_bytes("00ff10", 6, key) == 3 && key[0] == 0 && key[1] == 0xff &&
+           key[2] == 0x10,
+       "key: even hex decoded");
+    ok(redeem_text_key_bytes("abc", 3, key) == 3 && memcmp(key, "abc", 3) == 0,
+       "key: odd length taken raw");
+    ok(redeem_text_key_bytes("zz", 2, key) == 2 && memcmp(key, "zz", 2) == 0,
+       "key: non-hex taken raw");
+}
+
+static void write_file(apr_pool_t *p, const char *path, const char *content, apr_fileperms_t perms)
+{
+    apr_file_t *file;
+    apr_file_remove(path, p);
+    apr_file_open(&file, path, APR_FOPEN_WRITE | APR_FOPEN_CREATE | APR_FOPEN_TRUNCATE, perms, p);
+    apr_file_puts(content, file);
+    apr_file_close(file);
+    apr_file_perms_set(path, perms);
+}
+
+static void test_keyfile(apr_pool_t *p)
+{
+    const char *dir;
+    redeem_keyfile_t key;
+    apr_temp_dir_get(&dir, p);
+    const char *path = apr_psprintf(p, "%s/redeem_unit_key_%d", dir, (int)getpid());
+    write_file(p, path, "00112233\n", APR_FPROT_UREAD | APR_FPROT_UWRITE);
+    ok(redeem_keyfile_read(p, path, "TestKey", &key) == NULL, "keyfile: read");
+    ok(key.text_len == 8 && strcmp(key.text, "00112233") == 0, "keyfile: newline trimmed");
+    ok(key.len == 4 && key.bytes[1] == 0x11, "keyfile: hex decoded");
+    ok(key.warning == NULL, "keyfile: mode 0600 draws no warning");
+    write_file(p, path, "00112233",
+               APR_FPROT_UREAD | APR_FPROT_UWRITE | APR_FPROT_GREAD | APR_FPROT_WREAD);
+    ok(redeem_keyfile_read(p, path, "TestKey", &key) == NULL && key.warning &&
+           strstr(key.warning, "mode 644"),
+       "keyfile: mode 0644 warned about");
+    apr_file_remove(path, p);
+    ok(redeem_keyfile_read(p, path, "TestKey", &key) != NULL, "keyfile: a missing file refused");
 }
 
 int main(void)
@@ -299,6 +368,8 @@ int main(void)
     test_token(pool);
     test_code();
     test_time();
+    test_text(pool);
+    test_keyfile(pool);
     printf("1..%d\n", test_number);
     apr_pool_destroy(pool);
     apr_terminate();

@@ -537,7 +537,9 @@ sub _chown_servroot {
     my $uid = getpwnam($ENV{REDEEM_USER});
     my $gid = getgrnam($ENV{REDEEM_GROUP});
     return unless defined $uid && defined $gid;
-    File::Find::find({ no_chdir => 1, wanted => sub { chown $uid, $gid, $_ } }, $ServRoot);
+    # Key files stay root's, as an operator keeps them (httpd reads them as root).
+    File::Find::find({ no_chdir => 1, wanted => sub { chown $uid, $gid, $_ unless /_key$/ } },
+                     $ServRoot);
 }
 
 # ---------------------------------------------------------------- database
@@ -702,13 +704,15 @@ sub _stop_server {
     undef $Server;
 }
 
-# 'ready' once GET /api/health answers, 'exited (N)' or 'timeout'.
+# 'ready' once httpd answers any request, 'exited (N)' or 'timeout'. The probe
+# asks for a path no route has, so it never touches the database: the first
+# database use stays the first request of the block (t/account/admin.t).
 sub _wait_ready {
     my ($pid, $port) = @_;
     my $deadline = Time::HiRes::time() + READY_TIMEOUT;
     while (Time::HiRes::time() < $deadline) {
         return 'exited (' . ($? >> 8) . ')' if waitpid($pid, POSIX::WNOHANG()) == $pid;
-        my $res = _http_exchange($port, "GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        my $res = _http_exchange($port, "GET /.ready-probe HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                                         . "Connection: close\r\n\r\n", 2);
         return 'ready' if $res->{status};
         Time::HiRes::sleep(0.1);

@@ -1,4 +1,6 @@
-#include "redeem_code.h"
+#include "core/code.h"
+
+#include "core/text.h"
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -37,17 +39,12 @@ static int symbol_value(char c)
     return (c != '\0' && at) ? (int)(at - ALPHABET) : -1;
 }
 
-static int is_space(char c)
-{
-    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
-}
-
 int redeem_code_normalize(const char *in, size_t len, char symbols[REDEEM_CODE_SYMBOLS])
 {
     size_t start = 0, end = len, count = 0;
-    while (start < end && is_space(in[start]))
+    while (start < end && redeem_text_is_space(in[start]))
         start++;
-    while (end > start && is_space(in[end - 1]))
+    while (end > start && redeem_text_is_space(in[end - 1]))
         end--;
     for (size_t i = start; i < end; i++) {
         char c = in[i];
@@ -163,38 +160,4 @@ int redeem_code_open(const redeem_code_keys_t *keys, const unsigned char *sealed
     if (ok)
         memcpy(symbols, plain, REDEEM_CODE_SYMBOLS);
     return ok ? 0 : -1;
-}
-
-void redeem_hex_encode(const unsigned char *bytes, size_t len, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < len; i++) {
-        out[2 * i] = digits[bytes[i] >> 4];
-        out[2 * i + 1] = digits[bytes[i] & 15];
-    }
-    out[2 * len] = '\0';
-}
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-int redeem_hex_decode(const char *text, unsigned char *out, size_t len)
-{
-    if (!text || strlen(text) != 2 * len)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        int hi = hex_value(text[2 * i]), lo = hex_value(text[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return -1;
-        out[i] = (unsigned char)(hi << 4 | lo);
-    }
-    return 0;
 }

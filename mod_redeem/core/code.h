@@ -62,9 +62,4 @@ int redeem_code_open(const redeem_code_keys_t *keys, const unsigned char *sealed
                      const unsigned char hash[REDEEM_CODE_HASH_LEN],
                      char symbols[REDEEM_CODE_SYMBOLS]);
 
-/* Lowercase hex of bytes[0..len) into out (2*len chars and a NUL). */
-void redeem_hex_encode(const unsigned char *bytes, size_t len, char *out);
-/* Decodes exactly 2*len hex digits; 0 on success, -1 otherwise. */
-int redeem_hex_decode(const char *text, unsigned char *out, size_t len);
-
 #endif

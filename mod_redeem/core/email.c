@@ -1,23 +1,9 @@
-#include "redeem_email.h"
+#include "core/email.h"
+
+#include "core/text.h"
 
 #include <apr_strings.h>
 #include <string.h>
-
-size_t redeem_utf8_length(const char *s, size_t len)
-{
-    size_t count = 0;
-    for (size_t i = 0; i < len; i++) {
-        /* Continuation bytes (10xxxxxx) do not start a character. */
-        if (((unsigned char)s[i] & 0xC0) != 0x80)
-            count++;
-    }
-    return count;
-}
-
-static int is_space(char c)
-{
-    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
-}
 
 /* Characters that have no place in the plain addresses we accept: they need
  * quoting in RFC 5322 and mostly appear in injection attempts. */
@@ -43,16 +29,16 @@ static const char *check_domain(const char *domain, size_t len)
 
 const char *redeem_email_normalize(apr_pool_t *p, const char *in, size_t len, char **normalized)
 {
-    while (len > 0 && is_space(in[0])) {
+    while (len > 0 && redeem_text_is_space(in[0])) {
         in++;
         len--;
     }
-    while (len > 0 && is_space(in[len - 1]))
+    while (len > 0 && redeem_text_is_space(in[len - 1]))
         len--;
 
     if (len == 0)
         return "Invalid email: must not be empty";
-    if (redeem_utf8_length(in, len) > REDEEM_EMAIL_MAX_CHARS)
+    if (redeem_text_utf8_length(in, len) > REDEEM_EMAIL_MAX_CHARS)
         return "Invalid email: longer than 254 characters";
 
     char *out = apr_pstrmemdup(p, in, len);

@@ -10,15 +10,15 @@
 #define REDEEM_PASSWORD_MAX_CHARS 128
 
 /* OWASP's minimum for argon2id: 19 MiB, two passes, one lane. */
-#define REDEEM_ARGON2_DEFAULT_MEMORY_KIB 19456
-#define REDEEM_ARGON2_DEFAULT_ITERATIONS 2
-#define REDEEM_ARGON2_DEFAULT_PARALLELISM 1
+#define REDEEM_PASSWORD_DEFAULT_MEMORY_KIB 19456
+#define REDEEM_PASSWORD_DEFAULT_ITERATIONS 2
+#define REDEEM_PASSWORD_DEFAULT_PARALLELISM 1
 
 typedef struct {
     uint32_t memory_kib;
     uint32_t iterations;
     uint32_t parallelism;
-} redeem_argon2_cost_t;
+} redeem_password_cost_t;
 
 typedef enum {
     REDEEM_PASSWORD_MISMATCH = 0,
@@ -31,11 +31,11 @@ typedef enum {
 const char *redeem_password_check_policy(const char *pw, size_t len);
 
 /* NULL when the cost is usable by libargon2, else the reason. */
-const char *redeem_argon2_cost_check(const redeem_argon2_cost_t *cost);
+const char *redeem_password_cost_check(const redeem_password_cost_t *cost);
 
 /* Hashes pw with a fresh random salt into a PHC string. Returns NULL on
  * success, else libargon2's or OpenSSL's reason. */
-const char *redeem_password_hash(apr_pool_t *p, const redeem_argon2_cost_t *cost, const char *pw,
+const char *redeem_password_hash(apr_pool_t *p, const redeem_password_cost_t *cost, const char *pw,
                                  size_t len, char **encoded);
 
 redeem_password_result_e redeem_password_verify(const char *encoded, const char *pw, size_t len);

@@ -1,5 +1,5 @@
-#include "redeem_password.h"
-#include "redeem_email.h"
+#include "core/password.h"
+#include "core/text.h"
 
 #include <argon2.h>
 #include <apr_strings.h>
@@ -10,7 +10,7 @@
 
 const char *redeem_password_check_policy(const char *pw, size_t len)
 {
-    size_t chars = redeem_utf8_length(pw, len);
+    size_t chars = redeem_text_utf8_length(pw, len);
     if (chars < REDEEM_PASSWORD_MIN_CHARS)
         return "Password must be at least 8 characters";
     if (chars > REDEEM_PASSWORD_MAX_CHARS)
@@ -29,7 +29,7 @@ const char *redeem_password_check_policy(const char *pw, size_t len)
     return NULL;
 }
 
-const char *redeem_argon2_cost_check(const redeem_argon2_cost_t *cost)
+const char *redeem_password_cost_check(const redeem_password_cost_t *cost)
 {
     if (cost->parallelism < ARGON2_MIN_LANES || cost->parallelism > 64)
         return "parallelism must be between 1 and 64";
@@ -40,7 +40,7 @@ const char *redeem_argon2_cost_check(const redeem_argon2_cost_t *cost)
     return NULL;
 }
 
-const char *redeem_password_hash(apr_pool_t *p, const redeem_argon2_cost_t *cost, const char *pw,
+const char *redeem_password_hash(apr_pool_t *p, const redeem_password_cost_t *cost, const char *pw,
                                  size_t len, char **encoded)
 {
     unsigned char salt[SALT_BYTES];

@@ -9,7 +9,7 @@
 
 /* libjwt decodes on the stack: anything longer is refused before it. */
 #define REDEEM_TOKEN_MAX_LEN 4096
-#define REDEEM_SECRET_MIN_LEN 32
+#define REDEEM_TOKEN_SECRET_MIN_LEN 32
 
 typedef struct {
     const unsigned char *secret;

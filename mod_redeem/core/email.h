@@ -13,7 +13,4 @@
  * both). */
 const char *redeem_email_normalize(apr_pool_t *p, const char *in, size_t len, char **normalized);
 
-/* Number of UTF-8 code points in s[0..len). */
-size_t redeem_utf8_length(const char *s, size_t len);
-
 #endif

@@ -1,6 +1,44 @@
 /* mod_redeem: accounts, redeem codes and subscriptions as a JSON API.
- * This file holds the module record and the hooks, nothing else. */
-#include "redeem_private.h"
+ * This file holds the module record and the hooks, nothing else.
+ *
+ * The map
+ * -------
+ * core/   httpd-free code (APR, OpenSSL, jansson, libjwt, libargon2 only),
+ *         called by unit tests and fuzzers too: text (hex, UTF-8, integers,
+ *         UUIDs), email, password (policy, argon2id), token (JWT), code
+ *         (format, check, lookup hash, sealing), timestamp (RFC 3339),
+ *         keyfile (secret files). Public names: redeem_<file>_*.
+ * httpd/  the glue: this file; config.c (directives); router.c (routes);
+ *         call.c (a request's database); auth.c (tokens to users);
+ *         hashing.c (argon2 under a bound); admin.c (RedeemAdmin);
+ *         db.c + statements.h/.c (the database contract); request.c and
+ *         response.c (JSON in and out); failure.c; audit.c; user.c;
+ *         handle_*.c (one file per group of endpoints). private.h declares
+ *         them, grouped by file.
+ *
+ * The path of one request
+ *   translate_name: a URI under RedeemBasePath of a server with RedeemEngine
+ *     On is marked ("redeem:" filename), so no filesystem walk happens;
+ *   handler: a marked request goes to redeem_router_dispatch, which finds
+ *     the route (JSON 404/405) and, for routes that need a caller,
+ *     authenticates: the token first (401 before any database work), then
+ *     the database (redeem_call_db: a pooled mod_dbd connection, prepared
+ *     statements checked, the admin account ensured once per child), then
+ *     the token's user read afresh (401 gone, 403 not admin);
+ *   the handler reads its input (400/413/415), runs one statement (the
+ *     redemption is one statement: claim, extend, audit) and sends JSON;
+ *   any failure a helper or handler returns is answered by the router, in
+ *     one place (redeem_response_failure).
+ *
+ * State
+ *   per process: the configuration (read-only after start-up) and
+ *     redeem_child_t (the admin-ready flag, the hashing slots), made in
+ *     child_init; per pooled connection: its prepared statements
+ *     (db.c, in the connection's pool); per request: everything else, on
+ *     r->pool (redeem_call_t, rows, JSON held until the request ends).
+ *
+ * Log tags: RDMnnnn, the hundreds naming the area (see RDMNO in private.h). */
+#include "httpd/private.h"
 
 #include <apr_optional.h>
 
@@ -10,6 +48,7 @@ static int redeem_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *
                                server_rec *s)
 {
     (void)plog;
+    (void)ptemp;
     APR_OPTIONAL_FN_TYPE(ap_dbd_acquire) *acquire = APR_RETRIEVE_OPTIONAL_FN(ap_dbd_acquire);
     for (server_rec *vs = s; vs; vs = vs->next) {
         redeem_server_conf *conf = ap_get_module_config(vs->module_config, &redeem_module);
@@ -20,7 +59,7 @@ static int redeem_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *
         }
         conf->dbd_acquire = acquire;
     }
-    return redeem_config_finish(pconf, ptemp, s);
+    return redeem_config_finish(pconf, s);
 }
 
 static void redeem_child_init(apr_pool_t *pchild, server_rec *s)
@@ -38,7 +77,7 @@ static void redeem_child_init(apr_pool_t *pchild, server_rec *s)
 /* API paths map to no file: mark them so no filesystem walk happens. */
 static int redeem_translate_name(request_rec *r)
 {
-    if (!redeem_claims_uri(r))
+    if (!redeem_router_claims(r))
         return DECLINED;
     r->filename = apr_pstrcat(r->pool, REDEEM_URI_MARK, r->uri, NULL);
     return OK;
@@ -56,7 +95,7 @@ static int redeem_handler(request_rec *r)
     /* translate_name marked the request when the URI was ours. */
     if (redeem_map_to_storage(r) != OK)
         return DECLINED;
-    return redeem_dispatch(r);
+    return redeem_router_dispatch(r);
 }
 
 static void redeem_register_hooks(apr_pool_t *p)
@@ -74,9 +113,9 @@ module AP_MODULE_DECLARE_DATA redeem_module = {
     STANDARD20_MODULE_STUFF,
     NULL, /* per-directory config: none, every setting is per server */
     NULL,
-    redeem_create_server_conf,
-    redeem_merge_server_conf,
-    redeem_directives,
+    redeem_config_create,
+    redeem_config_merge,
+    redeem_config_directives,
     redeem_register_hooks,
 #if defined(AP_MODULE_FLAG_ALWAYS_MERGE)
     AP_MODULE_FLAG_NONE

@@ -1,4 +1,4 @@
-#include "redeem_time.h"
+#include "core/timestamp.h"
 
 #include <string.h>
 
@@ -32,7 +32,7 @@ static int days_in_month(int y, int m)
     return m == 2 && leap ? 29 : days[m - 1];
 }
 
-int redeem_rfc3339_parse(const char *s, int64_t *usec)
+int redeem_timestamp_parse(const char *s, int64_t *usec)
 {
     int year, month, day, hour, minute, second;
     size_t len = strlen(s);

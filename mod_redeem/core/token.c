@@ -1,4 +1,4 @@
-#include "redeem_token.h"
+#include "core/token.h"
 
 #include <apr_strings.h>
 #include <jansson.h>
@@ -142,7 +142,7 @@ const char *redeem_token_verify(const redeem_token_config_t *cfg, const char *to
     const char *why = check_shape(token, len);
     if (why)
         return why;
-    if (cfg->secret == NULL || cfg->secret_len < REDEEM_SECRET_MIN_LEN)
+    if (cfg->secret == NULL || cfg->secret_len < REDEEM_TOKEN_SECRET_MIN_LEN)
         return "no usable secret"; /* libjwt would skip verification */
 
     jwt_t *jwt = NULL;

@@ -1,0 +1,101 @@
+#include "core/text.h"
+
+#include <string.h>
+
+size_t redeem_text_utf8_length(const char *s, size_t len)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < len; i++) {
+        /* Continuation bytes (10xxxxxx) do not start a character. */
+        if (((unsigned char)s[i] & 0xC0) != 0x80)
+            count++;
+    }
+    return count;
+}
+
+int redeem_text_is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
+}
+
+void redeem_text_hex_encode(const unsigned char *bytes, size_t len, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = digits[bytes[i] >> 4];
+        out[2 * i + 1] = digits[bytes[i] & 15];
+    }
+    out[2 * len] = '\0';
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int redeem_text_hex_decode(const char *text, unsigned char *out, size_t len)
+{
+    if (!text || strlen(text) != 2 * len)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        int hi = hex_value(text[2 * i]), lo = hex_value(text[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        out[i] = (unsigned char)(hi << 4 | lo);
+    }
+    return 0;
+}
+
+int redeem_text_parse_int64(const char *text, int64_t min, int64_t max, int64_t *out)
+{
+    if (!text || !*text || strlen(text) > 19)
+        return -1;
+    int64_t value = 0;
+    for (const char *c = text; *c; c++) {
+        if (*c < '0' || *c > '9')
+            return -1;
+        int digit = *c - '0';
+        if (value > (INT64_MAX - digit) / 10)
+            return -1; /* would overflow */
+        value = value * 10 + digit;
+    }
+    if (value < min || value > max)
+        return -1;
+    *out = value;
+    return 0;
+}
+
+int redeem_text_is_uuid(const char *text)
+{
+    if (strlen(text) != 36)
+        return 0;
+    for (int i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (text[i] != '-')
+                return 0;
+        }
+        else if (hex_value(text[i]) < 0)
+            return 0;
+    }
+    return 1;
+}
+
+size_t redeem_text_key_bytes(const char *text, size_t len, unsigned char *out)
+{
+    int hex = len % 2 == 0 && len > 0;
+    for (size_t i = 0; hex && i < len; i++)
+        hex = hex_value(text[i]) >= 0;
+    if (!hex) {
+        memcpy(out, text, len);
+        return len;
+    }
+    for (size_t i = 0; i < len / 2; i++)
+        out[i] = (unsigned char)(hex_value(text[2 * i]) << 4 | hex_value(text[2 * i + 1]));
+    return len / 2;
+}

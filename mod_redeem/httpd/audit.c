@@ -1,0 +1,28 @@
+/* The audit trail: for every code generation, redemption attempt and admin
+ * read of another user's subscription, a row in audit_log and a line in the
+ * error log. */
+#include "httpd/private.h"
+
+void redeem_audit_log_line(request_rec *r, const char *event, const char *actor, const char *target,
+                           const char *outcome)
+{
+    const char *request_id = redeem_request_id(r);
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                  RDMNO(0401) "audit: event=%s actor=%s target=%s client=%s outcome=%s request=%s",
+                  event, actor ? actor : "-", target ? target : "-", r->useragent_ip, outcome,
+                  request_id ? request_id : "-");
+}
+
+void redeem_audit_write_row(request_rec *r, redeem_db_t *db, const char *event, const char *actor,
+                            const char *target, const char *outcome)
+{
+    const char *args[AUDIT_INSERT_NARGS] = {
+        [ARG_AUDIT_EVENT] = event,     [ARG_AUDIT_ACTOR] = actor,
+        [ARG_AUDIT_TARGET] = target,   [ARG_AUDIT_CLIENT] = r->useragent_ip,
+        [ARG_AUDIT_OUTCOME] = outcome, [ARG_AUDIT_REQUEST_ID] = redeem_request_id(r),
+    };
+    redeem_audit_log_line(r, event, actor, target, outcome);
+    if (redeem_db_exec(db, STMT_AUDIT_INSERT, args))
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      RDMNO(0402) "audit row for event %s could not be written", event);
+}

@@ -1,0 +1,71 @@
+/* Who is asking: bearer tokens checked and turned into users read afresh
+ * from the database. */
+#include "httpd/private.h"
+
+const char *redeem_auth_token_for(request_rec *r, const redeem_user_t *user)
+{
+    redeem_server_conf *conf = redeem_conf(r);
+    redeem_token_subject_t subject = {user->id, user->email, user->is_admin};
+    char *token = NULL;
+    const char *why = redeem_token_issue(r->pool, &conf->token, &subject,
+                                         (int64_t)apr_time_sec(r->request_time), &token);
+    if (why) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, RDMNO(0201) "cannot issue a token: %s", why);
+        return NULL;
+    }
+    return token;
+}
+
+/* The token of "Authorization: Bearer <token>", or NULL. A repeated header
+ * arrives merged ("Bearer a, Bearer b") and fails the token's shape check. */
+static const char *bearer_token(request_rec *r, apr_size_t *len)
+{
+    const char *header = apr_table_get(r->headers_in, "Authorization");
+    if (!header || strncasecmp(header, "Bearer ", 7) != 0)
+        return NULL;
+    const char *token = header + 7;
+    while (*token == ' ')
+        token++;
+    *len = strlen(token);
+    return *len ? token : NULL;
+}
+
+const redeem_failure_t *redeem_auth_caller(redeem_call_t *call, redeem_access_e access)
+{
+    request_rec *r = call->r;
+    apr_size_t len = 0;
+    const char *token = bearer_token(r, &len);
+    if (!token)
+        return redeem_failure(r->pool, HTTP_UNAUTHORIZED, "Authentication required");
+
+    /* The token first: a bad one is 401 whether or not the database is up. */
+    int64_t user_id = 0;
+    const char *why = redeem_token_verify(&call->conf->token, token, len,
+                                          (int64_t)apr_time_sec(r->request_time), &user_id);
+    if (why) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, RDMNO(0202) "token refused: %s", why);
+        return redeem_failure(r->pool, HTTP_UNAUTHORIZED, "Invalid or expired token");
+    }
+
+    const char *args[USER_BY_ID_NARGS] = {
+        [ARG_USER_BY_ID_ID] = apr_psprintf(r->pool, "%" APR_INT64_T_FMT, (apr_int64_t)user_id)};
+    redeem_rows_t rows;
+    const redeem_failure_t *failure = redeem_call_db(call);
+    if (!failure)
+        failure = redeem_db_query(call->db, STMT_USER_BY_ID, args, &rows);
+    if (failure)
+        return failure;
+    if (rows.nrows != 1) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      RDMNO(0203) "token refused: user %s no longer exists",
+                      args[ARG_USER_BY_ID_ID]);
+        return redeem_failure(r->pool, HTTP_UNAUTHORIZED, "Invalid or expired token");
+    }
+    redeem_user_from_row(&rows, 0, &call->caller);
+    r->user = apr_pstrdup(r->pool, call->caller.id_text); /* for the access log */
+
+    /* Admin rights as the database says now, whatever the token claims. */
+    if (access == REDEEM_ACCESS_ADMIN && !call->caller.is_admin)
+        return redeem_failure(r->pool, HTTP_FORBIDDEN, "Admin access required");
+    return NULL;
+}

@@ -1,0 +1,16 @@
+/* One request's way to the database: the connection is opened on first use
+ * and, before any handler sees it, the configured admin account ensured. */
+#include "httpd/private.h"
+
+const redeem_failure_t *redeem_call_db(redeem_call_t *call)
+{
+    if (call->db)
+        return NULL;
+    redeem_db_t *db;
+    const redeem_failure_t *failure = redeem_db_open(call->r, &db);
+    if (!failure)
+        failure = redeem_admin_ensure(call->r, db);
+    if (!failure)
+        call->db = db;
+    return failure;
+}

@@ -1,0 +1,322 @@
+/* Directives: parsing, defaults, merging, and the checks that make httpd
+ * refuse to start (`apachectl -t` included) on any unusable value. */
+#include "httpd/private.h"
+
+#include "core/keyfile.h"
+
+#include <stddef.h>
+
+#define UNSET -1
+
+/* The bounded numbers: directive, field, lowest, highest and default value,
+ * each written once, here. */
+#define BOUNDED_NUMBERS(X)                                                                         \
+    X("RedeemTokenLifetime", token_lifetime, 60, 2592000, 3600,                                    \
+      "Access token lifetime in seconds")                                                          \
+    X("RedeemJWTLeeway", leeway, 0, 300, 0, "Clock skew tolerated on exp/iat/nbf, seconds")        \
+    X("RedeemHashConcurrency", hash_concurrency, 1, 1024, 4,                                       \
+      "Password hashes computed at once per child process")                                        \
+    X("RedeemHashWait", hash_wait_ms, 0, 60000, 1000,                                              \
+      "Milliseconds a request waits for a free hashing slot before 503")                           \
+    X("RedeemMaxBodySize", max_body, 256, 67108864, 16384, "Largest request body in bytes")        \
+    X("RedeemMaxCodesPerRequest", max_codes, 1, 1000000, 100000,                                   \
+      "Most redeem codes one generation request may ask for")
+
+typedef struct {
+    size_t offset;
+    apr_int64_t min, max, fallback;
+} bounded_number_t;
+
+#define AS_BOUNDS(name, field, min, max, fallback, help)                                           \
+    {offsetof(redeem_server_conf, field), min, max, fallback},
+static const bounded_number_t bounded_numbers[] = {BOUNDED_NUMBERS(AS_BOUNDS)};
+#define BOUNDED_COUNT (sizeof bounded_numbers / sizeof *bounded_numbers)
+
+static apr_int64_t *number_field(redeem_server_conf *conf, const bounded_number_t *number)
+{
+    return (apr_int64_t *)((char *)conf + number->offset);
+}
+
+void *redeem_config_create(apr_pool_t *p, server_rec *s)
+{
+    (void)s;
+    redeem_server_conf *conf = apr_pcalloc(p, sizeof *conf);
+    conf->engine = UNSET;
+    for (size_t i = 0; i < BOUNDED_COUNT; i++)
+        *number_field(conf, &bounded_numbers[i]) = UNSET;
+    return conf;
+}
+
+#define MERGE(field, unset) (add->field != (unset) ? add->field : base->field)
+
+void *redeem_config_merge(apr_pool_t *p, void *base_conf, void *add_conf)
+{
+    redeem_server_conf *base = base_conf, *add = add_conf;
+    redeem_server_conf *conf = apr_pcalloc(p, sizeof *conf);
+    conf->engine = MERGE(engine, UNSET);
+    conf->base_path = MERGE(base_path, NULL);
+    /* The secret is one setting whichever directive gave it. */
+    const redeem_server_conf *secret_from = add->jwt_secret || add->jwt_secret_file ? add : base;
+    conf->jwt_secret = secret_from->jwt_secret;
+    conf->jwt_secret_file = secret_from->jwt_secret_file;
+    conf->issuer = MERGE(issuer, NULL);
+    conf->argon2 = add->argon2.memory_kib ? add->argon2 : base->argon2;
+    /* Email and password are one setting too. */
+    const redeem_server_conf *admin_from = add->admin_email ? add : base;
+    conf->admin_email = admin_from->admin_email;
+    conf->admin_password = admin_from->admin_password;
+    conf->code_mac_key_file = MERGE(code_mac_key_file, NULL);
+    conf->code_enc_key_file = MERGE(code_enc_key_file, NULL);
+    for (size_t i = 0; i < BOUNDED_COUNT; i++) {
+        apr_int64_t added = *number_field(add, &bounded_numbers[i]);
+        *number_field(conf, &bounded_numbers[i]) =
+            added != UNSET ? added : *number_field(base, &bounded_numbers[i]);
+    }
+    return conf;
+}
+
+static redeem_server_conf *cmd_conf(cmd_parms *cmd)
+{
+    return ap_get_module_config(cmd->server->module_config, &redeem_module);
+}
+
+static const char *parse_number(cmd_parms *cmd, const char *arg, apr_int64_t min, apr_int64_t max,
+                                apr_int64_t *out)
+{
+    int64_t value;
+    if (redeem_text_parse_int64(arg, min, max, &value) != 0)
+        return apr_psprintf(cmd->pool,
+                            "%s: '%s' is not a whole number from %" APR_INT64_T_FMT
+                            " to %" APR_INT64_T_FMT,
+                            cmd->cmd->name, arg, min, max);
+    *out = value;
+    return NULL;
+}
+
+/* Every bounded number: cmd->info is its entry in bounded_numbers. */
+static const char *set_bounded_number(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    (void)dconf;
+    const bounded_number_t *number = cmd->info;
+    return parse_number(cmd, arg, number->min, number->max, number_field(cmd_conf(cmd), number));
+}
+
+/* A file name: cmd->info is the offset of its field. */
+static const char *set_file(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    (void)dconf;
+    const char **field = (const char **)((char *)cmd_conf(cmd) + (size_t)cmd->info);
+    *field = ap_server_root_relative(cmd->pool, arg);
+    return NULL;
+}
+
+static const char *set_engine(cmd_parms *cmd, void *dconf, int flag)
+{
+    (void)dconf;
+    cmd_conf(cmd)->engine = flag;
+    return NULL;
+}
+
+static const char *set_base_path(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    (void)dconf;
+    size_t len = strlen(arg);
+    if (arg[0] != '/' || strstr(arg, "//") || strchr(arg, '?') || strchr(arg, '%'))
+        return "RedeemBasePath must be an absolute URL path such as / or /billing";
+    while (len > 1 && arg[len - 1] == '/')
+        len--;
+    /* Stored without a trailing slash: "" for the root. */
+    cmd_conf(cmd)->base_path = len == 1 ? "" : apr_pstrmemdup(cmd->pool, arg, len);
+    return NULL;
+}
+
+static const char *set_jwt_secret(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    (void)dconf;
+    redeem_server_conf *conf = cmd_conf(cmd);
+    if (strlen(arg) < REDEEM_TOKEN_SECRET_MIN_LEN)
+        return "RedeemJWTSecret must be at least 32 bytes long";
+    conf->jwt_secret = arg;
+    conf->jwt_secret_file = NULL;
+    return NULL;
+}
+
+static const char *set_jwt_secret_file(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    redeem_server_conf *conf = cmd_conf(cmd);
+    conf->jwt_secret = NULL;
+    return set_file(cmd, dconf, arg);
+}
+
+static const char *set_issuer(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    (void)dconf;
+    if (arg[0] == '\0' || strlen(arg) > 255)
+        return "RedeemJWTIssuer must be 1 to 255 characters";
+    cmd_conf(cmd)->issuer = arg;
+    return NULL;
+}
+
+static const char *set_argon2(cmd_parms *cmd, void *dconf, const char *memory,
+                              const char *iterations, const char *parallelism)
+{
+    (void)dconf;
+    apr_int64_t m = 0, t = 0, par = 0;
+    const char *why;
+    if (!iterations || !parallelism)
+        return "RedeemArgon2 takes three numbers: memory in KiB, iterations, parallelism";
+    if ((why = parse_number(cmd, memory, 8, 4194304, &m)) ||
+        (why = parse_number(cmd, iterations, 1, 64, &t)) ||
+        (why = parse_number(cmd, parallelism, 1, 64, &par)))
+        return why;
+    redeem_password_cost_t cost = {(uint32_t)m, (uint32_t)t, (uint32_t)par};
+    if ((why = redeem_password_cost_check(&cost)))
+        return apr_pstrcat(cmd->pool, "RedeemArgon2: ", why, NULL);
+    cmd_conf(cmd)->argon2 = cost;
+    return NULL;
+}
+
+static const char *set_admin(cmd_parms *cmd, void *dconf, const char *email, const char *password)
+{
+    (void)dconf;
+    redeem_server_conf *conf = cmd_conf(cmd);
+    char *normalized;
+    const char *why = redeem_email_normalize(cmd->pool, email, strlen(email), &normalized);
+    if (why)
+        return apr_pstrcat(cmd->pool, "RedeemAdmin: ", why, NULL);
+    if ((why = redeem_password_check_policy(password, strlen(password))))
+        return apr_pstrcat(cmd->pool, "RedeemAdmin: ", why, NULL);
+    conf->admin_email = normalized;
+    conf->admin_password = password;
+    return NULL;
+}
+
+#define FIELD(field) ((void *)offsetof(redeem_server_conf, field))
+#define AS_COMMAND(name, field, min, max, fallback, help)                                          \
+    AP_INIT_TAKE1(name, set_bounded_number, (void *)&bounded_numbers[BOUNDED_##field], RSRC_CONF,  \
+                  help " (" #min " to " #max ", default " #fallback ")"),
+#define AS_INDEX(name, field, min, max, fallback, help) BOUNDED_##field,
+enum { BOUNDED_NUMBERS(AS_INDEX) };
+
+const command_rec redeem_config_directives[] = {
+    AP_INIT_FLAG("RedeemEngine", set_engine, NULL, RSRC_CONF,
+                 "Serve the API in this server (On|Off, default Off)"),
+    AP_INIT_TAKE1("RedeemBasePath", set_base_path, NULL, RSRC_CONF,
+                  "URL path the endpoints are mounted under (default /)"),
+    AP_INIT_TAKE1("RedeemJWTSecret", set_jwt_secret, NULL, RSRC_CONF,
+                  "HS256 secret, at least 32 bytes (or use RedeemJWTSecretFile)"),
+    AP_INIT_TAKE1("RedeemJWTSecretFile", set_jwt_secret_file, FIELD(jwt_secret_file), RSRC_CONF,
+                  "File holding the HS256 secret, at least 32 bytes"),
+    AP_INIT_TAKE1("RedeemJWTIssuer", set_issuer, NULL, RSRC_CONF,
+                  "iss claim issued and required (default: none)"),
+    AP_INIT_TAKE3("RedeemArgon2", set_argon2, NULL, RSRC_CONF,
+                  "argon2id cost: memory KiB, iterations, parallelism (default 19456 2 1)"),
+    AP_INIT_TAKE2("RedeemAdmin", set_admin, NULL, RSRC_CONF,
+                  "Email and password of an admin account created if missing"),
+    AP_INIT_TAKE1("RedeemCodeMACKeyFile", set_file, FIELD(code_mac_key_file), RSRC_CONF,
+                  "File holding the key (at least 32 bytes) that checks and hashes codes"),
+    AP_INIT_TAKE1("RedeemCodeEncryptionKeyFile", set_file, FIELD(code_enc_key_file), RSRC_CONF,
+                  "File holding the key (at least 32 bytes) that encrypts stored codes"),
+    BOUNDED_NUMBERS(AS_COMMAND){NULL}};
+
+/* Reads a key file, logging a warning when others than its reader may
+ * read or replace it. */
+static const char *read_key_file(apr_pool_t *p, server_rec *s, const char *path, const char *what,
+                                 redeem_keyfile_t *key)
+{
+    const char *why = redeem_keyfile_read(p, path, what, key);
+    if (!why && key->warning)
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, RDMNO(0006) "%s", key->warning);
+    return why;
+}
+
+static const char *finish_secret(apr_pool_t *p, server_rec *s, redeem_server_conf *conf)
+{
+    const char *secret = conf->jwt_secret;
+    apr_size_t len = secret ? strlen(secret) : 0;
+    if (!secret && conf->jwt_secret_file) {
+        redeem_keyfile_t file;
+        const char *why = read_key_file(p, s, conf->jwt_secret_file, "RedeemJWTSecretFile", &file);
+        if (why)
+            return why;
+        secret = file.text;
+        len = file.text_len;
+    }
+    if (!secret)
+        return "no JWT secret: set RedeemJWTSecret or RedeemJWTSecretFile";
+    if (len < REDEEM_TOKEN_SECRET_MIN_LEN)
+        return "the JWT secret is shorter than 32 bytes";
+    conf->token.secret = (const unsigned char *)secret;
+    conf->token.secret_len = len;
+    return NULL;
+}
+
+static const char *finish_code_keys(apr_pool_t *p, server_rec *s, redeem_server_conf *conf)
+{
+    redeem_keyfile_t mac, enc;
+    const char *why;
+    if (!conf->code_mac_key_file || !conf->code_enc_key_file)
+        return "set RedeemCodeMACKeyFile and RedeemCodeEncryptionKeyFile";
+    if ((why = read_key_file(p, s, conf->code_mac_key_file, "RedeemCodeMACKeyFile", &mac)) ||
+        (why = read_key_file(p, s, conf->code_enc_key_file, "RedeemCodeEncryptionKeyFile", &enc)))
+        return why;
+    if (conf->token.secret_len == mac.text_len &&
+        memcmp(conf->token.secret, mac.text, mac.text_len) == 0)
+        return "the code MAC key must differ from the JWT secret";
+    return redeem_code_keys_init(&conf->code_keys, mac.bytes, mac.len, enc.bytes, enc.len);
+}
+
+static void apply_defaults(redeem_server_conf *conf)
+{
+    if (conf->engine == UNSET)
+        conf->engine = 0;
+    if (!conf->base_path)
+        conf->base_path = "";
+    if (!conf->argon2.memory_kib) {
+        conf->argon2.memory_kib = REDEEM_PASSWORD_DEFAULT_MEMORY_KIB;
+        conf->argon2.iterations = REDEEM_PASSWORD_DEFAULT_ITERATIONS;
+        conf->argon2.parallelism = REDEEM_PASSWORD_DEFAULT_PARALLELISM;
+    }
+    for (size_t i = 0; i < BOUNDED_COUNT; i++) {
+        apr_int64_t *value = number_field(conf, &bounded_numbers[i]);
+        if (*value == UNSET)
+            *value = bounded_numbers[i].fallback;
+    }
+    conf->token.issuer = conf->issuer;
+    conf->token.lifetime = conf->token_lifetime;
+    conf->token.leeway = conf->leeway;
+}
+
+/* One server's start-up checks: NULL, or why it cannot serve. */
+static const char *finish_server(apr_pool_t *pconf, server_rec *s, redeem_server_conf *conf)
+{
+    const char *why = finish_secret(pconf, s, conf);
+    if (!why)
+        why = finish_code_keys(pconf, s, conf);
+    if (why)
+        return why;
+    const char *hash_error = redeem_password_hash(pconf, &conf->argon2, "unguessable dummy", 17,
+                                                  (char **)&conf->dummy_hash);
+    if (hash_error)
+        return apr_pstrcat(pconf, "argon2id failed: ", hash_error, NULL);
+    if (conf->admin_password && strcmp(conf->admin_password, REDEEM_DEFAULT_ADMIN_PASSWORD) == 0)
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     RDMNO(0003) "RedeemAdmin uses the well-known default password: "
+                                 "change it before this server is reachable by anyone");
+    return NULL;
+}
+
+int redeem_config_finish(apr_pool_t *pconf, server_rec *s)
+{
+    for (server_rec *vs = s; vs; vs = vs->next) {
+        redeem_server_conf *conf = ap_get_module_config(vs->module_config, &redeem_module);
+        apply_defaults(conf);
+        const char *why = conf->engine ? finish_server(pconf, vs, conf) : NULL;
+        if (why) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, 0, vs, RDMNO(0001) "mod_redeem cannot start: %s",
+                         why);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+    return OK;
+}

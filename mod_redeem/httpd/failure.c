@@ -1,0 +1,16 @@
+/* Failure values: what went wrong, for the router to answer. */
+#include "httpd/private.h"
+
+const redeem_failure_t redeem_failure_internal = {HTTP_INTERNAL_SERVER_ERROR,
+                                                  "Internal server error", 0};
+const redeem_failure_t redeem_failure_unavailable = {HTTP_SERVICE_UNAVAILABLE,
+                                                     "Service temporarily unavailable", 5};
+
+const redeem_failure_t *redeem_failure(apr_pool_t *p, int status, const char *message)
+{
+    redeem_failure_t *failure = apr_palloc(p, sizeof *failure);
+    failure->status = status;
+    failure->message = message;
+    failure->retry_after = 0;
+    return failure;
+}

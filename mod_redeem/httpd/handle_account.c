@@ -1,0 +1,149 @@
+/* POST /api/register, POST /api/login, GET /api/profile, GET /api/users. */
+#include "httpd/private.h"
+
+static const redeem_field_t credential_fields[] = {
+    {"email", JSON_STRING, 1},
+    {"password", JSON_STRING, 1},
+    {NULL, JSON_NULL, 0},
+};
+
+typedef struct {
+    const char *email; /* normalized */
+    const char *password;
+    size_t password_len;
+} credentials_t;
+
+/* Reads {"email", "password"}; with check_policy the password must also
+ * satisfy the registration policy. */
+static const redeem_failure_t *read_credentials(request_rec *r, int check_policy,
+                                                credentials_t *credentials)
+{
+    json_t *body;
+    const redeem_failure_t *failure = redeem_request_json_object(r, credential_fields, &body);
+    if (failure)
+        return failure;
+    json_t *email = json_object_get(body, "email");
+    json_t *password = json_object_get(body, "password");
+    char *normalized;
+    const char *why = redeem_email_normalize(r->pool, json_string_value(email),
+                                             json_string_length(email), &normalized);
+    credentials->email = normalized;
+    credentials->password = json_string_value(password);
+    credentials->password_len = json_string_length(password);
+    if (!why && check_policy)
+        why = redeem_password_check_policy(credentials->password, credentials->password_len);
+    return why ? redeem_failure(r->pool, HTTP_BAD_REQUEST, why) : NULL;
+}
+
+static const redeem_failure_t *send_session(request_rec *r, int status, const char *message,
+                                            const redeem_user_t *user)
+{
+    const char *token = redeem_auth_token_for(r, user);
+    if (!token)
+        return &redeem_failure_internal;
+    return redeem_response_json(r, status,
+                                json_pack("{s:s, s:o, s:s, s:s, s:I}", "message", message, "user",
+                                          redeem_user_json(user), "access_token", token,
+                                          "token_type", "Bearer", "expires_in",
+                                          (json_int_t)redeem_conf(r)->token_lifetime));
+}
+
+const redeem_failure_t *redeem_handle_register(redeem_call_t *call)
+{
+    request_rec *r = call->r;
+    credentials_t credentials = {0};
+    redeem_user_t user;
+    redeem_rows_t rows;
+    char *hash;
+    const redeem_failure_t *failure;
+    const redeem_failure_t *taken =
+        redeem_failure(r->pool, HTTP_CONFLICT, "Email already registered");
+
+    if ((failure = read_credentials(r, 1, &credentials)))
+        return failure;
+    /* Spare the hashing when the answer is already known; the insert below
+     * still settles races through the unique index. */
+    if ((failure = redeem_call_db(call)) ||
+        (failure = redeem_user_by_email(call->db, credentials.email, &user)))
+        return failure;
+    if (user.id_text)
+        return taken;
+    if ((failure = redeem_hashing_hash(r, credentials.password, credentials.password_len, &hash)))
+        return failure;
+    const char *args[USER_INSERT_NARGS] = {
+        [ARG_USER_INSERT_EMAIL] = credentials.email, [ARG_USER_INSERT_PASSWORD_HASH] = hash};
+    if ((failure = redeem_db_query(call->db, STMT_USER_INSERT, args, &rows)))
+        return failure;
+    if (rows.nrows == 0)
+        return taken;
+    redeem_user_from_row(&rows, 0, &user);
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, RDMNO(0303) "user %s registered", user.id_text);
+    return send_session(r, HTTP_CREATED, "User registered successfully", &user);
+}
+
+const redeem_failure_t *redeem_handle_login(redeem_call_t *call)
+{
+    request_rec *r = call->r;
+    credentials_t credentials = {0};
+    redeem_user_t user;
+    redeem_password_result_e verdict;
+    const redeem_failure_t *failure;
+    const redeem_failure_t *refused =
+        redeem_failure(r->pool, HTTP_UNAUTHORIZED, "Invalid email or password");
+
+    if ((failure = read_credentials(r, 0, &credentials)))
+        return failure;
+    if (redeem_text_utf8_length(credentials.password, credentials.password_len) >
+        REDEEM_PASSWORD_MAX_CHARS)
+        return refused;
+    if ((failure = redeem_call_db(call)) ||
+        (failure = redeem_user_by_email(call->db, credentials.email, &user)))
+        return failure;
+    /* An unknown email costs the same hashing as a known one. */
+    const char *stored = user.id_text ? user.password_hash : call->conf->dummy_hash;
+    if ((failure = redeem_hashing_verify(r, stored, credentials.password, credentials.password_len,
+                                         &verdict)))
+        return failure;
+    if (verdict == REDEEM_PASSWORD_ERROR && user.id_text)
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      RDMNO(0304) "stored password hash of user %s is unreadable", user.id_text);
+    if (!user.id_text || verdict != REDEEM_PASSWORD_MATCH) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, RDMNO(0305) "login refused");
+        return refused;
+    }
+    return send_session(r, HTTP_OK, "Login successful", &user);
+}
+
+const redeem_failure_t *redeem_handle_profile(redeem_call_t *call)
+{
+    return redeem_response_json(call->r, HTTP_OK,
+                                json_pack("{s:o}", "user", redeem_user_json(&call->caller)));
+}
+
+const redeem_failure_t *redeem_handle_users(redeem_call_t *call)
+{
+    request_rec *r = call->r;
+    redeem_page_t page;
+    redeem_rows_t count, rows;
+    const redeem_failure_t *failure;
+    if ((failure = redeem_request_page(r, &page)))
+        return failure;
+
+    const char *count_args[ROW_COUNT_NARGS] = {[ARG_ROW_COUNT_TABLE] = "users"};
+    const char *page_args[USERS_PAGE_NARGS] = {
+        [ARG_USERS_PAGE_LIMIT] = apr_psprintf(r->pool, "%" APR_INT64_T_FMT, page.per_page),
+        [ARG_USERS_PAGE_OFFSET] = apr_psprintf(r->pool, "%" APR_INT64_T_FMT, page.offset)};
+    if ((failure = redeem_db_query(call->db, STMT_ROW_COUNT, count_args, &count)) ||
+        (failure = redeem_db_query(call->db, STMT_USERS_PAGE, page_args, &rows)))
+        return failure;
+
+    json_t *users = json_array();
+    for (int i = 0; i < rows.nrows; i++) {
+        redeem_user_t user;
+        redeem_user_from_row(&rows, i, &user);
+        json_array_append_new(users, redeem_user_json(&user));
+    }
+    apr_int64_t total = count.nrows ? apr_atoi64(redeem_db_cell(&count, 0, COL_ROW_COUNT_N)) : 0;
+    json_t *body = json_pack("{s:o}", "users", users);
+    return redeem_response_json(r, HTTP_OK, redeem_response_page_info(body, &page, total));
+}

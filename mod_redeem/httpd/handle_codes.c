@@ -1,0 +1,267 @@
+/* POST /admin/generate-codes and GET /admin/codes. */
+#include "httpd/private.h"
+
+#include <openssl/rand.h>
+
+static const redeem_field_t generate_fields[] = {
+    {"count", JSON_INTEGER, 1},
+    {"expires_at", JSON_STRING, 0},
+    {"duration_months", JSON_INTEGER, 0},
+    {NULL, JSON_NULL, 0},
+};
+
+typedef struct {
+    int count;
+    int months;
+    const char *expires_at; /* NULL: never */
+} generate_request_t;
+
+static const char *new_batch_id(apr_pool_t *p)
+{
+    unsigned char b[16];
+    if (RAND_bytes(b, sizeof b) != 1)
+        return NULL;
+    b[6] = (unsigned char)((b[6] & 0x0F) | 0x40); /* UUID version 4 */
+    b[8] = (unsigned char)((b[8] & 0x3F) | 0x80); /* RFC 4122 variant */
+    return apr_psprintf(p, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+                        b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11],
+                        b[12], b[13], b[14], b[15]);
+}
+
+static const redeem_failure_t *read_generate_request(request_rec *r, generate_request_t *req)
+{
+    redeem_server_conf *conf = redeem_conf(r);
+    json_t *body;
+    const redeem_failure_t *failure = redeem_request_json_object(r, generate_fields, &body);
+    if (failure)
+        return failure;
+    json_int_t count = json_integer_value(json_object_get(body, "count"));
+    if (count < 1 || count > conf->max_codes)
+        return redeem_failure(
+            r->pool, HTTP_BAD_REQUEST,
+            apr_psprintf(r->pool, "count must be an integer from 1 to %d", (int)conf->max_codes));
+    req->count = (int)count;
+    json_t *duration = json_object_get(body, "duration_months");
+    json_int_t months = duration ? json_integer_value(duration) : 1;
+    if (months < 1 || months > 36)
+        return redeem_failure(r->pool, HTTP_BAD_REQUEST,
+                              "duration_months must be an integer from 1 to 36");
+    req->months = (int)months;
+    json_t *expires = json_object_get(body, "expires_at");
+    req->expires_at = NULL;
+    if (expires) {
+        int64_t when;
+        if (redeem_timestamp_parse(json_string_value(expires), &when) != 0)
+            return redeem_failure(
+                r->pool, HTTP_BAD_REQUEST,
+                "expires_at must be an RFC 3339 timestamp such as 2030-01-31T00:00:00Z");
+        if (when <= (int64_t)apr_time_now())
+            return redeem_failure(r->pool, HTTP_BAD_REQUEST, "expires_at must be in the future");
+        req->expires_at = apr_pstrdup(r->pool, json_string_value(expires));
+    }
+    return NULL;
+}
+
+/* A new batch: the codes for the response, and the lookup hashes and
+ * sealed codes as PostgreSQL array literals of hex ({h1,h2,...}). */
+typedef struct {
+    json_t *codes;
+    char *hashes, *sealed;
+} batch_t;
+
+static int make_batch(request_rec *r, int count, batch_t *batch)
+{
+    const redeem_code_keys_t *keys = &redeem_conf(r)->code_keys;
+    size_t hash_hex = 2 * REDEEM_CODE_HASH_LEN, sealed_hex = 2 * REDEEM_CODE_SEALED_LEN;
+    char *hp = batch->hashes = apr_palloc(r->pool, (size_t)count * (hash_hex + 1) + 2);
+    char *sp = batch->sealed = apr_palloc(r->pool, (size_t)count * (sealed_hex + 1) + 2);
+    batch->codes = redeem_request_hold_json(r, json_array());
+    *hp++ = '{';
+    *sp++ = '{';
+    for (int i = 0; i < count; i++) {
+        char symbols[REDEEM_CODE_SYMBOLS], display[REDEEM_CODE_DISPLAY_LEN + 1];
+        unsigned char hash[REDEEM_CODE_HASH_LEN], box[REDEEM_CODE_SEALED_LEN];
+        if (redeem_code_generate(keys, symbols) != 0)
+            return -1;
+        redeem_code_lookup_hash(keys, symbols, hash);
+        if (redeem_code_seal(keys, symbols, hash, box) != 0)
+            return -1;
+        if (i > 0) {
+            *hp++ = ',';
+            *sp++ = ',';
+        }
+        redeem_text_hex_encode(hash, sizeof hash, hp);
+        redeem_text_hex_encode(box, sizeof box, sp);
+        hp += hash_hex;
+        sp += sealed_hex;
+        redeem_code_display(symbols, display);
+        json_array_append_new(batch->codes, json_string(display));
+    }
+    strcpy(hp, "}");
+    strcpy(sp, "}");
+    return 0;
+}
+
+const redeem_failure_t *redeem_handle_generate_codes(redeem_call_t *call)
+{
+    request_rec *r = call->r;
+    const redeem_user_t *admin = &call->caller;
+    generate_request_t req = {0};
+    batch_t batch;
+    redeem_rows_t rows;
+    const redeem_failure_t *failure;
+    if ((failure = read_generate_request(r, &req)))
+        return failure;
+
+    const char *batch_id = new_batch_id(r->pool);
+    if (!batch_id || make_batch(r, req.count, &batch) != 0) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, RDMNO(0501) "the CSPRNG or AES-GCM failed");
+        return &redeem_failure_internal;
+    }
+    const char *target = apr_psprintf(r->pool, "batch %s (%d codes)", batch_id, req.count);
+    const char *args[CODES_INSERT_NARGS] = {
+        [ARG_CODES_INSERT_BATCH_ID] = batch_id,
+        [ARG_CODES_INSERT_MONTHS] = apr_itoa(r->pool, req.months),
+        [ARG_CODES_INSERT_EXPIRES_AT] = req.expires_at,
+        [ARG_CODES_INSERT_HASHES] = batch.hashes,
+        [ARG_CODES_INSERT_SEALED] = batch.sealed,
+        [ARG_CODES_INSERT_ACTOR] = admin->id_text,
+        [ARG_CODES_INSERT_TARGET] = target,
+        [ARG_CODES_INSERT_CLIENT] = r->useragent_ip,
+        [ARG_CODES_INSERT_REQUEST_ID] = redeem_request_id(r),
+    };
+    failure = redeem_db_query(call->db, STMT_CODES_INSERT, args, &rows);
+    redeem_audit_log_line(r, "codes_generated", admin->id_text, target,
+                          failure ? "failed" : "success");
+    if (failure)
+        return failure;
+
+    const char *stored_expiry = redeem_db_cell(&rows, 0, COL_CODES_INSERT_EXPIRES_AT);
+    json_t *body = json_pack(
+        "{s:s, s:i, s:s, s:i, s:O, s:o}", "message",
+        apr_psprintf(r->pool, "Successfully generated %d redeem codes", req.count), "count",
+        req.count, "batch_id", batch_id, "duration_months", req.months, "codes", batch.codes,
+        "expires_at", stored_expiry ? json_string(stored_expiry) : json_null());
+    return redeem_response_json(r, HTTP_CREATED, body);
+}
+
+/* The query of GET /admin/codes. */
+typedef struct {
+    redeem_page_t page;
+    const char *used; /* "true", "false" or NULL */
+    const char *batch_id;
+    apr_int64_t after_id;
+} list_request_t;
+
+static const redeem_failure_t *read_list_request(request_rec *r, list_request_t *req)
+{
+    int bad = 0;
+    const redeem_failure_t *failure = redeem_request_page(r, &req->page);
+    if (failure)
+        return failure;
+    req->used = redeem_request_query_param(r, "used", &bad);
+    if (bad || (req->used && strcmp(req->used, "true") != 0 && strcmp(req->used, "false") != 0))
+        return redeem_failure(r->pool, HTTP_BAD_REQUEST, "used must be true or false");
+    req->batch_id = redeem_request_query_param(r, "batch_id", &bad);
+    const char *after_text = redeem_request_query_param(r, "after_id", &bad);
+    if (bad)
+        return redeem_failure(r->pool, HTTP_BAD_REQUEST, "Malformed or repeated query parameter");
+    if (req->batch_id && !redeem_text_is_uuid(req->batch_id))
+        return redeem_failure(r->pool, HTTP_BAD_REQUEST, "batch_id must be a UUID");
+    req->after_id = 0;
+    if (after_text) {
+        int64_t after_id;
+        if (redeem_text_parse_int64(after_text, 0, INT64_MAX, &after_id) != 0)
+            return redeem_failure(r->pool, HTTP_BAD_REQUEST,
+                                  "after_id must be a non-negative integer");
+        if (redeem_request_query_param(r, "page", &bad))
+            return redeem_failure(r->pool, HTTP_BAD_REQUEST,
+                                  "Use either page or after_id, not both");
+        req->after_id = after_id;
+        req->page.offset = 0;
+    }
+    return NULL;
+}
+
+static json_t *code_json(request_rec *r, const redeem_rows_t *rows, int i)
+{
+    redeem_server_conf *conf = redeem_conf(r);
+    unsigned char hash[REDEEM_CODE_HASH_LEN], box[REDEEM_CODE_SEALED_LEN];
+    char symbols[REDEEM_CODE_SYMBOLS], display[REDEEM_CODE_DISPLAY_LEN + 1];
+    json_t *code = json_null();
+    if (redeem_text_hex_decode(redeem_db_cell(rows, i, COL_CODE_HASH), hash, sizeof hash) == 0 &&
+        redeem_text_hex_decode(redeem_db_cell(rows, i, COL_CODE_SEALED), box, sizeof box) == 0 &&
+        redeem_code_open(&conf->code_keys, box, sizeof box, hash, symbols) == 0) {
+        redeem_code_display(symbols, display);
+        code = json_string(display);
+    }
+    else
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      RDMNO(0502) "code %s does not open with the configured encryption key",
+                      redeem_db_cell(rows, i, COL_CODE_ID));
+    const char *used_by = redeem_db_cell(rows, i, COL_CODE_USED_BY);
+    return json_pack("{s:I, s:o, s:b, s:s, s:s?, s:s?, s:o, s:s}", "id",
+                     (json_int_t)apr_atoi64(redeem_db_cell(rows, i, COL_CODE_ID)), "code", code,
+                     "is_used", redeem_db_cell(rows, i, COL_CODE_IS_USED)[0] == 't', "created_at",
+                     redeem_db_cell(rows, i, COL_CODE_CREATED_AT), "expires_at",
+                     redeem_db_cell(rows, i, COL_CODE_EXPIRES_AT), "used_at",
+                     redeem_db_cell(rows, i, COL_CODE_USED_AT), "used_by",
+                     used_by ? json_integer(apr_atoi64(used_by)) : json_null(), "batch_id",
+                     redeem_db_cell(rows, i, COL_CODE_BATCH_ID));
+}
+
+const redeem_failure_t *redeem_handle_list_codes(redeem_call_t *call)
+{
+    request_rec *r = call->r;
+    list_request_t req = {0};
+    redeem_rows_t count, rows;
+    const redeem_failure_t *failure;
+    if ((failure = read_list_request(r, &req)))
+        return failure;
+
+    const char *after = apr_psprintf(r->pool, "%" APR_INT64_T_FMT, req.after_id);
+    const char *limit = apr_psprintf(r->pool, "%" APR_INT64_T_FMT, req.page.per_page);
+    const char *offset = apr_psprintf(r->pool, "%" APR_INT64_T_FMT, req.page.offset);
+    if (req.batch_id) {
+        const char *count_args[CODES_COUNT_BATCH_NARGS] = {[ARG_CODES_COUNT_BATCH_ID] =
+                                                               req.batch_id};
+        const char *page_args[CODES_PAGE_BATCH_NARGS] = {
+            [ARG_CODES_PAGE_BATCH_ID] = req.batch_id,
+            [ARG_CODES_PAGE_BATCH_USED] = !req.used            ? "{t,f}"
+                                          : req.used[0] == 't' ? "{t}"
+                                                               : "{f}",
+            [ARG_CODES_PAGE_BATCH_AFTER_ID] = after,
+            [ARG_CODES_PAGE_BATCH_LIMIT] = limit,
+            [ARG_CODES_PAGE_BATCH_OFFSET] = offset,
+        };
+        if ((failure = redeem_db_query(call->db, STMT_CODES_COUNT_BATCH, count_args, &count)) ||
+            (failure = redeem_db_query(call->db, STMT_CODES_PAGE_BATCH, page_args, &rows)))
+            return failure;
+    }
+    else {
+        redeem_stmt_e stmt = !req.used            ? STMT_CODES_PAGE
+                             : req.used[0] == 't' ? STMT_CODES_PAGE_USED
+                                                  : STMT_CODES_PAGE_UNUSED;
+        const char *page_args[CODES_PAGE_NARGS] = {[ARG_CODES_PAGE_AFTER_ID] = after,
+                                                   [ARG_CODES_PAGE_LIMIT] = limit,
+                                                   [ARG_CODES_PAGE_OFFSET] = offset};
+        if ((failure = redeem_db_query(call->db, STMT_CODES_COUNT_ALL, NULL, &count)) ||
+            (failure = redeem_db_query(call->db, stmt, page_args, &rows)))
+            return failure;
+    }
+    apr_int64_t all = apr_atoi64(redeem_db_cell(&count, 0, COL_CODES_COUNT_ALL));
+    apr_int64_t used = apr_atoi64(redeem_db_cell(&count, 0, COL_CODES_COUNT_USED));
+    apr_int64_t total = !req.used ? all : req.used[0] == 't' ? used : all - used;
+
+    json_t *codes = json_array();
+    for (int i = 0; i < rows.nrows; i++)
+        json_array_append_new(codes, code_json(r, &rows, i));
+    json_t *body = json_pack("{s:o}", "codes", codes);
+    /* The keyset cursor for the next page: the last id here, null at the end. */
+    json_object_set_new(
+        body, "next_after_id",
+        rows.nrows == req.page.per_page
+            ? json_integer(apr_atoi64(redeem_db_cell(&rows, rows.nrows - 1, COL_CODE_ID)))
+            : json_null());
+    return redeem_response_json(r, HTTP_OK, redeem_response_page_info(body, &req.page, total));
+}

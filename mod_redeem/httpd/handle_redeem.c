@@ -1,0 +1,91 @@
+/* POST /redeem: a logged-in user redeems a code, once, atomically. */
+#include "httpd/private.h"
+
+static const redeem_field_t redeem_fields[] = {
+    {"card_code", JSON_STRING, 1},
+    {"user_id", JSON_INTEGER, 0},
+    {NULL, JSON_NULL, 0},
+};
+
+/* A refusal decided before the code is looked up: its audit row is written
+ * here, since no redemption statement runs. */
+static const redeem_failure_t *refuse_attempt(redeem_call_t *call, const char *outcome, int status,
+                                              const char *message)
+{
+    redeem_audit_write_row(call->r, call->db, "redeem", call->caller.id_text, NULL, outcome);
+    return redeem_failure(call->r->pool, status, message);
+}
+
+/* A malformed request writes nothing to the database; the attempt still
+ * gets its line in the error log. */
+static const redeem_failure_t *reject_request(redeem_call_t *call, const char *outcome,
+                                              const redeem_failure_t *failure)
+{
+    redeem_audit_log_line(call->r, "redeem", call->caller.id_text, NULL, outcome);
+    return failure;
+}
+
+static const redeem_failure_t *answer(request_rec *r, const redeem_rows_t *rows)
+{
+    const char *outcome = redeem_db_cell(rows, 0, COL_REDEEM_OUTCOME);
+    if (strcmp(outcome, "success") == 0)
+        return redeem_response_json(
+            r, HTTP_OK,
+            json_pack("{s:s, s:b, s:s, s:s}", "message", "Code redeemed successfully",
+                      "subscription_extended", 1, "new_subscription_expiry",
+                      redeem_db_cell(rows, 0, COL_REDEEM_NEW_EXPIRY), "redeemed_at",
+                      redeem_db_cell(rows, 0, COL_REDEEM_REDEEMED_AT)));
+    if (strcmp(outcome, "expired") == 0)
+        return redeem_failure(r->pool, HTTP_GONE, "Code has expired");
+    if (strcmp(outcome, "used") == 0)
+        return redeem_failure(r->pool, HTTP_CONFLICT, "Code has already been used");
+    return redeem_failure(r->pool, HTTP_NOT_FOUND, "Invalid redeem code");
+}
+
+const redeem_failure_t *redeem_handle_redeem(redeem_call_t *call)
+{
+    request_rec *r = call->r;
+    const redeem_user_t *user = &call->caller;
+    json_t *body;
+    redeem_rows_t rows;
+    const redeem_failure_t *failure;
+    if ((failure = redeem_request_json_object(r, redeem_fields, &body)))
+        return reject_request(call, "bad_request", failure);
+
+    json_t *for_user = json_object_get(body, "user_id");
+    if (for_user && json_integer_value(for_user) != user->id)
+        return refuse_attempt(call, "forbidden", HTTP_FORBIDDEN,
+                              "You can only redeem codes for your own account");
+
+    json_t *card = json_object_get(body, "card_code");
+    char symbols[REDEEM_CODE_SYMBOLS];
+    if (redeem_code_normalize(json_string_value(card), json_string_length(card), symbols) != 0)
+        return reject_request(call, "invalid_format",
+                              redeem_failure(r->pool, HTTP_BAD_REQUEST, "Invalid code format"));
+    /* A mistyped or forged code stops here, without a lookup. */
+    if (!redeem_code_check(&call->conf->code_keys, symbols))
+        return refuse_attempt(call, "invalid_code", HTTP_NOT_FOUND, "Invalid redeem code");
+
+    unsigned char hash[REDEEM_CODE_HASH_LEN];
+    char hash_hex[2 * REDEEM_CODE_HASH_LEN + 1];
+    redeem_code_lookup_hash(&call->conf->code_keys, symbols, hash);
+    redeem_text_hex_encode(hash, sizeof hash, hash_hex);
+    const char *args[REDEEM_NARGS] = {
+        [ARG_REDEEM_CODE_HASH] = hash_hex,
+        [ARG_REDEEM_USER_ID] = user->id_text,
+        [ARG_REDEEM_CLIENT] = r->useragent_ip,
+        [ARG_REDEEM_REQUEST_ID] = redeem_request_id(r),
+    };
+    failure = redeem_db_query(call->db, STMT_REDEEM, args, &rows);
+    if (!failure && rows.nrows != 1)
+        failure = &redeem_failure_internal;
+    if (failure) {
+        redeem_audit_log_line(r, "redeem", user->id_text, NULL, "failed");
+        return failure;
+    }
+    const char *code_id = redeem_db_cell(&rows, 0, COL_REDEEM_CODE_ID);
+    redeem_audit_log_line(r, "redeem", user->id_text,
+                          code_id ? apr_pstrcat(r->pool, "code ", code_id, NULL) : NULL,
+                          redeem_db_cell(&rows, 0, COL_REDEEM_OUTCOME));
+    return answer(r, &rows);
+}

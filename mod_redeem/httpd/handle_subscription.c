@@ -1,0 +1,54 @@
+/* GET /api/subscription and GET /subscription/{user_id}. */
+#include "httpd/private.h"
+
+const redeem_failure_t *redeem_handle_own_subscription(redeem_call_t *call)
+{
+    const redeem_user_t *user = &call->caller;
+    return redeem_response_json(call->r, HTTP_OK,
+                                json_pack("{s:I, s:s, s:b, s:s?}", "user_id", (json_int_t)user->id,
+                                          "email", user->email, "is_subscribed",
+                                          user->is_subscribed, "subscription_expires_at",
+                                          user->subscription_expires_at));
+}
+
+static json_t *status_json(const redeem_user_t *user)
+{
+    const char *state = user->is_subscribed             ? "active"
+                        : user->subscription_expires_at ? "expired"
+                                                        : "inactive";
+    return json_pack("{s:I, s:s, s:b, s:s, s:s?, s:I, s:s}", "user_id", (json_int_t)user->id,
+                     "email", user->email, "is_subscribed", user->is_subscribed,
+                     "subscription_status", state, "subscription_expires_at",
+                     user->subscription_expires_at, "days_remaining",
+                     (json_int_t)(user->is_subscribed ? user->days_remaining : 0), "created_at",
+                     user->created_at);
+}
+
+const redeem_failure_t *redeem_handle_subscription_of(redeem_call_t *call)
+{
+    request_rec *r = call->r;
+    const redeem_user_t *caller = &call->caller;
+    redeem_user_t subject;
+    redeem_rows_t rows;
+    int64_t wanted;
+    const redeem_failure_t *failure;
+    if (redeem_text_parse_int64(strrchr(r->uri, '/') + 1, 1, INT64_MAX, &wanted) != 0)
+        return redeem_failure(r->pool, HTTP_BAD_REQUEST, "Invalid user id");
+    if (wanted == caller->id)
+        return redeem_response_json(r, HTTP_OK, status_json(caller));
+    if (!caller->is_admin)
+        return redeem_failure(r->pool, HTTP_FORBIDDEN,
+                              "Access denied. You can only check your own subscription status");
+
+    const char *args[USER_BY_ID_NARGS] = {
+        [ARG_USER_BY_ID_ID] = apr_psprintf(r->pool, "%" APR_INT64_T_FMT, (apr_int64_t)wanted)};
+    if ((failure = redeem_db_query(call->db, STMT_USER_BY_ID, args, &rows)))
+        return failure;
+    const char *target = apr_pstrcat(r->pool, "user ", args[ARG_USER_BY_ID_ID], NULL);
+    redeem_audit_write_row(r, call->db, "subscription_read", caller->id_text, target,
+                           rows.nrows ? "success" : "not_found");
+    if (rows.nrows == 0)
+        return redeem_failure(r->pool, HTTP_NOT_FOUND, "User not found");
+    redeem_user_from_row(&rows, 0, &subject);
+    return redeem_response_json(r, HTTP_OK, status_json(&subject));
+}

@@ -1,0 +1,261 @@
+/* What the httpd side of mod_redeem shares: the configuration, the state of
+ * one request (redeem_call_t), failures, and every file's public functions,
+ * grouped by the file that defines them. See mod_redeem.c for the map. */
+#ifndef REDEEM_PRIVATE_H
+#define REDEEM_PRIVATE_H
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_log.h>
+#include <http_protocol.h>
+#include <http_request.h>
+#include <apr_dbd.h>
+#include <apr_strings.h>
+#include <apr_thread_cond.h>
+#include <apr_thread_mutex.h>
+#include <jansson.h>
+#include <mod_dbd.h>
+
+#include "core/code.h"
+#include "core/email.h"
+#include "core/password.h"
+#include "core/text.h"
+#include "core/timestamp.h"
+#include "core/token.h"
+#include "httpd/statements.h"
+
+APLOG_USE_MODULE(redeem);
+extern module AP_MODULE_DECLARE_DATA redeem_module;
+
+/* Our own message tags, in the manner of httpd's APLOGNO (AH numbers are
+ * httpd's). The hundreds name the file: 00xx start-up and configuration,
+ * 01xx database, 02xx authentication and hashing, 03xx accounts, 04xx audit,
+ * 05xx codes. */
+#define RDMNO(n) "RDM" #n ": "
+
+#define REDEEM_DEFAULT_ADMIN_PASSWORD "AdminPassword123"
+
+/* ------------------------------------------------------------ failure.c */
+
+/* Why a request fails. Helpers never send a response: they return NULL when
+ * all went well, or a failure, which the router alone answers
+ * (redeem_response_failure). */
+typedef struct {
+    int status;          /* an HTTP status, 4xx or 5xx */
+    const char *message; /* the client's "error" text; 500 always says "Internal server error" */
+    int retry_after;     /* seconds for Retry-After; 0: no header */
+} redeem_failure_t;
+
+extern const redeem_failure_t redeem_failure_internal;    /* 500 */
+extern const redeem_failure_t redeem_failure_unavailable; /* 503, Retry-After: 5 */
+/* A failure allocated from p; message is not copied. */
+const redeem_failure_t *redeem_failure(apr_pool_t *p, int status, const char *message);
+
+/* ------------------------------------------------------------- config.c */
+
+/* State of one child process, made in child_init: the only mutable state. */
+typedef struct {
+    apr_uint32_t admin_ready; /* the configured admin exists (atomic flag) */
+    /* argon2 computations running now, under hash_lock; a finished one
+     * signals hash_freed to a request waiting for a slot. */
+    int hashes_in_flight;
+    apr_thread_mutex_t *hash_lock;
+    apr_thread_cond_t *hash_freed;
+} redeem_child_t;
+
+typedef struct {
+    int engine; /* -1: unset */
+    const char *base_path;
+    const char *jwt_secret;      /* from RedeemJWTSecret, or read from the file */
+    const char *jwt_secret_file; /* read at check_config, unless an inline secret came later */
+    const char *issuer;
+    redeem_password_cost_t argon2;
+    const char *admin_email;
+    const char *admin_password;
+    const char *code_mac_key_file;
+    const char *code_enc_key_file;
+    /* The bounded numbers, set through the table in config.c. */
+    apr_int64_t token_lifetime; /* seconds */
+    apr_int64_t leeway;         /* seconds */
+    apr_int64_t hash_concurrency;
+    apr_int64_t hash_wait_ms;
+    apr_int64_t max_body; /* bytes */
+    apr_int64_t max_codes;
+
+    /* Resolved at check_config. */
+    redeem_token_config_t token;
+    redeem_code_keys_t code_keys;
+    const char *dummy_hash; /* verified against for unknown emails */
+    ap_dbd_t *(*dbd_acquire)(request_rec *r);
+    redeem_child_t *child;
+} redeem_server_conf;
+
+static inline redeem_server_conf *redeem_conf(const request_rec *r)
+{
+    return ap_get_module_config(r->server->module_config, &redeem_module);
+}
+
+extern const command_rec redeem_config_directives[];
+void *redeem_config_create(apr_pool_t *p, server_rec *s);
+void *redeem_config_merge(apr_pool_t *p, void *base, void *add);
+/* check_config: defaults, secrets and keys of every server; OK or an error status. */
+int redeem_config_finish(apr_pool_t *pconf, server_rec *s);
+
+/* ------------------------------------------------------------------ db.c */
+
+typedef struct {
+    int nrows, ncols;
+    const char **cells; /* nrows * ncols, NULL for SQL NULL */
+} redeem_rows_t;
+
+/* A cell by the column names of statements.h. */
+static inline const char *redeem_db_cell(const redeem_rows_t *rows, int row, int col)
+{
+    return rows->cells[row * rows->ncols + col];
+}
+
+typedef struct redeem_db redeem_db_t;
+/* A pooled connection ready for our statements: acquired from mod_dbd, the
+ * schema version checked and the statements prepared once per backend. */
+const redeem_failure_t *redeem_db_open(request_rec *r, redeem_db_t **db);
+/* Runs a prepared statement; args holds exactly the statement's arguments
+ * (statements.h names them). Failures: 503 when the database is
+ * unreachable, 500 otherwise, logged without driver detail for the client. */
+const redeem_failure_t *redeem_db_query(redeem_db_t *db, redeem_stmt_e stmt,
+                                        const char *const *args, redeem_rows_t *rows);
+/* The same for a statement that returns no rows. */
+const redeem_failure_t *redeem_db_exec(redeem_db_t *db, redeem_stmt_e stmt,
+                                       const char *const *args);
+
+/* ---------------------------------------------------------------- user.c */
+
+typedef struct {
+    apr_int64_t id;
+    const char *id_text;
+    const char *email;
+    int is_admin;
+    const char *created_at;
+    const char *subscription_expires_at; /* NULL when never subscribed */
+    int is_subscribed;
+    apr_int64_t days_remaining;
+    const char *password_hash; /* only from STMT_USER_BY_EMAIL */
+} redeem_user_t;
+
+/* A row of a statement returning SQL_USER_COLUMNS (statements.h). */
+void redeem_user_from_row(const redeem_rows_t *rows, int row, redeem_user_t *user);
+/* {"id", "email", "created_at"} */
+json_t *redeem_user_json(const redeem_user_t *user);
+/* The account of an email (case-insensitively), password hash included;
+ * user->id_text is NULL when there is none. */
+const redeem_failure_t *redeem_user_by_email(redeem_db_t *db, const char *email,
+                                             redeem_user_t *user);
+
+/* ---------------------------------------------------------------- call.c */
+
+/* One request on its way through the module. */
+typedef struct {
+    request_rec *r;
+    redeem_server_conf *conf;
+    redeem_db_t *db;      /* set by redeem_call_db */
+    redeem_user_t caller; /* the token's user, on routes that authenticate */
+} redeem_call_t;
+
+/* The request's database connection, opened on first use; the configured
+ * admin account is ensured (admin.c) before it is handed out. */
+const redeem_failure_t *redeem_call_db(redeem_call_t *call);
+
+/* --------------------------------------------------------------- admin.c */
+
+/* RedeemAdmin: creates the account or promotes a matching one, once per
+ * child; a no-op after success or without RedeemAdmin. */
+const redeem_failure_t *redeem_admin_ensure(request_rec *r, redeem_db_t *db);
+
+/* ---------------------------------------------------------------- auth.c */
+
+typedef enum { REDEEM_ACCESS_PUBLIC, REDEEM_ACCESS_USER, REDEEM_ACCESS_ADMIN } redeem_access_e;
+/* The bearer token checked (401 before any database work), then its user
+ * read from the database into call->caller (401 when gone); with
+ * REDEEM_ACCESS_ADMIN also 403 unless the database says admin. */
+const redeem_failure_t *redeem_auth_caller(redeem_call_t *call, redeem_access_e access);
+/* A fresh access token for user, or NULL (logged). */
+const char *redeem_auth_token_for(request_rec *r, const redeem_user_t *user);
+
+/* ------------------------------------------------------------- hashing.c */
+
+/* argon2id under this child's bound (RedeemHashConcurrency): each call takes
+ * a slot, waiting up to RedeemHashWait (then 503, Retry-After: 1), does its
+ * work and gives the slot back. */
+const redeem_failure_t *redeem_hashing_hash(request_rec *r, const char *password, size_t len,
+                                            char **hash);
+const redeem_failure_t *redeem_hashing_verify(request_rec *r, const char *stored,
+                                              const char *password, size_t len,
+                                              redeem_password_result_e *verdict);
+
+/* --------------------------------------------------------------- audit.c */
+
+/* An audit event as a line in the error log (info level, with the request id). */
+void redeem_audit_log_line(request_rec *r, const char *event, const char *actor, const char *target,
+                           const char *outcome);
+/* An audit event as a row in audit_log, and its log line. Events that a
+ * larger statement records itself (redemption, code generation) take only
+ * the log line. */
+void redeem_audit_write_row(request_rec *r, redeem_db_t *db, const char *event, const char *actor,
+                            const char *target, const char *outcome);
+
+/* ------------------------------------------------------------- request.c */
+
+typedef struct {
+    const char *name;
+    json_type type; /* JSON_INTEGER, JSON_STRING, ... */
+    int required;
+} redeem_field_t;
+/* The body as a JSON object of these fields (a NULL-named entry ends the
+ * list): 415, 413, 400 with a message naming the problem. */
+const redeem_failure_t *redeem_request_json_object(request_rec *r, const redeem_field_t *fields,
+                                                   json_t **body);
+/* Query parameter name of r->args, URL-decoded; NULL when absent. Sets *bad
+ * when the query string is malformed or repeats the parameter. */
+const char *redeem_request_query_param(request_rec *r, const char *name, int *bad);
+typedef struct {
+    apr_int64_t page, per_page, offset;
+} redeem_page_t;
+/* page and per_page from the query, or 400. */
+const redeem_failure_t *redeem_request_page(request_rec *r, redeem_page_t *page);
+/* mod_unique_id's UNIQUE_ID when loaded, else the request's log id. */
+const char *redeem_request_id(request_rec *r);
+/* Keeps value until the request ends (drops the reference then). */
+json_t *redeem_request_hold_json(request_rec *r, json_t *value);
+
+/* ------------------------------------------------------------ response.c */
+
+/* Sends body (a reference it steals) with status; NULL, or a failure when
+ * the body cannot be serialized (nothing sent then). */
+const redeem_failure_t *redeem_response_json(request_rec *r, int status, json_t *body);
+/* The one place a failure becomes a response: {"error": message}. */
+void redeem_response_failure(request_rec *r, const redeem_failure_t *failure);
+/* Adds total, pages, current_page and per_page to body; returns body. */
+json_t *redeem_response_page_info(json_t *body, const redeem_page_t *page, apr_int64_t total);
+
+/* -------------------------------------------------------------- router.c */
+
+/* The URI is under RedeemBasePath of a server with RedeemEngine On. */
+int redeem_router_claims(request_rec *r);
+/* Finds the route (404, 405), authenticates as the route asks, runs its
+ * handler and answers any failure. Always returns OK. */
+int redeem_router_dispatch(request_rec *r);
+
+/* ------------------------------------------------------------ handle_*.c */
+
+/* Handlers: each sends its success response and returns NULL, or returns a
+ * failure for the router to answer. The router has authenticated the
+ * caller when the route asks for it. */
+typedef const redeem_failure_t *redeem_handler_fn(redeem_call_t *call);
+redeem_handler_fn redeem_handle_register, redeem_handle_login, redeem_handle_profile,
+    redeem_handle_users;                                                  /* handle_account.c */
+redeem_handler_fn redeem_handle_health;                                   /* handle_health.c */
+redeem_handler_fn redeem_handle_generate_codes, redeem_handle_list_codes; /* handle_codes.c */
+redeem_handler_fn redeem_handle_redeem;                                   /* handle_redeem.c */
+redeem_handler_fn redeem_handle_own_subscription,
+    redeem_handle_subscription_of; /* handle_subscription.c */
+
+#endif

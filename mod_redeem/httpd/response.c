@@ -1,0 +1,60 @@
+/* Responses: JSON bodies with the API's headers, and the one place a
+ * failure becomes an error response. */
+#include "httpd/private.h"
+
+static void set_common_headers(request_rec *r)
+{
+    /* err_headers_out: kept on every response, errors included. */
+    apr_table_setn(r->err_headers_out, "X-Content-Type-Options", "nosniff");
+    apr_table_setn(r->err_headers_out, "Cache-Control", "no-store");
+}
+
+static void send_text(request_rec *r, int status, const char *text, size_t len)
+{
+    set_common_headers(r);
+    r->status = status;
+    ap_set_content_type(r, "application/json");
+    ap_set_content_length(r, (apr_off_t)len);
+    if (!r->header_only)
+        ap_rwrite(text, (int)len, r);
+}
+
+const redeem_failure_t *redeem_response_json(request_rec *r, int status, json_t *body)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!text)
+        return &redeem_failure_internal;
+    send_text(r, status, text, strlen(text));
+    free(text);
+    return NULL;
+}
+
+void redeem_response_failure(request_rec *r, const redeem_failure_t *failure)
+{
+    const char *message = failure->message;
+    if (failure->status == HTTP_UNAUTHORIZED)
+        apr_table_setn(r->err_headers_out, "WWW-Authenticate", "Bearer");
+    /* The contract wants Retry-After on every 503. */
+    int retry_after = failure->retry_after;
+    if (retry_after <= 0 && failure->status == HTTP_SERVICE_UNAVAILABLE)
+        retry_after = redeem_failure_unavailable.retry_after;
+    if (retry_after > 0)
+        apr_table_setn(r->err_headers_out, "Retry-After", apr_itoa(r->pool, retry_after));
+    if (failure->status == HTTP_INTERNAL_SERVER_ERROR || !message)
+        message = "Internal server error";
+    if (redeem_response_json(r, failure->status, json_pack("{s:s}", "error", message))) {
+        static const char fallback[] = "{\"error\":\"Internal server error\"}";
+        send_text(r, HTTP_INTERNAL_SERVER_ERROR, fallback, sizeof fallback - 1);
+    }
+}
+
+json_t *redeem_response_page_info(json_t *body, const redeem_page_t *page, apr_int64_t total)
+{
+    apr_int64_t pages = (total + page->per_page - 1) / page->per_page;
+    json_object_set_new(body, "total", json_integer(total));
+    json_object_set_new(body, "pages", json_integer(pages));
+    json_object_set_new(body, "current_page", json_integer(page->page));
+    json_object_set_new(body, "per_page", json_integer(page->per_page));
+    return body;
+}

@@ -1,0 +1,81 @@
+/* Which handler serves a request: the endpoint table, 404 and 405, the
+ * authentication each route asks for, and the one place failures are
+ * answered. */
+#include "httpd/private.h"
+
+typedef struct {
+    const char *path; /* a trailing '/' matches one more path segment */
+    int method;       /* M_GET also serves HEAD */
+    redeem_access_e access;
+    redeem_handler_fn *handler;
+} redeem_route_t;
+
+static const redeem_route_t routes[] = {
+    {"/api/register", M_POST, REDEEM_ACCESS_PUBLIC, redeem_handle_register},
+    {"/api/login", M_POST, REDEEM_ACCESS_PUBLIC, redeem_handle_login},
+    {"/api/profile", M_GET, REDEEM_ACCESS_USER, redeem_handle_profile},
+    {"/api/users", M_GET, REDEEM_ACCESS_ADMIN, redeem_handle_users},
+    {"/api/health", M_GET, REDEEM_ACCESS_PUBLIC, redeem_handle_health},
+    {"/api/subscription", M_GET, REDEEM_ACCESS_USER, redeem_handle_own_subscription},
+    {"/admin/generate-codes", M_POST, REDEEM_ACCESS_ADMIN, redeem_handle_generate_codes},
+    {"/admin/codes", M_GET, REDEEM_ACCESS_ADMIN, redeem_handle_list_codes},
+    {"/redeem", M_POST, REDEEM_ACCESS_USER, redeem_handle_redeem},
+    {"/subscription/", M_GET, REDEEM_ACCESS_USER, redeem_handle_subscription_of},
+    {NULL, 0, REDEEM_ACCESS_PUBLIC, NULL},
+};
+
+int redeem_router_claims(request_rec *r)
+{
+    redeem_server_conf *conf = redeem_conf(r);
+    if (!conf || conf->engine != 1 || !r->uri || r->uri[0] != '/')
+        return 0;
+    size_t base_len = strlen(conf->base_path);
+    return strncmp(r->uri, conf->base_path, base_len) == 0 &&
+           (r->uri[base_len] == '/' || r->uri[base_len] == '\0');
+}
+
+static int path_matches(const char *pattern, const char *path)
+{
+    size_t len = strlen(pattern);
+    if (pattern[len - 1] != '/')
+        return strcmp(pattern, path) == 0;
+    /* "/subscription/" matches "/subscription/42", not "/subscription/" or "/subscription/1/x". */
+    return strncmp(pattern, path, len) == 0 && path[len] != '\0' && !strchr(path + len, '/');
+}
+
+static const redeem_failure_t *route(request_rec *r)
+{
+    const char *path = r->uri + strlen(redeem_conf(r)->base_path);
+    const redeem_route_t *found = routes;
+    while (found->path && !path_matches(found->path, path))
+        found++;
+    if (!found->path) {
+        ap_discard_request_body(r);
+        return redeem_failure(r->pool, HTTP_NOT_FOUND, "Not found");
+    }
+    if (r->method_number != found->method) {
+        ap_discard_request_body(r);
+        apr_table_setn(r->err_headers_out, "Allow",
+                       found->method == M_GET ? "GET, HEAD"
+                                              : ap_method_name_of(r->pool, found->method));
+        return redeem_failure(r->pool, HTTP_METHOD_NOT_ALLOWED, "Method not allowed");
+    }
+    if (found->method == M_GET && ap_discard_request_body(r) != OK)
+        return redeem_failure(r->pool, HTTP_BAD_REQUEST, "Malformed request body");
+
+    redeem_call_t *call = apr_pcalloc(r->pool, sizeof *call);
+    call->r = r;
+    call->conf = redeem_conf(r);
+    const redeem_failure_t *failure = NULL;
+    if (found->access != REDEEM_ACCESS_PUBLIC)
+        failure = redeem_auth_caller(call, found->access);
+    return failure ? failure : found->handler(call);
+}
+
+int redeem_router_dispatch(request_rec *r)
+{
+    const redeem_failure_t *failure = route(r);
+    if (failure)
+        redeem_response_failure(r, failure);
+    return OK;
+}

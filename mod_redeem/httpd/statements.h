@@ -1,0 +1,233 @@
+/* The database contract: every statement the module runs, with its SQL, its
+ * arguments and its result columns by name. The schema itself is in sql/.
+ *
+ * Placeholders are apr_dbd's: %s text, %lld bigint, %d int (apr-dbd.md).
+ * Every argument appears once; a statement that needs a value twice binds
+ * it in an `args` CTE. db.c checks at preparation that PostgreSQL counts
+ * the same arguments and columns as the table in statements.c. */
+#ifndef REDEEM_STATEMENTS_H
+#define REDEEM_STATEMENTS_H
+
+typedef enum {
+    STMT_USER_INSERT,
+    STMT_USER_BY_EMAIL,
+    STMT_USER_BY_ID,
+    STMT_USERS_PAGE,
+    STMT_ROW_COUNT,
+    STMT_ADMIN_PROMOTE,
+    STMT_ADMIN_INSERT,
+    STMT_PING,
+    STMT_CODES_INSERT,
+    STMT_CODES_PAGE,
+    STMT_CODES_PAGE_USED,
+    STMT_CODES_PAGE_UNUSED,
+    STMT_CODES_PAGE_BATCH,
+    STMT_CODES_COUNT_ALL,
+    STMT_CODES_COUNT_BATCH,
+    STMT_REDEEM,
+    STMT_AUDIT_INSERT,
+    STMT_COUNT_
+} redeem_stmt_e;
+
+typedef struct {
+    const char *name; /* in the log, and the label redeem_<name> */
+    const char *sql;
+    int nargs;
+    int ncols;     /* result columns; 0 for statements run with redeem_db_exec */
+    int read_only; /* changes nothing: safe to run again on a fresh connection */
+} redeem_stmt_t;
+
+/* Indexed by redeem_stmt_e. */
+extern const redeem_stmt_t redeem_statements[STMT_COUNT_];
+
+/* ---- Users. Every statement that returns a user yields these columns
+ * first; the database's clock decides whether a subscription is running. */
+enum {
+    COL_USER_ID,
+    COL_USER_EMAIL,
+    COL_USER_IS_ADMIN,
+    COL_USER_CREATED_AT,
+    COL_USER_EXPIRES_AT,
+    COL_USER_IS_SUBSCRIBED,
+    COL_USER_DAYS_REMAINING,
+    USER_NCOLS,
+    COL_USER_PASSWORD_HASH = USER_NCOLS, /* STMT_USER_BY_EMAIL only */
+};
+#define SQL_USER_COLUMNS                                                                           \
+    "id, email, is_admin, api_ts(created_at), api_ts(subscription_expires_at), "                   \
+    "coalesce(subscription_expires_at > now(), false), "                                           \
+    "greatest(0, floor(extract(epoch FROM subscription_expires_at - now()) / 86400))::bigint"
+
+/* A new account; no row when the email is taken. Columns: the user's. */
+enum { ARG_USER_INSERT_EMAIL, ARG_USER_INSERT_PASSWORD_HASH, USER_INSERT_NARGS };
+#define SQL_USER_INSERT                                                                            \
+    "INSERT INTO users (email, password_hash) VALUES (%s, %s) "                                    \
+    "ON CONFLICT DO NOTHING RETURNING " SQL_USER_COLUMNS
+
+/* Columns: the user's, then COL_USER_PASSWORD_HASH. */
+enum { ARG_USER_BY_EMAIL_EMAIL, USER_BY_EMAIL_NARGS };
+#define SQL_USER_BY_EMAIL                                                                          \
+    "SELECT " SQL_USER_COLUMNS ", password_hash FROM users WHERE lower(email) = lower(%s)"
+
+enum { ARG_USER_BY_ID_ID, USER_BY_ID_NARGS };
+#define SQL_USER_BY_ID "SELECT " SQL_USER_COLUMNS " FROM users WHERE id = %lld"
+
+enum { ARG_USERS_PAGE_LIMIT, ARG_USERS_PAGE_OFFSET, USERS_PAGE_NARGS };
+#define SQL_USERS_PAGE "SELECT " SQL_USER_COLUMNS " FROM users ORDER BY id LIMIT %lld OFFSET %lld"
+
+/* An exact table size kept by triggers (sql/001). */
+enum { ARG_ROW_COUNT_TABLE, ROW_COUNT_NARGS };
+enum { COL_ROW_COUNT_N, ROW_COUNT_NCOLS };
+#define SQL_ROW_COUNT "SELECT n FROM row_counts WHERE name = %s"
+
+/* ---- The RedeemAdmin bootstrap (admin.c). Both return the id, or no row. */
+enum { ARG_ADMIN_PROMOTE_EMAIL, ADMIN_PROMOTE_NARGS };
+enum { ARG_ADMIN_INSERT_EMAIL, ARG_ADMIN_INSERT_PASSWORD_HASH, ADMIN_INSERT_NARGS };
+enum { COL_ADMIN_ID, ADMIN_NCOLS };
+#define SQL_ADMIN_PROMOTE                                                                          \
+    "UPDATE users SET is_admin = true WHERE lower(email) = lower(%s) RETURNING id"
+#define SQL_ADMIN_INSERT                                                                           \
+    "INSERT INTO users (email, password_hash, is_admin) VALUES (%s, %s, true) "                    \
+    "ON CONFLICT DO NOTHING RETURNING id"
+
+#define PING_NARGS 0
+#define PING_NCOLS 1
+#define SQL_PING "SELECT 1"
+
+/* ---- Codes. The whole batch in one statement: all or nothing, audited
+ * with it. The hashes and sealed codes come as text arrays of hex. */
+enum {
+    ARG_CODES_INSERT_BATCH_ID,
+    ARG_CODES_INSERT_MONTHS,
+    ARG_CODES_INSERT_EXPIRES_AT, /* NULL: never */
+    ARG_CODES_INSERT_HASHES,
+    ARG_CODES_INSERT_SEALED,
+    ARG_CODES_INSERT_ACTOR,
+    ARG_CODES_INSERT_TARGET,
+    ARG_CODES_INSERT_CLIENT,
+    ARG_CODES_INSERT_REQUEST_ID,
+    CODES_INSERT_NARGS
+};
+enum { COL_CODES_INSERT_COUNT, COL_CODES_INSERT_EXPIRES_AT, CODES_INSERT_NCOLS };
+#define SQL_CODES_INSERT                                                                           \
+    "WITH inserted AS ("                                                                           \
+    " INSERT INTO redeem_codes (code_hash, code_sealed, batch_id, duration_months, expires_at)"    \
+    " SELECT decode(h, 'hex'), decode(s, 'hex'), %s::uuid, %d, %s::timestamptz"                    \
+    " FROM unnest(%s::text[], %s::text[]) AS t(h, s) RETURNING expires_at),"                       \
+    " audit AS ("                                                                                  \
+    " INSERT INTO audit_log (event, actor_id, target, client_addr, outcome, request_id)"           \
+    " SELECT 'codes_generated', %lld, %s, %s, 'success', %s)"                                      \
+    " SELECT count(*), api_ts(min(expires_at)) FROM inserted"
+
+/* Listing pages, each in id order from a keyset cursor, then an offset. */
+enum {
+    COL_CODE_ID,
+    COL_CODE_HASH,   /* hex */
+    COL_CODE_SEALED, /* hex */
+    COL_CODE_IS_USED,
+    COL_CODE_CREATED_AT,
+    COL_CODE_EXPIRES_AT,
+    COL_CODE_USED_AT,
+    COL_CODE_USED_BY,
+    COL_CODE_BATCH_ID,
+    CODE_NCOLS
+};
+#define SQL_CODE_COLUMNS                                                                           \
+    "id, encode(code_hash, 'hex'), encode(code_sealed, 'hex'), used_at IS NOT NULL,"               \
+    " api_ts(created_at), api_ts(expires_at), api_ts(used_at), used_by, batch_id"
+enum { ARG_CODES_PAGE_AFTER_ID, ARG_CODES_PAGE_LIMIT, ARG_CODES_PAGE_OFFSET, CODES_PAGE_NARGS };
+#define SQL_CODES_PAGE_WHERE(condition)                                                            \
+    "SELECT " SQL_CODE_COLUMNS " FROM redeem_codes WHERE " condition "id > %lld"                   \
+    " ORDER BY id LIMIT %lld OFFSET %lld"
+#define SQL_CODES_PAGE SQL_CODES_PAGE_WHERE("")
+#define SQL_CODES_PAGE_USED SQL_CODES_PAGE_WHERE("used_at IS NOT NULL AND ")
+#define SQL_CODES_PAGE_UNUSED SQL_CODES_PAGE_WHERE("used_at IS NULL AND ")
+/* Within one batch (at most RedeemMaxCodesPerRequest rows, so filtering is
+ * bounded); ARG_..._USED is a boolean array literal of the used states
+ * wanted: {t,f}, {t} or {f}. */
+enum {
+    ARG_CODES_PAGE_BATCH_ID,
+    ARG_CODES_PAGE_BATCH_USED,
+    ARG_CODES_PAGE_BATCH_AFTER_ID,
+    ARG_CODES_PAGE_BATCH_LIMIT,
+    ARG_CODES_PAGE_BATCH_OFFSET,
+    CODES_PAGE_BATCH_NARGS
+};
+#define SQL_CODES_PAGE_BATCH                                                                       \
+    "SELECT " SQL_CODE_COLUMNS " FROM redeem_codes WHERE batch_id = %s::uuid"                      \
+    " AND (used_at IS NOT NULL) = ANY (%s::boolean[])"                                             \
+    " AND id > %lld ORDER BY id LIMIT %lld OFFSET %lld"
+
+/* Totals of the listing: all codes and used ones, in the whole table (from
+ * the trigger-kept counters) or in one batch. */
+enum { COL_CODES_COUNT_ALL, COL_CODES_COUNT_USED, CODES_COUNT_NCOLS };
+#define CODES_COUNT_ALL_NARGS 0
+#define SQL_CODES_COUNT_ALL                                                                        \
+    "SELECT coalesce(sum(total), 0), coalesce(sum(used), 0) FROM code_counts"
+enum { ARG_CODES_COUNT_BATCH_ID, CODES_COUNT_BATCH_NARGS };
+#define SQL_CODES_COUNT_BATCH                                                                      \
+    "SELECT count(*), count(used_at) FROM redeem_codes WHERE batch_id = %s::uuid"
+
+/* ---- Redemption, in one statement: claim the code if still usable, extend
+ * the subscription from the later of now and the current expiry, write the
+ * audit row, and say what happened. Under READ COMMITTED a concurrent claim
+ * of the same code makes our UPDATE find used_at set (no row: 409), and
+ * concurrent extensions of one user re-read the updated row (no lost month). */
+enum {
+    ARG_REDEEM_CODE_HASH, /* hex */
+    ARG_REDEEM_USER_ID,
+    ARG_REDEEM_CLIENT,
+    ARG_REDEEM_REQUEST_ID,
+    REDEEM_NARGS
+};
+enum {
+    COL_REDEEM_OUTCOME, /* success, not_found, expired or used */
+    COL_REDEEM_NEW_EXPIRY,
+    COL_REDEEM_REDEEMED_AT,
+    COL_REDEEM_CODE_ID, /* NULL when not found */
+    REDEEM_NCOLS
+};
+#define SQL_REDEEM                                                                                 \
+    "WITH args AS ("                                                                               \
+    " SELECT decode(%s, 'hex') AS code_hash, %lld::bigint AS user_id,"                             \
+    " %s::text AS client_addr, %s::text AS request_id),"                                           \
+    " target AS ("                                                                                 \
+    " SELECT c.id, c.used_at, c.expires_at FROM redeem_codes c, args"                              \
+    " WHERE c.code_hash = args.code_hash),"                                                        \
+    " claimed AS ("                                                                                \
+    " UPDATE redeem_codes c SET used_at = now(), used_by = args.user_id FROM target t, args"       \
+    " WHERE c.id = t.id AND c.used_at IS NULL"                                                     \
+    " AND (c.expires_at IS NULL OR c.expires_at > now())"                                          \
+    " RETURNING c.id, c.duration_months),"                                                         \
+    " extended AS ("                                                                               \
+    " UPDATE users u SET subscription_expires_at ="                                                \
+    " greatest(u.subscription_expires_at, now()) + make_interval(months => cl.duration_months)"    \
+    " FROM claimed cl, args WHERE u.id = args.user_id RETURNING u.subscription_expires_at),"       \
+    " outcome AS ("                                                                                \
+    " SELECT CASE WHEN EXISTS (SELECT FROM extended) THEN 'success'"                               \
+    " WHEN NOT EXISTS (SELECT FROM target) THEN 'not_found'"                                       \
+    " WHEN (SELECT used_at FROM target) IS NULL"                                                   \
+    " AND (SELECT expires_at FROM target) <= now() THEN 'expired'"                                 \
+    " ELSE 'used' END AS result),"                                                                 \
+    " audit AS ("                                                                                  \
+    " INSERT INTO audit_log (event, actor_id, target, client_addr, outcome, request_id)"           \
+    " SELECT 'redeem', args.user_id, (SELECT 'code ' || id FROM target), args.client_addr,"        \
+    " outcome.result, args.request_id FROM outcome, args)"                                         \
+    " SELECT result, (SELECT api_ts(subscription_expires_at) FROM extended), api_ts(now()),"       \
+    " (SELECT id FROM target) FROM outcome"
+
+/* ---- One audit row (audit.c). */
+enum {
+    ARG_AUDIT_EVENT,
+    ARG_AUDIT_ACTOR,
+    ARG_AUDIT_TARGET,
+    ARG_AUDIT_CLIENT,
+    ARG_AUDIT_OUTCOME,
+    ARG_AUDIT_REQUEST_ID,
+    AUDIT_INSERT_NARGS
+};
+#define SQL_AUDIT_INSERT                                                                           \
+    "INSERT INTO audit_log (event, actor_id, target, client_addr, outcome, request_id)"            \
+    " VALUES (%s, %lld, %s, %s, %s, %s)"
+
+#endif
