@@ -7,8 +7,8 @@
  * Layout: a 64-byte header, then buckets of 8 slots, one 64-byte cache line
  * each. A slot is one uint64: a 24-bit key fingerprint, a pending bit and a
  * 39-bit TAT in ms after the table's epoch (17.4 years of range). A keyed
- * SipHash-2-4 of the key picks the bucket and the fingerprint; a key lives in
- * at most one slot of its bucket. Memory: 8 bytes per entry, entries rounded
+ * SipHash-2-4 of the key picks the bucket and the fingerprint; a key's state
+ * lives in one slot of its bucket. Memory: 8 bytes per entry, entries rounded
  * up to a multiple of 8, plus 64 bytes. */
 #ifndef REDEEM_LIMIT_TABLE_H
 #define REDEEM_LIMIT_TABLE_H
@@ -45,7 +45,10 @@ int redeem_limit_table_valid(const void *mem, size_t bytes);
  * state was dropped to make room (that key starts afresh: log it), else 0.
  * Returns 0, or -1 when the table is not formatted, p is invalid, or now_ms is
  * too far past the epoch (17.4 years less the period): then *v is untouched
- * and the caller decides (fail open or closed). Lock-free, O(1). */
+ * and the caller decides (fail open or closed). Lock-free and O(1); it may
+ * yield the CPU briefly (up to 2000 sched_yield calls) when it meets another
+ * process's unfinished creation of the same key, and clears that claim if the
+ * process died. */
 int redeem_limit_table_check(void *mem, const redeem_gcra_policy_t *p, const void *key,
                              size_t key_len, int64_t now_ms, redeem_gcra_verdict_t *v,
                              int *evicted);
