@@ -14,7 +14,7 @@ MODULE   := $(BUILD)/mod_redeem.so
 WARNINGS := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS   ?= -O2 -g
 ALL_CFLAGS := -std=gnu11 -fPIC $(CFLAGS) $(WARNINGS) -I$(SRC_DIR) $(APXS_INCS) $(APR_CPPFLAGS) -fstack-protector-strong -D_FORTIFY_SOURCE=2 -I$(PG_INCLUDEDIR)
-LIBS     := -ljansson -ljwt -largon2 -lcrypto -lpq
+LIBS     := -ljansson -ljwt -largon2 -lcrypto -lpq -lhiredis
 
 .PHONY: all build deps pg run stop test unit asan fuzz clean format install bench
 
@@ -55,19 +55,27 @@ test: deps
 	@scripts/test.sh
 	@REDEEM_ASAN=1 scripts/test.sh
 
-unit: $(BUILD)/unit_tests
+unit: $(BUILD)/unit_tests $(BUILD)/limit_tests
 
 $(BUILD)/unit_tests: t/unit/unit_tests.c $(CORE_SOURCES) $(HEADERS) | $(BUILD)/obj
 	@$(if $(V),,echo "  CC      $@")
 	$(Q)$(CC) -std=gnu11 $(CFLAGS) $(WARNINGS) $(APR_CPPFLAGS) $(APXS_INCS) -I$(SRC_DIR) \
 	  t/unit/unit_tests.c $(CORE_SOURCES) -o $@ -lapr-1 $(LIBS)
 
-# The module built with AddressSanitizer and UBSan, loaded by the suite with
-# REDEEM_ASAN=1 (see t/lib/Test/Redeem.pm).
+# The rate limiter's core, with threads and forked processes racing on one table.
+# (t/unit/limit_tests.sh tsan runs it under ThreadSanitizer.)
+LIMIT_SOURCES := $(SRC_DIR)/core/gcra.c $(SRC_DIR)/core/limit_table.c
+$(BUILD)/limit_tests: t/unit/limit_tests.c $(LIMIT_SOURCES) $(HEADERS) | $(BUILD)/obj
+	@$(if $(V),,echo "  CC      $@")
+	$(Q)$(CC) -std=gnu11 $(CFLAGS) $(WARNINGS) -pthread -I$(SRC_DIR) \
+	  t/unit/limit_tests.c $(LIMIT_SOURCES) -o $@
+
+# The module and the unit tests built with AddressSanitizer and UBSan, used
+# by the suite with REDEEM_ASAN=1 (see t/lib/Test/Redeem.pm and t/unit*.t).
 asan:
 	@$(MAKE) --no-print-directory BUILD=$(BUILD)/asan \
-	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
-	  LDFLAGS="-fsanitize=address,undefined" build
+	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
+	  LDFLAGS="-fsanitize=address,undefined" build unit
 
 # libFuzzer over the core's parsers of untrusted input (needs clang):
 # FUZZ_SECONDS per run, default 60.

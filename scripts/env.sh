@@ -3,9 +3,10 @@
 REDEEM_ROOT=${REDEEM_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 REDEEM_BUILD=${REDEEM_BUILD:-$REDEEM_ROOT/build}
 REDEEM_PG_PORT=${REDEEM_PG_PORT:-54329}
+REDEEM_REDIS_PORT=${REDEEM_REDIS_PORT:-63790}
 REDEEM_PG_BIN=${REDEEM_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}
 REDEEM_SECRETS=$REDEEM_BUILD/secrets
-export REDEEM_ROOT REDEEM_BUILD REDEEM_PG_PORT REDEEM_PG_BIN REDEEM_SECRETS
+export REDEEM_ROOT REDEEM_BUILD REDEEM_PG_PORT REDEEM_REDIS_PORT REDEEM_PG_BIN REDEEM_SECRETS
 
 # Who runs the servers: initdb refuses root, and httpd's children drop to User/Group.
 if [ "$(id -u)" -eq 0 ]; then

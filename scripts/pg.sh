@@ -3,6 +3,7 @@
 #   pg.sh start [DB]   create the cluster once, start it, create DB (default redeem)
 #                      and apply the migrations in sql/ to it
 #   pg.sh stop         stop the cluster
+#   pg.sh status       exit 0 when it runs
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 
@@ -59,5 +60,6 @@ stop() {
 case "${1:-}" in
   start) shift; start "$@" ;;
   stop) stop ;;
-  *) echo "usage: $0 start [DB] | stop" >&2; exit 2 ;;
+  status) [ -f "$data/PG_VERSION" ] && pg_ctl -D "$data" status >/dev/null 2>&1 ;;
+  *) echo "usage: $0 start [DB] | stop | status" >&2; exit 2 ;;
 esac

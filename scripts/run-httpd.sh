@@ -25,6 +25,13 @@ else
   export REDEEM_JWT_SECRET_FILE=$REDEEM_SECRETS/jwt_secret
   echo "run: JWT secret generated once into $REDEEM_JWT_SECRET_FILE"
 fi
+if [ -n "${REDIS_URL:-}" ]; then
+  defines+=(-DREDEEM_REDIS)
+  export REDIS_URL
+  echo "run: rate limits counted in Redis at $REDIS_URL"
+else
+  echo "run: rate limits counted in this host's shared memory (set REDIS_URL for Redis)"
+fi
 redeem_secret code_mac_key 32 >/dev/null
 redeem_secret code_enc_key 32 >/dev/null
 export REDEEM_CODE_MAC_KEY_FILE=$REDEEM_SECRETS/code_mac_key

@@ -1,11 +1,21 @@
 #!/usr/bin/env bash
-# `make test`: the private PostgreSQL, a freshly migrated template database,
-# then every test file under t/ (each file gets its own database and httpd).
-# REDEEM_ASAN=1 runs the suite against the AddressSanitizer build instead.
+# `make test`: the private PostgreSQL and Redis, a freshly migrated template
+# database, then every test file under t/ (each file gets its own database
+# and httpd). REDEEM_ASAN=1 runs the suite against the AddressSanitizer build
+# instead. What this script starts it stops again; what already ran, it leaves.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 
+started=()
+cleanup() {
+  for service in "${started[@]}"; do "$REDEEM_ROOT/scripts/$service.sh" stop >/dev/null || true; done
+}
+trap cleanup EXIT
+if ! "$REDEEM_ROOT/scripts/pg.sh" status; then started+=(pg); fi
+if ! "$REDEEM_ROOT/scripts/redis.sh" status; then started+=(redis); fi
 "$REDEEM_ROOT/scripts/pg.sh" start redeem >/dev/null
+"$REDEEM_ROOT/scripts/redis.sh" start
+export TEST_REDEEM_REDIS_PORT=$REDEEM_REDIS_PORT
 export REDEEM_TEMPLATE_DB=redeem_template
 psql -XqAt -d postgres -c "DROP DATABASE IF EXISTS $REDEEM_TEMPLATE_DB WITH (FORCE)"
 psql -XqAt -d postgres -c "CREATE DATABASE $REDEEM_TEMPLATE_DB"

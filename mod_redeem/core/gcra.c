@@ -1,4 +1,4 @@
-#include "gcra.h"
+#include "core/gcra.h"
 
 #include <stddef.h>
 

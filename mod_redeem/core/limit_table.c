@@ -1,4 +1,4 @@
-#include "limit_table.h"
+#include "core/limit_table.h"
 
 #include <sched.h>
 #include <string.h>

@@ -13,7 +13,7 @@
 #ifndef REDEEM_LIMIT_TABLE_H
 #define REDEEM_LIMIT_TABLE_H
 
-#include "gcra.h"
+#include "core/gcra.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -44,6 +44,8 @@ void *redeem_config_create(apr_pool_t *p, server_rec *s)
     conf->engine = UNSET;
     for (size_t i = 0; i < BOUNDED_COUNT; i++)
         *number_field(conf, &bounded_numbers[i]) = UNSET;
+    for (int i = 0; i < REDEEM_SCOPE_COUNT_; i++)
+        conf->limits[i].count = UNSET;
     return conf;
 }
 
@@ -67,6 +69,9 @@ void *redeem_config_merge(apr_pool_t *p, void *base_conf, void *add_conf)
     conf->admin_password = admin_from->admin_password;
     conf->code_mac_key_file = MERGE(code_mac_key_file, NULL);
     conf->code_enc_key_file = MERGE(code_enc_key_file, NULL);
+    for (int i = 0; i < REDEEM_SCOPE_COUNT_; i++)
+        conf->limits[i] = add->limits[i].count != UNSET ? add->limits[i] : base->limits[i];
+    conf->store = add->store.kind != REDEEM_STORE_UNSET ? add->store : base->store;
     for (size_t i = 0; i < BOUNDED_COUNT; i++) {
         apr_int64_t added = *number_field(add, &bounded_numbers[i]);
         *number_field(conf, &bounded_numbers[i]) =
@@ -191,6 +196,35 @@ static const char *set_admin(cmd_parms *cmd, void *dconf, const char *email, con
     return NULL;
 }
 
+static const char *set_rate_limit(cmd_parms *cmd, void *dconf, const char *scope_name,
+                                  const char *count, const char *period)
+{
+    (void)dconf;
+    int scope = redeem_ratelimit_scope_by_name(scope_name);
+    redeem_limit_setting_t setting;
+    const char *why;
+    if (scope < 0)
+        return apr_psprintf(cmd->pool,
+                            "RedeemRateLimit: unknown scope '%s' (redeem-user, redeem-ip, "
+                            "login-email, login-ip or register-ip)",
+                            scope_name);
+    if ((why = parse_number(cmd, count, 0, 1000000, &setting.count)) ||
+        (why = parse_number(cmd, period, 1, 86400, &setting.period_s)))
+        return why;
+    cmd_conf(cmd)->limits[scope] = setting;
+    return NULL;
+}
+
+static const char *set_rate_limit_store(cmd_parms *cmd, void *dconf, const char *kind,
+                                        const char *size)
+{
+    (void)dconf;
+    const char *why = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    if (why)
+        return why;
+    return redeem_ratelimit_parse_store(cmd->pool, kind, size, &cmd_conf(cmd)->store);
+}
+
 #define FIELD(field) ((void *)offsetof(redeem_server_conf, field))
 #define AS_COMMAND(name, field, min, max, fallback, help)                                          \
     AP_INIT_TAKE1(name, set_bounded_number, (void *)&bounded_numbers[BOUNDED_##field], RSRC_CONF,  \
@@ -217,6 +251,12 @@ const command_rec redeem_config_directives[] = {
                   "File holding the key (at least 32 bytes) that checks and hashes codes"),
     AP_INIT_TAKE1("RedeemCodeEncryptionKeyFile", set_file, FIELD(code_enc_key_file), RSRC_CONF,
                   "File holding the key (at least 32 bytes) that encrypts stored codes"),
+    AP_INIT_TAKE3("RedeemRateLimit", set_rate_limit, NULL, RSRC_CONF,
+                  "SCOPE COUNT SECONDS: at most COUNT requests per SECONDS for the scope "
+                  "(redeem-user, redeem-ip, login-email, login-ip, register-ip); COUNT 0: off"),
+    AP_INIT_TAKE12("RedeemRateLimitStore", set_rate_limit_store, NULL, RSRC_CONF,
+                   "shm [ENTRIES] (default, 1048576 entries) or redis://HOST:PORT[/DB]: where "
+                   "rate-limit counts live (main server only)"),
     BOUNDED_NUMBERS(AS_COMMAND){NULL}};
 
 /* Reads a key file, logging a warning when others than its reader may
@@ -290,7 +330,9 @@ static void apply_defaults(redeem_server_conf *conf)
 /* One server's start-up checks: NULL, or why it cannot serve. */
 static const char *finish_server(apr_pool_t *pconf, server_rec *s, redeem_server_conf *conf)
 {
-    const char *why = finish_secret(pconf, s, conf);
+    const char *why = redeem_ratelimit_finish(pconf, conf->limits, conf->policies);
+    if (!why)
+        why = finish_secret(pconf, s, conf);
     if (!why)
         why = finish_code_keys(pconf, s, conf);
     if (why)
@@ -317,6 +359,34 @@ int redeem_config_finish(apr_pool_t *pconf, server_rec *s)
                          why);
             return HTTP_INTERNAL_SERVER_ERROR;
         }
+    }
+    return OK;
+}
+
+int redeem_config_attach_shared(server_rec *s)
+{
+    redeem_server_conf *main_conf = ap_get_module_config(s->module_config, &redeem_module);
+    redeem_store_setting_t *store = &main_conf->store;
+    redeem_shared_t *shared = NULL;
+    int engine = 0;
+    if (store->kind == REDEEM_STORE_UNSET) {
+        store->kind = REDEEM_STORE_SHM;
+        store->shm_entries = 1048576;
+    }
+    for (server_rec *vs = s; vs; vs = vs->next)
+        engine |= ((redeem_server_conf *)ap_get_module_config(vs->module_config, &redeem_module))
+                      ->engine == 1;
+    if (!engine)
+        return OK; /* no server serves the API: no segment */
+    const char *why = redeem_shared_attach(s, (uint32_t)store->shm_entries, &shared);
+    if (why) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, RDMNO(0007) "mod_redeem cannot start: %s", why);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    for (server_rec *vs = s; vs; vs = vs->next) {
+        redeem_server_conf *conf = ap_get_module_config(vs->module_config, &redeem_module);
+        conf->shared = shared;
+        conf->store_in_use = store;
     }
     return OK;
 }

@@ -91,7 +91,8 @@ const redeem_failure_t *redeem_handle_login(redeem_call_t *call)
     const redeem_failure_t *refused =
         redeem_failure(r->pool, HTTP_UNAUTHORIZED, "Invalid email or password");
 
-    if ((failure = read_credentials(r, 0, &credentials)))
+    if ((failure = read_credentials(r, 0, &credentials)) ||
+        (failure = redeem_ratelimit_charge(r, REDEEM_SCOPE_LOGIN_EMAIL, credentials.email)))
         return failure;
     if (redeem_text_utf8_length(credentials.password, credentials.password_len) >
         REDEEM_PASSWORD_MAX_CHARS)

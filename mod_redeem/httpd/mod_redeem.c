@@ -40,6 +40,8 @@
  * Log tags: RDMnnnn, the hundreds naming the area (see RDMNO in private.h). */
 #include "httpd/private.h"
 
+#include <ap_mpm.h>
+#include <http_core.h>
 #include <apr_optional.h>
 
 #define REDEEM_URI_MARK "redeem:"
@@ -62,11 +64,33 @@ static int redeem_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *
     return redeem_config_finish(pconf, s);
 }
 
+/* The shared segment, made (or kept across a graceful restart) by the
+ * parent before it forks; the first of the two start-up passes only checks. */
+static int redeem_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s)
+{
+    (void)pconf;
+    (void)plog;
+    (void)ptemp;
+    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG)
+        return OK;
+    return redeem_config_attach_shared(s);
+}
+
 static void redeem_child_init(apr_pool_t *pchild, server_rec *s)
 {
+    redeem_server_conf *main_conf = ap_get_module_config(s->module_config, &redeem_module);
+    redeem_redis_t *redis = NULL;
+    int threads = 0;
+    if (main_conf->store_in_use && main_conf->store_in_use->kind == REDEEM_STORE_REDIS) {
+        const redeem_store_setting_t *store = main_conf->store_in_use;
+        ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads);
+        redis = redeem_redis_create(pchild, store->redis_host, store->redis_port, store->redis_db,
+                                    threads > 0 ? threads : 1);
+    }
     for (server_rec *vs = s; vs; vs = vs->next) {
         redeem_server_conf *conf = ap_get_module_config(vs->module_config, &redeem_module);
         conf->child = apr_pcalloc(pchild, sizeof *conf->child);
+        conf->redis = redis;
         if (apr_thread_mutex_create(&conf->child->hash_lock, APR_THREAD_MUTEX_DEFAULT, pchild) ||
             apr_thread_cond_create(&conf->child->hash_freed, pchild))
             ap_log_error(APLOG_MARK, APLOG_CRIT, 0, vs,
@@ -103,6 +127,7 @@ static void redeem_register_hooks(apr_pool_t *p)
     (void)p;
     static const char *const after_dbd[] = {"mod_dbd.c", NULL};
     ap_hook_check_config(redeem_check_config, NULL, after_dbd, APR_HOOK_MIDDLE);
+    ap_hook_post_config(redeem_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(redeem_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_translate_name(redeem_translate_name, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_map_to_storage(redeem_map_to_storage, NULL, NULL, APR_HOOK_FIRST);

@@ -17,6 +17,7 @@
 #include <mod_dbd.h>
 
 #include "core/code.h"
+#include "core/gcra.h"
 #include "core/email.h"
 #include "core/password.h"
 #include "core/text.h"
@@ -51,6 +52,95 @@ extern const redeem_failure_t redeem_failure_unavailable; /* 503, Retry-After: 5
 /* A failure allocated from p; message is not copied. */
 const redeem_failure_t *redeem_failure(apr_pool_t *p, int status, const char *message);
 
+/* ------------------------------------------------------------- shared.c */
+
+/* Counters every process adds to, in shared memory (exact across children,
+ * kept across graceful restarts). */
+typedef enum {
+    REDEEM_COUNTER_LIMITED_FIRST, /* + redeem_scope_e: requests refused with 429 */
+    REDEEM_COUNTER_LIMITED_LAST = REDEEM_COUNTER_LIMITED_FIRST + 4,
+    REDEEM_COUNTER_REDIS_FALLBACKS, /* checks Redis could not answer (shm instead) */
+    REDEEM_COUNTER_LIMIT_EVICTIONS, /* live limiter states dropped for room */
+    REDEEM_COUNTER_COUNT_
+} redeem_counter_e;
+#define REDEEM_COUNTER_SLOTS 256 /* room reserved, so that new counters keep the layout */
+
+/* The server's one shared segment: made by the parent at start-up, kept
+ * across graceful restarts (ap_retained_data), inherited by every child. */
+typedef struct {
+    uint64_t magic;
+    uint32_t layout;        /* sizes of this struct and the table: re-made when they change */
+    uint32_t limit_entries; /* slots of the rate-limit table */
+    int64_t redis_retry_at; /* ms (redeem_shared_now_ms): while Redis fails, when to try again */
+    uint32_t redis_down;    /* 1 from the first failure until Redis answers again */
+    uint32_t pad;
+    uint64_t counters[REDEEM_COUNTER_SLOTS];
+    /* the rate-limit table follows, 64-byte aligned */
+} redeem_shared_t;
+
+/* post_config: the segment of this server, made or kept. NULL, or why not. */
+const char *redeem_shared_attach(server_rec *s, uint32_t limit_entries, redeem_shared_t **shared);
+void *redeem_shared_limit_table(redeem_shared_t *shared);
+void redeem_shared_count(redeem_shared_t *shared, redeem_counter_e counter);
+uint64_t redeem_shared_counter(const redeem_shared_t *shared, redeem_counter_e counter);
+/* The clock of every shared state: CLOCK_MONOTONIC in ms (one clock for all
+ * processes of the host; it never jumps with the wall clock). */
+int64_t redeem_shared_now_ms(void);
+
+/* ---------------------------------------------------------------- redis.c */
+
+typedef struct redeem_redis redeem_redis_t;
+/* A child's Redis connections (at most one per thread, reused), made lazily. */
+redeem_redis_t *redeem_redis_create(apr_pool_t *pchild, const char *host, int port, int db,
+                                    int max_connections);
+/* One atomic GCRA step of key on the Redis server, on Redis's clock. 0 with
+ * *verdict, or -1 with *why when Redis could not answer in time. */
+int redeem_redis_gcra(redeem_redis_t *redis, apr_pool_t *p, const char *key,
+                      const redeem_gcra_policy_t *policy, redeem_gcra_verdict_t *verdict,
+                      const char **why);
+
+/* ------------------------------------------------------------ ratelimit.c */
+
+typedef enum {
+    REDEEM_SCOPE_REDEEM_USER,
+    REDEEM_SCOPE_REDEEM_IP,
+    REDEEM_SCOPE_LOGIN_EMAIL,
+    REDEEM_SCOPE_LOGIN_IP,
+    REDEEM_SCOPE_REGISTER_IP,
+    REDEEM_SCOPE_COUNT_
+} redeem_scope_e;
+
+/* A scope's name as RedeemRateLimit takes it, and back (-1: none). */
+const char *redeem_ratelimit_scope_name(redeem_scope_e scope);
+int redeem_ratelimit_scope_by_name(const char *name);
+
+/* RedeemRateLimit as set, or unset (count -1). */
+typedef struct {
+    apr_int64_t count, period_s;
+} redeem_limit_setting_t;
+
+typedef enum { REDEEM_STORE_UNSET, REDEEM_STORE_SHM, REDEEM_STORE_REDIS } redeem_store_e;
+typedef struct {
+    redeem_store_e kind;
+    apr_int64_t shm_entries;
+    const char *redis_host;
+    int redis_port, redis_db;
+    const char *redis_url; /* as given, for the log */
+} redeem_store_setting_t;
+
+/* Parses a RedeemRateLimitStore argument; NULL or the reason. */
+const char *redeem_ratelimit_parse_store(apr_pool_t *p, const char *kind, const char *size,
+                                         redeem_store_setting_t *store);
+/* check_config: defaults applied and each scope's policy built; NULL or why. */
+const char *redeem_ratelimit_finish(apr_pool_t *p, redeem_limit_setting_t *settings,
+                                    redeem_gcra_policy_t *policies);
+/* Charges one request to scope: the key is the client's address for the
+ * -ip scopes, the address and subject (the normalized email) for
+ * login-email, and subject (the user id) for redeem-user. Adds the scope to
+ * the RateLimit-Policy and RateLimit headers; NULL, or a 429 failure. */
+const redeem_failure_t *redeem_ratelimit_charge(request_rec *r, redeem_scope_e scope,
+                                                const char *subject);
+
 /* ------------------------------------------------------------- config.c */
 
 /* State of one child process, made in child_init: the only mutable state. */
@@ -81,13 +171,19 @@ typedef struct {
     apr_int64_t hash_wait_ms;
     apr_int64_t max_body; /* bytes */
     apr_int64_t max_codes;
+    redeem_limit_setting_t limits[REDEEM_SCOPE_COUNT_];
+    redeem_store_setting_t store; /* main server only (RedeemRateLimitStore) */
 
     /* Resolved at check_config. */
     redeem_token_config_t token;
     redeem_code_keys_t code_keys;
     const char *dummy_hash; /* verified against for unknown emails */
     ap_dbd_t *(*dbd_acquire)(request_rec *r);
+    redeem_gcra_policy_t policies[REDEEM_SCOPE_COUNT_]; /* count 0: scope off */
+    const redeem_store_setting_t *store_in_use;         /* the main server's */
+    redeem_shared_t *shared;                            /* made in post_config */
     redeem_child_t *child;
+    redeem_redis_t *redis; /* per child, when the store is Redis */
 } redeem_server_conf;
 
 static inline redeem_server_conf *redeem_conf(const request_rec *r)
@@ -100,6 +196,8 @@ void *redeem_config_create(apr_pool_t *p, server_rec *s);
 void *redeem_config_merge(apr_pool_t *p, void *base, void *add);
 /* check_config: defaults, secrets and keys of every server; OK or an error status. */
 int redeem_config_finish(apr_pool_t *pconf, server_rec *s);
+/* post_config: the shared segment, for every server. OK or an error status. */
+int redeem_config_attach_shared(server_rec *s);
 
 /* ------------------------------------------------------------------ db.c */
 

@@ -3,25 +3,36 @@
  * answered. */
 #include "httpd/private.h"
 
+#define NO_LIMIT (-1)
+
 typedef struct {
     const char *path; /* a trailing '/' matches one more path segment */
     int method;       /* M_GET also serves HEAD */
     redeem_access_e access;
     redeem_handler_fn *handler;
+    int client_limit; /* a scope charged per client before anything else, or NO_LIMIT */
+    int caller_limit; /* a scope charged per authenticated caller, or NO_LIMIT */
 } redeem_route_t;
 
+/* (POST /api/login also charges login-email, once its body names the email.) */
 static const redeem_route_t routes[] = {
-    {"/api/register", M_POST, REDEEM_ACCESS_PUBLIC, redeem_handle_register},
-    {"/api/login", M_POST, REDEEM_ACCESS_PUBLIC, redeem_handle_login},
-    {"/api/profile", M_GET, REDEEM_ACCESS_USER, redeem_handle_profile},
-    {"/api/users", M_GET, REDEEM_ACCESS_ADMIN, redeem_handle_users},
-    {"/api/health", M_GET, REDEEM_ACCESS_PUBLIC, redeem_handle_health},
-    {"/api/subscription", M_GET, REDEEM_ACCESS_USER, redeem_handle_own_subscription},
-    {"/admin/generate-codes", M_POST, REDEEM_ACCESS_ADMIN, redeem_handle_generate_codes},
-    {"/admin/codes", M_GET, REDEEM_ACCESS_ADMIN, redeem_handle_list_codes},
-    {"/redeem", M_POST, REDEEM_ACCESS_USER, redeem_handle_redeem},
-    {"/subscription/", M_GET, REDEEM_ACCESS_USER, redeem_handle_subscription_of},
-    {NULL, 0, REDEEM_ACCESS_PUBLIC, NULL},
+    {"/api/register", M_POST, REDEEM_ACCESS_PUBLIC, redeem_handle_register,
+     REDEEM_SCOPE_REGISTER_IP, NO_LIMIT},
+    {"/api/login", M_POST, REDEEM_ACCESS_PUBLIC, redeem_handle_login, REDEEM_SCOPE_LOGIN_IP,
+     NO_LIMIT},
+    {"/api/profile", M_GET, REDEEM_ACCESS_USER, redeem_handle_profile, NO_LIMIT, NO_LIMIT},
+    {"/api/users", M_GET, REDEEM_ACCESS_ADMIN, redeem_handle_users, NO_LIMIT, NO_LIMIT},
+    {"/api/health", M_GET, REDEEM_ACCESS_PUBLIC, redeem_handle_health, NO_LIMIT, NO_LIMIT},
+    {"/api/subscription", M_GET, REDEEM_ACCESS_USER, redeem_handle_own_subscription, NO_LIMIT,
+     NO_LIMIT},
+    {"/admin/generate-codes", M_POST, REDEEM_ACCESS_ADMIN, redeem_handle_generate_codes, NO_LIMIT,
+     NO_LIMIT},
+    {"/admin/codes", M_GET, REDEEM_ACCESS_ADMIN, redeem_handle_list_codes, NO_LIMIT, NO_LIMIT},
+    {"/redeem", M_POST, REDEEM_ACCESS_USER, redeem_handle_redeem, REDEEM_SCOPE_REDEEM_IP,
+     REDEEM_SCOPE_REDEEM_USER},
+    {"/subscription/", M_GET, REDEEM_ACCESS_USER, redeem_handle_subscription_of, NO_LIMIT,
+     NO_LIMIT},
+    {NULL, 0, REDEEM_ACCESS_PUBLIC, NULL, NO_LIMIT, NO_LIMIT},
 };
 
 int redeem_router_claims(request_rec *r)
@@ -63,13 +74,21 @@ static const redeem_failure_t *route(request_rec *r)
     if (found->method == M_GET && ap_discard_request_body(r) != OK)
         return redeem_failure(r->pool, HTTP_BAD_REQUEST, "Malformed request body");
 
+    /* Limits before any work: a refused request costs no database access. */
+    const redeem_failure_t *failure = NULL;
+    if (found->client_limit != NO_LIMIT &&
+        (failure = redeem_ratelimit_charge(r, found->client_limit, NULL)))
+        return failure;
     redeem_call_t *call = apr_pcalloc(r->pool, sizeof *call);
     call->r = r;
     call->conf = redeem_conf(r);
-    const redeem_failure_t *failure = NULL;
-    if (found->access != REDEEM_ACCESS_PUBLIC)
-        failure = redeem_auth_caller(call, found->access);
-    return failure ? failure : found->handler(call);
+    if (found->access != REDEEM_ACCESS_PUBLIC &&
+        (failure = redeem_auth_caller(call, found->access)))
+        return failure;
+    if (found->caller_limit != NO_LIMIT &&
+        (failure = redeem_ratelimit_charge(r, found->caller_limit, call->caller.id_text)))
+        return failure;
+    return found->handler(call);
 }
 
 int redeem_router_dispatch(request_rec *r)

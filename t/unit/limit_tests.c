@@ -10,8 +10,8 @@
  *     -Wstrict-prototypes -Wmissing-prototypes -pthread -Imod_redeem/core \
  *     t/unit/limit_tests.c mod_redeem/core/gcra.c mod_redeem/core/limit_table.c \
  *     -o build/limit_tests && build/limit_tests */
-#include "gcra.h"
-#include "limit_table.h"
+#include "core/gcra.h"
+#include "core/limit_table.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -785,7 +785,7 @@ static double now_ns(void)
     return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
-enum { BENCH_KEYS = 20000, BENCH_KEY_LEN = 16 };
+enum { BENCH_KEYS = 20000, BENCH_KEY_LEN = 40 };
 
 typedef struct {
     void *table;

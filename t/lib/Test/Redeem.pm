@@ -302,7 +302,8 @@ use Time::HiRes ();
 our @EXPORT = qw(
   run_tests repeat_each no_shuffle add_block_preprocessor
   jwt_forge jwt_secret jwt_claims jwt_decode user_id user_token now var b64url
-  response json_match api_request sql
+  response json_match api_request api_request_to sql
+  start_second_server stop_second_server redis_cli redis_stop redis_start
 );
 
 use constant {
@@ -391,13 +392,18 @@ sub json_match {
 
 # One request from Perl code: the response hash, with json and elapsed (s).
 sub api_request {
-    my ($method, $uri, $body, @headers) = @_;
     die "no server running\n" unless $Server;
-    my @lines = ("Host: 127.0.0.1:$Server->{port}", 'Connection: close', @headers);
+    return api_request_to($Server->{port}, @_);
+}
+
+# The same to another port (a second server).
+sub api_request_to {
+    my ($port, $method, $uri, $body, @headers) = @_;
+    my @lines = ("Host: 127.0.0.1:$port", 'Connection: close', @headers);
     push @lines, 'Content-Type: application/json', 'Content-Length: ' . length $body
       if defined $body;
     my $start = Time::HiRes::time();
-    my $res = _http_exchange($Server->{port},
+    my $res = _http_exchange($port,
         "$method $uri HTTP/1.1\r\n" . join('', map { "$_\r\n" } @lines) . "\r\n" . ($body // ''), 30);
     $res->{elapsed} = Time::HiRes::time() - $start;
     $res->{json} = eval { $JSON->decode($res->{body} // '') };
@@ -471,9 +477,61 @@ sub _setup_file {
     @SIG{qw(INT TERM)} = (sub { exit 130 }) x 2;
 }
 
+# A second httpd on the file's database, keys and secret, with its own
+# directory (servroot/second) and port: for what crosses servers. Returns the
+# port; stopped by stop_second_server or at the end of the file.
+my $Second;
+sub start_second_server {
+    my ($config) = @_;
+    stop_second_server();
+    my $dir = "$ServRoot/second";
+    make_path($dir);
+    _chown_servroot();
+    my $port = _free_port();
+    _write_file("$dir/extra.conf", _extra_conf(_expand($config // '')));
+    my $pid = _spawn(_httpd_env($dir, $port), "$dir/httpd.stderr", _httpd_cmd('-DFOREGROUND'));
+    my $status = _wait_ready($pid, $port);
+    die "the second httpd did not start ($status):\n" . _read_file("$dir/httpd.stderr")
+      . _read_file("$dir/error.log") unless $status eq 'ready';
+    $Second = { pid => $pid, port => $port };
+    return $port;
+}
+
+sub stop_second_server {
+    return unless $Second;
+    _stop_group($Second->{pid});
+    undef $Second;
+}
+
+# The private Redis of scripts/test.sh (scripts/redis.sh): a command's output,
+# and stopping and starting it for the tests of an outage.
+sub redis_cli {
+    my @args = @_;
+    my ($rc, $out, $err) = _capture({}, undef, 'redis-cli', '-h', '127.0.0.1', '-p',
+                                    _redis_port(), @args);
+    die "redis-cli @args: $err" if $rc;
+    chomp $out;
+    return $out;
+}
+
+sub _redis_port {
+    return $ENV{TEST_REDEEM_REDIS_PORT} // die "TEST_REDEEM_REDIS_PORT is not set (scripts/test.sh)\n";
+}
+
+sub redis_stop  { _redis_script('stop') }
+sub redis_start { _redis_script('start') }
+
+sub _redis_script {
+    my ($action) = @_;
+    my ($rc, $out, $err) = _capture({}, undef, "$Root/scripts/redis.sh", $action);
+    die "scripts/redis.sh $action: $out$err" if $rc;
+    return 1;
+}
+
 sub _teardown_file {
     return unless $SetUp && $$ == $MainPid;
     $SetUp = 0;
+    stop_second_server();
     _stop_server();
     _drop_database() unless $ENV{TEST_REDEEM_KEEP};
 }
@@ -679,10 +737,19 @@ sub _ensure_server {
     _start_server($config);
 }
 
+# Limits far above what any test sends, so that only the blocks about rate
+# limits meet them; a block's own RedeemRateLimit lines come later and win.
+sub _extra_conf {
+    my ($config) = @_;
+    my $limits = join '', map { "RedeemRateLimit $_ 60000 60\n" }
+      qw(redeem-user redeem-ip login-email login-ip register-ip);
+    return "$limits$config";
+}
+
 sub _start_server {
     my ($config) = @_;
     my $port = _free_port();
-    _write_file("$ServRoot/extra.conf", $config);
+    _write_file("$ServRoot/extra.conf", _extra_conf($config));
     my $stderr = "$ServRoot/httpd.stderr";
     my $log_off = -s "$ServRoot/error.log" // 0;
     my $err_off = -s $stderr // 0;
@@ -1310,7 +1377,7 @@ sub _run_must_die {
     my $dir = "$ServRoot/must_die";
     remove_tree($dir);
     make_path($dir);
-    _write_file("$dir/extra.conf", _section($block, 'config') // '');
+    _write_file("$dir/extra.conf", _extra_conf(_section($block, 'config') // ''));
     _chown_servroot();
     my $env = _httpd_env($dir, _free_port());
 

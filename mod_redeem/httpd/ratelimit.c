@@ -1,0 +1,262 @@
+/* Rate limits: the scopes of API.md, their keys, the store that counts them
+ * (this host's shared table, or Redis shared by every host, with the host's
+ * table standing in while Redis fails), and the headers of
+ * draft-ietf-httpapi-ratelimit-headers (revision 09 and later: RateLimit-Policy
+ * with q and w, RateLimit with r and t, one list item per scope). */
+#include "httpd/private.h"
+
+#include "core/limit_table.h"
+
+#include <arpa/inet.h>
+#include <openssl/sha.h>
+
+static const struct {
+    const char *name;
+    int count, period_s; /* API.md's defaults */
+} scopes[REDEEM_SCOPE_COUNT_] = {
+    [REDEEM_SCOPE_REDEEM_USER] = {"redeem-user", 10, 60},
+    [REDEEM_SCOPE_REDEEM_IP] = {"redeem-ip", 120, 60},
+    [REDEEM_SCOPE_LOGIN_EMAIL] = {"login-email", 10, 60},
+    [REDEEM_SCOPE_LOGIN_IP] = {"login-ip", 60, 60},
+    [REDEEM_SCOPE_REGISTER_IP] = {"register-ip", 60, 60},
+};
+
+/* How often a Redis that failed is tried again. */
+#define REDIS_RETRY_MS 1000
+/* The first byte of a key in the host's table: a scope, or the log's own. */
+#define LOG_KEY_TAG 0x80
+
+const char *redeem_ratelimit_scope_name(redeem_scope_e scope)
+{
+    return scopes[scope].name;
+}
+
+int redeem_ratelimit_scope_by_name(const char *name)
+{
+    for (int i = 0; i < REDEEM_SCOPE_COUNT_; i++)
+        if (strcmp(scopes[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+const char *redeem_ratelimit_parse_store(apr_pool_t *p, const char *kind, const char *size,
+                                         redeem_store_setting_t *store)
+{
+    if (strcmp(kind, "shm") == 0) {
+        int64_t entries = 1048576;
+        if (size && redeem_text_parse_int64(size, 64, 67108864, &entries) != 0)
+            return "RedeemRateLimitStore shm: ENTRIES must be a whole number from 64 to 67108864";
+        store->kind = REDEEM_STORE_SHM;
+        store->shm_entries = entries;
+        return NULL;
+    }
+    const char *usage = "RedeemRateLimitStore takes shm [ENTRIES] or redis://HOST:PORT[/DB]";
+    if (strncmp(kind, "redis://", 8) != 0 || size)
+        return usage;
+    const char *host = kind + 8, *colon = strrchr(host, ':');
+    if (!colon || colon == host)
+        return usage;
+    const char *slash = strchr(colon, '/');
+    char *port_text =
+        apr_pstrndup(p, colon + 1, slash ? (size_t)(slash - colon - 1) : strlen(colon));
+    int64_t port, db = 0;
+    if (redeem_text_parse_int64(port_text, 1, 65535, &port) != 0 ||
+        (slash && redeem_text_parse_int64(slash + 1, 0, 15, &db) != 0))
+        return "RedeemRateLimitStore redis://HOST:PORT[/DB]: PORT 1 to 65535, DB 0 to 15";
+    store->kind = REDEEM_STORE_REDIS;
+    store->redis_host = apr_pstrndup(p, host, (size_t)(colon - host));
+    store->redis_port = (int)port;
+    store->redis_db = (int)db;
+    store->redis_url = kind;
+    /* The host's table is the fallback: it keeps its default size. */
+    if (!store->shm_entries)
+        store->shm_entries = 1048576;
+    return NULL;
+}
+
+const char *redeem_ratelimit_finish(apr_pool_t *p, redeem_limit_setting_t *settings,
+                                    redeem_gcra_policy_t *policies)
+{
+    for (int i = 0; i < REDEEM_SCOPE_COUNT_; i++) {
+        redeem_limit_setting_t *setting = &settings[i];
+        if (setting->count < 0) {
+            setting->count = scopes[i].count;
+            setting->period_s = scopes[i].period_s;
+        }
+        memset(&policies[i], 0, sizeof policies[i]);
+        if (setting->count == 0)
+            continue; /* the scope is off */
+        if (redeem_gcra_policy_init(&policies[i], (uint32_t)setting->count,
+                                    (uint32_t)setting->period_s) != 0)
+            return apr_psprintf(p,
+                                "RedeemRateLimit %s %" APR_INT64_T_FMT " %" APR_INT64_T_FMT
+                                ": the period must divide into whole milliseconds per request "
+                                "(at most 1%% left over): fewer requests or a longer period",
+                                scopes[i].name, setting->count, setting->period_s);
+    }
+    return NULL;
+}
+
+/* The client as the key sees it: its IPv4 address, or the /64 of its IPv6
+ * address (one subscriber's whole prefix), as mod_remoteip resolved it. */
+static size_t client_bytes(request_rec *r, unsigned char out[16])
+{
+    const apr_sockaddr_t *addr = r->useragent_addr;
+    if (addr && addr->family == AF_INET6) {
+        const unsigned char *v6 = addr->ipaddr_ptr;
+        static const unsigned char v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (memcmp(v6, v4_mapped, sizeof v4_mapped) != 0) {
+            memcpy(out, v6, 8);
+            return 8;
+        }
+        memcpy(out, v6 + 12, 4);
+        return 4;
+    }
+    if (addr && addr->family == AF_INET) {
+        memcpy(out, addr->ipaddr_ptr, 4);
+        return 4;
+    }
+    /* No address (should not happen): the text, at most 16 bytes of it. */
+    size_t len = strlen(r->useragent_ip);
+    len = len > 16 ? 16 : len;
+    memcpy(out, r->useragent_ip, len);
+    return len;
+}
+
+/* Scope byte, client bytes when the scope is per client, then the subject.
+ * The client part has a length byte, so no two keys read alike. */
+static const unsigned char *make_key(request_rec *r, redeem_scope_e scope, const char *subject,
+                                     size_t *len)
+{
+    int per_client = scope != REDEEM_SCOPE_REDEEM_USER;
+    size_t subject_len = subject ? strlen(subject) : 0;
+    unsigned char *key = apr_palloc(r->pool, 2 + 16 + subject_len);
+    size_t n = 0;
+    key[n++] = (unsigned char)scope;
+    if (per_client) {
+        size_t client_len = client_bytes(r, key + n + 1);
+        key[n] = (unsigned char)client_len;
+        n += 1 + client_len;
+    }
+    if (subject_len)
+        memcpy(key + n, subject, subject_len);
+    *len = n + subject_len;
+    return key;
+}
+
+/* In Redis: the scope's name and a hash of the key, so no address or email
+ * is stored there in clear. */
+static const char *redis_key(request_rec *r, redeem_scope_e scope, const unsigned char *key,
+                             size_t len)
+{
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    char hex[33];
+    SHA256(key, len, digest);
+    redeem_text_hex_encode(digest, 16, hex);
+    return apr_pstrcat(r->pool, "redeem:rl:", scopes[scope].name, ":", hex, NULL);
+}
+
+static int check_table(redeem_server_conf *conf, const redeem_gcra_policy_t *policy,
+                       const unsigned char *key, size_t len, redeem_gcra_verdict_t *verdict)
+{
+    int evicted = 0;
+    int rc = redeem_limit_table_check(redeem_shared_limit_table(conf->shared), policy, key, len,
+                                      redeem_shared_now_ms(), verdict, &evicted);
+    if (evicted)
+        redeem_shared_count(conf->shared, REDEEM_COUNTER_LIMIT_EVICTIONS);
+    return rc;
+}
+
+/* Redis while it answers; after a failure, the host's table until the next
+ * retry. The outage and the recovery are logged once each, by whichever
+ * process sees them first. */
+static int check_redis(request_rec *r, redeem_server_conf *conf, redeem_scope_e scope,
+                       const unsigned char *key, size_t len, redeem_gcra_verdict_t *verdict)
+{
+    redeem_shared_t *shared = conf->shared;
+    int64_t now = redeem_shared_now_ms();
+    const char *why = NULL;
+    if (__atomic_load_n(&shared->redis_retry_at, __ATOMIC_RELAXED) <= now) {
+        if (redeem_redis_gcra(conf->redis, r->pool, redis_key(r, scope, key, len),
+                              &conf->policies[scope], verdict, &why) == 0) {
+            if (__atomic_exchange_n(&shared->redis_down, 0, __ATOMIC_ACQ_REL))
+                ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,
+                              RDMNO(0603) "Redis %s answers again: rate limits are shared by "
+                                          "every host again",
+                              conf->store_in_use->redis_url);
+            return 0;
+        }
+        __atomic_store_n(&shared->redis_retry_at, now + REDIS_RETRY_MS, __ATOMIC_RELAXED);
+        if (!__atomic_exchange_n(&shared->redis_down, 1, __ATOMIC_ACQ_REL))
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                          RDMNO(0602) "Redis %s failed (%s): rate limits fall back to this "
+                                      "host's shared memory until it answers again",
+                          conf->store_in_use->redis_url, why);
+    }
+    redeem_shared_count(shared, REDEEM_COUNTER_REDIS_FALLBACKS);
+    return check_table(conf, &conf->policies[scope], key, len, verdict);
+}
+
+/* Once per key and window: the log's own entry in the host's table, a
+ * policy of one per window. */
+static void log_refusal(request_rec *r, redeem_server_conf *conf, redeem_scope_e scope,
+                        const unsigned char *key, size_t len)
+{
+    redeem_gcra_policy_t once;
+    redeem_gcra_verdict_t verdict;
+    unsigned char *log_key = apr_pmemdup(r->pool, key, len);
+    log_key[0] |= LOG_KEY_TAG;
+    if (redeem_gcra_policy_init(&once, 1, conf->policies[scope].period_s) != 0 ||
+        check_table(conf, &once, log_key, len, &verdict) != 0 || !verdict.allowed)
+        return;
+    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                  RDMNO(0604) "rate limit %s (%u per %u s) reached by client %s%s%s: answering "
+                              "429 (logged once per window)",
+                  scopes[scope].name, conf->policies[scope].count, conf->policies[scope].period_s,
+                  r->useragent_ip, scope == REDEEM_SCOPE_REDEEM_USER ? ", user " : "",
+                  scope == REDEEM_SCOPE_REDEEM_USER ? r->user : "");
+}
+
+static void add_headers(request_rec *r, redeem_scope_e scope, const redeem_gcra_policy_t *policy,
+                        const redeem_gcra_verdict_t *verdict)
+{
+    apr_table_mergen(r->err_headers_out, "RateLimit-Policy",
+                     apr_psprintf(r->pool, "\"%s\";q=%u;w=%u", scopes[scope].name, policy->count,
+                                  policy->period_s));
+    apr_table_mergen(r->err_headers_out, "RateLimit",
+                     apr_psprintf(r->pool, "\"%s\";r=%u;t=%" APR_INT64_T_FMT, scopes[scope].name,
+                                  verdict->remaining,
+                                  (apr_int64_t)redeem_gcra_seconds_up(verdict->reset_ms)));
+}
+
+const redeem_failure_t *redeem_ratelimit_charge(request_rec *r, redeem_scope_e scope,
+                                                const char *subject)
+{
+    redeem_server_conf *conf = redeem_conf(r);
+    const redeem_gcra_policy_t *policy = &conf->policies[scope];
+    redeem_gcra_verdict_t verdict;
+    size_t len;
+    if (policy->count == 0)
+        return NULL;
+    const unsigned char *key = make_key(r, scope, subject, &len);
+    int rc = conf->store_in_use->kind == REDEEM_STORE_REDIS
+                 ? check_redis(r, conf, scope, key, len, &verdict)
+                 : check_table(conf, policy, key, len, &verdict);
+    if (rc != 0) {
+        /* Only a table past its 17-year range gets here: serve, and say so. */
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      RDMNO(0605) "rate limit %s could not be checked: request served",
+                      scopes[scope].name);
+        return NULL;
+    }
+    add_headers(r, scope, policy, &verdict);
+    if (verdict.allowed)
+        return NULL;
+    redeem_shared_count(conf->shared, REDEEM_COUNTER_LIMITED_FIRST + scope);
+    log_refusal(r, conf, scope, key, len);
+    redeem_failure_t *failure = apr_palloc(r->pool, sizeof *failure);
+    failure->status = HTTP_TOO_MANY_REQUESTS;
+    failure->message = "Too many requests";
+    failure->retry_after = (int)redeem_gcra_seconds_up(verdict.retry_after_ms);
+    return failure;
+}

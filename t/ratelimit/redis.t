@@ -1,0 +1,178 @@
+# Rate limits shared through Redis (RedeemRateLimitStore redis://...): two
+# httpd instances on the same database and Redis count one user together,
+# redemptions stay exactly-once across both, Redis slow or stopped leaves the
+# API answering and limited per host, and limits go back to Redis when it is.
+# Uses the private Redis of scripts/test.sh (its database 3, flushed first).
+use lib 't/lib';
+use Test::Redeem;
+use POSIX ();
+
+our $STORE = "RedeemRateLimitStore redis://127.0.0.1:$ENV{TEST_REDEEM_REDIS_PORT}/3";
+our $SECOND;   # the second instance's port
+
+sub redeem_on {
+    my ($port, $user, $code) = @_;
+    return api_request_to($port, 'POST', '/redeem', qq({"card_code": "$code"}),
+                          'Authorization: Bearer ' . user_token($user));
+}
+
+sub codes { return @{ JSON::PP::decode_json(var('CODES')) } }
+
+# Lines of the error log matching $re, from byte $from on.
+sub log_count {
+    my ($re, $from) = @_;
+    my $file = var('SERVROOT') . '/error.log';
+    open my $fh, '<', $file or die "$file: $!";
+    seek $fh, $from // 0, 0;
+    return scalar grep { /$re/ } <$fh>;
+}
+
+sub log_size { return -s var('SERVROOT') . '/error.log' }
+
+add_block_preprocessor(sub {
+    my ($block) = @_;
+    $block->set_value(config => "$STORE\nRedeemRateLimit redeem-user 10 60\n")
+      unless defined $block->config;
+});
+
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: Redis flushed, a second instance started, codes generated
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 40}
+--- error_code: 201
+--- save_json
+CODES=codes
+--- check_eval
+redis_cli('-n', 3, 'FLUSHDB') eq 'OK' or die 'FLUSHDB';
+$SECOND = start_second_server("$STORE\nRedeemRateLimit redeem-user 10 60\n");
+
+
+
+=== TEST 2: ten redemptions by one user, alternating instances: all served; the 11th refused on either
+--- login: uma
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my @codes = codes();
+my @got;
+for my $i (0 .. 9) {
+    push @got, redeem_on($i % 2 ? $SECOND : var('PORT'), 'uma', $codes[$i])->{status};
+}
+"@got" eq join(' ', (200) x 10) or die "the first ten: @got";
+my $a = redeem_on(var('PORT'), 'uma', $codes[10]);
+my $b = redeem_on($SECOND, 'uma', $codes[11]);
+$a->{status} == 429 && $b->{status} == 429 or die "the 11th and 12th: $a->{status} $b->{status}";
+# The limit lives in Redis, under a hashed key (no user id in clear).
+my $keys = redis_cli('-n', 3, 'KEYS', 'redeem:rl:redeem-user:*');
+$keys =~ /^redeem:rl:redeem-user:[0-9a-f]{32}$/ or die "keys: $keys";
+--- db_check
+SELECT (SELECT count(*) FROM redeem_codes WHERE used_by = $USER_ID_uma),
+       (SELECT count(*) FROM audit_log WHERE actor_id = $USER_ID_uma AND outcome = 'success')
+--- db_check_out
+10|10
+
+
+
+=== TEST 3: the Redis key expires by itself (its TTL is the time until the quota is whole)
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $key = redis_cli('-n', 3, 'KEYS', 'redeem:rl:redeem-user:*');
+my $ttl = redis_cli('-n', 3, 'PTTL', $key);
+$ttl > 50000 && $ttl <= 60000 or die "PTTL $ttl";
+
+
+
+=== TEST 4: one code raced from both instances by twenty users: exactly one 200, the rest 409
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $code = (codes())[20];
+my @ports = (var('PORT'), $SECOND);
+user_token("racer$_") for 0 .. 19;   # registered before the race
+pipe(my $r, my $w) or die;
+my @pids;
+for my $i (0 .. 19) {
+    my $pid = fork // die;
+    if (!$pid) {
+        close $r;
+        my $res = redeem_on($ports[$i % 2], "racer$i", $code);
+        syswrite $w, ($res->{status} // 'none') . "\n";
+        POSIX::_exit(0);
+    }
+    push @pids, $pid;
+}
+close $w;
+my @statuses = sort map { chomp; $_ } <$r>;
+waitpid $_, 0 for @pids;
+my %n;
+$n{$_}++ for @statuses;
+($n{200} // 0) == 1 && ($n{409} // 0) == 19 or die "statuses: @statuses";
+--- db_check
+SELECT count(*) FROM audit_log WHERE target = (SELECT 'code ' || id FROM redeem_codes WHERE used_at IS NOT NULL ORDER BY used_at DESC LIMIT 1) AND outcome = 'success'
+--- db_check_out
+1
+
+
+
+=== TEST 5: Redis paused (slow): answers still come at once, limited by the host's table
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $mark = log_size();
+redis_cli('CLIENT', 'PAUSE', '3000') eq 'OK' or die 'CLIENT PAUSE';
+my @codes = codes();
+my $start = Time::HiRes::time();
+my @got = map { redeem_on(var('PORT'), 'vic', $codes[21 + $_])->{status} } 0 .. 10;
+my $elapsed = Time::HiRes::time() - $start;
+"@got" eq join(' ', (200) x 10, 429) or die "with Redis paused: @got";
+$elapsed < 2.5 or die "eleven requests took $elapsed s";
+log_count(qr/RDM0602: Redis .* failed/, $mark) == 1 or die 'the outage is logged once';
+--- wait: 3
+
+
+
+=== TEST 6: Redis stopped: still answered, still limited per host; logged once per outage
+--- config eval
+"$STORE\nRedeemRateLimit redeem-user 3 60\n"
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $mark = log_size();
+redis_stop();
+my @got = map {
+    api_request('POST', '/redeem', '{"card_code": "AAAAAAAAAAAA-AAAA-AAAAAAAA"}',
+                'Authorization: Bearer ' . user_token('wes'))->{status}
+} 1 .. 4;
+"@got" eq '404 404 404 429' or die "with Redis down: @got";
+log_count(qr/RDM0602: Redis .* failed/, $mark) == 1 or die 'logged once';
+
+
+
+=== TEST 7: Redis back: limits go back to it (a fresh count there), and the return is logged
+--- config eval
+"$STORE\nRedeemRateLimit redeem-user 3 60\n"
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $mark = log_size();
+redis_start();
+Time::HiRes::sleep(1.2);   # past the retry interval
+my $res = api_request('POST', '/redeem', '{"card_code": "AAAAAAAAAAAA-AAAA-AAAAAAAA"}',
+                      'Authorization: Bearer ' . user_token('wes'));
+$res->{status} == 404 or die "back on Redis: $res->{status}";
+log_count(qr/RDM0603: Redis .* answers again/, $mark) == 1 or die 'the return is logged';
+redis_cli('-n', 3, 'KEYS', 'redeem:rl:redeem-user:*') ne '' or die 'nothing counted in Redis';

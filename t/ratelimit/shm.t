@@ -1,0 +1,458 @@
+# Rate limits counted in this host's shared memory (the default store): the
+# scopes of API.md, 429 with Retry-After and the RateLimit headers (also under
+# the limit), nothing written for a refused request, one log line per key and
+# window, limits shared by every child and kept across a graceful restart,
+# the window's end, client addresses as mod_remoteip resolves them (and only
+# from trusted proxies), and the directives apachectl -t refuses.
+use lib 't/lib';
+use Test::Redeem;
+
+our $FORGED = '{"card_code": "AAAAAAAAAAAA-AAAA-AAAAAAAA"}';
+
+sub log_count {
+    my ($re, $file) = @_;
+    open my $fh, '<', var('SERVROOT') . '/' . ($file // 'error.log') or die "log: $!";
+    return scalar grep { /$re/ } <$fh>;
+}
+
+sub graceful_restart {
+    open my $fh, '<', var('SERVROOT') . '/httpd.pid' or die "httpd.pid: $!";
+    chomp(my $pid = <$fh>);
+    kill 'USR1', $pid or die "kill USR1 $pid: $!";
+    # The new generation serves once its children are up.
+    Time::HiRes::sleep(2);
+    return 1;
+}
+
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: under the limit: the answer carries both headers, one item per scope
+--- config
+RedeemRateLimit redeem-user 3 60
+RedeemRateLimit redeem-ip 100 60
+--- login: ann
+--- request
+POST /redeem
+--- request_json eval
+$FORGED
+--- error_code: 404
+--- response_headers
+RateLimit-Policy: "redeem-ip";q=100;w=60, "redeem-user";q=3;w=60
+RateLimit: "redeem-ip";r=99;t=1, "redeem-user";r=2;t=20
+
+
+
+=== TEST 2: the second and third attempts are served, the remaining count going down
+--- config
+RedeemRateLimit redeem-user 3 60
+RedeemRateLimit redeem-ip 100 60
+--- login: ann
+--- request
+POST /redeem
+--- request_json eval
+$FORGED
+--- error_code: 404
+--- response_headers_like
+RateLimit: "redeem-user";r=1;t=(39|40)
+
+
+
+=== TEST 3: the third
+--- config
+RedeemRateLimit redeem-user 3 60
+RedeemRateLimit redeem-ip 100 60
+--- login: ann
+--- request
+POST /redeem
+--- request_json eval
+$FORGED
+--- error_code: 404
+--- response_headers_like
+RateLimit: "redeem-user";r=0;t=(59|60)
+
+
+
+=== TEST 4: the fourth within the minute: 429 with the contract's body, Retry-After and the headers
+--- config
+RedeemRateLimit redeem-user 3 60
+RedeemRateLimit redeem-ip 100 60
+--- login: ann
+--- request
+POST /redeem
+--- request_json eval
+$FORGED
+--- error_code: 429
+--- response_json_exact
+{"error": "Too many requests"}
+--- response_headers
+X-Content-Type-Options: nosniff
+--- response_headers_like
+Retry-After: ^(19|20)$
+RateLimit-Policy: "redeem-user";q=3;w=60
+RateLimit: "redeem-user";r=0;t=(59|60)
+--- error_log
+/RDM0604: rate limit redeem-user \(3 per 60 s\) reached by client 127\.0\.0\.1, user \d+/
+--- db_check
+SELECT count(*) FROM audit_log WHERE actor_id = $USER_ID_ann
+--- db_check_out
+3
+
+
+
+=== TEST 5: refused again: still nothing written, and the refusal is logged once per key and window
+--- config
+RedeemRateLimit redeem-user 3 60
+RedeemRateLimit redeem-ip 100 60
+--- login: ann
+--- request
+POST /redeem
+--- request_json eval
+$FORGED
+--- error_code: 429
+--- check_eval
+log_count(qr/RDM0604: rate limit redeem-user /) == 1
+--- db_check
+SELECT count(*) FROM audit_log WHERE actor_id = $USER_ID_ann
+--- db_check_out
+3
+
+
+
+=== TEST 6: another user of the same address is not limited by ann's count
+--- config
+RedeemRateLimit redeem-user 3 60
+RedeemRateLimit redeem-ip 100 60
+--- login: ben
+--- request
+POST /redeem
+--- request_json eval
+$FORGED
+--- error_code: 404
+
+
+
+=== TEST 7: the per-address scope: its limit reached by two users together
+--- config
+RedeemRateLimit redeem-user 100 60
+RedeemRateLimit redeem-ip 4 60
+--- login: ann
+--- request
+POST /redeem
+--- request_json eval
+$FORGED
+--- check_eval
+# Three more attempts by ben: the address has then spent its four.
+api_request('POST', '/redeem', $FORGED,
+            'Authorization: Bearer ' . user_token('ben'))->{status} == 404 or die "ben 1";
+api_request('POST', '/redeem', $FORGED,
+            'Authorization: Bearer ' . user_token('ben'))->{status} == 404 or die "ben 2";
+api_request('POST', '/redeem', $FORGED,
+            'Authorization: Bearer ' . user_token('ben'))->{status} == 404 or die "ben 3";
+my $res = api_request('POST', '/redeem', $FORGED,
+                      'Authorization: Bearer ' . user_token('ann'));
+$res->{status} == 429 or die "ann's fifth from the address: $res->{status}";
+
+
+
+=== TEST 8: a refused request is refused before its token is even read
+--- config
+RedeemRateLimit redeem-user 100 60
+RedeemRateLimit redeem-ip 4 60
+--- request
+POST /redeem
+--- more_headers
+Authorization: Bearer not-a-token
+--- request_json eval
+$FORGED
+--- error_code: 429
+
+
+
+=== TEST 9: the window's end: two per two seconds, the third refused, served again two seconds later
+--- config
+RedeemRateLimit register-ip 2 2
+--- request
+POST /api/register
+--- request_json
+{"email": "w1@example.test", "password": "Passw0rd123"}
+--- error_code: 201
+--- check_eval
+my $second = api_request('POST', '/api/register', '{"email":"w2@example.test","password":"Passw0rd123"}');
+$second->{status} == 201 or die "second: $second->{status}";
+my $third = api_request('POST', '/api/register', '{"email":"w3@example.test","password":"Passw0rd123"}');
+$third->{status} == 429 or die "third: $third->{status}";
+Time::HiRes::sleep(2.1);
+my $later = api_request('POST', '/api/register', '{"email":"w3@example.test","password":"Passw0rd123"}');
+$later->{status} == 201 or die "after the window: $later->{status}";
+
+
+
+=== TEST 10: three children at least, 30 clients at once, a limit of 10: exactly 10 served
+--- config
+StartServers 3
+ServerLimit 4
+ThreadsPerChild 10
+MinSpareThreads 30
+MaxSpareThreads 40
+MaxRequestWorkers 40
+RedeemRateLimit register-ip 10 60
+--- request
+POST /api/register
+--- request_json eval
+'{"email": "many' . var('CLIENT_INDEX') . '@example.test", "password": "Passw0rd123"}'
+--- concurrency: 30
+--- error_code_counts
+201: 10
+429: 20
+--- db_check
+SELECT count(*) FROM users WHERE email LIKE 'many%'
+--- db_check_out
+10
+
+
+
+=== TEST 11: ... and they were served by more than one child (pids in the access log)
+--- config
+StartServers 3
+ServerLimit 4
+ThreadsPerChild 10
+MinSpareThreads 30
+MaxSpareThreads 40
+MaxRequestWorkers 40
+RedeemRateLimit register-ip 10 60
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+open my $fh, '<', var('SERVROOT') . '/access.log' or die $!;
+my %pids = map { /POST \/api\/register .* (\d+)$/ ? ($1 => 1) : () } <$fh>;
+keys(%pids) >= 2 or die "served by " . join(',', keys %pids);
+
+
+
+=== TEST 12: a graceful restart in the middle of a window keeps the counts
+--- config
+RedeemRateLimit register-ip 4 60
+--- request
+POST /api/register
+--- request_json
+{"email": "g1@example.test", "password": "Passw0rd123"}
+--- error_code: 201
+--- check_eval
+api_request('POST', '/api/register', '{"email":"g2@example.test","password":"Passw0rd123"}')->{status} == 201
+  or die "g2";
+graceful_restart();
+for my $n (3, 4) {
+    my $res = api_request('POST', '/api/register', qq({"email":"g$n\@example.test","password":"Passw0rd123"}));
+    $res->{status} == 201 or die "g$n after the restart: $res->{status}";
+}
+my $fifth = api_request('POST', '/api/register', '{"email":"g5@example.test","password":"Passw0rd123"}');
+$fifth->{status} == 429 or die "the fifth after a graceful restart: $fifth->{status} (the count was lost)";
+log_count(qr/resuming normal operations/) >= 2 or die "no graceful restart seen";
+
+
+
+=== TEST 13: login: a flood of wrong passwords from one address (through a trusted proxy)
+--- config
+LoadModule remoteip_module /usr/lib/apache2/modules/mod_remoteip.so
+RemoteIPHeader X-Forwarded-For
+RemoteIPInternalProxy 127.0.0.1
+RedeemRateLimit login-email 3 60
+RedeemRateLimit login-ip 5 60
+--- login: olga
+--- request
+POST /api/login
+--- more_headers
+X-Forwarded-For: 203.0.113.9
+--- request_json
+{"email": "olga@example.test", "password": "WrongPassw0rd"}
+--- error_code: 401
+--- check_eval
+my @statuses = map {
+    api_request('POST', '/api/login', '{"email":"olga@example.test","password":"WrongPassw0rd"}',
+                'X-Forwarded-For: 203.0.113.9')->{status}
+} 1 .. 4;
+"@statuses" eq '401 401 429 429' or die "the flood: @statuses";
+
+
+
+=== TEST 14: ... does not lock the owner out from another address
+--- config
+LoadModule remoteip_module /usr/lib/apache2/modules/mod_remoteip.so
+RemoteIPHeader X-Forwarded-For
+RemoteIPInternalProxy 127.0.0.1
+RedeemRateLimit login-email 3 60
+RedeemRateLimit login-ip 5 60
+--- request
+POST /api/login
+--- more_headers
+X-Forwarded-For: 198.51.100.7
+--- request_json
+{"email": "olga@example.test", "password": "$USER_PASSWORD"}
+--- error_code: 200
+--- response_headers_like
+RateLimit: "login-ip";r=4;t=\d+, "login-email";r=2;t=\d+
+
+
+
+=== TEST 15: the flooding address is refused per address too, whatever the email
+--- config
+LoadModule remoteip_module /usr/lib/apache2/modules/mod_remoteip.so
+RemoteIPHeader X-Forwarded-For
+RemoteIPInternalProxy 127.0.0.1
+RedeemRateLimit login-email 3 60
+RedeemRateLimit login-ip 5 60
+--- request
+POST /api/login
+--- more_headers
+X-Forwarded-For: 203.0.113.9
+--- request_json
+{"email": "someone-else@example.test", "password": "WrongPassw0rd"}
+--- error_code: 429
+--- response_headers_like
+RateLimit: "login-ip";r=0
+
+
+
+=== TEST 16: IPv6 clients are counted by their /64
+--- config
+LoadModule remoteip_module /usr/lib/apache2/modules/mod_remoteip.so
+RemoteIPHeader X-Forwarded-For
+RemoteIPInternalProxy 127.0.0.1
+RedeemRateLimit register-ip 2 60
+--- request
+POST /api/register
+--- more_headers
+X-Forwarded-For: 2001:db8:0:1::1
+--- request_json
+{"email": "six1@example.test", "password": "Passw0rd123"}
+--- error_code: 201
+--- check_eval
+my $reg = sub {
+    my ($addr, $n) = @_;
+    api_request('POST', '/api/register', qq({"email":"six$n\@example.test","password":"Passw0rd123"}),
+                "X-Forwarded-For: $addr")->{status};
+};
+my @got = ($reg->('2001:db8:0:1::ffff', 2), $reg->('2001:db8:0:1:abcd::9', 3), $reg->('2001:db8:0:2::1', 4));
+"@got" eq '201 429 201' or die "same /64, same /64, another /64: @got";
+
+
+
+=== TEST 17: X-Forwarded-For from a peer that is not a trusted proxy changes nothing
+--- config
+LoadModule remoteip_module /usr/lib/apache2/modules/mod_remoteip.so
+RemoteIPHeader X-Forwarded-For
+RemoteIPInternalProxy 192.0.2.1
+RedeemRateLimit register-ip 2 60
+--- request
+POST /api/register
+--- more_headers
+X-Forwarded-For: 203.0.113.1
+--- request_json
+{"email": "x1@example.test", "password": "Passw0rd123"}
+--- error_code: 201
+--- check_eval
+my @got = map {
+    api_request('POST', '/api/register', qq({"email":"x$_\@example.test","password":"Passw0rd123"}),
+                "X-Forwarded-For: 203.0.113.$_")->{status}
+} 2, 3;
+"@got" eq '201 429' or die "different forged addresses, one real peer: @got";
+
+
+
+=== TEST 18: COUNT 0 turns a scope off: no headers, no limit
+--- config
+RedeemRateLimit register-ip 0 60
+--- request
+POST /api/register
+--- request_json
+{"email": "off1@example.test", "password": "Passw0rd123"}
+--- error_code: 201
+--- response_headers
+!RateLimit
+!RateLimit-Policy
+
+
+
+=== TEST 19: endpoints without a limit carry no rate-limit headers
+--- request
+GET /api/health
+--- error_code: 200
+--- response_headers
+!RateLimit
+!RateLimit-Policy
+
+
+
+=== TEST 20: apachectl -t: an unknown scope
+--- config
+RedeemRateLimit redeem-everything 10 60
+--- must_die
+--- error_log
+RedeemRateLimit: unknown scope 'redeem-everything'
+
+
+
+=== TEST 21: apachectl -t: a negative count
+--- config
+RedeemRateLimit redeem-user -1 60
+--- must_die
+--- error_log
+RedeemRateLimit: '-1' is not a whole number from 0 to 1000000
+
+
+
+=== TEST 22: apachectl -t: more than one request per millisecond
+--- config
+RedeemRateLimit login-ip 3000 1
+--- must_die
+--- error_log
+RedeemRateLimit login-ip 3000 1: the period must divide into whole milliseconds
+
+
+
+=== TEST 23: apachectl -t: a Redis URL without a port
+--- config
+RedeemRateLimitStore redis://127.0.0.1
+--- must_die
+--- error_log
+RedeemRateLimitStore takes shm [ENTRIES] or redis://HOST:PORT[/DB]
+
+
+
+=== TEST 24: apachectl -t: a table too small
+--- config
+RedeemRateLimitStore shm 10
+--- must_die
+--- error_log
+ENTRIES must be a whole number from 64 to 67108864
+
+
+
+=== TEST 25: apachectl -t: the store is server-wide, not per virtual host
+--- config
+<VirtualHost *>
+  ServerName other.test
+  RedeemRateLimitStore shm 1024
+</VirtualHost>
+--- must_die
+--- error_log
+RedeemRateLimitStore cannot occur within <VirtualHost> section
+
+
+
+=== TEST 26: a small table (64 entries) still limits every key, evicting the least useful
+--- config
+RedeemRateLimitStore shm 64
+RedeemRateLimit register-ip 1 60
+--- request
+POST /api/register
+--- request_json
+{"email": "tiny1@example.test", "password": "Passw0rd123"}
+--- error_code: 201
+--- check_eval
+my $res = api_request('POST', '/api/register', '{"email":"tiny2@example.test","password":"Passw0rd123"}');
+$res->{status} == 429 or die "second from the same address: $res->{status}";
