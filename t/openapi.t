@@ -149,7 +149,13 @@ for my $op (map { "$_->[0] $_->[1]" } $v->operations) {
         });
     }
 }
-is_deeply(\@convention_errors, [], 'every response: common headers, 401/405/429/503 headers, closed JSON bodies')
+for my $r (@responses) {
+    my ($method, $path, $status, $response) = @$r;
+    my $schema = $response->{content}{'application/json'}{schema} or next;
+    push @convention_errors, "$method $path $status: the fast check cannot compile this body schema"
+      unless $v->fast_check($schema);
+}
+is_deeply(\@convention_errors, [], 'every response: common headers, 401/405/429/503 headers, closed JSON bodies, fast checks')
   or diag(join "\n", @convention_errors);
 
 # The document checks can fail.
@@ -211,18 +217,24 @@ sub response {
             body => $body);
 }
 
+# Each sample goes through the fast checks (which must agree with
+# JSON::Validator: 'fast-strict') and through JSON::Validator alone.
 sub accepts {
     my ($name, %res) = @_;
-    my @errors = $v->validate_response(%res);
+    my @errors = map { $v->validate_response(%res, engine => $_) } 'fast-strict', 'json-validator';
     ok(!@errors, "accepts $res{method} $res{path} $res{status}: $name") or diag(join "\n", @errors);
 }
 
 sub rejects {
     my ($name, $like, %res) = @_;
-    my @errors = $v->validate_response(%res);
-    ok(scalar(grep { /$like/ } @errors), "rejects $res{method} $res{path} $res{status}: $name")
-      or diag(@errors ? "errors:\n" . join("\n", @errors) : 'accepted');
-    return @errors;
+    my $ok = 1;
+    my @all;
+    for my $engine ('fast', 'json-validator') {
+        my @errors = $v->validate_response(%res, engine => $engine);
+        $ok &&= grep { /$like/ } @errors;
+        push @all, map { "[$engine] $_" } @errors ? @errors : ('accepted');
+    }
+    ok($ok, "rejects $res{method} $res{path} $res{status}: $name") or diag(join "\n", @all);
 }
 
 my $user = qq({"id":2,"email":"alice\@example.test","created_at":"$TS"});
@@ -336,9 +348,25 @@ accepts('GET of a POST path', response('GET', '/api/register', 405, '{"error":"M
 accepts('DELETE of a GET path', response('DELETE', '/api/health', 405, '{"error":"Method not allowed"}',
         ['Allow', 'GET, HEAD']));
 accepts('HEAD of a POST path', response('HEAD', '/redeem', 405, '', ['Allow', 'POST']));
+accepts('the path as httpd hands it on (%XX, //, ./, a query)', response('GET', '//api/./%68ealth?x=1#y', 200, $healthy));
+accepts('an absolute-form request target', response('GET', 'http://127.0.0.1:5000/api/health', 200, $healthy));
 accepts('header names in any case', (response('GET', '/api/profile', 401, '{"error":"Authentication required"}'),
         headers => [['content-type', 'application/json'], ['cache-control', 'no-store'],
                     ['x-content-type-options', 'nosniff'], ['www-authenticate', 'Bearer']]));
+
+# Responses captured from the module itself (make run, then the requests of
+# this file's __DATA__, one JSON line each: method, path, status, headers, body;
+# the 503s with its PostgreSQL stopped).
+{
+    my $n = 0;
+    while (my $line = <DATA>) {
+        next unless $line =~ /\S/;
+        my $res = JSON::PP->new->decode($line);
+        $n++;
+        accepts('captured from the module', %$res);
+    }
+    ok($n >= 30, "$n captured responses");
+}
 
 # ---------------------------------------------------------------- broken responses
 
@@ -401,6 +429,8 @@ rejects('an undocumented status on HEAD', qr{status 418},
         response('HEAD', '/api/health', 418, ''));
 rejects('an unknown path answering 200', qr{no path of the document matches},
         response('GET', '/api/nope', 200, $healthy));
+rejects('a trailing slash answering 200 (paths match exactly)', qr{no path of the document matches},
+        response('GET', '/api/health/', 200, $healthy));
 rejects('a documented path with an undocumented method answering 200', qr{method DELETE is not documented},
         response('DELETE', '/api/profile', 200, qq({"user":$user})));
 rejects('no nosniff', qr{header X-Content-Type-Options is missing},
@@ -465,3 +495,42 @@ rejects('a 404 on an unknown path with another message', qr{/error: Does not mat
 }
 
 done_testing();
+
+__DATA__
+{"body":"{\"status\":\"healthy\",\"message\":\"User Registration API is running\"}","headers":[["Date","Mon, 30 Nov 2026 16:16:57 GMT"],["Server","Apache/2.4.71 (Debian)"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","65"],["Connection","close"],["Content-Type","application/json"]],"method":"GET","path":"/api/health","status":200}
+{"body":"","headers":[["Date","Mon, 30 Nov 2026 16:16:57 GMT"],["Server","Apache/2.4.71 (Debian)"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","65"],["Connection","close"],["Content-Type","application/json"]],"method":"HEAD","path":"/api/health","status":200}
+{"body":"{\"message\":\"User registered successfully\",\"user\":{\"id\":2,\"email\":\"alice@example.test\",\"created_at\":\"2026-11-30T16:16:57.638684Z\"},\"access_token\":\"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJhZG1pbiI6ZmFsc2UsImVtYWlsIjoiYWxpY2VAZXhhbXBsZS50ZXN0IiwiZXhwIjoxNzk2MDU5MDE3LCJpYXQiOjE3OTYwNTU0MTcsImp0aSI6IjFlZjI5MWE2OGQ4ZjA5NWRiMjRkMjYzZTE1NzRlNjRjIiwic3ViIjoiMiIsInVzZXJfaWQiOjJ9.gQDQqnfZTSeq2Cuuy8fNoOR2QlKFnR0QrLtd791A74w\",\"token_type\":\"Bearer\",\"expires_in\":3600}","headers":[["Date","Mon, 30 Nov 2026 16:16:57 GMT"],["Server","Apache/2.4.71 (Debian)"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","457"],["Connection","close"],["Content-Type","application/json"]],"method":"POST","path":"/api/register","status":201}
+{"body":"{\"error\":\"Email already registered\"}","headers":[["Date","Mon, 30 Nov 2026 16:16:57 GMT"],["Server","Apache/2.4.71 (Debian)"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","36"],["Connection","close"],["Content-Type","application/json"]],"method":"POST","path":"/api/register","status":409}
+{"body":"{\"error\":\"Unknown field: is_admin\"}","headers":[["Date","Mon, 30 Nov 2026 16:16:57 GMT"],["Server","Apache/2.4.71 (Debian)"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","35"],["Connection","close"],["Content-Type","application/json"]],"method":"POST","path":"/api/register","status":400}
+{"body":"{\"error\":\"Malformed JSON: '}' expected near end of file\"}","headers":[["Date","Mon, 30 Nov 2026 16:16:57 GMT"],["Server","Apache/2.4.71 (Debian)"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","57"],["Connection","close"],["Content-Type","application/json"]],"method":"POST","path":"/api/register","status":400}
+{"body":"{\"error\":\"Password must be at least 8 characters\"}","headers":[["Date","Mon, 30 Nov 2026 16:16:57 GMT"],["Server","Apache/2.4.71 (Debian)"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","50"],["Connection","close"],["Content-Type","application/json"]],"method":"POST","path":"/api/register","status":400}
+{"body":"{\"error\":\"Content-Type must be application/json\"}","headers":[["Date","Mon, 30 Nov 2026 16:16:57 GMT"],["Server","Apache/2.4.71 (Debian)"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","49"],["Connection","close"],["Content-Type","application/json"]],"method":"POST","path":"/api/register","status":415}
+{"body":"{\"error\":\"Request body too large\"}","headers":[["Date","Mon, 30 Nov 2026 16:16:57 GMT"],["Server","Apache/2.4.71 (Debian)"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","34"],["Connection","close"],["Content-Type","application/json"]],"method":"POST","path":"/api/register","status":413}
+{"body":"{\"message\":\"Login successful\",\"user\":{\"id\":2,\"email\":\"alice@example.test\",\"created_at\":\"2026-11-30T16:16:57.638684Z\"},\"access_token\":\"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJhZG1pbiI6ZmFsc2UsImVtYWlsIjoiYWxpY2VAZXhhbXBsZS50ZXN0IiwiZXhwIjoxNzk2MDU5MDE3LCJpYXQiOjE3OTYwNTU0MTcsImp0aSI6IjZkYzYxNGRlMWVjMzVjMzFhZTExNDVlZDE4NDg1ZDNlIiwic3ViIjoiMiIsInVzZXJfaWQiOjJ9.odJ0f4JmNqOMTz5kREhsWY_2Wr7Ic-CJxU99VOoc0mQ\",\"token_type\":\"Bearer\",\"expires_in\":3600}","headers":[["Date","Mon, 30 Nov 2026 16:16:57 GMT"],["Server","Apache/2.4.71 (Debian)"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","445"],["Connection","close"],["Content-Type","application/json"]],"method":"POST","path":"/api/login","status":200}
+{"body":"{\"error\":\"Invalid email or password\"}","headers":[["Date","Mon, 30 Nov 2026 16:16:57 GMT"],["Server","Apache/2.4.71 (Debian)"],["WWW-Authenticate","Bearer"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","37"],["Connection","close"],["Content-Type","application/json"]],"method":"POST","path":"/api/login","status":401}
+{"body":"{\"user\":{\"id\":2,\"email\":\"alice@example.test\",\"created_at\":\"2026-11-30T16:16:57.638684Z\"}}","headers":[["Date","Mon, 30 Nov 2026 16:16:57 GMT"],["Server","Apache/2.4.71 (Debian)"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","89"],["Connection","close"],["Content-Type","application/json"]],"method":"GET","path":"/api/profile","status":200}
+{"body":"{\"error\":\"Authentication required\"}","headers":[["Date","Mon, 30 Nov 2026 16:16:57 GMT"],["Server","Apache/2.4.71 (Debian)"],["WWW-Authenticate","Bearer"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","35"],["Connection","close"],["Content-Type","application/json"]],"method":"GET","path":"/api/profile","status":401}
+{"body":"{\"error\":\"Invalid or expired token\"}","headers":[["Date","Mon, 30 Nov 2026 16:16:57 GMT"],["Server","Apache/2.4.71 (Debian)"],["WWW-Authenticate","Bearer"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","36"],["Connection","close"],["Content-Type","application/json"]],"method":"GET","path":"/api/profile","status":401}
+{"body":"{\"error\":\"Admin access required\"}","headers":[["Date","Mon, 30 Nov 2026 16:16:57 GMT"],["Server","Apache/2.4.71 (Debian)"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","33"],["Connection","close"],["Content-Type","application/json"]],"method":"GET","path":"/api/users","status":403}
+{"body":"{\"users\":[{\"id\":1,\"email\":\"admin@example.com\",\"created_at\":\"2026-11-30T16:16:45.352306Z\"},{\"id\":2,\"email\":\"alice@example.test\",\"created_at\":\"2026-11-30T16:16:57.638684Z\"}],\"total\":2,\"pages\":1,\"current_page\":1,\"per_page\":10}","headers":[["Date","Mon, 30 Nov 2026 16:16:57 GMT"],["Server","Apache/2.4.71 (Debian)"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","223"],["Connection","close"],["Content-Type","application/json"]],"method":"GET","path":"/api/users?page=1&per_page=10","status":200}
+{"body":"{\"error\":\"per_page must be an integer from 1 to 500\"}","headers":[["Date","Mon, 30 Nov 2026 16:16:57 GMT"],["Server","Apache/2.4.71 (Debian)"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","53"],["Connection","close"],["Content-Type","application/json"]],"method":"GET","path":"/api/users?per_page=501","status":400}
+{"body":"{\"message\":\"Successfully generated 3 redeem codes\",\"count\":3,\"batch_id\":\"262ee72d-35a5-40b0-9bfe-b1a8f2cdf9b4\",\"duration_months\":2,\"codes\":[\"YYXWZSZ7GR70-1D9Z-W2XG9N61\",\"0BH8SDTXXYVD-HTPN-7MTY06PE\",\"6P1FN9XZ7PB9-NC3X-4BYH02SB\"],\"expires_at\":\"2032-03-04T03:06:07.000000Z\"}","headers":[["Date","Mon, 30 Nov 2026 16:16:57 GMT"],["Server","Apache/2.4.71 (Debian)"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","271"],["Connection","close"],["Content-Type","application/json"]],"method":"POST","path":"/admin/generate-codes","status":201}
+{"body":"{\"error\":\"count must be an integer from 1 to 100000\"}","headers":[["Date","Mon, 30 Nov 2026 16:16:57 GMT"],["Server","Apache/2.4.71 (Debian)"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","53"],["Connection","close"],["Content-Type","application/json"]],"method":"POST","path":"/admin/generate-codes","status":400}
+{"body":"{\"message\":\"Code redeemed successfully\",\"subscription_extended\":true,\"new_subscription_expiry\":\"2027-01-30T16:16:57.678632Z\",\"redeemed_at\":\"2026-11-30T16:16:57.678632Z\"}","headers":[["Date","Mon, 30 Nov 2026 16:16:57 GMT"],["Server","Apache/2.4.71 (Debian)"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","169"],["Connection","close"],["Content-Type","application/json"]],"method":"POST","path":"/redeem","status":200}
+{"body":"{\"error\":\"Code has already been used\"}","headers":[["Date","Mon, 30 Nov 2026 16:16:57 GMT"],["Server","Apache/2.4.71 (Debian)"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","38"],["Connection","close"],["Content-Type","application/json"]],"method":"POST","path":"/redeem","status":409}
+{"body":"{\"error\":\"Invalid redeem code\"}","headers":[["Date","Mon, 30 Nov 2026 16:16:57 GMT"],["Server","Apache/2.4.71 (Debian)"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","31"],["Connection","close"],["Content-Type","application/json"]],"method":"POST","path":"/redeem","status":404}
+{"body":"{\"error\":\"Invalid code format\"}","headers":[["Date","Mon, 30 Nov 2026 16:16:57 GMT"],["Server","Apache/2.4.71 (Debian)"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","31"],["Connection","close"],["Content-Type","application/json"]],"method":"POST","path":"/redeem","status":400}
+{"body":"{\"error\":\"You can only redeem codes for your own account\"}","headers":[["Date","Mon, 30 Nov 2026 16:16:57 GMT"],["Server","Apache/2.4.71 (Debian)"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","58"],["Connection","close"],["Content-Type","application/json"]],"method":"POST","path":"/redeem","status":403}
+{"body":"{\"codes\":[{\"id\":1,\"code\":\"YYXWZSZ7GR70-1D9Z-W2XG9N61\",\"is_used\":true,\"created_at\":\"2026-11-30T16:16:57.673051Z\",\"expires_at\":\"2032-03-04T03:06:07.000000Z\",\"used_at\":\"2026-11-30T16:16:57.678632Z\",\"used_by\":2,\"batch_id\":\"262ee72d-35a5-40b0-9bfe-b1a8f2cdf9b4\"},{\"id\":2,\"code\":\"0BH8SDTXXYVD-HTPN-7MTY06PE\",\"is_used\":false,\"created_at\":\"2026-11-30T16:16:57.673051Z\",\"expires_at\":\"2032-03-04T03:06:07.000000Z\",\"used_at\":null,\"used_by\":null,\"batch_id\":\"262ee72d-35a5-40b0-9bfe-b1a8f2cdf9b4\"}],\"next_after_id\":2,\"total\":3,\"pages\":2,\"current_page\":1,\"per_page\":2}","headers":[["Date","Mon, 30 Nov 2026 16:16:57 GMT"],["Server","Apache/2.4.71 (Debian)"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","554"],["Connection","close"],["Content-Type","application/json"]],"method":"GET","path":"/admin/codes?per_page=2","status":200}
+{"body":"{\"error\":\"used must be true or false\"}","headers":[["Date","Mon, 30 Nov 2026 16:16:57 GMT"],["Server","Apache/2.4.71 (Debian)"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","38"],["Connection","close"],["Content-Type","application/json"]],"method":"GET","path":"/admin/codes?used=maybe","status":400}
+{"body":"{\"user_id\":2,\"email\":\"alice@example.test\",\"is_subscribed\":true,\"subscription_expires_at\":\"2027-01-30T16:16:57.678632Z\"}","headers":[["Date","Mon, 30 Nov 2026 16:16:57 GMT"],["Server","Apache/2.4.71 (Debian)"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","119"],["Connection","close"],["Content-Type","application/json"]],"method":"GET","path":"/api/subscription","status":200}
+{"body":"{\"user_id\":2,\"email\":\"alice@example.test\",\"is_subscribed\":true,\"subscription_status\":\"active\",\"subscription_expires_at\":\"2027-01-30T16:16:57.678632Z\",\"days_remaining\":60,\"created_at\":\"2026-11-30T16:16:57.638684Z\"}","headers":[["Date","Mon, 30 Nov 2026 16:16:57 GMT"],["Server","Apache/2.4.71 (Debian)"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","213"],["Connection","close"],["Content-Type","application/json"]],"method":"GET","path":"/subscription/2","status":200}
+{"body":"{\"error\":\"Access denied. You can only check your own subscription status\"}","headers":[["Date","Mon, 30 Nov 2026 16:16:57 GMT"],["Server","Apache/2.4.71 (Debian)"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","74"],["Connection","close"],["Content-Type","application/json"]],"method":"GET","path":"/subscription/1","status":403}
+{"body":"{\"error\":\"User not found\"}","headers":[["Date","Mon, 30 Nov 2026 16:16:57 GMT"],["Server","Apache/2.4.71 (Debian)"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","26"],["Connection","close"],["Content-Type","application/json"]],"method":"GET","path":"/subscription/999999","status":404}
+{"body":"{\"error\":\"Invalid user id\"}","headers":[["Date","Mon, 30 Nov 2026 16:16:57 GMT"],["Server","Apache/2.4.71 (Debian)"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","27"],["Connection","close"],["Content-Type","application/json"]],"method":"GET","path":"/subscription/abc","status":400}
+{"body":"{\"error\":\"Not found\"}","headers":[["Date","Mon, 30 Nov 2026 16:16:57 GMT"],["Server","Apache/2.4.71 (Debian)"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","21"],["Connection","close"],["Content-Type","application/json"]],"method":"GET","path":"/api/nope","status":404}
+{"body":"{\"error\":\"Method not allowed\"}","headers":[["Date","Mon, 30 Nov 2026 16:16:57 GMT"],["Server","Apache/2.4.71 (Debian)"],["Allow","POST"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","30"],["Connection","close"],["Content-Type","application/json"]],"method":"GET","path":"/api/register","status":405}
+{"body":"{\"error\":\"Method not allowed\"}","headers":[["Date","Mon, 30 Nov 2026 16:16:57 GMT"],["Server","Apache/2.4.71 (Debian)"],["Allow","GET, HEAD"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","30"],["Connection","close"],["Content-Type","application/json"]],"method":"DELETE","path":"/api/health","status":405}
+{"body":"{\"status\":\"unhealthy\",\"message\":\"Database unavailable\"}","headers":[["Date","Mon, 30 Nov 2026 16:17:08 GMT"],["Server","Apache/2.4.71 (Debian)"],["Retry-After","5"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","55"],["Connection","close"],["Content-Type","application/json"]],"method":"GET","path":"/api/health","status":503}
+{"body":"{\"error\":\"Service temporarily unavailable\"}","headers":[["Date","Mon, 30 Nov 2026 16:17:08 GMT"],["Server","Apache/2.4.71 (Debian)"],["Retry-After","5"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","43"],["Connection","close"],["Content-Type","application/json"]],"method":"POST","path":"/api/login","status":503}
+{"body":"{\"error\":\"Service temporarily unavailable\"}","headers":[["Date","Mon, 30 Nov 2026 16:17:08 GMT"],["Server","Apache/2.4.71 (Debian)"],["Retry-After","5"],["X-Content-Type-Options","nosniff"],["Cache-Control","no-store"],["Content-Length","43"],["Connection","close"],["Content-Type","application/json"]],"method":"POST","path":"/redeem","status":503}

@@ -88,7 +88,9 @@ first use and cached.
 use strict;
 use warnings;
 
+use B ();
 use Carp qw(croak);
+use Scalar::Util ();
 use JSON::PP ();
 use JSON::Validator::Schema::Draft201909;
 use Mojo::JSON ();    # JSON::Validator's own JSON: 4 to 5 times faster than JSON::PP here
@@ -98,6 +100,11 @@ our $VERSION = '1.00';
 
 my @METHODS = qw(get put post delete options head patch trace);
 my %COMPILED;    # "file\0size\0mtime" => the state shared by every object of that file
+# 'fast' (default): the compiled checks, JSON::Validator explaining any failure;
+# 'json-validator': JSON::Validator for everything (the reference, slower);
+# 'fast-strict': as 'fast', and a failure JSON::Validator cannot explain is an
+# error too (for t/openapi.t: the two must agree).
+our $ENGINE = $ENV{TEST_REDEEM_OPENAPI_ENGINE} || 'fast';
 
 sub new {
     my ($class, $source) = @_;
@@ -120,7 +127,7 @@ sub _compile {
     my ($doc, $file) = @_;
     croak "$file: not an OpenAPI document (no mapping at the top)" unless ref $doc eq 'HASH';
 
-    my $self = { file => $file, doc => $doc, plans => {}, matches => {} };
+    my $self = { file => $file, doc => $doc, plans => {}, matches => {}, fast => {} };
     my @bad_refs = _unresolved_refs($doc);
     croak "$file: unresolved \$ref: @bad_refs" if @bad_refs;
 
@@ -205,11 +212,10 @@ sub _unresolved_refs {
 
 sub validate_response {
     my ($self, %res) = @_;
+    local $self->{engine} = $res{engine} // $ENGINE;
     my $method = uc($res{method} // '');
     my $status = $res{status} // '';
-    my $path = $res{path} // '';
-    $path =~ s/[?#].*//s;
-    $path = '/' unless length $path;
+    my $path = _server_path($res{path} // '');
     my $label = "$method $path -> $status";
     return ("$label: no status") unless $status =~ /^[1-5]\d\d$/;
 
@@ -263,6 +269,25 @@ sub validate_response {
     return map { "$label: $_" } @errors;
 }
 
+# The path as httpd hands it to the module: no query or fragment, no
+# scheme://authority (absolute-form), %XX decoded, slashes merged, dot
+# segments resolved.
+sub _server_path {
+    my ($path) = @_;
+    $path =~ s/[?#].*//s;
+    $path =~ s{\A[a-zA-Z][a-zA-Z0-9+.-]*://[^/]*}{};
+    $path =~ s/%([0-9A-Fa-f]{2})/chr hex $1/ge;
+    my @out;
+    for my $seg (split m{/+}, $path, -1) {
+        next if $seg eq '.' || $seg eq '';
+        if ($seg eq '..') { pop @out; next }
+        push @out, $seg;
+    }
+    my $clean = '/' . join '/', @out;
+    $clean .= '/' if @out && $path =~ m{/\.{0,2}\z};    # a trailing slash stays
+    return $clean;
+}
+
 sub _check_body {
     my ($self, $media, $media_plan, $body) = @_;
     return unless $media_plan->{schema};
@@ -277,8 +302,23 @@ sub _check_body {
             return ('body is not JSON: ' . $why . ': ' . _excerpt($body));
         }
     }
-    return map { "body $_" } $self->{jv}->validate($data, $media_plan->{schema});
+    return map { "body $_" } $self->_schema_errors($data, $media_plan->{schema});
 }
+
+# JSON::Validator's errors for $data, unless the fast check passes it first.
+sub _schema_errors {
+    my ($self, $data, $schema) = @_;
+    my $check = $self->{engine} ne 'json-validator' && $self->_fast($schema);
+    return () if $check && $check->($data);
+    my @errors = $self->{jv}->validate($data, $schema);
+    return ('/: the fast check refuses what JSON::Validator accepts')
+      if $check && !@errors && $self->{engine} eq 'fast-strict';
+    return @errors;
+}
+
+# The fast check of a Schema Object of the document: a code reference, or
+# undef when JSON::Validator must do it alone.
+sub fast_check { my ($self, $schema) = @_; return $self->_fast($schema) }
 
 sub _excerpt {
     my ($text) = @_;
@@ -363,7 +403,6 @@ sub _header_check {
     return sub { () } unless $schema;
     my $resolved = $self->deref($schema);
     my $type = ref $resolved eq 'HASH' ? $resolved->{type} // '' : '';
-    my $jv = $self->{jv};
     return sub {
         my ($value) = @_;
         my $data = $value;
@@ -377,8 +416,184 @@ sub _header_check {
             return ("'$value' is not true or false") unless $value =~ /\A(?:true|false)\z/;
             $data = $value eq 'true' ? JSON::PP::true : JSON::PP::false;
         }
-        return map { "'$value': " . ($_->message) } $jv->validate($data, $schema);
+        return map { "'$value': " . ($_->message) } $self->_schema_errors($data, $schema);
     };
+}
+
+# ------------------------------------------------------------------ the fast checks
+
+# JSON::Validator costs some 30 microseconds a schema node, which makes a
+# listing of 500 codes take 0.3 s and the 100,000 codes of a generation
+# seconds. The document's schemas are therefore also compiled into closures
+# that only say yes or no; a no is explained by JSON::Validator, so every
+# message still comes from it, and a yes is only given for a schema made of
+# keywords listed below (anything else: undef, and JSON::Validator does all).
+# t/openapi.t checks that both agree on every sample, good and broken.
+
+my %ANNOTATION = map { $_ => 1 } qw(description title examples example default deprecated
+                                    readOnly writeOnly $comment);
+
+# JSON types as JSON::Validator sees them (no numeric operation on a string).
+sub _json_type {
+    my $ref = ref $_[0];
+    return 'object' if $ref eq 'HASH';
+    return 'array' if $ref eq 'ARRAY';
+    return 'boolean' if $ref && Scalar::Util::blessed($_[0]) && $_[0]->isa('JSON::PP::Boolean');
+    return 'other' if $ref;
+    return 'null' unless defined $_[0];
+    return B::svref_2object(\$_[0])->FLAGS & (B::SVp_IOK | B::SVp_NOK) ? 'number' : 'string';
+}
+
+sub _json_equal {
+    my ($x, $y) = @_;
+    my ($tx, $ty) = (_json_type($x), _json_type($y));
+    return 0 unless $tx eq $ty;
+    return 1 if $tx eq 'null';
+    return !!$x == !!$y if $tx eq 'boolean';
+    return $x == $y if $tx eq 'number';
+    return $x eq $y if $tx eq 'string';
+    if ($tx eq 'array') {
+        return 0 unless @$x == @$y;
+        _json_equal($x->[$_], $y->[$_]) || return 0 for 0 .. $#$x;
+        return 1;
+    }
+    if ($tx eq 'object') {
+        return 0 unless keys %$x == keys %$y;
+        exists $y->{$_} && _json_equal($x->{$_}, $y->{$_}) || return 0 for keys %$x;
+        return 1;
+    }
+    return 0;
+}
+
+# The check of a schema: a closure returning true for valid data, or undef
+# when the schema uses a keyword the fast path does not implement.
+sub _fast {
+    my ($self, $schema) = @_;
+    my $cache = $self->{fast};
+    return $cache->{$schema} if exists $cache->{$schema};
+    my $compiled;
+    $cache->{$schema} = sub { $compiled->(@_) };    # a $ref cycle calls this before it is done
+    $compiled = eval { $self->_fast_compile($schema) };
+    return $cache->{$schema} = $compiled;    # undef: not for the fast path
+}
+
+sub _fast_compile {
+    my ($self, $schema) = @_;
+    return sub { 1 } if JSON::PP::is_bool($schema) && $schema;
+    return sub { 0 } if JSON::PP::is_bool($schema);
+    die "not a schema\n" unless ref $schema eq 'HASH';
+    my @checks;
+    my %s = %$schema;
+    delete @s{ grep { $ANNOTATION{$_} } keys %s };
+
+    if (defined(my $ref = delete $s{'$ref'})) {
+        die "remote \$ref\n" unless $ref =~ /^#/;
+        my $target = _pointer($self->{doc}, $ref) // die "unresolved\n";
+        my $check = $self->_fast($target) // die "\$ref to a schema the fast path cannot do\n";
+        push @checks, $check;
+    }
+    if (defined(my $type = delete $s{type})) {
+        my %want = map { $_ => 1 } ref $type ? @$type : $type;
+        my $integer = $want{integer};
+        push @checks, sub {
+            my $t = _json_type($_[0]);
+            return 1 if $want{$t};
+            return $t eq 'number' && $integer && $_[0] =~ /\A-?\d+\z/;
+        };
+    }
+    if (exists $s{const}) {
+        my $const = delete $s{const};
+        push @checks, sub { _json_equal($_[0], $const) };
+    }
+    if (defined(my $enum = delete $s{enum})) {
+        push @checks, sub { for my $e (@$enum) { return 1 if _json_equal($_[0], $e) } 0 };
+    }
+
+    # string
+    my ($min_len, $max_len, $pattern) = delete @s{qw(minLength maxLength pattern)};
+    if (defined $min_len || defined $max_len || defined $pattern) {
+        my $re = defined $pattern ? qr/$pattern/ : undef;
+        push @checks, sub {
+            return 1 unless _json_type($_[0]) eq 'string';
+            return 0 if defined $min_len && length($_[0]) < $min_len;
+            return 0 if defined $max_len && length($_[0]) > $max_len;
+            return !$re || $_[0] =~ $re;
+        };
+    }
+    # number
+    my ($min, $max, $xmin, $xmax) = delete @s{qw(minimum maximum exclusiveMinimum exclusiveMaximum)};
+    if (defined $min || defined $max || defined $xmin || defined $xmax) {
+        push @checks, sub {
+            return 1 unless _json_type($_[0]) eq 'number';
+            return 0 if defined $min && $_[0] < $min;
+            return 0 if defined $max && $_[0] > $max;
+            return 0 if defined $xmin && $_[0] <= $xmin;
+            return 0 if defined $xmax && $_[0] >= $xmax;
+            return 1;
+        };
+    }
+    # array
+    my ($min_items, $max_items, $items) = delete @s{qw(minItems maxItems items)};
+    if (defined $min_items || defined $max_items || defined $items) {
+        die "items as a list\n" if ref $items eq 'ARRAY';
+        my $item = defined $items ? ($self->_fast($items) // die "items\n") : undef;
+        push @checks, sub {
+            return 1 unless ref $_[0] eq 'ARRAY';
+            my $n = @{ $_[0] };
+            return 0 if defined $min_items && $n < $min_items;
+            return 0 if defined $max_items && $n > $max_items;
+            if ($item) { $item->($_) || return 0 for @{ $_[0] } }
+            return 1;
+        };
+    }
+    # object
+    my ($props, $required, $additional) = delete @s{qw(properties required additionalProperties)};
+    if (defined $props || defined $required || defined $additional) {
+        my %prop = map { $_ => ($self->_fast($props->{$_}) // die "properties\n") } keys %{ $props || {} };
+        my @required = @{ $required || [] };
+        my ($closed, $extra);
+        if (defined $additional) {
+            if (JSON::PP::is_bool($additional)) { $closed = !$additional }
+            else { $extra = $self->_fast($additional) // die "additionalProperties\n" }
+        }
+        push @checks, sub {
+            my $o = $_[0];
+            return 1 unless ref $o eq 'HASH';
+            exists $o->{$_} || return 0 for @required;
+            for my $k (keys %$o) {
+                if (my $p = $prop{$k}) { $p->($o->{$k}) || return 0 }
+                elsif ($closed) { return 0 }
+                elsif ($extra) { $extra->($o->{$k}) || return 0 }
+            }
+            return 1;
+        };
+    }
+    # applicators
+    for my $kw (qw(allOf anyOf oneOf)) {
+        my $list = delete $s{$kw} // next;
+        my @sub = map { $self->_fast($_) // die "$kw\n" } @$list;
+        push @checks, $kw eq 'allOf' ? sub { $_->($_[0]) || return 0 for @sub; 1 }
+                    : $kw eq 'anyOf' ? sub { $_->($_[0]) && return 1 for @sub; 0 }
+                    : sub { my $n = grep { $_->($_[0]) } @sub; $n == 1 };
+    }
+    if (defined(my $not = delete $s{not})) {
+        my $check = $self->_fast($not) // die "not\n";
+        push @checks, sub { !$check->($_[0]) };
+    }
+    my ($if, $then, $else) = delete @s{qw(if then else)};
+    if (defined $if) {
+        my $c_if = $self->_fast($if) // die "if\n";
+        my $c_then = defined $then ? ($self->_fast($then) // die "then\n") : undef;
+        my $c_else = defined $else ? ($self->_fast($else) // die "else\n") : undef;
+        push @checks, sub {
+            return $c_if->($_[0]) ? (!$c_then || $c_then->($_[0])) : (!$c_else || $c_else->($_[0]));
+        };
+    }
+
+    die 'keywords ' . join(', ', sort keys %s) . "\n" if %s;    # format, patternProperties, ...
+    return sub { 1 } unless @checks;
+    return $checks[0] if @checks == 1;
+    return sub { $_->($_[0]) || return 0 for @checks; 1 };
 }
 
 # ------------------------------------------------------------------ the document itself
