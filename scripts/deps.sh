@@ -7,6 +7,7 @@ packages=(
   build-essential apache2 apache2-dev libaprutil1-dbd-pgsql
   libjansson-dev libjwt-dev libargon2-dev libssl-dev libpq-dev
   postgresql postgresql-client libtest-base-perl wrk
+  debhelper dpkg-dev argon2 iproute2
 )
 
 missing=()
