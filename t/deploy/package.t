@@ -45,7 +45,8 @@ my $IP = first_executable(qw(/usr/sbin/ip /usr/bin/ip /sbin/ip /bin/ip));
 plan skip_all => 'ip (iproute2) is missing' unless $IP;
 
 # One run at a time on a machine: two would share /etc/apache2.
-open my $LOCK, '>>', '/run/lock/mod-redeem-package-test.lock' or die "lock: $!";
+my $LOCK_DIR = -d '/run/lock' ? '/run/lock' : '/tmp';
+open my $LOCK, '>>', "$LOCK_DIR/mod-redeem-package-test.lock" or die "lock: $!";
 flock($LOCK, LOCK_EX) or die "flock: $!";
 
 # Never touch an installation this test did not make.
@@ -112,6 +113,13 @@ my $ok = eval {
        'installing enables nothing (a2query state unchanged)');
     is(mode('/etc/apache2/redeem'), '0700', '/etc/apache2/redeem is 0700');
 
+    # The module alone, before any key exists: loaded everywhere, serving
+    # nowhere (RedeemEngine is Off), so the configuration stays valid.
+    step_ok('a2enmod redeem alone', ['a2enmod', '-q', 'redeem']);
+    $state{enabled} = 1;
+    step_ok('apachectl -t with the module alone (no keys, no site)', ['apachectl', '-t']);
+    step_ok('a2dismod redeem again', ['a2dismod', '-q', 'redeem']);
+
     start_postgresql();
 
     # README 2: the database, the login role of our choice, the DBDParams file.
@@ -124,6 +132,7 @@ cat > /etc/apache2/redeem/db.conf <<EOF
 DBDParams "host=127.0.0.1 dbname=redeem user=shop_app password=$DB_PASSWORD connect_timeout=3 options='-c statement_timeout=10000'"
 EOF
 SH
+    push @{ $state{operator_files} }, '/etc/apache2/redeem/db.conf';
     is(psql_postgres("SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations", 'redeem'),
        join(',', 1 .. scalar(my @m = glob "$ROOT/sql/[0-9][0-9][0-9]_*.sql")), 'every migration applied');
     is(psql_postgres("SELECT has_table_privilege('shop_app', 'audit_log', 'INSERT')::text || "
@@ -137,7 +146,8 @@ for key in jwt_secret code_mac_key code_enc_key; do
   head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > /etc/apache2/redeem/$key
 done
 SH
-    my @secrets = map {"/etc/apache2/redeem/$_"} qw(code_enc_key code_mac_key db.conf jwt_secret);
+    push @{ $state{operator_files} }, map {"/etc/apache2/redeem/$_"} qw(code_enc_key code_mac_key jwt_secret);
+    my @secrets = sort @{ $state{operator_files} };
     is(join(' ', map { mode($_) . ':' . owner($_) } @secrets), join(' ', ('0600:0:0') x @secrets),
        'the secrets and db.conf are 0600, root');
 
@@ -253,7 +263,7 @@ sub start_postgresql {
     step_ok('PostgreSQL started in the namespace',
             [$IP, 'netns', 'exec', $NS, 'runuser', '-u', 'postgres', '--', "$PG_BIN/pg_ctl", '-D', "$TMP/data",
              '-l', "$TMP/postgresql.log", '-w', '-t', '30', 'start']);
-    $pids{postgres} = first_line("$TMP/data/postmaster.pid");
+    $pids{postgres} = process_id(first_line("$TMP/data/postmaster.pid"));
 }
 
 sub stop_postgresql {
@@ -274,13 +284,13 @@ sub start_apache {
     my $res;
     do { sleep 0.1; $res = http('GET', 'http://127.0.0.1:8080/api/health') }
         until $res->{status} != 599 || time > $deadline;
-    $pids{apache} = first_line('/var/run/apache2/apache2.pid');
+    $pids{apache} = process_id(first_line('/var/run/apache2/apache2.pid'));
     ok($pids{apache}, 'Apache is running (pid file)');
 }
 
 sub stop_apache {
     return unless $state{apache};
-    my $pid = first_line('/var/run/apache2/apache2.pid') || $pids{apache};
+    my $pid = process_id(first_line('/var/run/apache2/apache2.pid')) || $pids{apache};
     run([$IP, 'netns', 'exec', $NS, 'apachectl', 'stop']);
     wait_gone($pid, 10) if $pid;
 }
@@ -302,9 +312,9 @@ sub cleanup {
     $try->('end what is left in the namespace', sub {
         return unless $state{netns};
         for my $signal ('TERM', 'KILL') {
-            my @left = netns_pids();
+            my @left = map { process_id($_) } netns_pids();
             last unless @left;
-            kill $signal, @left;
+            kill $signal, map { $_->{pid} } @left;
             wait_gone($_, 5) for @left;
         }
     });
@@ -317,8 +327,8 @@ sub cleanup {
     });
     $try->('purge', sub {
         return unless $state{installed};
-        my $r = run(['apt-get', 'purge', '-y', $PKG], env => {DEBIAN_FRONTEND => 'noninteractive'});
-        $r->{ok} or die "apt-get purge failed:\n$r->{out}";
+        my $r = run(['dpkg', '--purge', $PKG]);
+        $r->{ok} or die "dpkg --purge failed:\n$r->{out}";
         $state{purged} = 1;
     });
     $try->('undo the modules enabled along', sub {
@@ -353,10 +363,15 @@ sub cleanup {
 
 sub check_machine_restored {
     is_deeply($state{cleanup_errors}, [], 'clean-up ran without errors');
+    ok(readme_has("a2dissite redeem-example\na2dismod redeem\nsystemctl restart apache2\n"
+                  . "dpkg --purge libapache2-mod-redeem")
+       && readme_has('`a2dismod dbd unique_id` if nothing else uses them')
+       && readme_has('`rm -r /etc/apache2/redeem` once no'),
+       'README has the removal steps the clean-up took');
     if ($state{installed}) {
         is(package_state(), 'not-installed', "$PKG purged");
-        is_deeply($state{left_after_purge}, ['/etc/apache2/redeem', map {"/etc/apache2/redeem/$_"}
-                                             qw(code_enc_key code_mac_key db.conf jwt_secret)],
+        my @made = @{ $state{operator_files} || [] };
+        is_deeply($state{left_after_purge}, [@made ? ('/etc/apache2/redeem', sort @made) : ()],
                   'purge left only the operator\'s secrets in /etc/apache2');
     }
     for my $dir (@WATCHED) {
@@ -366,7 +381,7 @@ sub check_machine_restored {
     ok(!grep({ $_ eq $NS } map { (split ' ')[0] // '' } split /\n/, run([$IP, 'netns', 'list'])->{out}),
        'the namespace is gone');
     for my $name (sort keys %pids) {
-        ok(!$pids{$name} || !kill(0, $pids{$name}), "$name (pid " . ($pids{$name} // '-') . ') is gone');
+        ok(!alive($pids{$name}), "$name (pid " . ($pids{$name} ? $pids{$name}{pid} : '-') . ') is gone');
     }
     my @new_ports = grep { !$HOST_PORTS_BEFORE{$_} && ($_ == 80 || $_ == 8080 || $_ == 5432) } host_listening_ports();
     is_deeply(\@new_ports, [], 'nothing listens on 80, 8080 or 5432 that did not before');
@@ -596,12 +611,29 @@ sub listening_ports {
     return sort { $a <=> $b } keys %ports;
 }
 
+# A process by its id and start time (so a reused id is not taken for it).
+sub process_id {
+    my ($pid) = @_;
+    return undef unless defined $pid && $pid =~ /^\d+$/;
+    my $stat = first_line("/proc/$pid/stat") // return undef;
+    my @f = split ' ', ($stat =~ s/^.*\) //r);    # after "pid (comm) "
+    return {pid => $pid, start => $f[19]};
+}
+
+# Alive: the same process, and not a zombie waiting for its parent.
+sub alive {
+    my ($p) = @_;
+    return 0 unless $p;
+    my $stat = first_line("/proc/$p->{pid}/stat") // return 0;
+    my @f = split ' ', ($stat =~ s/^.*\) //r);
+    return $f[19] eq $p->{start} && $f[0] ne 'Z';
+}
+
 sub wait_gone {
-    my ($pid, $seconds) = @_;
+    my ($p, $seconds) = @_;
     my $deadline = time + $seconds;
-    while (kill 0, $pid) {
+    while (alive($p)) {
         return 0 if time > $deadline;
-        waitpid($pid, POSIX::WNOHANG());
         sleep 0.05;
     }
     return 1;
