@@ -8,6 +8,8 @@ packages=(
   libjansson-dev libjwt-dev libargon2-dev libssl-dev libpq-dev
   postgresql postgresql-client libtest-base-perl wrk
   libhiredis-dev redis-server redis-tools
+  debhelper dpkg-dev argon2 iproute2
+  libjson-validator-perl libyaml-libyaml-perl
 )
 
 missing=()

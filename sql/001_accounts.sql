@@ -1,15 +1,18 @@
 -- mod_redeem schema, migration 001: accounts.
 -- Apply with: psql -v ON_ERROR_STOP=1 --single-transaction -f sql/001_accounts.sql
--- The module's login role is redeem_app; it is created here (NOLOGIN) when
--- missing, so give it LOGIN and a password yourself (see README).
+-- (redeem-migrate, scripts/redeem-migrate, does this for every file in order.)
+--
+-- The module's login role is the psql variable app_role, redeem_app unless
+-- given (psql -v app_role=NAME). It is created here NOLOGIN when missing, so
+-- give it LOGIN and a password yourself, or let redeem-migrate create it.
 
-DO $$
-BEGIN
-  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'redeem_app') THEN
-    CREATE ROLE redeem_app NOLOGIN;
-  END IF;
-END
-$$;
+\if :{?app_role}
+\else
+\set app_role redeem_app
+\endif
+
+SELECT format('CREATE ROLE %I NOLOGIN', :'app_role')
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'app_role') \gexec
 
 CREATE TABLE schema_migrations (
   version    integer PRIMARY KEY,
@@ -40,7 +43,7 @@ CREATE TABLE row_counts (
 );
 INSERT INTO row_counts VALUES ('users', 0);
 
--- SECURITY DEFINER: redeem_app may read the counts but not change them.
+-- SECURITY DEFINER: the app role may read the counts but not change them.
 CREATE FUNCTION users_count_rows() RETURNS trigger
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
 BEGIN
@@ -57,7 +60,7 @@ CREATE TRIGGER users_count_insert AFTER INSERT ON users
 CREATE TRIGGER users_count_delete AFTER DELETE ON users
   REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION users_count_rows();
 
-GRANT SELECT, INSERT, UPDATE ON users TO redeem_app;
-GRANT SELECT ON schema_migrations, row_counts TO redeem_app;
+GRANT SELECT, INSERT, UPDATE ON users TO :"app_role";
+GRANT SELECT ON schema_migrations, row_counts TO :"app_role";
 
 INSERT INTO schema_migrations (version) VALUES (1);

@@ -1,5 +1,11 @@
 -- mod_redeem schema, migration 002: redeem codes, subscriptions' audit trail.
 -- Apply with: psql -v ON_ERROR_STOP=1 --single-transaction -f sql/002_codes.sql
+-- The module's login role is the psql variable app_role (default redeem_app).
+
+\if :{?app_role}
+\else
+\set app_role redeem_app
+\endif
 
 -- A code is never stored in clear: code_hash is HMAC-SHA256 of the normalized
 -- code under the server's MAC key (the lookup key), code_sealed is the code
@@ -61,7 +67,7 @@ $$;
 CREATE TRIGGER redeem_codes_count_change AFTER UPDATE OF used_at OR DELETE ON redeem_codes
   FOR EACH ROW EXECUTE FUNCTION code_counts_change();
 
--- The audit trail: append-only. redeem_app may INSERT, nothing else; the
+-- The audit trail: append-only. The app role may INSERT, nothing else; the
 -- trigger refuses UPDATE and DELETE to every role but a superuser's TRUNCATE.
 CREATE TABLE audit_log (
   id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -84,8 +90,8 @@ $$;
 CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
   FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
 
-GRANT SELECT, INSERT, UPDATE ON redeem_codes TO redeem_app;
-GRANT SELECT ON code_counts TO redeem_app;
-GRANT INSERT ON audit_log TO redeem_app;
+GRANT SELECT, INSERT, UPDATE ON redeem_codes TO :"app_role";
+GRANT SELECT ON code_counts TO :"app_role";
+GRANT INSERT ON audit_log TO :"app_role";
 
 INSERT INTO schema_migrations (version) VALUES (2);
