@@ -16,7 +16,7 @@ CFLAGS   ?= -O2 -g
 ALL_CFLAGS := -std=gnu11 -fPIC $(CFLAGS) $(WARNINGS) -I$(SRC_DIR) $(APXS_INCS) $(APR_CPPFLAGS) -fstack-protector-strong -D_FORTIFY_SOURCE=2 -I$(PG_INCLUDEDIR)
 LIBS     := -ljansson -ljwt -largon2 -lcrypto -lpq -lhiredis
 
-.PHONY: all build deps pg run stop test unit asan fuzz clean format install bench
+.PHONY: all build deps pg run stop test unit asan fuzz clean format install bench deb
 
 all: build
 build: $(MODULE)
@@ -93,6 +93,10 @@ install: build
 
 format:
 	clang-format -i $(SRC_DIR)/*/*.[ch] t/unit/*.c fuzz/*.c
+
+# The Debian package libapache2-mod-redeem, into build/deb/ (scripts/deb.sh).
+deb: deps
+	@scripts/deb.sh
 
 bench: deps
 	@$(MAKE) --no-print-directory build

@@ -181,6 +181,17 @@ C<json_match($data, $expected, $exact)> compares like C<response_json>
 (C<$expected> is JSON text or Perl data, where C<qr//> values are regex
 leaves) and dies with the first difference.
 
+=item (every block) openapi
+
+Every response the block received from the module (its request, the
+requests of C<api_request> and C<check_eval>, the logins of test users) must
+be one that F<docs/openapi.yaml> documents for its path, method and status,
+headers and body included (L<Test::Redeem::OpenAPI>): one test per block
+that received any. Paths are read relative to the server's
+C<RedeemBasePath>; answers outside it, or with C<RedeemEngine Off>, are
+httpd's own and not checked. C<--- openapi_skip: REASON> leaves a block out
+(for responses httpd itself makes on the module's paths).
+
 =item db_check, db_check_out, db_check_like
 
 C<db_check> is SQL run after the request with C<psql -XAtq> as superuser on
@@ -329,6 +340,9 @@ my %Users;         # name => {token, id, email}
 my $RequestTime;   # $REQUEST_TIME: when the block's request was sent
 our $ClientIndex = 0;  # $CLIENT_INDEX: which client's request is being built
 our $LastResponse;  # for response() in check_eval
+# Every exchange of the running block (the block's request, api_request,
+# users' logins), validated against docs/openapi.yaml when the block ends.
+our ($OpenAPICollect, @OpenAPIExchanges, $OpenAPI);
 
 filters_delay(1);  # sections are filtered per block, just before it runs
 
@@ -879,6 +893,8 @@ sub _run_block {
         return;
     }
     _ensure_server(_section($block, 'config') // '');
+    @OpenAPIExchanges = ();
+    local $OpenAPICollect = 1;
     my $login = _raw($block, 'login');
     _ensure_user($login) if defined $login && length $login;
     if (defined(my $sql = _section($block, 'db_init'))) {
@@ -901,6 +917,34 @@ sub _run_block {
     _check_code_counts($block, $label, \@responses) if _has($block, 'error_code_counts');
     _check_db($block, $label) if _has($block, 'db_check');
     _check_log($block, $label, sub { _read_file("$ServRoot/error.log", $log_offset) });
+    _check_openapi($block, $label);
+}
+
+# Every response of the module the block received must be one that
+# docs/openapi.yaml documents (Test::Redeem::OpenAPI): one test per block.
+# Paths are taken relative to the server's RedeemBasePath; answers outside it
+# (or with RedeemEngine Off) are httpd's, not the module's.
+sub _check_openapi {
+    my ($block, $label) = @_;
+    my @exchanges = splice @OpenAPIExchanges;
+    return if _has($block, 'openapi_skip') || !@exchanges;
+    my $config = $Server ? $Server->{config} // '' : '';
+    return if $config =~ /^\s*RedeemEngine\s+Off\b/mi;
+    my ($base) = $config =~ /^\s*RedeemBasePath\s+"?([^"\s]+)/mi;
+    $base //= '';
+    $base =~ s{/+$}{};
+    require Test::Redeem::OpenAPI;
+    $OpenAPI ||= Test::Redeem::OpenAPI->new("$Root/docs/openapi.yaml");
+    my @errors;
+    for my $exchange (@exchanges) {
+        my ($bytes, $res) = @$exchange;
+        next unless $res->{status};
+        my ($method, $uri) = $bytes =~ m{\A(\S+) (\S+) HTTP/} or next;
+        next unless $uri =~ s{\A\Q$base\E(?=/|\z|\?)}{};
+        push @errors, $OpenAPI->validate_response(method => $method, path => $uri,
+            status => $res->{status}, headers => $res->{headers}, body => $res->{body});
+    }
+    ok(!@errors, "$label - openapi") or diag(join "\n", @errors);
 }
 
 # ---------------------------------------------------------------- requests
@@ -1003,6 +1047,7 @@ sub _exchange_on {
     close $sock;
     my $res = _parse_response($buf, $method);
     $res->{error} //= 'no response' unless $res->{status};
+    push @OpenAPIExchanges, [$bytes, $res] if $OpenAPICollect && $$ == $MainPid;
     return $res;
 }
 
