@@ -11,9 +11,13 @@ HEADERS  := $(wildcard $(SRC_DIR)/core/*.h $(SRC_DIR)/httpd/*.h)
 OBJECTS  := $(patsubst $(SRC_DIR)/%.c,$(BUILD)/obj/%.o,$(SOURCES))
 MODULE   := $(BUILD)/mod_redeem.so
 
+# The one version of the module, its package and its Server banner: VERSION.
+REDEEM_VERSION := $(shell cat VERSION 2>/dev/null || echo unknown)
+# libjwt has no version call: the one built against, for the start-up line.
+LIBJWT_VERSION := $(shell pkg-config --modversion libjwt 2>/dev/null || echo unknown)
 WARNINGS := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS   ?= -O2 -g
-ALL_CFLAGS := -std=gnu11 -fPIC $(CFLAGS) $(WARNINGS) -I$(SRC_DIR) $(APXS_INCS) $(APR_CPPFLAGS) -fstack-protector-strong -D_FORTIFY_SOURCE=2 -I$(PG_INCLUDEDIR)
+ALL_CFLAGS := -std=gnu11 -fPIC $(CFLAGS) $(WARNINGS) -DREDEEM_VERSION='"$(REDEEM_VERSION)"' -DREDEEM_LIBJWT_VERSION='"$(LIBJWT_VERSION)"' -I$(SRC_DIR) $(APXS_INCS) $(APR_CPPFLAGS) -fstack-protector-strong -D_FORTIFY_SOURCE=2 -I$(PG_INCLUDEDIR)
 LIBS     := -ljansson -ljwt -largon2 -lcrypto -lpq -lhiredis
 
 .PHONY: all build deps pg run stop test unit asan fuzz clean format install bench deb
@@ -24,7 +28,7 @@ build: $(MODULE)
 # V=1 shows the whole command lines.
 Q := $(if $(V),,@)
 
-$(BUILD)/obj/%.o: $(SRC_DIR)/%.c $(HEADERS)
+$(BUILD)/obj/%.o: $(SRC_DIR)/%.c $(HEADERS) VERSION
 	@mkdir -p $(@D)
 	@$(if $(V),,echo "  CC      $<")
 	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@

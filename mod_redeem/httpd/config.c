@@ -41,7 +41,6 @@ void *redeem_config_create(apr_pool_t *p, server_rec *s)
 {
     (void)s;
     redeem_server_conf *conf = apr_pcalloc(p, sizeof *conf);
-    conf->engine = UNSET;
     for (size_t i = 0; i < BOUNDED_COUNT; i++)
         *number_field(conf, &bounded_numbers[i]) = UNSET;
     for (int i = 0; i < REDEEM_SCOPE_COUNT_; i++)
@@ -55,8 +54,7 @@ void *redeem_config_merge(apr_pool_t *p, void *base_conf, void *add_conf)
 {
     redeem_server_conf *base = base_conf, *add = add_conf;
     redeem_server_conf *conf = apr_pcalloc(p, sizeof *conf);
-    conf->engine = MERGE(engine, UNSET);
-    conf->base_path = MERGE(base_path, NULL);
+    conf->engine_used = base->engine_used || add->engine_used;
     /* The secret is one setting whichever directive gave it. */
     const redeem_server_conf *secret_from = add->jwt_secret || add->jwt_secret_file ? add : base;
     conf->jwt_secret = secret_from->jwt_secret;
@@ -115,23 +113,77 @@ static const char *set_file(cmd_parms *cmd, void *dconf, const char *arg)
     return NULL;
 }
 
+void *redeem_config_create_dir(apr_pool_t *p, char *dir)
+{
+    (void)dir;
+    redeem_dir_conf *conf = apr_pcalloc(p, sizeof *conf);
+    conf->engine = UNSET;
+    return conf;
+}
+
+/* RedeemEngine set in a scope brings its <Location> and base path along; a
+ * deeper RedeemBasePath alone moves only the base path. */
+void *redeem_config_merge_dir(apr_pool_t *p, void *base_conf, void *add_conf)
+{
+    redeem_dir_conf *base = base_conf, *add = add_conf;
+    redeem_dir_conf *conf = apr_pcalloc(p, sizeof *conf);
+    const redeem_dir_conf *scope = add->engine != UNSET ? add : base;
+    conf->engine = scope->engine;
+    conf->location = scope->location;
+    conf->base_path = add->base_path ? add->base_path : scope->base_path;
+    return conf;
+}
+
+/* An absolute URL path, stored without a trailing slash ("" for the root);
+ * NULL when it is not one. */
+static const char *url_path(apr_pool_t *p, const char *arg)
+{
+    size_t len = strlen(arg);
+    if (arg[0] != '/' || strstr(arg, "//") || strpbrk(arg, "?%#*[") || strstr(arg, "/../") ||
+        strstr(arg, "/./"))
+        return NULL;
+    while (len > 1 && arg[len - 1] == '/')
+        len--;
+    return len == 1 ? "" : apr_pstrmemdup(p, arg, len);
+}
+
+/* In the server, a <VirtualHost> or a <Location> of a plain path: a
+ * <Directory>, <Files> or a regular expression has no URL prefix to serve. */
+static const char *check_scope(cmd_parms *cmd)
+{
+    if (!cmd->path)
+        return NULL;
+    const char *section =
+        cmd->directive && cmd->directive->parent ? cmd->directive->parent->directive : "";
+    if (strcasecmp(section, "<Location") != 0 || !url_path(cmd->pool, cmd->path))
+        return apr_pstrcat(cmd->pool, cmd->cmd->name,
+                           " belongs in the server, a <VirtualHost> or a <Location> of a "
+                           "plain URL path",
+                           NULL);
+    return NULL;
+}
+
 static const char *set_engine(cmd_parms *cmd, void *dconf, int flag)
 {
-    (void)dconf;
-    cmd_conf(cmd)->engine = flag;
+    redeem_dir_conf *conf = dconf;
+    const char *why = check_scope(cmd);
+    if (why)
+        return why;
+    conf->engine = flag;
+    conf->location = cmd->path ? url_path(cmd->pool, cmd->path) : NULL;
+    if (flag)
+        cmd_conf(cmd)->engine_used = 1;
     return NULL;
 }
 
 static const char *set_base_path(cmd_parms *cmd, void *dconf, const char *arg)
 {
-    (void)dconf;
-    size_t len = strlen(arg);
-    if (arg[0] != '/' || strstr(arg, "//") || strchr(arg, '?') || strchr(arg, '%'))
+    redeem_dir_conf *conf = dconf;
+    const char *why = check_scope(cmd);
+    if (why)
+        return why;
+    if (!(conf->base_path = url_path(cmd->pool, arg)))
         return "RedeemBasePath must be an absolute URL path such as / or /billing";
-    while (len > 1 && arg[len - 1] == '/')
-        len--;
-    /* Stored without a trailing slash: "" for the root. */
-    cmd_conf(cmd)->base_path = len == 1 ? "" : apr_pstrmemdup(cmd->pool, arg, len);
     return NULL;
 }
 
@@ -233,10 +285,10 @@ static const char *set_rate_limit_store(cmd_parms *cmd, void *dconf, const char 
 enum { BOUNDED_NUMBERS(AS_INDEX) };
 
 const command_rec redeem_config_directives[] = {
-    AP_INIT_FLAG("RedeemEngine", set_engine, NULL, RSRC_CONF,
-                 "Serve the API in this server (On|Off, default Off)"),
-    AP_INIT_TAKE1("RedeemBasePath", set_base_path, NULL, RSRC_CONF,
-                  "URL path the endpoints are mounted under (default /)"),
+    AP_INIT_FLAG("RedeemEngine", set_engine, NULL, RSRC_CONF | ACCESS_CONF,
+                 "Serve the API here: in this server, or under this <Location> (default Off)"),
+    AP_INIT_TAKE1("RedeemBasePath", set_base_path, NULL, RSRC_CONF | ACCESS_CONF,
+                  "URL path the endpoints are mounted under (default: the <Location>, or /)"),
     AP_INIT_TAKE1("RedeemJWTSecret", set_jwt_secret, NULL, RSRC_CONF,
                   "HS256 secret, at least 32 bytes (or use RedeemJWTSecretFile)"),
     AP_INIT_TAKE1("RedeemJWTSecretFile", set_jwt_secret_file, FIELD(jwt_secret_file), RSRC_CONF,
@@ -308,10 +360,6 @@ static const char *finish_code_keys(apr_pool_t *p, server_rec *s, redeem_server_
 
 static void apply_defaults(redeem_server_conf *conf)
 {
-    if (conf->engine == UNSET)
-        conf->engine = 0;
-    if (!conf->base_path)
-        conf->base_path = "";
     if (!conf->argon2.memory_kib) {
         conf->argon2.memory_kib = REDEEM_PASSWORD_DEFAULT_MEMORY_KIB;
         conf->argon2.iterations = REDEEM_PASSWORD_DEFAULT_ITERATIONS;
@@ -353,7 +401,7 @@ int redeem_config_finish(apr_pool_t *pconf, server_rec *s)
     for (server_rec *vs = s; vs; vs = vs->next) {
         redeem_server_conf *conf = ap_get_module_config(vs->module_config, &redeem_module);
         apply_defaults(conf);
-        const char *why = conf->engine ? finish_server(pconf, vs, conf) : NULL;
+        const char *why = conf->engine_used ? finish_server(pconf, vs, conf) : NULL;
         if (why) {
             ap_log_error(APLOG_MARK, APLOG_EMERG, 0, vs, RDMNO(0001) "mod_redeem cannot start: %s",
                          why);
@@ -375,7 +423,7 @@ int redeem_config_attach_shared(server_rec *s)
     }
     for (server_rec *vs = s; vs; vs = vs->next)
         engine |= ((redeem_server_conf *)ap_get_module_config(vs->module_config, &redeem_module))
-                      ->engine == 1;
+                      ->engine_used;
     if (!engine)
         return OK; /* no server serves the API: no segment */
     const char *why = redeem_shared_attach(s, (uint32_t)store->shm_entries, &shared);

@@ -192,6 +192,7 @@ static const redeem_failure_t *make_ready(request_rec *r, ap_dbd_t *dbd, redeem_
                           RDMNO(0106) "pooled database connection was closed by the server: "
                                       "reconnecting");
             conn->backend_pid = 0; /* a new backend may even get the old pid */
+            redeem_shared_count(redeem_conf(r)->shared, REDEEM_COUNTER_DB_RECONNECTS);
             PQreset(pg);
             if (PQstatus(pg) != CONNECTION_OK) {
                 ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, RDMNO(0107) "reconnect failed: %s",
@@ -217,8 +218,13 @@ static const redeem_failure_t *make_ready(request_rec *r, ap_dbd_t *dbd, redeem_
 
 const redeem_failure_t *redeem_db_open(request_rec *r, redeem_db_t **db)
 {
+    redeem_shared_t *shared = redeem_conf(r)->shared;
+    apr_time_t asked = apr_time_now();
     ap_dbd_t *dbd = redeem_conf(r)->dbd_acquire(r);
+    redeem_shared_count(shared, REDEEM_COUNTER_DB_ACQUIRES);
+    redeem_shared_add(shared, REDEEM_COUNTER_DB_ACQUIRE_US, (uint64_t)(apr_time_now() - asked));
     if (!dbd) {
+        redeem_shared_count(shared, REDEEM_COUNTER_DB_ACQUIRE_FAILURES);
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                       RDMNO(0105) "no database connection (see mod_dbd's messages above)");
         return &redeem_failure_unavailable;
@@ -286,6 +292,7 @@ static const redeem_failure_t *run_statement(redeem_db_t *db, redeem_stmt_e id,
                                   "running it again",
                       stmt->name, alive ? "statement missing" : "connection lost");
         db->conn->backend_pid = 0;
+        redeem_shared_count(redeem_conf(r)->shared, REDEEM_COUNTER_DB_RETRIES);
         const redeem_failure_t *failure = make_ready(r, dbd, db->conn);
         if (failure)
             return failure;

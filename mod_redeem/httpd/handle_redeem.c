@@ -7,12 +7,22 @@ static const redeem_field_t redeem_fields[] = {
     {NULL, JSON_NULL, 0},
 };
 
-/* A refusal decided before the code is looked up: its audit row is written
- * here, since no redemption statement runs. */
+/* Every attempt is counted and logged; with_row, it also gets the audit row
+ * (a refusal decided before the redemption statement, which writes its own). */
+static void record(redeem_call_t *call, const char *target, const char *outcome, int with_row)
+{
+    if (with_row)
+        redeem_audit_write_row(call->r, call->db, "redeem", call->caller.id_text, target, outcome);
+    else
+        redeem_audit_log_line(call->r, "redeem", call->caller.id_text, target, outcome);
+    redeem_metrics_redemption(call->r, outcome);
+}
+
+/* A refusal decided before the code is looked up: audited here. */
 static const redeem_failure_t *refuse_attempt(redeem_call_t *call, const char *outcome, int status,
                                               const char *message)
 {
-    redeem_audit_write_row(call->r, call->db, "redeem", call->caller.id_text, NULL, outcome);
+    record(call, NULL, outcome, 1);
     return redeem_failure(call->r->pool, status, message);
 }
 
@@ -21,7 +31,7 @@ static const redeem_failure_t *refuse_attempt(redeem_call_t *call, const char *o
 static const redeem_failure_t *reject_request(redeem_call_t *call, const char *outcome,
                                               const redeem_failure_t *failure)
 {
-    redeem_audit_log_line(call->r, "redeem", call->caller.id_text, NULL, outcome);
+    record(call, NULL, outcome, 0);
     return failure;
 }
 
@@ -80,12 +90,11 @@ const redeem_failure_t *redeem_handle_redeem(redeem_call_t *call)
     if (!failure && rows.nrows != 1)
         failure = &redeem_failure_internal;
     if (failure) {
-        redeem_audit_log_line(r, "redeem", user->id_text, NULL, "failed");
+        record(call, NULL, "failed", 0);
         return failure;
     }
     const char *code_id = redeem_db_cell(&rows, 0, COL_REDEEM_CODE_ID);
-    redeem_audit_log_line(r, "redeem", user->id_text,
-                          code_id ? apr_pstrcat(r->pool, "code ", code_id, NULL) : NULL,
-                          redeem_db_cell(&rows, 0, COL_REDEEM_OUTCOME));
+    record(call, code_id ? apr_pstrcat(r->pool, "code ", code_id, NULL) : NULL,
+           redeem_db_cell(&rows, 0, COL_REDEEM_OUTCOME), 0);
     return answer(r, &rows);
 }

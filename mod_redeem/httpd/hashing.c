@@ -16,9 +16,10 @@ static const redeem_failure_t *take_slot(request_rec *r)
     redeem_server_conf *conf = redeem_conf(r);
     redeem_child_t *child = conf->child;
     apr_time_t deadline = apr_time_now() + apr_time_from_msec(conf->hash_wait_ms);
-    int busy = 0;
+    int busy = 0, waited = 0;
     apr_thread_mutex_lock(child->hash_lock);
     while (child->hashes_in_flight >= conf->hash_concurrency) {
+        waited = 1;
         apr_time_t now = apr_time_now();
         if (now >= deadline) {
             busy = 1;
@@ -29,8 +30,11 @@ static const redeem_failure_t *take_slot(request_rec *r)
     if (!busy)
         child->hashes_in_flight++;
     apr_thread_mutex_unlock(child->hash_lock);
+    if (waited)
+        redeem_shared_count(conf->shared, REDEEM_COUNTER_HASH_WAITS);
     if (!busy)
         return NULL;
+    redeem_shared_count(conf->shared, REDEEM_COUNTER_HASH_BUSY);
     ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                   RDMNO(0204) "all %d password hashing slots stayed busy: answering 503",
                   (int)conf->hash_concurrency);

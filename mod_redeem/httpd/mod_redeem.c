@@ -17,9 +17,12 @@
  *         them, grouped by file.
  *
  * The path of one request
- *   translate_name: a URI under RedeemBasePath of a server with RedeemEngine
- *     On is marked ("redeem:" filename), so no filesystem walk happens;
- *   handler: a marked request goes to redeem_router_dispatch, which finds
+ *   httpd translates and walks <Location>s as usual (mod_rewrite, mod_alias,
+ *   access control and mod_remoteip act as they would on any path);
+ *   map_to_storage: a URI under the base path where RedeemEngine is On (a
+ *     server, a <VirtualHost>, a <Location>) maps to no file, so no
+ *     filesystem walk happens for it;
+ *   handler: such a request goes to redeem_router_dispatch, which finds
  *     the route (JSON 404/405) and, for routes that need a caller,
  *     authenticates: the token first (401 before any database work), then
  *     the database (redeem_call_db: a pooled mod_dbd connection, prepared
@@ -37,14 +40,20 @@
  *     (db.c, in the connection's pool); per request: everything else, on
  *     r->pool (redeem_call_t, rows, JSON held until the request ends).
  *
+ * Metrics: every API response is counted (log_transaction) in the shared
+ *   segment; mod_status's page and the "redeem-metrics" handler show them.
+ *
  * Log tags: RDMnnnn, the hundreds naming the area (see RDMNO in private.h). */
 #include "httpd/private.h"
 
 #include <ap_mpm.h>
+#include <argon2.h>
+#include <hiredis/hiredis.h>
+#include <libpq-fe.h>
+#include <openssl/crypto.h>
 #include <http_core.h>
+#include <mod_status.h>
 #include <apr_optional.h>
-
-#define REDEEM_URI_MARK "redeem:"
 
 static int redeem_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                                server_rec *s)
@@ -54,7 +63,7 @@ static int redeem_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *
     APR_OPTIONAL_FN_TYPE(ap_dbd_acquire) *acquire = APR_RETRIEVE_OPTIONAL_FN(ap_dbd_acquire);
     for (server_rec *vs = s; vs; vs = vs->next) {
         redeem_server_conf *conf = ap_get_module_config(vs->module_config, &redeem_module);
-        if (conf->engine == 1 && !acquire) {
+        if (conf->engine_used && !acquire) {
             ap_log_error(APLOG_MARK, APLOG_EMERG, 0, vs,
                          RDMNO(0004) "mod_redeem needs mod_dbd: LoadModule dbd_module first");
             return HTTP_INTERNAL_SERVER_ERROR;
@@ -68,11 +77,19 @@ static int redeem_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *
  * parent before it forks; the first of the two start-up passes only checks. */
 static int redeem_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s)
 {
-    (void)pconf;
     (void)plog;
     (void)ptemp;
     if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG)
         return OK;
+    ap_add_version_component(pconf, "mod_redeem/" REDEEM_VERSION);
+    int pq = PQlibVersion();
+    ap_log_error(
+        APLOG_MARK, APLOG_NOTICE, 0, s,
+        RDMNO(0008) "mod_redeem/%s (jansson %s, OpenSSL %s, libpq %d.%d, hiredis %d.%d.%d, "
+                    "argon2 v%x, libjwt %s) loaded",
+        REDEEM_VERSION, jansson_version_str(), OpenSSL_version(OPENSSL_VERSION_STRING), pq / 10000,
+        pq % 10000, HIREDIS_MAJOR, HIREDIS_MINOR, HIREDIS_PATCH, ARGON2_VERSION_NUMBER,
+        REDEEM_LIBJWT_VERSION);
     return redeem_config_attach_shared(s);
 }
 
@@ -98,27 +115,15 @@ static void redeem_child_init(apr_pool_t *pchild, server_rec *s)
     }
 }
 
-/* API paths map to no file: mark them so no filesystem walk happens. */
-static int redeem_translate_name(request_rec *r)
-{
-    if (!redeem_router_claims(r))
-        return DECLINED;
-    r->filename = apr_pstrcat(r->pool, REDEEM_URI_MARK, r->uri, NULL);
-    return OK;
-}
-
+/* API paths map to no file: no directory walk, no .htaccess. The check is
+ * made on the URI as translated (a RewriteRule may have moved it out). */
 static int redeem_map_to_storage(request_rec *r)
 {
-    return r->filename && strncmp(r->filename, REDEEM_URI_MARK, sizeof REDEEM_URI_MARK - 1) == 0
-               ? OK
-               : DECLINED;
+    return redeem_router_path(r) ? OK : DECLINED;
 }
 
 static int redeem_handler(request_rec *r)
 {
-    /* translate_name marked the request when the URI was ours. */
-    if (redeem_map_to_storage(r) != OK)
-        return DECLINED;
     return redeem_router_dispatch(r);
 }
 
@@ -129,19 +134,17 @@ static void redeem_register_hooks(apr_pool_t *p)
     ap_hook_check_config(redeem_check_config, NULL, after_dbd, APR_HOOK_MIDDLE);
     ap_hook_post_config(redeem_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(redeem_child_init, NULL, NULL, APR_HOOK_MIDDLE);
-    ap_hook_translate_name(redeem_translate_name, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_map_to_storage(redeem_map_to_storage, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_handler(redeem_handler, NULL, NULL, APR_HOOK_FIRST);
+    ap_hook_handler(redeem_metrics_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_log_transaction(redeem_metrics_log_transaction, NULL, NULL, APR_HOOK_MIDDLE);
+    APR_OPTIONAL_HOOK(ap, status_hook, redeem_metrics_status, NULL, NULL, APR_HOOK_MIDDLE);
 }
 
 module AP_MODULE_DECLARE_DATA redeem_module = {
-    STANDARD20_MODULE_STUFF,
-    NULL, /* per-directory config: none, every setting is per server */
-    NULL,
-    redeem_config_create,
-    redeem_config_merge,
-    redeem_config_directives,
-    redeem_register_hooks,
+    STANDARD20_MODULE_STUFF,  redeem_config_create_dir, /* RedeemEngine and RedeemBasePath */
+    redeem_config_merge_dir,  redeem_config_create,     redeem_config_merge,
+    redeem_config_directives, redeem_register_hooks,
 #if defined(AP_MODULE_FLAG_ALWAYS_MERGE)
     AP_MODULE_FLAG_NONE
 #endif

@@ -55,13 +55,30 @@ const redeem_failure_t *redeem_failure(apr_pool_t *p, int status, const char *me
 /* ------------------------------------------------------------- shared.c */
 
 /* Counters every process adds to, in shared memory (exact across children,
- * kept across graceful restarts). */
+ * kept across graceful restarts); metrics.c shows them. */
+#define REDEEM_SCOPES 5           /* redeem_scope_e (ratelimit.c) */
+#define REDEEM_OUTCOMES 9         /* redemption outcomes (metrics.c) */
+#define REDEEM_ENDPOINTS 11       /* the routes of router.c, and one for unmatched paths */
+#define REDEEM_STATUS_CLASSES 4   /* 2xx, 3xx, 4xx, 5xx */
+#define REDEEM_LATENCY_BUCKETS 12 /* 1 ms .. 2.5 s and +Inf (metrics.c) */
+/* Per endpoint: responses by status class, latency buckets, latency sum (us). */
+#define REDEEM_ENDPOINT_COUNTERS (REDEEM_STATUS_CLASSES + REDEEM_LATENCY_BUCKETS + 1)
 typedef enum {
     REDEEM_COUNTER_LIMITED_FIRST, /* + redeem_scope_e: requests refused with 429 */
-    REDEEM_COUNTER_LIMITED_LAST = REDEEM_COUNTER_LIMITED_FIRST + 4,
+    REDEEM_COUNTER_LIMITED_LAST = REDEEM_COUNTER_LIMITED_FIRST + REDEEM_SCOPES - 1,
     REDEEM_COUNTER_REDIS_FALLBACKS, /* checks Redis could not answer (shm instead) */
     REDEEM_COUNTER_LIMIT_EVICTIONS, /* live limiter states dropped for room */
-    REDEEM_COUNTER_COUNT_
+    REDEEM_COUNTER_DB_ACQUIRES,     /* connections taken from mod_dbd's pool */
+    REDEEM_COUNTER_DB_ACQUIRE_US,   /* microseconds spent waiting for them */
+    REDEEM_COUNTER_DB_ACQUIRE_FAILURES,
+    REDEEM_COUNTER_DB_RECONNECTS, /* pooled connections found closed and reconnected */
+    REDEEM_COUNTER_DB_RETRIES,    /* statements prepared afresh and run again */
+    REDEEM_COUNTER_HASH_WAITS,    /* hashes that waited for a free slot */
+    REDEEM_COUNTER_HASH_BUSY,     /* ... and gave up (503) */
+    REDEEM_COUNTER_OUTCOME_FIRST, /* + redemption outcome */
+    REDEEM_COUNTER_ENDPOINT_FIRST = REDEEM_COUNTER_OUTCOME_FIRST + REDEEM_OUTCOMES,
+    REDEEM_COUNTER_COUNT_ =
+        REDEEM_COUNTER_ENDPOINT_FIRST + REDEEM_ENDPOINTS * REDEEM_ENDPOINT_COUNTERS
 } redeem_counter_e;
 #define REDEEM_COUNTER_SLOTS 256 /* room reserved, so that new counters keep the layout */
 
@@ -82,6 +99,7 @@ typedef struct {
 const char *redeem_shared_attach(server_rec *s, uint32_t limit_entries, redeem_shared_t **shared);
 void *redeem_shared_limit_table(redeem_shared_t *shared);
 void redeem_shared_count(redeem_shared_t *shared, redeem_counter_e counter);
+void redeem_shared_add(redeem_shared_t *shared, redeem_counter_e counter, uint64_t n);
 uint64_t redeem_shared_counter(const redeem_shared_t *shared, redeem_counter_e counter);
 /* The clock of every shared state: CLOCK_MONOTONIC in ms (one clock for all
  * processes of the host; it never jumps with the wall clock). */
@@ -153,9 +171,22 @@ typedef struct {
     apr_thread_cond_t *hash_freed;
 } redeem_child_t;
 
+/* Where the API is served: per directory (<Location>), since an operator
+ * mounts it on a path of a site; the server's own defaults are the
+ * per-directory defaults of its server or <VirtualHost>. */
 typedef struct {
-    int engine; /* -1: unset */
-    const char *base_path;
+    int engine;            /* RedeemEngine; -1: unset */
+    const char *location;  /* the <Location> RedeemEngine was set in, or NULL */
+    const char *base_path; /* RedeemBasePath, or NULL: the <Location>'s path, else / */
+} redeem_dir_conf;
+
+static inline redeem_dir_conf *redeem_dir_conf_of(const request_rec *r)
+{
+    return ap_get_module_config(r->per_dir_config, &redeem_module);
+}
+
+typedef struct {
+    int engine_used;             /* RedeemEngine On appears in this server, in any scope */
     const char *jwt_secret;      /* from RedeemJWTSecret, or read from the file */
     const char *jwt_secret_file; /* read at check_config, unless an inline secret came later */
     const char *issuer;
@@ -194,6 +225,8 @@ static inline redeem_server_conf *redeem_conf(const request_rec *r)
 extern const command_rec redeem_config_directives[];
 void *redeem_config_create(apr_pool_t *p, server_rec *s);
 void *redeem_config_merge(apr_pool_t *p, void *base, void *add);
+void *redeem_config_create_dir(apr_pool_t *p, char *dir);
+void *redeem_config_merge_dir(apr_pool_t *p, void *base, void *add);
 /* check_config: defaults, secrets and keys of every server; OK or an error status. */
 int redeem_config_finish(apr_pool_t *pconf, server_rec *s);
 /* post_config: the shared segment, for every server. OK or an error status. */
@@ -336,11 +369,27 @@ json_t *redeem_response_page_info(json_t *body, const redeem_page_t *page, apr_i
 
 /* -------------------------------------------------------------- router.c */
 
-/* The URI is under RedeemBasePath of a server with RedeemEngine On. */
-int redeem_router_claims(request_rec *r);
+/* The API's path of r: r->uri past the base path, when RedeemEngine is On
+ * for r and r->uri is under the base path; else NULL. */
+const char *redeem_router_path(request_rec *r);
+/* Route i (0 .. REDEEM_ENDPOINTS - 2): its method and path, for the metrics. */
+void redeem_router_endpoint(int i, const char **method, const char **path);
 /* Finds the route (404, 405), authenticates as the route asks, runs its
  * handler and answers any failure. Always returns OK. */
 int redeem_router_dispatch(request_rec *r);
+
+/* ------------------------------------------------------------- metrics.c */
+
+/* The request is the API's, served by route (router.c's index; -1: no route). */
+void redeem_metrics_route(request_rec *r, int route);
+/* A redemption attempt's outcome (success, not_found, used, expired,
+ * invalid_code, forbidden, invalid_format, bad_request, failed). */
+void redeem_metrics_redemption(request_rec *r, const char *outcome);
+/* Hooks: counts each API response (log_transaction); the Prometheus text of
+ * every counter (handler "redeem-metrics"); mod_status's page. */
+int redeem_metrics_log_transaction(request_rec *r);
+int redeem_metrics_handler(request_rec *r);
+int redeem_metrics_status(request_rec *r, int flags);
 
 /* ------------------------------------------------------------ handle_*.c */
 

@@ -3,6 +3,8 @@
  * answered. */
 #include "httpd/private.h"
 
+#include <http_core.h>
+
 #define NO_LIMIT (-1)
 
 typedef struct {
@@ -35,14 +37,25 @@ static const redeem_route_t routes[] = {
     {NULL, 0, REDEEM_ACCESS_PUBLIC, NULL, NO_LIMIT, NO_LIMIT},
 };
 
-int redeem_router_claims(request_rec *r)
+_Static_assert(sizeof routes / sizeof *routes == REDEEM_ENDPOINTS,
+               "one metrics endpoint per route, and one for unmatched paths");
+
+void redeem_router_endpoint(int i, const char **method, const char **path)
 {
-    redeem_server_conf *conf = redeem_conf(r);
+    *method = routes[i].method == M_GET ? "GET" : "POST";
+    *path = routes[i].path;
+}
+
+const char *redeem_router_path(request_rec *r)
+{
+    const redeem_dir_conf *conf = redeem_dir_conf_of(r);
     if (!conf || conf->engine != 1 || !r->uri || r->uri[0] != '/')
-        return 0;
-    size_t base_len = strlen(conf->base_path);
-    return strncmp(r->uri, conf->base_path, base_len) == 0 &&
-           (r->uri[base_len] == '/' || r->uri[base_len] == '\0');
+        return NULL;
+    const char *base = conf->base_path ? conf->base_path : conf->location ? conf->location : "";
+    size_t base_len = strlen(base);
+    if (strncmp(r->uri, base, base_len) != 0 || (r->uri[base_len] != '/' && r->uri[base_len]))
+        return NULL;
+    return r->uri + base_len;
 }
 
 static int path_matches(const char *pattern, const char *path)
@@ -54,12 +67,12 @@ static int path_matches(const char *pattern, const char *path)
     return strncmp(pattern, path, len) == 0 && path[len] != '\0' && !strchr(path + len, '/');
 }
 
-static const redeem_failure_t *route(request_rec *r)
+static const redeem_failure_t *route(request_rec *r, const char *path)
 {
-    const char *path = r->uri + strlen(redeem_conf(r)->base_path);
     const redeem_route_t *found = routes;
     while (found->path && !path_matches(found->path, path))
         found++;
+    redeem_metrics_route(r, found->path ? (int)(found - routes) : -1);
     if (!found->path) {
         ap_discard_request_body(r);
         return redeem_failure(r->pool, HTTP_NOT_FOUND, "Not found");
@@ -93,7 +106,13 @@ static const redeem_failure_t *route(request_rec *r)
 
 int redeem_router_dispatch(request_rec *r)
 {
-    const redeem_failure_t *failure = route(r);
+    const char *path = redeem_router_path(r);
+    /* A SetHandler of the operator's for a path inside the API's scope (say
+     * server-status, or redeem-metrics) takes precedence. */
+    const core_dir_config *core = ap_get_core_module_config(r->per_dir_config);
+    if (!path || (core->expr_handler && strcmp(r->handler, "redeem") != 0))
+        return DECLINED;
+    const redeem_failure_t *failure = route(r, path);
     if (failure)
         redeem_response_failure(r, failure);
     return OK;

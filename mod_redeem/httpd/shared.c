@@ -19,9 +19,7 @@
 /* Anything that changes the layout changes this. */
 #define LAYOUT ((uint32_t)(sizeof(redeem_shared_t) << 8 | REDEEM_LIMIT_TABLE_ALIGN))
 
-_Static_assert(REDEEM_COUNTER_LIMITED_LAST - REDEEM_COUNTER_LIMITED_FIRST + 1 ==
-                   REDEEM_SCOPE_COUNT_,
-               "one limited-requests counter per scope");
+_Static_assert(REDEEM_SCOPES == REDEEM_SCOPE_COUNT_, "one limited-requests counter per scope");
 _Static_assert(REDEEM_COUNTER_COUNT_ <= REDEEM_COUNTER_SLOTS, "the counters fit their room");
 
 /* What the parent keeps across restarts. */
@@ -52,9 +50,15 @@ static size_t table_room(apr_shm_t *shm)
            (size_t)((char *)redeem_shared_limit_table(shared) - (char *)shared);
 }
 
+void redeem_shared_add(redeem_shared_t *shared, redeem_counter_e counter, uint64_t n)
+{
+    if (shared)
+        __atomic_add_fetch(&shared->counters[counter], n, __ATOMIC_RELAXED);
+}
+
 void redeem_shared_count(redeem_shared_t *shared, redeem_counter_e counter)
 {
-    __atomic_add_fetch(&shared->counters[counter], 1, __ATOMIC_RELAXED);
+    redeem_shared_add(shared, counter, 1);
 }
 
 uint64_t redeem_shared_counter(const redeem_shared_t *shared, redeem_counter_e counter)

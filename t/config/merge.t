@@ -77,6 +77,7 @@ Host: override.test
 --- error_code: 404
 --- response_body_unlike
 "error"
+--- openapi_skip: httpd's answer in a vhost whose API is elsewhere
 
 
 

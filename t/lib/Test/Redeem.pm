@@ -929,10 +929,18 @@ sub _check_openapi {
     my @exchanges = splice @OpenAPIExchanges;
     return if _has($block, 'openapi_skip') || !@exchanges;
     my $config = $Server ? $Server->{config} // '' : '';
-    return if $config =~ /^\s*RedeemEngine\s+Off\b/mi;
-    my ($base) = $config =~ /^\s*RedeemBasePath\s+"?([^"\s]+)/mi;
-    $base //= '';
-    $base =~ s{/+$}{};
+    # Where the API may be mounted: RedeemBasePath values, <Location>s with
+    # RedeemEngine On, and the root unless the server level (unindented lines)
+    # moves or stops it; <Location>s with a SetHandler are another module's.
+    my (@bases, @others);
+    while ($config =~ m{^\s*<Location\s+"?([^">\s]+)"?\s*>(.*?)</Location>}msig) {
+        my ($path, $body) = ($1, $2);
+        push @others, $path if $body =~ /^\s*SetHandler\b/mi;
+        push @bases, $path if $body =~ /^\s*RedeemEngine\s+On\b/mi;
+    }
+    push @bases, $config =~ /^\s*RedeemBasePath\s+"?([^"\s]+)/mig;
+    push @bases, '' unless $config =~ /^(?:RedeemEngine\s+Off|RedeemBasePath)\b/mi;
+    @bases = sort { length $b <=> length $a } map { s{/+$}{}r } @bases;
     require Test::Redeem::OpenAPI;
     $OpenAPI ||= Test::Redeem::OpenAPI->new("$Root/docs/openapi.yaml");
     my @errors;
@@ -940,7 +948,10 @@ sub _check_openapi {
         my ($bytes, $res) = @$exchange;
         next unless $res->{status};
         my ($method, $uri) = $bytes =~ m{\A(\S+) (\S+) HTTP/} or next;
-        next unless $uri =~ s{\A\Q$base\E(?=/|\z|\?)}{};
+        next if grep { $uri =~ m{\A\Q$_\E(?:/|\z|\?)} } @others;
+        my ($base) = grep { $uri =~ m{\A\Q$_\E(?:/|\z|\?)} } @bases;
+        next unless defined $base;
+        $uri = substr $uri, length $base;
         push @errors, $OpenAPI->validate_response(method => $method, path => $uri,
             status => $res->{status}, headers => $res->{headers}, body => $res->{body});
     }

@@ -1,0 +1,151 @@
+# Scoped configuration: the API where the operator mounts it (a <Location>
+# of a site), nothing anywhere else, and the other modules of httpd acting on
+# and around its paths as usual: mod_rewrite, access control, LimitRequestBody
+# in the API's <Location> only.
+use lib 't/lib';
+use Test::Redeem;
+
+our $SCOPED = <<'CONF';
+LoadModule rewrite_module /usr/lib/apache2/modules/mod_rewrite.so
+RedeemEngine Off
+<Location "/billing">
+  RedeemEngine On
+  LimitRequestBody 1000
+</Location>
+<Location "/billing/admin">
+  Require all denied
+</Location>
+<Location "/shop">
+  RedeemEngine On
+  RedeemBasePath /shop/v1
+</Location>
+RewriteEngine On
+RewriteRule ^/old-health$ /billing/api/health [PT]
+RewriteRule ^/billing/moved$ /not-the-api.txt [PT]
+CONF
+
+add_block_preprocessor(sub {
+    my ($block) = @_;
+    $block->set_value(config => $SCOPED) unless defined $block->config;
+});
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: the API under its <Location>
+--- request
+GET /billing/api/health
+--- error_code: 200
+--- response_json_exact
+{"status": "healthy", "message": "User Registration API is running"}
+
+
+
+=== TEST 2: the API's routes all move with it: a 404 of the API's own inside it
+--- request
+GET /billing/api/nothing-here
+--- error_code: 404
+--- response_json_exact
+{"error": "Not found"}
+
+
+
+=== TEST 3: nothing of the module outside its <Location>: httpd's own 404
+--- request
+GET /api/health
+--- error_code: 404
+--- response_body_unlike
+\{"error"
+--- openapi_skip: httpd's answer, outside the API
+
+
+
+=== TEST 4: a second <Location> with its own base path inside it
+--- request
+GET /shop/v1/api/health
+--- error_code: 200
+--- response_json
+{"status": "healthy"}
+
+
+
+=== TEST 5: ... and the <Location> path itself, outside the base path, is not the API
+--- request
+GET /shop/api/health
+--- error_code: 404
+--- response_body_unlike
+\{"error"
+--- openapi_skip: httpd's answer, outside the API
+
+
+
+=== TEST 6: access control on the API's paths: Require all denied answers 403 before the module
+--- request
+GET /billing/admin/codes
+--- error_code: 403
+--- response_body_unlike
+Admin access required
+--- openapi_skip: mod_authz_core's answer
+
+
+
+=== TEST 7: a server-level RewriteRule into the API takes effect
+--- request
+GET /old-health
+--- error_code: 200
+--- response_json
+{"status": "healthy"}
+--- openapi_skip: the URI is not the API's path (rewritten into it)
+
+
+
+=== TEST 8: a RewriteRule out of the API's paths: the module leaves the rewritten request alone
+--- request
+GET /billing/moved
+--- error_code: 404
+--- response_body_unlike
+\{"error"
+--- openapi_skip: httpd's answer for the rewritten URI
+
+
+
+=== TEST 9: LimitRequestBody of the API's <Location> applies there
+--- request
+POST /billing/api/register
+--- request_json eval
+'{"email": "big@example.test", "password": "Passw0rd123", "x": "' . ('a' x 2000) . '"}'
+--- error_code: 413
+--- openapi_skip: httpd's own 413 (issue 10: JSON for httpd's answers)
+
+
+
+=== TEST 10: ... and nowhere else: the same body elsewhere is not refused for its size
+--- request
+POST /elsewhere
+--- request_json eval
+'{"x": "' . ('a' x 2000) . '"}'
+--- check_eval
+response()->{status} != 413
+
+
+
+=== TEST 11: RedeemEngine in a <Directory> is refused
+--- config
+<Directory "/var/www">
+  RedeemEngine On
+</Directory>
+--- must_die
+--- error_log
+RedeemEngine belongs in the server, a <VirtualHost> or a <Location> of a plain URL path
+
+
+
+=== TEST 12: RedeemEngine in a <LocationMatch> is refused
+--- config
+<LocationMatch "^/api">
+  RedeemEngine On
+</LocationMatch>
+--- must_die
+--- error_log
+RedeemEngine belongs in the server, a <VirtualHost> or a <Location> of a plain URL path

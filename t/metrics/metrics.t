@@ -1,0 +1,176 @@
+# Operations: the module's counters on mod_status's page and in the
+# Prometheus text of the "redeem-metrics" handler (only where SetHandler puts
+# it), exact across children, kept across a graceful restart; the version in
+# the Server banner and in the start-up line.
+use lib 't/lib';
+use Test::Redeem;
+
+our $CONF = <<'CONF';
+LoadModule status_module /usr/lib/apache2/modules/mod_status.so
+ExtendedStatus On
+ServerTokens Full
+StartServers 3
+ServerLimit 4
+ThreadsPerChild 10
+MinSpareThreads 30
+MaxSpareThreads 40
+MaxRequestWorkers 40
+<Location "/server-status">
+  SetHandler server-status
+</Location>
+<Location "/metrics">
+  SetHandler redeem-metrics
+</Location>
+CONF
+
+sub metric {
+    my ($name, $labels) = @_;
+    my $res = api_request('GET', '/metrics');
+    die "metrics: $res->{status}" unless $res->{status} == 200;
+    my $re = defined $labels ? qr/^\Q$name\E\{\Q$labels\E\} (\S+)$/m : qr/^\Q$name\E (\S+)$/m;
+    return $res->{body} =~ $re ? $1 : die "no $name {" . ($labels // '') . "} in:\n$res->{body}";
+}
+
+sub graceful_restart {
+    open my $fh, '<', var('SERVROOT') . '/httpd.pid' or die "httpd.pid: $!";
+    chomp(my $pid = <$fh>);
+    kill 'USR1', $pid or die "kill USR1 $pid: $!";
+    Time::HiRes::sleep(2);
+    return 1;
+}
+
+add_block_preprocessor(sub {
+    my ($block) = @_;
+    $block->set_value(config => $CONF) unless defined $block->config;
+});
+
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: the metrics handler answers where SetHandler puts it, in the Prometheus text format
+--- request
+GET /metrics
+--- error_code: 200
+--- response_headers
+Content-Type: text/plain; version=0.0.4; charset=utf-8
+--- response_body_like
+# TYPE redeem_requests_total counter
+--- openapi_skip: the metrics handler, not the API
+
+
+
+=== TEST 2: thirty health requests at once, across the children: counted exactly
+--- request
+GET /api/health
+--- concurrency: 30
+--- error_code_counts
+200: 30
+
+
+
+=== TEST 3: ... the counter says 30, and the latency histogram's count agrees
+--- request
+GET /metrics
+--- error_code: 200
+--- check_eval
+my $body = response()->{body};
+$body =~ /^redeem_requests_total\{method="GET",path="\/api\/health",class="2xx"\} 30$/m
+  or die "health 2xx: " . join("\n", grep { /api\/health/ } split /\n/, $body);
+$body =~ /^redeem_request_duration_seconds_count\{method="GET",path="\/api\/health"\} 30$/m
+  or die 'histogram count';
+$body =~ /^redeem_request_duration_seconds_bucket\{method="GET",path="\/api\/health",le="\+Inf"\} 30$/m
+  or die 'the +Inf bucket holds them all';
+--- openapi_skip: the metrics handler, not the API
+
+
+
+=== TEST 4: server-status shows the module's counters (machine-readable form)
+--- request
+GET /server-status?auto
+--- error_code: 200
+--- response_body_like
+RedeemRequests GET /api/health: [1-9]\d*
+--- openapi_skip: mod_status's page
+
+
+
+=== TEST 5: ... and in its HTML page
+--- request
+GET /server-status
+--- error_code: 200
+--- response_body_like
+<h2>mod_redeem</h2>.*redemptions success
+--- openapi_skip: mod_status's page
+
+
+
+=== TEST 6: redemption outcomes and refusals are counted
+--- login: rita
+--- request
+POST /redeem
+--- request_json
+{"card_code": "nope"}
+--- error_code: 400
+--- check_eval
+metric('redeem_redemptions_total', 'outcome="invalid_format"') == 1 or die 'invalid_format';
+metric('redeem_requests_total', 'method="POST",path="/redeem",class="4xx"') == 1 or die '4xx';
+metric('redeem_db_acquires_total') >= 1 or die 'acquires';
+
+
+
+=== TEST 7: a 429 is counted under its scope
+--- config eval
+"$CONF\nRedeemRateLimit register-ip 1 60\n"
+--- request
+POST /api/register
+--- request_json
+{"email": "m1@example.test", "password": "Passw0rd123"}
+--- error_code: 201
+--- check_eval
+api_request('POST', '/api/register', '{"email":"m2@example.test","password":"Passw0rd123"}')->{status} == 429
+  or die 'the second is refused';
+metric('redeem_rate_limited_total', 'scope="register-ip"') == 1 or die 'counted';
+
+
+
+=== TEST 8: a graceful restart keeps the counters
+--- config eval
+"$CONF\nRedeemRateLimit register-ip 1 60\n"
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $before = metric('redeem_requests_total', 'method="GET",path="/api/health",class="2xx"');
+graceful_restart();
+my $after = metric('redeem_requests_total', 'method="GET",path="/api/health",class="2xx"');
+$before >= 1 && $after == $before or die "before $before, after $after";
+metric('redeem_rate_limited_total', 'scope="register-ip"') == 1 or die 'the 429 is still counted';
+
+
+
+=== TEST 9: the Server banner names the module and its version; the start-up line too
+--- request
+GET /api/health
+--- error_code: 200
+--- response_headers_like
+Server: mod_redeem/\d+\.\d+\.\d+
+--- check_eval
+open my $fh, '<', "$ENV{REDEEM_ROOT}/VERSION" or die $!;
+chomp(my $version = <$fh>);
+response()->{headers} && grep({ $_->[0] eq 'Server' && index($_->[1], "mod_redeem/$version") >= 0 } @{ response()->{headers} })
+  or die 'the version of VERSION';
+open my $log, '<', var('SERVROOT') . '/error.log' or die $!;
+grep { /RDM0008: mod_redeem\/\Q$version\E \(jansson [\d.]+, OpenSSL [\d.]+.*, libpq \d+\.\d+, hiredis [\d.]+, argon2 v13, libjwt [\d.]+\) loaded/ } <$log>
+  or die 'the start-up line';
+
+
+
+=== TEST 10: without SetHandler, no metrics: /metrics elsewhere is the API's own 404
+--- config
+--- request
+GET /metrics
+--- error_code: 404
+--- response_json_exact
+{"error": "Not found"}
