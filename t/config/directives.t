@@ -262,3 +262,20 @@ POST /api/login
 --- request_json
 {"email": "$ADMIN_EMAIL", "password": "$ADMIN_PASSWORD"}
 --- error_code: 200
+
+
+
+=== TEST 27: a key file others may read: the server starts, with a warning naming it
+--- config eval
+my $file = var('SERVROOT') . '/open_mac_key';
+open my $fh, '>', $file or die $!;
+print $fh unpack('H*', join '', map { chr int rand 256 } 1 .. 32), "\n";
+close $fh;
+chmod 0644, $file;
+qq(RedeemCodeMACKeyFile "$file"\n)
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+open my $log, '<', var('SERVROOT') . '/error.log' or die $!;
+grep { /RDM0006: RedeemCodeMACKeyFile file \S+open_mac_key is open to group or others \(mode 644\)/ } <$log>
