@@ -52,6 +52,42 @@ int redeem_text_hex_decode(const char *text, unsigned char *out, size_t len)
     return 0;
 }
 
+static int base64url_value(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '-' ? 62 : c == '_' ? 63 : -1;
+}
+
+int redeem_text_base64url_decode(const char *in, size_t len, unsigned char *out, size_t *out_len)
+{
+    uint32_t bits = 0;
+    int held = 0;
+    size_t n = 0;
+    if (len % 4 == 1)
+        return -1; /* one symbol cannot end a byte */
+    for (size_t i = 0; i < len; i++) {
+        int v = base64url_value(in[i]);
+        if (v < 0)
+            return -1;
+        bits = bits << 6 | (uint32_t)v;
+        held += 6;
+        if (held >= 8) {
+            held -= 8;
+            out[n++] = (unsigned char)(bits >> held);
+            bits &= (1u << held) - 1;
+        }
+    }
+    if (bits != 0)
+        return -1; /* a second spelling of the same bytes */
+    *out_len = n;
+    return 0;
+}
+
 int redeem_text_parse_int64(const char *text, int64_t min, int64_t max, int64_t *out)
 {
     if (!text || !*text || strlen(text) > 19)

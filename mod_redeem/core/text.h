@@ -17,6 +17,11 @@ void redeem_text_hex_encode(const unsigned char *bytes, size_t len, char *out);
 /* Decodes exactly 2*len hex digits; 0 on success, -1 otherwise. */
 int redeem_text_hex_decode(const char *text, unsigned char *out, size_t len);
 
+/* Decodes unpadded base64url (RFC 4648 section 5) in its one canonical
+ * form: only [A-Za-z0-9_-], no '=', unused trailing bits zero. out holds at
+ * least len * 3 / 4 bytes. 0 with *out_len set, or -1. */
+int redeem_text_base64url_decode(const char *in, size_t len, unsigned char *out, size_t *out_len);
+
 /* A decimal integer of digits only (no sign, no spaces) in [min, max];
  * 0 with *out set, -1 otherwise. */
 int redeem_text_parse_int64(const char *text, int64_t min, int64_t max, int64_t *out);

@@ -62,7 +62,9 @@ int redeem_timestamp_parse(const char *s, int64_t *usec)
         offset = 0;
     else if ((*p == '+' || *p == '-') && strlen(p) == 6 && p[3] == ':') {
         int oh, om;
-        if (digits(p + 1, 2, &oh) || digits(p + 4, 2, &om) || oh > 23 || om > 59)
+        /* PostgreSQL takes offsets up to 15:59 (every zone in use is within
+         * 14:00); beyond that it would refuse the value we accepted. */
+        if (digits(p + 1, 2, &oh) || digits(p + 4, 2, &om) || oh > 15 || om > 59)
             return -1;
         offset = (*p == '+' ? 1 : -1) * (int64_t)(oh * 3600 + om * 60);
     }

@@ -1,4 +1,5 @@
 #include "core/token.h"
+#include "core/text.h"
 
 #include <apr_strings.h>
 #include <jansson.h>
@@ -38,28 +39,28 @@ static const char *check_shape(const char *token, size_t len)
     return NULL;
 }
 
-/* libjwt hands out malloc'ed JSON text; parse it and free it at once. */
-static json_t *take_json(char *text)
+/* A segment of the token as JSON, read by us and not by libjwt (which keeps
+ * the last of two equal keys): an object without duplicate keys, or NULL. */
+static json_t *segment_json(const char *segment, size_t len)
 {
-    if (text == NULL)
-        return NULL;
-    json_t *value = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
-    free(text);
+    unsigned char *bytes = malloc(len * 3 / 4 + 1);
+    size_t n = 0;
+    json_t *value = NULL;
+    if (bytes && redeem_text_base64url_decode(segment, len, bytes, &n) == 0)
+        value = json_loadb((const char *)bytes, n, JSON_REJECT_DUPLICATES, NULL);
+    free(bytes);
+    if (value && !json_is_object(value)) {
+        json_decref(value);
+        value = NULL;
+    }
     return value;
 }
 
-static const char *check_header(jwt_t *jwt)
+static const char *check_header(json_t *header)
 {
-    if (jwt_get_alg(jwt) != JWT_ALG_HS256)
-        return "algorithm is not HS256";
-    json_t *header = take_json(jwt_get_headers_json(jwt, NULL));
     const char *why = NULL;
     const char *key;
     json_t *value;
-    if (!json_is_object(header)) {
-        why = "header is not an object";
-        goto done;
-    }
     json_object_foreach(header, key, value)
     {
         if (strcmp(key, "alg") == 0) {
@@ -77,8 +78,6 @@ static const char *check_header(jwt_t *jwt)
     }
     if (!why && !json_object_get(header, "alg"))
         why = "header has no alg";
-done:
-    json_decref(header);
     return why;
 }
 
@@ -99,11 +98,11 @@ static const char *check_claims(const redeem_token_config_t *cfg, json_t *claims
 {
     int64_t exp = 0, iat = 0, nbf = 0;
     const char *why;
-    if (!json_is_object(claims))
-        return "claims are not an object";
     if ((why = time_claim(claims, "exp", 1, &exp)))
         return why;
-    if (exp + cfg->leeway <= now)
+    /* now - leeway, not exp + leeway: exp comes from the client and may be
+     * near INT64_MAX. */
+    if (exp <= now - cfg->leeway)
         return "token expired";
     if (json_object_get(claims, "iat")) {
         if ((why = time_claim(claims, "iat", 0, &iat)))
@@ -145,16 +144,25 @@ const char *redeem_token_verify(const redeem_token_config_t *cfg, const char *to
     if (cfg->secret == NULL || cfg->secret_len < REDEEM_TOKEN_SECRET_MIN_LEN)
         return "no usable secret"; /* libjwt would skip verification */
 
+    /* The header and the claims as they are in the token (check_shape saw
+     * exactly two dots). */
+    const char *first_dot = memchr(token, '.', len);
+    const char *second_dot = memchr(first_dot + 1, '.', len - (size_t)(first_dot + 1 - token));
+    json_t *header = segment_json(token, (size_t)(first_dot - token));
+    json_t *claims = segment_json(first_dot + 1, (size_t)(second_dot - first_dot - 1));
     jwt_t *jwt = NULL;
-    if (jwt_decode(&jwt, token, cfg->secret, (int)cfg->secret_len) != 0 || jwt == NULL)
-        return "signature or encoding invalid";
-    why = check_header(jwt);
-    if (!why) {
-        json_t *claims = take_json(jwt_get_grants_json(jwt, NULL));
+    if (!header || !claims)
+        why = "header or claims are not a JSON object without duplicate keys";
+    else if (jwt_decode(&jwt, token, cfg->secret, (int)cfg->secret_len) != 0 || jwt == NULL)
+        why = "signature or encoding invalid";
+    else if (jwt_get_alg(jwt) != JWT_ALG_HS256)
+        why = "algorithm is not HS256";
+    else if (!(why = check_header(header)))
         why = check_claims(cfg, claims, now, user_id);
-        json_decref(claims);
-    }
-    jwt_free(jwt);
+    if (jwt)
+        jwt_free(jwt);
+    json_decref(header);
+    json_decref(claims);
     return why;
 }
 

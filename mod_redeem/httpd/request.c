@@ -43,19 +43,21 @@ static const redeem_failure_t *too_large(request_rec *r)
 }
 
 /* Reads the whole body, at most limit bytes: 413 beyond, 400/408 for a
- * broken transfer. */
+ * broken transfer. Memory follows what arrives: the declared length when
+ * there is one, else a buffer that doubles as the body grows, never the
+ * whole cap up front. */
 static const redeem_failure_t *read_body(request_rec *r, apr_off_t limit, char **data,
                                          apr_size_t *len)
 {
     const char *length_header = apr_table_get(r->headers_in, "Content-Length");
-    int64_t declared;
+    int64_t declared = -1;
     if (length_header && redeem_text_parse_int64(length_header, 0, INT64_MAX, &declared) == 0 &&
         declared > limit)
         return too_large(r);
 
     apr_bucket_brigade *bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
-    char *buf = apr_palloc(r->pool, (apr_size_t)limit + 1);
-    apr_size_t used = 0;
+    apr_size_t size = declared >= 0 ? (apr_size_t)declared : 1024, used = 0;
+    char *buf = apr_palloc(r->pool, size + 1);
     int seen_eos = 0;
     while (!seen_eos) {
         apr_status_t rv = ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES, APR_BLOCK_READ,
@@ -80,6 +82,17 @@ static const redeem_failure_t *read_body(request_rec *r, apr_off_t limit, char *
                 return redeem_failure(r->pool, HTTP_BAD_REQUEST, "Malformed request body");
             if (chunk_len > (apr_size_t)limit - used)
                 return too_large(r);
+            if (chunk_len > size - used) {
+                /* More than declared (the filter would have refused it) or a
+                 * chunked body outgrowing its buffer: double, up to the cap. */
+                apr_size_t grown = size > 512 ? size : 512;
+                while (grown - used < chunk_len)
+                    grown = grown * 2 > (apr_size_t)limit ? (apr_size_t)limit : grown * 2;
+                char *bigger = apr_palloc(r->pool, grown + 1);
+                memcpy(bigger, buf, used);
+                buf = bigger;
+                size = grown;
+            }
             memcpy(buf + used, chunk, chunk_len);
             used += chunk_len;
         }

@@ -379,3 +379,37 @@ LimitRequestFieldSize 20000000
 --- token_eval
 join '.', ('A' x (16 * 1024 * 1024 / 3)) x 3
 --- timeout: 60
+
+
+
+=== TEST 66: a header with alg twice (the JSON parser would keep the last)
+--- token_eval
+jwt_forge('{"alg":"none","alg":"HS256","typ":"JWT"}', claims(), jwt_secret())
+
+
+
+=== TEST 67: claims with user_id twice: the second one names another user
+--- token_eval
+my $c = claims();
+my $json = JSON::PP->new->canonical->encode($c);
+$json =~ s/"user_id":(\d+)/"user_id":$1,"user_id":1/ or die 'no user_id';
+jwt_forge(header(), $json, jwt_secret())
+
+
+
+=== TEST 68: claims with exp twice: an expired one, then a valid one
+--- token_eval
+my $json = JSON::PP->new->canonical->encode(claims());
+$json =~ s/"exp":(\d+)/"exp":1,"exp":$1/ or die 'no exp';
+jwt_forge(header(), $json, jwt_secret())
+
+
+
+=== TEST 69: a leeway and an exp at the top of int64: in the future, no overflow (UBSan in the ASan run)
+--- config
+RedeemJWTLeeway 30
+--- token_eval
+my $json = JSON::PP->new->canonical->encode(claims());
+$json =~ s/"exp":\d+/"exp":9223372036854775807/ or die 'no exp';
+jwt_forge(header(), $json, jwt_secret())
+--- error_code: 200

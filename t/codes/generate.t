@@ -690,3 +690,39 @@ SELECT count(*) FROM audit_log WHERE occurred_at >= '$REQUEST_TIME' AND event = 
 --- db_check_out
 20|20
 1
+
+
+
+=== TEST 46: an offset beyond PostgreSQL's +-15:59 is refused with 400 (it used to reach the database: 500)
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1, "expires_at": "2031-01-01T00:00:00+16:00"}
+--- error_code: 400
+--- response_json_exact
+{"error": "/expires_at/"}
+
+
+
+=== TEST 47: ... and so is -23:59
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1, "expires_at": "2031-01-01T00:00:00-23:59"}
+--- error_code: 400
+--- response_json_exact
+{"error": "/expires_at/"}
+
+
+
+=== TEST 48: +15:59, the largest offset PostgreSQL takes, is stored as the same instant
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1, "expires_at": "2031-01-01T15:59:00+15:59"}
+--- error_code: 201
+--- response_json
+{"expires_at": "2031-01-01T00:00:00.000000Z"}

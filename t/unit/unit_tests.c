@@ -162,6 +162,13 @@ static void test_token(apr_pool_t *p)
          "future iat refused", EVP_sha256()},
         {hs256, "{\"sub\":\"43\",\"user_id\":42,\"exp\":1800003600}", secret,
          "sub/user_id mismatch refused", EVP_sha256()},
+        {"{\"alg\":\"HS256\",\"alg\":\"HS256\",\"typ\":\"JWT\"}", claims, secret,
+         "a header key twice refused", EVP_sha256()},
+        {hs256, "{\"sub\":\"42\",\"user_id\":42,\"user_id\":7,\"exp\":1800003600}", secret,
+         "a claim twice refused", EVP_sha256()},
+        {hs256, "{\"sub\":\"42\",\"user_id\":42,\"exp\":1,\"exp\":1800003600}", secret,
+         "exp twice (the last one valid) refused", EVP_sha256()},
+        {hs256, "[1]", secret, "claims that are not an object refused", EVP_sha256()},
     };
     for (size_t i = 0; i < sizeof attacks / sizeof *attacks; i++) {
         char *forged =
@@ -169,6 +176,14 @@ static void test_token(apr_pool_t *p)
         ok(redeem_token_verify(&cfg, forged, strlen(forged), now, &user_id) != NULL,
            apr_pstrcat(p, "token: ", attacks[i].name, NULL));
     }
+    /* exp at the top of int64 with a leeway: valid, and no overflow (UBSan
+     * would report exp + leeway). */
+    cfg.leeway = 300;
+    char *far = forge(p, hs256, "{\"sub\":\"42\",\"user_id\":42,\"exp\":9223372036854775807}",
+                      EVP_sha256(), secret);
+    ok(redeem_token_verify(&cfg, far, strlen(far), now, &user_id) == NULL,
+       "token: exp of 2^63-1 with a leeway is in the future, without overflow");
+    cfg.leeway = 0;
     const char *none_header = "{\"alg\":\"none\",\"typ\":\"JWT\"}";
     char *none =
         apr_pstrcat(p, b64url(p, (const unsigned char *)none_header, strlen(none_header)), ".",
@@ -279,6 +294,7 @@ static void test_time(void)
            usec == 1701426600000000LL,
        "time: offset");
     ok(redeem_timestamp_parse("2024-02-29T00:00:00Z", &usec) == 0, "time: leap day");
+    ok(redeem_timestamp_parse("2023-12-01T10:30:00-15:59", &usec) == 0, "time: offset -15:59");
     const char *bad[] = {"2023-02-29T00:00:00Z",
                          "2023-12-01 10:30:00Z",
                          "2023-12-01T10:30:00",
@@ -286,7 +302,9 @@ static void test_time(void)
                          "tomorrow",
                          "2023-12-01T10:30:00.Z",
                          "2023-12-01T10:30:00+0200",
-                         "2023-13-01T00:00:00Z"};
+                         "2023-13-01T00:00:00Z",
+                         "2023-12-01T10:30:00+16:00",
+                         "2023-12-01T10:30:00-23:59"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         char name[80];
         snprintf(name, sizeof name, "time: refused '%s'", bad[i]);
@@ -317,6 +335,18 @@ static void test_text(apr_pool_t *p)
        "utf8: one to four bytes a character");
     ok(redeem_text_is_space('\v') && !redeem_text_is_space('x') && !redeem_text_is_space('\0'),
        "space: ASCII whitespace only");
+
+    unsigned char bytes[8];
+    size_t decoded = 0;
+    ok(redeem_text_base64url_decode("AQID_-8", 7, bytes, &decoded) == 0 && decoded == 5 &&
+           bytes[0] == 1 && bytes[3] == 0xff && bytes[4] == 0xef,
+       "base64url: decoded");
+    ok(redeem_text_base64url_decode("", 0, bytes, &decoded) == 0 && decoded == 0,
+       "base64url: empty");
+    const char *bad64[] = {"AQ==", "AQ+/", "A", "AR", "AQI=", "AQ I"};
+    for (size_t i = 0; i < sizeof bad64 / sizeof *bad64; i++)
+        ok(redeem_text_base64url_decode(bad64[i], strlen(bad64[i]), bytes, &decoded) == -1,
+           apr_psprintf(p, "base64url: refused '%s'", bad64[i]));
 
     unsigned char key[8];
     ok(redeem_text_key_bytes("00ff10", 6, key) == 3 && key[0] == 0 && key[1] == 0xff &&
