@@ -5,11 +5,49 @@
 #include <apr_strings.h>
 #include <string.h>
 
-/* Characters that have no place in the plain addresses we accept: they need
- * quoting in RFC 5322 and mostly appear in injection attempts. */
-static int is_forbidden(unsigned char c)
+/* ASCII that has no place in the plain addresses we accept: it needs
+ * quoting in RFC 5322 and mostly appears in injection attempts. */
+static int is_forbidden_ascii(uint32_t c)
 {
-    return c < 0x20 || c == 0x7F || c == ' ' || strchr("()<>[]\\,;:\"", c) != NULL;
+    return c < 0x20 || c == 0x7F || c == ' ' || strchr("()<>[]\\,;:\"", (int)c) != NULL;
+}
+
+/* Code points that are invisible, change the direction or shape of text
+ * without showing, are spaces or controls, or are not characters at all: two
+ * addresses that look alike must not be two accounts. Ranges, inclusive. */
+static const uint32_t invisible[][2] = {
+    {0x0080, 0x00A0},   /* C1 controls, no-break space */
+    {0x00AD, 0x00AD},   /* soft hyphen */
+    {0x034F, 0x034F},   /* combining grapheme joiner */
+    {0x061C, 0x061C},   /* Arabic letter mark */
+    {0x115F, 0x1160},   /* Hangul fillers */
+    {0x1680, 0x1680},   /* Ogham space mark */
+    {0x17B4, 0x17B5},   /* Khmer inherent vowels */
+    {0x180B, 0x180F},   /* Mongolian selectors and separator */
+    {0x2000, 0x200F},   /* spaces, zero-width characters, LRM, RLM */
+    {0x2028, 0x202F},   /* line and paragraph separators, bidi embeddings and overrides */
+    {0x205F, 0x206F},   /* math space, word joiner, invisible operators, bidi isolates */
+    {0x3000, 0x3000},   /* ideographic space */
+    {0x3164, 0x3164},   /* Hangul filler */
+    {0xE000, 0xF8FF},   /* private use */
+    {0xFDD0, 0xFDEF},   /* noncharacters */
+    {0xFE00, 0xFE0F},   /* variation selectors */
+    {0xFEFF, 0xFEFF},   /* byte order mark, zero-width no-break space */
+    {0xFFA0, 0xFFA0},   /* halfwidth Hangul filler */
+    {0xFFF0, 0xFFFF},   /* specials, replacement character, noncharacters */
+    {0x1D173, 0x1D17A}, /* musical formatting */
+    {0xE0000, 0xE0FFF}, /* tags, variation selectors supplement */
+    {0xF0000, 0x10FFFF} /* private use planes */
+};
+
+static int is_invisible(uint32_t c)
+{
+    if ((c & 0xFFFE) == 0xFFFE)
+        return 1; /* the noncharacters at the end of every plane */
+    for (size_t i = 0; i < sizeof invisible / sizeof *invisible; i++)
+        if (c >= invisible[i][0] && c <= invisible[i][1])
+            return 1;
+    return 0;
 }
 
 static const char *check_domain(const char *domain, size_t len)
@@ -42,23 +80,28 @@ const char *redeem_email_normalize(apr_pool_t *p, const char *in, size_t len, ch
         return "Invalid email: longer than 254 characters";
 
     char *out = apr_pstrmemdup(p, in, len);
-    size_t at_count = 0, at_pos = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)out[i];
+    size_t at_count = 0, at_pos = 0, local_chars = 0;
+    for (size_t i = 0; i < len;) {
+        size_t start = i;
+        uint32_t c;
+        if (redeem_text_utf8_next(out, len, &i, &c) != 0)
+            return "Invalid email: not UTF-8";
         if (c >= 'A' && c <= 'Z')
-            out[i] = (char)(c - 'A' + 'a');
+            out[start] = (char)(c - 'A' + 'a');
         else if (c == '@') {
             at_count++;
-            at_pos = i;
+            at_pos = start;
         }
-        else if (is_forbidden(c))
-            return "Invalid email: contains spaces or forbidden characters";
+        else if (c < 0x80 ? is_forbidden_ascii(c) : is_invisible(c))
+            return "Invalid email: contains spaces, invisible or forbidden characters";
+        if (at_count == 0)
+            local_chars++;
     }
     if (at_count != 1)
         return "Invalid email: must contain exactly one @";
     if (at_pos == 0)
         return "Invalid email: missing local part";
-    if (at_pos > 64)
+    if (local_chars > 64)
         return "Invalid email: local part longer than 64 characters";
     const char *why = check_domain(out + at_pos + 1, len - at_pos - 1);
     if (why)

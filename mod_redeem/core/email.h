@@ -7,10 +7,13 @@
 
 #define REDEEM_EMAIL_MAX_CHARS 254
 
-/* Trims and lowercases `in` (ASCII case only) into *normalized, allocated from
- * p. Returns NULL when the address is acceptable, else the reason, fit for a
- * 400 response. `in` must be valid UTF-8 without NUL (the JSON parser sees to
- * both). */
+/* Trims `in` and lowercases its ASCII letters into *normalized, allocated
+ * from p. Returns NULL when the address is acceptable, else the reason, fit
+ * for a 400 response: valid UTF-8, one '@', a local part of 1 to 64
+ * characters (code points), a dotted domain, at most 254 characters, no
+ * space, control, invisible, bidirectional-control, private-use or
+ * non-character code point, nothing RFC 5322 would need quoted. Case beyond
+ * ASCII and the Unicode form are folded by the database (email_key, sql/003). */
 const char *redeem_email_normalize(apr_pool_t *p, const char *in, size_t len, char **normalized);
 
 #endif

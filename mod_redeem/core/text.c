@@ -13,6 +13,40 @@ size_t redeem_text_utf8_length(const char *s, size_t len)
     return count;
 }
 
+int redeem_text_utf8_next(const char *s, size_t len, size_t *i, uint32_t *code_point)
+{
+    const unsigned char *u = (const unsigned char *)s + *i;
+    size_t left = len - *i, n;
+    uint32_t cp, min;
+    if (left == 0)
+        return -1;
+    if (u[0] < 0x80) {
+        *code_point = u[0];
+        *i += 1;
+        return 0;
+    }
+    if ((u[0] & 0xE0) == 0xC0)
+        n = 2, cp = u[0] & 0x1F, min = 0x80;
+    else if ((u[0] & 0xF0) == 0xE0)
+        n = 3, cp = u[0] & 0x0F, min = 0x800;
+    else if ((u[0] & 0xF8) == 0xF0)
+        n = 4, cp = u[0] & 0x07, min = 0x10000;
+    else
+        return -1;
+    if (left < n)
+        return -1;
+    for (size_t k = 1; k < n; k++) {
+        if ((u[k] & 0xC0) != 0x80)
+            return -1;
+        cp = cp << 6 | (u[k] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return -1;
+    *code_point = cp;
+    *i += n;
+    return 0;
+}
+
 int redeem_text_is_space(char c)
 {
     return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';

@@ -9,6 +9,11 @@
 /* Number of UTF-8 code points in s[0..len) (continuation bytes not counted). */
 size_t redeem_text_utf8_length(const char *s, size_t len);
 
+/* The code point of the UTF-8 sequence at s[*i] (of s[0..len)), and *i
+ * moved past it. -1 for an invalid sequence: truncated, overlong, a
+ * surrogate, or beyond U+10FFFF. */
+int redeem_text_utf8_next(const char *s, size_t len, size_t *i, uint32_t *code_point);
+
 /* ASCII whitespace: space, \t, \r, \n, \f, \v. */
 int redeem_text_is_space(char c);
 

@@ -58,16 +58,19 @@ enum {
     "coalesce(subscription_expires_at > now(), false), "                                           \
     "greatest(0, floor(extract(epoch FROM subscription_expires_at - now()) / 86400))::bigint"
 
+/* Emails are stored and matched by their key (sql/003: NFC, lowercased by
+ * ICU), so one address has one account whatever its case or Unicode form. */
+
 /* A new account; no row when the email is taken. Columns: the user's. */
 enum { ARG_USER_INSERT_EMAIL, ARG_USER_INSERT_PASSWORD_HASH, USER_INSERT_NARGS };
 #define SQL_USER_INSERT                                                                            \
-    "INSERT INTO users (email, password_hash) VALUES (%s, %s) "                                    \
+    "INSERT INTO users (email, password_hash) VALUES (email_key(%s), %s) "                         \
     "ON CONFLICT DO NOTHING RETURNING " SQL_USER_COLUMNS
 
 /* Columns: the user's, then COL_USER_PASSWORD_HASH. */
 enum { ARG_USER_BY_EMAIL_EMAIL, USER_BY_EMAIL_NARGS };
 #define SQL_USER_BY_EMAIL                                                                          \
-    "SELECT " SQL_USER_COLUMNS ", password_hash FROM users WHERE lower(email) = lower(%s)"
+    "SELECT " SQL_USER_COLUMNS ", password_hash FROM users WHERE email_key(email) = email_key(%s)"
 
 enum { ARG_USER_BY_ID_ID, USER_BY_ID_NARGS };
 #define SQL_USER_BY_ID "SELECT " SQL_USER_COLUMNS " FROM users WHERE id = %lld"
@@ -85,9 +88,9 @@ enum { ARG_ADMIN_PROMOTE_EMAIL, ADMIN_PROMOTE_NARGS };
 enum { ARG_ADMIN_INSERT_EMAIL, ARG_ADMIN_INSERT_PASSWORD_HASH, ADMIN_INSERT_NARGS };
 enum { COL_ADMIN_ID, ADMIN_NCOLS };
 #define SQL_ADMIN_PROMOTE                                                                          \
-    "UPDATE users SET is_admin = true WHERE lower(email) = lower(%s) RETURNING id"
+    "UPDATE users SET is_admin = true WHERE email_key(email) = email_key(%s) RETURNING id"
 #define SQL_ADMIN_INSERT                                                                           \
-    "INSERT INTO users (email, password_hash, is_admin) VALUES (%s, %s, true) "                    \
+    "INSERT INTO users (email, password_hash, is_admin) VALUES (email_key(%s), %s, true) "         \
     "ON CONFLICT DO NOTHING RETURNING id"
 
 #define PING_NARGS 0

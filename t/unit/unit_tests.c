@@ -54,6 +54,37 @@ static void test_email(apr_pool_t *p)
     memcpy(longest + 251, ".com", 4);
     ok(redeem_email_normalize(p, longest, 255, &out) != NULL, "email: 255 chars refused");
     ok(redeem_email_normalize(p, "a\xc3\xa4@b.c", 7, &out) == NULL, "email: UTF-8 local part");
+    ok(redeem_email_normalize(p, "\xc3\x84Rger@B.c", 10, &out) == NULL &&
+           strcmp(out, "\xc3\x84rger@b.c") == 0,
+       "email: ASCII lowercased here, the rest left to the database");
+    const char *hidden[][2] = {
+        {"a\xe2\x80\xae" "b@c.d", "right-to-left override"},
+        {"a\xe2\x80\x8b" "b@c.d", "zero-width space"},
+        {"\xef\xbb\xbf" "ab@c.d", "byte order mark"},
+        {"a\xc2\xa0" "b@c.d", "no-break space"},
+        {"a\xc2\xad" "b@c.d", "soft hyphen"},
+        {"a\xe2\x81\xa6" "b@c.d", "left-to-right isolate"},
+        {"ab@c\xe2\x80\x8c" ".d", "zero-width non-joiner in the domain"},
+        {"a\xee\x80\x80" "b@c.d", "private use"},
+        {"a\xef\xbf\xbe" "b@c.d", "a noncharacter"},
+        {"a\xf3\xa0\x80\x81" "b@c.d", "a tag character"},
+        {"a\xc0\xaf" "b@c.d", "an overlong sequence (not UTF-8)"},
+        {"a\xed\xa0\x80" "b@c.d", "a surrogate (not UTF-8)"},
+        {"a\xc3" "@c.d", "a truncated sequence"},
+    };
+    for (size_t i = 0; i < sizeof hidden / sizeof *hidden; i++)
+        ok(redeem_email_normalize(p, hidden[i][0], strlen(hidden[i][0]), &out) != NULL,
+           apr_pstrcat(p, "email: refused with ", hidden[i][1], NULL));
+    /* The local part's limit counts characters: 64 two-byte letters pass. */
+    char *local = apr_palloc(p, 200);
+    for (int i = 0; i < 64; i++)
+        memcpy(local + 2 * i, "\xc3\xa9", 2);
+    strcpy(local + 128, "@b.cd");
+    ok(redeem_email_normalize(p, local, strlen(local), &out) == NULL,
+       "email: a local part of 64 two-byte characters accepted");
+    memcpy(local + 128, "\xc3\xa9@b.cd", 8);
+    ok(redeem_email_normalize(p, local, strlen(local), &out) != NULL,
+       "email: 65 characters refused");
 }
 
 static void test_password(apr_pool_t *p)
