@@ -20,7 +20,9 @@
       "Milliseconds a request waits for a free hashing slot before 503")                           \
     X("RedeemMaxBodySize", max_body, 256, 67108864, 16384, "Largest request body in bytes")        \
     X("RedeemMaxCodesPerRequest", max_codes, 1, 1000000, 100000,                                   \
-      "Most redeem codes one generation request may ask for")
+      "Most redeem codes one generation request may ask for")                                      \
+    X("RedeemDBTimeout", db_timeout_ms, 100, 600000, 5000,                                         \
+      "Milliseconds a request may wait for the database in all before 503")
 
 typedef struct {
     size_t offset;

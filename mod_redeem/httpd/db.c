@@ -1,92 +1,187 @@
-/* Database access: only through mod_dbd's pool, only prepared statements
- * with bound parameters.
+/* Database access: connections from mod_dbd's pool, our prepared statements
+ * with bound parameters, and every wait bounded by the request's deadline.
+ *
+ * mod_dbd gives us pooled connections; we speak to them through libpq's
+ * asynchronous calls, so no wait outlasts RedeemDBTimeout: a database that
+ * accepts and then says nothing (a frozen host, a partition that drops
+ * packets) costs a request that long, then the connection is dropped and
+ * the answer is 503 with Retry-After. Nothing then waits on it: the next
+ * user of the connection reconnects it, within its own deadline.
  *
  * mod_dbd prepares labelled statements once per connection and never again,
- * so after a PostgreSQL restart (the driver's PQreset reconnects the same
- * handle) they are gone. We prepare ours ourselves and remember for which
- * backend process we did: a new backend gets the schema check and a fresh
- * set of statements before its first use. A connection the server closed
- * while it sat in the pool is noticed and reconnected before it is used. */
+ * so after a PostgreSQL restart they would be gone. We prepare ours
+ * ourselves and remember for which backend process we did: a new backend
+ * gets the schema check and a fresh set of statements before its first use.
+ * A connection the server closed while it sat in the pool is noticed and
+ * reconnected before it is used. */
 #include "httpd/private.h"
 
+#include <errno.h>
 #include <libpq-fe.h>
 #include <poll.h>
+#include <sys/socket.h>
 
 #define REDEEM_SCHEMA_VERSION 3
 static const char *const migrations[] = {"001_accounts.sql", "002_codes.sql",
                                          "003_email_identity.sql"};
 
+/* SQLSTATE of a prepared statement that does not exist (someone ran
+ * DEALLOCATE or DISCARD ALL): it never ran, so preparing again is safe. */
+#define SQLSTATE_NO_SUCH_STATEMENT "26000"
+
 /* What we know of one pooled connection; lives in the connection's pool. */
 typedef struct {
-    int backend_pid;
-    apr_pool_t *statement_pool; /* cleared when the backend changes */
-    apr_dbd_prepared_t *statements[STMT_COUNT_];
+    int backend_pid; /* the backend our statements are prepared on; 0: none */
 } redeem_conn_t;
 
 struct redeem_db {
     request_rec *r;
-    ap_dbd_t *dbd;
+    PGconn *pg;
     redeem_conn_t *conn;
+    apr_time_t deadline; /* every wait of this request ends by then */
 };
 
-static int idle_socket_readable(PGconn *pg)
+/* How a libpq exchange ended. */
+typedef enum { EXCHANGE_DONE, EXCHANGE_FAILED, EXCHANGE_LOST, EXCHANGE_TIMED_OUT } outcome_e;
+
+static const char *outcome_name(outcome_e outcome)
 {
-    struct pollfd pfd = {PQsocket(pg), POLLIN, 0};
-    return pfd.fd < 0 || poll(&pfd, 1, 0) != 0;
+    return outcome == EXCHANGE_LOST        ? " (connection lost)"
+           : outcome == EXCHANGE_TIMED_OUT ? " (timed out)"
+                                           : "";
 }
 
-static int connection_alive(ap_dbd_t *dbd)
+/* Waits until the socket is ready for events or the deadline passes:
+ * 1 ready, 0 timed out, -1 failed. */
+static int wait_socket(PGconn *pg, short events, apr_time_t deadline)
 {
-    PGconn *pg = apr_dbd_native_handle(dbd->driver, dbd->handle);
-    return pg && PQstatus(pg) == CONNECTION_OK;
+    for (;;) {
+        apr_time_t left = deadline - apr_time_now();
+        if (left <= 0)
+            return 0;
+        struct pollfd pfd = {PQsocket(pg), events, 0};
+        if (pfd.fd < 0)
+            return -1;
+        int n = poll(&pfd, 1, (int)((left + 999) / 1000));
+        if (n > 0)
+            return 1;
+        if (n < 0 && errno != EINTR)
+            return -1;
+    }
 }
 
-/* 503 when the database went away, 500 for anything else; logged either way. */
-static const redeem_failure_t *db_failure(request_rec *r, ap_dbd_t *dbd, const char *what, int rv)
+/* Sends what libpq holds (a large batch of codes is megabytes) and reads
+ * the whole result of one command; the last result is kept, an error one
+ * first. */
+static outcome_e exchange(PGconn *pg, apr_time_t deadline, PGresult **result)
 {
-    const char *detail = apr_dbd_error(dbd->driver, dbd->handle, rv);
-    /* PostgreSQL's DETAIL may quote a failing row, password hash included:
-     * the log gets the primary message only. */
-    const char *cut = detail ? strstr(detail, "\nDETAIL:") : NULL;
-    if (cut)
-        detail = apr_pstrmemdup(r->pool, detail, (apr_size_t)(cut - detail));
-    int alive = connection_alive(dbd);
-    ap_log_rerror(APLOG_MARK, alive ? APLOG_ERR : APLOG_WARNING, 0, r,
-                  RDMNO(0101) "database %s failed%s: %s", what, alive ? "" : " (connection lost)",
-                  detail ? detail : "no detail");
-    return alive ? &redeem_failure_internal : &redeem_failure_unavailable;
+    *result = NULL;
+    for (int rc; (rc = PQflush(pg)) != 0;) {
+        if (rc < 0)
+            return EXCHANGE_LOST;
+        int ready = wait_socket(pg, POLLIN | POLLOUT, deadline);
+        if (ready <= 0)
+            return ready == 0 ? EXCHANGE_TIMED_OUT : EXCHANGE_LOST;
+        if (!PQconsumeInput(pg))
+            return EXCHANGE_LOST;
+    }
+    for (;;) {
+        while (PQisBusy(pg)) {
+            int ready = wait_socket(pg, POLLIN, deadline);
+            if (ready <= 0) {
+                PQclear(*result);
+                *result = NULL;
+                return ready == 0 ? EXCHANGE_TIMED_OUT : EXCHANGE_LOST;
+            }
+            if (!PQconsumeInput(pg)) {
+                PQclear(*result);
+                *result = NULL;
+                return EXCHANGE_LOST;
+            }
+        }
+        PGresult *next = PQgetResult(pg);
+        if (!next)
+            break;
+        if (*result && PQresultStatus(*result) == PGRES_FATAL_ERROR)
+            PQclear(next); /* the error is the answer */
+        else {
+            PQclear(*result);
+            *result = next;
+        }
+    }
+    if (!*result)
+        return PQstatus(pg) == CONNECTION_OK ? EXCHANGE_FAILED : EXCHANGE_LOST;
+    ExecStatusType status = PQresultStatus(*result);
+    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK)
+        return EXCHANGE_DONE;
+    return PQstatus(pg) == CONNECTION_OK ? EXCHANGE_FAILED : EXCHANGE_LOST;
 }
 
-/* The first column of the first row of a plain query, copied out (reading
- * past the last row frees the result); NULL when there is none. */
-static int select_one(request_rec *r, ap_dbd_t *dbd, const char *sql, const char **value)
+/* A connection that timed out may still get its answer later; nothing may
+ * ever read it as another command's. Shut the socket: the next user finds
+ * it closed and reconnects. */
+static void drop_connection(PGconn *pg)
 {
-    apr_dbd_results_t *res = NULL;
-    apr_dbd_row_t *row = NULL;
-    int rv = apr_dbd_select(dbd->driver, r->pool, dbd->handle, &res, sql, 1);
-    *value = NULL;
-    if (rv != 0)
-        return rv;
-    if (apr_dbd_get_row(dbd->driver, r->pool, res, &row, -1) == 0)
-        *value = apr_pstrdup(r->pool, apr_dbd_get_entry(dbd->driver, row, 0));
-    while (row && apr_dbd_get_row(dbd->driver, r->pool, res, &row, -1) == 0)
-        ;
-    return 0;
+    if (PQsocket(pg) >= 0)
+        shutdown(PQsocket(pg), SHUT_RDWR);
 }
 
-static const redeem_failure_t *check_schema(request_rec *r, ap_dbd_t *dbd)
+/* 503 when the database went away or did not answer in time, 500 for
+ * anything else; logged either way, without PostgreSQL's DETAIL (it may
+ * quote a failing row, password hash included). */
+static const redeem_failure_t *db_failure(request_rec *r, PGconn *pg, const char *what,
+                                          outcome_e outcome, const PGresult *result)
 {
-    const char *text;
-    int rv = select_one(r, dbd, "SELECT coalesce(max(version), 0) FROM schema_migrations", &text);
-    if (rv != 0) {
-        if (!connection_alive(dbd))
-            return db_failure(r, dbd, "schema check", rv);
+    const char *detail = result ? PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    if (!detail) {
+        detail = apr_pstrdup(r->pool, PQerrorMessage(pg));
+        char *cut = strstr((char *)detail, "\nDETAIL:");
+        if (cut)
+            *cut = '\0';
+    }
+    if (outcome == EXCHANGE_TIMED_OUT) {
+        drop_connection(pg);
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                      RDMNO(0102) "database has no mod_redeem schema (%s): apply sql/%s",
-                      apr_dbd_error(dbd->driver, dbd->handle, rv), migrations[0]);
+                      RDMNO(0111) "database %s: no answer within RedeemDBTimeout (%" APR_INT64_T_FMT
+                                  " ms): connection dropped",
+                      what, (apr_int64_t)redeem_conf(r)->db_timeout_ms);
         return &redeem_failure_unavailable;
     }
-    apr_int64_t version = text ? apr_atoi64(text) : 0;
+    ap_log_rerror(APLOG_MARK, outcome == EXCHANGE_LOST ? APLOG_WARNING : APLOG_ERR, 0, r,
+                  RDMNO(0101) "database %s failed%s: %s", what, outcome_name(outcome),
+                  detail && *detail ? detail : "no detail");
+    return outcome == EXCHANGE_LOST ? &redeem_failure_unavailable : &redeem_failure_internal;
+}
+
+/* Runs plain SQL (no parameters) and returns its result. */
+static outcome_e run_sql(PGconn *pg, const char *sql, apr_time_t deadline, PGresult **result)
+{
+    *result = NULL;
+    if (!PQsendQuery(pg, sql))
+        return PQstatus(pg) == CONNECTION_OK ? EXCHANGE_FAILED : EXCHANGE_LOST;
+    return exchange(pg, deadline, result);
+}
+
+static const redeem_failure_t *check_schema(redeem_db_t *db)
+{
+    request_rec *r = db->r;
+    PGresult *result;
+    outcome_e outcome = run_sql(db->pg, "SELECT coalesce(max(version), 0) FROM schema_migrations",
+                                db->deadline, &result);
+    if (outcome == EXCHANGE_FAILED) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      RDMNO(0102) "database has no mod_redeem schema (%s): apply sql/%s",
+                      PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY), migrations[0]);
+        PQclear(result);
+        return &redeem_failure_unavailable;
+    }
+    if (outcome != EXCHANGE_DONE) {
+        const redeem_failure_t *failure = db_failure(r, db->pg, "schema check", outcome, result);
+        PQclear(result);
+        return failure;
+    }
+    apr_int64_t version = PQntuples(result) ? apr_atoi64(PQgetvalue(result, 0, 0)) : 0;
+    PQclear(result);
     if (version == REDEEM_SCHEMA_VERSION)
         return NULL;
     if (version < REDEEM_SCHEMA_VERSION)
@@ -102,49 +197,58 @@ static const redeem_failure_t *check_schema(request_rec *r, ap_dbd_t *dbd)
     return &redeem_failure_unavailable;
 }
 
-/* Drops statements of ours an earlier, interrupted attempt left on this
- * backend, so that preparing can always start from nothing. */
-static const redeem_failure_t *deallocate_leftovers(request_rec *r, ap_dbd_t *dbd)
+/* Runs one step of the preparation; NULL or its failure (logged). */
+static const redeem_failure_t *setup_step(redeem_db_t *db, const char *what, outcome_e outcome,
+                                          PGresult *result)
 {
-    apr_dbd_results_t *res = NULL;
-    apr_dbd_row_t *row = NULL;
-    apr_array_header_t *names = apr_array_make(r->pool, 4, sizeof(const char *));
-    int rv =
-        apr_dbd_select(dbd->driver, r->pool, dbd->handle, &res,
-                       "SELECT name FROM pg_prepared_statements WHERE name LIKE 'redeem\\_%'", 1);
-    if (rv != 0)
-        return db_failure(r, dbd, "listing of prepared statements", rv);
-    while (apr_dbd_get_row(dbd->driver, r->pool, res, &row, -1) == 0)
-        APR_ARRAY_PUSH(names, const char *) =
-            apr_pstrdup(r->pool, apr_dbd_get_entry(dbd->driver, row, 0));
-    for (int i = 0; i < names->nelts; i++) {
-        int affected = 0;
-        const char *name = APR_ARRAY_IDX(names, i, const char *);
-        rv = apr_dbd_query(dbd->driver, dbd->handle, &affected,
-                           apr_psprintf(r->pool, "DEALLOCATE \"%s\"", name));
-        if (rv != 0)
-            return db_failure(r, dbd, "DEALLOCATE", rv);
-    }
-    return NULL;
+    const redeem_failure_t *failure =
+        outcome == EXCHANGE_DONE ? NULL : db_failure(db->r, db->pg, what, outcome, result);
+    PQclear(result);
+    return failure;
 }
 
-/* The contract check: PostgreSQL's own count of a prepared statement's
- * parameters and result columns must be the table's. A mismatch is a bug
- * in statements.h, reported before the statement ever runs. */
-static const redeem_failure_t *check_contract(request_rec *r, ap_dbd_t *dbd, const char *label,
-                                              const redeem_stmt_t *stmt)
+/* Drops statements of ours an earlier, interrupted attempt left on this
+ * backend, so that preparing can always start from nothing. (Only ours:
+ * other modules may share mod_dbd's pool.) */
+static const redeem_failure_t *deallocate_leftovers(redeem_db_t *db)
 {
-    PGconn *pg = apr_dbd_native_handle(dbd->driver, dbd->handle);
-    PGresult *described = PQdescribePrepared(pg, label);
-    if (!described || PQresultStatus(described) != PGRES_COMMAND_OK) {
-        PQclear(described);
-        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                      RDMNO(0109) "cannot describe statement %s: %s", stmt->name,
-                      PQerrorMessage(pg));
-        return connection_alive(dbd) ? &redeem_failure_internal : &redeem_failure_unavailable;
-    }
-    int nparams = PQnparams(described), nfields = PQnfields(described);
-    PQclear(described);
+    PGresult *result;
+    outcome_e outcome =
+        run_sql(db->pg,
+                "SELECT coalesce(string_agg(format('DEALLOCATE %I', name), '; '), '')"
+                " FROM pg_prepared_statements WHERE name LIKE 'redeem\\_%'",
+                db->deadline, &result);
+    if (outcome != EXCHANGE_DONE)
+        return setup_step(db, "listing of prepared statements", outcome, result);
+    char *commands = apr_pstrdup(db->r->pool, PQgetvalue(result, 0, 0));
+    PQclear(result);
+    if (!*commands)
+        return NULL;
+    outcome = run_sql(db->pg, commands, db->deadline, &result);
+    return setup_step(db, "DEALLOCATE", outcome, result);
+}
+
+/* Prepares one statement and checks the contract: PostgreSQL's own count of
+ * its parameters and result columns must be the table's. A mismatch is a
+ * bug in statements.h, reported before the statement ever runs. */
+static const redeem_failure_t *prepare(redeem_db_t *db, const redeem_stmt_t *stmt)
+{
+    request_rec *r = db->r;
+    const char *label = apr_pstrcat(r->pool, "redeem_", stmt->name, NULL);
+    const char *what = apr_pstrcat(r->pool, "prepare of ", stmt->name, NULL);
+    PGresult *result;
+    outcome_e outcome = PQsendPrepare(db->pg, label, stmt->sql, 0, NULL)
+                            ? exchange(db->pg, db->deadline, &result)
+                            : (result = NULL, EXCHANGE_LOST);
+    if (outcome != EXCHANGE_DONE)
+        return setup_step(db, what, outcome, result);
+    PQclear(result);
+    outcome = PQsendDescribePrepared(db->pg, label) ? exchange(db->pg, db->deadline, &result)
+                                                    : (result = NULL, EXCHANGE_LOST);
+    if (outcome != EXCHANGE_DONE)
+        return setup_step(db, what, outcome, result);
+    int nparams = PQnparams(result), nfields = PQnfields(result);
+    PQclear(result);
     if (nparams == stmt->nargs && nfields == stmt->ncols)
         return NULL;
     ap_log_rerror(APLOG_MARK, APLOG_CRIT, 0, r,
@@ -154,78 +258,86 @@ static const redeem_failure_t *check_contract(request_rec *r, ap_dbd_t *dbd, con
     return &redeem_failure_internal;
 }
 
-static const redeem_failure_t *prepare_statements(request_rec *r, ap_dbd_t *dbd,
-                                                  redeem_conn_t *conn)
+/* Reconnects, without waiting past the deadline, a connection the server
+ * closed (or that we dropped). */
+static const redeem_failure_t *reconnect(redeem_db_t *db)
 {
-    const redeem_failure_t *failure = deallocate_leftovers(r, dbd);
-    if (failure)
-        return failure;
-    apr_pool_clear(conn->statement_pool);
-    for (int i = 0; i < STMT_COUNT_; i++) {
-        const redeem_stmt_t *stmt = &redeem_statements[i];
-        /* The driver fills a non-NULL *statement in place: never hand it the
-         * old one, which lived in the pool just cleared. */
-        conn->statements[i] = NULL;
-        /* Lowercase labels: PREPARE folds case, PQexecPrepared does not. */
-        const char *label = apr_pstrcat(conn->statement_pool, "redeem_", stmt->name, NULL);
-        int rv = apr_dbd_prepare(dbd->driver, conn->statement_pool, dbd->handle, stmt->sql, label,
-                                 &conn->statements[i]);
-        if (rv != 0)
-            return db_failure(r, dbd, apr_pstrcat(r->pool, "prepare of ", stmt->name, NULL), rv);
-        if ((failure = check_contract(r, dbd, label, stmt)))
-            return failure;
+    request_rec *r = db->r;
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                  RDMNO(0106) "pooled database connection was closed: reconnecting");
+    redeem_shared_count(redeem_conf(r)->shared, REDEEM_COUNTER_DB_RECONNECTS);
+    db->conn->backend_pid = 0; /* a new backend may even get the old pid */
+    if (!PQresetStart(db->pg)) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, RDMNO(0107) "reconnect failed: %s",
+                      PQerrorMessage(db->pg));
+        return &redeem_failure_unavailable;
     }
-    return NULL;
+    for (PostgresPollingStatusType poll_status = PGRES_POLLING_WRITING;;) {
+        if (poll_status == PGRES_POLLING_OK)
+            return NULL;
+        if (poll_status == PGRES_POLLING_FAILED) {
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, RDMNO(0107) "reconnect failed: %s",
+                          PQerrorMessage(db->pg));
+            return &redeem_failure_unavailable;
+        }
+        int ready = wait_socket(db->pg, poll_status == PGRES_POLLING_READING ? POLLIN : POLLOUT,
+                                db->deadline);
+        if (ready <= 0) {
+            drop_connection(db->pg);
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                          RDMNO(0107) "reconnect failed: no answer within RedeemDBTimeout");
+            return &redeem_failure_unavailable;
+        }
+        poll_status = PQresetPoll(db->pg);
+    }
 }
 
-/* Reconnects a connection the server closed and, on a new backend, checks
- * the schema and prepares our statements. */
-static const redeem_failure_t *make_ready(request_rec *r, ap_dbd_t *dbd, redeem_conn_t *conn)
+/* An idle pooled connection has nothing to read; one whose server went
+ * away while it sat in the pool (restart, failover, pg_terminate_backend)
+ * has the server's goodbye or an EOF waiting, as has one we dropped. */
+static int looks_closed(PGconn *pg)
 {
-    PGconn *pg = apr_dbd_native_handle(dbd->driver, dbd->handle);
+    struct pollfd pfd = {PQsocket(pg), POLLIN, 0};
+    return PQstatus(pg) != CONNECTION_OK || pfd.fd < 0 || poll(&pfd, 1, 0) != 0;
+}
+
+/* Reconnects a closed connection and, on a new backend, checks the schema
+ * and prepares our statements. */
+static const redeem_failure_t *make_ready(redeem_db_t *db)
+{
     for (int attempt = 0;; attempt++) {
-        /* A pooled connection whose server went away while it sat idle
-         * (restart, failover, pg_terminate_backend) has the server's goodbye
-         * and an EOF waiting on its socket; an idle healthy one has nothing
-         * to read. Reconnect it now rather than fail a statement. */
-        if (pg && (PQstatus(pg) != CONNECTION_OK || idle_socket_readable(pg))) {
-            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                          RDMNO(0106) "pooled database connection was closed by the server: "
-                                      "reconnecting");
-            conn->backend_pid = 0; /* a new backend may even get the old pid */
-            redeem_shared_count(redeem_conf(r)->shared, REDEEM_COUNTER_DB_RECONNECTS);
-            PQreset(pg);
-            if (PQstatus(pg) != CONNECTION_OK) {
-                ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, RDMNO(0107) "reconnect failed: %s",
-                              PQerrorMessage(pg));
-                return &redeem_failure_unavailable;
-            }
-        }
-        int pid = pg ? PQbackendPID(pg) : 0;
-        if (conn->backend_pid == pid && pid != 0)
+        const redeem_failure_t *failure = NULL;
+        if (looks_closed(db->pg) && (failure = reconnect(db)))
+            return failure;
+        int pid = PQbackendPID(db->pg);
+        if (db->conn->backend_pid == pid && pid != 0)
             return NULL;
-        const redeem_failure_t *failure = check_schema(r, dbd);
+        failure = check_schema(db);
         if (!failure)
-            failure = prepare_statements(r, dbd, conn);
+            failure = deallocate_leftovers(db);
+        for (int i = 0; !failure && i < STMT_COUNT_; i++)
+            failure = prepare(db, &redeem_statements[i]);
         if (!failure) {
-            conn->backend_pid = pid;
+            db->conn->backend_pid = pid;
             return NULL;
         }
         /* Lost while setting up (nothing was written): once more, on a new one. */
-        if (attempt > 0 || connection_alive(dbd))
+        if (attempt > 0 || PQstatus(db->pg) == CONNECTION_OK || apr_time_now() >= db->deadline)
             return failure;
     }
 }
 
 const redeem_failure_t *redeem_db_open(request_rec *r, redeem_db_t **db)
 {
-    redeem_shared_t *shared = redeem_conf(r)->shared;
+    redeem_server_conf *conf = redeem_conf(r);
     apr_time_t asked = apr_time_now();
-    ap_dbd_t *dbd = redeem_conf(r)->dbd_acquire(r);
-    redeem_shared_count(shared, REDEEM_COUNTER_DB_ACQUIRES);
-    redeem_shared_add(shared, REDEEM_COUNTER_DB_ACQUIRE_US, (uint64_t)(apr_time_now() - asked));
-    if (!dbd) {
-        redeem_shared_count(shared, REDEEM_COUNTER_DB_ACQUIRE_FAILURES);
+    ap_dbd_t *dbd = conf->dbd_acquire(r);
+    redeem_shared_count(conf->shared, REDEEM_COUNTER_DB_ACQUIRES);
+    redeem_shared_add(conf->shared, REDEEM_COUNTER_DB_ACQUIRE_US,
+                      (uint64_t)(apr_time_now() - asked));
+    PGconn *pg = dbd ? apr_dbd_native_handle(dbd->driver, dbd->handle) : NULL;
+    if (!pg) {
+        redeem_shared_count(conf->shared, REDEEM_COUNTER_DB_ACQUIRE_FAILURES);
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                       RDMNO(0105) "no database connection (see mod_dbd's messages above)");
         return &redeem_failure_unavailable;
@@ -234,67 +346,71 @@ const redeem_failure_t *redeem_db_open(request_rec *r, redeem_db_t **db)
     apr_pool_userdata_get((void **)&conn, "redeem_conn", dbd->pool);
     if (!conn) {
         conn = apr_pcalloc(dbd->pool, sizeof *conn);
-        apr_pool_create(&conn->statement_pool, dbd->pool);
         apr_pool_userdata_setn(conn, "redeem_conn", NULL, dbd->pool);
     }
-    const redeem_failure_t *failure = make_ready(r, dbd, conn);
-    if (failure)
-        return failure;
     redeem_db_t *handle = apr_palloc(r->pool, sizeof *handle);
     handle->r = r;
-    handle->dbd = dbd;
+    handle->pg = pg;
     handle->conn = conn;
+    handle->deadline = r->request_time + apr_time_from_msec(conf->db_timeout_ms);
+    /* Non-blocking sends: a large batch must not block past the deadline. */
+    PQsetnonblocking(pg, 1);
+    const redeem_failure_t *failure = make_ready(handle);
+    if (failure)
+        return failure;
     *db = handle;
     return NULL;
 }
 
-/* Our statement is gone from a live backend (someone ran DEALLOCATE or
- * DISCARD ALL): it never ran, so preparing again and rerunning is safe. */
-static int statement_missing(ap_dbd_t *dbd, int rv)
+void redeem_db_extend_deadline(redeem_db_t *db, apr_interval_time_t more)
 {
-    const char *message = apr_dbd_error(dbd->driver, dbd->handle, rv);
-    return message && strstr(message, "prepared statement \"redeem_") &&
-           strstr(message, "does not exist");
+    db->deadline += more;
 }
 
-/* Runs a statement: rows into *res (select) or none (res NULL). Runs it once
- * more on a fresh backend when it certainly did not run (its prepared form
- * was missing) or when it only reads and the connection died. */
+static int statement_missing(const PGresult *result)
+{
+    const char *sqlstate = result ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : NULL;
+    return sqlstate && strcmp(sqlstate, SQLSTATE_NO_SUCH_STATEMENT) == 0;
+}
+
+/* Runs a statement and returns its result. Runs it once more on a fresh
+ * backend when it certainly did not run (its prepared form was missing) or
+ * when it only reads and the connection died. */
 static const redeem_failure_t *run_statement(redeem_db_t *db, redeem_stmt_e id,
-                                             const char *const *args, apr_dbd_results_t **res)
+                                             const char *const *args, PGresult **result)
 {
     request_rec *r = db->r;
-    ap_dbd_t *dbd = db->dbd;
     const redeem_stmt_t *stmt = &redeem_statements[id];
+    const char *label = apr_pstrcat(r->pool, "redeem_", stmt->name, NULL);
     for (int attempt = 0;; attempt++) {
-        int rv, affected;
-        apr_dbd_prepared_t *prepared = db->conn->statements[id];
-        if (res) {
-            *res = NULL;
-            /* random = 1: with 0 an execution error reads as an empty success. */
-            rv = apr_dbd_pselect(dbd->driver, r->pool, dbd->handle, res, prepared, 1, stmt->nargs,
-                                 (const char **)args);
-        }
-        else
-            rv = apr_dbd_pquery(dbd->driver, r->pool, dbd->handle, &affected, prepared, stmt->nargs,
-                                (const char **)args);
-        if (rv == 0)
+        outcome_e outcome =
+            PQsendQueryPrepared(db->pg, label, stmt->nargs, args, NULL, NULL, 0)
+                ? exchange(db->pg, db->deadline, result)
+                : (*result = NULL,
+                   PQstatus(db->pg) == CONNECTION_OK ? EXCHANGE_FAILED : EXCHANGE_LOST);
+        if (outcome == EXCHANGE_DONE)
             return NULL;
-        int alive = connection_alive(dbd);
-        int again =
-            attempt == 0 && ((!alive && stmt->read_only) || (alive && statement_missing(dbd, rv)));
+        int again = attempt == 0 && ((outcome == EXCHANGE_LOST && stmt->read_only) ||
+                                     (outcome == EXCHANGE_FAILED && statement_missing(*result)));
         if (!again) {
-            if (!alive)
+            if (outcome != EXCHANGE_FAILED)
                 db->conn->backend_pid = 0; /* prepare afresh on the next use */
-            return db_failure(r, dbd, apr_pstrcat(r->pool, "statement ", stmt->name, NULL), rv);
+            const redeem_failure_t *failure = db_failure(
+                r, db->pg, apr_pstrcat(r->pool, "statement ", stmt->name, NULL), outcome, *result);
+            PQclear(*result);
+            *result = NULL;
+            return failure;
         }
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
                       RDMNO(0108) "statement %s could not run (%s): preparing afresh and "
                                   "running it again",
-                      stmt->name, alive ? "statement missing" : "connection lost");
+                      stmt->name,
+                      outcome == EXCHANGE_LOST ? "connection lost" : "statement missing");
+        PQclear(*result);
+        *result = NULL;
         db->conn->backend_pid = 0;
         redeem_shared_count(redeem_conf(r)->shared, REDEEM_COUNTER_DB_RETRIES);
-        const redeem_failure_t *failure = make_ready(r, dbd, db->conn);
+        const redeem_failure_t *failure = make_ready(db);
         if (failure)
             return failure;
     }
@@ -302,33 +418,29 @@ static const redeem_failure_t *run_statement(redeem_db_t *db, redeem_stmt_e id,
 
 const redeem_failure_t *redeem_db_exec(redeem_db_t *db, redeem_stmt_e stmt, const char *const *args)
 {
-    return run_statement(db, stmt, args, NULL);
+    PGresult *result;
+    const redeem_failure_t *failure = run_statement(db, stmt, args, &result);
+    PQclear(result);
+    return failure;
 }
 
 const redeem_failure_t *redeem_db_query(redeem_db_t *db, redeem_stmt_e stmt,
                                         const char *const *args, redeem_rows_t *rows)
 {
     request_rec *r = db->r;
-    ap_dbd_t *dbd = db->dbd;
-    apr_dbd_results_t *res = NULL;
-    const redeem_failure_t *failure = run_statement(db, stmt, args, &res);
+    PGresult *result;
+    const redeem_failure_t *failure = run_statement(db, stmt, args, &result);
     if (failure)
         return failure;
-    int nrows = apr_dbd_num_tuples(dbd->driver, res);
-    int ncols = apr_dbd_num_cols(dbd->driver, res);
-    rows->nrows = nrows < 0 ? 0 : nrows;
-    rows->ncols = ncols;
-    rows->cells = apr_pcalloc(r->pool, sizeof(char *) * (apr_size_t)(rows->nrows * ncols + 1));
-    apr_dbd_row_t *row = NULL;
-    for (int i = 0; i < rows->nrows; i++) {
-        if (apr_dbd_get_row(dbd->driver, r->pool, res, &row, i + 1) != 0)
-            break;
-        for (int c = 0; c < ncols; c++) {
-            char *value = NULL;
-            /* datum_get tells NULL (APR_ENOENT) from "", get_entry does not. */
-            if (apr_dbd_datum_get(dbd->driver, row, c, APR_DBD_TYPE_STRING, &value) == APR_SUCCESS)
-                rows->cells[i * ncols + c] = apr_pstrdup(r->pool, value);
-        }
-    }
+    rows->nrows = PQntuples(result);
+    rows->ncols = PQnfields(result);
+    rows->cells =
+        apr_pcalloc(r->pool, sizeof(char *) * (apr_size_t)(rows->nrows * rows->ncols + 1));
+    for (int i = 0; i < rows->nrows; i++)
+        for (int c = 0; c < rows->ncols; c++)
+            if (!PQgetisnull(result, i, c))
+                rows->cells[i * rows->ncols + c] = apr_pstrmemdup(
+                    r->pool, PQgetvalue(result, i, c), (apr_size_t)PQgetlength(result, i, c));
+    PQclear(result);
     return NULL;
 }

@@ -202,6 +202,7 @@ typedef struct {
     apr_int64_t hash_wait_ms;
     apr_int64_t max_body; /* bytes */
     apr_int64_t max_codes;
+    apr_int64_t db_timeout_ms; /* RedeemDBTimeout */
     redeem_limit_setting_t limits[REDEEM_SCOPE_COUNT_];
     redeem_store_setting_t store; /* main server only (RedeemRateLimitStore) */
 
@@ -254,6 +255,9 @@ const redeem_failure_t *redeem_db_open(request_rec *r, redeem_db_t **db);
  * unreachable, 500 otherwise, logged without driver detail for the client. */
 const redeem_failure_t *redeem_db_query(redeem_db_t *db, redeem_stmt_e stmt,
                                         const char *const *args, redeem_rows_t *rows);
+/* Every database wait of a request ends by its deadline: the request's
+ * start plus RedeemDBTimeout; a handler with more work extends it. */
+void redeem_db_extend_deadline(redeem_db_t *db, apr_interval_time_t more);
 /* The same for a statement that returns no rows. */
 const redeem_failure_t *redeem_db_exec(redeem_db_t *db, redeem_stmt_e stmt,
                                        const char *const *args);

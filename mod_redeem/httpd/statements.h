@@ -1,10 +1,12 @@
 /* The database contract: every statement the module runs, with its SQL, its
  * arguments and its result columns by name. The schema itself is in sql/.
  *
- * Placeholders are apr_dbd's: %s text, %lld bigint, %d int (apr-dbd.md).
- * Every argument appears once; a statement that needs a value twice binds
- * it in an `args` CTE. db.c checks at preparation that PostgreSQL counts
- * the same arguments and columns as the table in statements.c. */
+ * Parameters are PostgreSQL's own, $1 .. $n, each with its type cast, and
+ * sent as text (db.c runs these statements through libpq, mod_dbd being the
+ * connection pool). Every argument appears once; a statement that needs a
+ * value twice binds it in an `args` CTE. db.c checks at preparation that
+ * PostgreSQL counts the same arguments and columns as the table in
+ * statements.c. */
 #ifndef REDEEM_STATEMENTS_H
 #define REDEEM_STATEMENTS_H
 
@@ -64,33 +66,36 @@ enum {
 /* A new account; no row when the email is taken. Columns: the user's. */
 enum { ARG_USER_INSERT_EMAIL, ARG_USER_INSERT_PASSWORD_HASH, USER_INSERT_NARGS };
 #define SQL_USER_INSERT                                                                            \
-    "INSERT INTO users (email, password_hash) VALUES (email_key(%s), %s) "                         \
+    "INSERT INTO users (email, password_hash) VALUES (email_key($1::text), $2::text) "             \
     "ON CONFLICT DO NOTHING RETURNING " SQL_USER_COLUMNS
 
 /* Columns: the user's, then COL_USER_PASSWORD_HASH. */
 enum { ARG_USER_BY_EMAIL_EMAIL, USER_BY_EMAIL_NARGS };
 #define SQL_USER_BY_EMAIL                                                                          \
-    "SELECT " SQL_USER_COLUMNS ", password_hash FROM users WHERE email_key(email) = email_key(%s)"
+    "SELECT " SQL_USER_COLUMNS ", password_hash FROM users"                                        \
+    " WHERE email_key(email) = email_key($1::text)"
 
 enum { ARG_USER_BY_ID_ID, USER_BY_ID_NARGS };
-#define SQL_USER_BY_ID "SELECT " SQL_USER_COLUMNS " FROM users WHERE id = %lld"
+#define SQL_USER_BY_ID "SELECT " SQL_USER_COLUMNS " FROM users WHERE id = $1::bigint"
 
 enum { ARG_USERS_PAGE_LIMIT, ARG_USERS_PAGE_OFFSET, USERS_PAGE_NARGS };
-#define SQL_USERS_PAGE "SELECT " SQL_USER_COLUMNS " FROM users ORDER BY id LIMIT %lld OFFSET %lld"
+#define SQL_USERS_PAGE                                                                             \
+    "SELECT " SQL_USER_COLUMNS " FROM users ORDER BY id LIMIT $1::bigint OFFSET $2::bigint"
 
 /* An exact table size kept by triggers (sql/001). */
 enum { ARG_ROW_COUNT_TABLE, ROW_COUNT_NARGS };
 enum { COL_ROW_COUNT_N, ROW_COUNT_NCOLS };
-#define SQL_ROW_COUNT "SELECT n FROM row_counts WHERE name = %s"
+#define SQL_ROW_COUNT "SELECT n FROM row_counts WHERE name = $1::text"
 
 /* ---- The RedeemAdmin bootstrap (admin.c). Both return the id, or no row. */
 enum { ARG_ADMIN_PROMOTE_EMAIL, ADMIN_PROMOTE_NARGS };
 enum { ARG_ADMIN_INSERT_EMAIL, ARG_ADMIN_INSERT_PASSWORD_HASH, ADMIN_INSERT_NARGS };
 enum { COL_ADMIN_ID, ADMIN_NCOLS };
 #define SQL_ADMIN_PROMOTE                                                                          \
-    "UPDATE users SET is_admin = true WHERE email_key(email) = email_key(%s) RETURNING id"
+    "UPDATE users SET is_admin = true WHERE email_key(email) = email_key($1::text) RETURNING id"
 #define SQL_ADMIN_INSERT                                                                           \
-    "INSERT INTO users (email, password_hash, is_admin) VALUES (email_key(%s), %s, true) "         \
+    "INSERT INTO users (email, password_hash, is_admin)"                                           \
+    " VALUES (email_key($1::text), $2::text, true)"                                                \
     "ON CONFLICT DO NOTHING RETURNING id"
 
 #define PING_NARGS 0
@@ -115,11 +120,11 @@ enum { COL_CODES_INSERT_COUNT, COL_CODES_INSERT_EXPIRES_AT, CODES_INSERT_NCOLS }
 #define SQL_CODES_INSERT                                                                           \
     "WITH inserted AS ("                                                                           \
     " INSERT INTO redeem_codes (code_hash, code_sealed, batch_id, duration_months, expires_at)"    \
-    " SELECT decode(h, 'hex'), decode(s, 'hex'), %s::uuid, %d, %s::timestamptz"                    \
-    " FROM unnest(%s::text[], %s::text[]) AS t(h, s) RETURNING expires_at),"                       \
+    " SELECT decode(h, 'hex'), decode(s, 'hex'), $1::uuid, $2::integer, $3::timestamptz"           \
+    " FROM unnest($4::text[], $5::text[]) AS t(h, s) RETURNING expires_at),"                       \
     " audit AS ("                                                                                  \
     " INSERT INTO audit_log (event, actor_id, target, client_addr, outcome, request_id)"           \
-    " SELECT 'codes_generated', %lld, %s, %s, 'success', %s)"                                      \
+    " SELECT 'codes_generated', $6::bigint, $7::text, $8::text, 'success', $9::text)"              \
     " SELECT count(*), api_ts(min(expires_at)) FROM inserted"
 
 /* Listing pages, each in id order from a keyset cursor, then an offset. */
@@ -140,8 +145,8 @@ enum {
     " api_ts(created_at), api_ts(expires_at), api_ts(used_at), used_by, batch_id"
 enum { ARG_CODES_PAGE_AFTER_ID, ARG_CODES_PAGE_LIMIT, ARG_CODES_PAGE_OFFSET, CODES_PAGE_NARGS };
 #define SQL_CODES_PAGE_WHERE(condition)                                                            \
-    "SELECT " SQL_CODE_COLUMNS " FROM redeem_codes WHERE " condition "id > %lld"                   \
-    " ORDER BY id LIMIT %lld OFFSET %lld"
+    "SELECT " SQL_CODE_COLUMNS " FROM redeem_codes WHERE " condition "id > $1::bigint"             \
+    " ORDER BY id LIMIT $2::bigint OFFSET $3::bigint"
 #define SQL_CODES_PAGE SQL_CODES_PAGE_WHERE("")
 #define SQL_CODES_PAGE_USED SQL_CODES_PAGE_WHERE("used_at IS NOT NULL AND ")
 #define SQL_CODES_PAGE_UNUSED SQL_CODES_PAGE_WHERE("used_at IS NULL AND ")
@@ -157,9 +162,9 @@ enum {
     CODES_PAGE_BATCH_NARGS
 };
 #define SQL_CODES_PAGE_BATCH                                                                       \
-    "SELECT " SQL_CODE_COLUMNS " FROM redeem_codes WHERE batch_id = %s::uuid"                      \
-    " AND (used_at IS NOT NULL) = ANY (%s::boolean[])"                                             \
-    " AND id > %lld ORDER BY id LIMIT %lld OFFSET %lld"
+    "SELECT " SQL_CODE_COLUMNS " FROM redeem_codes WHERE batch_id = $1::uuid"                      \
+    " AND (used_at IS NOT NULL) = ANY ($2::boolean[])"                                             \
+    " AND id > $3::bigint ORDER BY id LIMIT $4::bigint OFFSET $5::bigint"
 
 /* Totals of the listing: all codes and used ones, in the whole table (from
  * the trigger-kept counters) or in one batch. */
@@ -169,7 +174,7 @@ enum { COL_CODES_COUNT_ALL, COL_CODES_COUNT_USED, CODES_COUNT_NCOLS };
     "SELECT coalesce(sum(total), 0), coalesce(sum(used), 0) FROM code_counts"
 enum { ARG_CODES_COUNT_BATCH_ID, CODES_COUNT_BATCH_NARGS };
 #define SQL_CODES_COUNT_BATCH                                                                      \
-    "SELECT count(*), count(used_at) FROM redeem_codes WHERE batch_id = %s::uuid"
+    "SELECT count(*), count(used_at) FROM redeem_codes WHERE batch_id = $1::uuid"
 
 /* ---- Redemption, in one statement: claim the code if still usable, extend
  * the subscription from the later of now and the current expiry, write the
@@ -192,8 +197,8 @@ enum {
 };
 #define SQL_REDEEM                                                                                 \
     "WITH args AS ("                                                                               \
-    " SELECT decode(%s, 'hex') AS code_hash, %lld::bigint AS user_id,"                             \
-    " %s::text AS client_addr, %s::text AS request_id),"                                           \
+    " SELECT decode($1::text, 'hex') AS code_hash, $2::bigint AS user_id,"                         \
+    " $3::text AS client_addr, $4::text AS request_id),"                                           \
     " target AS ("                                                                                 \
     " SELECT c.id, c.used_at, c.expires_at FROM redeem_codes c, args"                              \
     " WHERE c.code_hash = args.code_hash),"                                                        \
@@ -231,6 +236,6 @@ enum {
 };
 #define SQL_AUDIT_INSERT                                                                           \
     "INSERT INTO audit_log (event, actor_id, target, client_addr, outcome, request_id)"            \
-    " VALUES (%s, %lld, %s, %s, %s, %s)"
+    " VALUES ($1::text, $2::bigint, $3::text, $4::text, $5::text, $6::text)"
 
 #endif

@@ -58,19 +58,45 @@ static void test_email(apr_pool_t *p)
            strcmp(out, "\xc3\x84rger@b.c") == 0,
        "email: ASCII lowercased here, the rest left to the database");
     const char *hidden[][2] = {
-        {"a\xe2\x80\xae" "b@c.d", "right-to-left override"},
-        {"a\xe2\x80\x8b" "b@c.d", "zero-width space"},
-        {"\xef\xbb\xbf" "ab@c.d", "byte order mark"},
-        {"a\xc2\xa0" "b@c.d", "no-break space"},
-        {"a\xc2\xad" "b@c.d", "soft hyphen"},
-        {"a\xe2\x81\xa6" "b@c.d", "left-to-right isolate"},
-        {"ab@c\xe2\x80\x8c" ".d", "zero-width non-joiner in the domain"},
-        {"a\xee\x80\x80" "b@c.d", "private use"},
-        {"a\xef\xbf\xbe" "b@c.d", "a noncharacter"},
-        {"a\xf3\xa0\x80\x81" "b@c.d", "a tag character"},
-        {"a\xc0\xaf" "b@c.d", "an overlong sequence (not UTF-8)"},
-        {"a\xed\xa0\x80" "b@c.d", "a surrogate (not UTF-8)"},
-        {"a\xc3" "@c.d", "a truncated sequence"},
+        {"a\xe2\x80\xae"
+         "b@c.d",
+         "right-to-left override"},
+        {"a\xe2\x80\x8b"
+         "b@c.d",
+         "zero-width space"},
+        {"\xef\xbb\xbf"
+         "ab@c.d",
+         "byte order mark"},
+        {"a\xc2\xa0"
+         "b@c.d",
+         "no-break space"},
+        {"a\xc2\xad"
+         "b@c.d",
+         "soft hyphen"},
+        {"a\xe2\x81\xa6"
+         "b@c.d",
+         "left-to-right isolate"},
+        {"ab@c\xe2\x80\x8c"
+         ".d",
+         "zero-width non-joiner in the domain"},
+        {"a\xee\x80\x80"
+         "b@c.d",
+         "private use"},
+        {"a\xef\xbf\xbe"
+         "b@c.d",
+         "a noncharacter"},
+        {"a\xf3\xa0\x80\x81"
+         "b@c.d",
+         "a tag character"},
+        {"a\xc0\xaf"
+         "b@c.d",
+         "an overlong sequence (not UTF-8)"},
+        {"a\xed\xa0\x80"
+         "b@c.d",
+         "a surrogate (not UTF-8)"},
+        {"a\xc3"
+         "@c.d",
+         "a truncated sequence"},
     };
     for (size_t i = 0; i < sizeof hidden / sizeof *hidden; i++)
         ok(redeem_email_normalize(p, hidden[i][0], strlen(hidden[i][0]), &out) != NULL,
