@@ -25,6 +25,11 @@
 static const char *const migrations[] = {"001_accounts.sql", "002_codes.sql",
                                          "003_email_identity.sql"};
 
+/* After the database failed to answer, how long requests of this child get
+ * 503 at once (no waiting on mod_dbd's pool, whose new connections are made
+ * one at a time) before one of them tries again. */
+#define RETRY_INTERVAL apr_time_from_sec(1)
+
 /* SQLSTATE of a prepared statement that does not exist (someone ran
  * DEALLOCATE or DISCARD ALL): it never ran, so preparing again is safe. */
 #define SQLSTATE_NO_SUCH_STATEMENT "26000"
@@ -126,6 +131,45 @@ static void drop_connection(PGconn *pg)
         shutdown(PQsocket(pg), SHUT_RDWR);
 }
 
+/* The database did not answer in time (a frozen host, a partition): fail
+ * fast for a while, so that requests do not pile up waiting on it. A
+ * database that refuses at once (stopped, restarting) costs no wait and is
+ * simply tried by every request. Logged when an outage starts. */
+static void note_unreachable(request_rec *r)
+{
+    redeem_child_t *child = redeem_conf(r)->child;
+    apr_int64_t was =
+        __atomic_exchange_n(&child->db_retry_at, apr_time_now() + RETRY_INTERVAL, __ATOMIC_ACQ_REL);
+    if (!was)
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      RDMNO(0112) "the database does not answer: this child answers 503 at once, "
+                                  "trying it again every second");
+}
+
+static void note_answering(request_rec *r)
+{
+    redeem_child_t *child = redeem_conf(r)->child;
+    if (__atomic_load_n(&child->db_retry_at, __ATOMIC_RELAXED) &&
+        __atomic_exchange_n(&child->db_retry_at, 0, __ATOMIC_ACQ_REL))
+        ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,
+                      RDMNO(0113) "the database answers again: this child uses it again");
+}
+
+/* While the database is known not to answer: 1 when this request must fail
+ * at once, 0 when it may try (it answers, or this is the probe). */
+static int fail_fast(request_rec *r)
+{
+    redeem_child_t *child = redeem_conf(r)->child;
+    apr_int64_t retry_at = __atomic_load_n(&child->db_retry_at, __ATOMIC_ACQUIRE);
+    if (!retry_at)
+        return 0;
+    apr_time_t now = apr_time_now();
+    /* Past the interval, the first to move it on is the probe. */
+    return now < retry_at ||
+           !__atomic_compare_exchange_n(&child->db_retry_at, &retry_at, now + RETRY_INTERVAL, 0,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
 /* 503 when the database went away or did not answer in time, 500 for
  * anything else; logged either way, without PostgreSQL's DETAIL (it may
  * quote a failing row, password hash included). */
@@ -140,6 +184,7 @@ static const redeem_failure_t *db_failure(request_rec *r, PGconn *pg, const char
             *cut = '\0';
     }
     if (outcome == EXCHANGE_TIMED_OUT) {
+        note_unreachable(r);
         drop_connection(pg);
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       RDMNO(0111) "database %s: no answer within RedeemDBTimeout (%" APR_INT64_T_FMT
@@ -286,6 +331,7 @@ static const redeem_failure_t *reconnect(redeem_db_t *db)
             drop_connection(db->pg);
             ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                           RDMNO(0107) "reconnect failed: no answer within RedeemDBTimeout");
+            note_unreachable(r);
             return &redeem_failure_unavailable;
         }
         poll_status = PQresetPoll(db->pg);
@@ -330,6 +376,8 @@ static const redeem_failure_t *make_ready(redeem_db_t *db)
 const redeem_failure_t *redeem_db_open(request_rec *r, redeem_db_t **db)
 {
     redeem_server_conf *conf = redeem_conf(r);
+    if (fail_fast(r))
+        return &redeem_failure_unavailable;
     apr_time_t asked = apr_time_now();
     ap_dbd_t *dbd = conf->dbd_acquire(r);
     redeem_shared_count(conf->shared, REDEEM_COUNTER_DB_ACQUIRES);
@@ -340,6 +388,9 @@ const redeem_failure_t *redeem_db_open(request_rec *r, redeem_db_t **db)
         redeem_shared_count(conf->shared, REDEEM_COUNTER_DB_ACQUIRE_FAILURES);
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                       RDMNO(0105) "no database connection (see mod_dbd's messages above)");
+        /* mod_dbd waited out a connect_timeout: the database is silent. */
+        if (apr_time_now() - asked >= apr_time_from_sec(1))
+            note_unreachable(r);
         return &redeem_failure_unavailable;
     }
     redeem_conn_t *conn = NULL;
@@ -358,6 +409,7 @@ const redeem_failure_t *redeem_db_open(request_rec *r, redeem_db_t **db)
     const redeem_failure_t *failure = make_ready(handle);
     if (failure)
         return failure;
+    note_answering(r);
     *db = handle;
     return NULL;
 }

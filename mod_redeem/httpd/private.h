@@ -169,6 +169,10 @@ typedef struct {
     int hashes_in_flight;
     apr_thread_mutex_t *hash_lock;
     apr_thread_cond_t *hash_freed;
+    /* While the database fails to answer: until when (apr_time_t) requests
+     * get 503 at once instead of waiting on it, one probing it each second;
+     * 0 while it answers. Atomic. */
+    apr_int64_t db_retry_at;
 } redeem_child_t;
 
 /* Where the API is served: per directory (<Location>), since an operator

@@ -1,0 +1,232 @@
+# A database that stops answering: its processes frozen with SIGSTOP (a host
+# that hangs), then the network to it dropping everything (a partition).
+# Every request must be answered within RedeemDBTimeout (2 s here) plus the
+# connect_timeout of a new connection (1 s here), with 503 and Retry-After;
+# no thread may stay stuck; once the database answers again so does the API.
+#
+# The partition is a relay of this test's between httpd and PostgreSQL that,
+# on a signal, passes nothing either way and keeps the connections open
+# (what a firewall's DROP does to a client). No iptables or nftables is on
+# this machine and the cluster is shared with the harness, so the relay
+# stands in for a DROP rule in a network namespace.
+use lib 't/lib';
+use Test::Redeem;
+use IO::Select;
+use IO::Socket::INET;
+use POSIX ();
+
+our $DEADLINE = 2;       # RedeemDBTimeout, seconds
+our $CONNECT = 2;        # connect_timeout of the pool's new connections (libpq's least)
+our $SLACK = 1.5;        # the machine's own delays
+our @FROZEN;
+our ($RELAY_PID, $RELAY_PORT);
+
+sub db_params {
+    my ($port) = @_;
+    return "host=127.0.0.1 port=$port dbname=" . var('DB_NAME')
+      . " user=$ENV{REDEEM_APP_USER} password=$ENV{REDEEM_APP_PASSWORD}"
+      . " connect_timeout=$CONNECT gssencmode=disable";
+}
+
+sub config_for {
+    my ($port) = @_;
+    return <<"CONF";
+StartServers 1
+ServerLimit 1
+ThreadsPerChild 25
+MaxRequestWorkers 25
+MinSpareThreads 1
+MaxSpareThreads 25
+DBDMin 25
+DBDMax 25
+DBDKeep 25
+RedeemDBTimeout ${\ ($DEADLINE * 1000)}
+DBDParams "${\ db_params($port)}"
+CONF
+}
+
+# The cluster's postmaster and every process it started.
+sub cluster_pids {
+    open my $fh, '<', "$ENV{REDEEM_PG_DIR}/data/postmaster.pid" or die "postmaster.pid: $!";
+    chomp(my $postmaster = <$fh>);
+    my @children;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        open my $st, '<', $stat or next;
+        my $line = <$st> // next;
+        push @children, $1 if $line =~ /^(\d+) \(.*\) \S (\d+)/ && $2 == $postmaster;
+    }
+    return ($postmaster, @children);
+}
+
+sub freeze { @FROZEN = cluster_pids(); kill 'STOP', @FROZEN; return 1 }
+sub thaw   { kill 'CONT', @FROZEN if @FROZEN; @FROZEN = (); return 1 }
+END { thaw(); stop_relay() }
+
+# n clients at once, each one request: [status, seconds, Retry-After] each.
+sub burst {
+    my ($n, $method, $uri, @headers) = @_;
+    pipe(my $r, my $w) or die;
+    my @pids;
+    for (1 .. $n) {
+        my $pid = fork // die;
+        if (!$pid) {
+            close $r;
+            my $res = api_request($method, $uri, undef, @headers);
+            my ($retry) = map { $_->[1] } grep { lc $_->[0] eq 'retry-after' } @{ $res->{headers} || [] };
+            syswrite $w, join(' ', $res->{status} // 'none', sprintf('%.2f', $res->{elapsed}),
+                              $retry // '-') . "\n";
+            POSIX::_exit(0);
+        }
+        push @pids, $pid;
+    }
+    close $w;
+    my @results = map { [split] } <$r>;
+    waitpid $_, 0 for @pids;
+    return @results;
+}
+
+sub all_within {
+    my ($want, $limit, @results) = @_;
+    my @bad = grep { $_->[0] ne $want || $_->[1] > $limit || ($want eq '503' && $_->[2] !~ /^\d+$/) } @results;
+    die "expected $want within $limit s with Retry-After on 503, got: "
+      . join(', ', map { "@$_" } @results) . "\n" if @bad || !@results;
+    return 1;
+}
+
+# The relay: forwards 127.0.0.1:$RELAY_PORT to PostgreSQL; SIGUSR1 makes it
+# a black hole (reads and drops, sends nothing), SIGUSR2 heals it.
+sub start_relay {
+    my $listen = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 64,
+                                       ReuseAddr => 1) or die "relay: $!";
+    $RELAY_PORT = $listen->sockport;
+    $RELAY_PID = fork // die;
+    return $RELAY_PORT if $RELAY_PID;
+    my $dropping = 0;
+    local $SIG{USR1} = sub { $dropping = 1 };
+    local $SIG{USR2} = sub { $dropping = 0 };
+    my $sel = IO::Select->new($listen);
+    my %peer;
+    while (1) {
+        for my $s ($sel->can_read(0.05)) {
+            if ($s == $listen) {
+                my $client = $listen->accept or next;
+                my $server = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $ENV{PGPORT})
+                  or do { close $client; next };
+                @peer{$client, $server} = ($server, $client);
+                $sel->add($client, $server);
+                next;
+            }
+            my $n = sysread($s, my $buf, 65536);
+            if (!$n) {
+                my $other = delete $peer{$s};
+                delete $peer{$other} if $other;
+                $sel->remove(grep { defined } $s, $other);
+                close $_ for grep { defined } $s, $other;
+                next;
+            }
+            next if $dropping;
+            syswrite $peer{$s}, $buf if $peer{$s};
+        }
+    }
+}
+
+sub stop_relay {
+    return unless $RELAY_PID;
+    kill 'KILL', $RELAY_PID;
+    waitpid $RELAY_PID, 0;
+    undef $RELAY_PID;
+}
+
+add_block_preprocessor(sub {
+    my ($block) = @_;
+    $block->set_value(config => config_for($ENV{PGPORT})) unless defined $block->config;
+});
+
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: warm-up: 25 requests at once, so the pool holds connections
+--- login: fay
+--- request
+GET /api/profile
+--- concurrency: 25
+--- error_code_counts
+200: 25
+
+
+
+=== TEST 2: the database frozen: 30 requests at once all get 503 with Retry-After within the deadline
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $token = user_token('fay');
+freeze();
+my @profile = eval { burst(30, 'GET', '/api/profile', "Authorization: Bearer $token") };
+my $error = $@;
+my @health = eval { burst(3, 'GET', '/api/health') } unless $error;
+$error ||= $@;
+thaw();
+die $error if $error;
+all_within('503', $DEADLINE + $CONNECT + $SLACK, @profile);
+all_within('503', $DEADLINE + $CONNECT + $SLACK, @health);
+Time::HiRes::sleep(1.2);   # a child tries the database again once a second
+--- error_log
+/RDM0111: database statement user_by_id: no answer within RedeemDBTimeout \(2000 ms\): connection dropped/
+
+
+
+=== TEST 3: thawed: the pool heals by itself within a second, every thread answers again
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $token = user_token('fay');
+my @results = burst(30, 'GET', '/api/profile', "Authorization: Bearer $token");
+all_within('200', 5, @results);
+
+
+
+=== TEST 4: through the relay: warm-up
+--- config eval
+config_for(start_relay())
+--- login: fay
+--- request
+GET /api/profile
+--- concurrency: 10
+--- error_code_counts
+200: 10
+
+
+
+=== TEST 5: the network drops everything: answers within the deadline, 503
+--- config eval
+config_for($RELAY_PORT)
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $token = user_token('fay');
+kill 'USR1', $RELAY_PID;
+my @results = eval { burst(20, 'GET', '/api/profile', "Authorization: Bearer $token") };
+my $error = $@;
+kill 'USR2', $RELAY_PID;
+die $error if $error;
+all_within('503', $DEADLINE + $CONNECT + $SLACK, @results);
+Time::HiRes::sleep(1.2);
+
+
+
+=== TEST 6: the network back: served again, every connection dropped under the partition replaced
+--- config eval
+config_for($RELAY_PORT)
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $token = user_token('fay');
+my @results = burst(20, 'GET', '/api/profile', "Authorization: Bearer $token");
+stop_relay();
+all_within('200', 5, @results);
