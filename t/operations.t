@@ -95,7 +95,7 @@ open my $fh, '<', var('SERVROOT') . '/error.log' or die "error.log: $!";
 === TEST 6: the database one migration behind: 503, and the log names the migration
 --- login: alice
 --- db_init
-DELETE FROM schema_migrations WHERE version = 2;
+DELETE FROM schema_migrations WHERE version = 3;
 SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
  WHERE datname = current_database() AND pid <> pg_backend_pid();
 --- request
@@ -106,14 +106,14 @@ GET /api/profile
 --- response_headers_like
 Retry-After: ^\d+$
 --- error_log
-apply sql/002_codes.sql
+apply sql/003_audit_partitions.sql
 
 
 
 === TEST 7: the migration applied again: the same connection heals
 --- login: alice
 --- db_init
-INSERT INTO schema_migrations (version) VALUES (2);
+INSERT INTO schema_migrations (version) VALUES (3);
 SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
  WHERE datname = current_database() AND pid <> pg_backend_pid();
 --- request

@@ -12,8 +12,9 @@
 #include <libpq-fe.h>
 #include <poll.h>
 
-#define REDEEM_SCHEMA_VERSION 2
-static const char *const migrations[] = {"001_accounts.sql", "002_codes.sql"};
+#define REDEEM_SCHEMA_VERSION 3
+static const char *const migrations[] = {"001_accounts.sql", "002_codes.sql",
+                                         "003_audit_partitions.sql"};
 
 /* What we know of one pooled connection; lives in the connection's pool. */
 typedef struct {
