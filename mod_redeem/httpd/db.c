@@ -21,9 +21,9 @@
 #include <poll.h>
 #include <sys/socket.h>
 
-#define REDEEM_SCHEMA_VERSION 3
+#define REDEEM_SCHEMA_VERSION 4
 static const char *const migrations[] = {"001_accounts.sql", "002_codes.sql",
-                                         "003_email_identity.sql"};
+                                         "003_email_identity.sql", "004_audit_partitions.sql"};
 
 /* After the database failed to answer, how long requests of this child get
  * 503 at once (no waiting on mod_dbd's pool, whose new connections are made
