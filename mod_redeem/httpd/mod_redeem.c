@@ -137,6 +137,7 @@ static void redeem_register_hooks(apr_pool_t *p)
     ap_hook_map_to_storage(redeem_map_to_storage, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_handler(redeem_handler, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_handler(redeem_metrics_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(redeem_response_error_document, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_log_transaction(redeem_metrics_log_transaction, NULL, NULL, APR_HOOK_MIDDLE);
     APR_OPTIONAL_HOOK(ap, status_hook, redeem_metrics_status, NULL, NULL, APR_HOOK_MIDDLE);
 }

@@ -372,6 +372,10 @@ json_t *redeem_request_hold_json(request_rec *r, json_t *value);
 const redeem_failure_t *redeem_response_json(request_rec *r, int status, json_t *body);
 /* The one place a failure becomes a response: {"error": message}. */
 void redeem_response_failure(request_rec *r, const redeem_failure_t *failure);
+/* The handler "redeem-error": httpd's own error answers (a malformed
+ * request, a body over LimitRequestBody, an encoded slash...) as the API's
+ * JSON, when an ErrorDocument points at it. */
+int redeem_response_error_document(request_rec *r);
 /* Adds total, pages, current_page and per_page to body; returns body. */
 json_t *redeem_response_page_info(json_t *body, const redeem_page_t *page, apr_int64_t total);
 

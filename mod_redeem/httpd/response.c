@@ -58,3 +58,36 @@ json_t *redeem_response_page_info(json_t *body, const redeem_page_t *page, apr_i
     json_object_set_new(body, "per_page", json_integer(page->per_page));
     return body;
 }
+
+/* The contract's words for the statuses httpd answers itself. */
+static const char *status_message(int status)
+{
+    switch (status) {
+    case HTTP_BAD_REQUEST: return "Malformed request";
+    case HTTP_UNAUTHORIZED: return "Authentication required";
+    case HTTP_FORBIDDEN: return "Forbidden";
+    case HTTP_NOT_FOUND: return "Not found";
+    case HTTP_METHOD_NOT_ALLOWED: return "Method not allowed";
+    case HTTP_REQUEST_TIME_OUT: return "Request timed out";
+    case HTTP_LENGTH_REQUIRED: return "Length required";
+    case HTTP_REQUEST_ENTITY_TOO_LARGE: return "Request body too large";
+    case HTTP_REQUEST_URI_TOO_LARGE: return "URI too long";
+    case HTTP_UNSUPPORTED_MEDIA_TYPE: return "Unsupported media type";
+    case HTTP_NOT_IMPLEMENTED: return "Not implemented";
+    case HTTP_SERVICE_UNAVAILABLE: return "Service temporarily unavailable";
+    default: return "Internal server error";
+    }
+}
+
+int redeem_response_error_document(request_rec *r)
+{
+    if (!r->handler || strcmp(r->handler, "redeem-error") != 0)
+        return DECLINED;
+    /* Only as the ErrorDocument of another request; asked for directly it
+     * is nothing. The status stays the original one, as the access log has it. */
+    int status = r->prev ? r->prev->status : HTTP_NOT_FOUND;
+    const char *message = status_message(status);
+    if (redeem_response_json(r, status, json_pack("{s:s}", "error", message)))
+        return HTTP_INTERNAL_SERVER_ERROR;
+    return OK;
+}

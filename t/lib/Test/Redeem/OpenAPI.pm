@@ -258,7 +258,18 @@ sub _unresolved_refs {
 
 # ------------------------------------------------------------------ responses
 
+# A response must be the operation's; failing that, one httpd itself gives on
+# any path (x-httpd-responses: a malformed request, a URI too long, an encoded
+# slash...), which the module's redeem-error handler writes in the API's form.
 sub validate_response {
+    my ($self, %res) = @_;
+    my @errors = $self->_validate_response(%res);
+    my $httpd = $self->{doc}{'x-httpd-responses'} || {};
+    return @errors unless @errors && $httpd->{ $res{status} // '' };
+    return $self->_validate_response(%res, httpd => 1) ? @errors : ();
+}
+
+sub _validate_response {
     my ($self, %res) = @_;
     local $self->{engine} = $res{engine} // $ENGINE;
     my $method = uc($res{method} // '');
@@ -267,7 +278,7 @@ sub validate_response {
     my $label = "$method $path -> $status";
     return ("$label: no status") unless $status =~ /^[1-5]\d\d$/;
 
-    my ($plan, $error) = $self->_plan($method, $path, $status);
+    my ($plan, $error) = $self->_plan($method, $path, $status, $res{httpd});
     return ("$label: $error") if $error;
 
     my @errors;
@@ -377,9 +388,16 @@ sub _excerpt {
 
 # What a (method, path, status) must look like: cached per template and status.
 sub _plan {
-    my ($self, $method, $path, $status) = @_;
+    my ($self, $method, $path, $status, $httpd) = @_;
     my $route = $self->_route($path);
     my ($op_key, $response, $allow);
+    if ($httpd) {
+        $op_key = "httpd $status";
+        return ($self->{plans}{$op_key}) if $self->{plans}{$op_key};
+        $response = $self->{doc}{'x-httpd-responses'}{$status};
+        $route = undef;
+        goto PLAN;
+    }
     # HEAD is the GET of the path, unless the document has a HEAD of its own.
     my $lookup_method = lc $method;
     $lookup_method = 'get' if $route && $lookup_method eq 'head' && !$route->{item}{head};
@@ -416,6 +434,7 @@ sub _plan {
         return ($self->{plans}{$op_key}) if $self->{plans}{$op_key};
     }
 
+  PLAN:
     $response = $self->deref($response);
     my @headers;
     for my $name (sort keys %{ $response->{headers} || {} }) {

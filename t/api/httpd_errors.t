@@ -1,0 +1,73 @@
+# The answers httpd makes itself on the API's paths come out as the API's
+# JSON (the shipped configuration points their ErrorDocument at the module's
+# redeem-error handler), with the status the client gets, and the access log
+# records that status.
+use lib 't/lib';
+use Test::Redeem;
+
+sub access_status {
+    my ($request_line) = @_;
+    open my $fh, '<', var('SERVROOT') . '/access.log' or die $!;
+    my @lines = grep { index($_, $request_line) >= 0 } <$fh>;
+    die "no access log line for $request_line" unless @lines;
+    return $lines[-1] =~ /" (\d{3}) / ? $1 : die "no status in $lines[-1]";
+}
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: an encoded slash in the path: 404 in JSON
+--- request
+GET /api%2Fhealth
+--- error_code: 404
+--- response_json_exact
+{"error": "Not found"}
+--- response_headers
+X-Content-Type-Options: nosniff
+--- check_eval
+access_status('GET /api%2Fhealth') == 404
+
+
+
+=== TEST 2: a header field over LimitRequestFieldSize: 400 in JSON
+--- request
+GET /api/health
+--- more_headers eval
+'X-Big: ' . ('b' x 20000)
+--- error_code: 400
+--- response_json_exact
+{"error": "Malformed request"}
+
+
+
+=== TEST 3: a URI over 8190 bytes: 414 in JSON
+--- request eval
+'GET /api/health?' . ('q' x 9000)
+--- error_code: 414
+--- response_json_exact
+{"error": "URI too long"}
+
+
+
+=== TEST 4: a body over LimitRequestBody (the module's own cap set higher): 413 in JSON
+--- config
+RedeemMaxBodySize 1000000
+--- request
+POST /api/register
+--- request_json eval
+'{"email": "big@example.test", "password": "Passw0rd123", "pad": "' . ('p' x 70000) . '"}'
+--- error_code: 413
+--- response_json_exact
+{"error": "Request body too large"}
+--- check_eval
+access_status('POST /api/register') == 413
+
+
+
+=== TEST 5: the error handler asked for directly is nothing: 404
+--- request
+GET /.redeem/error
+--- error_code: 404
+--- response_json_exact
+{"error": "Not found"}
