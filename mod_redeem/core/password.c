@@ -4,6 +4,8 @@
 #include <argon2.h>
 #include <apr_strings.h>
 #include <openssl/rand.h>
+#include <string.h>
+#include <sys/mman.h>
 
 #define SALT_BYTES 16
 #define HASH_BYTES 32
@@ -40,27 +42,107 @@ const char *redeem_password_cost_check(const redeem_password_cost_t *cost)
     return NULL;
 }
 
+/* The argon2 memory straight from the kernel and back: malloc would keep
+ * 19 MiB blocks in its arenas after a burst of logins (hundreds of MiB per
+ * child, never returned); mmap/munmap hold it only while a hash runs. */
+static int map_memory(uint8_t **memory, size_t bytes)
+{
+    void *block = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (block == MAP_FAILED)
+        return ARGON2_MEMORY_ALLOCATION_ERROR;
+    *memory = block;
+    return ARGON2_OK;
+}
+
+static void unmap_memory(uint8_t *memory, size_t bytes)
+{
+    munmap(memory, bytes);
+}
+
+static void fill_context(argon2_context *ctx, const redeem_password_cost_t *cost, const char *pw,
+                         size_t len, unsigned char *salt, size_t salt_len, unsigned char *out,
+                         size_t out_len)
+{
+    memset(ctx, 0, sizeof *ctx);
+    ctx->out = out;
+    ctx->outlen = (uint32_t)out_len;
+    ctx->pwd = (uint8_t *)pw;
+    ctx->pwdlen = (uint32_t)len;
+    ctx->salt = salt;
+    ctx->saltlen = (uint32_t)salt_len;
+    ctx->t_cost = cost->iterations;
+    ctx->m_cost = cost->memory_kib;
+    ctx->lanes = cost->parallelism;
+    ctx->threads = cost->parallelism;
+    ctx->version = ARGON2_VERSION_13;
+    ctx->allocate_cbk = map_memory;
+    ctx->free_cbk = unmap_memory;
+}
+
 const char *redeem_password_hash(apr_pool_t *p, const redeem_password_cost_t *cost, const char *pw,
                                  size_t len, char **encoded)
 {
-    unsigned char salt[SALT_BYTES];
+    unsigned char salt[SALT_BYTES], hash[HASH_BYTES];
+    char salt_b64[32], hash_b64[64];
+    argon2_context ctx;
+    if (len > UINT32_MAX)
+        return "password too long";
     if (RAND_bytes(salt, sizeof salt) != 1)
         return "the random number generator failed";
-
-    size_t encoded_len = argon2_encodedlen(cost->iterations, cost->memory_kib, cost->parallelism,
-                                           SALT_BYTES, HASH_BYTES, Argon2_id);
-    char *out = apr_palloc(p, encoded_len);
-    int rc = argon2id_hash_encoded(cost->iterations, cost->memory_kib, cost->parallelism, pw, len,
-                                   salt, sizeof salt, HASH_BYTES, out, encoded_len);
+    fill_context(&ctx, cost, pw, len, salt, sizeof salt, hash, sizeof hash);
+    int rc = argon2_ctx(&ctx, Argon2_id);
     if (rc != ARGON2_OK)
         return argon2_error_message(rc);
-    *encoded = out;
+    /* The PHC string, as argon2id_hash_encoded writes it. */
+    redeem_text_base64_encode(REDEEM_TEXT_BASE64, salt, sizeof salt, salt_b64);
+    redeem_text_base64_encode(REDEEM_TEXT_BASE64, hash, sizeof hash, hash_b64);
+    *encoded =
+        apr_psprintf(p, "$argon2id$v=%d$m=%u,t=%u,p=%u$%s$%s", ARGON2_VERSION_13, cost->memory_kib,
+                     cost->iterations, cost->parallelism, salt_b64, hash_b64);
     return NULL;
+}
+
+/* A decimal number of at most 10 digits, then the expected separator. */
+static const char *read_number(const char *s, char after, uint32_t *value)
+{
+    uint64_t n = 0;
+    int digits = 0;
+    while (*s >= '0' && *s <= '9' && digits < 10) {
+        n = n * 10 + (uint64_t)(*s++ - '0');
+        digits++;
+    }
+    if (!digits || *s != after || n > UINT32_MAX)
+        return NULL;
+    *value = (uint32_t)n;
+    return s + 1;
 }
 
 redeem_password_result_e redeem_password_verify(const char *encoded, const char *pw, size_t len)
 {
-    int rc = argon2id_verify(encoded, pw, len);
+    static const char prefix[] = "$argon2id$v=19$m=";
+    redeem_password_cost_t cost;
+    unsigned char salt[64], expected[64], computed[64];
+    size_t salt_len = 0, hash_len = 0;
+    argon2_context ctx;
+    const char *s = encoded;
+    if (!s || strncmp(s, prefix, sizeof prefix - 1) != 0 || len > UINT32_MAX)
+        return REDEEM_PASSWORD_ERROR;
+    s += sizeof prefix - 1;
+    if (!(s = read_number(s, ',', &cost.memory_kib)) || strncmp(s, "t=", 2) != 0 ||
+        !(s = read_number(s + 2, ',', &cost.iterations)) || strncmp(s, "p=", 2) != 0 ||
+        !(s = read_number(s + 2, '$', &cost.parallelism)))
+        return REDEEM_PASSWORD_ERROR;
+    const char *dollar = strchr(s, '$');
+    if (!dollar || redeem_password_cost_check(&cost) ||
+        (size_t)(dollar - s) > (sizeof salt * 4 + 2) / 3 ||
+        strlen(dollar + 1) > (sizeof expected * 4 + 2) / 3 ||
+        redeem_text_base64_decode(REDEEM_TEXT_BASE64, s, (size_t)(dollar - s), salt, &salt_len) ||
+        redeem_text_base64_decode(REDEEM_TEXT_BASE64, dollar + 1, strlen(dollar + 1), expected,
+                                  &hash_len) ||
+        salt_len < ARGON2_MIN_SALT_LENGTH || hash_len < ARGON2_MIN_OUTLEN)
+        return REDEEM_PASSWORD_ERROR;
+    fill_context(&ctx, &cost, pw, len, salt, salt_len, computed, hash_len);
+    int rc = argon2_verify_ctx(&ctx, (const char *)expected, Argon2_id);
     if (rc == ARGON2_OK)
         return REDEEM_PASSWORD_MATCH;
     if (rc == ARGON2_VERIFY_MISMATCH)

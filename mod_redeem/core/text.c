@@ -86,26 +86,26 @@ int redeem_text_hex_decode(const char *text, unsigned char *out, size_t len)
     return 0;
 }
 
-static int base64url_value(char c)
+static const char base64_std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static const char base64_url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static int base64_value(const char *alphabet, char c)
 {
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    return c == '-' ? 62 : c == '_' ? 63 : -1;
+    const char *at = c ? strchr(alphabet, c) : NULL;
+    return at ? (int)(at - alphabet) : -1;
 }
 
-int redeem_text_base64url_decode(const char *in, size_t len, unsigned char *out, size_t *out_len)
+int redeem_text_base64_decode(redeem_text_base64_e which, const char *in, size_t len,
+                              unsigned char *out, size_t *out_len)
 {
+    const char *alphabet = which == REDEEM_TEXT_BASE64URL ? base64_url : base64_std;
     uint32_t bits = 0;
     int held = 0;
     size_t n = 0;
     if (len % 4 == 1)
         return -1; /* one symbol cannot end a byte */
     for (size_t i = 0; i < len; i++) {
-        int v = base64url_value(in[i]);
+        int v = base64_value(alphabet, in[i]);
         if (v < 0)
             return -1;
         bits = bits << 6 | (uint32_t)v;
@@ -120,6 +120,25 @@ int redeem_text_base64url_decode(const char *in, size_t len, unsigned char *out,
         return -1; /* a second spelling of the same bytes */
     *out_len = n;
     return 0;
+}
+
+void redeem_text_base64_encode(redeem_text_base64_e which, const unsigned char *in, size_t len,
+                               char *out)
+{
+    const char *alphabet = which == REDEEM_TEXT_BASE64URL ? base64_url : base64_std;
+    uint32_t bits = 0;
+    int held = 0;
+    for (size_t i = 0; i < len; i++) {
+        bits = bits << 8 | in[i];
+        held += 8;
+        while (held >= 6) {
+            held -= 6;
+            *out++ = alphabet[(bits >> held) & 63];
+        }
+    }
+    if (held > 0)
+        *out++ = alphabet[(bits << (6 - held)) & 63];
+    *out = '\0';
 }
 
 int redeem_text_parse_int64(const char *text, int64_t min, int64_t max, int64_t *out)

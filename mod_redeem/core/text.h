@@ -22,10 +22,16 @@ void redeem_text_hex_encode(const unsigned char *bytes, size_t len, char *out);
 /* Decodes exactly 2*len hex digits; 0 on success, -1 otherwise. */
 int redeem_text_hex_decode(const char *text, unsigned char *out, size_t len);
 
-/* Decodes unpadded base64url (RFC 4648 section 5) in its one canonical
- * form: only [A-Za-z0-9_-], no '=', unused trailing bits zero. out holds at
- * least len * 3 / 4 bytes. 0 with *out_len set, or -1. */
-int redeem_text_base64url_decode(const char *in, size_t len, unsigned char *out, size_t *out_len);
+/* Base64 without padding: the URL alphabet of RFC 4648 section 5 ([A-Za-z0-9_-],
+ * tokens) or the standard one ([A-Za-z0-9+/], PHC password hashes). */
+typedef enum { REDEEM_TEXT_BASE64, REDEEM_TEXT_BASE64URL } redeem_text_base64_e;
+/* Decodes in its one canonical form: no '=', unused trailing bits zero. out
+ * holds at least len * 3 / 4 bytes. 0 with *out_len set, or -1. */
+int redeem_text_base64_decode(redeem_text_base64_e alphabet, const char *in, size_t len,
+                              unsigned char *out, size_t *out_len);
+/* Encodes into out (at least (len * 4 + 2) / 3 + 1 chars), NUL-terminated. */
+void redeem_text_base64_encode(redeem_text_base64_e alphabet, const unsigned char *in, size_t len,
+                               char *out);
 
 /* A decimal integer of digits only (no sign, no spaces) in [min, max];
  * 0 with *out set, -1 otherwise. */

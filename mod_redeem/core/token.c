@@ -46,7 +46,7 @@ static json_t *segment_json(const char *segment, size_t len)
     unsigned char *bytes = malloc(len * 3 / 4 + 1);
     size_t n = 0;
     json_t *value = NULL;
-    if (bytes && redeem_text_base64url_decode(segment, len, bytes, &n) == 0)
+    if (bytes && redeem_text_base64_decode(REDEEM_TEXT_BASE64URL, segment, len, bytes, &n) == 0)
         value = json_loadb((const char *)bytes, n, JSON_REJECT_DUPLICATES, NULL);
     free(bytes);
     if (value && !json_is_object(value)) {

@@ -13,6 +13,7 @@ my $vhosts = <<'CONF';
 <VirtualHost *>
   ServerName override.test
   RedeemBasePath /v2
+  ErrorDocument 404 default
   RedeemJWTSecretFile "$SERVROOT/vhost_secret"
   RedeemTokenLifetime 120
   RedeemAdmin "boss@example.test" "BossPassw0rd1"

@@ -8,6 +8,8 @@ use Test::Redeem;
 our $SCOPED = <<'CONF';
 LoadModule rewrite_module /usr/lib/apache2/modules/mod_rewrite.so
 RedeemEngine Off
+# httpd's own answers outside the API: the private server's JSON ErrorDocument off.
+ErrorDocument 404 default
 <Location "/billing">
   RedeemEngine On
   LimitRequestBody 1000

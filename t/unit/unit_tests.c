@@ -8,6 +8,7 @@
 #include "core/token.h"
 
 #include <apr_general.h>
+#include <argon2.h>
 #include <apr_file_io.h>
 #include <apr_strings.h>
 #include <openssl/evp.h>
@@ -134,6 +135,24 @@ static void test_password(apr_pool_t *p)
     char *hash = NULL;
     ok(redeem_password_hash(p, &cost, "Passw0rd123", 11, &hash) == NULL, "argon2: hashes");
     ok(hash && strncmp(hash, "$argon2id$v=19$m=1024,t=1,p=1$", 30) == 0, "argon2: PHC string");
+    /* The same PHC strings as libargon2's own encoder and verifier. */
+    ok(argon2id_verify(hash, "Passw0rd123", 11) == ARGON2_OK,
+       "argon2: libargon2 verifies our encoding");
+    char theirs[128];
+    const unsigned char salt16[16] = "0123456789abcdef";
+    ok(argon2id_hash_encoded(1, 1024, 1, "Passw0rd123", 11, salt16, 16, 32, theirs,
+                             sizeof theirs) == ARGON2_OK &&
+           redeem_password_verify(theirs, "Passw0rd123", 11) == REDEEM_PASSWORD_MATCH,
+       "argon2: we verify libargon2's encoding");
+    ok(redeem_password_verify(theirs, "Passw0rd124", 11) == REDEEM_PASSWORD_MISMATCH,
+       "argon2: ... and refuse the wrong password with it");
+    const char *malformed[] = {"", "$argon2i$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$aGFzaA",
+                               "$argon2id$v=19$m=1024,t=1$c2FsdHNhbHQ$aGFzaA",
+                               "$argon2id$v=19$m=99999999999,t=1,p=1$c2FsdHNhbHQ$aGFzaA",
+                               "$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ=$aGFzaGhhc2hoYXNo"};
+    for (size_t i = 0; i < sizeof malformed / sizeof *malformed; i++)
+        ok(redeem_password_verify(malformed[i], "x", 1) == REDEEM_PASSWORD_ERROR,
+           apr_psprintf(p, "argon2: malformed stored hash %zu is an error", i));
     ok(redeem_password_verify(hash, "Passw0rd123", 11) == REDEEM_PASSWORD_MATCH,
        "argon2: verifies");
     ok(redeem_password_verify(hash, "Passw0rd124", 11) == REDEEM_PASSWORD_MISMATCH,
@@ -395,15 +414,26 @@ static void test_text(apr_pool_t *p)
 
     unsigned char bytes[8];
     size_t decoded = 0;
-    ok(redeem_text_base64url_decode("AQID_-8", 7, bytes, &decoded) == 0 && decoded == 5 &&
-           bytes[0] == 1 && bytes[3] == 0xff && bytes[4] == 0xef,
+    ok(redeem_text_base64_decode(REDEEM_TEXT_BASE64URL, "AQID_-8", 7, bytes, &decoded) == 0 &&
+           decoded == 5 && bytes[0] == 1 && bytes[3] == 0xff && bytes[4] == 0xef,
        "base64url: decoded");
-    ok(redeem_text_base64url_decode("", 0, bytes, &decoded) == 0 && decoded == 0,
+    ok(redeem_text_base64_decode(REDEEM_TEXT_BASE64URL, "", 0, bytes, &decoded) == 0 &&
+           decoded == 0,
        "base64url: empty");
     const char *bad64[] = {"AQ==", "AQ+/", "A", "AR", "AQI=", "AQ I"};
     for (size_t i = 0; i < sizeof bad64 / sizeof *bad64; i++)
-        ok(redeem_text_base64url_decode(bad64[i], strlen(bad64[i]), bytes, &decoded) == -1,
+        ok(redeem_text_base64_decode(REDEEM_TEXT_BASE64URL, bad64[i], strlen(bad64[i]), bytes,
+                                     &decoded) == -1,
            apr_psprintf(p, "base64url: refused '%s'", bad64[i]));
+    char encoded[16];
+    const unsigned char raw[] = {0xfb, 0xff, 0x01, 0x02};
+    redeem_text_base64_encode(REDEEM_TEXT_BASE64, raw, 4, encoded);
+    ok(strcmp(encoded, "+/8BAg") == 0, "base64: standard alphabet, no padding");
+    redeem_text_base64_encode(REDEEM_TEXT_BASE64URL, raw, 4, encoded);
+    ok(strcmp(encoded, "-_8BAg") == 0, "base64url: URL alphabet");
+    ok(redeem_text_base64_decode(REDEEM_TEXT_BASE64, "+/8BAg", 6, bytes, &decoded) == 0 &&
+           decoded == 4 && memcmp(bytes, raw, 4) == 0,
+       "base64: round trip");
 
     unsigned char key[8];
     ok(redeem_text_key_bytes("00ff10", 6, key) == 3 && key[0] == 0 && key[1] == 0xff &&
