@@ -20,7 +20,7 @@ CFLAGS   ?= -O2 -g
 ALL_CFLAGS := -std=gnu11 -fPIC $(CFLAGS) $(WARNINGS) -DREDEEM_VERSION='"$(REDEEM_VERSION)"' -DREDEEM_LIBJWT_VERSION='"$(LIBJWT_VERSION)"' -I$(SRC_DIR) $(APXS_INCS) $(APR_CPPFLAGS) -fstack-protector-strong -D_FORTIFY_SOURCE=2 -I$(PG_INCLUDEDIR)
 LIBS     := -ljansson -ljwt -largon2 -lcrypto -lpq -lhiredis
 
-.PHONY: all build deps pg run stop test unit asan fuzz clean format install bench deb
+.PHONY: all build deps pg run stop test unit asan clean format install bench deb
 
 all: build
 build: $(MODULE)
@@ -55,7 +55,7 @@ stop:
 	@scripts/stop.sh
 
 test: deps
-	@$(MAKE) --no-print-directory build unit asan
+	@$(MAKE) --no-print-directory build unit asan fuzz-build
 	@scripts/test.sh
 	@REDEEM_ASAN=1 scripts/test.sh
 
@@ -81,22 +81,15 @@ asan:
 	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
 	  LDFLAGS="-fsanitize=address,undefined" build unit
 
-# libFuzzer over the core's parsers of untrusted input (needs clang):
-# FUZZ_SECONDS per run, default 60.
-FUZZ_SECONDS ?= 60
-fuzz: $(BUILD)/fuzz_core
-	mkdir -p $(BUILD)/fuzz-corpus
-	$(BUILD)/fuzz_core -max_total_time=$(FUZZ_SECONDS) -max_len=8192 $(BUILD)/fuzz-corpus
-
-$(BUILD)/fuzz_core: fuzz/fuzz_core.c $(CORE_SOURCES) $(HEADERS) | $(BUILD)/obj
-	clang -g -O1 -fsanitize=fuzzer,address,undefined $(WARNINGS) $(APR_CPPFLAGS) $(APXS_INCS) \
-	  -I$(SRC_DIR) fuzz/fuzz_core.c $(CORE_SOURCES) -o $@ -lapr-1 $(LIBS)
+# libFuzzer targets, one per parser of untrusted input, with their seed
+# corpus and dictionaries: fuzz/fuzz.mk (make fuzz, fuzz-replay, ...).
+include fuzz/fuzz.mk
 
 install: build
 	install -m 0644 $(MODULE) $(DESTDIR)$(APXS_LIBEXECDIR)/mod_redeem.so
 
 format:
-	clang-format -i $(SRC_DIR)/*/*.[ch] t/unit/*.c fuzz/*.c
+	clang-format -i $(SRC_DIR)/*/*.[ch] t/unit/*.c fuzz/*.[ch]
 
 # The Debian package libapache2-mod-redeem, into build/deb/ (scripts/deb.sh).
 deb: deps
@@ -107,4 +100,4 @@ bench: deps
 	@bench/run.sh
 
 clean:
-	rm -rf $(BUILD)/obj $(BUILD)/asan $(MODULE) $(BUILD)/unit_tests
+	rm -rf $(BUILD)/obj $(BUILD)/asan $(BUILD)/fuzz $(BUILD)/fuzz-cov $(MODULE) $(BUILD)/unit_tests $(BUILD)/limit_tests

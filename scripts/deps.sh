@@ -10,6 +10,7 @@ packages=(
   libhiredis-dev redis-server redis-tools
   debhelper dpkg-dev argon2 iproute2
   libjson-validator-perl libyaml-libyaml-perl
+  clang libclang-rt-14-dev
 )
 
 missing=()

@@ -1,7 +1,7 @@
 /* POST /api/register, POST /api/login, GET /api/profile, GET /api/users. */
 #include "httpd/private.h"
 
-static const redeem_field_t credential_fields[] = {
+static const redeem_body_field_t credential_fields[] = {
     {"email", JSON_STRING, 1},
     {"password", JSON_STRING, 1},
     {NULL, JSON_NULL, 0},

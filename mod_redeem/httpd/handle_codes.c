@@ -3,7 +3,7 @@
 
 #include <openssl/rand.h>
 
-static const redeem_field_t generate_fields[] = {
+static const redeem_body_field_t generate_fields[] = {
     {"count", JSON_INTEGER, 1},
     {"expires_at", JSON_STRING, 0},
     {"duration_months", JSON_INTEGER, 0},

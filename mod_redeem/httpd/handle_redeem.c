@@ -1,7 +1,7 @@
 /* POST /redeem: a logged-in user redeems a code, once, atomically. */
 #include "httpd/private.h"
 
-static const redeem_field_t redeem_fields[] = {
+static const redeem_body_field_t redeem_fields[] = {
     {"card_code", JSON_STRING, 1},
     {"user_id", JSON_INTEGER, 0},
     {NULL, JSON_NULL, 0},

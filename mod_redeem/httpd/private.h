@@ -16,10 +16,12 @@
 #include <jansson.h>
 #include <mod_dbd.h>
 
+#include "core/body.h"
 #include "core/code.h"
 #include "core/gcra.h"
 #include "core/email.h"
 #include "core/password.h"
+#include "core/query.h"
 #include "core/text.h"
 #include "core/timestamp.h"
 #include "core/token.h"
@@ -343,15 +345,10 @@ void redeem_audit_write_row(request_rec *r, redeem_db_t *db, const char *event, 
 
 /* ------------------------------------------------------------- request.c */
 
-typedef struct {
-    const char *name;
-    json_type type; /* JSON_INTEGER, JSON_STRING, ... */
-    int required;
-} redeem_field_t;
-/* The body as a JSON object of these fields (a NULL-named entry ends the
- * list): 415, 413, 400 with a message naming the problem. */
-const redeem_failure_t *redeem_request_json_object(request_rec *r, const redeem_field_t *fields,
-                                                   json_t **body);
+/* The body as a JSON object of these fields (core/body.h): 415, 413, 400
+ * with a message naming the problem. */
+const redeem_failure_t *
+redeem_request_json_object(request_rec *r, const redeem_body_field_t *fields, json_t **body);
 /* Query parameter name of r->args, URL-decoded; NULL when absent. Sets *bad
  * when the query string is malformed or repeats the parameter. */
 const char *redeem_request_query_param(request_rec *r, const char *name, int *bad);

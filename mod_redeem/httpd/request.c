@@ -104,43 +104,8 @@ static const redeem_failure_t *read_body(request_rec *r, apr_off_t limit, char *
     return NULL;
 }
 
-static const char *json_type_name(json_type type)
-{
-    switch (type) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    default: return "null";
-    }
-}
-
-static const char *check_fields(apr_pool_t *p, json_t *body, const redeem_field_t *fields)
-{
-    const char *key;
-    json_t *value;
-    json_object_foreach(body, key, value)
-    {
-        const redeem_field_t *field = fields;
-        while (field->name && strcmp(field->name, key) != 0)
-            field++;
-        if (!field->name)
-            return apr_psprintf(p, "Unknown field: %s", key);
-        if (json_typeof(value) != field->type)
-            return apr_psprintf(p, "Field '%s' must be %s", key, json_type_name(field->type));
-    }
-    for (const redeem_field_t *field = fields; field->name; field++) {
-        if (field->required && !json_object_get(body, field->name))
-            return apr_psprintf(p, "Missing field: %s", field->name);
-    }
-    return NULL;
-}
-
-const redeem_failure_t *redeem_request_json_object(request_rec *r, const redeem_field_t *fields,
-                                                   json_t **body)
+const redeem_failure_t *redeem_request_json_object(request_rec *r,
+                                                   const redeem_body_field_t *fields, json_t **body)
 {
     if (!is_json_media_type(apr_table_get(r->headers_in, "Content-Type")))
         return redeem_failure(r->pool, HTTP_UNSUPPORTED_MEDIA_TYPE,
@@ -151,46 +116,18 @@ const redeem_failure_t *redeem_request_json_object(request_rec *r, const redeem_
     if (failure)
         return failure;
 
-    json_error_t error;
-    /* DECODE_ANY: a bare string or null is "not an object", not a syntax error. */
-    json_t *parsed = redeem_request_hold_json(
-        r, json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &error));
-    const char *message = NULL;
-    if (!parsed)
-        message = apr_psprintf(r->pool, "Malformed JSON: %s", error.text);
-    else if (!json_is_object(parsed))
-        message = "Request body must be a JSON object";
-    else
-        message = check_fields(r->pool, parsed, fields);
-    if (message)
-        return redeem_failure(r->pool, HTTP_BAD_REQUEST, message);
-    *body = parsed;
+    json_t *parsed = NULL;
+    const char *why = redeem_body_parse(r->pool, data, len, fields, &parsed);
+    if (why)
+        return redeem_failure(r->pool, HTTP_BAD_REQUEST, why);
+    /* The caller's references die with the request. */
+    *body = redeem_request_hold_json(r, parsed);
     return NULL;
 }
 
 const char *redeem_request_query_param(request_rec *r, const char *name, int *bad)
 {
-    const char *found = NULL;
-    size_t name_len = strlen(name);
-    if (!r->args)
-        return NULL;
-    char *args = apr_pstrdup(r->pool, r->args), *state;
-    for (char *pair = apr_strtok(args, "&", &state); pair; pair = apr_strtok(NULL, "&", &state)) {
-        char *eq = strchr(pair, '=');
-        size_t key_len = eq ? (size_t)(eq - pair) : strlen(pair);
-        if (key_len != name_len || strncmp(pair, name, name_len) != 0)
-            continue;
-        char *value = eq ? eq + 1 : pair + key_len;
-        for (char *plus = value; *plus; plus++)
-            if (*plus == '+')
-                *plus = ' ';
-        if (found || ap_unescape_url(value) != OK) {
-            *bad = 1;
-            return NULL;
-        }
-        found = value;
-    }
-    return found;
+    return redeem_query_param(r->pool, r->args, name, bad);
 }
 
 const redeem_failure_t *redeem_request_page(request_rec *r, redeem_page_t *page)

@@ -30,35 +30,6 @@ const redeem_failure_t *redeem_response_json(request_rec *r, int status, json_t 
     return NULL;
 }
 
-void redeem_response_failure(request_rec *r, const redeem_failure_t *failure)
-{
-    const char *message = failure->message;
-    if (failure->status == HTTP_UNAUTHORIZED)
-        apr_table_setn(r->err_headers_out, "WWW-Authenticate", "Bearer");
-    /* The contract wants Retry-After on every 503. */
-    int retry_after = failure->retry_after;
-    if (retry_after <= 0 && failure->status == HTTP_SERVICE_UNAVAILABLE)
-        retry_after = redeem_failure_unavailable.retry_after;
-    if (retry_after > 0)
-        apr_table_setn(r->err_headers_out, "Retry-After", apr_itoa(r->pool, retry_after));
-    if (failure->status == HTTP_INTERNAL_SERVER_ERROR || !message)
-        message = "Internal server error";
-    if (redeem_response_json(r, failure->status, json_pack("{s:s}", "error", message))) {
-        static const char fallback[] = "{\"error\":\"Internal server error\"}";
-        send_text(r, HTTP_INTERNAL_SERVER_ERROR, fallback, sizeof fallback - 1);
-    }
-}
-
-json_t *redeem_response_page_info(json_t *body, const redeem_page_t *page, apr_int64_t total)
-{
-    apr_int64_t pages = (total + page->per_page - 1) / page->per_page;
-    json_object_set_new(body, "total", json_integer(total));
-    json_object_set_new(body, "pages", json_integer(pages));
-    json_object_set_new(body, "current_page", json_integer(page->page));
-    json_object_set_new(body, "per_page", json_integer(page->per_page));
-    return body;
-}
-
 /* The contract's words for the statuses httpd answers itself. */
 static const char *status_message(int status)
 {
@@ -77,6 +48,39 @@ static const char *status_message(int status)
     case HTTP_SERVICE_UNAVAILABLE: return "Service temporarily unavailable";
     default: return "Internal server error";
     }
+}
+
+void redeem_response_failure(request_rec *r, const redeem_failure_t *failure)
+{
+    const char *message = failure->message;
+    if (failure->status == HTTP_UNAUTHORIZED)
+        apr_table_setn(r->err_headers_out, "WWW-Authenticate", "Bearer");
+    /* The contract wants Retry-After on every 503. */
+    int retry_after = failure->retry_after;
+    if (retry_after <= 0 && failure->status == HTTP_SERVICE_UNAVAILABLE)
+        retry_after = redeem_failure_unavailable.retry_after;
+    if (retry_after > 0)
+        apr_table_setn(r->err_headers_out, "Retry-After", apr_itoa(r->pool, retry_after));
+    if (failure->status == HTTP_INTERNAL_SERVER_ERROR || !message)
+        message = "Internal server error";
+    /* A message that cannot be JSON (it should always be UTF-8) still keeps
+     * its status, with httpd's words for it. */
+    if (redeem_response_json(r, failure->status, json_pack("{s:s}", "error", message)) &&
+        redeem_response_json(r, failure->status,
+                             json_pack("{s:s}", "error", status_message(failure->status)))) {
+        static const char fallback[] = "{\"error\":\"Internal server error\"}";
+        send_text(r, HTTP_INTERNAL_SERVER_ERROR, fallback, sizeof fallback - 1);
+    }
+}
+
+json_t *redeem_response_page_info(json_t *body, const redeem_page_t *page, apr_int64_t total)
+{
+    apr_int64_t pages = (total + page->per_page - 1) / page->per_page;
+    json_object_set_new(body, "total", json_integer(total));
+    json_object_set_new(body, "pages", json_integer(pages));
+    json_object_set_new(body, "current_page", json_integer(page->page));
+    json_object_set_new(body, "per_page", json_integer(page->per_page));
+    return body;
 }
 
 int redeem_response_error_document(request_rec *r)

@@ -1,0 +1,76 @@
+#include "core/body.h"
+#include "core/text.h"
+
+#include <apr_strings.h>
+#include <string.h>
+
+static const char *json_type_name(json_type type)
+{
+    switch (type) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL: return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    default: return "null";
+    }
+}
+
+static const char *check_fields(apr_pool_t *p, json_t *body, const redeem_body_field_t *fields)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach(body, key, value)
+    {
+        const redeem_body_field_t *field = fields;
+        while (field->name && strcmp(field->name, key) != 0)
+            field++;
+        if (!field->name)
+            return apr_psprintf(p, "Unknown field: %s", key);
+        if (json_typeof(value) != field->type)
+            return apr_psprintf(p, "Field '%s' must be %s", key, json_type_name(field->type));
+    }
+    for (const redeem_body_field_t *field = fields; field->name; field++) {
+        if (field->required && !json_object_get(body, field->name))
+            return apr_psprintf(p, "Missing field: %s", field->name);
+    }
+    return NULL;
+}
+
+/* jansson's error text quotes the bytes near the error, which may end in the
+ * middle of a character (or be no UTF-8 at all): keep what is valid UTF-8
+ * before it. */
+static const char *utf8_prefix(apr_pool_t *p, const char *text)
+{
+    size_t len = strlen(text), i = 0;
+    uint32_t code_point;
+    while (i < len) {
+        size_t at = i;
+        if (redeem_text_utf8_next(text, len, &i, &code_point) != 0 || code_point < 0x20)
+            return apr_pstrcat(p, apr_pstrmemdup(p, text, at), "...", NULL);
+    }
+    return text;
+}
+
+const char *redeem_body_parse(apr_pool_t *p, const char *data, size_t len,
+                              const redeem_body_field_t *fields, json_t **body)
+{
+    json_error_t error;
+    /* DECODE_ANY: a bare string or null is "not an object", not a syntax error. */
+    json_t *parsed = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &error);
+    const char *why = NULL;
+    if (!parsed)
+        return apr_psprintf(p, "Malformed JSON: %s", utf8_prefix(p, error.text));
+    if (!json_is_object(parsed))
+        why = "Request body must be a JSON object";
+    else
+        why = check_fields(p, parsed, fields);
+    if (why) {
+        json_decref(parsed);
+        return why;
+    }
+    *body = parsed;
+    return NULL;
+}

@@ -1,0 +1,63 @@
+#include "core/query.h"
+
+#include <apr_strings.h>
+#include <string.h>
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes value in place; -1 for a bad escape or a decoded NUL or '/'. */
+static int unescape(char *value)
+{
+    char *out = value;
+    for (const char *in = value; *in; in++) {
+        if (*in == '+') {
+            *out++ = ' ';
+            continue;
+        }
+        if (*in != '%') {
+            *out++ = *in;
+            continue;
+        }
+        int hi = hex_digit(in[1]), lo = hi >= 0 ? hex_digit(in[2]) : -1;
+        if (lo < 0)
+            return -1;
+        char c = (char)(hi << 4 | lo);
+        if (c == '\0' || c == '/')
+            return -1;
+        *out++ = c;
+        in += 2;
+    }
+    *out = '\0';
+    return 0;
+}
+
+const char *redeem_query_param(apr_pool_t *p, const char *args, const char *name, int *bad)
+{
+    const char *found = NULL;
+    size_t name_len = strlen(name);
+    if (!args)
+        return NULL;
+    char *copy = apr_pstrdup(p, args), *state;
+    for (char *pair = apr_strtok(copy, "&", &state); pair; pair = apr_strtok(NULL, "&", &state)) {
+        char *eq = strchr(pair, '=');
+        size_t key_len = eq ? (size_t)(eq - pair) : strlen(pair);
+        if (key_len != name_len || strncmp(pair, name, name_len) != 0)
+            continue;
+        char *value = eq ? eq + 1 : pair + key_len;
+        if (found || unescape(value) != 0) {
+            *bad = 1;
+            return NULL;
+        }
+        found = value;
+    }
+    return found;
+}
