@@ -13,16 +13,20 @@ void redeem_audit_log_line(request_rec *r, const char *event, const char *actor,
                   request_id ? request_id : "-");
 }
 
-void redeem_audit_write_row(request_rec *r, redeem_db_t *db, const char *event, const char *actor,
-                            const char *target, const char *outcome)
+int redeem_audit_write_row(request_rec *r, redeem_db_t *db, const char *event, const char *actor,
+                           const char *target, const char *outcome)
 {
+    int written = 0;
     const char *args[AUDIT_INSERT_NARGS] = {
         [ARG_AUDIT_EVENT] = event,     [ARG_AUDIT_ACTOR] = actor,
         [ARG_AUDIT_TARGET] = target,   [ARG_AUDIT_CLIENT] = r->useragent_ip,
         [ARG_AUDIT_OUTCOME] = outcome, [ARG_AUDIT_REQUEST_ID] = redeem_request_id(r),
     };
     redeem_audit_log_line(r, event, actor, target, outcome);
-    if (redeem_db_exec(db, STMT_AUDIT_INSERT, args))
+    if (redeem_db_exec(db, STMT_AUDIT_INSERT, args, &written)) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       RDMNO(0402) "audit row for event %s could not be written", event);
+        return 1; /* the actor is not known to be gone */
+    }
+    return written == 1;
 }

@@ -30,6 +30,13 @@ static const char *bearer_token(request_rec *r, apr_size_t *len)
     return *len ? token : NULL;
 }
 
+const redeem_failure_t *redeem_auth_user_gone(request_rec *r, const char *user_id)
+{
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                  RDMNO(0203) "token refused: user %s no longer exists", user_id);
+    return redeem_failure(r->pool, HTTP_UNAUTHORIZED, "Invalid or expired token");
+}
+
 const redeem_failure_t *redeem_auth_caller(redeem_call_t *call, redeem_access_e access)
 {
     request_rec *r = call->r;
@@ -47,20 +54,22 @@ const redeem_failure_t *redeem_auth_caller(redeem_call_t *call, redeem_access_e 
         return redeem_failure(r->pool, HTTP_UNAUTHORIZED, "Invalid or expired token");
     }
 
-    const char *args[USER_BY_ID_NARGS] = {
-        [ARG_USER_BY_ID_ID] = apr_psprintf(r->pool, "%" APR_INT64_T_FMT, (apr_int64_t)user_id)};
+    const char *id_text = apr_psprintf(r->pool, "%" APR_INT64_T_FMT, (apr_int64_t)user_id);
+    if (access == REDEEM_ACCESS_TOKEN) {
+        call->caller.id = user_id;
+        call->caller.id_text = id_text;
+        r->user = (char *)id_text; /* for the access log */
+        return NULL;
+    }
+    const char *args[USER_BY_ID_NARGS] = {[ARG_USER_BY_ID_ID] = id_text};
     redeem_rows_t rows;
     const redeem_failure_t *failure = redeem_call_db(call);
     if (!failure)
         failure = redeem_db_query(call->db, STMT_USER_BY_ID, args, &rows);
     if (failure)
         return failure;
-    if (rows.nrows != 1) {
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                      RDMNO(0203) "token refused: user %s no longer exists",
-                      args[ARG_USER_BY_ID_ID]);
-        return redeem_failure(r->pool, HTTP_UNAUTHORIZED, "Invalid or expired token");
-    }
+    if (rows.nrows != 1)
+        return redeem_auth_user_gone(r, id_text);
     redeem_user_from_row(&rows, 0, &call->caller);
     r->user = apr_pstrdup(r->pool, call->caller.id_text); /* for the access log */
 

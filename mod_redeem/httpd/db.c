@@ -17,6 +17,7 @@
 #include "httpd/private.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <libpq-fe.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -468,10 +469,13 @@ static const redeem_failure_t *run_statement(redeem_db_t *db, redeem_stmt_e id,
     }
 }
 
-const redeem_failure_t *redeem_db_exec(redeem_db_t *db, redeem_stmt_e stmt, const char *const *args)
+const redeem_failure_t *redeem_db_exec(redeem_db_t *db, redeem_stmt_e stmt, const char *const *args,
+                                       int *affected)
 {
     PGresult *result;
     const redeem_failure_t *failure = run_statement(db, stmt, args, &result);
+    if (!failure && affected)
+        *affected = atoi(PQcmdTuples(result));
     PQclear(result);
     return failure;
 }

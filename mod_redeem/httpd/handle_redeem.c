@@ -8,21 +8,28 @@ static const redeem_body_field_t redeem_fields[] = {
 };
 
 /* Every attempt is counted and logged; with_row, it also gets the audit row
- * (a refusal decided before the redemption statement, which writes its own). */
-static void record(redeem_call_t *call, const char *target, const char *outcome, int with_row)
+ * (a refusal decided before the redemption statement, which writes its own).
+ * 0 when the caller turned out to be gone (the route only checked the token). */
+static int record(redeem_call_t *call, const char *target, const char *outcome, int with_row)
 {
-    if (with_row)
-        redeem_audit_write_row(call->r, call->db, "redeem", call->caller.id_text, target, outcome);
-    else
+    if (with_row &&
+        !redeem_audit_write_row(call->r, call->db, "redeem", call->caller.id_text, target, outcome))
+        return 0;
+    if (!with_row)
         redeem_audit_log_line(call->r, "redeem", call->caller.id_text, target, outcome);
     redeem_metrics_redemption(call->r, outcome);
+    return 1;
 }
 
 /* A refusal decided before the code is looked up: audited here. */
 static const redeem_failure_t *refuse_attempt(redeem_call_t *call, const char *outcome, int status,
                                               const char *message)
 {
-    record(call, NULL, outcome, 1);
+    const redeem_failure_t *failure = redeem_call_db(call);
+    if (failure)
+        return failure;
+    if (!record(call, NULL, outcome, 1))
+        return redeem_auth_user_gone(call->r, call->caller.id_text);
     return redeem_failure(call->r->pool, status, message);
 }
 
@@ -86,13 +93,16 @@ const redeem_failure_t *redeem_handle_redeem(redeem_call_t *call)
         [ARG_REDEEM_CLIENT] = r->useragent_ip,
         [ARG_REDEEM_REQUEST_ID] = redeem_request_id(r),
     };
-    failure = redeem_db_query(call->db, STMT_REDEEM, args, &rows);
+    if (!(failure = redeem_call_db(call)))
+        failure = redeem_db_query(call->db, STMT_REDEEM, args, &rows);
     if (!failure && rows.nrows != 1)
         failure = &redeem_failure_internal;
     if (failure) {
         record(call, NULL, "failed", 0);
         return failure;
     }
+    if (strcmp(redeem_db_cell(&rows, 0, COL_REDEEM_OUTCOME), "no_user") == 0)
+        return redeem_auth_user_gone(r, user->id_text);
     const char *code_id = redeem_db_cell(&rows, 0, COL_REDEEM_CODE_ID);
     record(call, code_id ? apr_pstrcat(r->pool, "code ", code_id, NULL) : NULL,
            redeem_db_cell(&rows, 0, COL_REDEEM_OUTCOME), 0);

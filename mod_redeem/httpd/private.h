@@ -264,9 +264,10 @@ const redeem_failure_t *redeem_db_query(redeem_db_t *db, redeem_stmt_e stmt,
 /* Every database wait of a request ends by its deadline: the request's
  * start plus RedeemDBTimeout; a handler with more work extends it. */
 void redeem_db_extend_deadline(redeem_db_t *db, apr_interval_time_t more);
-/* The same for a statement that returns no rows. */
-const redeem_failure_t *redeem_db_exec(redeem_db_t *db, redeem_stmt_e stmt,
-                                       const char *const *args);
+/* The same for a statement that returns no rows; *affected (may be NULL):
+ * how many rows it wrote. */
+const redeem_failure_t *redeem_db_exec(redeem_db_t *db, redeem_stmt_e stmt, const char *const *args,
+                                       int *affected);
 
 /* ---------------------------------------------------------------- user.c */
 
@@ -313,11 +314,19 @@ const redeem_failure_t *redeem_admin_ensure(request_rec *r, redeem_db_t *db);
 
 /* ---------------------------------------------------------------- auth.c */
 
-typedef enum { REDEEM_ACCESS_PUBLIC, REDEEM_ACCESS_USER, REDEEM_ACCESS_ADMIN } redeem_access_e;
-/* The bearer token checked (401 before any database work), then its user
- * read from the database into call->caller (401 when gone); with
- * REDEEM_ACCESS_ADMIN also 403 unless the database says admin. */
+typedef enum {
+    REDEEM_ACCESS_PUBLIC,
+    REDEEM_ACCESS_TOKEN, /* a valid token; its user's existence is the handler's to check */
+    REDEEM_ACCESS_USER,
+    REDEEM_ACCESS_ADMIN
+} redeem_access_e;
+/* The bearer token checked (401 before any database work); with
+ * REDEEM_ACCESS_TOKEN only call->caller.id and id_text are set, from it;
+ * otherwise its user is read from the database into call->caller (401 when
+ * gone), and with REDEEM_ACCESS_ADMIN 403 unless the database says admin. */
 const redeem_failure_t *redeem_auth_caller(redeem_call_t *call, redeem_access_e access);
+/* 401 for a token whose user no longer exists (logged). */
+const redeem_failure_t *redeem_auth_user_gone(request_rec *r, const char *user_id);
 /* A fresh access token for user, or NULL (logged). */
 const char *redeem_auth_token_for(request_rec *r, const redeem_user_t *user);
 
@@ -339,9 +348,10 @@ void redeem_audit_log_line(request_rec *r, const char *event, const char *actor,
                            const char *outcome);
 /* An audit event as a row in audit_log, and its log line. Events that a
  * larger statement records itself (redemption, code generation) take only
- * the log line. */
-void redeem_audit_write_row(request_rec *r, redeem_db_t *db, const char *event, const char *actor,
-                            const char *target, const char *outcome);
+ * the log line. 0 when the actor no longer exists (no row then), else 1
+ * (a failure to write is logged, not the request's failure). */
+int redeem_audit_write_row(request_rec *r, redeem_db_t *db, const char *event, const char *actor,
+                           const char *target, const char *outcome);
 
 /* ------------------------------------------------------------- request.c */
 

@@ -30,7 +30,8 @@ static const redeem_route_t routes[] = {
     {"/admin/generate-codes", M_POST, REDEEM_ACCESS_ADMIN, redeem_handle_generate_codes, NO_LIMIT,
      NO_LIMIT},
     {"/admin/codes", M_GET, REDEEM_ACCESS_ADMIN, redeem_handle_list_codes, NO_LIMIT, NO_LIMIT},
-    {"/redeem", M_POST, REDEEM_ACCESS_USER, redeem_handle_redeem, REDEEM_SCOPE_REDEEM_IP,
+    /* The redemption statement checks the user itself: one round trip. */
+    {"/redeem", M_POST, REDEEM_ACCESS_TOKEN, redeem_handle_redeem, REDEEM_SCOPE_REDEEM_IP,
      REDEEM_SCOPE_REDEEM_USER},
     {"/subscription/", M_GET, REDEEM_ACCESS_USER, redeem_handle_subscription_of, NO_LIMIT,
      NO_LIMIT},

@@ -176,11 +176,12 @@ enum { ARG_CODES_COUNT_BATCH_ID, CODES_COUNT_BATCH_NARGS };
 #define SQL_CODES_COUNT_BATCH                                                                      \
     "SELECT count(*), count(used_at) FROM redeem_codes WHERE batch_id = $1::uuid"
 
-/* ---- Redemption, in one statement: claim the code if still usable, extend
- * the subscription from the later of now and the current expiry, write the
- * audit row, and say what happened. Under READ COMMITTED a concurrent claim
- * of the same code makes our UPDATE find used_at set (no row: 409), and
- * concurrent extensions of one user re-read the updated row (no lost month). */
+/* ---- Redemption, in one statement and one round trip: check that the
+ * token's user still exists, claim the code if still usable, extend the
+ * subscription from the later of now and the current expiry, write the audit
+ * row, and say what happened. Under READ COMMITTED a concurrent claim of the
+ * same code makes our UPDATE find used_at set (no row: 409), and concurrent
+ * extensions of one user re-read the updated row (no lost month). */
 enum {
     ARG_REDEEM_CODE_HASH, /* hex */
     ARG_REDEEM_USER_ID,
@@ -189,7 +190,7 @@ enum {
     REDEEM_NARGS
 };
 enum {
-    COL_REDEEM_OUTCOME, /* success, not_found, expired or used */
+    COL_REDEEM_OUTCOME, /* success, not_found, expired, used, or no_user (nothing written) */
     COL_REDEEM_NEW_EXPIRY,
     COL_REDEEM_REDEEMED_AT,
     COL_REDEEM_CODE_ID, /* NULL when not found */
@@ -199,20 +200,22 @@ enum {
     "WITH args AS ("                                                                               \
     " SELECT decode($1::text, 'hex') AS code_hash, $2::bigint AS user_id,"                         \
     " $3::text AS client_addr, $4::text AS request_id),"                                           \
+    " caller AS (SELECT u.id FROM users u, args WHERE u.id = args.user_id),"                       \
     " target AS ("                                                                                 \
     " SELECT c.id, c.used_at, c.expires_at FROM redeem_codes c, args"                              \
     " WHERE c.code_hash = args.code_hash),"                                                        \
     " claimed AS ("                                                                                \
-    " UPDATE redeem_codes c SET used_at = now(), used_by = args.user_id FROM target t, args"       \
+    " UPDATE redeem_codes c SET used_at = now(), used_by = caller.id FROM target t, caller"        \
     " WHERE c.id = t.id AND c.used_at IS NULL"                                                     \
     " AND (c.expires_at IS NULL OR c.expires_at > now())"                                          \
     " RETURNING c.id, c.duration_months),"                                                         \
     " extended AS ("                                                                               \
     " UPDATE users u SET subscription_expires_at ="                                                \
     " greatest(u.subscription_expires_at, now()) + make_interval(months => cl.duration_months)"    \
-    " FROM claimed cl, args WHERE u.id = args.user_id RETURNING u.subscription_expires_at),"       \
+    " FROM claimed cl, caller WHERE u.id = caller.id RETURNING u.subscription_expires_at),"        \
     " outcome AS ("                                                                                \
-    " SELECT CASE WHEN EXISTS (SELECT FROM extended) THEN 'success'"                               \
+    " SELECT CASE WHEN NOT EXISTS (SELECT FROM caller) THEN 'no_user'"                             \
+    " WHEN EXISTS (SELECT FROM extended) THEN 'success'"                                           \
     " WHEN NOT EXISTS (SELECT FROM target) THEN 'not_found'"                                       \
     " WHEN (SELECT used_at FROM target) IS NULL"                                                   \
     " AND (SELECT expires_at FROM target) <= now() THEN 'expired'"                                 \
@@ -220,11 +223,13 @@ enum {
     " audit AS ("                                                                                  \
     " INSERT INTO audit_log (event, actor_id, target, client_addr, outcome, request_id)"           \
     " SELECT 'redeem', args.user_id, (SELECT 'code ' || id FROM target), args.client_addr,"        \
-    " outcome.result, args.request_id FROM outcome, args)"                                         \
+    " outcome.result, args.request_id FROM outcome, args WHERE outcome.result <> 'no_user')"       \
     " SELECT result, (SELECT api_ts(subscription_expires_at) FROM extended), api_ts(now()),"       \
     " (SELECT id FROM target) FROM outcome"
 
-/* ---- One audit row (audit.c). */
+/* ---- One audit row (audit.c), written only while its actor exists (the
+ * actor may be known from a token alone): one row affected, or none. (No
+ * RETURNING: the application role may not read audit_log.) */
 enum {
     ARG_AUDIT_EVENT,
     ARG_AUDIT_ACTOR,
@@ -236,6 +241,7 @@ enum {
 };
 #define SQL_AUDIT_INSERT                                                                           \
     "INSERT INTO audit_log (event, actor_id, target, client_addr, outcome, request_id)"            \
-    " VALUES ($1::text, $2::bigint, $3::text, $4::text, $5::text, $6::text)"
+    " SELECT $1::text, $2::bigint, $3::text, $4::text, $5::text, $6::text"                         \
+    " WHERE EXISTS (SELECT FROM users WHERE id = $2::bigint)"
 
 #endif

@@ -832,6 +832,40 @@ t
 
 
 
+=== TEST 50b: the token of a user deleted since: 401, the code stays unused, no audit row (one statement checks the user, claims and audits)
+--- login: ghost
+--- db_init
+DELETE FROM users WHERE email = 'ghost@example.test';
+--- request
+POST /redeem
+--- request_json eval
+body(take_code())
+--- error_code: 401
+--- response_json_exact
+{"error": "Invalid or expired token"}
+--- db_check
+SELECT count(*) FROM audit_log WHERE actor_id = $USER_ID_ghost;
+SELECT count(*) FROM redeem_codes WHERE used_at IS NOT NULL AND used_by IS NULL;
+--- db_check_out
+0
+0
+
+
+
+=== TEST 50c: ... and a refusal decided before the lookup (another user's id) is 401 for it too, unaudited
+--- login: ghost
+--- request
+POST /redeem
+--- request_json eval
+qq({"card_code": "AAAAAAAAAAAA-AAAA-AAAAAAAA", "user_id": 1})
+--- error_code: 401
+--- db_check
+SELECT count(*) FROM audit_log WHERE actor_id = $USER_ID_ghost
+--- db_check_out
+0
+
+
+
 === TEST 51: every audit row of the file is a redeem attempt or a generation, none without outcome
 --- login: admin
 --- request
