@@ -22,9 +22,10 @@
 #include <poll.h>
 #include <sys/socket.h>
 
-#define REDEEM_SCHEMA_VERSION 4
+#define REDEEM_SCHEMA_VERSION 5
 static const char *const migrations[] = {"001_accounts.sql", "002_codes.sql",
-                                         "003_email_identity.sql", "004_audit_partitions.sql"};
+                                         "003_email_identity.sql", "004_audit_partitions.sql",
+                                         "005_redeem_replay.sql"};
 
 /* After the database failed to answer, how long requests of this child get
  * 503 at once (no waiting on mod_dbd's pool, whose new connections are made
@@ -208,12 +209,20 @@ static outcome_e run_sql(PGconn *pg, const char *sql, apr_time_t deadline, PGres
     return exchange(pg, deadline, result);
 }
 
-static const redeem_failure_t *check_schema(redeem_db_t *db)
+/* The first question to a new backend: the schema's version, and the
+ * statements of ours an earlier, interrupted attempt left on it (to drop,
+ * so that preparing can always start from nothing; only ours: other modules
+ * may share mod_dbd's pool). */
+static const redeem_failure_t *check_schema(redeem_db_t *db, apr_array_header_t *leftovers)
 {
     request_rec *r = db->r;
     PGresult *result;
-    outcome_e outcome = run_sql(db->pg, "SELECT coalesce(max(version), 0) FROM schema_migrations",
-                                db->deadline, &result);
+    outcome_e outcome = run_sql(
+        db->pg,
+        "SELECT (SELECT coalesce(max(version), 0) FROM schema_migrations),"
+        " array_to_string(array(SELECT format('DEALLOCATE %I', name) FROM pg_prepared_statements"
+        " WHERE name LIKE 'redeem\\_%'), ';')",
+        db->deadline, &result);
     if (outcome == EXCHANGE_FAILED) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       RDMNO(0102) "database has no mod_redeem schema (%s): apply sql/%s",
@@ -226,8 +235,11 @@ static const redeem_failure_t *check_schema(redeem_db_t *db)
         PQclear(result);
         return failure;
     }
-    apr_int64_t version = PQntuples(result) ? apr_atoi64(PQgetvalue(result, 0, 0)) : 0;
+    apr_int64_t version = apr_atoi64(PQgetvalue(result, 0, 0));
+    char *commands = apr_pstrdup(r->pool, PQgetvalue(result, 0, 1)), *state;
     PQclear(result);
+    for (char *c = apr_strtok(commands, ";", &state); c; c = apr_strtok(NULL, ";", &state))
+        APR_ARRAY_PUSH(leftovers, const char *) = c;
     if (version == REDEEM_SCHEMA_VERSION)
         return NULL;
     if (version < REDEEM_SCHEMA_VERSION)
@@ -243,58 +255,13 @@ static const redeem_failure_t *check_schema(redeem_db_t *db)
     return &redeem_failure_unavailable;
 }
 
-/* Runs one step of the preparation; NULL or its failure (logged). */
-static const redeem_failure_t *setup_step(redeem_db_t *db, const char *what, outcome_e outcome,
-                                          PGresult *result)
+/* The contract check: PostgreSQL's own count of a prepared statement's
+ * parameters and result columns must be the table's. A mismatch is a bug
+ * in statements.h, reported before the statement ever runs. */
+static const redeem_failure_t *check_contract(request_rec *r, const redeem_stmt_t *stmt,
+                                              const PGresult *described)
 {
-    const redeem_failure_t *failure =
-        outcome == EXCHANGE_DONE ? NULL : db_failure(db->r, db->pg, what, outcome, result);
-    PQclear(result);
-    return failure;
-}
-
-/* Drops statements of ours an earlier, interrupted attempt left on this
- * backend, so that preparing can always start from nothing. (Only ours:
- * other modules may share mod_dbd's pool.) */
-static const redeem_failure_t *deallocate_leftovers(redeem_db_t *db)
-{
-    PGresult *result;
-    outcome_e outcome =
-        run_sql(db->pg,
-                "SELECT coalesce(string_agg(format('DEALLOCATE %I', name), '; '), '')"
-                " FROM pg_prepared_statements WHERE name LIKE 'redeem\\_%'",
-                db->deadline, &result);
-    if (outcome != EXCHANGE_DONE)
-        return setup_step(db, "listing of prepared statements", outcome, result);
-    char *commands = apr_pstrdup(db->r->pool, PQgetvalue(result, 0, 0));
-    PQclear(result);
-    if (!*commands)
-        return NULL;
-    outcome = run_sql(db->pg, commands, db->deadline, &result);
-    return setup_step(db, "DEALLOCATE", outcome, result);
-}
-
-/* Prepares one statement and checks the contract: PostgreSQL's own count of
- * its parameters and result columns must be the table's. A mismatch is a
- * bug in statements.h, reported before the statement ever runs. */
-static const redeem_failure_t *prepare(redeem_db_t *db, const redeem_stmt_t *stmt)
-{
-    request_rec *r = db->r;
-    const char *label = apr_pstrcat(r->pool, "redeem_", stmt->name, NULL);
-    const char *what = apr_pstrcat(r->pool, "prepare of ", stmt->name, NULL);
-    PGresult *result;
-    outcome_e outcome = PQsendPrepare(db->pg, label, stmt->sql, 0, NULL)
-                            ? exchange(db->pg, db->deadline, &result)
-                            : (result = NULL, EXCHANGE_LOST);
-    if (outcome != EXCHANGE_DONE)
-        return setup_step(db, what, outcome, result);
-    PQclear(result);
-    outcome = PQsendDescribePrepared(db->pg, label) ? exchange(db->pg, db->deadline, &result)
-                                                    : (result = NULL, EXCHANGE_LOST);
-    if (outcome != EXCHANGE_DONE)
-        return setup_step(db, what, outcome, result);
-    int nparams = PQnparams(result), nfields = PQnfields(result);
-    PQclear(result);
+    int nparams = PQnparams(described), nfields = PQnfields(described);
     if (nparams == stmt->nargs && nfields == stmt->ncols)
         return NULL;
     ap_log_rerror(APLOG_MARK, APLOG_CRIT, 0, r,
@@ -302,6 +269,100 @@ static const redeem_failure_t *prepare(redeem_db_t *db, const redeem_stmt_t *stm
                               "statements.h says %d and %d",
                   stmt->name, nparams, nfields, stmt->nargs, stmt->ncols);
     return &redeem_failure_internal;
+}
+
+/* Reads the next result of a pipeline (and the NULL after it), waiting no
+ * later than the deadline. */
+static outcome_e next_result(PGconn *pg, apr_time_t deadline, PGresult **result)
+{
+    *result = NULL;
+    for (int rc; (rc = PQflush(pg)) != 0;) {
+        int ready = rc < 0 ? -1 : wait_socket(pg, POLLIN | POLLOUT, deadline);
+        if (ready <= 0)
+            return ready == 0 ? EXCHANGE_TIMED_OUT : EXCHANGE_LOST;
+        if (!PQconsumeInput(pg))
+            return EXCHANGE_LOST;
+    }
+    while (PQisBusy(pg)) {
+        int ready = wait_socket(pg, POLLIN, deadline);
+        if (ready <= 0)
+            return ready == 0 ? EXCHANGE_TIMED_OUT : EXCHANGE_LOST;
+        if (!PQconsumeInput(pg))
+            return EXCHANGE_LOST;
+    }
+    *result = PQgetResult(pg);
+    if (!*result)
+        return PQstatus(pg) == CONNECTION_OK ? EXCHANGE_FAILED : EXCHANGE_LOST;
+    ExecStatusType status = PQresultStatus(*result);
+    if (status == PGRES_PIPELINE_SYNC)
+        return EXCHANGE_DONE;
+    /* Each command's results end with a NULL. */
+    while (PQisBusy(pg)) {
+        int ready = wait_socket(pg, POLLIN, deadline);
+        if (ready <= 0)
+            return ready == 0 ? EXCHANGE_TIMED_OUT : EXCHANGE_LOST;
+        if (!PQconsumeInput(pg))
+            return EXCHANGE_LOST;
+    }
+    PGresult *end = PQgetResult(pg);
+    PQclear(end);
+    return status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK ? EXCHANGE_DONE
+                                                                   : EXCHANGE_FAILED;
+}
+
+/* Drops the leftovers and prepares every statement, checking its contract,
+ * in one pipeline: one round trip for the whole set. */
+static const redeem_failure_t *prepare_statements(redeem_db_t *db,
+                                                  const apr_array_header_t *leftovers)
+{
+    request_rec *r = db->r;
+    PGconn *pg = db->pg;
+    const redeem_failure_t *failure = NULL;
+    if (!PQenterPipelineMode(pg))
+        return db_failure(r, pg, "pipeline", EXCHANGE_LOST, NULL);
+    int queued = 1;
+    for (int i = 0; queued && i < leftovers->nelts; i++)
+        queued = PQsendQueryParams(pg, APR_ARRAY_IDX(leftovers, i, const char *), 0, NULL, NULL,
+                                   NULL, NULL, 0);
+    for (int i = 0; queued && i < STMT_COUNT_; i++) {
+        const char *label = apr_pstrcat(r->pool, "redeem_", redeem_statements[i].name, NULL);
+        queued = PQsendPrepare(pg, label, redeem_statements[i].sql, 0, NULL) &&
+                 PQsendDescribePrepared(pg, label);
+    }
+    if (!queued || !PQpipelineSync(pg)) {
+        failure = db_failure(r, pg, "prepare", EXCHANGE_LOST, NULL);
+        PQexitPipelineMode(pg);
+        return failure;
+    }
+    /* The results, in the order sent: the DEALLOCATEs, then a PREPARE and a
+     * DESCRIBE per statement, then the sync. */
+    int expected = leftovers->nelts + 2 * STMT_COUNT_;
+    for (int k = 0; k <= expected; k++) {
+        PGresult *result;
+        outcome_e outcome = next_result(pg, db->deadline, &result);
+        int statement = k - leftovers->nelts;
+        const char *what =
+            statement < 0 ? "DEALLOCATE"
+            : k == expected
+                ? "prepare"
+                : apr_pstrcat(r->pool, "prepare of ", redeem_statements[statement / 2].name, NULL);
+        if (outcome == EXCHANGE_DONE && k == expected &&
+            PQresultStatus(result) != PGRES_PIPELINE_SYNC)
+            outcome = EXCHANGE_FAILED;
+        if (outcome != EXCHANGE_DONE) {
+            if (!failure)
+                failure = db_failure(r, pg, what, outcome, result);
+            PQclear(result);
+            if (outcome != EXCHANGE_FAILED)
+                return failure; /* the connection is gone or dropped */
+            continue;           /* read on to the sync */
+        }
+        if (!failure && statement >= 0 && k < expected && statement % 2 == 1)
+            failure = check_contract(r, &redeem_statements[statement / 2], result);
+        PQclear(result);
+    }
+    PQexitPipelineMode(pg);
+    return failure;
 }
 
 /* Reconnects, without waiting past the deadline, a connection the server
@@ -359,11 +420,10 @@ static const redeem_failure_t *make_ready(redeem_db_t *db)
         int pid = PQbackendPID(db->pg);
         if (db->conn->backend_pid == pid && pid != 0)
             return NULL;
-        failure = check_schema(db);
+        apr_array_header_t *leftovers = apr_array_make(db->r->pool, 4, sizeof(const char *));
+        failure = check_schema(db, leftovers);
         if (!failure)
-            failure = deallocate_leftovers(db);
-        for (int i = 0; !failure && i < STMT_COUNT_; i++)
-            failure = prepare(db, &redeem_statements[i]);
+            failure = prepare_statements(db, leftovers);
         if (!failure) {
             db->conn->backend_pid = pid;
             return NULL;
@@ -443,7 +503,7 @@ static const redeem_failure_t *run_statement(redeem_db_t *db, redeem_stmt_e id,
                    PQstatus(db->pg) == CONNECTION_OK ? EXCHANGE_FAILED : EXCHANGE_LOST);
         if (outcome == EXCHANGE_DONE)
             return NULL;
-        int again = attempt == 0 && ((outcome == EXCHANGE_LOST && stmt->read_only) ||
+        int again = attempt == 0 && ((outcome == EXCHANGE_LOST && stmt->retry_safe) ||
                                      (outcome == EXCHANGE_FAILED && statement_missing(*result)));
         if (!again) {
             if (outcome != EXCHANGE_FAILED)

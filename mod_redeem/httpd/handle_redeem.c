@@ -45,7 +45,7 @@ static const redeem_failure_t *reject_request(redeem_call_t *call, const char *o
 static const redeem_failure_t *answer(request_rec *r, const redeem_rows_t *rows)
 {
     const char *outcome = redeem_db_cell(rows, 0, COL_REDEEM_OUTCOME);
-    if (strcmp(outcome, "success") == 0)
+    if (strcmp(outcome, "success") == 0 || strcmp(outcome, "replayed") == 0)
         return redeem_response_json(
             r, HTTP_OK,
             json_pack("{s:s, s:b, s:s, s:s}", "message", "Code redeemed successfully",

@@ -59,7 +59,7 @@ const redeem_failure_t *redeem_failure(apr_pool_t *p, int status, const char *me
 /* Counters every process adds to, in shared memory (exact across children,
  * kept across graceful restarts); metrics.c shows them. */
 #define REDEEM_SCOPES 5           /* redeem_scope_e (ratelimit.c) */
-#define REDEEM_OUTCOMES 9         /* redemption outcomes (metrics.c) */
+#define REDEEM_OUTCOMES 10        /* redemption outcomes (metrics.c) */
 #define REDEEM_ENDPOINTS 11       /* the routes of router.c, and one for unmatched paths */
 #define REDEEM_STATUS_CLASSES 4   /* 2xx, 3xx, 4xx, 5xx */
 #define REDEEM_LATENCY_BUCKETS 12 /* 1 ms .. 2.5 s and +Inf (metrics.c) */
@@ -402,7 +402,8 @@ int redeem_router_dispatch(request_rec *r);
 /* The request is the API's, served by route (router.c's index; -1: no route). */
 void redeem_metrics_route(request_rec *r, int route);
 /* A redemption attempt's outcome (success, not_found, used, expired,
- * invalid_code, forbidden, invalid_format, bad_request, failed). */
+ * invalid_code, forbidden, invalid_format, bad_request, failed, replayed:
+ * run again after a lost connection and found already done). */
 void redeem_metrics_redemption(request_rec *r, const char *outcome);
 /* Hooks: counts each API response (log_transaction); the Prometheus text of
  * every counter (handler "redeem-metrics"); mod_status's page. */

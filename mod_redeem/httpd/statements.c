@@ -4,6 +4,7 @@
 
 #define READS 1
 #define WRITES 0
+#define REPLAYABLE 1 /* a write that recognizes its own earlier run */
 #define STATEMENT(id, label, nargs, ncols, reads)                                                  \
     [STMT_##id] = {label, SQL_##id, nargs, ncols, reads}
 
@@ -24,6 +25,6 @@ const redeem_stmt_t redeem_statements[STMT_COUNT_] = {
     STATEMENT(CODES_COUNT_ALL, "codes_count_all", CODES_COUNT_ALL_NARGS, CODES_COUNT_NCOLS, READS),
     STATEMENT(CODES_COUNT_BATCH, "codes_count_batch", CODES_COUNT_BATCH_NARGS, CODES_COUNT_NCOLS,
               READS),
-    STATEMENT(REDEEM, "redeem", REDEEM_NARGS, REDEEM_NCOLS, WRITES),
+    STATEMENT(REDEEM, "redeem", REDEEM_NARGS, REDEEM_NCOLS, REPLAYABLE),
     STATEMENT(AUDIT_INSERT, "audit_insert", AUDIT_INSERT_NARGS, 0, WRITES),
 };

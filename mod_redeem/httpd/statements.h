@@ -35,8 +35,9 @@ typedef struct {
     const char *name; /* in the log, and the label redeem_<name> */
     const char *sql;
     int nargs;
-    int ncols;     /* result columns; 0 for statements run with redeem_db_exec */
-    int read_only; /* changes nothing: safe to run again on a fresh connection */
+    int ncols;      /* result columns; 0 for statements run with redeem_db_exec */
+    int retry_safe; /* a reading, or a write that knows its own replay: may run again on a
+                     * fresh connection when the old one died under it */
 } redeem_stmt_t;
 
 /* Indexed by redeem_stmt_e. */
@@ -181,7 +182,9 @@ enum { ARG_CODES_COUNT_BATCH_ID, CODES_COUNT_BATCH_NARGS };
  * subscription from the later of now and the current expiry, write the audit
  * row, and say what happened. Under READ COMMITTED a concurrent claim of the
  * same code makes our UPDATE find used_at set (no row: 409), and concurrent
- * extensions of one user re-read the updated row (no lost month). */
+ * extensions of one user re-read the updated row (no lost month). The claim
+ * records the request's id: run again after a lost connection, the
+ * statement recognizes its own earlier claim (replayed) and changes nothing. */
 enum {
     ARG_REDEEM_CODE_HASH, /* hex */
     ARG_REDEEM_USER_ID,
@@ -190,7 +193,9 @@ enum {
     REDEEM_NARGS
 };
 enum {
-    COL_REDEEM_OUTCOME, /* success, not_found, expired, used, or no_user (nothing written) */
+    /* success, replayed (this request's claim, found again), not_found,
+     * expired, used, or no_user (nothing written) */
+    COL_REDEEM_OUTCOME,
     COL_REDEEM_NEW_EXPIRY,
     COL_REDEEM_REDEEMED_AT,
     COL_REDEEM_CODE_ID, /* NULL when not found */
@@ -200,12 +205,14 @@ enum {
     "WITH args AS ("                                                                               \
     " SELECT decode($1::text, 'hex') AS code_hash, $2::bigint AS user_id,"                         \
     " $3::text AS client_addr, $4::text AS request_id),"                                           \
-    " caller AS (SELECT u.id FROM users u, args WHERE u.id = args.user_id),"                       \
+    " caller AS (SELECT u.id, u.subscription_expires_at FROM users u, args"                        \
+    " WHERE u.id = args.user_id),"                                                                 \
     " target AS ("                                                                                 \
-    " SELECT c.id, c.used_at, c.expires_at FROM redeem_codes c, args"                              \
-    " WHERE c.code_hash = args.code_hash),"                                                        \
+    " SELECT c.id, c.used_at, c.expires_at, c.used_request = args.request_id AS replay"            \
+    " FROM redeem_codes c, args WHERE c.code_hash = args.code_hash),"                              \
     " claimed AS ("                                                                                \
-    " UPDATE redeem_codes c SET used_at = now(), used_by = caller.id FROM target t, caller"        \
+    " UPDATE redeem_codes c SET used_at = now(), used_by = caller.id,"                             \
+    " used_request = args.request_id FROM target t, caller, args"                                  \
     " WHERE c.id = t.id AND c.used_at IS NULL"                                                     \
     " AND (c.expires_at IS NULL OR c.expires_at > now())"                                          \
     " RETURNING c.id, c.duration_months),"                                                         \
@@ -217,14 +224,20 @@ enum {
     " SELECT CASE WHEN NOT EXISTS (SELECT FROM caller) THEN 'no_user'"                             \
     " WHEN EXISTS (SELECT FROM extended) THEN 'success'"                                           \
     " WHEN NOT EXISTS (SELECT FROM target) THEN 'not_found'"                                       \
+    " WHEN (SELECT replay FROM target) THEN 'replayed'"                                            \
     " WHEN (SELECT used_at FROM target) IS NULL"                                                   \
     " AND (SELECT expires_at FROM target) <= now() THEN 'expired'"                                 \
     " ELSE 'used' END AS result),"                                                                 \
     " audit AS ("                                                                                  \
     " INSERT INTO audit_log (event, actor_id, target, client_addr, outcome, request_id)"           \
     " SELECT 'redeem', args.user_id, (SELECT 'code ' || id FROM target), args.client_addr,"        \
-    " outcome.result, args.request_id FROM outcome, args WHERE outcome.result <> 'no_user')"       \
-    " SELECT result, (SELECT api_ts(subscription_expires_at) FROM extended), api_ts(now()),"       \
+    " outcome.result, args.request_id FROM outcome, args"                                          \
+    " WHERE outcome.result NOT IN ('no_user', 'replayed'))"                                        \
+    " SELECT result, CASE result WHEN 'success' THEN"                                              \
+    " (SELECT api_ts(subscription_expires_at) FROM extended) WHEN 'replayed' THEN"                 \
+    " (SELECT api_ts(subscription_expires_at) FROM caller) END,"                                   \
+    " CASE result WHEN 'replayed' THEN (SELECT api_ts(used_at) FROM target) ELSE api_ts(now()) "   \
+    "END,"                                                                                         \
     " (SELECT id FROM target) FROM outcome"
 
 /* ---- One audit row (audit.c), written only while its actor exists (the

@@ -25,7 +25,8 @@ sub proxy_config {
 # Dooms every connection the proxy carries now; returns when it has. For
 # db_init eval: doom_connections() > 0 or die; 'SELECT 1'
 sub doom_connections {
-    syswrite($PROXY_CTL, 'd') == 1 or die "proxy control: $!\n";
+    my ($mode) = @_;
+    syswrite($PROXY_CTL, $mode // 'd') == 1 or die "proxy control: $!\n";
     sysread($PROXY_ACK, my $ack, 16) or die "no answer from the proxy\n";
     return $ack;   # the number of connections doomed
 }
@@ -62,14 +63,14 @@ END {
 sub proxy_loop {
     my ($listen, $ctl, $ack) = @_;
     $SIG{PIPE} = 'IGNORE';
-    my (%peer, %is_client, %doomed, %by_name);
+    my (%peer, %is_client, %doomed, %by_name, %lose_reply, %reply_doomed);
     my $sel = IO::Select->new($listen, $ctl);
     my $drop = sub {
         my @pair = ($_[0], $peer{"$_[0]"});
         for my $fh (@pair) {
             next unless $fh;
             $sel->remove($fh);
-            delete @{$_}{"$fh"} for \%peer, \%is_client, \%doomed;
+            delete @{$_}{"$fh"} for \%peer, \%is_client, \%doomed, \%lose_reply, \%reply_doomed;
             close $fh;
         }
     };
@@ -77,7 +78,11 @@ sub proxy_loop {
         for my $fh ($sel->can_read) {
             if ($fh == $ctl) {
                 POSIX::_exit(0) unless sysread($ctl, my $cmd, 1);
-                $doomed{$_} = 1 for keys %is_client;
+                # d: the next bytes from httpd are not forwarded; r: they are,
+                # and the database's reply to them is lost.
+                for my $client (keys %is_client) {
+                    if ($cmd eq 'r') { $lose_reply{$client} = 1 } else { $doomed{$client} = 1 }
+                }
                 syswrite $ack, scalar(keys %is_client);
             }
             elsif ($fh == $listen) {
@@ -92,11 +97,12 @@ sub proxy_loop {
             }
             elsif ($peer{"$fh"}) {
                 my $n = sysread($fh, my $buf, 65536);
-                if (!$n || $doomed{"$fh"}) {
+                if (!$n || $doomed{"$fh"} || $reply_doomed{"$fh"}) {
                     $drop->($fh);
                     next;
                 }
                 my $to = $peer{"$fh"};
+                $reply_doomed{"$to"} = 1 if delete $lose_reply{"$fh"};
                 for (my $off = 0; $off < $n;) {
                     my $w = syswrite($to, $buf, $n - $off, $off);
                     if (!defined $w) { $drop->($fh); last }
@@ -125,6 +131,7 @@ POST /admin/generate-codes
 CODE0=codes.0
 CODE1=codes.1
 CODE2=codes.2
+CODE3=codes.3
 
 
 
@@ -213,3 +220,32 @@ POST /redeem
 --- request_json
 {"card_code": "$CODE1"}
 --- error_code: 200
+
+
+
+=== TEST 90: the reply to a redemption lost after it committed: run again, it finds its own claim: 200 once, one audit row, one month
+--- config eval
+proxy_config()
+--- login: rory
+--- db_init eval
+doom_connections('r') > 0 or die "no connection to doom\n";
+'SELECT 1'
+--- request
+POST /redeem
+--- request_json
+{"card_code": "$CODE3"}
+--- error_code: 200
+--- response_json
+{"message": "Code redeemed successfully", "subscription_extended": true}
+--- error_log
+/RDM0108: statement redeem could not run \(connection lost\): preparing afresh and running it again/
+/RDM0401: audit: event=redeem .* outcome=replayed/
+--- db_check
+SELECT count(*) FROM audit_log WHERE event = 'redeem' AND actor_id = $USER_ID_rory;
+SELECT count(*) FROM redeem_codes WHERE used_by = $USER_ID_rory;
+SELECT (SELECT subscription_expires_at FROM users WHERE id = $USER_ID_rory)
+     = (SELECT used_at FROM redeem_codes WHERE used_by = $USER_ID_rory) + interval '1 month';
+--- db_check_out
+1
+1
+t
