@@ -148,6 +148,13 @@ static void note_unreachable(request_rec *r)
                                   "trying it again every second");
 }
 
+/* The database did not answer at all (lost, refused, silent). */
+static void note_failed(request_rec *r)
+{
+    __atomic_store_n(&redeem_conf(r)->child->db_failed_at, (apr_int64_t)apr_time_now(),
+                     __ATOMIC_RELAXED);
+}
+
 static void note_answering(request_rec *r)
 {
     redeem_child_t *child = redeem_conf(r)->child;
@@ -185,6 +192,8 @@ static const redeem_failure_t *db_failure(request_rec *r, PGconn *pg, const char
         if (cut)
             *cut = '\0';
     }
+    if (outcome != EXCHANGE_FAILED)
+        note_failed(r);
     if (outcome == EXCHANGE_TIMED_OUT) {
         note_unreachable(r);
         drop_connection(pg);
@@ -377,6 +386,7 @@ static const redeem_failure_t *reconnect(redeem_db_t *db)
     if (!PQresetStart(db->pg)) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, RDMNO(0107) "reconnect failed: %s",
                       PQerrorMessage(db->pg));
+        note_failed(r);
         return &redeem_failure_unavailable;
     }
     for (PostgresPollingStatusType poll_status = PGRES_POLLING_WRITING;;) {
@@ -385,6 +395,7 @@ static const redeem_failure_t *reconnect(redeem_db_t *db)
         if (poll_status == PGRES_POLLING_FAILED) {
             ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, RDMNO(0107) "reconnect failed: %s",
                           PQerrorMessage(db->pg));
+            note_failed(r);
             return &redeem_failure_unavailable;
         }
         int ready = wait_socket(db->pg, poll_status == PGRES_POLLING_READING ? POLLIN : POLLOUT,
@@ -393,6 +404,7 @@ static const redeem_failure_t *reconnect(redeem_db_t *db)
             drop_connection(db->pg);
             ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                           RDMNO(0107) "reconnect failed: no answer within RedeemDBTimeout");
+            note_failed(r);
             note_unreachable(r);
             return &redeem_failure_unavailable;
         }
@@ -434,7 +446,7 @@ static const redeem_failure_t *make_ready(redeem_db_t *db)
     }
 }
 
-const redeem_failure_t *redeem_db_open(request_rec *r, redeem_db_t **db)
+const redeem_failure_t *redeem_db_open(request_rec *r, apr_int64_t timeout_ms, redeem_db_t **db)
 {
     redeem_server_conf *conf = redeem_conf(r);
     if (fail_fast(r))
@@ -449,6 +461,7 @@ const redeem_failure_t *redeem_db_open(request_rec *r, redeem_db_t **db)
         redeem_shared_count(conf->shared, REDEEM_COUNTER_DB_ACQUIRE_FAILURES);
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                       RDMNO(0105) "no database connection (see mod_dbd's messages above)");
+        note_failed(r);
         /* mod_dbd waited out a connect_timeout: the database is silent. */
         if (apr_time_now() - asked >= apr_time_from_sec(1))
             note_unreachable(r);
@@ -464,7 +477,8 @@ const redeem_failure_t *redeem_db_open(request_rec *r, redeem_db_t **db)
     handle->r = r;
     handle->pg = pg;
     handle->conn = conn;
-    handle->deadline = r->request_time + apr_time_from_msec(conf->db_timeout_ms);
+    handle->deadline =
+        r->request_time + apr_time_from_msec(timeout_ms > 0 ? timeout_ms : conf->db_timeout_ms);
     /* Non-blocking sends: a large batch must not block past the deadline. */
     PQsetnonblocking(pg, 1);
     const redeem_failure_t *failure = make_ready(handle);
@@ -501,8 +515,11 @@ static const redeem_failure_t *run_statement(redeem_db_t *db, redeem_stmt_e id,
                 ? exchange(db->pg, db->deadline, result)
                 : (*result = NULL,
                    PQstatus(db->pg) == CONNECTION_OK ? EXCHANGE_FAILED : EXCHANGE_LOST);
-        if (outcome == EXCHANGE_DONE)
+        if (outcome == EXCHANGE_DONE) {
+            __atomic_store_n(&redeem_conf(r)->child->db_ok_at, (apr_int64_t)apr_time_now(),
+                             __ATOMIC_RELAXED);
             return NULL;
+        }
         int again = attempt == 0 && ((outcome == EXCHANGE_LOST && stmt->retry_safe) ||
                                      (outcome == EXCHANGE_FAILED && statement_missing(*result)));
         if (!again) {

@@ -175,6 +175,10 @@ typedef struct {
      * get 503 at once instead of waiting on it, one probing it each second;
      * 0 while it answers. Atomic. */
     apr_int64_t db_retry_at;
+    /* When a statement last succeeded (apr_time_t, atomic): /api/health
+     * answers from it while it is recent. */
+    apr_int64_t db_ok_at;
+    apr_int64_t db_failed_at; /* ... and when the database last failed to answer */
 } redeem_child_t;
 
 /* Where the API is served: per directory (<Location>), since an operator
@@ -254,8 +258,10 @@ static inline const char *redeem_db_cell(const redeem_rows_t *rows, int row, int
 
 typedef struct redeem_db redeem_db_t;
 /* A pooled connection ready for our statements: acquired from mod_dbd, the
- * schema version checked and the statements prepared once per backend. */
-const redeem_failure_t *redeem_db_open(request_rec *r, redeem_db_t **db);
+ * schema version checked and the statements prepared once per backend.
+ * Every wait ends within timeout_ms of the request's start (0:
+ * RedeemDBTimeout). */
+const redeem_failure_t *redeem_db_open(request_rec *r, apr_int64_t timeout_ms, redeem_db_t **db);
 /* Runs a prepared statement; args holds exactly the statement's arguments
  * (statements.h names them). Failures: 503 when the database is
  * unreachable, 500 otherwise, logged without driver detail for the client. */
@@ -298,8 +304,9 @@ const redeem_failure_t *redeem_user_by_email(redeem_db_t *db, const char *email,
 typedef struct {
     request_rec *r;
     redeem_server_conf *conf;
-    redeem_db_t *db;      /* set by redeem_call_db */
-    redeem_user_t caller; /* the token's user, on routes that authenticate */
+    redeem_db_t *db;           /* set by redeem_call_db */
+    apr_int64_t db_timeout_ms; /* 0: RedeemDBTimeout */
+    redeem_user_t caller;      /* the token's user, on routes that authenticate */
 } redeem_call_t;
 
 /* The request's database connection, opened on first use; the configured

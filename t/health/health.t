@@ -115,3 +115,33 @@ GET /api/health
 --- error_code: 200
 --- response_json_exact
 {"status": "healthy", "message": "User Registration API is running"}
+
+
+
+=== TEST 10: while a statement succeeded less than half a second ago, health asks the database nothing
+--- config
+StartServers 1
+ServerLimit 1
+<Location "/metrics">
+  SetHandler redeem-metrics
+</Location>
+--- login: hal
+--- request
+GET /api/profile
+--- error_code: 200
+--- check_eval
+my $acquires = sub {
+    api_request('GET', '/metrics')->{body} =~ /^redeem_db_acquires_total (\d+)$/m ? $1 : die 'no metric';
+};
+my $before = $acquires->();
+my $res = api_request('GET', '/api/profile', undef, 'Authorization: Bearer ' . user_token('hal'));
+$res->{status} == 200 or die 'profile';
+my $after_profile = $acquires->();
+my $health = api_request('GET', '/api/health');
+$health->{status} == 200 or die "health: $health->{status}";
+my $after_health = $acquires->();
+$after_profile == $before + 1 or die "a profile takes one connection: $before -> $after_profile";
+$after_health == $after_profile or die "health asked the database: $after_profile -> $after_health";
+Time::HiRes::sleep(0.6);
+api_request('GET', '/api/health')->{status} == 200 or die 'stale health';
+$acquires->() == $after_health + 1 or die 'after half a second, health asks the database';
