@@ -1,18 +1,8 @@
 #include "core/query.h"
+#include "core/text.h"
 
 #include <apr_strings.h>
 #include <string.h>
-
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* Decodes value in place; -1 for a bad escape or a decoded NUL or '/'. */
 static int unescape(char *value)
@@ -27,7 +17,7 @@ static int unescape(char *value)
             *out++ = *in;
             continue;
         }
-        int hi = hex_digit(in[1]), lo = hi >= 0 ? hex_digit(in[2]) : -1;
+        int hi = redeem_text_hex_digit(in[1]), lo = hi >= 0 ? redeem_text_hex_digit(in[2]) : -1;
         if (lo < 0)
             return -1;
         char c = (char)(hi << 4 | lo);

@@ -62,7 +62,7 @@ void redeem_text_hex_encode(const unsigned char *bytes, size_t len, char *out)
     out[2 * len] = '\0';
 }
 
-static int hex_value(char c)
+int redeem_text_hex_digit(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -78,7 +78,7 @@ int redeem_text_hex_decode(const char *text, unsigned char *out, size_t len)
     if (!text || strlen(text) != 2 * len)
         return -1;
     for (size_t i = 0; i < len; i++) {
-        int hi = hex_value(text[2 * i]), lo = hex_value(text[2 * i + 1]);
+        int hi = redeem_text_hex_digit(text[2 * i]), lo = redeem_text_hex_digit(text[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return -1;
         out[i] = (unsigned char)(hi << 4 | lo);
@@ -169,7 +169,7 @@ int redeem_text_is_uuid(const char *text)
             if (text[i] != '-')
                 return 0;
         }
-        else if (hex_value(text[i]) < 0)
+        else if (redeem_text_hex_digit(text[i]) < 0)
             return 0;
     }
     return 1;
@@ -179,12 +179,13 @@ size_t redeem_text_key_bytes(const char *text, size_t len, unsigned char *out)
 {
     int hex = len % 2 == 0 && len > 0;
     for (size_t i = 0; hex && i < len; i++)
-        hex = hex_value(text[i]) >= 0;
+        hex = redeem_text_hex_digit(text[i]) >= 0;
     if (!hex) {
         memcpy(out, text, len);
         return len;
     }
     for (size_t i = 0; i < len / 2; i++)
-        out[i] = (unsigned char)(hex_value(text[2 * i]) << 4 | hex_value(text[2 * i + 1]));
+        out[i] = (unsigned char)(redeem_text_hex_digit(text[2 * i]) << 4 |
+                                 redeem_text_hex_digit(text[2 * i + 1]));
     return len / 2;
 }

@@ -17,6 +17,9 @@ int redeem_text_utf8_next(const char *s, size_t len, size_t *i, uint32_t *code_p
 /* ASCII whitespace: space, \t, \r, \n, \f, \v. */
 int redeem_text_is_space(char c);
 
+/* The value of a hex digit (either case), or -1. */
+int redeem_text_hex_digit(char c);
+
 /* Lowercase hex of bytes[0..len) into out (2*len chars and a NUL). */
 void redeem_text_hex_encode(const unsigned char *bytes, size_t len, char *out);
 /* Decodes exactly 2*len hex digits; 0 on success, -1 otherwise. */

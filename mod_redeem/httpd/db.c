@@ -77,38 +77,50 @@ static int wait_socket(PGconn *pg, short events, apr_time_t deadline)
     }
 }
 
-/* Sends what libpq holds (a large batch of codes is megabytes) and reads
- * the whole result of one command; the last result is kept, an error one
- * first. */
-static outcome_e exchange(PGconn *pg, apr_time_t deadline, PGresult **result)
+/* Sends what libpq holds (a large batch of codes is megabytes), reading
+ * what arrives meanwhile. */
+static outcome_e flush_all(PGconn *pg, apr_time_t deadline)
 {
-    *result = NULL;
     for (int rc; (rc = PQflush(pg)) != 0;) {
-        if (rc < 0)
-            return EXCHANGE_LOST;
-        int ready = wait_socket(pg, POLLIN | POLLOUT, deadline);
+        int ready = rc < 0 ? -1 : wait_socket(pg, POLLIN | POLLOUT, deadline);
         if (ready <= 0)
             return ready == 0 ? EXCHANGE_TIMED_OUT : EXCHANGE_LOST;
         if (!PQconsumeInput(pg))
             return EXCHANGE_LOST;
     }
-    for (;;) {
-        while (PQisBusy(pg)) {
-            int ready = wait_socket(pg, POLLIN, deadline);
-            if (ready <= 0) {
-                PQclear(*result);
-                *result = NULL;
-                return ready == 0 ? EXCHANGE_TIMED_OUT : EXCHANGE_LOST;
-            }
-            if (!PQconsumeInput(pg)) {
-                PQclear(*result);
-                *result = NULL;
-                return EXCHANGE_LOST;
-            }
-        }
-        PGresult *next = PQgetResult(pg);
-        if (!next)
+    return EXCHANGE_DONE;
+}
+
+/* Reads until libpq has a whole result to give. */
+static outcome_e await_result(PGconn *pg, apr_time_t deadline)
+{
+    while (PQisBusy(pg)) {
+        int ready = wait_socket(pg, POLLIN, deadline);
+        if (ready <= 0)
+            return ready == 0 ? EXCHANGE_TIMED_OUT : EXCHANGE_LOST;
+        if (!PQconsumeInput(pg))
+            return EXCHANGE_LOST;
+    }
+    return EXCHANGE_DONE;
+}
+
+/* Sends one command and reads its whole result; the last result is kept,
+ * an error one first. */
+static outcome_e exchange(PGconn *pg, apr_time_t deadline, PGresult **result)
+{
+    outcome_e outcome = flush_all(pg, deadline);
+    *result = NULL;
+    for (PGresult *next; outcome == EXCHANGE_DONE;) {
+        if ((outcome = await_result(pg, deadline)) != EXCHANGE_DONE)
             break;
+        if (!(next = PQgetResult(pg))) {
+            if (!*result)
+                return PQstatus(pg) == CONNECTION_OK ? EXCHANGE_FAILED : EXCHANGE_LOST;
+            ExecStatusType status = PQresultStatus(*result);
+            if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK)
+                return EXCHANGE_DONE;
+            return PQstatus(pg) == CONNECTION_OK ? EXCHANGE_FAILED : EXCHANGE_LOST;
+        }
         if (*result && PQresultStatus(*result) == PGRES_FATAL_ERROR)
             PQclear(next); /* the error is the answer */
         else {
@@ -116,12 +128,9 @@ static outcome_e exchange(PGconn *pg, apr_time_t deadline, PGresult **result)
             *result = next;
         }
     }
-    if (!*result)
-        return PQstatus(pg) == CONNECTION_OK ? EXCHANGE_FAILED : EXCHANGE_LOST;
-    ExecStatusType status = PQresultStatus(*result);
-    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK)
-        return EXCHANGE_DONE;
-    return PQstatus(pg) == CONNECTION_OK ? EXCHANGE_FAILED : EXCHANGE_LOST;
+    PQclear(*result);
+    *result = NULL;
+    return outcome;
 }
 
 /* A connection that timed out may still get its answer later; nothing may
@@ -284,37 +293,19 @@ static const redeem_failure_t *check_contract(request_rec *r, const redeem_stmt_
  * later than the deadline. */
 static outcome_e next_result(PGconn *pg, apr_time_t deadline, PGresult **result)
 {
+    outcome_e outcome = flush_all(pg, deadline);
     *result = NULL;
-    for (int rc; (rc = PQflush(pg)) != 0;) {
-        int ready = rc < 0 ? -1 : wait_socket(pg, POLLIN | POLLOUT, deadline);
-        if (ready <= 0)
-            return ready == 0 ? EXCHANGE_TIMED_OUT : EXCHANGE_LOST;
-        if (!PQconsumeInput(pg))
-            return EXCHANGE_LOST;
-    }
-    while (PQisBusy(pg)) {
-        int ready = wait_socket(pg, POLLIN, deadline);
-        if (ready <= 0)
-            return ready == 0 ? EXCHANGE_TIMED_OUT : EXCHANGE_LOST;
-        if (!PQconsumeInput(pg))
-            return EXCHANGE_LOST;
-    }
-    *result = PQgetResult(pg);
-    if (!*result)
+    if (outcome != EXCHANGE_DONE || (outcome = await_result(pg, deadline)) != EXCHANGE_DONE)
+        return outcome;
+    if (!(*result = PQgetResult(pg)))
         return PQstatus(pg) == CONNECTION_OK ? EXCHANGE_FAILED : EXCHANGE_LOST;
     ExecStatusType status = PQresultStatus(*result);
     if (status == PGRES_PIPELINE_SYNC)
         return EXCHANGE_DONE;
     /* Each command's results end with a NULL. */
-    while (PQisBusy(pg)) {
-        int ready = wait_socket(pg, POLLIN, deadline);
-        if (ready <= 0)
-            return ready == 0 ? EXCHANGE_TIMED_OUT : EXCHANGE_LOST;
-        if (!PQconsumeInput(pg))
-            return EXCHANGE_LOST;
-    }
-    PGresult *end = PQgetResult(pg);
-    PQclear(end);
+    if ((outcome = await_result(pg, deadline)) != EXCHANGE_DONE)
+        return outcome;
+    PQclear(PQgetResult(pg));
     return status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK ? EXCHANGE_DONE
                                                                    : EXCHANGE_FAILED;
 }

@@ -24,15 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static int test_number = 0, failures = 0;
-
-static void ok(int condition, const char *name)
-{
-    test_number++;
-    if (!condition)
-        failures++;
-    printf("%sok %d - %s\n", condition ? "" : "not ", test_number, name);
-}
+#include "tap.h"
 
 static void is_int(int64_t got, int64_t expected, const char *name)
 {

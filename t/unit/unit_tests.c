@@ -17,15 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int test_number = 0, failures = 0;
-
-static void ok(int condition, const char *name)
-{
-    test_number++;
-    if (!condition)
-        failures++;
-    printf("%sok %d - %s\n", condition ? "" : "not ", test_number, name);
-}
+#include "tap.h"
 
 static void is_string(const char *got, const char *expected, const char *name)
 {
