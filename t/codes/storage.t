@@ -83,7 +83,7 @@ dump_clean('CODES', var('BATCH'), 200)
 
 
 
-=== TEST 4: the codes column by column: hashes and sealed boxes, not text
+=== TEST 4: the codes column by column: hashes and sealed boxes, not text (the one text column is the id of the request that redeemed a code)
 --- login: admin
 --- request
 GET /api/health
@@ -94,4 +94,5 @@ SELECT column_name || ':' || data_type FROM information_schema.columns
  ORDER BY 1;
 SELECT count(*) FROM redeem_codes WHERE length(code_hash) = 32 AND length(code_sealed) = 52;
 --- db_check_out
+used_request:text
 200

@@ -15,7 +15,8 @@ use Test::Redeem;
 sub code_at { return JSON::PP::decode_json(var('CODES'))->[$_[0]] }
 
 # Every block with `--- kill` terminates the database's other backends first
-# and waits (at most 5 s) until they are gone. (pg_terminate_backend's own
+# and waits (at most 20 s: two children keep 25 connections each) until they
+# are gone. (pg_terminate_backend's own
 # timeout polls every 100 ms, one backend after the other.)
 add_block_preprocessor(sub {
     my ($block) = @_;
@@ -25,7 +26,7 @@ SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
  WHERE datname = current_database() AND pid <> pg_backend_pid();
 DO $$
 BEGIN
-  FOR i IN 1 .. 500 LOOP
+  FOR i IN 1 .. 2000 LOOP
     PERFORM pg_stat_clear_snapshot();
     EXIT WHEN NOT EXISTS (SELECT FROM pg_stat_activity
                            WHERE datname = current_database() AND pid <> pg_backend_pid());
@@ -33,7 +34,7 @@ BEGIN
   END LOOP;
   PERFORM pg_stat_clear_snapshot();
   IF EXISTS (SELECT FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()) THEN
-    RAISE EXCEPTION 'backends still alive after 5 s';
+    RAISE EXCEPTION 'backends still alive after 20 s';
   END IF;
 END
 $$;
