@@ -22,10 +22,10 @@
 #include <poll.h>
 #include <sys/socket.h>
 
-#define REDEEM_SCHEMA_VERSION 5
-static const char *const migrations[] = {"001_accounts.sql", "002_codes.sql",
+#define REDEEM_SCHEMA_VERSION 6
+static const char *const migrations[] = {"001_accounts.sql",       "002_codes.sql",
                                          "003_email_identity.sql", "004_audit_partitions.sql",
-                                         "005_redeem_replay.sql"};
+                                         "005_redeem_replay.sql",  "006_api_ts_stable.sql"};
 
 /* After the database failed to answer, how long requests of this child get
  * 503 at once (no waiting on mod_dbd's pool, whose new connections are made
@@ -480,9 +480,11 @@ const redeem_failure_t *redeem_db_open(request_rec *r, apr_int64_t timeout_ms, r
     return NULL;
 }
 
-void redeem_db_extend_deadline(redeem_db_t *db, apr_interval_time_t more)
+void redeem_db_allow(redeem_db_t *db, apr_interval_time_t from_now)
 {
-    db->deadline += more;
+    apr_time_t until = apr_time_now() + from_now;
+    if (until > db->deadline)
+        db->deadline = until;
 }
 
 static int statement_missing(const PGresult *result)

@@ -268,8 +268,9 @@ const redeem_failure_t *redeem_db_open(request_rec *r, apr_int64_t timeout_ms, r
 const redeem_failure_t *redeem_db_query(redeem_db_t *db, redeem_stmt_e stmt,
                                         const char *const *args, redeem_rows_t *rows);
 /* Every database wait of a request ends by its deadline: the request's
- * start plus RedeemDBTimeout; a handler with more work extends it. */
-void redeem_db_extend_deadline(redeem_db_t *db, apr_interval_time_t more);
+ * start plus RedeemDBTimeout; a handler with a long statement to run moves
+ * it to at least from_now from now. */
+void redeem_db_allow(redeem_db_t *db, apr_interval_time_t from_now);
 /* The same for a statement that returns no rows; *affected (may be NULL):
  * how many rows it wrote. */
 const redeem_failure_t *redeem_db_exec(redeem_db_t *db, redeem_stmt_e stmt, const char *const *args,
