@@ -28,7 +28,7 @@
 #                           health, profile, subscription, the 1000-connection
 #                           row), login, codes, limits, memory; also the row
 #                           names profile, subscription, health, many
-#   BENCH_MEM_REQUESTS (300000), BENCH_MEM_LOGINS (2000)   the memory row; the
+#   BENCH_MEM_REQUESTS (300000), BENCH_MEM_LOGINS (1000)   the memory row; the
 #                           issue's figure is 1000000 and 10000 (the default
 #                           when USERS >= 1000000), about 8 minutes more
 #   BENCH_TOKEN_USERS (10000)  distinct users (and tokens) the load spreads over
@@ -38,6 +38,8 @@
 #   BENCH_PORT (5091)       httpd ports PORT (rate limits on, shm), PORT+1 (off),
 #                           PORT+2 (the Redis-limited httpd)
 #   BENCH_PG_PORT (54339), BENCH_REDIS_PORT (63799)   the bench's own servers
+#   BENCH_DB_SOCKET (0)     1: the module and pgbench reach PostgreSQL by its
+#                           Unix socket instead of 127.0.0.1 (TCP, as make run)
 #   BENCH_COMPARE (at USERS >= 1000000: the newest bench/results/*.tsv of a run
 #                           at 100000 users)  medians to compare with (15%)
 #   BENCH_RESULTS (bench/results)   where the results go; BENCH_NO_RESULTS=1: nowhere
@@ -68,7 +70,7 @@ if [ "$users" -ge 1000000 ]; then
   mem_logins=${BENCH_MEM_LOGINS:-10000}
 else
   mem_requests=${BENCH_MEM_REQUESTS:-300000}
-  mem_logins=${BENCH_MEM_LOGINS:-2000}
+  mem_logins=${BENCH_MEM_LOGINS:-1000}
 fi
 token_users=${BENCH_TOKEN_USERS:-10000}
 argon2=${BENCH_ARGON2:-19456 2 1}
@@ -143,8 +145,14 @@ gcc -std=gnu11 -O2 -Wall -I"$root/mod_redeem" -o "$work/sql_dump" "$root/bench/s
 # with bench/postgresql-bench.conf included (a change restarts it).
 "$root/scripts/pg.sh" start postgres >/dev/null
 pgdata=$REDEEM_PG_DIR/data
-if ! cmp -s "$root/bench/postgresql-bench.conf" "$pgdata/bench.conf" 2>/dev/null; then
-  install -o "$REDEEM_PG_OWNER" -m 0644 "$root/bench/postgresql-bench.conf" "$pgdata/bench.conf"
+# Also a Unix socket (for BENCH_DB_SOCKET=1), in a directory httpd's user reaches.
+pgsock=$REDEEM_PG_DIR/sock
+mkdir -p "$pgsock"
+chown "$REDEEM_PG_OWNER" "$pgsock"
+chmod 0755 "$pgsock"
+{ cat "$root/bench/postgresql-bench.conf"; echo "unix_socket_directories = '$pgsock'"; } >"$work/postgresql-bench.conf"
+if ! cmp -s "$work/postgresql-bench.conf" "$pgdata/bench.conf" 2>/dev/null; then
+  install -o "$REDEEM_PG_OWNER" -m 0644 "$work/postgresql-bench.conf" "$pgdata/bench.conf"
   grep -q "^include_if_exists = 'bench.conf'" "$pgdata/postgresql.conf" ||
     echo "include_if_exists = 'bench.conf'" >>"$pgdata/postgresql.conf"
   as_pg_owner "$REDEEM_PG_BIN/pg_ctl" -D "$pgdata" -l "$REDEEM_PG_DIR/postgresql.log" -w -t 120 restart >/dev/null
@@ -197,7 +205,9 @@ pg_next=1        # the first one pgbench has not used
 redeem_secret code_mac_key 32 >/dev/null
 redeem_secret code_enc_key 32 >/dev/null
 export REDEEM_MODULE=$module REDEEM_LOG_LEVEL=${BENCH_LOG_LEVEL:-warn} REDEEM_ARGON2=$argon2
-export REDEEM_DB_PARAMS="host=127.0.0.1 port=$PGPORT dbname=$db user=$REDEEM_APP_USER password=$REDEEM_APP_PASSWORD gssencmode=disable"
+db_host=127.0.0.1
+[ "${BENCH_DB_SOCKET:-0}" = 1 ] && db_host=$pgsock
+export REDEEM_DB_PARAMS="host=$db_host port=$PGPORT dbname=$db user=$REDEEM_APP_USER password=$REDEEM_APP_PASSWORD gssencmode=disable"
 export JWT_SECRET_KEY=$(redeem_secret bench_jwt_secret 32) REDEEM_JWT_SECRET_FILE=/nonexistent
 export ADMIN_EMAIL=bench-admin@example.test ADMIN_PASSWORD=BenchAdmin123
 export REDEEM_CODE_MAC_KEY_FILE=$REDEEM_SECRETS/code_mac_key REDEEM_CODE_ENC_KEY_FILE=$REDEEM_SECRETS/code_enc_key
@@ -280,7 +290,9 @@ wrk_run() {
   local detail=""
   if [ "$errors" -gt 0 ]; then
     detail=" (connect ${v[connect]}, read ${v[read]}, write ${v[write]}, status>=400 ${v[status]}, timeout ${v[timeout]})"
-    fact "errors_$key" "run $(grep -c "^$key	" "$samples"): $errors$detail"
+    local nrun
+    nrun=$(grep -c "^$key	" "$samples")
+    fact "errors_${key}_$nrun" "run $nrun: $errors$detail"
   fi
   printf '  %-16s %9.1f req/s  p50 %7.2f ms  p99 %8.2f ms  errors %d%s\n' "$key" "${v[rps]}" "${v[p50_ms]}" "${v[p99_ms]}" "$errors" "$detail"
 }
@@ -323,7 +335,7 @@ pgbench_run() {
   fi
   rm -f "$work"/pgbench/log.*
   local out
-  out=$(cd "$work/pgbench" && PGUSER=$REDEEM_APP_USER PGPASSWORD=$REDEEM_APP_PASSWORD \
+  out=$(cd "$work/pgbench" && PGHOST=$db_host PGUSER=$REDEEM_APP_USER PGPASSWORD=$REDEEM_APP_PASSWORD \
     pgbench -n -M prepared -c "$conns" -j "$threads" -T "$secs" -f "$script.sql" \
     -D k=-1 -D base="$pg_next" -D nc="$conns" -l --log-prefix=log "$db" 2>&1) ||
     die "pgbench failed for $key: $out"
@@ -528,6 +540,7 @@ machine=$(
   echo "- host: $host, $(nproc) CPUs ($(sed -nE 's/^model name\s*:\s*//p' /proc/cpuinfo | sort -u | paste -sd/)), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) memory"
   echo "- kernel $(uname -r); $(/usr/sbin/apache2 -v | sed -nE 's/^Server version: //p') (event MPM); PostgreSQL $(psql -XqAt -d postgres -c 'SHOW server_version'); $(redis-server --version | awk '{ print $1, $3 }'); $(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }'); libargon2 $(dpkg-query -W -f='${Version}' libargon2-1 2>/dev/null)"
   echo "- load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (wrk, pgbench, httpd and PostgreSQL share the machine; other work on it is noise)"
+  echo "- database reached at $db_host (module and pgbench alike)"
   echo "- USERS=$users CODES=$codes BENCH_SECONDS=$secs BENCH_REPEAT=$repeat connections $conns / $many; logins $login_conns at once; RedeemArgon2 $argon2; BENCH_ONLY=$only"
   echo "- httpd settings: $httpd_conf (module $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo ?)$(git -C "$root" diff --quiet 2>/dev/null || echo '+changes'))"
 )
