@@ -35,6 +35,7 @@
 #   BENCH_ARGON2 ("19456 2 1")  RedeemArgon2 of the server and of the ceiling
 #   BENCH_HTTPD_CONF (bench/httpd-bench.conf)  the httpd settings measured
 #   BENCH_LOG_LEVEL (warn)  httpd's LogLevel
+#   BENCH_HTTPD_ENV ()      VAR=VALUE ... set for httpd only (e.g. GLIBC_TUNABLES=...)
 #   BENCH_PORT (5091)       httpd ports PORT (rate limits on, shm), PORT+1 (off),
 #                           PORT+2 (the Redis-limited httpd)
 #   BENCH_PG_PORT (54339), BENCH_REDIS_PORT (63799)   the bench's own servers
@@ -236,7 +237,8 @@ start_httpd() {
   } >"$dir/extra.conf"
   local -a env=(REDEEM_PORT="$p" REDEEM_RUN_DIR="$dir" REDEEM_EXTRA_CONF="$dir/extra.conf")
   rm -f "$dir/error.log" "$dir/access.log"
-  env "${env[@]}" /usr/sbin/apache2 -f "$root/conf/dev-server.conf" -DREDEEM_JWT_FROM_ENV -k start
+  # shellcheck disable=SC2086
+  env "${env[@]}" ${BENCH_HTTPD_ENV:-} /usr/sbin/apache2 -f "$root/conf/dev-server.conf" -DREDEEM_JWT_FROM_ENV -k start
   started_httpd+=("$dir")
   for _ in $(seq 100); do
     curl -sf -o /dev/null "http://127.0.0.1:$p/api/health" && return 0
@@ -409,8 +411,21 @@ perf_during() { # NAME: records system-wide call graphs for BENCH_SECONDS
 perf_report() {
   [ "${BENCH_PERF:-0}" = 1 ] || return 0
   wait "$perf_pid" || true
-  perf report -i "$work/perf-$1.data" --no-children --sort comm,dso,sym --stdio 2>/dev/null |
-    head -n 120 >"$work/perf-$1.txt" || true
+  # Only our processes: other httpds and PostgreSQLs may run on the machine.
+  local httpd_pids pg_pids report
+  httpd_pids=$(ps --ppid "$(cat "$work/main/httpd.pid")" -o pid= | paste -sd,)
+  pg_pids=$(ps --ppid "$(head -n 1 "$pgdata/postmaster.pid")" -o pid= | paste -sd,)
+  report() { perf report -i "$work/perf-$1.data" --no-children -g none --stdio "${@:2}" 2>/dev/null | grep -v '^#' | sed '/^$/d'; }
+  {
+    echo "## CPU of the whole machine by command (others' work included)"
+    report "$1" --sort comm | head -n 12
+    echo "## our httpd's children, by library (share of their CPU)"
+    report "$1" --pid "$httpd_pids" --percentage relative --sort dso | head -n 16
+    echo "## our httpd's children, hottest symbols"
+    report "$1" --pid "$httpd_pids" --percentage relative --sort dso,sym | head -n 40
+    echo "## our PostgreSQL, hottest symbols"
+    report "$1" --pid "$pg_pids" --percentage relative --sort dso,sym | head -n 40
+  } >"$work/perf-$1.txt" || true
   say "perf profile of $1: $work/perf-$1.txt"
 }
 

@@ -142,9 +142,9 @@ if (my $children = $facts{mem_children}) {
     my $worst = 0;
     $_->[3] > $worst and $worst = $_->[3] for @ch;
     my $text = join ', ', map { sprintf '%d→%d', $_->[1] / 1024, $_->[2] / 1024 } @ch;
-    my $flat = @ch && $worst <= 5120;
+    my $flat = @ch && $worst <= 10240;
     $m{memory} = { rps => undef, p50 => undef, p99 => undef, errors => 0 };
-    push @lines, sprintf '| RSS per child (MiB, before→after) over %s | – | – | – | – | – | %s | flat: each child grows ≤ 5 MiB | %s |',
+    push @lines, sprintf '| RSS per child (MiB, before→after) over %s | – | – | – | – | – | %s | flat: each child grows ≤ 10 MiB | %s |',
       $facts{mem_counts}, $text || 'no child lived through', $flat ? 'yes' : "no (+" . int($worst / 1024) . " MiB)";
     push @met, ['memory', $flat ? 'yes' : 'no'];
 }
