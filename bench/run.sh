@@ -11,7 +11,7 @@
 # The machine is shared and noisy: a figure counts only as a ratio to a
 # ceiling measured in the same run, each figure is the median of
 # BENCH_REPEAT short runs, and a figure and its ceiling are measured in turn
-# (A B A B A B), never one block after the other.
+# (A B, B A, A B, ...: the order rotates), never one block after the other.
 #
 # Environment (default):
 #   USERS (100000)          users filled by SQL; 10000000 for the scale run
@@ -400,6 +400,15 @@ redeem_run() {
   redeem_rate=$(calc "$last_rps")
 }
 
+# in_turn I CMD...: the commands one after the other, rotated by I, so that
+# none is always first or last of a turn (drift within a turn cancels).
+in_turn() {
+  local i=$1 k
+  shift
+  local -a cmds=("$@")
+  for ((k = 0; k < ${#cmds[@]}; k++)); do eval "${cmds[$(((k + i) % ${#cmds[@]}))]}"; done
+}
+
 if want codes || want redeem || want limits || want memory; then
   say "POST /admin/generate-codes, 100000 codes a call"
   for i in $(seq $((repeat < 3 ? repeat : 3))); do generate_codes 100000 codes100k; done
@@ -436,9 +445,7 @@ perf_report() {
 if want redeem; then
   say "POST /redeem vs pgbench of SQL_REDEEM, $conns connections, $repeat x ${secs}s in turn"
   for i in $(seq "$repeat"); do
-    pgbench_run pg_redeem redeem
-    redeem_run redeem "$port"
-    pgbench_run pg_pair pair
+    in_turn "$i" 'pgbench_run pg_redeem redeem' 'redeem_run redeem "$port"' 'pgbench_run pg_pair pair'
   done
   if [ "${BENCH_PERF:-0}" = 1 ]; then
     perf_during redeem
@@ -452,12 +459,12 @@ fi
 if want get; then
   say "GET endpoints vs the trivial handler, $conns connections ($many for /api/profile many), $repeat x ${secs}s in turn"
   for i in $(seq "$repeat"); do
-    wrk_run trivial "$port" "$conns" get /bench/trivial
-    wrk_run health "$port" "$conns" get /api/health
-    wrk_run profile "$port" "$conns" token /api/profile
-    wrk_run subscription "$port" "$conns" token /api/subscription
-    wrk_run profile_many "$port" "$many" token /api/profile
-    pgbench_run pg_user user_by_id
+    in_turn "$i" 'wrk_run trivial "$port" "$conns" get /bench/trivial' \
+      'wrk_run health "$port" "$conns" get /api/health' \
+      'wrk_run profile "$port" "$conns" token /api/profile' \
+      'wrk_run subscription "$port" "$conns" token /api/subscription' \
+      'wrk_run profile_many "$port" "$many" token /api/profile' \
+      'pgbench_run pg_user user_by_id'
   done
   if [ "${BENCH_PERF:-0}" = 1 ]; then
     perf_during profile
@@ -469,12 +476,15 @@ fi
 # ---- Phase: logins against raw argon2id at the same parallelism.
 if want login; then
   say "POST /api/login vs raw argon2id ($argon2), $login_conns at once, $repeat x ${secs}s in turn"
-  for i in $(seq "$repeat"); do
+  argon2_run() {
+    local out rate
     out=$("$work/argon2_bench" verify "$login_conns" "$secs" "$a2m" "$a2t" "$a2p")
     rate=$(sed -nE 's/.*rate=([0-9.]+).*/\1/p' <<<"$out")
     sample argon2 "$rate" 0 0 0 "$(sed -nE 's/^verifications=([0-9]+).*/\1/p' <<<"$out")"
     printf '  %-16s %9.1f verifications/s\n' argon2 "$rate"
-    wrk_run login "$port" "$login_conns" login -
+  }
+  for i in $(seq "$repeat"); do
+    in_turn "$i" argon2_run 'wrk_run login "$port" "$login_conns" login -'
   done
 fi
 
@@ -485,9 +495,8 @@ if want limits; then
   start_httpd redis "$redis_port" redis
   say "POST /redeem: limits off vs shm vs Redis, $conns connections, $repeat x ${secs}s in turn"
   for i in $(seq "$repeat"); do
-    redeem_run limit_off "$off_port"
-    redeem_run limit_shm "$port"
-    redeem_run limit_redis "$redis_port"
+    in_turn "$i" 'redeem_run limit_off "$off_port"' 'redeem_run limit_shm "$port"' \
+      'redeem_run limit_redis "$redis_port"'
   done
   stop_httpd redis
 fi
