@@ -320,24 +320,27 @@ printf '%s\n\\set uid random(1, %d)\n%s;\n' "$next_code" "$users" "$redeem_sql" 
 printf '\\set uid random(1, %d)\n%s;\n' "$users" "$user_sql" >"$work/pgbench/user_by_id.sql"
 printf '%s\n\\set uid random(1, %d)\n%s;\n%s;\n' "$next_code" "$users" "$user_sql" "$redeem_sql" >"$work/pgbench/pair.sql"
 
+# topup_pg_codes NEED: at least NEED unused bench codes after pg_next.
+topup_pg_codes() {
+  local need=$1
+  [ $((pg_filled - pg_next)) -ge "$need" ] && return 0
+  local upto=$((pg_next + need + 20000))
+  psql -XqAt -d "$db" -v ON_ERROR_STOP=1 -c "INSERT INTO redeem_codes (code_hash, code_sealed, batch_id)
+    SELECT sha256(('bench-' || n)::bytea),
+           substring(sha256(('s' || n)::bytea) || sha256(('t' || n)::bytea) FROM 1 FOR 52),
+           '00000000-0000-4000-8000-000000000000'
+      FROM generate_series($((pg_filled + 1)), $upto) AS n" >/dev/null
+  pg_filled=$upto
+}
+
 # pgbench_run KEY SCRIPT: prepared statements, $conns clients, as the module's role.
-pg_rate=20000 # a guess of pgbench's rate, corrected after each run
+pg_rate=4000 # a guess of pgbench's rate, corrected after each run
 pgbench_run() {
   local key=$1 script=$2 consumes=0
   case $script in redeem | pair) consumes=1 ;; esac
-  if [ $consumes = 1 ]; then
-    # Fresh bench codes for every transaction: top up when too few are left.
-    local need=$((pg_rate * secs * 2 + 100 * conns))
-    if [ $((pg_filled - pg_next)) -lt "$need" ]; then
-      local upto=$((pg_next + need + 50000))
-      psql -XqAt -d "$db" -v ON_ERROR_STOP=1 -c "INSERT INTO redeem_codes (code_hash, code_sealed, batch_id)
-        SELECT sha256(('bench-' || n)::bytea),
-               substring(sha256(('s' || n)::bytea) || sha256(('t' || n)::bytea) FROM 1 FOR 52),
-               '00000000-0000-4000-8000-000000000000'
-          FROM generate_series($((pg_filled + 1)), $upto) AS n" >/dev/null
-      pg_filled=$upto
-    fi
-  fi
+  # Fresh bench codes for every transaction (topped up before the phase;
+  # here only when a run went faster than foreseen).
+  [ $consumes = 1 ] && topup_pg_codes $((pg_rate * secs * 2 + 100 * conns))
   rm -f "$work"/pgbench/log.*
   local out
   out=$(cd "$work/pgbench" && PGHOST=$db_host PGUSER=$REDEEM_APP_USER PGPASSWORD=$REDEEM_APP_PASSWORD \
@@ -443,6 +446,11 @@ perf_report() {
 
 # ---- Phase: POST /redeem against pgbench of its own statement.
 if want redeem; then
+  # Every code the phase will redeem exists and is vacuumed before it starts
+  # (rows inserted during a run would bring autovacuum into the measurement).
+  topup_pg_codes $((repeat * 2 * secs * pg_rate * 3 / 2))
+  ensure_codes $((redeem_rate * repeat))
+  psql -XqAt -d "$db" -c "VACUUM ANALYZE redeem_codes" >/dev/null
   say "POST /redeem vs pgbench of SQL_REDEEM, $conns connections, $repeat x ${secs}s in turn"
   for i in $(seq "$repeat"); do
     in_turn "$i" 'pgbench_run pg_redeem redeem' 'redeem_run redeem "$port"' 'pgbench_run pg_pair pair'
@@ -493,6 +501,8 @@ if want limits; then
   "$root/scripts/redis.sh" start
   started_redis=1
   start_httpd redis "$redis_port" redis
+  ensure_codes $((redeem_rate * repeat * 3))
+  psql -XqAt -d "$db" -c "VACUUM ANALYZE redeem_codes" >/dev/null
   say "POST /redeem: limits off vs shm vs Redis, $conns connections, $repeat x ${secs}s in turn"
   for i in $(seq "$repeat"); do
     in_turn "$i" 'redeem_run limit_off "$off_port"' 'redeem_run limit_shm "$port"' \
