@@ -24,7 +24,8 @@
 #   BENCH_MANY_CONNECTIONS (1000)  the keep-alive row of /api/profile
 #   BENCH_LOGIN_CONNECTIONS (2 x nproc)  concurrent logins, and the threads of
 #                           the raw argon2id ceiling (the same parallelism)
-#   BENCH_THREADS (2)       wrk -t and pgbench -j
+#   BENCH_THREADS (2)       wrk -t
+#   BENCH_PGBENCH_THREADS (BENCH_CONNECTIONS)  pgbench -j
 #   BENCH_ONLY (all)        comma list of parts: redeem, get (trivial handler,
 #                           health, profile, subscription, the 1000-connection
 #                           row), login, codes, limits, memory; also the row
@@ -316,9 +317,13 @@ redeem_sql=$(bind "$(sql_of redeem)" "$code_expr" ":uid" "'127.0.0.1'" "'pgbench
 user_sql=$(bind "$(sql_of user_by_id)" ":uid")
 next_code='\set k :k + 1
 \set n :base + :client_id + :nc * :k'
-printf '%s\n\\set uid random(1, %d)\n%s;\n' "$next_code" "$users" "$redeem_sql" >"$work/pgbench/redeem.sql"
-printf '\\set uid random(1, %d)\n%s;\n' "$users" "$user_sql" >"$work/pgbench/user_by_id.sql"
-printf '%s\n\\set uid random(1, %d)\n%s;\n%s;\n' "$next_code" "$users" "$user_sql" "$redeem_sql" >"$work/pgbench/pair.sql"
+# The users are those the tokens were minted for (tokens.pl's spread): which
+# users, and how often each, decides how many updates of users are HOT.
+token_count=$(wc -l <"$work/tokens.txt")
+pick_user="\\set uid 1 + (random(0, $((token_count - 1))) * $users) / $token_count"
+printf '%s\n%s\n%s;\n' "$next_code" "$pick_user" "$redeem_sql" >"$work/pgbench/redeem.sql"
+printf '%s\n%s;\n' "$pick_user" "$user_sql" >"$work/pgbench/user_by_id.sql"
+printf '%s\n%s\n%s;\n%s;\n' "$next_code" "$pick_user" "$user_sql" "$redeem_sql" >"$work/pgbench/pair.sql"
 
 # topup_pg_codes NEED: at least NEED unused bench codes after pg_next.
 topup_pg_codes() {
@@ -333,7 +338,11 @@ topup_pg_codes() {
   pg_filled=$upto
 }
 
-# pgbench_run KEY SCRIPT: prepared statements, $conns clients, as the module's role.
+# pgbench_run KEY SCRIPT: prepared statements, $conns clients, as the module's
+# role, one pgbench thread a client (BENCH_PGBENCH_THREADS): with two threads
+# for 16 clients, a loaded machine starved pgbench's client side, and
+# POST /redeem (two statements) came out at 120-160% of SQL_REDEEM alone.
+pg_threads=${BENCH_PGBENCH_THREADS:-$conns}
 pg_rate=4000 # a guess of pgbench's rate, corrected after each run
 pgbench_run() {
   local key=$1 script=$2 consumes=0
@@ -344,7 +353,7 @@ pgbench_run() {
   rm -f "$work"/pgbench/log.*
   local out
   out=$(cd "$work/pgbench" && PGHOST=$db_host PGUSER=$REDEEM_APP_USER PGPASSWORD=$REDEEM_APP_PASSWORD \
-    pgbench -n -M prepared -c "$conns" -j "$threads" -T "$secs" -f "$script.sql" \
+    pgbench -n -M prepared -c "$conns" -j "$pg_threads" -T "$secs" -f "$script.sql" \
     -D k=-1 -D base="$pg_next" -D nc="$conns" -l --log-prefix=log "$db" 2>&1) ||
     die "pgbench failed for $key: $out"
   local tps failed
