@@ -1,0 +1,209 @@
+#!/usr/bin/perl
+# The table of `make bench` (bench/run.sh) from its samples: one line per
+# short run, "key rps p50_ms p99_ms errors requests". A figure is the median
+# of its runs (errors and requests are summed); a share is a figure over its
+# ceiling measured in the same run. Prints Markdown; --tsv FILE writes the
+# medians for a later comparison; --compare FILE compares with such a file
+# (the scale run against a run at 100,000 users).
+use strict;
+use warnings;
+use Getopt::Long;
+
+my %o;
+GetOptions(\%o, 'samples=s', 'facts=s', 'conns=i', 'many=i', 'login-conns=i', 'users=i',
+    'codes=i', 'argon2=s', 'tsv=s', 'compare=s')
+  or die "usage: table.pl --samples FILE --facts FILE ...\n";
+
+my (%runs, @order);
+open my $fh, '<', $o{samples} or die "$o{samples}: $!\n";
+while (<$fh>) {
+    chomp;
+    my ($key, @v) = split /\t/;
+    push @order, $key unless $runs{$key};
+    push @{ $runs{$key} }, \@v;
+}
+my %facts;
+if (open my $ff, '<', $o{facts}) {
+    while (<$ff>) { chomp; my ($k, $v) = split /\t/, $_, 2; $facts{$k} = $v }
+}
+
+sub median {
+    my @s = sort { $a <=> $b } @_;
+    return undef unless @s;
+    return @s % 2 ? $s[$#s / 2] : ($s[@s / 2 - 1] + $s[@s / 2]) / 2;
+}
+my %m;    # key -> {rps, p50, p99, errors, requests, n}
+for my $key (keys %runs) {
+    my @r = @{ $runs{$key} };
+    $m{$key} = {
+        rps      => median(map { $_->[0] } @r),
+        p50      => median(map { $_->[1] } @r),
+        p99      => median(map { $_->[2] } @r),
+        errors   => eval { my $s = 0; $s += $_->[3] for @r; $s },
+        requests => eval { my $s = 0; $s += $_->[4] for @r; $s },
+        n        => scalar @r,
+    };
+}
+
+# A figure over its ceiling. Measured in turn (A B A B ...), each pair of
+# runs gives a ratio and the median of those counts: drift of the machine
+# between pairs cancels. Otherwise the ratio of the medians.
+sub share {
+    my ($key, $ceil) = @_;
+    return undef unless $ceil && $m{$ceil} && $m{$ceil}{rps};
+    my ($a, $b) = ($runs{$key}, $runs{$ceil});
+    return median(map { $b->[$_][0] ? $a->[$_][0] / $b->[$_][0] : () } 0 .. $#$a)
+      if @$a == @$b;
+    return $m{$key}{rps} / $m{$ceil}{rps};
+}
+
+sub num {
+    my ($x, $d) = @_;
+    return '–' unless defined $x;
+    my $s = sprintf "%.${\($d // 0)}f", $x;
+    1 while $s =~ s/^(-?\d+)(\d{3})/$1,$2/;
+    return $s;
+}
+sub ms  { defined $_[0] ? sprintf('%.1f ms', $_[0]) : '–' }
+sub pct { defined $_[0] ? sprintf('%.0f%%', 100 * $_[0]) : '–' }
+
+my ($c, $many, $lc) = ($o{conns}, $o{many}, $o{'login-conns'});
+my $argon2 = $o{argon2};
+my @lines = (
+    '| endpoint | requests/s | p50 | p99 | errors | ceiling (requests/s) | share | target | met |',
+    '|---|---:|---:|---:|---:|---|---:|---|---|');
+my @met;
+
+sub row {
+    my (%r) = @_;
+    my $f = $m{ $r{key} } or return;
+    my $ceil = $r{ceil} ? $m{ $r{ceil} } : undef;
+    my $share = share($r{key}, $r{ceil});
+    my ($ok, @why) = (1);
+    if (defined $r{min_share}) {
+        if (!defined $share) { $ok = 0 }
+        elsif ($share < $r{min_share}) { $ok = 0; push @why, 'share' }
+    }
+    if (defined $r{max_p99} && $f->{p99} > $r{max_p99}) { $ok = 0; push @why, 'p99' }
+    if ($r{zero_errors} && $f->{errors}) { $ok = 0; push @why, 'errors' }
+    if ($r{check}) { my $w = $r{check}->($f); if ($w) { $ok = 0; push @why, $w } }
+    my $met = !$r{target} ? '' : $ok ? 'yes' : 'no' . (@why ? ' (' . join(', ', @why) . ')' : '');
+    push @met, [$r{label}, $met] if $r{target};
+    push @lines, sprintf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |', $r{label},
+      $r{rps_text} // num($f->{rps}), $r{p50_text} // ms($f->{p50}), $r{p99_text} // ms($f->{p99}),
+      num($f->{errors}), $ceil ? "$r{ceil_label}: " . num($ceil->{rps}) : ($r{ceil_text} // '–'),
+      $r{share_text} // pct($share), $r{target} // '–', $met;
+}
+
+row(key => 'redeem', label => "POST /redeem ($c conn)", ceil => 'pg_redeem',
+    ceil_label => "pgbench SQL_REDEEM, $c clients", min_share => 0.70, max_p99 => 20,
+    zero_errors => 1, target => '≥ 70%, p99 ≤ 20 ms, 0 errors, audit rows = successes',
+    check => sub {
+        my $a = $facts{audit} // '';
+        my ($audited, $used, $ok200) = $a =~ /^(\d+) audit rows 'success', (\d+) API codes used, (\d+) 200s/
+          or return 'audit unchecked';
+        # wrk stops counting at the end of a run while the server finishes
+        # the requests in flight: those are redeemed and audited too.
+        return 'audit' unless $audited == $used && $audited >= $ok200;
+        return;
+    });
+for (['profile', 'GET /api/profile', 0.50], ['subscription', 'GET /api/subscription', 0.50],
+    ['health', 'GET /api/health', 0.85])
+{
+    my ($key, $label, $min) = @$_;
+    row(key => $key, label => "$label ($c conn)", ceil => 'trivial',
+        ceil_label => 'trivial handler', min_share => $min, zero_errors => 1,
+        target => sprintf('≥ %d%%, 0 errors', 100 * $min));
+}
+row(key => 'login', label => "POST /api/login ($lc conn)", ceil => 'argon2',
+    ceil_label => "raw argon2id ($argon2), $lc threads", min_share => 0.90, zero_errors => 1,
+    target => '≥ 90%, 0 errors');
+if (my $f = $m{codes100k}) {
+    row(key => 'codes100k', label => 'POST /admin/generate-codes, 100,000 codes',
+        rps_text => num($f->{rps}) . ' codes/s', p50_text => sprintf('%.2f s', $f->{p50} / 1000),
+        p99_text => sprintf('%.2f s (max)', (sort { $b <=> $a } map { $_->[2] } @{ $runs{codes100k} })[0] / 1000),
+        target => '≤ 1.5 s (median)', check => sub { $_[0]{p50} > 1500 ? 'time' : undef });
+}
+row(key => 'profile_many', label => "GET /api/profile ($many conn)", ceil => 'profile',
+    ceil_label => "/api/profile at $c conn", min_share => 0.80, zero_errors => 1,
+    target => '≥ 80%, 0 errors');
+row(key => 'limit_off', label => "POST /redeem, rate limits off ($c conn)",
+    ceil_text => '(reference of the two rows below)', zero_errors => 1);
+row(key => 'limit_shm', label => "POST /redeem, shm limiter ($c conn)", ceil => 'limit_off',
+    ceil_label => 'limits off', min_share => 0.97, zero_errors => 1,
+    target => 'costs < 3% (≥ 97%), 0 errors');
+row(key => 'limit_redis', label => "POST /redeem, Redis limiter ($c conn)", ceil => 'limit_off',
+    ceil_label => 'limits off', min_share => 0.85, zero_errors => 1,
+    target => 'costs < 15% (≥ 85%), 0 errors');
+
+# Memory: RSS of each child present before and after.
+if (my $children = $facts{mem_children}) {
+    my @ch = map { [split / /] } grep { length } split /;/, $children;
+    my $worst = 0;
+    $_->[3] > $worst and $worst = $_->[3] for @ch;
+    my $text = join ', ', map { sprintf '%d→%d', $_->[1] / 1024, $_->[2] / 1024 } @ch;
+    my $flat = @ch && $worst <= 10240;
+    $m{memory} = { rps => undef, p50 => undef, p99 => undef, errors => 0 };
+    push @lines, sprintf '| RSS per child (MiB, before→after) over %s | – | – | – | – | – | %s | flat: each child grows ≤ 10 MiB | %s |',
+      $facts{mem_counts}, $text || 'no child lived through', $flat ? 'yes' : "no (+" . int($worst / 1024) . " MiB)";
+    push @met, ['memory', $flat ? 'yes' : 'no'];
+}
+
+push @lines, '| **ceilings and references** | | | | | | | | |';
+row(key => 'pg_redeem', label => "pgbench: SQL_REDEEM (prepared, $c clients)");
+row(key => 'pg_pair', label => "pgbench: SQL_USER_BY_ID + SQL_REDEEM (what /redeem runs)");
+row(key => 'pg_user', label => "pgbench: SQL_USER_BY_ID (what /api/profile runs)");
+row(key => 'trivial', label => "trivial handler, same httpd ($c conn)");
+if (my $f = $m{argon2}) {
+    row(key => 'argon2', label => "raw argon2id verifications ($argon2, $lc threads)",
+        p50_text => '–', p99_text => '–');
+}
+
+# The scale run: every figure against the same figure at 100,000 users.
+if ($o{compare} && open my $cf, '<', $o{compare}) {
+    my (%then, %meta);
+    while (<$cf>) {
+        chomp;
+        if (/^#(\w+)\t(.*)/) { $meta{$1} = $2; next }
+        my ($key, $rps, $p50, $p99) = split /\t/;
+        $then{$key} = { rps => $rps, p50 => $p50, p99 => $p99 };
+    }
+    my $speed = ($m{trivial} && $then{trivial}) ? $m{trivial}{rps} / $then{trivial}{rps} : undef;
+    push @lines, '', sprintf('Compared with %s (USERS=%s): each figure here over the figure there, '
+          . 'and the same corrected by the trivial handler\'s ratio (%s: how much faster the machine was '
+          . 'here); target within 15%% (≥ 85%%).', $o{compare} =~ s{.*/}{}r, $meta{users} // '?',
+        defined $speed ? sprintf('%.2f', $speed) : 'not measured'),
+      '', '| figure | here | there | ratio | corrected | met |', '|---|---:|---:|---:|---:|---|';
+    for my $key (@order) {
+        next unless $then{$key} && $m{$key} && $key !~ /^perf_/ && $key ne 'trivial';
+        my ($now, $was) = ($m{$key}{rps}, $then{$key}{rps});
+        next unless $was;
+        my $ratio = $key eq 'codes100k' ? $m{$key}{rps} / $was : $now / $was;
+        my $corr = defined $speed ? $ratio / $speed : $ratio;
+        my $ok = $corr >= 0.85;
+        push @met, ["$key at scale", $ok ? 'yes' : 'no'];
+        push @lines, sprintf '| %s | %s | %s | %.2f | %.2f | %s |', $key, num($now), num($was),
+          $ratio, $corr, $ok ? 'yes' : 'no';
+    }
+}
+
+push @lines, '', sprintf('Targets met: %d of %d.', scalar(grep { $_->[1] eq 'yes' } @met), scalar @met);
+my @notes;
+push @notes, "audit: $facts{audit}" if $facts{audit};
+push @notes, "pgbench redemptions whose outcome was not success (codes ran out): $facts{pg_not_success}"
+  if $facts{pg_not_success};
+push @notes, "fill: $facts{fill}" if $facts{fill};
+for my $k (sort grep { /^errors_/ } keys %facts) {
+    push @notes, sprintf 'errors of %s, %s', $k =~ s/^errors_//r, $facts{$k};
+}
+push @lines, '', map { "- $_" } @notes if @notes;
+print join("\n", @lines), "\n";
+
+if ($o{tsv}) {
+    open my $t, '>', $o{tsv} or die "$o{tsv}: $!\n";
+    print $t "#users\t$o{users}\n#codes\t$o{codes}\n";
+    for my $key (@order) {
+        my $f = $m{$key};
+        print $t join("\t", $key, map { $f->{$_} // '' } qw(rps p50 p99 errors requests n)), "\n";
+    }
+}
