@@ -41,8 +41,8 @@
 #   BENCH_PORT (5091)       httpd ports PORT (rate limits on, shm), PORT+1 (off),
 #                           PORT+2 (the Redis-limited httpd)
 #   BENCH_PG_PORT (54339), BENCH_REDIS_PORT (63799)   the bench's own servers
-#   BENCH_DB_SOCKET (0)     1: the module and pgbench reach PostgreSQL by its
-#                           Unix socket instead of 127.0.0.1 (TCP, as make run)
+#   BENCH_DB_SOCKET (1)     1: the module and pgbench reach PostgreSQL by its
+#                           Unix socket (as make run does), 0: by 127.0.0.1 (TCP)
 #   BENCH_COMPARE (at USERS >= 1000000: the newest bench/results/*.tsv of a run
 #                           at 100000 users)  medians to compare with (15%)
 #   BENCH_RESULTS (bench/results)   where the results go; BENCH_NO_RESULTS=1: nowhere
@@ -211,7 +211,7 @@ redeem_secret code_mac_key 32 >/dev/null
 redeem_secret code_enc_key 32 >/dev/null
 export REDEEM_MODULE=$module REDEEM_LOG_LEVEL=${BENCH_LOG_LEVEL:-warn} REDEEM_ARGON2=$argon2
 db_host=127.0.0.1
-[ "${BENCH_DB_SOCKET:-0}" = 1 ] && db_host=$pgsock
+[ "${BENCH_DB_SOCKET:-1}" = 1 ] && db_host=$pgsock
 export REDEEM_DB_PARAMS="host=$db_host port=$PGPORT dbname=$db user=$REDEEM_APP_USER password=$REDEEM_APP_PASSWORD gssencmode=disable"
 export JWT_SECRET_KEY=$(redeem_secret bench_jwt_secret 32) REDEEM_JWT_SECRET_FILE=/nonexistent
 export ADMIN_EMAIL=bench-admin@example.test ADMIN_PASSWORD=BenchAdmin123
@@ -239,7 +239,8 @@ start_httpd() {
       echo "</VirtualHost>"
     fi
   } >"$dir/extra.conf"
-  local -a env=(REDEEM_PORT="$p" REDEEM_RUN_DIR="$dir" REDEEM_EXTRA_CONF="$dir/extra.conf")
+  local -a env=(REDEEM_PORT="$p" REDEEM_RUN_DIR="$dir" REDEEM_EXTRA_CONF="$dir/extra.conf"
+    REDEEM_TUNING_CONF="$dir/none.conf")
   rm -f "$dir/error.log" "$dir/access.log"
   # shellcheck disable=SC2086
   env "${env[@]}" ${BENCH_HTTPD_ENV:-} /usr/sbin/apache2 -f "$root/conf/dev-server.conf" -DREDEEM_JWT_FROM_ENV -k start

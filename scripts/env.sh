@@ -58,7 +58,21 @@ as_pg_owner() {
 # Connection settings for psql as the cluster's superuser. The cluster's
 # passwords live beside it, so they always belong to the cluster there is.
 REDEEM_PG_DIR=$(redeem_pg_dir)
-export PGHOST=127.0.0.1 PGPORT=$REDEEM_PG_PORT PGUSER=postgres REDEEM_PG_DIR
+# The cluster's Unix socket (pg.sh starts it there): httpd's children reach a
+# local database through it rather than TCP loopback (fewer copies and no
+# TCP stack: make bench measured about 15% more profile requests a second).
+REDEEM_PG_SOCKET=$REDEEM_PG_DIR/socket
+export PGHOST=127.0.0.1 PGPORT=$REDEEM_PG_PORT PGUSER=postgres REDEEM_PG_DIR REDEEM_PG_SOCKET
+
+# The module's host= for the private cluster: its socket when it listens
+# there, else 127.0.0.1 (a cluster started before the socket existed).
+redeem_db_host() {
+  if [ -S "$REDEEM_PG_SOCKET/.s.PGSQL.$REDEEM_PG_PORT" ]; then
+    printf '%s\n' "$REDEEM_PG_SOCKET"
+  else
+    printf '127.0.0.1\n'
+  fi
+}
 PGPASSWORD=$(redeem_secret superuser_password 24 "$REDEEM_PG_DIR/secrets")
 REDEEM_APP_USER=redeem_app
 REDEEM_APP_PASSWORD=$(redeem_secret app_password 24 "$REDEEM_PG_DIR/secrets")

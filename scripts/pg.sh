@@ -36,8 +36,11 @@ start() {
   [ -f "$data/PG_VERSION" ] || create_cluster
   if ! pg_ctl -D "$data" status >/dev/null 2>&1; then
     touch "$log"
-    [ "$(id -u)" -eq 0 ] && chown postgres: "$log"
-    pg_ctl -D "$data" -l "$log" -w -t 60 start >/dev/null
+    mkdir -p "$REDEEM_PG_SOCKET"
+    chmod 0755 "$REDEEM_PG_SOCKET"
+    [ "$(id -u)" -eq 0 ] && chown postgres: "$log" "$REDEEM_PG_SOCKET"
+    # -k: the Unix socket httpd's children use (world-traversable directory).
+    pg_ctl -D "$data" -l "$log" -w -t 60 -o "-k $REDEEM_PG_SOCKET" start >/dev/null
     echo "pg: started on 127.0.0.1:$REDEEM_PG_PORT (log: $log)"
   fi
   psql -XqAt -d postgres -v ON_ERROR_STOP=1 -v app="$REDEEM_APP_USER" -v pw="$REDEEM_APP_PASSWORD" <<'SQL'

@@ -10,7 +10,8 @@ export REDEEM_MODULE=${REDEEM_MODULE:-$REDEEM_BUILD/mod_redeem.so}
 export REDEEM_LOG_LEVEL=${REDEEM_LOG_LEVEL:-"warn redeem:info"}
 export REDEEM_ARGON2=${REDEEM_ARGON2:-"19456 2 1"}
 export REDEEM_EXTRA_CONF=${REDEEM_EXTRA_CONF:-$REDEEM_RUN_DIR/none.conf}
-export REDEEM_DB_PARAMS="host=127.0.0.1 port=$REDEEM_PG_PORT dbname=redeem user=$REDEEM_APP_USER password=$REDEEM_APP_PASSWORD gssencmode=disable"
+export REDEEM_TUNING_CONF=${REDEEM_TUNING_CONF:-$REDEEM_ROOT/conf/tuning.conf}
+export REDEEM_DB_PARAMS="host=$(redeem_db_host) port=$REDEEM_PG_PORT dbname=redeem user=$REDEEM_APP_USER password=$REDEEM_APP_PASSWORD gssencmode=disable"
 export ADMIN_EMAIL=${ADMIN_EMAIL:-admin@example.com}
 export ADMIN_PASSWORD=${ADMIN_PASSWORD:-AdminPassword123}
 mkdir -p "$REDEEM_RUN_DIR"

@@ -7,7 +7,7 @@ const redeem_failure_t *redeem_call_db(redeem_call_t *call)
     if (call->db)
         return NULL;
     redeem_db_t *db;
-    const redeem_failure_t *failure = redeem_db_open(call->r, call->db_timeout_ms, &db);
+    const redeem_failure_t *failure = redeem_db_open(call->r, &db);
     if (!failure)
         failure = redeem_admin_ensure(call->r, db);
     if (!failure)

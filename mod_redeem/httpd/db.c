@@ -437,7 +437,7 @@ static const redeem_failure_t *make_ready(redeem_db_t *db)
     }
 }
 
-const redeem_failure_t *redeem_db_open(request_rec *r, apr_int64_t timeout_ms, redeem_db_t **db)
+const redeem_failure_t *redeem_db_open(request_rec *r, redeem_db_t **db)
 {
     redeem_server_conf *conf = redeem_conf(r);
     if (fail_fast(r))
@@ -468,8 +468,7 @@ const redeem_failure_t *redeem_db_open(request_rec *r, apr_int64_t timeout_ms, r
     handle->r = r;
     handle->pg = pg;
     handle->conn = conn;
-    handle->deadline =
-        r->request_time + apr_time_from_msec(timeout_ms > 0 ? timeout_ms : conf->db_timeout_ms);
+    handle->deadline = r->request_time + apr_time_from_msec(conf->db_timeout_ms);
     /* Non-blocking sends: a large batch must not block past the deadline. */
     PQsetnonblocking(pg, 1);
     const redeem_failure_t *failure = make_ready(handle);
@@ -478,6 +477,13 @@ const redeem_failure_t *redeem_db_open(request_rec *r, apr_int64_t timeout_ms, r
     note_answering(r);
     *db = handle;
     return NULL;
+}
+
+void redeem_db_limit(redeem_db_t *db, apr_interval_time_t from_now)
+{
+    apr_time_t until = apr_time_now() + from_now;
+    if (until < db->deadline)
+        db->deadline = until;
 }
 
 void redeem_db_allow(redeem_db_t *db, apr_interval_time_t from_now)

@@ -1,8 +1,8 @@
 /* GET /api/health: up, and able to reach the database. Answered from this
  * child's recent state while a statement succeeded within the last half
- * second and none failed since; else by asking the database, with a deadline
- * of half a second. So a database that stops answering is reported within a
- * second, and a busy server adds no query per health check. */
+ * second and none failed since; else by asking the database, the question
+ * with a deadline of half a second. So a database that stops answering is
+ * reported within a second, and a busy server adds no query per health check. */
 #include "httpd/private.h"
 
 #define FRESH apr_time_from_msec(500)
@@ -30,11 +30,12 @@ const redeem_failure_t *redeem_handle_health(redeem_call_t *call)
         apr_time_now() - ok_at < FRESH)
         return answer(r, 1);
     redeem_rows_t rows;
-    call->db_timeout_ms = HEALTH_DB_TIMEOUT_MS < call->conf->db_timeout_ms
-                              ? HEALTH_DB_TIMEOUT_MS
-                              : call->conf->db_timeout_ms;
+    /* Setting up a connection (after an outage) has the usual deadline; the
+     * question itself, half a second. */
     const redeem_failure_t *failure = redeem_call_db(call);
-    if (!failure)
+    if (!failure) {
+        redeem_db_limit(call->db, apr_time_from_msec(HEALTH_DB_TIMEOUT_MS));
         failure = redeem_db_query(call->db, STMT_PING, NULL, &rows);
+    }
     return answer(r, failure == NULL);
 }

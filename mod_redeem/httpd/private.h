@@ -259,9 +259,8 @@ static inline const char *redeem_db_cell(const redeem_rows_t *rows, int row, int
 typedef struct redeem_db redeem_db_t;
 /* A pooled connection ready for our statements: acquired from mod_dbd, the
  * schema version checked and the statements prepared once per backend.
- * Every wait ends within timeout_ms of the request's start (0:
- * RedeemDBTimeout). */
-const redeem_failure_t *redeem_db_open(request_rec *r, apr_int64_t timeout_ms, redeem_db_t **db);
+ * Every wait ends within RedeemDBTimeout of the request's start. */
+const redeem_failure_t *redeem_db_open(request_rec *r, redeem_db_t **db);
 /* Runs a prepared statement; args holds exactly the statement's arguments
  * (statements.h names them). Failures: 503 when the database is
  * unreachable, 500 otherwise, logged without driver detail for the client. */
@@ -271,6 +270,8 @@ const redeem_failure_t *redeem_db_query(redeem_db_t *db, redeem_stmt_e stmt,
  * start plus RedeemDBTimeout; a handler with a long statement to run moves
  * it to at least from_now from now. */
 void redeem_db_allow(redeem_db_t *db, apr_interval_time_t from_now);
+/* ... or a short question moves it to at most from_now from now. */
+void redeem_db_limit(redeem_db_t *db, apr_interval_time_t from_now);
 /* The same for a statement that returns no rows; *affected (may be NULL):
  * how many rows it wrote. */
 const redeem_failure_t *redeem_db_exec(redeem_db_t *db, redeem_stmt_e stmt, const char *const *args,

@@ -712,8 +712,10 @@ sub _httpd_env {
         REDEEM_LOG_LEVEL         => $ENV{TEST_REDEEM_LOG_LEVEL} // 'info',
         REDEEM_ARGON2            => '1024 1 1',
         REDEEM_EXTRA_CONF        => "$dir/extra.conf",
+        REDEEM_TUNING_CONF       => "$dir/no-tuning.conf",
         # gssencmode: GSSAPI negotiation costs 0.16 s a new connection, and this is loopback.
-        REDEEM_DB_PARAMS         => "host=127.0.0.1 port=$ENV{PGPORT} dbname=$DbName "
+        # The cluster's Unix socket when it has one (scripts/env.sh), else TCP.
+        REDEEM_DB_PARAMS         => "host=" . _db_host() . " port=$ENV{PGPORT} dbname=$DbName "
                                   . "user=$ENV{REDEEM_APP_USER} password=$ENV{REDEEM_APP_PASSWORD} "
                                   . "gssencmode=disable",
         JWT_SECRET_KEY           => $JwtSecret,
@@ -731,6 +733,11 @@ sub _httpd_env {
         $env{UBSAN_OPTIONS} = "print_stacktrace=1:log_path=$ServRoot/ubsan";
     }
     return \%env;
+}
+
+sub _db_host {
+    my $socket = $ENV{REDEEM_PG_SOCKET};
+    return defined $socket && -S "$socket/.s.PGSQL.$ENV{PGPORT}" ? $socket : '127.0.0.1';
 }
 
 sub _httpd_cmd {
@@ -753,11 +760,14 @@ sub _ensure_server {
 
 # Limits far above what any test sends, so that only the blocks about rate
 # limits meet them; a block's own RedeemRateLimit lines come later and win.
+# And a database deadline of 15 s rather than 5: on a loaded machine (the
+# ASan pass, 30 connections set up at once) setting up a backend can take
+# seconds; t/faults/frozen.t, which is about the deadline, sets its own.
 sub _extra_conf {
     my ($config) = @_;
     my $limits = join '', map { "RedeemRateLimit $_ 60000 60\n" }
       qw(redeem-user redeem-ip login-email login-ip register-ip);
-    return "$limits$config";
+    return "${limits}RedeemDBTimeout 15000\n$config";
 }
 
 sub _start_server {
