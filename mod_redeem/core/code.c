@@ -2,8 +2,10 @@
 
 #include "core/text.h"
 
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 #include <string.h>
 
@@ -14,6 +16,42 @@ static void hmac_sha256(const unsigned char *key, size_t key_len, const void *da
 {
     unsigned int out_len = 32;
     HMAC(EVP_sha256(), key, (int)key_len, data, len, out, &out_len);
+}
+
+/* An HMAC-SHA256 keyed once, to be copied for each use. */
+static EVP_MAC_CTX *keyed_mac(const unsigned char key[32])
+{
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
+                           OSSL_PARAM_construct_end()};
+    EVP_MAC_free(mac); /* the context keeps its own reference */
+    if (ctx && EVP_MAC_init(ctx, key, 32, params) != 1) {
+        EVP_MAC_CTX_free(ctx);
+        ctx = NULL;
+    }
+    return ctx;
+}
+
+/* HMAC of data under a keyed template; 0, or -1 when OpenSSL fails. */
+static int keyed_hmac(const EVP_MAC_CTX *keyed, const void *data, size_t len, unsigned char out[32])
+{
+    EVP_MAC_CTX *ctx = EVP_MAC_CTX_dup(keyed);
+    size_t out_len = 0;
+    int ok =
+        ctx && EVP_MAC_update(ctx, data, len) == 1 && EVP_MAC_final(ctx, out, &out_len, 32) == 1;
+    EVP_MAC_CTX_free(ctx);
+    return ok && out_len == 32 ? 0 : -1;
+}
+
+void redeem_code_keys_free(redeem_code_keys_t *keys)
+{
+    EVP_MAC_CTX_free(keys->check_mac);
+    EVP_MAC_CTX_free(keys->lookup_mac);
+    EVP_CIPHER_free(keys->cipher);
+    keys->check_mac = keys->lookup_mac = NULL;
+    keys->cipher = NULL;
+    keys->ready = 0;
 }
 
 const char *redeem_code_keys_init(redeem_code_keys_t *keys, const unsigned char *mac_key,
@@ -29,6 +67,13 @@ const char *redeem_code_keys_init(redeem_code_keys_t *keys, const unsigned char 
     hmac_sha256(mac_key, mac_len, "mod_redeem code check v1", 24, keys->check_key);
     hmac_sha256(mac_key, mac_len, "mod_redeem code lookup v1", 25, keys->lookup_key);
     hmac_sha256(enc_key, enc_len, "mod_redeem code seal v1", 23, keys->seal_key);
+    keys->check_mac = keyed_mac(keys->check_key);
+    keys->lookup_mac = keyed_mac(keys->lookup_key);
+    keys->cipher = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+    if (!keys->check_mac || !keys->lookup_mac || !keys->cipher) {
+        redeem_code_keys_free(keys);
+        return "OpenSSL has no HMAC-SHA256 or AES-256-GCM";
+    }
     keys->ready = 1;
     return NULL;
 }
@@ -68,7 +113,8 @@ static void check_symbols(const redeem_code_keys_t *keys, const char symbols[RED
                           char out[4])
 {
     unsigned char mac[32];
-    hmac_sha256(keys->check_key, sizeof keys->check_key, symbols, REDEEM_CODE_RANDOM_SYMBOLS, mac);
+    if (keyed_hmac(keys->check_mac, symbols, REDEEM_CODE_RANDOM_SYMBOLS, mac) != 0)
+        memset(mac, 0xff, sizeof mac); /* no code checks against this (a 2^-20 chance) */
     unsigned int bits = ((unsigned int)mac[0] << 12) | ((unsigned int)mac[1] << 4) | (mac[2] >> 4);
     for (int i = 3; i >= 0; i--) {
         out[i] = ALPHABET[bits & 31];
@@ -115,7 +161,8 @@ void redeem_code_lookup_hash(const redeem_code_keys_t *keys,
                              const char symbols[REDEEM_CODE_SYMBOLS],
                              unsigned char hash[REDEEM_CODE_HASH_LEN])
 {
-    hmac_sha256(keys->lookup_key, sizeof keys->lookup_key, symbols, REDEEM_CODE_SYMBOLS, hash);
+    if (keyed_hmac(keys->lookup_mac, symbols, REDEEM_CODE_SYMBOLS, hash) != 0)
+        memset(hash, 0, REDEEM_CODE_HASH_LEN); /* matches no stored code */
 }
 
 int redeem_code_seal(const redeem_code_keys_t *keys, const char symbols[REDEEM_CODE_SYMBOLS],
@@ -128,7 +175,7 @@ int redeem_code_seal(const redeem_code_keys_t *keys, const char symbols[REDEEM_C
     if (RAND_bytes(nonce, REDEEM_CODE_NONCE_LEN) != 1)
         return -1;
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    if (ctx && EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, keys->seal_key, nonce) == 1 &&
+    if (ctx && EVP_EncryptInit_ex2(ctx, keys->cipher, keys->seal_key, nonce, NULL) == 1 &&
         EVP_EncryptUpdate(ctx, NULL, &len, hash, REDEEM_CODE_HASH_LEN) == 1 &&
         EVP_EncryptUpdate(ctx, cipher, &len, (const unsigned char *)symbols, REDEEM_CODE_SYMBOLS) ==
             1 &&
@@ -150,7 +197,7 @@ int redeem_code_open(const redeem_code_keys_t *keys, const unsigned char *sealed
     unsigned char plain[REDEEM_CODE_SYMBOLS];
     int out_len = 0, ok = 0;
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    if (ctx && EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, keys->seal_key, nonce) == 1 &&
+    if (ctx && EVP_DecryptInit_ex2(ctx, keys->cipher, keys->seal_key, nonce, NULL) == 1 &&
         EVP_DecryptUpdate(ctx, NULL, &out_len, hash, REDEEM_CODE_HASH_LEN) == 1 &&
         EVP_DecryptUpdate(ctx, plain, &out_len, cipher, REDEEM_CODE_SYMBOLS) == 1 &&
         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, REDEEM_CODE_TAG_LEN, (void *)tag) == 1 &&

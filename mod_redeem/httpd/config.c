@@ -345,6 +345,12 @@ static const char *finish_secret(apr_pool_t *p, server_rec *s, redeem_server_con
     return NULL;
 }
 
+static apr_status_t free_code_keys(void *keys)
+{
+    redeem_code_keys_free(keys);
+    return APR_SUCCESS;
+}
+
 static const char *finish_code_keys(apr_pool_t *p, server_rec *s, redeem_server_conf *conf)
 {
     redeem_keyfile_t mac, enc;
@@ -357,7 +363,10 @@ static const char *finish_code_keys(apr_pool_t *p, server_rec *s, redeem_server_
     if (conf->token.secret_len == mac.text_len &&
         memcmp(conf->token.secret, mac.text, mac.text_len) == 0)
         return "the code MAC key must differ from the JWT secret";
-    return redeem_code_keys_init(&conf->code_keys, mac.bytes, mac.len, enc.bytes, enc.len);
+    if ((why = redeem_code_keys_init(&conf->code_keys, mac.bytes, mac.len, enc.bytes, enc.len)))
+        return why;
+    apr_pool_cleanup_register(p, &conf->code_keys, free_code_keys, apr_pool_cleanup_null);
+    return NULL;
 }
 
 static void apply_defaults(redeem_server_conf *conf)

@@ -40,7 +40,7 @@ sub children {
     return @kids;
 }
 
-# "token code" lines for wrk (bench/redeem.lua): the saved codes spread over the users.
+# "token code" lines for wrk (t/lib/wrk/redeem.lua): the saved codes spread over the users.
 sub write_pairs {
     my $codes = JSON::PP::decode_json(var('CODES'));
     my $file = var('SERVROOT') . '/pairs.txt';
@@ -59,7 +59,7 @@ sub start_wrk {
         open STDERR, '>&', \*STDOUT;
         $ENV{BENCH_PAIRS} = $pairs;
         $ENV{BENCH_THREADS} = 2;
-        exec('wrk', '-t2', '-c16', "-d${seconds}s", '-s', "$ENV{REDEEM_ROOT}/bench/redeem.lua",
+        exec('wrk', '-t2', '-c16', "-d${seconds}s", '-s', "$ENV{REDEEM_ROOT}/t/lib/wrk/redeem.lua",
              'http://127.0.0.1:' . var('PORT')) or POSIX::_exit(127);
     }
     return $pid;

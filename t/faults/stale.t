@@ -63,7 +63,7 @@ END {
 sub proxy_loop {
     my ($listen, $ctl, $ack) = @_;
     $SIG{PIPE} = 'IGNORE';
-    my (%peer, %is_client, %doomed, %by_name, %lose_reply, %reply_doomed);
+    my (%peer, %is_client, %doomed, %by_name, %lose_reply, %reply_doomed, %orphan);
     my $sel = IO::Select->new($listen, $ctl);
     my $drop = sub {
         my @pair = ($_[0], $peer{"$_[0]"});
@@ -95,8 +95,29 @@ sub proxy_loop {
                 $is_client{"$client"} = 1;
                 $sel->add($client, $server);
             }
+            elsif ($orphan{"$fh"}) {
+                # A database side whose httpd side is gone: drain it.
+                next if sysread($fh, my $gone, 65536);
+                $sel->remove($fh);
+                delete $orphan{"$fh"};
+                close $fh;
+            }
             elsif ($peer{"$fh"}) {
                 my $n = sysread($fh, my $buf, 65536);
+                if ($n && $reply_doomed{"$fh"}) {
+                    # The reply is lost on its way: httpd's side closes, the
+                    # database's side stays open (so the database finishes,
+                    # commit included) and what it sends is dropped.
+                    my $client = delete $peer{"$fh"};
+                    $orphan{"$fh"} = 1;
+                    if ($client) {
+                        delete $peer{"$client"};
+                        delete @{$_}{"$client"} for \%is_client, \%doomed, \%lose_reply;
+                        $sel->remove($client);
+                        close $client;
+                    }
+                    next;
+                }
                 if (!$n || $doomed{"$fh"} || $reply_doomed{"$fh"}) {
                     $drop->($fh);
                     next;

@@ -349,6 +349,8 @@ static void test_code(void)
     ok(redeem_text_hex_decode(hex, back, sizeof back) == 0 && memcmp(back, hash, sizeof hash) == 0,
        "hex: round trip");
     ok(redeem_text_hex_decode("zz", back, 1) == -1, "hex: non-hex refused");
+    redeem_code_keys_free(&keys);
+    ok(!keys.ready && !keys.check_mac && !keys.cipher, "code: keys freed");
 }
 
 static void test_time(void)
