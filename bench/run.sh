@@ -150,12 +150,10 @@ gcc -std=gnu11 -O2 -Wall -I"$root/mod_redeem" -o "$work/sql_dump" "$root/bench/s
 # with bench/postgresql-bench.conf included (a change restarts it).
 "$root/scripts/pg.sh" start postgres >/dev/null
 pgdata=$REDEEM_PG_DIR/data
-# Also a Unix socket (for BENCH_DB_SOCKET=1), in a directory httpd's user reaches.
-pgsock=$REDEEM_PG_DIR/sock
-mkdir -p "$pgsock"
-chown "$REDEEM_PG_OWNER" "$pgsock"
-chmod 0755 "$pgsock"
-{ cat "$root/bench/postgresql-bench.conf"; echo "unix_socket_directories = '$pgsock'"; } >"$work/postgresql-bench.conf"
+# Its Unix socket (scripts/pg.sh starts it with one, in a directory httpd's
+# user reaches): the module's way to it unless BENCH_DB_SOCKET=0.
+pgsock=$REDEEM_PG_SOCKET
+cat "$root/bench/postgresql-bench.conf" >"$work/postgresql-bench.conf"
 if ! cmp -s "$work/postgresql-bench.conf" "$pgdata/bench.conf" 2>/dev/null; then
   install -o "$REDEEM_PG_OWNER" -m 0644 "$work/postgresql-bench.conf" "$pgdata/bench.conf"
   grep -q "^include_if_exists = 'bench.conf'" "$pgdata/postgresql.conf" ||
@@ -304,17 +302,17 @@ wrk_run() {
   printf '  %-16s %9.1f req/s  p50 %7.2f ms  p99 %8.2f ms  errors %d%s\n' "$key" "${v[rps]}" "${v[p50_ms]}" "${v[p99_ms]}" "$errors" "$detail"
 }
 
-# ---- pgbench with the module's own statements ($work/sql_dump), the
-# apr_dbd placeholders replaced in order by pgbench expressions.
+# ---- pgbench with the module's own statements ($work/sql_dump), their
+# parameters $1, $2, ... replaced by pgbench expressions.
 sql_of() { awk -F'\t' -v n="$1" '$1 == n { print $2 }' <(cd "$work" && ./sql_dump); }
-# bind SQL EXPR...: the i-th %s/%d/%lld placeholder becomes the i-th EXPR.
+# bind SQL EXPR...: $i becomes the i-th EXPR (every one must be used).
 bind() {
-  perl -e 'my $sql = shift; my @e = @ARGV; my $i = 0;
-           $sql =~ s{%(%|lld|ld|d|s)}{ $1 eq "%" ? "%" : (defined $e[$i] ? $e[$i++] : die "too few expressions\n") }ge;
-           die "too many expressions\n" if $i != @e; print $sql, "\n"' "$@"
+  perl -e 'my $sql = shift; my @e = @ARGV; my %used;
+           $sql =~ s{\$(\d+)}{ $used{$1} = 1; defined $e[$1 - 1] ? "(" . $e[$1 - 1] . ")" : die "no expression for \$$1\n" }ge;
+           die "unused expressions\n" if keys %used != @e; print $sql, "\n"' "$@"
 }
 code_expr="encode(sha256(('bench-' || :n)::bytea), 'hex')"
-redeem_sql=$(bind "$(sql_of redeem)" "$code_expr" ":uid" "'127.0.0.1'" "'pgbench'")
+redeem_sql=$(bind "$(sql_of redeem)" "$code_expr" ":uid" "'127.0.0.1'" "'pgbench-' || :n")
 user_sql=$(bind "$(sql_of user_by_id)" ":uid")
 next_code='\set k :k + 1
 \set n :base + :client_id + :nc * :k'
@@ -524,9 +522,9 @@ fi
 # ---- Every successful redemption has its audit row, and nothing else does.
 if want redeem || want limits; then
   read -r audited used_codes <<<"$(psql -XqAt -F' ' -d "$db" -c "
-    SELECT (SELECT count(*) FROM audit_log WHERE event = 'redeem' AND outcome = 'success' AND request_id <> 'pgbench'),
+    SELECT (SELECT count(*) FROM audit_log WHERE event = 'redeem' AND outcome = 'success' AND request_id NOT LIKE 'pgbench%'),
            (SELECT count(*) FROM redeem_codes WHERE used_at IS NOT NULL AND batch_id <> '00000000-0000-4000-8000-000000000000')")"
-  pg_other=$(psql -XqAt -d "$db" -c "SELECT count(*) FROM audit_log WHERE request_id = 'pgbench' AND outcome <> 'success'")
+  pg_other=$(psql -XqAt -d "$db" -c "SELECT count(*) FROM audit_log WHERE request_id LIKE 'pgbench%' AND outcome <> 'success'")
   ok_counted=$(awk -F'\t' '$1 == "redeem" || $1 ~ /^limit_/ || $1 == "perf_redeem" { s += $6 - $5 } END { print s + 0 }' "$samples")
   fact audit "$audited audit rows 'success', $used_codes API codes used, $ok_counted 200s counted by wrk"
   fact pg_not_success "$pg_other"
