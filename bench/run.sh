@@ -39,7 +39,8 @@
 #   BENCH_LOG_LEVEL (warn)  httpd's LogLevel
 #   BENCH_HTTPD_ENV ()      VAR=VALUE ... set for httpd only (e.g. GLIBC_TUNABLES=...)
 #   BENCH_PORT (5091)       httpd ports PORT (rate limits on, shm), PORT+1 (off),
-#                           PORT+2 (the Redis-limited httpd)
+#                           PORT+2 (the Redis-limited httpd, by Redis's Unix
+#                           socket), PORT+3 (the same by TCP)
 #   BENCH_PG_PORT (54339), BENCH_REDIS_PORT (63799)   the bench's own servers
 #   BENCH_DB_SOCKET (1)     1: the module and pgbench reach PostgreSQL by its
 #                           Unix socket (as make run does), 0: by 127.0.0.1 (TCP)
@@ -81,6 +82,7 @@ httpd_conf=$(realpath "${BENCH_HTTPD_CONF:-$root/bench/httpd-bench.conf}")
 port=${BENCH_PORT:-5091}
 off_port=$((port + 1))
 redis_port=$((port + 2))
+redis_tcp_port=$((port + 3))
 results_dir=${BENCH_RESULTS:-$root/bench/results}
 db=redeem_bench
 work=$REDEEM_BUILD
@@ -216,7 +218,7 @@ export ADMIN_EMAIL=bench-admin@example.test ADMIN_PASSWORD=BenchAdmin123
 export REDEEM_CODE_MAC_KEY_FILE=$REDEEM_SECRETS/code_mac_key REDEEM_CODE_ENC_KEY_FILE=$REDEEM_SECRETS/code_enc_key
 limits_on="redeem-user redeem-ip login-email login-ip register-ip"
 
-# start_httpd NAME PORT STORE(shm|redis) [OFF_PORT]
+# start_httpd NAME PORT STORE(shm|redis|redis_tcp) [OFF_PORT]
 start_httpd() {
   local name=$1 p=$2 store=$3 offp=${4:-} dir=$work/$1 scope
   mkdir -p "$dir"
@@ -228,7 +230,10 @@ start_httpd() {
     echo "# Rate limits checked on every request but never reached: a burst of a"
     echo "# million, then 1000 a second (the most whole milliseconds allow)."
     for scope in $limits_on; do echo "RedeemRateLimit $scope 1000000 1000"; done
-    [ "$store" = redis ] && echo "RedeemRateLimitStore redis://127.0.0.1:$REDEEM_REDIS_PORT/0"
+    # A Redis on this host: by its Unix socket, as with PostgreSQL (less
+    # kernel work on both sides); TCP for the reference row.
+    [ "$store" = redis ] && echo "RedeemRateLimitStore unix://$(redeem_redis_socket)?db=0"
+    [ "$store" = redis_tcp ] && echo "RedeemRateLimitStore redis://127.0.0.1:$REDEEM_REDIS_PORT/0"
     if [ -n "$offp" ]; then
       echo "Listen 127.0.0.1:$offp"
       echo "<VirtualHost 127.0.0.1:$offp>"
@@ -509,14 +514,16 @@ if want limits; then
   "$root/scripts/redis.sh" start
   started_redis=1
   start_httpd redis "$redis_port" redis
-  ensure_codes $((redeem_rate * repeat * 3))
+  start_httpd redis_tcp "$redis_tcp_port" redis_tcp
+  ensure_codes $((redeem_rate * repeat * 4))
   psql -XqAt -d "$db" -c "VACUUM ANALYZE redeem_codes" >/dev/null
-  say "POST /redeem: limits off vs shm vs Redis, $conns connections, $repeat x ${secs}s in turn"
+  say "POST /redeem: limits off vs shm vs Redis (Unix socket, TCP), $conns connections, $repeat x ${secs}s in turn"
   for i in $(seq "$repeat"); do
     in_turn "$i" 'redeem_run limit_off "$off_port"' 'redeem_run limit_shm "$port"' \
-      'redeem_run limit_redis "$redis_port"'
+      'redeem_run limit_redis "$redis_port"' 'redeem_run limit_redis_tcp "$redis_tcp_port"'
   done
   stop_httpd redis
+  stop_httpd redis_tcp
 fi
 
 # ---- Every successful redemption has its audit row, and nothing else does.

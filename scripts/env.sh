@@ -50,6 +50,18 @@ redeem_pg_dir() {
   printf '%s\n' "$dir"
 }
 
+# The private Redis's Unix socket: beside its files, unless httpd's children
+# (REDEEM_USER) cannot reach the checkout (e.g. under /root) or the path is
+# too long for a socket; then under /var/lib/mod_redeem like the cluster.
+redeem_redis_socket() {
+  local dir=$REDEEM_BUILD/redis
+  if [ "${#dir}" -gt 90 ] ||
+    { [ "$(id -u)" -eq 0 ] && ! runuser -u "$REDEEM_USER" -- test -x "$REDEEM_BUILD" 2>/dev/null; }; then
+    dir=/var/lib/mod_redeem/$(printf '%s' "$REDEEM_BUILD" | sha256sum | cut -c1-16)/redis
+  fi
+  printf '%s/redis.sock\n' "$dir"
+}
+
 # From / : the postgres user may not be allowed into the current directory.
 as_pg_owner() {
   if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi

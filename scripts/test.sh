@@ -16,6 +16,8 @@ if ! "$REDEEM_ROOT/scripts/redis.sh" status; then started+=(redis); fi
 "$REDEEM_ROOT/scripts/pg.sh" start redeem >/dev/null
 "$REDEEM_ROOT/scripts/redis.sh" start
 export TEST_REDEEM_REDIS_PORT=$REDEEM_REDIS_PORT
+TEST_REDEEM_REDIS_SOCKET=$(redeem_redis_socket)
+export TEST_REDEEM_REDIS_SOCKET
 export REDEEM_TEMPLATE_DB=redeem_template
 psql -XqAt -d postgres -c "DROP DATABASE IF EXISTS $REDEEM_TEMPLATE_DB WITH (FORCE)"
 psql -XqAt -d postgres -c "CREATE DATABASE $REDEEM_TEMPLATE_DB"

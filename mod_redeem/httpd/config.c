@@ -309,8 +309,9 @@ const command_rec redeem_config_directives[] = {
                   "SCOPE COUNT SECONDS: at most COUNT requests per SECONDS for the scope "
                   "(redeem-user, redeem-ip, login-email, login-ip, register-ip); COUNT 0: off"),
     AP_INIT_TAKE12("RedeemRateLimitStore", set_rate_limit_store, NULL, RSRC_CONF,
-                   "shm [ENTRIES] (default, 1048576 entries) or redis://HOST:PORT[/DB]: where "
-                   "rate-limit counts live (main server only)"),
+                   "shm [ENTRIES] (default, 1048576 entries), redis://HOST:PORT[/DB] or "
+                   "unix:///PATH/TO/redis.sock[?db=DB]: where rate-limit counts live (main "
+                   "server only)"),
     BOUNDED_NUMBERS(AS_COMMAND){NULL}};
 
 /* Reads a key file, logging a warning when others than its reader may

@@ -101,8 +101,7 @@ static void redeem_child_init(apr_pool_t *pchild, server_rec *s)
     if (main_conf->store_in_use && main_conf->store_in_use->kind == REDEEM_STORE_REDIS) {
         const redeem_store_setting_t *store = main_conf->store_in_use;
         ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads);
-        redis = redeem_redis_create(pchild, store->redis_host, store->redis_port, store->redis_db,
-                                    threads > 0 ? threads : 1);
+        redis = redeem_redis_create(pchild, store, threads > 0 ? threads : 1);
     }
     for (server_rec *vs = s; vs; vs = vs->next) {
         redeem_server_conf *conf = ap_get_module_config(vs->module_config, &redeem_module);

@@ -109,15 +109,29 @@ int64_t redeem_shared_now_ms(void);
 
 /* ---------------------------------------------------------------- redis.c */
 
+/* RedeemRateLimitStore as set (parsed by ratelimit.c). */
+typedef enum { REDEEM_STORE_UNSET, REDEEM_STORE_SHM, REDEEM_STORE_REDIS } redeem_store_e;
+typedef struct {
+    redeem_store_e kind;
+    apr_int64_t shm_entries;
+    const char *redis_host;   /* by TCP: the host and port */
+    const char *redis_socket; /* or by its Unix socket (host NULL) */
+    int redis_port, redis_db;
+    const char *redis_url; /* as given, for the log */
+} redeem_store_setting_t;
+
 typedef struct redeem_redis redeem_redis_t;
 /* A child's Redis connections (at most one per thread, reused), made lazily. */
-redeem_redis_t *redeem_redis_create(apr_pool_t *pchild, const char *host, int port, int db,
+redeem_redis_t *redeem_redis_create(apr_pool_t *pchild, const redeem_store_setting_t *store,
                                     int max_connections);
-/* One atomic GCRA step of key on the Redis server, on Redis's clock. 0 with
- * *verdict, or -1 with *why when Redis could not answer in time. */
-int redeem_redis_gcra(redeem_redis_t *redis, apr_pool_t *p, const char *key,
-                      const redeem_gcra_policy_t *policy, redeem_gcra_verdict_t *verdict,
-                      const char **why);
+/* One atomic step on the Redis server, on Redis's clock, in one round trip:
+ * a GCRA step of each key under its policy, in order, up to the first
+ * refusal. The number of keys checked (1 to n; when fewer than n, the last
+ * was refused) with their verdicts, or -1 with *why when Redis could not
+ * answer in time. */
+int redeem_redis_gcra(redeem_redis_t *redis, apr_pool_t *p, const char *const *keys,
+                      const redeem_gcra_policy_t *const *policies, int n,
+                      redeem_gcra_verdict_t *verdicts, const char **why);
 
 /* ------------------------------------------------------------ ratelimit.c */
 
@@ -139,25 +153,27 @@ typedef struct {
     apr_int64_t count, period_s;
 } redeem_limit_setting_t;
 
-typedef enum { REDEEM_STORE_UNSET, REDEEM_STORE_SHM, REDEEM_STORE_REDIS } redeem_store_e;
-typedef struct {
-    redeem_store_e kind;
-    apr_int64_t shm_entries;
-    const char *redis_host;
-    int redis_port, redis_db;
-    const char *redis_url; /* as given, for the log */
-} redeem_store_setting_t;
-
 /* Parses a RedeemRateLimitStore argument; NULL or the reason. */
 const char *redeem_ratelimit_parse_store(apr_pool_t *p, const char *kind, const char *size,
                                          redeem_store_setting_t *store);
 /* check_config: defaults applied and each scope's policy built; NULL or why. */
 const char *redeem_ratelimit_finish(apr_pool_t *p, redeem_limit_setting_t *settings,
                                     redeem_gcra_policy_t *policies);
-/* Charges one request to scope: the key is the client's address for the
- * -ip scopes, the address and subject (the normalized email) for
- * login-email, and subject (the user id) for redeem-user. Adds the scope to
- * the RateLimit-Policy and RateLimit headers; NULL, or a 429 failure. */
+/* One scope to charge: the key is the client's address for the -ip
+ * scopes, the address and subject (the normalized email) for login-email,
+ * and subject (the user id) for redeem-user. */
+typedef struct {
+    redeem_scope_e scope;
+    const char *subject;
+} redeem_charge_t;
+#define REDEEM_MAX_CHARGES 2
+/* Charges one request to each scope (at most REDEEM_MAX_CHARGES) in order,
+ * up to the first that refuses it, in one step of the store (one Redis
+ * round trip). Adds each scope checked to the RateLimit-Policy and
+ * RateLimit headers; NULL, or a 429 failure. */
+const redeem_failure_t *redeem_ratelimit_charge_all(request_rec *r, const redeem_charge_t *charges,
+                                                    int n);
+/* The same for one scope. */
 const redeem_failure_t *redeem_ratelimit_charge(request_rec *r, redeem_scope_e scope,
                                                 const char *subject);
 

@@ -50,7 +50,26 @@ const char *redeem_ratelimit_parse_store(apr_pool_t *p, const char *kind, const 
         store->shm_entries = entries;
         return NULL;
     }
-    const char *usage = "RedeemRateLimitStore takes shm [ENTRIES] or redis://HOST:PORT[/DB]";
+    const char *usage = "RedeemRateLimitStore takes shm [ENTRIES], redis://HOST:PORT[/DB] or "
+                        "unix:///PATH/TO/redis.sock[?db=DB]";
+    if (strncmp(kind, "unix:///", 8) == 0 && !size) {
+        /* A Redis on this host, by its Unix socket: no TCP on either side. */
+        const char *path = kind + 7, *query = strchr(path, '?');
+        int64_t db = 0;
+        if (query &&
+            (strncmp(query, "?db=", 4) != 0 || redeem_text_parse_int64(query + 4, 0, 15, &db) != 0))
+            return "RedeemRateLimitStore unix:///PATH[?db=DB]: DB 0 to 15";
+        store->kind = REDEEM_STORE_REDIS;
+        store->redis_host = NULL;
+        store->redis_socket =
+            query ? apr_pstrndup(p, path, (size_t)(query - path)) : apr_pstrdup(p, path);
+        store->redis_port = 0;
+        store->redis_db = (int)db;
+        store->redis_url = kind;
+        if (!store->shm_entries)
+            store->shm_entries = 1048576;
+        return NULL;
+    }
     if (strncmp(kind, "redis://", 8) != 0 || size)
         return usage;
     const char *host = kind + 8, *colon = strrchr(host, ':');
@@ -65,6 +84,7 @@ const char *redeem_ratelimit_parse_store(apr_pool_t *p, const char *kind, const 
         return "RedeemRateLimitStore redis://HOST:PORT[/DB]: PORT 1 to 65535, DB 0 to 15";
     store->kind = REDEEM_STORE_REDIS;
     store->redis_host = apr_pstrndup(p, host, (size_t)(colon - host));
+    store->redis_socket = NULL;
     store->redis_port = (int)port;
     store->redis_db = (int)db;
     store->redis_url = kind;
@@ -167,24 +187,47 @@ static int check_table(redeem_server_conf *conf, const redeem_gcra_policy_t *pol
     return rc;
 }
 
+/* This host's table, key by key, up to the first refusal: the number of
+ * keys checked, or -1 (a table past its 17-year range). */
+static int check_table_all(redeem_server_conf *conf, const redeem_charge_t *charges,
+                           const unsigned char *const *keys, const size_t *lens, int n,
+                           redeem_gcra_verdict_t *verdicts)
+{
+    for (int i = 0; i < n; i++)
+        if (check_table(conf, &conf->policies[charges[i].scope], keys[i], lens[i], &verdicts[i]) !=
+            0)
+            return -1;
+        else if (!verdicts[i].allowed)
+            return i + 1;
+    return n;
+}
+
 /* Redis while it answers; after a failure, the host's table until the next
  * retry. The outage and the recovery are logged once each, by whichever
  * process sees them first. */
-static int check_redis(request_rec *r, redeem_server_conf *conf, redeem_scope_e scope,
-                       const unsigned char *key, size_t len, redeem_gcra_verdict_t *verdict)
+static int check_redis(request_rec *r, redeem_server_conf *conf, const redeem_charge_t *charges,
+                       const unsigned char *const *keys, const size_t *lens, int n,
+                       redeem_gcra_verdict_t *verdicts)
 {
     redeem_shared_t *shared = conf->shared;
     int64_t now = redeem_shared_now_ms();
     const char *why = NULL;
     if (__atomic_load_n(&shared->redis_retry_at, __ATOMIC_RELAXED) <= now) {
-        if (redeem_redis_gcra(conf->redis, r->pool, redis_key(r, scope, key, len),
-                              &conf->policies[scope], verdict, &why) == 0) {
+        const char *redis_keys[REDEEM_MAX_CHARGES];
+        const redeem_gcra_policy_t *policies[REDEEM_MAX_CHARGES];
+        for (int i = 0; i < n; i++) {
+            redis_keys[i] = redis_key(r, charges[i].scope, keys[i], lens[i]);
+            policies[i] = &conf->policies[charges[i].scope];
+        }
+        int checked =
+            redeem_redis_gcra(conf->redis, r->pool, redis_keys, policies, n, verdicts, &why);
+        if (checked > 0) {
             if (__atomic_exchange_n(&shared->redis_down, 0, __ATOMIC_ACQ_REL))
                 ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,
                               RDMNO(0603) "Redis %s answers again: rate limits are shared by "
                                           "every host again",
                               conf->store_in_use->redis_url);
-            return 0;
+            return checked;
         }
         __atomic_store_n(&shared->redis_retry_at, now + REDIS_RETRY_MS, __ATOMIC_RELAXED);
         if (!__atomic_exchange_n(&shared->redis_down, 1, __ATOMIC_ACQ_REL))
@@ -194,7 +237,7 @@ static int check_redis(request_rec *r, redeem_server_conf *conf, redeem_scope_e 
                           conf->store_in_use->redis_url, why);
     }
     redeem_shared_count(shared, REDEEM_COUNTER_REDIS_FALLBACKS);
-    return check_table(conf, &conf->policies[scope], key, len, verdict);
+    return check_table_all(conf, charges, keys, lens, n, verdicts);
 }
 
 /* Once per key and window: the log's own entry in the host's table, a
@@ -229,34 +272,51 @@ static void add_headers(request_rec *r, redeem_scope_e scope, const redeem_gcra_
                                   (apr_int64_t)redeem_gcra_seconds_up(verdict->reset_ms)));
 }
 
-const redeem_failure_t *redeem_ratelimit_charge(request_rec *r, redeem_scope_e scope,
-                                                const char *subject)
+const redeem_failure_t *redeem_ratelimit_charge_all(request_rec *r, const redeem_charge_t *charges,
+                                                    int n)
 {
     redeem_server_conf *conf = redeem_conf(r);
-    const redeem_gcra_policy_t *policy = &conf->policies[scope];
-    redeem_gcra_verdict_t verdict;
-    size_t len;
-    if (policy->count == 0)
+    redeem_charge_t active[REDEEM_MAX_CHARGES];
+    const unsigned char *keys[REDEEM_MAX_CHARGES];
+    size_t lens[REDEEM_MAX_CHARGES];
+    redeem_gcra_verdict_t verdicts[REDEEM_MAX_CHARGES];
+    int count = 0;
+    for (int i = 0; i < n && count < REDEEM_MAX_CHARGES; i++)
+        if (conf->policies[charges[i].scope].count != 0) { /* a scope set to 0 is off */
+            active[count] = charges[i];
+            keys[count] = make_key(r, charges[i].scope, charges[i].subject, &lens[count]);
+            count++;
+        }
+    if (count == 0)
         return NULL;
-    const unsigned char *key = make_key(r, scope, subject, &len);
-    int rc = conf->store_in_use->kind == REDEEM_STORE_REDIS
-                 ? check_redis(r, conf, scope, key, len, &verdict)
-                 : check_table(conf, policy, key, len, &verdict);
-    if (rc != 0) {
+    int checked = conf->store_in_use->kind == REDEEM_STORE_REDIS
+                      ? check_redis(r, conf, active, keys, lens, count, verdicts)
+                      : check_table_all(conf, active, keys, lens, count, verdicts);
+    if (checked < 0) {
         /* Only a table past its 17-year range gets here: serve, and say so. */
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       RDMNO(0605) "rate limit %s could not be checked: request served",
-                      scopes[scope].name);
+                      scopes[active[0].scope].name);
         return NULL;
     }
-    add_headers(r, scope, policy, &verdict);
-    if (verdict.allowed)
+    for (int i = 0; i < checked; i++)
+        add_headers(r, active[i].scope, &conf->policies[active[i].scope], &verdicts[i]);
+    const redeem_gcra_verdict_t *last = &verdicts[checked - 1];
+    if (last->allowed)
         return NULL;
+    redeem_scope_e scope = active[checked - 1].scope;
     redeem_shared_count(conf->shared, REDEEM_COUNTER_LIMITED_FIRST + scope);
-    log_refusal(r, conf, scope, key, len);
+    log_refusal(r, conf, scope, keys[checked - 1], lens[checked - 1]);
     redeem_failure_t *failure = apr_palloc(r->pool, sizeof *failure);
     failure->status = HTTP_TOO_MANY_REQUESTS;
     failure->message = "Too many requests";
-    failure->retry_after = (int)redeem_gcra_seconds_up(verdict.retry_after_ms);
+    failure->retry_after = (int)redeem_gcra_seconds_up(last->retry_after_ms);
     return failure;
+}
+
+const redeem_failure_t *redeem_ratelimit_charge(request_rec *r, redeem_scope_e scope,
+                                                const char *subject)
+{
+    const redeem_charge_t charge = {scope, subject};
+    return redeem_ratelimit_charge_all(r, &charge, 1);
 }

@@ -14,25 +14,36 @@
  * treated as down (the caller falls back to this host's table). */
 #define REDIS_TIMEOUT_USEC 50000
 
-/* KEYS[1]: the key; ARGV: the policy's interval and limit in ms. Mirrors
- * redeem_gcra_step (core/gcra.c): level = how far the TAT runs ahead of now,
- * at most the limit; allowed when level + interval fits the limit. Returns
- * {allowed, remaining, retry_after_ms, reset_ms}. */
+/* KEYS: the keys of one request, in order; ARGV: each key's policy as its
+ * interval and limit in ms. Mirrors redeem_gcra_step (core/gcra.c) per key:
+ * level = how far the TAT runs ahead of now, at most the limit; allowed when
+ * level + interval fits the limit. Charges the keys in order and stops at
+ * the first refusal, as checking them one by one would. Returns
+ * {allowed, remaining, retry_after_ms, reset_ms} for each key it checked. */
 static const char gcra_script[] =
     "local t = redis.call('TIME')\n"
-    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-    "local interval, limit = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
-    "local tat = tonumber(redis.call('GET', KEYS[1]) or 0)\n"
-    "local level = 0\n"
-    "if tat > now then level = math.min(tat - now, limit) end\n"
-    "local nxt = level + interval\n"
-    "if nxt > limit then return {0, 0, nxt - limit, level} end\n"
-    "redis.call('SET', KEYS[1], string.format('%.0f', now + nxt), 'PX', nxt)\n"
-    "return {1, math.floor((limit - nxt) / interval), 0, nxt}\n";
+    "local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
+    "local out, n = {}, 0\n"
+    "for i = 1, #KEYS do\n"
+    "  local interval, limit = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])\n"
+    "  local tat = tonumber(redis.call('GET', KEYS[i])) or 0\n"
+    "  local level = 0\n"
+    "  if tat > now then level = math.min(tat - now, limit) end\n"
+    "  local nxt = level + interval\n"
+    "  if nxt > limit then\n"
+    "    out[n + 1], out[n + 2], out[n + 3], out[n + 4] = 0, 0, nxt - limit, level\n"
+    "    return out\n"
+    "  end\n"
+    "  redis.call('PSETEX', KEYS[i], nxt, now + nxt)\n"
+    "  out[n + 1], out[n + 2] = 1, math.floor((limit - nxt) / interval)\n"
+    "  out[n + 3], out[n + 4] = 0, nxt\n"
+    "  n = n + 4\n"
+    "end\n"
+    "return out\n";
 
 struct redeem_redis {
     apr_reslist_t *contexts;
-    const char *host;
+    const char *host, *socket_path; /* one of them */
     int port, db;
     char script_sha[2 * SHA_DIGEST_LENGTH + 1];
 };
@@ -42,7 +53,8 @@ static apr_status_t connect_context(void **resource, void *params, apr_pool_t *p
     (void)pool;
     redeem_redis_t *redis = params;
     struct timeval timeout = {0, REDIS_TIMEOUT_USEC};
-    redisContext *c = redisConnectWithTimeout(redis->host, redis->port, timeout);
+    redisContext *c = redis->host ? redisConnectWithTimeout(redis->host, redis->port, timeout)
+                                  : redisConnectUnixWithTimeout(redis->socket_path, timeout);
     if (!c || c->err || redisSetTimeout(c, timeout) != REDIS_OK) {
         if (c)
             redisFree(c);
@@ -70,14 +82,15 @@ static apr_status_t free_context(void *resource, void *params, apr_pool_t *pool)
     return APR_SUCCESS;
 }
 
-redeem_redis_t *redeem_redis_create(apr_pool_t *pchild, const char *host, int port, int db,
+redeem_redis_t *redeem_redis_create(apr_pool_t *pchild, const redeem_store_setting_t *store,
                                     int max_connections)
 {
     redeem_redis_t *redis = apr_pcalloc(pchild, sizeof *redis);
     unsigned char digest[SHA_DIGEST_LENGTH];
-    redis->host = host;
-    redis->port = port;
-    redis->db = db;
+    redis->host = store->redis_host;
+    redis->socket_path = store->redis_socket;
+    redis->port = store->redis_port;
+    redis->db = store->redis_db;
     SHA1((const unsigned char *)gcra_script, sizeof gcra_script - 1, digest);
     redeem_text_hex_encode(digest, sizeof digest, redis->script_sha);
     if (apr_reslist_create(&redis->contexts, 0, 0, max_connections, 0, connect_context,
@@ -86,39 +99,61 @@ redeem_redis_t *redeem_redis_create(apr_pool_t *pchild, const char *host, int po
     return redis;
 }
 
-static redisReply *run_script(redeem_redis_t *redis, redisContext *c, const char *key,
-                              const redeem_gcra_policy_t *policy)
+/* EVALSHA (or EVAL when Redis forgot the script) with every key and its
+ * policy as separate arguments: nothing is formatted into a command line. */
+static redisReply *run_script(redeem_redis_t *redis, redisContext *c, apr_pool_t *p,
+                              const char *const *keys, const redeem_gcra_policy_t *const *policies,
+                              int n)
 {
-    char interval[24], limit[24];
-    snprintf(interval, sizeof interval, "%" APR_INT64_T_FMT, (apr_int64_t)policy->interval_ms);
-    snprintf(limit, sizeof limit, "%" APR_INT64_T_FMT, (apr_int64_t)policy->limit_ms);
-    redisReply *reply =
-        redisCommand(c, "EVALSHA %s 1 %s %s %s", redis->script_sha, key, interval, limit);
+    int argc = 3 + 3 * n;
+    const char **argv = apr_palloc(p, sizeof *argv * (apr_size_t)argc);
+    argv[0] = "EVALSHA";
+    argv[1] = redis->script_sha;
+    argv[2] = apr_itoa(p, n);
+    for (int i = 0; i < n; i++) {
+        argv[3 + i] = keys[i];
+        argv[3 + n + 2 * i] =
+            apr_psprintf(p, "%" APR_INT64_T_FMT, (apr_int64_t)policies[i]->interval_ms);
+        argv[4 + n + 2 * i] =
+            apr_psprintf(p, "%" APR_INT64_T_FMT, (apr_int64_t)policies[i]->limit_ms);
+    }
+    redisReply *reply = redisCommandArgv(c, argc, argv, NULL);
     if (reply && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0) {
         /* A restarted or flushed Redis forgot the script: send it whole. */
         freeReplyObject(reply);
-        reply = redisCommand(c, "EVAL %s 1 %s %s %s", gcra_script, key, interval, limit);
+        argv[0] = "EVAL";
+        argv[1] = gcra_script;
+        reply = redisCommandArgv(c, argc, argv, NULL);
     }
     return reply;
 }
 
-static int read_verdict(const redisReply *reply, redeem_gcra_verdict_t *verdict)
+/* The verdicts of the keys the script checked: 1 to n, the last one a
+ * refusal when fewer than n; -1 for a reply of another shape. */
+static int read_verdicts(const redisReply *reply, int n, redeem_gcra_verdict_t *verdicts)
 {
-    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 4)
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements % 4 != 0 ||
+        reply->elements == 0 || reply->elements > 4 * (size_t)n)
         return -1;
-    for (size_t i = 0; i < 4; i++)
+    for (size_t i = 0; i < reply->elements; i++)
         if (reply->element[i]->type != REDIS_REPLY_INTEGER)
             return -1;
-    verdict->allowed = reply->element[0]->integer != 0;
-    verdict->remaining = (uint32_t)reply->element[1]->integer;
-    verdict->retry_after_ms = reply->element[2]->integer;
-    verdict->reset_ms = reply->element[3]->integer;
-    return 0;
+    int checked = (int)(reply->elements / 4);
+    for (int k = 0; k < checked; k++) {
+        redisReply *const *e = reply->element + 4 * k;
+        verdicts[k].allowed = e[0]->integer != 0;
+        verdicts[k].remaining = (uint32_t)e[1]->integer;
+        verdicts[k].retry_after_ms = e[2]->integer;
+        verdicts[k].reset_ms = e[3]->integer;
+    }
+    if (checked < n && verdicts[checked - 1].allowed)
+        return -1;
+    return checked;
 }
 
-int redeem_redis_gcra(redeem_redis_t *redis, apr_pool_t *p, const char *key,
-                      const redeem_gcra_policy_t *policy, redeem_gcra_verdict_t *verdict,
-                      const char **why)
+int redeem_redis_gcra(redeem_redis_t *redis, apr_pool_t *p, const char *const *keys,
+                      const redeem_gcra_policy_t *const *policies, int n,
+                      redeem_gcra_verdict_t *verdicts, const char **why)
 {
     void *resource;
     if (!redis || apr_reslist_acquire(redis->contexts, &resource) != APR_SUCCESS) {
@@ -126,18 +161,18 @@ int redeem_redis_gcra(redeem_redis_t *redis, apr_pool_t *p, const char *key,
         return -1;
     }
     redisContext *c = resource;
-    redisReply *reply = run_script(redis, c, key, policy);
-    int rc = read_verdict(reply, verdict);
-    if (rc != 0)
+    redisReply *reply = run_script(redis, c, p, keys, policies, n);
+    int checked = read_verdicts(reply, n, verdicts);
+    if (checked < 0)
         *why = c->err                                      ? apr_pstrdup(p, c->errstr)
                : reply && reply->type == REDIS_REPLY_ERROR ? apr_pstrdup(p, reply->str)
                                                            : "unexpected reply";
     if (reply)
         freeReplyObject(reply);
     /* A context that failed may be half-way through a reply: never reuse it. */
-    if (rc == 0 && !c->err)
+    if (checked > 0 && !c->err)
         apr_reslist_release(redis->contexts, c);
     else
         apr_reslist_invalidate(redis->contexts, c);
-    return rc;
+    return checked;
 }

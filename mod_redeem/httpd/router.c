@@ -13,7 +13,9 @@ typedef struct {
     redeem_access_e access;
     redeem_handler_fn *handler;
     int client_limit; /* a scope charged per client before anything else, or NO_LIMIT */
-    int caller_limit; /* a scope charged per authenticated caller, or NO_LIMIT */
+    /* A scope charged per authenticated caller, or NO_LIMIT; only on routes
+     * whose authentication needs no database (REDEEM_ACCESS_TOKEN). */
+    int caller_limit;
 } redeem_route_t;
 
 /* (POST /api/login also charges login-email, once its body names the email.) */
@@ -88,20 +90,35 @@ static const redeem_failure_t *route(request_rec *r, const char *path)
     if (found->method == M_GET && ap_discard_request_body(r) != OK)
         return redeem_failure(r->pool, HTTP_BAD_REQUEST, "Malformed request body");
 
-    /* Limits before any work: a refused request costs no database access. */
+    /* Limits before any work: a refused request costs no database access. A
+     * route limited per caller too authenticates first (a token, no database)
+     * so that both its limits take one step of the store (one Redis round
+     * trip); a request that fails authentication is still charged to its
+     * client. */
     const redeem_failure_t *failure = NULL;
-    if (found->client_limit != NO_LIMIT &&
+    int per_caller = found->caller_limit != NO_LIMIT;
+    if (found->client_limit != NO_LIMIT && !per_caller &&
         (failure = redeem_ratelimit_charge(r, found->client_limit, NULL)))
         return failure;
     redeem_call_t *call = apr_pcalloc(r->pool, sizeof *call);
     call->r = r;
     call->conf = redeem_conf(r);
     if (found->access != REDEEM_ACCESS_PUBLIC &&
-        (failure = redeem_auth_caller(call, found->access)))
-        return failure;
-    if (found->caller_limit != NO_LIMIT &&
-        (failure = redeem_ratelimit_charge(r, found->caller_limit, call->caller.id_text)))
-        return failure;
+        (failure = redeem_auth_caller(call, found->access))) {
+        const redeem_failure_t *limited = NULL;
+        if (per_caller && found->client_limit != NO_LIMIT)
+            limited = redeem_ratelimit_charge(r, found->client_limit, NULL);
+        return limited ? limited : failure;
+    }
+    if (per_caller) {
+        redeem_charge_t charges[REDEEM_MAX_CHARGES];
+        int n = 0;
+        if (found->client_limit != NO_LIMIT)
+            charges[n++] = (redeem_charge_t){found->client_limit, NULL};
+        charges[n++] = (redeem_charge_t){found->caller_limit, call->caller.id_text};
+        if ((failure = redeem_ratelimit_charge_all(r, charges, n)))
+            return failure;
+    }
     return found->handler(call);
 }
 

@@ -176,3 +176,74 @@ my $res = api_request('POST', '/redeem', '{"card_code": "AAAAAAAAAAAA-AAAA-AAAAA
 $res->{status} == 404 or die "back on Redis: $res->{status}";
 log_count(qr/RDM0603: Redis .* answers again/, $mark) == 1 or die 'the return is logged';
 redis_cli('-n', 3, 'KEYS', 'redeem:rl:redeem-user:*') ne '' or die 'nothing counted in Redis';
+
+
+
+=== TEST 8: both scopes of /redeem in one step: the address's limit refuses first and the user's count is left as it was
+--- config eval
+"$STORE\nRedeemRateLimit redeem-user 10 60\nRedeemRateLimit redeem-ip 2 60\n"
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+redis_cli('-n', 3, 'FLUSHDB') eq 'OK' or die 'FLUSHDB';
+user_token('xan');   # registered (and rate-limited) before the count starts
+redis_cli('CONFIG', 'RESETSTAT') eq 'OK' or die 'CONFIG RESETSTAT';
+my @res = map {
+    api_request('POST', '/redeem', '{"card_code": "AAAAAAAAAAAA-AAAA-AAAAAAAA"}',
+                'Authorization: Bearer ' . user_token('xan'))
+} 1 .. 3;
+my @got = map { $_->{status} } @res;
+"@got" eq '404 404 429' or die "statuses: @got";
+my %h = map { lc $_->[0] => $_->[1] } @{ $res[2]{headers} };
+$h{ratelimit} =~ /^"redeem-ip";r=0;t=\d+$/ or die "the refusal's RateLimit: $h{ratelimit}";
+$h{'ratelimit-policy'} eq '"redeem-ip";q=2;w=60' or die "its policy: $h{'ratelimit-policy'}";
+# Both counts are in Redis; the user's holds two charges (6 s each), not three.
+my $ip_key = redis_cli('-n', 3, 'KEYS', 'redeem:rl:redeem-ip:*');
+$ip_key =~ /^redeem:rl:redeem-ip:[0-9a-f]{32}$/ or die "address key: $ip_key";
+my $user_key = redis_cli('-n', 3, 'KEYS', 'redeem:rl:redeem-user:*');
+my $ttl = redis_cli('-n', 3, 'PTTL', $user_key);
+$ttl > 6000 && $ttl <= 12000 or die "the user's key: PTTL $ttl";
+# One script call per request, not one per scope (nothing else uses this Redis now).
+my ($calls) = redis_cli('INFO', 'commandstats') =~ /^cmdstat_evalsha:calls=(\d+)/m;
+my ($evals) = redis_cli('INFO', 'commandstats') =~ /^cmdstat_eval:calls=(\d+)/m;
+($calls // 0) + ($evals // 0) == 3 or die "script calls for 3 requests: " . (($calls // 0) + ($evals // 0));
+
+
+
+=== TEST 9: a bad token is charged to its address in Redis too: the address's third request is refused
+--- config eval
+"$STORE\nRedeemRateLimit redeem-user 10 60\nRedeemRateLimit redeem-ip 2 60\n"
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+redis_cli('-n', 3, 'FLUSHDB') eq 'OK' or die 'FLUSHDB';
+my @got = map {
+    api_request('POST', '/redeem', '{"card_code": "AAAAAAAAAAAA-AAAA-AAAAAAAA"}',
+                'Authorization: Bearer not-a-token')->{status}
+} 1 .. 2;
+push @got, api_request('POST', '/redeem', '{"card_code": "AAAAAAAAAAAA-AAAA-AAAAAAAA"}',
+                       'Authorization: Bearer ' . user_token('yul'))->{status};
+"@got" eq '401 401 429' or die "statuses: @got";
+redis_cli('-n', 3, 'KEYS', 'redeem:rl:redeem-user:*') eq '' or die "a refused request charged the user";
+
+
+
+=== TEST 10: Redis by its Unix socket (unix:///PATH?db=N): the same limits, kept in that database
+--- config eval
+"RedeemRateLimitStore unix://$ENV{TEST_REDEEM_REDIS_SOCKET}?db=3\nRedeemRateLimit redeem-user 2 60\n"
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+redis_cli('-n', 3, 'FLUSHDB') eq 'OK' or die 'FLUSHDB';
+my @got = map {
+    api_request('POST', '/redeem', '{"card_code": "AAAAAAAAAAAA-AAAA-AAAAAAAA"}',
+                'Authorization: Bearer ' . user_token('zed'))->{status}
+} 1 .. 3;
+"@got" eq '404 404 429' or die "statuses: @got";
+redis_cli('-n', 3, 'KEYS', 'redeem:rl:redeem-user:*') =~ /^redeem:rl:redeem-user:[0-9a-f]{32}$/
+  or die 'nothing counted in Redis database 3';
+my $clients = redis_cli('CLIENT', 'LIST');
+$clients =~ /addr=\Q$ENV{TEST_REDEEM_REDIS_SOCKET}\E/ or die "no client on the socket: $clients";

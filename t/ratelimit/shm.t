@@ -157,7 +157,7 @@ $res->{status} == 429 or die "ann's fifth from the address: $res->{status}";
 
 
 
-=== TEST 8: a refused request is refused before its token is even read
+=== TEST 8: an address over its limit is refused whatever its token (a bad one counted too)
 --- config
 RedeemRateLimit redeem-user 100 60
 RedeemRateLimit redeem-ip 4 60
@@ -419,11 +419,20 @@ RedeemRateLimit login-ip 3000 1: the period must divide into whole milliseconds
 RedeemRateLimitStore redis://127.0.0.1
 --- must_die
 --- error_log
-RedeemRateLimitStore takes shm [ENTRIES] or redis://HOST:PORT[/DB]
+RedeemRateLimitStore takes shm [ENTRIES], redis://HOST:PORT[/DB] or unix:///PATH/TO/redis.sock[?db=DB]
 
 
 
-=== TEST 24: apachectl -t: a table too small
+=== TEST 24: apachectl -t: a Redis socket with a database out of range
+--- config
+RedeemRateLimitStore unix:///run/redis/redis.sock?db=16
+--- must_die
+--- error_log
+RedeemRateLimitStore unix:///PATH[?db=DB]: DB 0 to 15
+
+
+
+=== TEST 25: apachectl -t: a table too small
 --- config
 RedeemRateLimitStore shm 10
 --- must_die
@@ -432,7 +441,7 @@ ENTRIES must be a whole number from 64 to 67108864
 
 
 
-=== TEST 25: apachectl -t: the store is server-wide, not per virtual host
+=== TEST 26: apachectl -t: the store is server-wide, not per virtual host
 --- config
 <VirtualHost *>
   ServerName other.test
@@ -444,7 +453,7 @@ RedeemRateLimitStore cannot occur within <VirtualHost> section
 
 
 
-=== TEST 26: a small table (64 entries) still limits every key, evicting the least useful
+=== TEST 27: a small table (64 entries) still limits every key, evicting the least useful
 --- config
 RedeemRateLimitStore shm 64
 RedeemRateLimit register-ip 1 60
