@@ -42,21 +42,61 @@ const char *redeem_password_cost_check(const redeem_password_cost_t *cost)
     return NULL;
 }
 
-/* The argon2 memory straight from the kernel and back: malloc would keep
- * 19 MiB blocks in its arenas after a burst of logins (hundreds of MiB per
- * child, never returned); mmap/munmap hold it only while a hash runs. */
-static int map_memory(uint8_t **memory, size_t bytes)
+/* The argon2 memory straight from the kernel: malloc would keep 19 MiB
+ * blocks in its arenas after a burst of logins (hundreds of MiB per child,
+ * never returned). A caller's redeem_password_memory_t keeps one block from
+ * hash to hash (mapping and faulting in 19 MiB anew costs a third of a
+ * hash); without one, the block lives only while its hash runs.
+ *
+ * libargon2's allocation callbacks take no context pointer: the kept memory
+ * of the hash running on this thread is handed to them here, set for the
+ * length of one call and cleared after it. */
+static __thread redeem_password_memory_t *memory_of_this_hash;
+
+static void *map_block(size_t bytes)
 {
     void *block = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (block == MAP_FAILED)
-        return ARGON2_MEMORY_ALLOCATION_ERROR;
-    *memory = block;
+    return block == MAP_FAILED ? NULL : block;
+}
+
+void redeem_password_memory_release(redeem_password_memory_t *memory)
+{
+    if (memory->block)
+        munmap(memory->block, memory->bytes);
+    memory->block = NULL;
+    memory->bytes = 0;
+}
+
+static int take_memory(uint8_t **out, size_t bytes)
+{
+    redeem_password_memory_t *kept = memory_of_this_hash;
+    if (!kept) {
+        *out = map_block(bytes);
+        return *out ? ARGON2_OK : ARGON2_MEMORY_ALLOCATION_ERROR;
+    }
+    if (kept->bytes < bytes) { /* the first hash, or one of a higher cost */
+        redeem_password_memory_release(kept);
+        if (!(kept->block = map_block(bytes)))
+            return ARGON2_MEMORY_ALLOCATION_ERROR;
+        kept->bytes = bytes;
+    }
+    *out = kept->block;
     return ARGON2_OK;
 }
 
-static void unmap_memory(uint8_t *memory, size_t bytes)
+/* libargon2 has wiped the block already (its clear_internal_memory). */
+static void leave_memory(uint8_t *memory, size_t bytes)
 {
-    munmap(memory, bytes);
+    if (!memory_of_this_hash)
+        munmap(memory, bytes);
+}
+
+static int run_argon2(argon2_context *ctx, redeem_password_memory_t *memory, const char *expected)
+{
+    memory_of_this_hash = memory;
+    int rc = expected ? argon2_verify_ctx(ctx, expected, Argon2_id) : argon2_ctx(ctx, Argon2_id);
+    memory_of_this_hash = NULL;
+    return rc;
 }
 
 static void fill_context(argon2_context *ctx, const redeem_password_cost_t *cost, const char *pw,
@@ -75,12 +115,13 @@ static void fill_context(argon2_context *ctx, const redeem_password_cost_t *cost
     ctx->lanes = cost->parallelism;
     ctx->threads = cost->parallelism;
     ctx->version = ARGON2_VERSION_13;
-    ctx->allocate_cbk = map_memory;
-    ctx->free_cbk = unmap_memory;
+    ctx->allocate_cbk = take_memory;
+    ctx->free_cbk = leave_memory;
 }
 
-const char *redeem_password_hash(apr_pool_t *p, const redeem_password_cost_t *cost, const char *pw,
-                                 size_t len, char **encoded)
+const char *redeem_password_hash(apr_pool_t *p, const redeem_password_cost_t *cost,
+                                 redeem_password_memory_t *memory, const char *pw, size_t len,
+                                 char **encoded)
 {
     unsigned char salt[SALT_BYTES], hash[HASH_BYTES];
     char salt_b64[32], hash_b64[64];
@@ -90,7 +131,7 @@ const char *redeem_password_hash(apr_pool_t *p, const redeem_password_cost_t *co
     if (RAND_bytes(salt, sizeof salt) != 1)
         return "the random number generator failed";
     fill_context(&ctx, cost, pw, len, salt, sizeof salt, hash, sizeof hash);
-    int rc = argon2_ctx(&ctx, Argon2_id);
+    int rc = run_argon2(&ctx, memory, NULL);
     if (rc != ARGON2_OK)
         return argon2_error_message(rc);
     /* The PHC string, as argon2id_hash_encoded writes it. */
@@ -117,7 +158,8 @@ static const char *read_number(const char *s, char after, uint32_t *value)
     return s + 1;
 }
 
-redeem_password_result_e redeem_password_verify(const char *encoded, const char *pw, size_t len)
+redeem_password_result_e redeem_password_verify(redeem_password_memory_t *memory,
+                                                const char *encoded, const char *pw, size_t len)
 {
     static const char prefix[] = "$argon2id$v=19$m=";
     redeem_password_cost_t cost;
@@ -142,7 +184,7 @@ redeem_password_result_e redeem_password_verify(const char *encoded, const char 
         salt_len < ARGON2_MIN_SALT_LENGTH || hash_len < ARGON2_MIN_OUTLEN)
         return REDEEM_PASSWORD_ERROR;
     fill_context(&ctx, &cost, pw, len, salt, salt_len, computed, hash_len);
-    int rc = argon2_verify_ctx(&ctx, (const char *)expected, Argon2_id);
+    int rc = run_argon2(&ctx, memory, (const char *)expected);
     if (rc == ARGON2_OK)
         return REDEEM_PASSWORD_MATCH;
     if (rc == ARGON2_VERIFY_MISMATCH)

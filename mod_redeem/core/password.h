@@ -33,11 +33,24 @@ const char *redeem_password_check_policy(const char *pw, size_t len);
 /* NULL when the cost is usable by libargon2, else the reason. */
 const char *redeem_password_cost_check(const redeem_password_cost_t *cost);
 
+/* The memory argon2 works in, kept from one hash to the next by a caller
+ * that hashes often (one per hashing slot; never two hashes at once): mapped
+ * at its first hash, mapped anew when a hash needs more, wiped by libargon2
+ * after each hash. Start it zeroed; redeem_password_memory_release unmaps it.
+ * NULL instead: the memory is mapped for one hash and unmapped after it. */
+typedef struct {
+    void *block;
+    size_t bytes;
+} redeem_password_memory_t;
+void redeem_password_memory_release(redeem_password_memory_t *memory);
+
 /* Hashes pw with a fresh random salt into a PHC string. Returns NULL on
  * success, else libargon2's or OpenSSL's reason. */
-const char *redeem_password_hash(apr_pool_t *p, const redeem_password_cost_t *cost, const char *pw,
-                                 size_t len, char **encoded);
+const char *redeem_password_hash(apr_pool_t *p, const redeem_password_cost_t *cost,
+                                 redeem_password_memory_t *memory, const char *pw, size_t len,
+                                 char **encoded);
 
-redeem_password_result_e redeem_password_verify(const char *encoded, const char *pw, size_t len);
+redeem_password_result_e redeem_password_verify(redeem_password_memory_t *memory,
+                                                const char *encoded, const char *pw, size_t len);
 
 #endif

@@ -397,7 +397,7 @@ static const char *finish_server(apr_pool_t *pconf, server_rec *s, redeem_server
         why = finish_code_keys(pconf, s, conf);
     if (why)
         return why;
-    const char *hash_error = redeem_password_hash(pconf, &conf->argon2, "unguessable dummy", 17,
+    const char *hash_error = redeem_password_hash(pconf, &conf->argon2, NULL, "unguessable dummy", 17,
                                                   (char **)&conf->dummy_hash);
     if (hash_error)
         return apr_pstrcat(pconf, "argon2id failed: ", hash_error, NULL);

@@ -1,6 +1,8 @@
-/* argon2id under a bound per child process: each hash holds the argon2
- * memory while it runs, so at most RedeemHashConcurrency run at once. A
- * burst waits for a slot up to RedeemHashWait; sustained overload gets 503. */
+/* argon2id under a bound per child process: at most RedeemHashConcurrency
+ * hashes run at once, each in a slot that keeps its argon2 memory from hash
+ * to hash (so a child holds at most the slots times the argon2 memory, and
+ * no hash pays for mapping it anew). A burst waits for a slot up to
+ * RedeemHashWait; sustained overload gets 503. */
 #include "httpd/private.h"
 
 typedef struct {
@@ -11,14 +13,37 @@ typedef struct {
     redeem_password_result_e verdict; /* out, when verifying */
 } hashing_job_t;
 
-static const redeem_failure_t *take_slot(request_rec *r)
+/* The slots of this child, made in child_init; unmapped with the child. */
+static apr_status_t release_slot_memory(void *data)
+{
+    redeem_child_t *child = data;
+    for (int i = 0; i < child->free_count; i++)
+        redeem_password_memory_release(&child->slot_memory[child->free_slots[i]]);
+    return APR_SUCCESS;
+}
+
+const char *redeem_hashing_child_init(apr_pool_t *pchild, redeem_child_t *child, int slots)
+{
+    child->slot_memory = apr_pcalloc(pchild, sizeof *child->slot_memory * (apr_size_t)slots);
+    child->free_slots = apr_palloc(pchild, sizeof *child->free_slots * (apr_size_t)slots);
+    for (int i = 0; i < slots; i++)
+        child->free_slots[i] = slots - 1 - i; /* slot 0 first: the fewest blocks in use */
+    child->free_count = slots;
+    if (apr_thread_mutex_create(&child->hash_lock, APR_THREAD_MUTEX_DEFAULT, pchild) ||
+        apr_thread_cond_create(&child->hash_freed, pchild))
+        return "cannot create the hashing lock";
+    apr_pool_cleanup_register(pchild, child, release_slot_memory, apr_pool_cleanup_null);
+    return NULL;
+}
+
+static const redeem_failure_t *take_slot(request_rec *r, int *slot)
 {
     redeem_server_conf *conf = redeem_conf(r);
     redeem_child_t *child = conf->child;
     apr_time_t deadline = apr_time_now() + apr_time_from_msec(conf->hash_wait_ms);
     int busy = 0, waited = 0;
     apr_thread_mutex_lock(child->hash_lock);
-    while (child->hashes_in_flight >= conf->hash_concurrency) {
+    while (child->free_count == 0) {
         waited = 1;
         apr_time_t now = apr_time_now();
         if (now >= deadline) {
@@ -28,7 +53,7 @@ static const redeem_failure_t *take_slot(request_rec *r)
         apr_thread_cond_timedwait(child->hash_freed, child->hash_lock, deadline - now);
     }
     if (!busy)
-        child->hashes_in_flight++;
+        *slot = child->free_slots[--child->free_count];
     apr_thread_mutex_unlock(child->hash_lock);
     if (waited)
         redeem_shared_count(conf->shared, REDEEM_COUNTER_HASH_WAITS);
@@ -43,27 +68,29 @@ static const redeem_failure_t *take_slot(request_rec *r)
     return failure;
 }
 
-static void give_back_slot(request_rec *r)
+static void give_back_slot(request_rec *r, int slot)
 {
     redeem_child_t *child = redeem_conf(r)->child;
     apr_thread_mutex_lock(child->hash_lock);
-    child->hashes_in_flight--;
+    child->free_slots[child->free_count++] = slot; /* the next taker reuses its warm block */
     apr_thread_cond_signal(child->hash_freed);
     apr_thread_mutex_unlock(child->hash_lock);
 }
 
 static const redeem_failure_t *run_in_slot(request_rec *r, hashing_job_t *job)
 {
-    const redeem_failure_t *failure = take_slot(r);
+    int slot = 0;
+    const redeem_failure_t *failure = take_slot(r, &slot);
     if (failure)
         return failure;
+    redeem_password_memory_t *memory = &redeem_conf(r)->child->slot_memory[slot];
     const char *why = NULL;
     if (job->stored)
-        job->verdict = redeem_password_verify(job->stored, job->password, job->len);
+        job->verdict = redeem_password_verify(memory, job->stored, job->password, job->len);
     else
-        why = redeem_password_hash(r->pool, &redeem_conf(r)->argon2, job->password, job->len,
-                                   &job->hash);
-    give_back_slot(r);
+        why = redeem_password_hash(r->pool, &redeem_conf(r)->argon2, memory, job->password,
+                                   job->len, &job->hash);
+    give_back_slot(r, slot);
     if (!why)
         return NULL;
     ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, RDMNO(0205) "argon2id hashing failed: %s", why);

@@ -107,10 +107,11 @@ static void redeem_child_init(apr_pool_t *pchild, server_rec *s)
         redeem_server_conf *conf = ap_get_module_config(vs->module_config, &redeem_module);
         conf->child = apr_pcalloc(pchild, sizeof *conf->child);
         conf->redis = redis;
-        if (apr_thread_mutex_create(&conf->child->hash_lock, APR_THREAD_MUTEX_DEFAULT, pchild) ||
-            apr_thread_cond_create(&conf->child->hash_freed, pchild))
-            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, vs,
-                         RDMNO(0005) "cannot create the hashing lock: this child will fail");
+        const char *why =
+            redeem_hashing_child_init(pchild, conf->child, (int)conf->hash_concurrency);
+        if (why)
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, vs, RDMNO(0005) "%s: this child will fail",
+                         why);
     }
 }
 

@@ -182,9 +182,13 @@ const redeem_failure_t *redeem_ratelimit_charge(request_rec *r, redeem_scope_e s
 /* State of one child process, made in child_init: the only mutable state. */
 typedef struct {
     apr_uint32_t admin_ready; /* the configured admin exists (atomic flag) */
-    /* argon2 computations running now, under hash_lock; a finished one
-     * signals hash_freed to a request waiting for a slot. */
-    int hashes_in_flight;
+    /* The hashing slots (RedeemHashConcurrency), each with the argon2 memory
+     * it keeps from hash to hash; under hash_lock, the free ones are
+     * free_slots[0 .. free_count - 1]. A finished hash signals hash_freed to
+     * a request waiting for a slot. */
+    redeem_password_memory_t *slot_memory;
+    int *free_slots;
+    int free_count;
     apr_thread_mutex_t *hash_lock;
     apr_thread_cond_t *hash_freed;
     /* While the database fails to answer: until when (apr_time_t) requests
@@ -357,6 +361,8 @@ const char *redeem_auth_token_for(request_rec *r, const redeem_user_t *user);
 
 /* ------------------------------------------------------------- hashing.c */
 
+/* child_init: the child's hashing slots and their lock; NULL or why not. */
+const char *redeem_hashing_child_init(apr_pool_t *pchild, redeem_child_t *child, int slots);
 /* argon2id under this child's bound (RedeemHashConcurrency): each call takes
  * a slot, waiting up to RedeemHashWait (then 503, Retry-After: 1), does its
  * work and gives the slot back. */

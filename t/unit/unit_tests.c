@@ -125,7 +125,7 @@ static void test_password(apr_pool_t *p)
 
     redeem_password_cost_t cost = {1024, 1, 1};
     char *hash = NULL;
-    ok(redeem_password_hash(p, &cost, "Passw0rd123", 11, &hash) == NULL, "argon2: hashes");
+    ok(redeem_password_hash(p, &cost, NULL, "Passw0rd123", 11, &hash) == NULL, "argon2: hashes");
     ok(hash && strncmp(hash, "$argon2id$v=19$m=1024,t=1,p=1$", 30) == 0, "argon2: PHC string");
     /* The same PHC strings as libargon2's own encoder and verifier. */
     ok(argon2id_verify(hash, "Passw0rd123", 11) == ARGON2_OK,
@@ -134,26 +134,61 @@ static void test_password(apr_pool_t *p)
     const unsigned char salt16[16] = "0123456789abcdef";
     ok(argon2id_hash_encoded(1, 1024, 1, "Passw0rd123", 11, salt16, 16, 32, theirs,
                              sizeof theirs) == ARGON2_OK &&
-           redeem_password_verify(theirs, "Passw0rd123", 11) == REDEEM_PASSWORD_MATCH,
+           redeem_password_verify(NULL, theirs, "Passw0rd123", 11) == REDEEM_PASSWORD_MATCH,
        "argon2: we verify libargon2's encoding");
-    ok(redeem_password_verify(theirs, "Passw0rd124", 11) == REDEEM_PASSWORD_MISMATCH,
+    ok(redeem_password_verify(NULL, theirs, "Passw0rd124", 11) == REDEEM_PASSWORD_MISMATCH,
        "argon2: ... and refuse the wrong password with it");
     const char *malformed[] = {"", "$argon2i$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$aGFzaA",
                                "$argon2id$v=19$m=1024,t=1$c2FsdHNhbHQ$aGFzaA",
                                "$argon2id$v=19$m=99999999999,t=1,p=1$c2FsdHNhbHQ$aGFzaA",
                                "$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ=$aGFzaGhhc2hoYXNo"};
     for (size_t i = 0; i < sizeof malformed / sizeof *malformed; i++)
-        ok(redeem_password_verify(malformed[i], "x", 1) == REDEEM_PASSWORD_ERROR,
-           apr_psprintf(p, "argon2: malformed stored hash %zu is an error", i));
-    ok(redeem_password_verify(hash, "Passw0rd123", 11) == REDEEM_PASSWORD_MATCH,
+        ok(redeem_password_verify(NULL, malformed[i], "x", 1) == REDEEM_PASSWORD_ERROR,
+           apr_psprintf(p, "argon2: malformed stored hash %" APR_SIZE_T_FMT " is an error", i));
+    ok(redeem_password_verify(NULL, hash, "Passw0rd123", 11) == REDEEM_PASSWORD_MATCH,
        "argon2: verifies");
-    ok(redeem_password_verify(hash, "Passw0rd124", 11) == REDEEM_PASSWORD_MISMATCH,
+    ok(redeem_password_verify(NULL, hash, "Passw0rd124", 11) == REDEEM_PASSWORD_MISMATCH,
        "argon2: wrong password refused");
     /* Never truncated: a longer password with the same prefix differs. */
-    ok(redeem_password_verify(hash, "Passw0rd123x", 12) == REDEEM_PASSWORD_MISMATCH,
+    ok(redeem_password_verify(NULL, hash, "Passw0rd123x", 12) == REDEEM_PASSWORD_MISMATCH,
        "argon2: longer password refused");
-    ok(redeem_password_verify("$argon2id$garbage", "x", 1) == REDEEM_PASSWORD_ERROR,
+    ok(redeem_password_verify(NULL, "$argon2id$garbage", "x", 1) == REDEEM_PASSWORD_ERROR,
        "argon2: malformed hash is an error");
+    /* A kept block (a hashing slot's): mapped at the first hash, the same
+     * block for every later hash of the same cost, mapped anew (larger) for
+     * a costlier one, and results as without it. */
+    redeem_password_memory_t kept = {NULL, 0};
+    char *kept_hash = NULL;
+    ok(redeem_password_hash(p, &cost, &kept, "Passw0rd123", 11, &kept_hash) == NULL &&
+           kept.block != NULL && kept.bytes == 1024 * 1024,
+       "argon2: a kept block is mapped by the first hash, at the cost's size");
+    void *first_block = kept.block;
+    ok(redeem_password_verify(&kept, hash, "Passw0rd123", 11) == REDEEM_PASSWORD_MATCH &&
+           redeem_password_verify(&kept, kept_hash, "Passw0rd123", 11) == REDEEM_PASSWORD_MATCH &&
+           redeem_password_verify(&kept, kept_hash, "Passw0rd124", 11) ==
+               REDEEM_PASSWORD_MISMATCH &&
+           kept.block == first_block,
+       "argon2: the kept block is reused, with the same verdicts");
+    ok(redeem_password_verify(&kept, theirs, "Passw0rd123", 11) == REDEEM_PASSWORD_MATCH &&
+           kept.bytes == 1024 * 1024,
+       "argon2: a hash of the same cost keeps the block's size");
+    redeem_password_cost_t costlier = {2048, 1, 1};
+    char *costlier_hash = NULL;
+    ok(redeem_password_hash(p, &costlier, &kept, "Passw0rd123", 11, &costlier_hash) == NULL &&
+           kept.bytes == 2048 * 1024 &&
+           redeem_password_verify(&kept, costlier_hash, "Passw0rd123", 11) ==
+               REDEEM_PASSWORD_MATCH &&
+           redeem_password_verify(&kept, hash, "Passw0rd123", 11) == REDEEM_PASSWORD_MATCH &&
+           kept.bytes == 2048 * 1024,
+       "argon2: a costlier hash grows the block, which then serves both costs");
+    const unsigned char *bytes = kept.block;
+    int wiped = 1;
+    for (size_t i = 0; i < kept.bytes; i++)
+        wiped &= bytes[i] == 0;
+    ok(wiped, "argon2: the kept block holds nothing of the last hash (libargon2 wipes it)");
+    redeem_password_memory_release(&kept);
+    ok(kept.block == NULL && kept.bytes == 0, "argon2: a released block is gone");
+
     redeem_password_cost_t bad = {4, 1, 1};
     ok(redeem_password_cost_check(&bad) != NULL, "argon2: too little memory refused");
 }
