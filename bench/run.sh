@@ -539,14 +539,28 @@ if want redeem || want limits; then
 fi
 
 # ---- Phase: resident memory of each child over mixed requests and logins.
-rss_children() { # prints "pid rss_kib" of the main httpd's children
-  local parent
+# Prints "pid rss_kib hashing_kib" of the main httpd's children: hashing_kib
+# is the resident part of the hashing slots' argon2 blocks (mappings of
+# exactly the argon2 memory, which each slot keeps and reuses; at most
+# RedeemHashConcurrency of them), told apart so that growth elsewhere shows.
+rss_children() {
+  local parent pid rss
   parent=$(cat "$work/main/httpd.pid")
-  ps --ppid "$parent" -o pid=,rss= | awk '{ print $1, $2 }'
+  ps --ppid "$parent" -o pid=,rss= | while read -r pid rss; do
+    echo "$pid $rss $(awk -v m="$a2m" '$1 == "Size:" { hit = ($2 == m) } $1 == "Rss:" && hit { s += $2 } END { print s + 0 }' "/proc/$pid/smaps" 2>/dev/null || echo 0)"
+  done
 }
 if want memory; then
   say "memory: $mem_requests mixed requests ($conns connections) and $mem_logins logins ($login_conns) at once"
   used_code=$(head -n 1 "$work/codes.txt")
+  # Warm-up (a run of this phase alone): every worker thread of every child
+  # serves (BENCH_MANY_CONNECTIONS at once), so that their stacks, pools and
+  # connections reach their working size before the first measurement.
+  env BENCH_MODE=mixed BENCH_THREADS="$threads" BENCH_TOKENS="$work/tokens.txt" BENCH_USED_CODE="$used_code" \
+    wrk -t"$threads" -c"$many" -d"$((secs * 2))s" -s "$root/bench/wrk.lua" "$base" >/dev/null 2>&1 &
+  env BENCH_MODE=login BENCH_THREADS=1 BENCH_LOGINS="$work/logins.txt" \
+    wrk -t1 -c"$login_conns" -d"${secs}s" -s "$root/bench/wrk.lua" "$base" >/dev/null 2>&1
+  wait
   rss_children >"$work/rss-before.txt"
   : >"$work/mem-logins.txt"
   : >"$work/rss-series.txt"
@@ -575,13 +589,18 @@ if want memory; then
   login_errors=$(awk '{ s += $2 } END { print s + 0 }' "$work/mem-logins.txt")
   rss_children >"$work/rss-after.txt"
   # Per child present before and after: RSS before, after, growth (KiB).
+  # pid, RSS before, after, growth outside the hashing blocks, the blocks after (KiB)
   mem=$(join <(sort "$work/rss-before.txt") <(sort "$work/rss-after.txt") |
-    awk '{ printf "%s %s %s %d\n", $1, $2, $3, $3 - $2 }')
+    awk '{ printf "%s %s %s %d %s\n", $1, $2, $4, ($4 - $5) - ($2 - $3), $5 }')
   fact mem_children "$(tr '\n' ';' <<<"$mem")"
+  # The bound of the hashing blocks: RedeemHashConcurrency (the module's
+  # default 4 unless the measured settings say otherwise) times the memory.
+  slots=$({ grep -hoE '^\s*RedeemHashConcurrency\s+[0-9]+' "$httpd_conf" "$root/conf/tuning.conf" 2>/dev/null || true; } | awk '{ print $2 }' | tail -n 1)
+  fact mem_hash_bound_kib "$((${slots:-4} * a2m))"
   fact mem_counts "$n mixed requests, $logins_done logins ($login_errors refused)"
   fact mem_before "$(tr '\n' ';' <"$work/rss-before.txt")"
   fact mem_after "$(tr '\n' ';' <"$work/rss-after.txt")"
-  say "memory: $n mixed requests, $logins_done logins; per child pid before after growth (KiB):"
+  say "memory: $n mixed requests, $logins_done logins; per child pid, RSS before, after, growth outside the hashing blocks, the blocks (KiB):"
   sed 's/^/  /' <<<"$mem"
 fi
 

@@ -6,6 +6,7 @@
 #include <openssl/rand.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #define SALT_BYTES 16
 #define HASH_BYTES 32
@@ -53,16 +54,41 @@ const char *redeem_password_cost_check(const redeem_password_cost_t *cost)
  * length of one call and cleared after it. */
 static __thread redeem_password_memory_t *memory_of_this_hash;
 
+/* A block between two inaccessible pages: a mapping of its own that the
+ * kernel never merges with a neighbour (so its size tells it apart in
+ * /proc/PID/smaps), and an overrun faults instead of corrupting. */
+static size_t page_size(void)
+{
+    return (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static size_t whole_pages(size_t bytes)
+{
+    return (bytes + page_size() - 1) / page_size() * page_size();
+}
+
 static void *map_block(size_t bytes)
 {
-    void *block = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return block == MAP_FAILED ? NULL : block;
+    size_t page = page_size(), span = whole_pages(bytes) + 2 * page;
+    char *base = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED)
+        return NULL;
+    if (mprotect(base + page, whole_pages(bytes), PROT_READ | PROT_WRITE) != 0) {
+        munmap(base, span);
+        return NULL;
+    }
+    return base + page;
+}
+
+static void unmap_block(void *block, size_t bytes)
+{
+    munmap((char *)block - page_size(), whole_pages(bytes) + 2 * page_size());
 }
 
 void redeem_password_memory_release(redeem_password_memory_t *memory)
 {
     if (memory->block)
-        munmap(memory->block, memory->bytes);
+        unmap_block(memory->block, memory->bytes);
     memory->block = NULL;
     memory->bytes = 0;
 }
@@ -88,7 +114,7 @@ static int take_memory(uint8_t **out, size_t bytes)
 static void leave_memory(uint8_t *memory, size_t bytes)
 {
     if (!memory_of_this_hash)
-        munmap(memory, bytes);
+        unmap_block(memory, bytes);
 }
 
 static int run_argon2(argon2_context *ctx, redeem_password_memory_t *memory, const char *expected)
