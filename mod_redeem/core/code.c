@@ -109,17 +109,22 @@ int redeem_code_normalize(const char *in, size_t len, char symbols[REDEEM_CODE_S
 }
 
 /* The 20-bit check as 4 symbols: the first bits of an HMAC of the random part. */
+static void symbols_of_check(const unsigned char mac[32], char out[4])
+{
+    unsigned int bits = ((unsigned int)mac[0] << 12) | ((unsigned int)mac[1] << 4) | (mac[2] >> 4);
+    for (int i = 3; i >= 0; i--) {
+        out[i] = ALPHABET[bits & 31];
+        bits >>= 5;
+    }
+}
+
 static void check_symbols(const redeem_code_keys_t *keys, const char symbols[REDEEM_CODE_SYMBOLS],
                           char out[4])
 {
     unsigned char mac[32];
     if (keyed_hmac(keys->check_mac, symbols, REDEEM_CODE_RANDOM_SYMBOLS, mac) != 0)
         memset(mac, 0xff, sizeof mac); /* no code checks against this (a 2^-20 chance) */
-    unsigned int bits = ((unsigned int)mac[0] << 12) | ((unsigned int)mac[1] << 4) | (mac[2] >> 4);
-    for (int i = 3; i >= 0; i--) {
-        out[i] = ALPHABET[bits & 31];
-        bits >>= 5;
-    }
+    symbols_of_check(mac, out);
 }
 
 int redeem_code_check(const redeem_code_keys_t *keys, const char symbols[REDEEM_CODE_SYMBOLS])
@@ -132,16 +137,25 @@ int redeem_code_check(const redeem_code_keys_t *keys, const char symbols[REDEEM_
     return diff == 0;
 }
 
-int redeem_code_generate(const redeem_code_keys_t *keys, char symbols[REDEEM_CODE_SYMBOLS])
+#define RANDOM_BYTES 13 /* 104 bits, of which 100 are used */
+
+/* The 20 random symbols from 13 random bytes. */
+static void random_symbols(const unsigned char random[RANDOM_BYTES],
+                           char symbols[REDEEM_CODE_SYMBOLS])
 {
-    unsigned char random[13]; /* 104 bits, of which 100 are used */
-    if (RAND_bytes(random, sizeof random) != 1)
-        return -1;
     for (int i = 0; i < REDEEM_CODE_RANDOM_SYMBOLS; i++) {
         int bit = i * 5, byte = bit / 8, shift = bit % 8;
         unsigned int window = ((unsigned int)random[byte] << 8) | random[byte + 1];
         symbols[i] = ALPHABET[(window >> (11 - shift)) & 31];
     }
+}
+
+int redeem_code_generate(const redeem_code_keys_t *keys, char symbols[REDEEM_CODE_SYMBOLS])
+{
+    unsigned char random[RANDOM_BYTES];
+    if (RAND_bytes(random, sizeof random) != 1)
+        return -1;
+    random_symbols(random, symbols);
     check_symbols(keys, symbols, symbols + REDEEM_CODE_RANDOM_SYMBOLS);
     return 0;
 }
@@ -207,4 +221,82 @@ int redeem_code_open(const redeem_code_keys_t *keys, const unsigned char *sealed
     if (ok)
         memcpy(symbols, plain, REDEEM_CODE_SYMBOLS);
     return ok ? 0 : -1;
+}
+
+int redeem_code_batch_begin(redeem_code_batch_t *batch, const redeem_code_keys_t *keys)
+{
+    memset(batch, 0, sizeof *batch);
+    batch->keys = keys;
+    batch->random_used = sizeof batch->random; /* drawn at the first code */
+    batch->check_mac = EVP_MAC_CTX_dup(keys->check_mac);
+    batch->lookup_mac = EVP_MAC_CTX_dup(keys->lookup_mac);
+    batch->seal = EVP_CIPHER_CTX_new();
+    if (batch->check_mac && batch->lookup_mac && batch->seal &&
+        EVP_EncryptInit_ex2(batch->seal, keys->cipher, keys->seal_key, NULL, NULL) == 1)
+        return 0;
+    redeem_code_batch_end(batch);
+    return -1;
+}
+
+void redeem_code_batch_end(redeem_code_batch_t *batch)
+{
+    EVP_MAC_CTX_free(batch->check_mac);
+    EVP_MAC_CTX_free(batch->lookup_mac);
+    EVP_CIPHER_CTX_free(batch->seal);
+    batch->check_mac = batch->lookup_mac = NULL;
+    batch->seal = NULL;
+    OPENSSL_cleanse(batch->random, sizeof batch->random);
+}
+
+/* n bytes of the bulk draw, drawing again when it runs out. */
+static const unsigned char *batch_random(redeem_code_batch_t *batch, size_t n)
+{
+    if (batch->random_used + n > sizeof batch->random) {
+        if (RAND_bytes(batch->random, sizeof batch->random) != 1)
+            return NULL;
+        batch->random_used = 0;
+    }
+    const unsigned char *bytes = batch->random + batch->random_used;
+    batch->random_used += n;
+    return bytes;
+}
+
+/* HMAC under a context keyed once: re-initialized with the key it holds. */
+static int batch_hmac(EVP_MAC_CTX *ctx, const void *data, size_t len, unsigned char out[32])
+{
+    size_t out_len = 0;
+    return EVP_MAC_init(ctx, NULL, 0, NULL) == 1 && EVP_MAC_update(ctx, data, len) == 1 &&
+                   EVP_MAC_final(ctx, out, &out_len, 32) == 1 && out_len == 32
+               ? 0
+               : -1;
+}
+
+int redeem_code_batch_next(redeem_code_batch_t *batch, char symbols[REDEEM_CODE_SYMBOLS],
+                           unsigned char hash[REDEEM_CODE_HASH_LEN],
+                           unsigned char sealed[REDEEM_CODE_SEALED_LEN])
+{
+    unsigned char mac[32];
+    const unsigned char *random = batch_random(batch, RANDOM_BYTES + REDEEM_CODE_NONCE_LEN);
+    if (!random)
+        return -1;
+    random_symbols(random, symbols);
+    if (batch_hmac(batch->check_mac, symbols, REDEEM_CODE_RANDOM_SYMBOLS, mac) != 0)
+        return -1;
+    symbols_of_check(mac, symbols + REDEEM_CODE_RANDOM_SYMBOLS);
+    if (batch_hmac(batch->lookup_mac, symbols, REDEEM_CODE_SYMBOLS, hash) != 0)
+        return -1;
+
+    unsigned char *nonce = sealed, *cipher = sealed + REDEEM_CODE_NONCE_LEN,
+                  *tag = cipher + REDEEM_CODE_SYMBOLS;
+    int len = 0;
+    memcpy(nonce, random + RANDOM_BYTES, REDEEM_CODE_NONCE_LEN);
+    return EVP_EncryptInit_ex2(batch->seal, NULL, NULL, nonce, NULL) == 1 &&
+                   EVP_EncryptUpdate(batch->seal, NULL, &len, hash, REDEEM_CODE_HASH_LEN) == 1 &&
+                   EVP_EncryptUpdate(batch->seal, cipher, &len, (const unsigned char *)symbols,
+                                     REDEEM_CODE_SYMBOLS) == 1 &&
+                   EVP_EncryptFinal_ex(batch->seal, cipher + len, &len) == 1 &&
+                   EVP_CIPHER_CTX_ctrl(batch->seal, EVP_CTRL_GCM_GET_TAG, REDEEM_CODE_TAG_LEN,
+                                       tag) == 1
+               ? 0
+               : -1;
 }

@@ -63,43 +63,45 @@ static const redeem_failure_t *read_generate_request(request_rec *r, generate_re
 }
 
 /* A new batch: the codes for the response, and the lookup hashes and
- * sealed codes as PostgreSQL array literals of hex ({h1,h2,...}). */
+ * sealed codes as two bytea literals in hex (\x, then each code's value end
+ * to end), as SQL_CODES_INSERT reads them. */
 typedef struct {
     json_t *codes;
     char *hashes, *sealed;
 } batch_t;
 
+_Static_assert(REDEEM_CODE_HASH_LEN == 32 && REDEEM_CODE_SEALED_LEN == 52,
+               "SQL_CODES_INSERT cuts the byte strings into values of 32 and 52 bytes");
+
 static int make_batch(request_rec *r, int count, batch_t *batch)
 {
-    const redeem_code_keys_t *keys = &redeem_conf(r)->code_keys;
     size_t hash_hex = 2 * REDEEM_CODE_HASH_LEN, sealed_hex = 2 * REDEEM_CODE_SEALED_LEN;
-    char *hp = batch->hashes = apr_palloc(r->pool, (size_t)count * (hash_hex + 1) + 2);
-    char *sp = batch->sealed = apr_palloc(r->pool, (size_t)count * (sealed_hex + 1) + 2);
+    char *hp = batch->hashes = apr_palloc(r->pool, (size_t)count * hash_hex + 3);
+    char *sp = batch->sealed = apr_palloc(r->pool, (size_t)count * sealed_hex + 3);
+    redeem_code_batch_t codes;
+    if (redeem_code_batch_begin(&codes, &redeem_conf(r)->code_keys) != 0)
+        return -1;
     batch->codes = redeem_request_hold_json(r, json_array());
-    *hp++ = '{';
-    *sp++ = '{';
-    for (int i = 0; i < count; i++) {
+    memcpy(hp, "\\x", 2);
+    memcpy(sp, "\\x", 2);
+    hp += 2;
+    sp += 2;
+    int rc = 0;
+    for (int i = 0; i < count && rc == 0; i++) {
         char symbols[REDEEM_CODE_SYMBOLS], display[REDEEM_CODE_DISPLAY_LEN + 1];
         unsigned char hash[REDEEM_CODE_HASH_LEN], box[REDEEM_CODE_SEALED_LEN];
-        if (redeem_code_generate(keys, symbols) != 0)
-            return -1;
-        redeem_code_lookup_hash(keys, symbols, hash);
-        if (redeem_code_seal(keys, symbols, hash, box) != 0)
-            return -1;
-        if (i > 0) {
-            *hp++ = ',';
-            *sp++ = ',';
-        }
+        if ((rc = redeem_code_batch_next(&codes, symbols, hash, box)) != 0)
+            break;
         redeem_text_hex_encode(hash, sizeof hash, hp);
         redeem_text_hex_encode(box, sizeof box, sp);
         hp += hash_hex;
         sp += sealed_hex;
         redeem_code_display(symbols, display);
-        json_array_append_new(batch->codes, json_string(display));
+        json_array_append_new(batch->codes, json_stringn_nocheck(display, REDEEM_CODE_DISPLAY_LEN));
     }
-    strcpy(hp, "}");
-    strcpy(sp, "}");
-    return 0;
+    redeem_code_batch_end(&codes);
+    *hp = *sp = '\0';
+    return rc;
 }
 
 const redeem_failure_t *redeem_handle_generate_codes(redeem_call_t *call)

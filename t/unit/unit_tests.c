@@ -378,6 +378,37 @@ static void test_code(void)
     ok(redeem_code_open(&keys, sealed, sizeof sealed, hash, again) == -1,
        "code: tampering detected");
 
+    /* A batch makes codes as the one-at-a-time calls would: each passes the
+     * check, its hash is the lookup hash, its seal opens to it; and no two
+     * of 1,000 (over several bulk draws of random bytes) are alike. */
+    redeem_code_batch_t batch;
+    ok(redeem_code_batch_begin(&batch, &keys) == 0, "code batch: begins");
+    int good = 0, distinct = 1;
+    static char made[1000][REDEEM_CODE_SYMBOLS];
+    unsigned char nonces[1000][REDEEM_CODE_NONCE_LEN];
+    for (int i = 0; i < 1000; i++) {
+        char code[REDEEM_CODE_SYMBOLS], opened[REDEEM_CODE_SYMBOLS];
+        unsigned char code_hash[REDEEM_CODE_HASH_LEN], expected[REDEEM_CODE_HASH_LEN];
+        unsigned char box[REDEEM_CODE_SEALED_LEN];
+        if (redeem_code_batch_next(&batch, code, code_hash, box) != 0)
+            break;
+        redeem_code_lookup_hash(&keys, code, expected);
+        good += redeem_code_check(&keys, code) &&
+                memcmp(code_hash, expected, sizeof expected) == 0 &&
+                redeem_code_open(&keys, box, sizeof box, code_hash, opened) == 0 &&
+                memcmp(opened, code, sizeof code) == 0;
+        memcpy(made[i], code, sizeof code);
+        memcpy(nonces[i], box, REDEEM_CODE_NONCE_LEN);
+        for (int j = 0; j < i; j++)
+            if (memcmp(made[j], code, sizeof code) == 0 ||
+                memcmp(nonces[j], nonces[i], REDEEM_CODE_NONCE_LEN) == 0)
+                distinct = 0;
+    }
+    redeem_code_batch_end(&batch);
+    ok(good == 1000, "code batch: 1000 codes check, hash and open");
+    ok(distinct, "code batch: no code and no nonce repeats");
+    ok(!batch.check_mac && !batch.lookup_mac && !batch.seal, "code batch: ended");
+
     char hex[2 * REDEEM_CODE_HASH_LEN + 1];
     unsigned char back[REDEEM_CODE_HASH_LEN];
     redeem_text_hex_encode(hash, sizeof hash, hex);
