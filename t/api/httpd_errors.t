@@ -5,10 +5,17 @@
 use lib 't/lib';
 use Test::Redeem;
 
+# httpd logs a request after it has sent the answer (and closed the
+# connection): the line may come a moment after the client has read it.
 sub access_status {
     my ($request_line) = @_;
-    open my $fh, '<', var('SERVROOT') . '/access.log' or die $!;
-    my @lines = grep { index($_, $request_line) >= 0 } <$fh>;
+    my @lines;
+    for (1 .. 30) {
+        open my $fh, '<', var('SERVROOT') . '/access.log' or die $!;
+        @lines = grep { index($_, $request_line) >= 0 } <$fh>;
+        last if @lines;
+        Time::HiRes::sleep(0.1);
+    }
     die "no access log line for $request_line" unless @lines;
     return $lines[-1] =~ /" (\d{3}) / ? $1 : die "no status in $lines[-1]";
 }
