@@ -12,7 +12,9 @@ typedef struct {
     int method;       /* M_GET also serves HEAD */
     redeem_access_e access;
     redeem_handler_fn *handler;
-    int client_limit; /* a scope charged per client before anything else, or NO_LIMIT */
+    /* A scope charged per client before anything else (with a caller_limit:
+     * right after the token check, in one step with it), or NO_LIMIT. */
+    int client_limit;
     /* A scope charged per authenticated caller, or NO_LIMIT; only on routes
      * whose authentication needs no database (REDEEM_ACCESS_TOKEN). */
     int caller_limit;
