@@ -244,6 +244,18 @@ POST /redeem
 
 
 
+=== TEST 8: every pooled connection in use once more: those the doomed blocks left dead are replaced, so that the next block's redemption takes a live (and then doomed) one, not a dead one it would reconnect
+--- config eval
+proxy_config()
+--- login: alice
+--- request
+GET /api/profile
+--- concurrency: 20
+--- error_code_counts
+200: 20
+
+
+
 === TEST 90: the reply to a redemption lost after it committed: run again, it finds its own claim: 200 once, one audit row, one month
 --- config eval
 proxy_config()
