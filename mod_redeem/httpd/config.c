@@ -397,8 +397,8 @@ static const char *finish_server(apr_pool_t *pconf, server_rec *s, redeem_server
         why = finish_code_keys(pconf, s, conf);
     if (why)
         return why;
-    const char *hash_error = redeem_password_hash(pconf, &conf->argon2, NULL, "unguessable dummy", 17,
-                                                  (char **)&conf->dummy_hash);
+    const char *hash_error = redeem_password_hash(pconf, &conf->argon2, NULL, "unguessable dummy",
+                                                  17, (char **)&conf->dummy_hash);
     if (hash_error)
         return apr_pstrcat(pconf, "argon2id failed: ", hash_error, NULL);
     if (conf->admin_password && strcmp(conf->admin_password, REDEEM_DEFAULT_ADMIN_PASSWORD) == 0)
@@ -431,7 +431,7 @@ int redeem_config_attach_shared(server_rec *s)
     int engine = 0;
     if (store->kind == REDEEM_STORE_UNSET) {
         store->kind = REDEEM_STORE_SHM;
-        store->shm_entries = 1048576;
+        store->shm_entries = REDEEM_SHM_DEFAULT_ENTRIES;
     }
     for (server_rec *vs = s; vs; vs = vs->next)
         engine |= ((redeem_server_conf *)ap_get_module_config(vs->module_config, &redeem_module))

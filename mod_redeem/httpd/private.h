@@ -153,6 +153,9 @@ typedef struct {
     apr_int64_t count, period_s;
 } redeem_limit_setting_t;
 
+/* The host's table when RedeemRateLimitStore gives no size (8 MiB); also
+ * Redis's fallback. */
+#define REDEEM_SHM_DEFAULT_ENTRIES 1048576
 /* Parses a RedeemRateLimitStore argument; NULL or the reason. */
 const char *redeem_ratelimit_parse_store(apr_pool_t *p, const char *kind, const char *size,
                                          redeem_store_setting_t *store);

@@ -43,7 +43,7 @@ const char *redeem_ratelimit_parse_store(apr_pool_t *p, const char *kind, const 
                                          redeem_store_setting_t *store)
 {
     if (strcmp(kind, "shm") == 0) {
-        int64_t entries = 1048576;
+        int64_t entries = REDEEM_SHM_DEFAULT_ENTRIES;
         if (size && redeem_text_parse_int64(size, 64, 67108864, &entries) != 0)
             return "RedeemRateLimitStore shm: ENTRIES must be a whole number from 64 to 67108864";
         store->kind = REDEEM_STORE_SHM;
@@ -67,7 +67,7 @@ const char *redeem_ratelimit_parse_store(apr_pool_t *p, const char *kind, const 
         store->redis_db = (int)db;
         store->redis_url = kind;
         if (!store->shm_entries)
-            store->shm_entries = 1048576;
+            store->shm_entries = REDEEM_SHM_DEFAULT_ENTRIES;
         return NULL;
     }
     if (strncmp(kind, "redis://", 8) != 0 || size)
@@ -90,7 +90,7 @@ const char *redeem_ratelimit_parse_store(apr_pool_t *p, const char *kind, const 
     store->redis_url = kind;
     /* The host's table is the fallback: it keeps its default size. */
     if (!store->shm_entries)
-        store->shm_entries = 1048576;
+        store->shm_entries = REDEEM_SHM_DEFAULT_ENTRIES;
     return NULL;
 }
 
