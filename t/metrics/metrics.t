@@ -31,14 +31,6 @@ sub metric {
     return $res->{body} =~ $re ? $1 : die "no $name {" . ($labels // '') . "} in:\n$res->{body}";
 }
 
-sub graceful_restart {
-    open my $fh, '<', var('SERVROOT') . '/httpd.pid' or die "httpd.pid: $!";
-    chomp(my $pid = <$fh>);
-    kill 'USR1', $pid or die "kill USR1 $pid: $!";
-    Time::HiRes::sleep(2);
-    return 1;
-}
-
 add_block_preprocessor(sub {
     my ($block) = @_;
     $block->set_value(config => $CONF) unless defined $block->config;

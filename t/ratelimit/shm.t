@@ -15,15 +15,6 @@ sub log_count {
     return scalar grep { /$re/ } <$fh>;
 }
 
-sub graceful_restart {
-    open my $fh, '<', var('SERVROOT') . '/httpd.pid' or die "httpd.pid: $!";
-    chomp(my $pid = <$fh>);
-    kill 'USR1', $pid or die "kill USR1 $pid: $!";
-    # The new generation serves once its children are up.
-    Time::HiRes::sleep(2);
-    return 1;
-}
-
 no_shuffle();
 run_tests();
 

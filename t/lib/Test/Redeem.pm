@@ -289,6 +289,8 @@ C<api_request($method, $uri, $json_body, @header_lines)> sends one more
 request and returns its response hash (with C<json> and C<elapsed> seconds).
 C<sql($query)> runs SQL as C<db_check> does (psql as superuser on the file's
 database) and returns its output without the final newline; a psql error dies.
+C<graceful_restart()> sends the file's httpd SIGUSR1 (C<apachectl -k
+graceful>) and returns 1 once the new generation's children serve.
 Subs defined in the C<.t> file before
 C<run_tests()> are callable too (package C<main>).
 
@@ -315,6 +317,7 @@ our @EXPORT = qw(
   jwt_forge jwt_secret jwt_claims jwt_decode user_id user_token now var b64url
   response json_match api_request api_request_to sql
   start_second_server stop_second_server redis_cli redis_stop redis_start
+  graceful_restart
 );
 
 use constant {
@@ -515,6 +518,15 @@ sub stop_second_server {
     return unless $Second;
     _stop_group($Second->{pid});
     undef $Second;
+}
+
+sub graceful_restart {
+    open my $fh, '<', var('SERVROOT') . '/httpd.pid' or die "httpd.pid: $!";
+    chomp(my $pid = <$fh>);
+    kill 'USR1', $pid or die "kill USR1 $pid: $!";
+    # The new generation serves once its children are up.
+    Time::HiRes::sleep(2);
+    return 1;
 }
 
 # The private Redis of scripts/test.sh (scripts/redis.sh): a command's output,
