@@ -464,8 +464,10 @@ sub module_enabled { run(['a2query', '-q', '-m', $_[0]])->{ok} }
 
 sub psql_postgres {
     my ($sql, $db) = @_;
+    # From /: the postgres user may not be allowed into the checkout (a clone
+    # under a 0700 directory), and psql would say so in the output.
     my $r = run(['runuser', '-u', 'postgres', '--', 'psql', '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1',
-                 '-h', $sock, '-d', $db, '-c', $sql]);
+                 '-h', $sock, '-d', $db, '-c', $sql], cwd => '/');
     $r->{ok} or die "psql: $r->{out}";
     return $r->{out} =~ s/\s+\z//r;
 }
@@ -489,6 +491,7 @@ PERL
 
 # Runs a command (no shell): {ok, out} with stdout and stderr together. The
 # environment is a clean one plus `env`: nothing of the caller's PG* settings.
+# It runs in the checkout, or in `cwd`.
 sub run {
     my ($cmd, %opt) = @_;
     my %env = (PATH => $PATH, LANG => 'C.UTF-8', HOME => '/root', %{ $opt{env} || {} });
@@ -498,7 +501,7 @@ sub run {
     if ($pid == 0) {
         close $in_w;
         close $out_r;
-        chdir $ROOT;
+        chdir($opt{cwd} // $ROOT);
         open STDIN, '<&', $in_r or POSIX::_exit(127);
         open STDOUT, '>&', $out_w or POSIX::_exit(127);
         open STDERR, '>&', $out_w or POSIX::_exit(127);
