@@ -15,10 +15,14 @@ use POSIX ();
 
 our ($PROXY_PID, $PROXY_PORT, $PROXY_CTL, $PROXY_ACK);
 
-# The config that sends the module's connections through the proxy.
+# The config that sends the module's connections through the proxy. The
+# children are fixed (two, none spawned or stopped as load comes and goes): a
+# child the MPM spawned after a doom would bring connections the proxy never
+# doomed, and a request it took would see no fault at all.
 sub proxy_config {
     start_proxy() unless $PROXY_PID;
-    return sprintf(qq{DBDParams "host=127.0.0.1 port=%d dbname=%s user=%s password=%s gssencmode=disable"\n},
+    return sprintf(qq{DBDParams "host=127.0.0.1 port=%d dbname=%s user=%s password=%s gssencmode=disable"\n}
+                   . qq{StartServers 2\nMinSpareThreads 1\nMaxSpareThreads 250\n},
                    $PROXY_PORT, var('DB_NAME'), $ENV{REDEEM_APP_USER}, $ENV{REDEEM_APP_PASSWORD});
 }
 
