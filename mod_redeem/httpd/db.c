@@ -46,6 +46,7 @@ struct redeem_db {
     PGconn *pg;
     redeem_conn_t *conn;
     apr_time_t deadline; /* every wait of this request ends by then */
+    int pipelined;       /* statements sent in the open pipeline */
 };
 
 /* How a libpq exchange ended. */
@@ -556,14 +557,9 @@ const redeem_failure_t *redeem_db_exec(redeem_db_t *db, redeem_stmt_e stmt, cons
     return failure;
 }
 
-const redeem_failure_t *redeem_db_query(redeem_db_t *db, redeem_stmt_e stmt,
-                                        const char *const *args, redeem_rows_t *rows)
+/* The rows of a result, copied onto the request's pool. */
+static void copy_rows(request_rec *r, const PGresult *result, redeem_rows_t *rows)
 {
-    request_rec *r = db->r;
-    PGresult *result;
-    const redeem_failure_t *failure = run_statement(db, stmt, args, &result);
-    if (failure)
-        return failure;
     rows->nrows = PQntuples(result);
     rows->ncols = PQnfields(result);
     rows->cells =
@@ -573,6 +569,109 @@ const redeem_failure_t *redeem_db_query(redeem_db_t *db, redeem_stmt_e stmt,
             if (!PQgetisnull(result, i, c))
                 rows->cells[i * rows->ncols + c] = apr_pstrmemdup(
                     r->pool, PQgetvalue(result, i, c), (apr_size_t)PQgetlength(result, i, c));
+}
+
+const redeem_failure_t *redeem_db_query(redeem_db_t *db, redeem_stmt_e stmt,
+                                        const char *const *args, redeem_rows_t *rows)
+{
+    PGresult *result;
+    const redeem_failure_t *failure = run_statement(db, stmt, args, &result);
+    if (failure)
+        return failure;
+    copy_rows(db->r, result, rows);
     PQclear(result);
     return NULL;
+}
+
+/* ---- Several statements in one transaction (libpq's pipeline mode): the
+ * server runs each as it arrives, and commits them all at the sync, or
+ * none. Nothing is run twice: a pipeline that fails fails its request. */
+
+/* A pipeline that cannot go on: the connection is shut, so that the server
+ * rolls back what it ran, and its next user reconnects (which leaves
+ * pipeline mode). */
+static const redeem_failure_t *pipeline_abandon(redeem_db_t *db, const char *what,
+                                                outcome_e outcome, const PGresult *result)
+{
+    const redeem_failure_t *failure = db_failure(db->r, db->pg, what, outcome, result);
+    redeem_db_pipeline_cancel(db);
+    return failure;
+}
+
+void redeem_db_pipeline_cancel(redeem_db_t *db)
+{
+    drop_connection(db->pg);
+    db->conn->backend_pid = 0;
+}
+
+const redeem_failure_t *redeem_db_pipeline_begin(redeem_db_t *db)
+{
+    db->pipelined = 0;
+    if (PQenterPipelineMode(db->pg))
+        return NULL;
+    return pipeline_abandon(db, "pipeline", EXCHANGE_LOST, NULL);
+}
+
+const redeem_failure_t *redeem_db_pipeline_send(redeem_db_t *db, redeem_stmt_e id,
+                                                const char *const *args, const int *lengths,
+                                                const int *binary)
+{
+    const redeem_stmt_t *stmt = &redeem_statements[id];
+    const char *label = apr_pstrcat(db->r->pool, "redeem_", stmt->name, NULL);
+    /* Sent whole before the caller goes on: while the server runs this one,
+     * the caller makes the next. */
+    outcome_e outcome = PQsendQueryPrepared(db->pg, label, stmt->nargs, args, lengths, binary, 0)
+                            ? flush_all(db->pg, db->deadline)
+                            : (PQstatus(db->pg) == CONNECTION_OK ? EXCHANGE_FAILED : EXCHANGE_LOST);
+    if (outcome == EXCHANGE_DONE) {
+        db->pipelined++;
+        return NULL;
+    }
+    return pipeline_abandon(db, apr_pstrcat(db->r->pool, "statement ", stmt->name, NULL), outcome,
+                            NULL);
+}
+
+const redeem_failure_t *redeem_db_pipeline_commit(redeem_db_t *db, redeem_rows_t *rows)
+{
+    request_rec *r = db->r;
+    PGconn *pg = db->pg;
+    if (!PQpipelineSync(pg))
+        return pipeline_abandon(db, "pipeline sync", EXCHANGE_LOST, NULL);
+    /* The results in the order sent, then the sync's. After a failure the
+     * server skips the rest (each answered PGRES_PIPELINE_ABORTED) and rolls
+     * back at the sync; the first failure is the one logged. */
+    const redeem_failure_t *failure = NULL;
+    for (int k = 0; k <= db->pipelined; k++) {
+        PGresult *result;
+        outcome_e outcome = next_result(pg, db->deadline, &result);
+        int sync_expected = k == db->pipelined;
+        int is_sync = result && PQresultStatus(result) == PGRES_PIPELINE_SYNC;
+        const char *what = sync_expected ? "pipeline sync"
+                                         : apr_psprintf(r->pool, "pipeline, statement %d of %d",
+                                                        k + 1, db->pipelined);
+        if (outcome == EXCHANGE_FAILED && !sync_expected && !is_sync) {
+            /* Refused, or skipped after a refusal: read on to the sync. */
+            if (!failure)
+                failure = db_failure(r, pg, what, outcome, result);
+        }
+        else if (outcome != EXCHANGE_DONE || is_sync != sync_expected) {
+            /* Lost, timed out or out of step: whether it committed is not
+             * known here, and the connection is of no further use. */
+            if (!failure)
+                failure = db_failure(r, pg, what,
+                                     outcome == EXCHANGE_DONE ? EXCHANGE_LOST : outcome, result);
+            PQclear(result);
+            redeem_db_pipeline_cancel(db);
+            return failure;
+        }
+        else if (k == db->pipelined - 1 && rows)
+            copy_rows(r, result, rows);
+        PQclear(result);
+    }
+    if (!PQexitPipelineMode(pg))
+        return failure ? failure : pipeline_abandon(db, "pipeline end", EXCHANGE_LOST, NULL);
+    if (!failure)
+        __atomic_store_n(&redeem_conf(r)->child->db_ok_at, (apr_int64_t)apr_time_now(),
+                         __ATOMIC_RELAXED);
+    return failure;
 }

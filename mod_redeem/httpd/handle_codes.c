@@ -62,46 +62,95 @@ static const redeem_failure_t *read_generate_request(request_rec *r, generate_re
     return NULL;
 }
 
-/* A new batch: the codes for the response, and the lookup hashes and
- * sealed codes as two bytea literals in hex (\x, then each code's value end
- * to end), as SQL_CODES_INSERT reads them. */
-typedef struct {
-    json_t *codes;
-    char *hashes, *sealed;
-} batch_t;
+/* Codes go to the database this many to a statement, each sent while the
+ * next is made; few enough that the counting trigger's table of the
+ * statement's rows stays within PostgreSQL's default work_mem (4 MB). */
+#define CODES_PER_STATEMENT 5000
 
 _Static_assert(REDEEM_CODE_HASH_LEN == 32 && REDEEM_CODE_SEALED_LEN == 52,
                "SQL_CODES_INSERT cuts the byte strings into values of 32 and 52 bytes");
 
-static int make_batch(request_rec *r, int count, batch_t *batch)
+/* The response's "codes" array as JSON text, written as the codes are made:
+ * the symbols need no escaping. */
+typedef struct {
+    char *text, *end;
+} listing_t;
+
+static void listing_add(listing_t *listing, const char symbols[REDEEM_CODE_SYMBOLS])
 {
-    size_t hash_hex = 2 * REDEEM_CODE_HASH_LEN, sealed_hex = 2 * REDEEM_CODE_SEALED_LEN;
-    char *hp = batch->hashes = apr_palloc(r->pool, (size_t)count * hash_hex + 3);
-    char *sp = batch->sealed = apr_palloc(r->pool, (size_t)count * sealed_hex + 3);
+    char display[REDEEM_CODE_DISPLAY_LEN + 1];
+    redeem_code_display(symbols, display);
+    if (listing->end > listing->text + 1)
+        *listing->end++ = ',';
+    *listing->end++ = '"';
+    memcpy(listing->end, display, REDEEM_CODE_DISPLAY_LEN);
+    listing->end += REDEEM_CODE_DISPLAY_LEN;
+    *listing->end++ = '"';
+}
+
+static const redeem_failure_t *crypto_failed(request_rec *r)
+{
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, RDMNO(0501) "the CSPRNG or AES-GCM failed");
+    return &redeem_failure_internal;
+}
+
+/* Makes the batch and stores it, a statement of codes at a time, then its
+ * audit row: one transaction. *stored: the audit statement's row. */
+static const redeem_failure_t *store_batch(redeem_call_t *call, const generate_request_t *req,
+                                           const char *batch_id, const char *target,
+                                           listing_t *listing, redeem_rows_t *stored)
+{
+    request_rec *r = call->r;
+    unsigned char *hashes = apr_palloc(r->pool, CODES_PER_STATEMENT * REDEEM_CODE_HASH_LEN);
+    unsigned char *sealed = apr_palloc(r->pool, CODES_PER_STATEMENT * REDEEM_CODE_SEALED_LEN);
+    listing->text = listing->end =
+        apr_palloc(r->pool, (size_t)req->count * (REDEEM_CODE_DISPLAY_LEN + 3) + 2);
+    *listing->end++ = '[';
+    const char *args[CODES_INSERT_NARGS] = {
+        [ARG_CODES_INSERT_BATCH_ID] = batch_id,
+        [ARG_CODES_INSERT_MONTHS] = apr_itoa(r->pool, req->months),
+        [ARG_CODES_INSERT_EXPIRES_AT] = req->expires_at,
+        [ARG_CODES_INSERT_HASHES] = (const char *)hashes,
+        [ARG_CODES_INSERT_SEALED] = (const char *)sealed,
+    };
+    static const int binary[CODES_INSERT_NARGS] = {
+        [ARG_CODES_INSERT_HASHES] = 1, [ARG_CODES_INSERT_SEALED] = 1};
+    int lengths[CODES_INSERT_NARGS] = {0};
     redeem_code_batch_t codes;
-    if (redeem_code_batch_begin(&codes, &redeem_conf(r)->code_keys) != 0)
-        return -1;
-    batch->codes = redeem_request_hold_json(r, json_array());
-    memcpy(hp, "\\x", 2);
-    memcpy(sp, "\\x", 2);
-    hp += 2;
-    sp += 2;
-    int rc = 0;
-    for (int i = 0; i < count && rc == 0; i++) {
-        char symbols[REDEEM_CODE_SYMBOLS], display[REDEEM_CODE_DISPLAY_LEN + 1];
-        unsigned char hash[REDEEM_CODE_HASH_LEN], box[REDEEM_CODE_SEALED_LEN];
-        if ((rc = redeem_code_batch_next(&codes, symbols, hash, box)) != 0)
-            break;
-        redeem_text_hex_encode(hash, sizeof hash, hp);
-        redeem_text_hex_encode(box, sizeof box, sp);
-        hp += hash_hex;
-        sp += sealed_hex;
-        redeem_code_display(symbols, display);
-        json_array_append_new(batch->codes, json_stringn_nocheck(display, REDEEM_CODE_DISPLAY_LEN));
+    if (redeem_code_batch_begin(&codes, &call->conf->code_keys) != 0)
+        return crypto_failed(r);
+    const redeem_failure_t *failure = redeem_db_pipeline_begin(call->db);
+    for (int done = 0, n; !failure && done < req->count; done += n) {
+        n = req->count - done < CODES_PER_STATEMENT ? req->count - done : CODES_PER_STATEMENT;
+        for (int i = 0; i < n && !failure; i++) {
+            char symbols[REDEEM_CODE_SYMBOLS];
+            if (redeem_code_batch_next(&codes, symbols, hashes + i * REDEEM_CODE_HASH_LEN,
+                                       sealed + i * REDEEM_CODE_SEALED_LEN) != 0) {
+                redeem_db_pipeline_cancel(call->db);
+                failure = crypto_failed(r);
+            }
+            else
+                listing_add(listing, symbols);
+        }
+        lengths[ARG_CODES_INSERT_HASHES] = n * REDEEM_CODE_HASH_LEN;
+        lengths[ARG_CODES_INSERT_SEALED] = n * REDEEM_CODE_SEALED_LEN;
+        if (!failure)
+            failure = redeem_db_pipeline_send(call->db, STMT_CODES_INSERT, args, lengths, binary);
     }
     redeem_code_batch_end(&codes);
-    *hp = *sp = '\0';
-    return rc;
+    *listing->end++ = ']';
+    if (failure)
+        return failure;
+    const char *audit_args[CODES_AUDIT_NARGS] = {
+        [ARG_CODES_AUDIT_ACTOR] = call->caller.id_text,
+        [ARG_CODES_AUDIT_TARGET] = target,
+        [ARG_CODES_AUDIT_CLIENT] = r->useragent_ip,
+        [ARG_CODES_AUDIT_REQUEST_ID] = redeem_request_id(r),
+        [ARG_CODES_AUDIT_EXPIRES_AT] = req->expires_at,
+    };
+    if ((failure = redeem_db_pipeline_send(call->db, STMT_CODES_AUDIT, audit_args, NULL, NULL)))
+        return failure;
+    return redeem_db_pipeline_commit(call->db, stored);
 }
 
 const redeem_failure_t *redeem_handle_generate_codes(redeem_call_t *call)
@@ -109,46 +158,34 @@ const redeem_failure_t *redeem_handle_generate_codes(redeem_call_t *call)
     request_rec *r = call->r;
     const redeem_user_t *admin = &call->caller;
     generate_request_t req = {0};
-    batch_t batch;
-    redeem_rows_t rows;
+    listing_t listing;
+    redeem_rows_t stored;
     const redeem_failure_t *failure;
     if ((failure = read_generate_request(r, &req)))
         return failure;
 
     const char *batch_id = new_batch_id(r->pool);
-    if (!batch_id || make_batch(r, req.count, &batch) != 0) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, RDMNO(0501) "the CSPRNG or AES-GCM failed");
-        return &redeem_failure_internal;
-    }
+    if (!batch_id)
+        return crypto_failed(r);
     const char *target = apr_psprintf(r->pool, "batch %s (%d codes)", batch_id, req.count);
-    const char *args[CODES_INSERT_NARGS] = {
-        [ARG_CODES_INSERT_BATCH_ID] = batch_id,
-        [ARG_CODES_INSERT_MONTHS] = apr_itoa(r->pool, req.months),
-        [ARG_CODES_INSERT_EXPIRES_AT] = req.expires_at,
-        [ARG_CODES_INSERT_HASHES] = batch.hashes,
-        [ARG_CODES_INSERT_SEALED] = batch.sealed,
-        [ARG_CODES_INSERT_ACTOR] = admin->id_text,
-        [ARG_CODES_INSERT_TARGET] = target,
-        [ARG_CODES_INSERT_CLIENT] = r->useragent_ip,
-        [ARG_CODES_INSERT_REQUEST_ID] = redeem_request_id(r),
-    };
-    /* A batch is one large statement: from now, RedeemDBTimeout and 100 us a
+    /* A batch is a long transaction: from now, RedeemDBTimeout and 100 us a
      * code (100,000 codes take 2 to 4 s on a busy 2-core machine). */
     redeem_db_allow(call->db, apr_time_from_msec(call->conf->db_timeout_ms) +
                                   (apr_interval_time_t)req.count * 100);
-    failure = redeem_db_query(call->db, STMT_CODES_INSERT, args, &rows);
+    failure = store_batch(call, &req, batch_id, target, &listing, &stored);
     redeem_audit_log_line(r, "codes_generated", admin->id_text, target,
                           failure ? "failed" : "success");
     if (failure)
         return failure;
 
-    const char *stored_expiry = redeem_db_cell(&rows, 0, COL_CODES_INSERT_EXPIRES_AT);
-    json_t *body = json_pack(
-        "{s:s, s:i, s:s, s:i, s:O, s:o}", "message",
-        apr_psprintf(r->pool, "Successfully generated %d redeem codes", req.count), "count",
-        req.count, "batch_id", batch_id, "duration_months", req.months, "codes", batch.codes,
-        "expires_at", stored_expiry ? json_string(stored_expiry) : json_null());
-    return redeem_response_json(r, HTTP_CREATED, body);
+    const char *stored_expiry = redeem_db_cell(&stored, 0, COL_CODES_AUDIT_EXPIRES_AT);
+    json_t *body =
+        json_pack("{s:s, s:i, s:s, s:i, s:o}", "message",
+                  apr_psprintf(r->pool, "Successfully generated %d redeem codes", req.count),
+                  "count", req.count, "batch_id", batch_id, "duration_months", req.months,
+                  "expires_at", stored_expiry ? json_string(stored_expiry) : json_null());
+    return redeem_response_json_plus(r, HTTP_CREATED, body, "codes", listing.text,
+                                     (size_t)(listing.end - listing.text));
 }
 
 /* The query of GET /admin/codes. */

@@ -299,6 +299,19 @@ void redeem_db_limit(redeem_db_t *db, apr_interval_time_t from_now);
  * how many rows it wrote. */
 const redeem_failure_t *redeem_db_exec(redeem_db_t *db, redeem_stmt_e stmt, const char *const *args,
                                        int *affected);
+/* Statements that make one transaction, each sent as it is given so that
+ * the caller prepares the next while the database runs the last; committed
+ * at redeem_db_pipeline_commit, all or nothing. lengths and binary are
+ * PQsendQueryPrepared's paramLengths and paramFormats (NULL: all text).
+ * After a failure the pipeline is over: return it. */
+const redeem_failure_t *redeem_db_pipeline_begin(redeem_db_t *db);
+const redeem_failure_t *redeem_db_pipeline_send(redeem_db_t *db, redeem_stmt_e stmt,
+                                                const char *const *args, const int *lengths,
+                                                const int *binary);
+/* Commits; *rows (rows may be NULL): the last statement's. */
+const redeem_failure_t *redeem_db_pipeline_commit(redeem_db_t *db, redeem_rows_t *rows);
+/* Gives the pipeline up: nothing of it is committed. */
+void redeem_db_pipeline_cancel(redeem_db_t *db);
 
 /* ---------------------------------------------------------------- user.c */
 
@@ -411,6 +424,12 @@ json_t *redeem_request_hold_json(request_rec *r, json_t *value);
 /* Sends body (a reference it steals) with status; NULL, or a failure when
  * the body cannot be serialized (nothing sent then). */
 const redeem_failure_t *redeem_response_json(request_rec *r, int status, json_t *body);
+/* The same, with one more member last: name (no character to escape) and
+ * its value as JSON text the caller wrote (a large array built as it was
+ * made, never held as 100,000 jansson values). */
+const redeem_failure_t *redeem_response_json_plus(request_rec *r, int status, json_t *body,
+                                                  const char *name, const char *value,
+                                                  size_t value_len);
 /* The one place a failure becomes a response: {"error": message}. */
 void redeem_response_failure(request_rec *r, const redeem_failure_t *failure);
 /* The handler "redeem-error": httpd's own error answers (a malformed

@@ -30,6 +30,38 @@ const redeem_failure_t *redeem_response_json(request_rec *r, int status, json_t 
     return NULL;
 }
 
+const redeem_failure_t *redeem_response_json_plus(request_rec *r, int status, json_t *body,
+                                                  const char *name, const char *value,
+                                                  size_t value_len)
+{
+    char *head = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    size_t head_len = head ? strlen(head) : 0;
+    if (head_len < 2 || head[head_len - 1] != '}') {
+        free(head);
+        return &redeem_failure_internal;
+    }
+    /* head without its closing brace, then ,"name":value} */
+    size_t name_len = strlen(name),
+           len = head_len - 1 + (head_len > 2) + name_len + 3 + value_len + 1;
+    char *text = apr_palloc(r->pool, len), *p = text;
+    memcpy(p, head, head_len - 1);
+    p += head_len - 1;
+    if (head_len > 2)
+        *p++ = ',';
+    *p++ = '"';
+    memcpy(p, name, name_len);
+    p += name_len;
+    *p++ = '"';
+    *p++ = ':';
+    memcpy(p, value, value_len);
+    p += value_len;
+    *p++ = '}';
+    free(head);
+    send_text(r, status, text, (size_t)(p - text));
+    return NULL;
+}
+
 /* The contract's words for the statuses httpd answers itself. */
 static const char *status_message(int status)
 {

@@ -20,6 +20,7 @@ typedef enum {
     STMT_ADMIN_INSERT,
     STMT_PING,
     STMT_CODES_INSERT,
+    STMT_CODES_AUDIT,
     STMT_CODES_PAGE,
     STMT_CODES_PAGE_USED,
     STMT_CODES_PAGE_UNUSED,
@@ -103,36 +104,43 @@ enum { COL_ADMIN_ID, ADMIN_NCOLS };
 #define PING_NCOLS 1
 #define SQL_PING "SELECT 1"
 
-/* ---- Codes. The whole batch in one statement: all or nothing, audited
- * with it. The hashes and the sealed codes come as two byte strings (bytea
- * in hex), each the codes' values of 32 and 52 bytes end to end: PostgreSQL
- * decodes one string of megabytes much faster than an array of 100,000
- * strings. A string of another length leaves a short last value, which the
- * table's length checks refuse. */
+/* ---- Codes. A batch is stored by several statements in one transaction
+ * (redeem_db_pipeline_*): a chunk of codes each, sent while the next chunk
+ * is generated, then the batch's audit row; all or nothing. A chunk's hashes
+ * and sealed codes come as two bytea parameters in binary, each the chunk's
+ * values of 32 and 52 bytes end to end: no hex to encode or decode, and one
+ * value each instead of thousands. A byte string of another length leaves a
+ * short last value, which the table's length checks refuse. */
 enum {
     ARG_CODES_INSERT_BATCH_ID,
     ARG_CODES_INSERT_MONTHS,
     ARG_CODES_INSERT_EXPIRES_AT, /* NULL: never */
-    ARG_CODES_INSERT_HASHES,
-    ARG_CODES_INSERT_SEALED,
-    ARG_CODES_INSERT_ACTOR,
-    ARG_CODES_INSERT_TARGET,
-    ARG_CODES_INSERT_CLIENT,
-    ARG_CODES_INSERT_REQUEST_ID,
+    ARG_CODES_INSERT_HASHES,     /* binary */
+    ARG_CODES_INSERT_SEALED,     /* binary */
     CODES_INSERT_NARGS
 };
-enum { COL_CODES_INSERT_COUNT, COL_CODES_INSERT_EXPIRES_AT, CODES_INSERT_NCOLS };
 #define SQL_CODES_INSERT                                                                           \
-    "WITH inserted AS ("                                                                           \
-    " INSERT INTO redeem_codes (code_hash, code_sealed, batch_id, duration_months, expires_at)"    \
+    "INSERT INTO redeem_codes (code_hash, code_sealed, batch_id, duration_months, expires_at)"     \
     " SELECT substring($4::bytea FROM i * 32 + 1 FOR 32), substring($5::bytea FROM i * 52 + 1 "    \
     "FOR 52),"                                                                                     \
     " $1::uuid, $2::integer, $3::timestamptz"                                                      \
-    " FROM generate_series(0, (length($4::bytea) - 1) / 32) AS i RETURNING expires_at),"           \
-    " audit AS ("                                                                                  \
-    " INSERT INTO audit_log (event, actor_id, target, client_addr, outcome, request_id)"           \
-    " SELECT 'codes_generated', $6::bigint, $7::text, $8::text, 'success', $9::text)"              \
-    " SELECT count(*), api_ts(min(expires_at)) FROM inserted"
+    " FROM generate_series(0, (length($4::bytea) - 1) / 32) AS i"
+
+/* The batch's audit row, last in its transaction; answers the batch's
+ * expiry as stored (in the API's format). */
+enum {
+    ARG_CODES_AUDIT_ACTOR,
+    ARG_CODES_AUDIT_TARGET,
+    ARG_CODES_AUDIT_CLIENT,
+    ARG_CODES_AUDIT_REQUEST_ID,
+    ARG_CODES_AUDIT_EXPIRES_AT, /* NULL: never */
+    CODES_AUDIT_NARGS
+};
+enum { COL_CODES_AUDIT_EXPIRES_AT, CODES_AUDIT_NCOLS };
+#define SQL_CODES_AUDIT                                                                            \
+    "INSERT INTO audit_log (event, actor_id, target, client_addr, outcome, request_id)"            \
+    " VALUES ('codes_generated', $1::bigint, $2::text, $3::text, 'success', $4::text)"             \
+    " RETURNING api_ts($5::timestamptz)"
 
 /* Listing pages, each in id order from a keyset cursor, then an offset. */
 enum {

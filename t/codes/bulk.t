@@ -75,3 +75,91 @@ SELECT count(*) FROM audit_log;
 --- db_check_out
 100000
 1
+
+
+
+=== TEST 4: all or nothing across statements: a batch is stored 5,000 codes a statement, and a refusal in the third (row 10,001 of 12,000) leaves no code, no count and no audit row
+--- db_init
+CREATE SEQUENCE t_insert_rows;
+CREATE FUNCTION t_fail_late() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
+BEGIN
+  IF nextval('t_insert_rows') > 10000 THEN
+    RAISE EXCEPTION 't_fail_late: refusing row %', currval('t_insert_rows');
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER t_fail_late BEFORE INSERT ON redeem_codes FOR EACH ROW EXECUTE FUNCTION t_fail_late();
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 12000}
+--- timeout: 60
+--- error_code: 500
+--- response_json_exact
+{"error": "Internal server error"}
+--- response_body_unlike
+t_fail_late|refusing|INSERT|redeem_codes
+--- db_check
+SELECT last_value FROM t_insert_rows;
+SELECT count(*), (SELECT sum(total) FROM code_counts) FROM redeem_codes;
+SELECT count(*) FROM audit_log;
+--- db_check_out
+10001
+100000|100000
+1
+--- error_log
+/RDM0101: database pipeline, statement 3 of 4 failed: t_fail_late: refusing row 10001/
+/RDM0401: audit: event=codes_generated actor=$USER_ID_admin .* outcome=failed/
+
+
+
+=== TEST 5: the trigger dropped, 10,001 codes (two full statements and one of a single code) are all stored, counted and audited once
+--- db_init
+DROP TRIGGER t_fail_late ON redeem_codes;
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 10001}
+--- timeout: 60
+--- error_code: 201
+--- response_json
+{"message": "Successfully generated 10001 redeem codes", "count": 10001, "expires_at": null}
+--- check_eval
+my $codes = response()->{json}{codes};
+@$codes == 10001 or die 'got ' . @$codes . " codes\n";
+my %seen;
+$seen{$_}++ and die "twice: $_\n" for @$codes;
+1
+--- save_json
+FIRST=codes.0
+LAST=codes.10000
+--- db_check
+SELECT count(*), (SELECT sum(total) FROM code_counts) FROM redeem_codes;
+SELECT count(*) FROM redeem_codes WHERE created_at >= '$REQUEST_TIME';
+SELECT count(*) FROM audit_log WHERE event = 'codes_generated' AND occurred_at >= '$REQUEST_TIME';
+--- db_check_out
+110001|110001
+10001
+1
+
+
+
+=== TEST 6: the first code of that batch (first statement) redeems
+--- login: alice
+--- request
+POST /redeem
+--- request_json
+{"card_code": "$FIRST"}
+--- error_code: 200
+
+
+
+=== TEST 7: and so does its last (the third statement's only code)
+--- login: alice
+--- request
+POST /redeem
+--- request_json
+{"card_code": "$LAST"}
+--- error_code: 200

@@ -67,7 +67,7 @@ END {
 sub proxy_loop {
     my ($listen, $ctl, $ack) = @_;
     $SIG{PIPE} = 'IGNORE';
-    my (%peer, %is_client, %doomed, %by_name, %lose_reply, %reply_doomed, %orphan);
+    my (%peer, %is_client, %doomed, %by_name, %lose_reply, %reply_doomed, %orphan, %doom_codes);
     my $sel = IO::Select->new($listen, $ctl);
     my $drop = sub {
         my @pair = ($_[0], $peer{"$_[0]"});
@@ -83,9 +83,13 @@ sub proxy_loop {
             if ($fh == $ctl) {
                 POSIX::_exit(0) unless sysread($ctl, my $cmd, 1);
                 # d: the next bytes from httpd are not forwarded; r: they are,
-                # and the database's reply to them is lost.
+                # and the database's reply to them is lost; c: the first bytes
+                # that run the statement codes_insert are not forwarded (on
+                # whichever connection they come first, once).
                 for my $client (keys %is_client) {
-                    if ($cmd eq 'r') { $lose_reply{$client} = 1 } else { $doomed{$client} = 1 }
+                    if ($cmd eq 'r') { $lose_reply{$client} = 1 }
+                    elsif ($cmd eq 'c') { $doom_codes{$client} = 1 }
+                    else { $doomed{$client} = 1 }
                 }
                 syswrite $ack, scalar(keys %is_client);
             }
@@ -120,6 +124,11 @@ sub proxy_loop {
                         $sel->remove($client);
                         close $client;
                     }
+                    next;
+                }
+                if ($n && $doom_codes{"$fh"} && index($buf, 'redeem_codes_insert') >= 0) {
+                    %doom_codes = ();
+                    $drop->($fh);
                     next;
                 }
                 if (!$n || $doomed{"$fh"} || $reply_doomed{"$fh"}) {
@@ -248,7 +257,52 @@ POST /redeem
 
 
 
-=== TEST 8: every pooled connection in use once more: those the doomed blocks left dead are replaced, so that the next block's redemption takes a live (and then doomed) one, not a dead one it would reconnect
+=== TEST 8: the connection lost as the first of a batch's statements goes (the batch is three statements of codes and the audit row, one transaction): 503, nothing stored
+--- config eval
+proxy_config()
+--- db_init eval
+doom_connections('c') > 0 or die "no connection to doom\n";
+'CREATE TABLE t_before AS SELECT count(*) AS codes FROM redeem_codes'
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 12000}
+--- timeout: 60
+--- error_code: 503
+--- response_json_exact
+{"error": "Service temporarily unavailable"}
+--- db_check
+SELECT (SELECT count(*) FROM redeem_codes) - codes FROM t_before;
+SELECT count(*) FROM audit_log WHERE event = 'codes_generated' AND occurred_at >= '$REQUEST_TIME';
+--- db_check_out
+0
+0
+--- error_log
+/RDM0101: database (?:statement codes_insert|pipeline, statement 1 of \d+) failed \(connection lost\)/
+
+
+
+=== TEST 9: the next batch is stored whole (on a connection made anew)
+--- config eval
+proxy_config()
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 12000}
+--- timeout: 60
+--- error_code: 201
+--- db_check
+SELECT (SELECT count(*) FROM redeem_codes) - codes, (SELECT sum(total) FROM code_counts) = (SELECT count(*) FROM redeem_codes) FROM t_before;
+SELECT count(*) FROM audit_log WHERE event = 'codes_generated' AND occurred_at >= '$REQUEST_TIME';
+--- db_check_out
+12000|t
+1
+
+
+
+=== TEST 10: every pooled connection in use once more: those the doomed blocks left dead are replaced, so that the next block's redemption takes a live (and then doomed) one, not a dead one it would reconnect
 --- config eval
 proxy_config()
 --- login: alice
