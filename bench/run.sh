@@ -18,6 +18,8 @@
 #   CODES (100000)          codes filled by SQL (pgbench's codes, more are
 #                           added when it needs them); 10000000 for the scale run
 #   BENCH_SECONDS (3)       length of one short run
+#   BENCH_LIMITS_REPEAT (3 x BENCH_REPEAT)  turns of the rate-limit rows: their
+#                           targets are a few percent, inside one turn's noise
 #   BENCH_REPEAT (5)        short runs per figure, each in turn with its
 #                           ceiling (the median of the pairs' ratios counts)
 #   BENCH_CONNECTIONS (16)  wrk connections and pgbench clients of the main rows
@@ -64,6 +66,7 @@ users=${USERS:-100000}
 codes=${CODES:-100000}
 secs=${BENCH_SECONDS:-3}
 repeat=${BENCH_REPEAT:-5}
+limits_repeat=${BENCH_LIMITS_REPEAT:-$((3 * repeat))}
 conns=${BENCH_CONNECTIONS:-16}
 many=${BENCH_MANY_CONNECTIONS:-1000}
 login_conns=${BENCH_LOGIN_CONNECTIONS:-$((2 * $(nproc)))}
@@ -410,7 +413,11 @@ ensure_codes() {
 redeem_rate=3000
 redeem_run() {
   ensure_codes "$redeem_rate"
-  local limit=$(($(wc -l <"$work/codes.txt") - api_next))
+  # wrk formats a request per code it is given, before the clock starts:
+  # give it three times what the last rate needs, not the whole supply.
+  local limit=$(($(wc -l <"$work/codes.txt") - api_next)) enough
+  enough=$(calc "$redeem_rate * $secs * 3 + 4000")
+  [ "$limit" -le "$enough" ] || limit=$enough
   wrk_run "$1" "$2" "$conns" redeem - BENCH_CODES="$work/codes.txt" BENCH_OFFSET="$api_next" BENCH_LIMIT="$limit"
   api_next=$((api_next + wrk_used))
   redeem_rate=$(calc "$last_rps")
@@ -515,10 +522,10 @@ if want limits; then
   started_redis=1
   start_httpd redis "$redis_port" redis
   start_httpd redis_tcp "$redis_tcp_port" redis_tcp
-  ensure_codes $((redeem_rate * repeat * 4))
+  ensure_codes $((redeem_rate * limits_repeat * 4))
   psql -XqAt -d "$db" -c "VACUUM ANALYZE redeem_codes" >/dev/null
-  say "POST /redeem: limits off vs shm vs Redis (Unix socket, TCP), $conns connections, $repeat x ${secs}s in turn"
-  for i in $(seq "$repeat"); do
+  say "POST /redeem: limits off vs shm vs Redis (Unix socket, TCP), $conns connections, $limits_repeat x ${secs}s in turn"
+  for i in $(seq "$limits_repeat"); do
     in_turn "$i" 'redeem_run limit_off "$off_port"' 'redeem_run limit_shm "$port"' \
       'redeem_run limit_redis "$redis_port"' 'redeem_run limit_redis_tcp "$redis_tcp_port"'
   done
