@@ -42,23 +42,10 @@ const redeem_failure_t *redeem_response_json_plus(request_rec *r, int status, js
         return &redeem_failure_internal;
     }
     /* head without its closing brace, then ,"name":value} */
-    size_t name_len = strlen(name),
-           len = head_len - 1 + (head_len > 2) + name_len + 3 + value_len + 1;
-    char *text = apr_palloc(r->pool, len), *p = text;
-    memcpy(p, head, head_len - 1);
-    p += head_len - 1;
-    if (head_len > 2)
-        *p++ = ',';
-    *p++ = '"';
-    memcpy(p, name, name_len);
-    p += name_len;
-    *p++ = '"';
-    *p++ = ':';
-    memcpy(p, value, value_len);
-    p += value_len;
-    *p++ = '}';
+    char *text = apr_psprintf(r->pool, "%.*s%s\"%s\":%.*s}", (int)(head_len - 1), head,
+                              head_len > 2 ? "," : "", name, (int)value_len, value);
     free(head);
-    send_text(r, status, text, (size_t)(p - text));
+    send_text(r, status, text, strlen(text));
     return NULL;
 }
 
