@@ -23,12 +23,29 @@ MaxRequestWorkers 40
 </Location>
 CONF
 
+# A request is counted in log_transaction, after its answer has reached the
+# client: the client may ask for /metrics before the child that served it has
+# counted it. /metrics itself is not counted, so once every answered request
+# is counted the page stops changing: read it until two reads a quarter of a
+# second apart agree (at most ten seconds).
+sub metrics_body {
+    my ($previous, $body);
+    for (1 .. 40) {
+        my $res = api_request('GET', '/metrics');
+        die "metrics: $res->{status}" unless $res->{status} == 200;
+        $body = $res->{body};
+        return $body if defined $previous && $body eq $previous;
+        $previous = $body;
+        Time::HiRes::sleep(0.25);
+    }
+    die "the metrics did not settle in ten seconds:\n$body";
+}
+
 sub metric {
     my ($name, $labels) = @_;
-    my $res = api_request('GET', '/metrics');
-    die "metrics: $res->{status}" unless $res->{status} == 200;
+    my $body = metrics_body();
     my $re = defined $labels ? qr/^\Q$name\E\{\Q$labels\E\} (\S+)$/m : qr/^\Q$name\E (\S+)$/m;
-    return $res->{body} =~ $re ? $1 : die "no $name {" . ($labels // '') . "} in:\n$res->{body}";
+    return $body =~ $re ? $1 : die "no $name {" . ($labels // '') . "} in:\n$body";
 }
 
 add_block_preprocessor(sub {
@@ -67,7 +84,7 @@ GET /api/health
 GET /metrics
 --- error_code: 200
 --- check_eval
-my $body = response()->{body};
+my $body = metrics_body();
 $body =~ /^redeem_requests_total\{method="GET",path="\/api\/health",class="2xx"\} 30$/m
   or die "health 2xx: " . join("\n", grep { /api\/health/ } split /\n/, $body);
 $body =~ /^redeem_request_duration_seconds_count\{method="GET",path="\/api\/health"\} 30$/m

@@ -523,9 +523,20 @@ sub stop_second_server {
 sub graceful_restart {
     open my $fh, '<', var('SERVROOT') . '/httpd.pid' or die "httpd.pid: $!";
     chomp(my $pid = <$fh>);
+    my $generations = sub {
+        open my $log, '<', var('SERVROOT') . '/error.log' or die "error.log: $!";
+        return scalar grep { /AH00489: .* resuming normal operations/ } <$log>;
+    };
+    my $before = $generations->();
     kill 'USR1', $pid or die "kill USR1 $pid: $!";
-    # The new generation serves once its children are up.
-    Time::HiRes::sleep(2);
+    # The parent logs AH00489 once the new generation is configured (slow
+    # under the sanitizers); its children are up a moment later.
+    my $deadline = Time::HiRes::time() + 60;
+    until ($generations->() > $before) {
+        die "no new generation within 60 s of SIGUSR1" if Time::HiRes::time() > $deadline;
+        Time::HiRes::sleep(0.1);
+    }
+    Time::HiRes::sleep(1);
     return 1;
 }
 
