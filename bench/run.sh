@@ -240,6 +240,10 @@ start_httpd() {
     # kernel work on both sides); TCP for the reference row.
     [ "$store" = redis ] && echo "RedeemRateLimitStore unix://$(redeem_redis_socket)?db=0"
     [ "$store" = redis_tcp ] && echo "RedeemRateLimitStore redis://127.0.0.1:$REDEEM_REDIS_PORT/0"
+    # The module's counters, for the facts below the table.
+    echo '<Location "/bench/metrics">'
+    echo '  SetHandler redeem-metrics'
+    echo '</Location>'
     if [ -n "$offp" ]; then
       echo "Listen 127.0.0.1:$offp"
       echo "<VirtualHost 127.0.0.1:$offp>"
@@ -324,7 +328,9 @@ bind() {
 }
 code_expr="encode(sha256(('bench-' || :n)::bytea), 'hex')"
 redeem_sql=$(bind "$(sql_of redeem)" "$code_expr" ":uid" "'127.0.0.1'" "'pgbench-' || :n")
-user_sql=$(bind "$(sql_of user_by_id)" ":uid")
+# The token's user as a request alone reads it (user_reads.c): its id
+# repeated to 16 array elements.
+user_sql=$(bind "$(sql_of users_by_id)" "'{' || repeat((:uid)::text || ',', 15) || (:uid)::text || '}'")
 next_code='\set k :k + 1
 \set n :base + :client_id + :nc * :k'
 # The users are those the tokens were minted for (tokens.pl's spread): which
@@ -487,8 +493,11 @@ fi
 
 # ---- Phase: the cheap GETs against the trivial handler; /api/profile at
 # 16 and at 1000 connections in the same turns.
+# counter NAME: one of the module's counters on the main httpd.
+counter() { curl -sf "$base/bench/metrics" | awk -v n="$1" '$1 == n { print $2 }'; }
 if want get; then
   say "GET endpoints vs the trivial handler, $conns connections ($many for /api/profile many), $repeat x ${secs}s in turn"
+  reads0=$(counter redeem_user_reads_total) statements0=$(counter redeem_user_read_statements_total)
   for i in $(seq "$repeat"); do
     in_turn "$i" 'wrk_run trivial "$port" "$conns" get /bench/trivial' \
       'wrk_run health "$port" "$conns" get /api/health' \
@@ -497,6 +506,9 @@ if want get; then
       'wrk_run profile_many "$port" "$many" token /api/profile' \
       'pgbench_run pg_user user_by_id'
   done
+  reads=$(($(counter redeem_user_reads_total) - reads0))
+  statements=$(($(counter redeem_user_read_statements_total) - statements0))
+  fact user_reads "$reads requests read their token's user in $statements statements ($(calc "$reads / ($statements || 1)" 2) a statement; user_reads.c)"
   if [ "${BENCH_PERF:-0}" = 1 ]; then
     perf_during profile
     wrk_run perf_profile "$port" "$conns" token /api/profile

@@ -9,6 +9,7 @@ int main(void)
 {
     printf("redeem\t%s\n", SQL_REDEEM);
     printf("user_by_id\t%s\n", SQL_USER_BY_ID);
+    printf("users_by_id\t%s\n", SQL_USERS_BY_ID);
     printf("ping\t%s\n", SQL_PING);
     return 0;
 }

@@ -163,7 +163,7 @@ if (my $children = $facts{mem_children}) {
 push @lines, '| **ceilings and references** | | | | | | | | |';
 row(key => 'pg_redeem', label => "pgbench: SQL_REDEEM (prepared, $c clients)");
 row(key => 'pg_pair', label => "pgbench: SQL_USER_BY_ID + SQL_REDEEM (what /redeem runs)");
-row(key => 'pg_user', label => "pgbench: SQL_USER_BY_ID (what /api/profile runs)");
+row(key => 'pg_user', label => "pgbench: SQL_USERS_BY_ID, one user (what /api/profile runs alone)");
 row(key => 'trivial', label => "trivial handler, same httpd ($c conn)");
 if (my $f = $m{argon2}) {
     row(key => 'argon2', label => "raw argon2id verifications ($argon2, $lc threads)",
@@ -204,6 +204,7 @@ push @notes, "audit: $facts{audit}" if $facts{audit};
 push @notes, "pgbench redemptions whose outcome was not success (codes ran out): $facts{pg_not_success}"
   if $facts{pg_not_success};
 push @notes, "fill: $facts{fill}" if $facts{fill};
+push @notes, "user reads of the GET phase: $facts{user_reads}" if $facts{user_reads};
 for my $k (sort grep { /^errors_/ } keys %facts) {
     push @notes, sprintf 'errors of %s, %s', $k =~ s/^errors_//r, $facts{$k};
 }

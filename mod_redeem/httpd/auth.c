@@ -61,16 +61,12 @@ const redeem_failure_t *redeem_auth_caller(redeem_call_t *call, redeem_access_e 
         r->user = (char *)id_text; /* for the access log */
         return NULL;
     }
-    const char *args[USER_BY_ID_NARGS] = {[ARG_USER_BY_ID_ID] = id_text};
-    redeem_rows_t rows;
-    const redeem_failure_t *failure = redeem_call_db(call);
-    if (!failure)
-        failure = redeem_db_query(call->db, STMT_USER_BY_ID, args, &rows);
+    int found = 0;
+    const redeem_failure_t *failure = redeem_user_reads_get(call, user_id, &found);
     if (failure)
         return failure;
-    if (rows.nrows != 1)
+    if (!found)
         return redeem_auth_user_gone(r, id_text);
-    redeem_user_from_row(&rows, 0, &call->caller);
     r->user = apr_pstrdup(r->pool, call->caller.id_text); /* for the access log */
 
     /* Admin rights as the database says now, whatever the token claims. */

@@ -10,6 +10,7 @@
  *         keyfile (secret files). Public names: redeem_<file>_*.
  * httpd/  the glue: this file; config.c (directives); router.c (routes);
  *         call.c (a request's database); auth.c (tokens to users);
+ *         user_reads.c (the token's user, read for many requests at once);
  *         hashing.c (argon2 under a bound); admin.c (RedeemAdmin);
  *         db.c + statements.h/.c (the database contract); request.c and
  *         response.c (JSON in and out); failure.c; audit.c; user.c;
@@ -27,7 +28,9 @@
  *     authenticates: the token first (401 before any database work), then
  *     the database (redeem_call_db: a pooled mod_dbd connection, prepared
  *     statements checked, the admin account ensured once per child), then
- *     the token's user read afresh (401 gone, 403 not admin);
+ *     the token's user read afresh (401 gone, 403 not admin): alone, or
+ *     with the requests of the child that waited while another read ran,
+ *     in one statement (user_reads.c);
  *   the handler reads its input (400/413/415), runs one statement (the
  *     redemption is one statement: claim, extend, audit) and sends JSON;
  *   any failure a helper or handler returns is answered by the router, in
@@ -35,7 +38,8 @@
  *
  * State
  *   per process: the configuration (read-only after start-up) and
- *     redeem_child_t (the admin-ready flag, the hashing slots), made in
+ *     redeem_child_t (the admin-ready flag, the hashing slots, the line of
+ *     requests waiting for their users), made in
  *     child_init; per pooled connection: its prepared statements
  *     (db.c, in the connection's pool); per request: everything else, on
  *     r->pool (redeem_call_t, rows, JSON held until the request ends).
@@ -109,6 +113,8 @@ static void redeem_child_init(apr_pool_t *pchild, server_rec *s)
         conf->redis = redis;
         const char *why =
             redeem_hashing_child_init(pchild, conf->child, (int)conf->hash_concurrency);
+        if (!why)
+            why = redeem_user_reads_child_init(pchild, conf->child);
         if (why)
             ap_log_error(APLOG_MARK, APLOG_CRIT, 0, vs, RDMNO(0005) "%s: this child will fail",
                          why);

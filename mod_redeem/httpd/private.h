@@ -79,8 +79,11 @@ typedef enum {
     REDEEM_COUNTER_HASH_BUSY,     /* ... and gave up (503) */
     REDEEM_COUNTER_OUTCOME_FIRST, /* + redemption outcome */
     REDEEM_COUNTER_ENDPOINT_FIRST = REDEEM_COUNTER_OUTCOME_FIRST + REDEEM_OUTCOMES,
-    REDEEM_COUNTER_COUNT_ =
-        REDEEM_COUNTER_ENDPOINT_FIRST + REDEEM_ENDPOINTS * REDEEM_ENDPOINT_COUNTERS
+    /* Appended, so that the counters above keep their places across an upgrade. */
+    REDEEM_COUNTER_USER_READS = /* requests that read their token's user */
+    REDEEM_COUNTER_ENDPOINT_FIRST + REDEEM_ENDPOINTS * REDEEM_ENDPOINT_COUNTERS,
+    REDEEM_COUNTER_USER_READ_STATEMENTS, /* ... and the statements that read them */
+    REDEEM_COUNTER_COUNT_
 } redeem_counter_e;
 #define REDEEM_COUNTER_SLOTS 256 /* room reserved, so that new counters keep the layout */
 
@@ -182,6 +185,9 @@ const redeem_failure_t *redeem_ratelimit_charge(request_rec *r, redeem_scope_e s
 
 /* ------------------------------------------------------------- config.c */
 
+/* At most this many requests' users are read in one statement. */
+#define REDEEM_USER_READ_BATCH 64
+
 /* State of one child process, made in child_init: the only mutable state. */
 typedef struct {
     apr_uint32_t admin_ready; /* the configured admin exists (atomic flag) */
@@ -202,6 +208,17 @@ typedef struct {
      * answers from it while it is recent. */
     apr_int64_t db_ok_at;
     apr_int64_t db_failed_at; /* ... and when the database last failed to answer */
+    /* The token's user, read for the requests that wait for it in one
+     * statement (user_reads.c); all under read_lock. read_in_flight: a
+     * statement is running; the requests that came meanwhile wait in
+     * read_pending for the next one, which the first of them runs. When
+     * read_pending is full, read_room_waiters requests wait on read_room. */
+    apr_thread_mutex_t *read_lock;
+    apr_thread_cond_t *read_room;
+    int read_room_waiters;
+    int read_in_flight;
+    int read_pending_count;
+    struct redeem_user_read *read_pending[REDEEM_USER_READ_BATCH];
 } redeem_child_t;
 
 /* Where the API is served: per directory (<Location>), since an operator
@@ -350,6 +367,17 @@ typedef struct {
 /* The request's database connection, opened on first use; the configured
  * admin account is ensured (admin.c) before it is handed out. */
 const redeem_failure_t *redeem_call_db(redeem_call_t *call);
+
+/* ---------------------------------------------------------- user_reads.c */
+
+/* child_init: the lock and condition of the shared user reads; NULL or why not. */
+const char *redeem_user_reads_child_init(apr_pool_t *pchild, redeem_child_t *child);
+/* The user of id, read afresh (a statement that began after this call did),
+ * into call->caller on the request's pool; *found is 0 when there is no such
+ * user. Requests of this child that need their users while one such read
+ * runs wait for it to end and are read together in the next: one statement
+ * and one connection for them all. */
+const redeem_failure_t *redeem_user_reads_get(redeem_call_t *call, apr_int64_t id, int *found);
 
 /* --------------------------------------------------------------- admin.c */
 

@@ -14,6 +14,7 @@ typedef enum {
     STMT_USER_INSERT,
     STMT_USER_BY_EMAIL,
     STMT_USER_BY_ID,
+    STMT_USERS_BY_ID,
     STMT_USERS_PAGE,
     STMT_ROW_COUNT,
     STMT_ADMIN_PROMOTE,
@@ -79,6 +80,11 @@ enum { ARG_USER_BY_EMAIL_EMAIL, USER_BY_EMAIL_NARGS };
 
 enum { ARG_USER_BY_ID_ID, USER_BY_ID_NARGS };
 #define SQL_USER_BY_ID "SELECT " SQL_USER_COLUMNS " FROM users WHERE id = $1::bigint"
+
+/* The users of several tokens at once (user_reads.c): the ids as an array
+ * literal, "{1,2,3}"; a row for each that exists, in no particular order. */
+enum { ARG_USERS_BY_ID_IDS, USERS_BY_ID_NARGS };
+#define SQL_USERS_BY_ID "SELECT " SQL_USER_COLUMNS " FROM users WHERE id = ANY($1::bigint[])"
 
 enum { ARG_USERS_PAGE_LIMIT, ARG_USERS_PAGE_OFFSET, USERS_PAGE_NARGS };
 #define SQL_USERS_PAGE                                                                             \

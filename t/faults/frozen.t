@@ -174,7 +174,7 @@ all_within('503', $DEADLINE + $CONNECT + $SLACK, @profile);
 all_within('503', $DEADLINE + $CONNECT + $SLACK, @health);
 Time::HiRes::sleep(1.2);   # a child tries the database again once a second
 --- error_log
-/RDM0111: database statement user_by_id: no answer within RedeemDBTimeout \(2000 ms\): connection dropped/
+/RDM0111: database statement users_by_id: no answer within RedeemDBTimeout \(2000 ms\): connection dropped/
 
 
 

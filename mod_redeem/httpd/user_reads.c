@@ -1,0 +1,209 @@
+/* The token's user, read for many requests in one statement.
+ *
+ * Most of an authenticated GET is one round trip to PostgreSQL for the
+ * token's user, and most of that round trip's cost is per statement, not per
+ * row. So the requests of a child that need their users while such a read
+ * runs do not each take a connection and send a statement: they wait for it
+ * to end, and the first of them reads them all in the next one
+ * (STMT_USERS_BY_ID), as a group commit does with flushes. A request alone
+ * reads at once; every read is a statement begun after the request asked,
+ * so it sees every change committed before that.
+ *
+ * Each waiting request's place (user_read_t) lives on its own stack; the
+ * reader fills it in without the lock (the owner does not look until
+ * `done`, set under the lock), and the owner copies it onto its own pool:
+ * no thread touches another's pool. */
+#include "httpd/private.h"
+
+/* Text of one row's cells: an email is at most 254 characters (up to 1,016
+ * bytes of UTF-8), the other cells are short. */
+#define ROW_TEXT 1536
+
+/* See read_batch. */
+#define PLANNED_IDS 16
+
+#define READS_AT_ONCE 2
+
+typedef struct redeem_user_read {
+    apr_int64_t id;
+    apr_thread_cond_t *wake; /* its owner waits on it; NULL for a read alone */
+    int done;                /* set under read_lock once the fields below are final */
+    int found;               /* a row came back */
+    int failed;              /* the statement failed: status, message, retry_after */
+    int status, retry_after;
+    char message[128];
+    int cell[USER_NCOLS]; /* offsets into text; -1: SQL NULL */
+    char text[ROW_TEXT];
+} user_read_t;
+
+const char *redeem_user_reads_child_init(apr_pool_t *pchild, redeem_child_t *child)
+{
+    if (apr_thread_mutex_create(&child->read_lock, APR_THREAD_MUTEX_DEFAULT, pchild) ||
+        apr_thread_cond_create(&child->read_room, pchild))
+        return "cannot create the lock of the user reads";
+    return NULL;
+}
+
+static void fail_read(user_read_t *read, const redeem_failure_t *failure)
+{
+    read->failed = 1;
+    read->status = failure->status;
+    read->retry_after = failure->retry_after;
+    apr_cpystrn(read->message, failure->message ? failure->message : "", sizeof read->message);
+}
+
+/* Copies row `row` into read; 0 when it does not fit (it always should). */
+static int copy_row(user_read_t *read, const redeem_rows_t *rows, int row)
+{
+    apr_size_t used = 0;
+    for (int col = 0; col < USER_NCOLS; col++) {
+        const char *cell = redeem_db_cell(rows, row, col);
+        if (!cell) {
+            read->cell[col] = -1;
+            continue;
+        }
+        apr_size_t len = strlen(cell);
+        if (used + len + 1 > sizeof read->text)
+            return 0;
+        memcpy(read->text + used, cell, len + 1);
+        read->cell[col] = (int)used;
+        used += len + 1;
+    }
+    read->found = 1;
+    return 1;
+}
+
+/* Reads the users of batch[0 .. n - 1] with the caller's connection, fills
+ * in their places and wakes their owners. Called without the lock, as the
+ * one reader of this child. */
+static void read_batch(redeem_call_t *call, user_read_t **batch, int n)
+{
+    request_rec *r = call->r;
+    /* At least PLANNED_IDS ids, the last repeated: PostgreSQL plans a
+     * statement's first runs for their values, and keeps doing so while
+     * that looks cheaper than its plan for any array (which it prices as
+     * ten elements). Fewer ids would look cheaper each time, and planning
+     * every run costs more than the read itself; repeated ids cost nothing
+     * when it runs (the index scan drops duplicate keys). */
+    int count = n < PLANNED_IDS ? PLANNED_IDS : n;
+    char *ids = apr_palloc(r->pool, (apr_size_t)count * 21 + 3), *end = ids;
+    *end++ = '{';
+    for (int i = 0; i < count; i++)
+        end += apr_snprintf(end, 22, "%s%" APR_INT64_T_FMT, i ? "," : "",
+                            batch[i < n ? i : n - 1]->id);
+    *end++ = '}';
+    *end = '\0';
+
+    const char *args[USERS_BY_ID_NARGS] = {[ARG_USERS_BY_ID_IDS] = ids};
+    redeem_rows_t rows;
+    const redeem_failure_t *failure = redeem_call_db(call);
+    if (!failure) {
+        redeem_shared_count(call->conf->shared, REDEEM_COUNTER_USER_READ_STATEMENTS);
+        failure = redeem_db_query(call->db, STMT_USERS_BY_ID, args, &rows);
+    }
+    for (int i = 0; i < n; i++) {
+        user_read_t *read = batch[i];
+        if (failure) {
+            fail_read(read, failure);
+            continue;
+        }
+        for (int row = 0; row < rows.nrows; row++) {
+            const char *id = redeem_db_cell(&rows, row, COL_USER_ID);
+            if (id && apr_atoi64(id) == read->id) {
+                if (!copy_row(read, &rows, row)) {
+                    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                                  RDMNO(0206) "user %" APR_INT64_T_FMT " does not fit a read",
+                                  read->id);
+                    fail_read(read, &redeem_failure_internal);
+                }
+                break;
+            }
+        }
+    }
+
+    redeem_child_t *child = call->conf->child;
+    /* One wake-up for each owner, and one for the first in line, who reads
+     * next: nobody wakes to find nothing to do. */
+    apr_thread_mutex_lock(child->read_lock);
+    child->read_in_flight--;
+    for (int i = 0; i < n; i++) {
+        batch[i]->done = 1;
+        if (batch[i]->wake)
+            apr_thread_cond_signal(batch[i]->wake);
+    }
+    if (child->read_pending_count)
+        apr_thread_cond_signal(child->read_pending[0]->wake);
+    apr_thread_mutex_unlock(child->read_lock);
+}
+
+/* Under the lock: waits for self's read, running it when self is first in
+ * line once no read runs. Returns with the lock released. */
+static void wait_in_line(redeem_call_t *call, redeem_child_t *child, user_read_t *self)
+{
+    while (!self->done) {
+        if (child->read_in_flight < READS_AT_ONCE && child->read_pending[0] == self) {
+            user_read_t *batch[REDEEM_USER_READ_BATCH];
+            int n = child->read_pending_count;
+            memcpy(batch, child->read_pending, sizeof *batch * (apr_size_t)n);
+            child->read_pending_count = 0;
+            child->read_in_flight++;
+            if (child->read_room_waiters)
+                apr_thread_cond_broadcast(child->read_room);
+            apr_thread_mutex_unlock(child->read_lock);
+            read_batch(call, batch, n);
+            return;
+        }
+        apr_thread_cond_wait(self->wake, child->read_lock);
+    }
+    apr_thread_mutex_unlock(child->read_lock);
+}
+
+const redeem_failure_t *redeem_user_reads_get(redeem_call_t *call, apr_int64_t id, int *found)
+{
+    request_rec *r = call->r;
+    redeem_child_t *child = call->conf->child;
+    user_read_t self;
+    self.id = id;
+    self.wake = NULL;
+    self.done = self.found = self.failed = 0;
+    redeem_shared_count(call->conf->shared, REDEEM_COUNTER_USER_READS);
+
+    apr_thread_mutex_lock(child->read_lock);
+    while (child->read_pending_count == REDEEM_USER_READ_BATCH) {
+        child->read_room_waiters++;
+        apr_thread_cond_wait(child->read_room, child->read_lock);
+        child->read_room_waiters--;
+    }
+    if (child->read_in_flight < READS_AT_ONCE && child->read_pending_count == 0) {
+        child->read_in_flight++;
+        apr_thread_mutex_unlock(child->read_lock);
+        user_read_t *alone = &self;
+        read_batch(call, &alone, 1);
+    }
+    else {
+        if (apr_thread_cond_create(&self.wake, r->pool) != APR_SUCCESS) {
+            apr_thread_mutex_unlock(child->read_lock);
+            return &redeem_failure_internal;
+        }
+        child->read_pending[child->read_pending_count++] = &self;
+        wait_in_line(call, child, &self);
+    }
+
+    *found = self.found;
+    if (self.failed) {
+        redeem_failure_t *failure = apr_palloc(r->pool, sizeof *failure);
+        failure->status = self.status;
+        failure->message = apr_pstrdup(r->pool, self.message);
+        failure->retry_after = self.retry_after;
+        return failure;
+    }
+    if (!self.found)
+        return NULL;
+    /* The row, on this request's pool, as redeem_user_from_row reads it. */
+    const char **cells = apr_palloc(r->pool, sizeof *cells * USER_NCOLS);
+    for (int col = 0; col < USER_NCOLS; col++)
+        cells[col] = self.cell[col] < 0 ? NULL : apr_pstrdup(r->pool, self.text + self.cell[col]);
+    redeem_rows_t rows = {1, USER_NCOLS, cells};
+    redeem_user_from_row(&rows, 0, &call->caller);
+    return NULL;
+}

@@ -1,0 +1,170 @@
+# The token's user read for many requests in one statement (user_reads.c):
+# while a read runs, the requests of the child that need their users wait
+# and are read together in the next one. Each still gets its own user, a
+# deleted user's token is 401 for that request alone, a read sees what was
+# committed before the request, and the statements are counted.
+use lib 't/lib';
+use Test::Redeem;
+
+our $CONF = <<'CONF';
+StartServers 1
+ServerLimit 1
+ThreadsPerChild 40
+MinSpareThreads 40
+MaxSpareThreads 40
+MaxRequestWorkers 40
+<Location "/metrics">
+  SetHandler redeem-metrics
+</Location>
+CONF
+
+# Counted before the answer is sent (unlike the per-endpoint counters).
+sub metric {
+    my ($name) = @_;
+    my $res = api_request('GET', '/metrics');
+    die "metrics: $res->{status}" unless $res->{status} == 200;
+    return $res->{body} =~ /^\Q$name\E (\d+)$/m ? $1 : die "no $name in:\n$res->{body}";
+}
+
+# Holds an exclusive lock on users for $seconds from a psql of its own (so
+# every read of a user waits for it) and returns once the lock is held.
+sub lock_users {
+    my ($seconds) = @_;
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        my $psql = $ENV{REDEEM_PG_BIN} && -x "$ENV{REDEEM_PG_BIN}/psql" ? "$ENV{REDEEM_PG_BIN}/psql" : 'psql';
+        exec($psql, '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', var('DB_NAME'), '-c',
+             "BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep($seconds); COMMIT;")
+          or POSIX::_exit(127);
+    }
+    my $deadline = Time::HiRes::time() + 10;
+    until (sql(q{SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+                 WHERE c.relname = 'users' AND l.mode = 'AccessExclusiveLock' AND l.granted}) eq '1') {
+        die 'the lock on users was not taken within 10 s' if Time::HiRes::time() > $deadline;
+        Time::HiRes::sleep(0.05);
+    }
+    return $pid;
+}
+
+# GET $uri once for each name at once; "status email" of each, in order.
+sub burst_as {
+    my ($uri, @names) = @_;
+    my @tokens = map { user_token($_) } @names;
+    pipe(my $r, my $w) or die;
+    my @pids;
+    for my $i (0 .. $#names) {
+        my $pid = fork // die;
+        if (!$pid) {
+            close $r;
+            my $res = api_request('GET', $uri, undef, "Authorization: Bearer $tokens[$i]");
+            my $json = $res->{json} || {};
+            my $email = $json->{email} // ($json->{user} && $json->{user}{email}) // $json->{error} // '-';
+            syswrite $w, "$i " . ($res->{status} // 'none') . " $email\n";
+            POSIX::_exit(0);
+        }
+        push @pids, $pid;
+    }
+    close $w;
+    my @results;
+    for (<$r>) {
+        my ($i, $status, $email) = /^(\d+) (\S+) (.*)$/ or die "bad line $_";
+        $results[$i] = "$status $email";
+    }
+    waitpid $_, 0 for @pids;
+    return @results;
+}
+
+add_block_preprocessor(sub {
+    my ($block) = @_;
+    $block->set_value(config => $CONF) unless defined $block->config;
+});
+
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: a request alone reads its user at once: one read, one statement
+--- login: ula
+--- request
+GET /api/profile
+--- error_code: 200
+--- check_eval
+my ($reads, $statements) = map { metric($_) } qw(redeem_user_reads_total redeem_user_read_statements_total);
+my $res = api_request('GET', '/api/profile', undef, 'Authorization: Bearer ' . user_token('ula'));
+$res->{status} == 200 && $res->{json}{user}{email} eq 'ula@example.test' or die "profile: $res->{status}";
+metric('redeem_user_reads_total') == $reads + 1 or die 'one read more';
+metric('redeem_user_read_statements_total') == $statements + 1 or die 'one statement more';
+
+
+
+=== TEST 2: while reads wait on the database, 24 requests of six users are read in a few statements, each answered with its own user and a deleted user's token refused alone
+--- request
+GET /api/health
+--- error_code: 200
+--- timeout: 60
+--- check_eval
+my @names = map { "ura$_" } 0 .. 4;
+user_token($_) for @names, 'urgone';
+sql('DELETE FROM users WHERE id = ' . user_id('urgone'));
+my ($reads, $statements) = map { metric($_) } qw(redeem_user_reads_total redeem_user_read_statements_total);
+my @asked = map { (@names, 'urgone') } 1 .. 4;
+my $locker = lock_users(3);
+my @got = burst_as('/api/profile', @asked);
+waitpid $locker, 0;
+$? == 0 or die "the locking psql failed: $?";
+for my $i (0 .. $#asked) {
+    my $want = $asked[$i] eq 'urgone' ? '401 Invalid or expired token' : "200 $asked[$i]\@example.test";
+    ($got[$i] // '') eq $want or die "request $i as $asked[$i]: got '" . ($got[$i] // 'nothing') . "', want '$want'";
+}
+my $read = metric('redeem_user_reads_total') - $reads;
+my $run = metric('redeem_user_read_statements_total') - $statements;
+$read == 24 or die "reads: $read";
+# Two reads run at once, both held by the lock; the other 22 wait for
+# them and are read in one statement. A slow machine may add a straggler.
+$run >= 2 && $run <= 6 or die "24 requests read in $run statements";
+
+
+
+=== TEST 3: the same for the subscription endpoint: each its own user's state
+--- request
+GET /api/health
+--- error_code: 200
+--- timeout: 60
+--- check_eval
+my @names = map { "urs$_" } 0 .. 3;
+user_token($_) for @names;
+sql('UPDATE users SET subscription_expires_at = now() + interval \'40 days\' WHERE id = ' . user_id('urs1'));
+my $locker = lock_users(2);
+pipe(my $r, my $w) or die;
+my @pids;
+for my $i (0 .. 11) {
+    my $name = $names[$i % 4];
+    my $pid = fork // die;
+    if (!$pid) {
+        close $r;
+        my $res = api_request('GET', '/api/subscription', undef, 'Authorization: Bearer ' . user_token($name));
+        my $json = $res->{json} || {};
+        syswrite $w, "$name $res->{status} " . ($json->{is_subscribed} ? 'yes' : 'no') . "\n";
+        POSIX::_exit(0);
+    }
+    push @pids, $pid;
+}
+close $w;
+my @lines = sort <$r>;
+waitpid $_, 0 for @pids, $locker;
+my @bad = grep { !/^urs(\d) 200 (yes|no)$/ || ($1 == 1) != ($2 eq 'yes') } @lines;
+@lines == 12 && !@bad or die "answers:\n@lines";
+
+
+
+=== TEST 4: a read sees what was committed before the request: a new admin right counts at once
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $token = user_token('urnew');
+api_request('GET', '/admin/codes', undef, "Authorization: Bearer $token")->{status} == 403 or die 'not yet admin';
+sql('UPDATE users SET is_admin = true WHERE id = ' . user_id('urnew'));
+my $res = api_request('GET', '/admin/codes', undef, "Authorization: Bearer $token");
+$res->{status} == 200 or die "admin now: $res->{status}";
