@@ -134,7 +134,8 @@ const redeem_failure_t *redeem_handle_users(redeem_call_t *call)
     const char *page_args[USERS_PAGE_NARGS] = {
         [ARG_USERS_PAGE_LIMIT] = apr_psprintf(r->pool, "%" APR_INT64_T_FMT, page.per_page),
         [ARG_USERS_PAGE_OFFSET] = apr_psprintf(r->pool, "%" APR_INT64_T_FMT, page.offset)};
-    if ((failure = redeem_db_query(call->db, STMT_ROW_COUNT, count_args, &count)) ||
+    if ((failure = redeem_call_db(call)) ||
+        (failure = redeem_db_query(call->db, STMT_ROW_COUNT, count_args, &count)) ||
         (failure = redeem_db_query(call->db, STMT_USERS_PAGE, page_args, &rows)))
         return failure;
 

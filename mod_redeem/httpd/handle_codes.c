@@ -168,6 +168,8 @@ const redeem_failure_t *redeem_handle_generate_codes(redeem_call_t *call)
     if (!batch_id)
         return crypto_failed(r);
     const char *target = apr_psprintf(r->pool, "batch %s (%d codes)", batch_id, req.count);
+    if ((failure = redeem_call_db(call)))
+        return failure;
     /* A batch is a long transaction: from now, RedeemDBTimeout and 100 us a
      * code (100,000 codes take 2 to 4 s on a busy 2-core machine). */
     redeem_db_allow(call->db, apr_time_from_msec(call->conf->db_timeout_ms) +
@@ -262,6 +264,8 @@ const redeem_failure_t *redeem_handle_list_codes(redeem_call_t *call)
     if ((failure = read_list_request(r, &req)))
         return failure;
 
+    if ((failure = redeem_call_db(call)))
+        return failure;
     const char *after = apr_psprintf(r->pool, "%" APR_INT64_T_FMT, req.after_id);
     const char *limit = apr_psprintf(r->pool, "%" APR_INT64_T_FMT, req.page.per_page);
     const char *offset = apr_psprintf(r->pool, "%" APR_INT64_T_FMT, req.page.offset);

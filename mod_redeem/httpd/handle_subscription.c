@@ -42,7 +42,8 @@ const redeem_failure_t *redeem_handle_subscription_of(redeem_call_t *call)
 
     const char *args[USER_BY_ID_NARGS] = {
         [ARG_USER_BY_ID_ID] = apr_psprintf(r->pool, "%" APR_INT64_T_FMT, (apr_int64_t)wanted)};
-    if ((failure = redeem_db_query(call->db, STMT_USER_BY_ID, args, &rows)))
+    if ((failure = redeem_call_db(call)) ||
+        (failure = redeem_db_query(call->db, STMT_USER_BY_ID, args, &rows)))
         return failure;
     const char *target = apr_pstrcat(r->pool, "user ", args[ARG_USER_BY_ID_ID], NULL);
     redeem_audit_write_row(r, call->db, "subscription_read", caller->id_text, target,

@@ -365,7 +365,10 @@ typedef struct {
 } redeem_call_t;
 
 /* The request's database connection, opened on first use; the configured
- * admin account is ensured (admin.c) before it is handed out. */
+ * admin account is ensured (admin.c) before it is handed out. Every handler
+ * that uses call->db calls it first: authentication does not leave a
+ * connection behind (a request whose user another request's statement read
+ * never opened one). */
 const redeem_failure_t *redeem_call_db(redeem_call_t *call);
 
 /* ---------------------------------------------------------- user_reads.c */

@@ -9,6 +9,11 @@
  * reads at once; every read is a statement begun after the request asked,
  * so it sees every change committed before that.
  *
+ * A request waits at most for the read in flight and then its own, each
+ * bounded by RedeemDBTimeout; when the database stops answering, the first
+ * read to time out makes the child answer 503 at once (db.c), and so do the
+ * reads after it.
+ *
  * Each waiting request's place (user_read_t) lives on its own stack; the
  * reader fills it in without the lock (the owner does not look until
  * `done`, set under the lock), and the owner copies it onto its own pool:
@@ -98,6 +103,9 @@ static void read_batch(redeem_call_t *call, user_read_t **batch, int n)
     redeem_rows_t rows;
     const redeem_failure_t *failure = redeem_call_db(call);
     if (!failure) {
+        /* The reader may have waited out most of its own request's time for
+         * the read before: this statement gets a whole RedeemDBTimeout. */
+        redeem_db_allow(call->db, apr_time_from_msec(call->conf->db_timeout_ms));
         redeem_shared_count(call->conf->shared, REDEEM_COUNTER_USER_READ_STATEMENTS);
         failure = redeem_db_query(call->db, STMT_USERS_BY_ID, args, &rows);
     }

@@ -168,3 +168,50 @@ api_request('GET', '/admin/codes', undef, "Authorization: Bearer $token")->{stat
 sql('UPDATE users SET is_admin = true WHERE id = ' . user_id('urnew'));
 my $res = api_request('GET', '/admin/codes', undef, "Authorization: Bearer $token");
 $res->{status} == 200 or die "admin now: $res->{status}";
+
+
+
+=== TEST 5: requests whose users another request's statement read still reach the database themselves: admin listings, a batch of codes and another user's subscription, all behind two blocked reads
+--- request
+GET /api/health
+--- error_code: 200
+--- timeout: 60
+--- check_eval
+my $admin = user_token('uradm');
+sql('UPDATE users SET is_admin = true WHERE id = ' . user_id('uradm'));
+my @first = map { user_token($_) } qw(urb0 urb1);
+my $other = user_id('urb0');
+my $locker = lock_users(3);
+pipe(my $r, my $w) or die;
+my @pids;
+my $ask = sub {
+    my ($label, $method, $uri, $token, $body) = @_;
+    my $pid = fork // die;
+    if (!$pid) {
+        close $r;
+        my $res = api_request($method, $uri, $body, "Authorization: Bearer $token");
+        syswrite $w, "$label " . ($res->{status} // 'none') . "\n";
+        POSIX::_exit(0);
+    }
+    push @pids, $pid;
+};
+# The two reads at once, both waiting on the lock ...
+$ask->("profile$_", 'GET', '/api/profile', $first[$_]) for 0, 1;
+my $deadline = Time::HiRes::time() + 10;
+until (sql(q{SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+             WHERE c.relname = 'users' AND NOT l.granted}) eq '2') {
+    die 'the two reads did not reach the lock' if Time::HiRes::time() > $deadline;
+    Time::HiRes::sleep(0.05);
+}
+# ... so these wait in line, and one statement reads all their users.
+$ask->('users', 'GET', '/api/users', $admin);
+$ask->('codes', 'GET', '/admin/codes', $admin);
+$ask->('generate', 'POST', '/admin/generate-codes', $admin, '{"count": 3}');
+$ask->('subscription_of', 'GET', "/subscription/$other", $admin);
+$ask->('profile_admin', 'GET', '/api/profile', $admin);
+close $w;
+my @lines = sort <$r>;
+waitpid $_, 0 for @pids, $locker;
+my $want = join '', sort map { "$_\n" } 'codes 200', 'generate 201', 'profile0 200', 'profile1 200',
+  'profile_admin 200', 'subscription_of 200', 'users 200';
+join('', @lines) eq $want or die "answers:\n@lines";
