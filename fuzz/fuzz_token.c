@@ -1,4 +1,4 @@
-/* libFuzzer target: access tokens (redeem_token_verify, libjwt 1.10 under it).
+/* libFuzzer target: access tokens (redeem_token_verify; libjwt issues them).
  *
  * Input: first byte even: the rest is the token as the Authorization header
  * hands it over (NUL-terminated at its length, as auth.c passes it).
@@ -21,7 +21,7 @@
  * secret under 32 bytes refuses everything.
  *
  * FUZZ_STRICT=dup-keys: an accepted token has no duplicate key in its header
- * or claims (open item: libjwt parses with json_loads(..., 0), last wins).
+ * or claims (token.c parses both itself with JSON_REJECT_DUPLICATES).
  * FUZZ_SKIP=exp-overflow: steps around claims whose exp + leeway overflows
  * (open item: UBSan signed overflow in check_claims), for long runs only. */
 #include "fuzz_common.h"

@@ -1,5 +1,8 @@
-/* HS256 access tokens through libjwt, with the guards libjwt 1.10 lacks.
- * No httpd headers: unit tests and fuzzers call it. */
+/* HS256 access tokens: issued through libjwt; checked here, strictly (each
+ * segment's one canonical base64url form, JSON objects without duplicate
+ * keys, the header exactly {"alg": "HS256"[, "typ": "JWT"]}, the HMAC by
+ * OpenSSL in constant time, every time claim an integer), which libjwt 1.10
+ * does not do. No httpd headers: unit tests and fuzzers call it. */
 #ifndef REDEEM_TOKEN_H
 #define REDEEM_TOKEN_H
 
@@ -7,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* libjwt decodes on the stack: anything longer is refused before it. */
+/* No token of ours is near this long: anything longer is refused unread. */
 #define REDEEM_TOKEN_MAX_LEN 4096
 #define REDEEM_TOKEN_SECRET_MIN_LEN 32
 
