@@ -74,10 +74,7 @@ sub burst_as {
     return @results;
 }
 
-add_block_preprocessor(sub {
-    my ($block) = @_;
-    $block->set_value(config => $CONF) unless defined $block->config;
-});
+default_config($CONF);
 
 no_shuffle();
 run_tests();

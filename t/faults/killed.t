@@ -123,10 +123,7 @@ SELECT (SELECT count(*) FROM redeem_codes WHERE used_at IS NOT NULL)
 SQL
 }
 
-add_block_preprocessor(sub {
-    my ($block) = @_;
-    $block->set_value(config => $CONF) unless defined $block->config;
-});
+default_config($CONF);
 
 no_shuffle();
 run_tests();

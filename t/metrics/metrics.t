@@ -48,10 +48,7 @@ sub metric {
     return $body =~ $re ? $1 : die "no $name {" . ($labels // '') . "} in:\n$body";
 }
 
-add_block_preprocessor(sub {
-    my ($block) = @_;
-    $block->set_value(config => $CONF) unless defined $block->config;
-});
+default_config($CONF);
 
 no_shuffle();
 run_tests();

@@ -269,7 +269,8 @@ block that checks nothing. Every file adds one test: no crashed child
 (C<exit signal>) and no sanitizer report (C<AddressSanitizer>,
 C<runtime error:>, an C<asan.*>/C<ubsan.*> file) under its servroot. C<repeat_each(N)>, C<no_shuffle()> (blocks run in
 file order unless C<TEST_REDEEM_SHUFFLE=1>), C<add_block_preprocessor(sub {
-my $block = shift; ... })>.
+my $block = shift; ... })>, C<default_config($conf)> (the config of every block
+without a config section of its own).
 
 Environment knobs: C<TEST_REDEEM_KEEP>, C<TEST_REDEEM_REPEAT_EACH>,
 C<TEST_REDEEM_SHUFFLE>, C<TEST_REDEEM_LOG_LEVEL> (default C<info>).
@@ -313,7 +314,7 @@ use POSIX ();
 use Time::HiRes ();
 
 our @EXPORT = qw(
-  run_tests repeat_each no_shuffle add_block_preprocessor
+  run_tests repeat_each no_shuffle add_block_preprocessor default_config
   jwt_forge jwt_secret jwt_claims jwt_decode user_id user_token now var b64url
   response json_match api_request api_request_to sql
   start_second_server stop_second_server redis_cli redis_stop redis_start
@@ -359,6 +360,15 @@ sub repeat_each {
 sub no_shuffle { $NoShuffle = 1 }
 
 sub add_block_preprocessor { push @Preprocessors, @_ }
+
+# The config of every block of the file that has no config section of its own.
+sub default_config {
+    my ($conf) = @_;
+    add_block_preprocessor(sub {
+        my ($block) = @_;
+        $block->set_value(config => $conf) unless defined $block->config;
+    });
+}
 
 sub run_tests {
     # Through Test::More's plan, so that Test::Base's END does not plan again.
