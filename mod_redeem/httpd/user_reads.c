@@ -2,9 +2,10 @@
  *
  * Most of an authenticated GET is one round trip to PostgreSQL for the
  * token's user, and most of that round trip's cost is per statement, not per
- * row. So the requests of a child that need their users while such a read
- * runs do not each take a connection and send a statement: they wait for it
- * to end, and the first of them reads them all in the next one
+ * row. So the requests of a child that need their users while its reads
+ * run (READS_AT_ONCE at most) do not each take a connection and send a
+ * statement: they wait for one to end, and the first of them reads them all
+ * in the next one
  * (STMT_USERS_BY_ID), as a group commit does with flushes. A request alone
  * reads at once; every read is a statement begun after the request asked,
  * so it sees every change committed before that.
@@ -150,7 +151,7 @@ static void read_batch(redeem_call_t *call, user_read_t **batch, int n)
 }
 
 /* Under the lock: waits for self's read, running it when self is first in
- * line once no read runs. Returns with the lock released. */
+ * line once fewer than READS_AT_ONCE run. Returns with the lock released. */
 static void wait_in_line(redeem_call_t *call, redeem_child_t *child, user_read_t *self)
 {
     while (!self->done) {
