@@ -22,10 +22,14 @@
 #include <poll.h>
 #include <sys/socket.h>
 
-#define REDEEM_SCHEMA_VERSION 6
-static const char *const migrations[] = {"001_accounts.sql",       "002_codes.sql",
-                                         "003_email_identity.sql", "004_audit_partitions.sql",
-                                         "005_redeem_replay.sql",  "006_api_ts_stable.sql"};
+#define REDEEM_SCHEMA_VERSION 7
+static const char *const migrations[] = {"001_accounts.sql",
+                                         "002_codes.sql",
+                                         "003_email_identity.sql",
+                                         "004_audit_partitions.sql",
+                                         "005_redeem_replay.sql",
+                                         "006_api_ts_stable.sql",
+                                         "007_code_counts_bulk_delete.sql"};
 
 /* After the database failed to answer, how long requests of this child get
  * 503 at once (no waiting on mod_dbd's pool, whose new connections are made

@@ -163,3 +163,27 @@ POST /redeem
 --- request_json
 {"card_code": "$LAST"}
 --- error_code: 200
+
+
+
+=== TEST 8: deleting codes in bulk (an operator's one statement: the first batch whole, and the used first code of the second) keeps the counts exact (migration 007: counted once a statement)
+--- db_init
+DELETE FROM redeem_codes
+ WHERE batch_id = (SELECT batch_id FROM redeem_codes ORDER BY id LIMIT 1)
+    OR id = (SELECT min(id) FROM redeem_codes WHERE used_at IS NOT NULL);
+--- login: admin
+--- request
+GET /admin/codes?used=true&per_page=1
+--- error_code: 200
+--- response_json
+{"total": 1, "pages": 1, "current_page": 1, "per_page": 1}
+--- db_check
+SELECT count(*), count(used_at), (SELECT sum(total) FROM code_counts),
+       (SELECT sum(used) FROM code_counts) FROM redeem_codes;
+SELECT tgname, tgtype & 1 FROM pg_trigger
+ WHERE tgrelid = 'redeem_codes'::regclass AND tgname LIKE 'redeem_codes_count%' ORDER BY 1;
+--- db_check_out
+10000|1|10000|1
+redeem_codes_count_change|1
+redeem_codes_count_delete|0
+redeem_codes_count_insert|0
