@@ -5,9 +5,11 @@
 #include <jansson.h>
 #include <inttypes.h>
 #include <jwt.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,13 +45,16 @@ static const char *check_shape(const char *token, size_t len)
 }
 
 /* A segment of the token as JSON, read by us and not by libjwt (which keeps
- * the last of two equal keys): an object without duplicate keys, or NULL. */
+ * the last of two equal keys): an object without duplicate keys, or NULL.
+ * A NUL byte anywhere refuses it: jansson reads on past one between tokens,
+ * where any C-string reader of the same text (libjwt's, a log's) stops. */
 static json_t *segment_json(const char *segment, size_t len)
 {
     unsigned char *bytes = malloc(len * 3 / 4 + 1);
     size_t n = 0;
     json_t *value = NULL;
-    if (bytes && redeem_text_base64_decode(REDEEM_TEXT_BASE64URL, segment, len, bytes, &n) == 0)
+    if (bytes && redeem_text_base64_decode(REDEEM_TEXT_BASE64URL, segment, len, bytes, &n) == 0 &&
+        memchr(bytes, '\0', n) == NULL)
         value = json_loadb((const char *)bytes, n, JSON_REJECT_DUPLICATES, NULL);
     free(bytes);
     if (value && !json_is_object(value)) {
@@ -57,6 +62,58 @@ static json_t *segment_json(const char *segment, size_t len)
         value = NULL;
     }
     return value;
+}
+
+struct redeem_token_mac {
+    EVP_MAC_CTX *keyed; /* never updated: each check works on a copy */
+};
+
+static apr_status_t free_mac(void *data)
+{
+    redeem_token_mac_t *mac = data;
+    EVP_MAC_CTX_free(mac->keyed);
+    mac->keyed = NULL;
+    return APR_SUCCESS;
+}
+
+const char *redeem_token_prepare(apr_pool_t *p, redeem_token_config_t *cfg)
+{
+    if (cfg->secret == NULL || cfg->secret_len < REDEEM_TOKEN_SECRET_MIN_LEN)
+        return "no usable secret";
+    redeem_token_mac_t *mac = apr_pcalloc(p, sizeof *mac);
+    EVP_MAC *hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+        OSSL_PARAM_construct_end()};
+    mac->keyed = hmac ? EVP_MAC_CTX_new(hmac) : NULL;
+    EVP_MAC_free(hmac); /* the context holds its own reference */
+    if (!mac->keyed || !EVP_MAC_init(mac->keyed, cfg->secret, cfg->secret_len, params)) {
+        EVP_MAC_CTX_free(mac->keyed);
+        return "HMAC-SHA256 is not available";
+    }
+    apr_pool_cleanup_register(p, mac, free_mac, apr_pool_cleanup_null);
+    cfg->mac = mac;
+    return NULL;
+}
+
+/* HMAC-SHA256 of data under cfg's secret: from the prepared key when there
+ * is one (one-shot HMAC() looks the algorithm up by name under a lock at
+ * every call: half of a token check's time), else keyed here. */
+static int compute_mac(const redeem_token_config_t *cfg, const char *data, size_t len,
+                       unsigned char mac[32])
+{
+    if (!cfg->mac) {
+        unsigned int mac_len = 0;
+        return HMAC(EVP_sha256(), cfg->secret, (int)cfg->secret_len, (const unsigned char *)data,
+                    len, mac, &mac_len) != NULL &&
+               mac_len == 32;
+    }
+    EVP_MAC_CTX *ctx = EVP_MAC_CTX_dup(cfg->mac->keyed);
+    size_t mac_len = 0;
+    int ok = ctx && EVP_MAC_update(ctx, (const unsigned char *)data, len) &&
+             EVP_MAC_final(ctx, mac, &mac_len, 32) && mac_len == 32;
+    EVP_MAC_CTX_free(ctx);
+    return ok;
 }
 
 /* The signature: HMAC-SHA256 of "header.claims" as sent, in base64url
@@ -68,11 +125,8 @@ static const char *check_signature(const redeem_token_config_t *cfg, const char 
                                    size_t signed_len, const char *signature, size_t signature_len)
 {
     unsigned char mac[32];
-    unsigned int mac_len = 0;
     char expected[44];
-    if (!HMAC(EVP_sha256(), cfg->secret, (int)cfg->secret_len, (const unsigned char *)token,
-              signed_len, mac, &mac_len) ||
-        mac_len != sizeof mac)
+    if (!compute_mac(cfg, token, signed_len, mac))
         return "the signature cannot be computed";
     redeem_text_base64_encode(REDEEM_TEXT_BASE64URL, mac, sizeof mac, expected);
     int valid =
@@ -160,6 +214,12 @@ static const char *check_claims(const redeem_token_config_t *cfg, json_t *claims
     return NULL;
 }
 
+/* The header of every token we issue: libjwt's {"alg":"HS256","typ":"JWT"},
+ * in base64url. A token that carries exactly this has its header accepted
+ * unparsed (check_header accepts these bytes: unit tests); any other is
+ * parsed and checked. */
+static const char issued_header[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
+
 const char *redeem_token_verify(const redeem_token_config_t *cfg, const char *token, size_t len,
                                 int64_t now, int64_t *user_id)
 {
@@ -169,19 +229,25 @@ const char *redeem_token_verify(const redeem_token_config_t *cfg, const char *to
     if (cfg->secret == NULL || cfg->secret_len < REDEEM_TOKEN_SECRET_MIN_LEN)
         return "no usable secret"; /* a short key is no key */
 
-    /* The header and the claims as they are in the token (check_shape saw
-     * exactly two dots). */
+    /* The segments as they are in the token (check_shape saw exactly two
+     * dots); the signature first, so that nothing unsigned is parsed. */
     const char *first_dot = memchr(token, '.', len);
     const char *second_dot = memchr(first_dot + 1, '.', len - (size_t)(first_dot + 1 - token));
-    json_t *header = segment_json(token, (size_t)(first_dot - token));
+    size_t header_len = (size_t)(first_dot - token);
+    if ((why = check_signature(cfg, token, (size_t)(second_dot - token), second_dot + 1,
+                               len - (size_t)(second_dot + 1 - token))))
+        return why;
+    if (header_len != sizeof issued_header - 1 || memcmp(token, issued_header, header_len) != 0) {
+        json_t *header = segment_json(token, header_len);
+        /* alg exactly HS256, nothing else */
+        why = header ? check_header(header) : "header is not a JSON object without duplicate keys";
+        json_decref(header);
+        if (why)
+            return why;
+    }
     json_t *claims = segment_json(first_dot + 1, (size_t)(second_dot - first_dot - 1));
-    if (!header || !claims)
-        why = "header or claims are not a JSON object without duplicate keys";
-    else if (!(why = check_signature(cfg, token, (size_t)(second_dot - token), second_dot + 1,
-                                     len - (size_t)(second_dot + 1 - token))) &&
-             !(why = check_header(header))) /* alg exactly HS256, nothing else */
-        why = check_claims(cfg, claims, now, user_id);
-    json_decref(header);
+    why = claims ? check_claims(cfg, claims, now, user_id)
+                 : "claims are not a JSON object without duplicate keys";
     json_decref(claims);
     return why;
 }

@@ -14,12 +14,16 @@
 #define REDEEM_TOKEN_MAX_LEN 4096
 #define REDEEM_TOKEN_SECRET_MIN_LEN 32
 
+/* HMAC-SHA256 keyed once with the secret (redeem_token_prepare). */
+typedef struct redeem_token_mac redeem_token_mac_t;
+
 typedef struct {
     const unsigned char *secret;
     size_t secret_len;
-    const char *issuer; /* NULL: no iss claim issued nor required */
-    int64_t lifetime;   /* seconds */
-    int64_t leeway;     /* seconds of clock skew tolerated */
+    const char *issuer;            /* NULL: no iss claim issued nor required */
+    int64_t lifetime;              /* seconds */
+    int64_t leeway;                /* seconds of clock skew tolerated */
+    const redeem_token_mac_t *mac; /* NULL: the MAC is keyed at each check */
 } redeem_token_config_t;
 
 typedef struct {
@@ -32,6 +36,10 @@ typedef struct {
  * the reason. */
 const char *redeem_token_issue(apr_pool_t *p, const redeem_token_config_t *cfg,
                                const redeem_token_subject_t *sub, int64_t now, char **token);
+
+/* Keys the MAC of cfg's secret once, for every later check (read-only,
+ * shared by threads); freed with p. NULL on success, else the reason. */
+const char *redeem_token_prepare(apr_pool_t *p, redeem_token_config_t *cfg);
 
 /* Checks everything about a token but whether its user still exists. NULL
  * when valid, with *user_id set; else the reason (for the log, not the client). */

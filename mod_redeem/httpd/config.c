@@ -343,7 +343,7 @@ static const char *finish_secret(apr_pool_t *p, server_rec *s, redeem_server_con
         return "the JWT secret is shorter than 32 bytes";
     conf->token.secret = (const unsigned char *)secret;
     conf->token.secret_len = len;
-    return NULL;
+    return redeem_token_prepare(p, &conf->token);
 }
 
 static apr_status_t free_code_keys(void *keys)

@@ -217,10 +217,15 @@ static char *forge(apr_pool_t *p, const char *header, const char *claims, const 
     return apr_pstrcat(p, signing, ".", b64url(p, mac, mac_len), NULL);
 }
 
-static void test_token(apr_pool_t *p)
+/* Every check twice: with the MAC keyed at each check, and prepared once
+ * (redeem_token_prepare, as the module does). */
+static void test_token(apr_pool_t *p, int prepared)
 {
     const char *secret = "0123456789abcdef0123456789abcdef-test";
-    redeem_token_config_t cfg = {(const unsigned char *)secret, strlen(secret), NULL, 3600, 0};
+    redeem_token_config_t cfg = {
+        (const unsigned char *)secret, strlen(secret), NULL, 3600, 0, NULL};
+    if (prepared)
+        ok(redeem_token_prepare(p, &cfg) == NULL && cfg.mac, "token: MAC key prepared");
     redeem_token_subject_t alice = {42, "alice@example.test", 0};
     int64_t now = 1800000000, user_id = 0;
     char *token = NULL;
@@ -312,6 +317,55 @@ static void test_token(apr_pool_t *p)
     ok(redeem_token_issue(p, &cfg, &alice, now, &with_iss) == NULL &&
            redeem_token_verify(&cfg, with_iss, strlen(with_iss), now, &user_id) == NULL,
        "token: iss issued and accepted");
+    cfg.issuer = NULL;
+
+    /* The header we issue is accepted without parsing: that must be the
+     * header libjwt writes, and one the parsed check accepts too (the same
+     * JSON in another order or without typ goes the parsed way). */
+    const char *issued_header = b64url(p, (const unsigned char *)hs256, strlen(hs256));
+    ok(strncmp(token, issued_header, strlen(issued_header)) == 0 &&
+           token[strlen(issued_header)] == '.',
+       "token: issued with the header {\"alg\":\"HS256\",\"typ\":\"JWT\"}");
+    const char *other_headers[] = {"{\"typ\":\"JWT\",\"alg\":\"HS256\"}", "{\"alg\":\"HS256\"}",
+                                   "{\"alg\": \"HS256\", \"typ\": \"JWT\"}"};
+    for (size_t i = 0; i < sizeof other_headers / sizeof *other_headers; i++) {
+        char *other = forge(p, other_headers[i], claims, EVP_sha256(), secret);
+        ok(redeem_token_verify(&cfg, other, strlen(other), now, &user_id) == NULL,
+           apr_pstrcat(p, "token: parsed header accepted: ", other_headers[i], NULL));
+    }
+    /* The issued header with a bad signature: still refused (the fast path
+     * skips the header's parse, never the signature). */
+    char *unsigned_token =
+        apr_pstrcat(p, issued_header, ".", b64url(p, (const unsigned char *)claims, strlen(claims)),
+                    ".AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", NULL);
+    ok(redeem_token_verify(&cfg, unsigned_token, strlen(unsigned_token), now, &user_id) != NULL,
+       "token: issued header, wrong signature refused");
+
+    /* Signed claims with a NUL between two JSON tokens: jansson would read
+     * on past it (the fuzzer found it); refused. */
+    static const char nul_claims[] = "{\"sub\":\"42\",\"user_id\":42\0,\"exp\":1800003600}";
+    char *nul_signing =
+        apr_pstrcat(p, issued_header, ".",
+                    b64url(p, (const unsigned char *)nul_claims, sizeof nul_claims - 1), NULL);
+    unsigned char nul_mac[32];
+    unsigned int nul_mac_len = 0;
+    HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)nul_signing,
+         strlen(nul_signing), nul_mac, &nul_mac_len);
+    char *nul_token = apr_pstrcat(p, nul_signing, ".", b64url(p, nul_mac, nul_mac_len), NULL);
+    ok(redeem_token_verify(&cfg, nul_token, strlen(nul_token), now, &user_id) != NULL,
+       "token: claims holding a NUL byte refused");
+
+    /* A secret longer than SHA-256's block (HMAC hashes it first). */
+    const char *long_secret = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+                              "0123456789abcdef0123456789abcdef-long";
+    redeem_token_config_t long_cfg = {
+        (const unsigned char *)long_secret, strlen(long_secret), NULL, 3600, 0, NULL};
+    if (prepared)
+        redeem_token_prepare(p, &long_cfg);
+    char *long_good = forge(p, hs256, claims, EVP_sha256(), long_secret);
+    ok(redeem_token_verify(&long_cfg, long_good, strlen(long_good), now, &user_id) == NULL &&
+           redeem_token_verify(&cfg, long_good, strlen(long_good), now, &user_id) != NULL,
+       "token: a 100-byte secret verifies its own tokens only");
 }
 
 static void test_code(void)
@@ -542,7 +596,8 @@ int main(void)
     apr_pool_create(&pool, NULL);
     test_email(pool);
     test_password(pool);
-    test_token(pool);
+    test_token(pool, 0);
+    test_token(pool, 1);
     test_code();
     test_time();
     test_text(pool);
