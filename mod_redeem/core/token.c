@@ -50,13 +50,14 @@ static const char *check_shape(const char *token, size_t len)
  * where any C-string reader of the same text (libjwt's, a log's) stops. */
 static json_t *segment_json(const char *segment, size_t len)
 {
-    unsigned char *bytes = malloc(len * 3 / 4 + 1);
+    /* check_shape capped the whole token: a segment decodes into this. */
+    unsigned char bytes[REDEEM_TOKEN_MAX_LEN * 3 / 4 + 1];
     size_t n = 0;
     json_t *value = NULL;
-    if (bytes && redeem_text_base64_decode(REDEEM_TEXT_BASE64URL, segment, len, bytes, &n) == 0 &&
+    if (len <= REDEEM_TOKEN_MAX_LEN &&
+        redeem_text_base64_decode(REDEEM_TEXT_BASE64URL, segment, len, bytes, &n) == 0 &&
         memchr(bytes, '\0', n) == NULL)
         value = json_loadb((const char *)bytes, n, JSON_REJECT_DUPLICATES, NULL);
-    free(bytes);
     if (value && !json_is_object(value)) {
         json_decref(value);
         value = NULL;
