@@ -158,7 +158,10 @@ pgdata=$REDEEM_PG_DIR/data
 # Its Unix socket (scripts/pg.sh starts it with one, in a directory httpd's
 # user reaches): the module's way to it unless BENCH_DB_SOCKET=0.
 pgsock=$REDEEM_PG_SOCKET
-cat "$root/bench/postgresql-bench.conf" >"$work/postgresql-bench.conf"
+{
+  cat "$root/bench/postgresql-bench.conf"
+  echo "shared_buffers = $(awk '/^MemTotal:/ { print int($2 / 4096) }' /proc/meminfo)MB"
+} >"$work/postgresql-bench.conf"
 if ! cmp -s "$work/postgresql-bench.conf" "$pgdata/bench.conf" 2>/dev/null; then
   install -o "$REDEEM_PG_OWNER" -m 0644 "$work/postgresql-bench.conf" "$pgdata/bench.conf"
   grep -q "^include_if_exists = 'bench.conf'" "$pgdata/postgresql.conf" ||
@@ -633,7 +636,7 @@ machine=$(
   echo "- host: $host, $(nproc) CPUs ($(sed -nE 's/^model name\s*:\s*//p' /proc/cpuinfo | sort -u | paste -sd/)), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) memory"
   echo "- kernel $(uname -r); $(/usr/sbin/apache2 -v | sed -nE 's/^Server version: //p') (event MPM); PostgreSQL $(psql -XqAt -d postgres -c 'SHOW server_version'); $(redis-server --version | awk '{ print $1, $3 }'); $(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }'); libargon2 $(dpkg-query -W -f='${Version}' libargon2-1 2>/dev/null)"
   echo "- load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (wrk, pgbench, httpd and PostgreSQL share the machine; other work on it is noise)"
-  echo "- database reached at $db_host (module and pgbench alike)"
+  echo "- database reached at $db_host (module and pgbench alike); PostgreSQL's shared_buffers $(psql -XqAt -d postgres -c 'SHOW shared_buffers') (bench/postgresql-bench.conf)"
   echo "- USERS=$users CODES=$codes BENCH_SECONDS=$secs BENCH_REPEAT=$repeat connections $conns / $many; logins $login_conns at once; RedeemArgon2 $argon2; BENCH_ONLY=$only"
   echo "- httpd settings: $httpd_conf (module $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo ?)$(git -C "$root" diff --quiet 2>/dev/null || echo '+changes'))"
 )
