@@ -44,7 +44,7 @@
 #                           PORT+2 (the Redis-limited httpd, by Redis's Unix
 #                           socket), PORT+3 (the same by TCP)
 #   BENCH_PG_PORT (54339), BENCH_REDIS_PORT (63799)   the bench's own servers
-#   BENCH_SHARED_BUFFERS (a quarter of the memory)   PostgreSQL's shared_buffers
+#   BENCH_SHARED_BUFFERS (2GB)  PostgreSQL's shared_buffers
 #   BENCH_DB_SOCKET (1)     1: the module and pgbench reach PostgreSQL by its
 #                           Unix socket (as make run does), 0: by 127.0.0.1 (TCP)
 #   BENCH_COMPARE (at USERS >= 1000000: the newest bench/results/*.tsv of a run
@@ -161,7 +161,7 @@ pgdata=$REDEEM_PG_DIR/data
 pgsock=$REDEEM_PG_SOCKET
 {
   cat "$root/bench/postgresql-bench.conf"
-  echo "shared_buffers = ${BENCH_SHARED_BUFFERS:-$(awk '/^MemTotal:/ { print int($2 / 4096) }' /proc/meminfo)MB}"
+  echo "shared_buffers = ${BENCH_SHARED_BUFFERS:-2GB}"
 } >"$work/postgresql-bench.conf"
 if ! cmp -s "$work/postgresql-bench.conf" "$pgdata/bench.conf" 2>/dev/null; then
   install -o "$REDEEM_PG_OWNER" -m 0644 "$work/postgresql-bench.conf" "$pgdata/bench.conf"
