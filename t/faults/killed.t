@@ -83,6 +83,23 @@ sub backend_pids {
         "SELECT pid FROM pg_stat_activity WHERE datname = '$db' AND usename = '$ENV{REDEEM_APP_USER}'");
 }
 
+# GET /api/health answers 200 $in_a_row times running within $seconds. A
+# child that met the outage answers 503 at once until its next probe of the
+# database (a second after); one child answering says little of the others.
+sub healthy_in_a_row {
+    my ($in_a_row, $seconds) = @_;
+    my $deadline = Time::HiRes::time() + $seconds;
+    my ($run, $last) = (0, '');
+    while (Time::HiRes::time() < $deadline) {
+        my $res = api_request('GET', '/api/health');
+        $last = $res->{status} // 0;
+        return 1 if $last == 200 && ++$run >= $in_a_row;
+        $run = 0 if $last != 200;
+        Time::HiRes::sleep(0.05);
+    }
+    die "not $in_a_row health answers of 200 running within $seconds s (last $last)";
+}
+
 sub wait_for_postgres {
     my $deadline = Time::HiRes::time() + 30;
     while (Time::HiRes::time() < $deadline) {
@@ -196,6 +213,7 @@ Time::HiRes::sleep(1);
 wait_for_postgres();
 waitpid $wrk, 0;
 answers_within(5);
+healthy_in_a_row(20, 10);
 
 
 
