@@ -45,6 +45,12 @@
 #                           socket), PORT+3 (the same by TCP)
 #   BENCH_PG_PORT (54339), BENCH_REDIS_PORT (63799)   the bench's own servers
 #   BENCH_SHARED_BUFFERS (2GB)  PostgreSQL's shared_buffers
+#   BENCH_HUGE_PAGES (1)    1: PostgreSQL's shared memory in 2 MB huge pages
+#                           (huge_pages = on), which the bench reserves
+#                           (vm.nr_hugepages, as root) for its run only and
+#                           gives back at the end; 0: huge_pages = off. Where
+#                           the pages cannot be had it measures with them off
+#                           and says so.
 #   BENCH_DB_SOCKET (1)     1: the module and pgbench reach PostgreSQL by its
 #                           Unix socket (as make run does), 0: by 127.0.0.1 (TCP)
 #   BENCH_COMPARE (at USERS >= 1000000: the newest bench/results/*.tsv of a run
@@ -121,6 +127,21 @@ mkdir -p "$work" "$work/pgbench"
 : >"$samples"
 : >"$facts"
 
+# Huge pages: at 10 million codes an insert into the unique index of random
+# hashes is a descent over gigabytes of shared memory, and with 4 kB pages
+# each one pays TLB misses and, in a backend new to those pages, page faults:
+# 100,000 codes into 10 million took 4.5-5.4 s with them and 2.1-2.8 s in
+# huge pages (README, Performance). The pages are reserved before PostgreSQL
+# starts (it asks for the exact number it needs: shared_memory_size_in_huge_pages)
+# and given back when it stops at the end.
+hugepages_before=
+hugepages_give_back() {
+  [ -n "$hugepages_before" ] || return 0
+  echo "$hugepages_before" >/proc/sys/vm/nr_hugepages 2>/dev/null || true
+  hugepages_before=
+}
+hugepages_free() { awk '/^HugePages_Free:/ {print $2}' /proc/meminfo; }
+
 # ---- Servers we start are stopped on the way out (unless BENCH_KEEP=1).
 started_httpd=()
 started_redis=0
@@ -139,6 +160,7 @@ cleanup() {
   # The filled database goes (5 GB at 10M users and codes); the cluster stays.
   psql -XqAt -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
   "$root/scripts/pg.sh" stop >/dev/null || true
+  hugepages_give_back
   exit $rc
 }
 trap cleanup EXIT
@@ -153,22 +175,44 @@ gcc -std=gnu11 -O2 -g -Wall -Wextra -o "$work/argon2_bench" "$root/bench/argon2_
 gcc -std=gnu11 -O2 -Wall -I"$root/mod_redeem" -o "$work/sql_dump" "$root/bench/sql_dump.c"
 
 # ---- PostgreSQL: the private cluster of scripts/pg.sh in build/bench/pg,
-# with bench/postgresql-bench.conf included (a change restarts it).
-"$root/scripts/pg.sh" start postgres >/dev/null
+# with bench/postgresql-bench.conf included, restarted with it.
 pgdata=$REDEEM_PG_DIR/data
-# Its Unix socket (scripts/pg.sh starts it with one, in a directory httpd's
-# user reaches): the module's way to it unless BENCH_DB_SOCKET=0.
-pgsock=$REDEEM_PG_SOCKET
-{
-  cat "$root/bench/postgresql-bench.conf"
-  echo "shared_buffers = ${BENCH_SHARED_BUFFERS:-2GB}"
-} >"$work/postgresql-bench.conf"
-if ! cmp -s "$work/postgresql-bench.conf" "$pgdata/bench.conf" 2>/dev/null; then
+write_bench_conf() {
+  {
+    cat "$root/bench/postgresql-bench.conf"
+    echo "shared_buffers = ${BENCH_SHARED_BUFFERS:-2GB}"
+  } >"$work/postgresql-bench.conf"
   install -o "$REDEEM_PG_OWNER" -m 0644 "$work/postgresql-bench.conf" "$pgdata/bench.conf"
   grep -q "^include_if_exists = 'bench.conf'" "$pgdata/postgresql.conf" ||
     echo "include_if_exists = 'bench.conf'" >>"$pgdata/postgresql.conf"
-  as_pg_owner "$REDEEM_PG_BIN/pg_ctl" -D "$pgdata" -l "$REDEEM_PG_DIR/postgresql.log" -w -t 120 restart >/dev/null
+}
+# (Before scripts/pg.sh starts an existing cluster too: the settings of an
+# earlier run of the bench must not keep it from starting.)
+[ -f "$pgdata/PG_VERSION" ] && write_bench_conf
+"$root/scripts/pg.sh" start postgres >/dev/null
+write_bench_conf
+# Its Unix socket (scripts/pg.sh starts it with one, in a directory httpd's
+# user reaches): the module's way to it unless BENCH_DB_SOCKET=0.
+pgsock=$REDEEM_PG_SOCKET
+pg_ctl_bench() { as_pg_owner "$REDEEM_PG_BIN/pg_ctl" -D "$pgdata" -l "$REDEEM_PG_DIR/postgresql.log" -w -t 120 "$@" >/dev/null; }
+# Restarted with the settings above, and huge_pages on its command line (a
+# start by scripts/pg.sh, which knows nothing of the pages, keeps the default).
+huge_pages=off
+[ "${BENCH_HUGE_PAGES:-1}" = 1 ] && huge_pages=on
+pg_ctl_bench stop
+if [ "$huge_pages" = on ]; then
+  need=$(as_pg_owner "$REDEEM_PG_BIN/postgres" -D "$pgdata" -C shared_memory_size_in_huge_pages 2>/dev/null || echo -1)
+  if [ "$need" -gt 0 ] && [ "$(hugepages_free)" -lt "$need" ] && [ -w /proc/sys/vm/nr_hugepages ]; then
+    hugepages_before=$(cat /proc/sys/vm/nr_hugepages)
+    echo $((hugepages_before + need - $(hugepages_free))) >/proc/sys/vm/nr_hugepages || true
+  fi
+  if [ "$need" -le 0 ] || [ "$(hugepages_free)" -lt "$need" ]; then
+    say "huge pages: $need of 2 MB wanted, $(hugepages_free) to be had: PostgreSQL runs with huge_pages = off"
+    hugepages_give_back
+    huge_pages=off
+  fi
 fi
+pg_ctl_bench -o "-k $pgsock -c huge_pages=$huge_pages" start
 say "PostgreSQL $(psql -XqAt -d postgres -c 'SHOW server_version') on 127.0.0.1:$PGPORT ($pgdata)"
 psql -XqAt -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"
 psql -XqAt -d postgres -c "CREATE DATABASE $db"
@@ -637,7 +681,7 @@ machine=$(
   echo "- host: $host, $(nproc) CPUs ($(sed -nE 's/^model name\s*:\s*//p' /proc/cpuinfo | sort -u | paste -sd/)), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) memory"
   echo "- kernel $(uname -r); $(/usr/sbin/apache2 -v | sed -nE 's/^Server version: //p') (event MPM); PostgreSQL $(psql -XqAt -d postgres -c 'SHOW server_version'); $(redis-server --version | awk '{ print $1, $3 }'); $(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }'); libargon2 $(dpkg-query -W -f='${Version}' libargon2-1 2>/dev/null)"
   echo "- load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (wrk, pgbench, httpd and PostgreSQL share the machine; other work on it is noise)"
-  echo "- database reached at $db_host (module and pgbench alike); PostgreSQL's shared_buffers $(psql -XqAt -d postgres -c 'SHOW shared_buffers') (bench/postgresql-bench.conf)"
+  echo "- database reached at $db_host (module and pgbench alike); PostgreSQL's shared_buffers $(psql -XqAt -d postgres -c 'SHOW shared_buffers'), huge_pages $(psql -XqAt -d postgres -c 'SHOW huge_pages') (bench/postgresql-bench.conf, BENCH_HUGE_PAGES)"
   echo "- USERS=$users CODES=$codes BENCH_SECONDS=$secs BENCH_REPEAT=$repeat connections $conns / $many; logins $login_conns at once; RedeemArgon2 $argon2; BENCH_ONLY=$only"
   echo "- httpd settings: $httpd_conf (module $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo ?)$(git -C "$root" diff --quiet 2>/dev/null || echo '+changes'))"
 )
