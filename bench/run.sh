@@ -480,6 +480,21 @@ redeem_run() {
   redeem_rate=$(calc "$last_rps")
 }
 
+# warm_redeem PORT: one run of /redeem at four times the connections, not
+# measured (its sample is named warm_redeem and no table row reads it):
+# each database connection of the pool is made ready at its first use (the
+# schema check, every statement prepared, PostgreSQL's own caches of a new
+# backend), which at 12 connections a child costs the first runs after a
+# start a p99 of 130-190 ms against 14-20 ms once warm (README, Performance).
+warm_redeem() {
+  ensure_codes "$redeem_rate"
+  local limit=$(($(wc -l <"$work/codes.txt") - api_next)) enough
+  enough=$(calc "$redeem_rate * $secs * 3 + 4000")
+  [ "$limit" -le "$enough" ] || limit=$enough
+  wrk_run warm_redeem "$1" $((conns * 4)) redeem - BENCH_CODES="$work/codes.txt" BENCH_OFFSET="$api_next" BENCH_LIMIT="$limit"
+  api_next=$((api_next + wrk_used))
+}
+
 # in_turn I CMD...: the commands one after the other, rotated by I, so that
 # none is always first or last of a turn (drift within a turn cancels).
 in_turn() {
@@ -526,7 +541,9 @@ if want redeem; then
   # Every code the phase will redeem exists and is vacuumed before it starts
   # (rows inserted during a run would bring autovacuum into the measurement).
   topup_pg_codes $((repeat * 2 * secs * pg_rate * 3 / 2))
-  ensure_codes $((redeem_rate * repeat))
+  ensure_codes $((redeem_rate * (repeat + 2)))
+  say "POST /redeem: the connections of the freshly started httpd warmed ($((conns * 4)) connections, ${secs}s, not measured)"
+  warm_redeem "$port"
   psql -XqAt -d "$db" -c "VACUUM ANALYZE redeem_codes" >/dev/null
   say "POST /redeem vs pgbench of SQL_REDEEM, $conns connections, $repeat x ${secs}s in turn"
   for i in $(seq "$repeat"); do
@@ -585,7 +602,9 @@ if want limits; then
   started_redis=1
   start_httpd redis "$redis_port" redis
   start_httpd redis_tcp "$redis_tcp_port" redis_tcp
-  ensure_codes $((redeem_rate * limits_repeat * 4))
+  ensure_codes $((redeem_rate * (limits_repeat * 4 + 8)))
+  say "POST /redeem: the connections of each httpd warmed ($((conns * 4)) connections, ${secs}s, not measured)"
+  for p in "$port" "$off_port" "$redis_port" "$redis_tcp_port"; do warm_redeem "$p"; done
   psql -XqAt -d "$db" -c "VACUUM ANALYZE redeem_codes" >/dev/null
   say "POST /redeem: limits off vs shm vs Redis (Unix socket, TCP), $conns connections, $limits_repeat x ${secs}s in turn"
   for i in $(seq "$limits_repeat"); do
