@@ -147,7 +147,12 @@ started_httpd=()
 started_redis=0
 cleanup() {
   local rc=$?
-  [ "${BENCH_KEEP:-0}" = 1 ] && { say "servers left running (BENCH_KEEP=1)"; exit $rc; }
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then
+    say "servers left running (BENCH_KEEP=1)"
+    [ -n "$hugepages_before" ] &&
+      say "PostgreSQL's huge pages stay reserved: vm.nr_hugepages $(cat /proc/sys/vm/nr_hugepages), $hugepages_before before the bench"
+    exit $rc
+  fi
   local dir pid
   for dir in "${started_httpd[@]}"; do
     pid=$(cat "$dir/httpd.pid" 2>/dev/null || true)
