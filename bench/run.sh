@@ -486,11 +486,13 @@ redeem_run() {
 }
 
 # warm_redeem PORT: one run of /redeem at four times the connections, not
-# measured (its sample is named warm_redeem and no table row reads it):
-# each database connection of the pool is made ready at its first use (the
-# schema check, every statement prepared, PostgreSQL's own caches of a new
-# backend), which at 12 connections a child costs the first runs after a
-# start a p99 of 130-190 ms against 14-20 ms once warm (README, Performance).
+# measured (its sample is named warm_redeem and no table row reads it): the
+# first redemptions on each pooled connection of a freshly started httpd are
+# slow in PostgreSQL (a new backend's caches of the tables, partitions and
+# triggers the statement touches, the plans of its first runs), which at 12
+# connections a child cost the first runs a p99 of 130-190 ms against 14-20
+# ms once warm; a warm-up of /api/profile, which makes every connection
+# ready but redeems nothing, did not help (README, Performance).
 warm_redeem() {
   ensure_codes "$redeem_rate"
   local limit=$(($(wc -l <"$work/codes.txt") - api_next)) enough
