@@ -186,7 +186,8 @@ if ($o{compare} && open my $cf, '<', $o{compare}) {
         defined $speed ? sprintf('%.2f', $speed) : 'not measured'),
       '', '| figure | here | there | ratio | corrected | met |', '|---|---:|---:|---:|---:|---|';
     for my $key (@order) {
-        next unless $then{$key} && $m{$key} && $key !~ /^perf_/ && $key ne 'trivial';
+        # perf_ and warm_ runs are no figures (a profile's, a warm-up's).
+        next unless $then{$key} && $m{$key} && $key !~ /^(perf|warm)_/ && $key ne 'trivial';
         my ($now, $was) = ($m{$key}{rps}, $then{$key}{rps});
         next unless $was;
         my $ratio = $key eq 'codes100k' ? $m{$key}{rps} / $was : $now / $was;
@@ -214,7 +215,7 @@ print join("\n", @lines), "\n";
 if ($o{tsv}) {
     open my $t, '>', $o{tsv} or die "$o{tsv}: $!\n";
     print $t "#users\t$o{users}\n#codes\t$o{codes}\n";
-    for my $key (@order) {
+    for my $key (grep { !/^warm_/ } @order) {
         my $f = $m{$key};
         print $t join("\t", $key, map { $f->{$_} // '' } qw(rps p50 p99 errors requests n)), "\n";
     }
