@@ -471,18 +471,20 @@ ensure_codes() {
     generate_codes 100000
   done
 }
-# redeem_run KEY PORT
+# redeem_run KEY PORT [CONNECTIONS]: the rate at the measured connections
+# sizes the next run's supply.
 redeem_rate=3000
 redeem_run() {
+  local c=${3:-$conns}
   ensure_codes "$redeem_rate"
   # wrk formats a request per code it is given, before the clock starts:
   # give it three times what the last rate needs, not the whole supply.
   local limit=$(($(wc -l <"$work/codes.txt") - api_next)) enough
   enough=$(calc "$redeem_rate * $secs * 3 + 4000")
   [ "$limit" -le "$enough" ] || limit=$enough
-  wrk_run "$1" "$2" "$conns" redeem - BENCH_CODES="$work/codes.txt" BENCH_OFFSET="$api_next" BENCH_LIMIT="$limit"
+  wrk_run "$1" "$2" "$c" redeem - BENCH_CODES="$work/codes.txt" BENCH_OFFSET="$api_next" BENCH_LIMIT="$limit"
   api_next=$((api_next + wrk_used))
-  redeem_rate=$(calc "$last_rps")
+  if [ "$c" = "$conns" ]; then redeem_rate=$(calc "$last_rps"); fi
 }
 
 # warm_redeem PORT: one run of /redeem at four times the connections, not
@@ -493,14 +495,7 @@ redeem_run() {
 # connections a child cost the first runs a p99 of 130-190 ms against 14-20
 # ms once warm; a warm-up of /api/profile, which makes every connection
 # ready but redeems nothing, did not help (README, Performance).
-warm_redeem() {
-  ensure_codes "$redeem_rate"
-  local limit=$(($(wc -l <"$work/codes.txt") - api_next)) enough
-  enough=$(calc "$redeem_rate * $secs * 3 + 4000")
-  [ "$limit" -le "$enough" ] || limit=$enough
-  wrk_run warm_redeem "$1" $((conns * 4)) redeem - BENCH_CODES="$work/codes.txt" BENCH_OFFSET="$api_next" BENCH_LIMIT="$limit"
-  api_next=$((api_next + wrk_used))
-}
+warm_redeem() { redeem_run warm_redeem "$1" $((conns * 4)); }
 
 # in_turn I CMD...: the commands one after the other, rotated by I, so that
 # none is always first or last of a turn (drift within a turn cancels).
