@@ -53,8 +53,17 @@
 #                           and says so.
 #   BENCH_DB_SOCKET (1)     1: the module and pgbench reach PostgreSQL by its
 #                           Unix socket (as make run does), 0: by 127.0.0.1 (TCP)
+#   BENCH_TWIN (1 when USERS >= 1000000, else 0)  the scale bar measured in
+#                           this run: a twin database of BENCH_TWIN_SIZE
+#                           (100000) users and codes in the same cluster, its
+#                           own httpd (the same settings, port PORT+4), and
+#                           every figure of the codes, redeem and get parts
+#                           measured on both in turn (the twin's keys are
+#                           small_...); each figure over its twin's, the
+#                           median of the turns, must be within 15%
 #   BENCH_COMPARE (at USERS >= 1000000: the newest bench/results/*.tsv of a run
-#                           at 100000 users)  medians to compare with (15%)
+#                           at 100000 users)  medians to compare with (15%): the
+#                           figures without a twin (login, the rate limits)
 #   BENCH_RESULTS (bench/results)   where the results go; BENCH_NO_RESULTS=1: nowhere
 #   BENCH_KEEP (0)          1: leave the servers running at the end
 #   BENCH_PERF (0)          1: also `perf record -g` httpd and postgres for
@@ -93,8 +102,15 @@ port=${BENCH_PORT:-5091}
 off_port=$((port + 1))
 redis_port=$((port + 2))
 redis_tcp_port=$((port + 3))
+twin_port=$((port + 4))
 results_dir=${BENCH_RESULTS:-$root/bench/results}
 db=redeem_bench
+twin=0
+[ "$users" -ge 1000000 ] && twin=1
+twin=${BENCH_TWIN:-$twin}
+twin_size=${BENCH_TWIN_SIZE:-100000}
+db_twin=redeem_bench_small
+key_prefix= pg_suffix= # the main run's (the twin's: small_, -twin)
 work=$REDEEM_BUILD
 samples=$work/samples.tsv
 facts=$work/facts.txt
@@ -164,6 +180,7 @@ cleanup() {
   [ "$started_redis" = 1 ] && "$root/scripts/redis.sh" stop
   # The filled database goes (5 GB at 10M users and codes); the cluster stays.
   psql -XqAt -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  psql -XqAt -d postgres -c "DROP DATABASE IF EXISTS $db_twin WITH (FORCE)" >/dev/null 2>&1 || true
   "$root/scripts/pg.sh" stop >/dev/null || true
   hugepages_give_back
   exit $rc
@@ -219,18 +236,19 @@ if [ "$huge_pages" = on ]; then
 fi
 pg_ctl_bench -o "-k $pgsock -c huge_pages=$huge_pages" start
 say "PostgreSQL $(psql -XqAt -d postgres -c 'SHOW server_version') on 127.0.0.1:$PGPORT ($pgdata)"
-psql -XqAt -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"
-psql -XqAt -d postgres -c "CREATE DATABASE $db"
-"$root/scripts/migrate.sh" "$db" >/dev/null
+# Any database an earlier run left (BENCH_KEEP=1, or killed) goes.
+psql -XqAt -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "DROP DATABASE IF EXISTS $db_twin WITH (FORCE)"
 
 # ---- The fill: users (one argon2id hash of the configured cost for all) and
 # codes whose code_hash is sha256('bench-' || n), the secondary indexes made
 # after the rows (the same definitions), then VACUUM ANALYZE and a checkpoint.
 read -r a2m a2t a2p <<<"$argon2"
 user_hash=$("$work/argon2_bench" hash "$a2m" "$a2t" "$a2p" "$password")
-say "filling $users users and $codes codes"
-fill_start=$(date +%s)
-psql -XqAt -d "$db" -v ON_ERROR_STOP=1 -v users="$users" -v codes="$codes" -v hash="$user_hash" <<'SQL'
+# fill_db DB USERS CODES: a new database, migrated and filled.
+fill_db() {
+  psql -XqAt -d postgres -c "CREATE DATABASE $1"
+  "$root/scripts/migrate.sh" "$1" >/dev/null
+  psql -XqAt -d "$1" -v ON_ERROR_STOP=1 -v users="$2" -v codes="$3" -v hash="$user_hash" <<'SQL'
 SET maintenance_work_mem = '1GB';
 SET synchronous_commit = off;
 CREATE TEMP TABLE saved AS
@@ -258,9 +276,18 @@ VACUUM ANALYZE;
 -- they are written during the first rows measured.
 CHECKPOINT;
 SQL
+}
+say "filling $users users and $codes codes"
+fill_start=$(date +%s)
+fill_db "$db" "$users" "$codes"
 fill_s=$(($(date +%s) - fill_start))
 say "filled in ${fill_s} s ($(psql -XqAt -d "$db" -c "SELECT pg_size_pretty(pg_database_size('$db'))"))"
 fact fill "$users users and $codes codes filled in $fill_s s"
+if [ "$twin" = 1 ]; then
+  fill_db "$db_twin" "$twin_size" "$twin_size"
+  say "the twin: $db_twin, $twin_size users and $twin_size codes"
+  fact twin_size "$twin_size"
+fi
 pg_filled=$codes # bench codes 1..pg_filled exist
 pg_next=1        # the first one pgbench has not used
 
@@ -277,9 +304,11 @@ export ADMIN_EMAIL=bench-admin@example.test ADMIN_PASSWORD=BenchAdmin123
 export REDEEM_CODE_MAC_KEY_FILE=$REDEEM_SECRETS/code_mac_key REDEEM_CODE_ENC_KEY_FILE=$REDEEM_SECRETS/code_enc_key
 limits_on="redeem-user redeem-ip login-email login-ip register-ip"
 
-# start_httpd NAME PORT STORE(shm|redis|redis_tcp) [OFF_PORT]
+# start_httpd NAME PORT STORE(shm|redis|redis_tcp) [OFF_PORT]: the httpd
+# named twin serves the twin database.
 start_httpd() {
-  local name=$1 p=$2 store=$3 offp=${4:-} dir=$work/$1 scope
+  local name=$1 p=$2 store=$3 offp=${4:-} dir=$work/$1 scope dbname=$db
+  [ "$name" = twin ] && dbname=$db_twin
   mkdir -p "$dir"
   [ "$(id -u)" -eq 0 ] && chown "$REDEEM_USER" "$dir"
   {
@@ -306,7 +335,7 @@ start_httpd() {
     fi
   } >"$dir/extra.conf"
   local -a env=(REDEEM_PORT="$p" REDEEM_RUN_DIR="$dir" REDEEM_EXTRA_CONF="$dir/extra.conf"
-    REDEEM_TUNING_CONF="$dir/none.conf")
+    REDEEM_TUNING_CONF="$dir/none.conf" REDEEM_DB_PARAMS="${REDEEM_DB_PARAMS/dbname=$db /dbname=$dbname }")
   rm -f "$dir/error.log" "$dir/access.log"
   # shellcheck disable=SC2086
   env "${env[@]}" ${BENCH_HTTPD_ENV:-} /usr/sbin/apache2 -f "$root/conf/dev-server.conf" -DREDEEM_JWT_FROM_ENV -k start
@@ -332,23 +361,30 @@ base=http://127.0.0.1:$port
 curl -sf -o /dev/null "$base/bench/trivial" || die "the trivial handler does not answer"
 
 # ---- Tokens and logins, minted here with the server's secret.
-perl "$root/bench/tokens.pl" "$JWT_SECRET_KEY" "$users" "$token_users" 21600 >"$work/tokens.txt"
+tokens=$work/tokens.txt
+perl "$root/bench/tokens.pl" "$JWT_SECRET_KEY" "$users" "$token_users" 21600 >"$tokens"
 perl "$root/bench/tokens.pl" --logins "$users" 1000 "$password" >"$work/logins.txt"
-say "minted $(wc -l <"$work/tokens.txt") tokens"
-first_token=$(head -n 1 "$work/tokens.txt" | cut -d' ' -f2)
+say "minted $(wc -l <"$tokens") tokens"
+first_token=$(head -n 1 "$tokens" | cut -d' ' -f2)
 curl -sf -o /dev/null -H "Authorization: Bearer $first_token" "$base/api/profile" ||
   die "a minted token is refused by /api/profile"
+if [ "$twin" = 1 ]; then
+  start_httpd twin "$twin_port" shm
+  perl "$root/bench/tokens.pl" "$JWT_SECRET_KEY" "$twin_size" "$token_users" 21600 >"$work/tokens-twin.txt"
+  curl -sf -o /dev/null -H "Authorization: Bearer $(head -n 1 "$work/tokens-twin.txt" | cut -d' ' -f2)" \
+    "http://127.0.0.1:$twin_port/api/profile" || die "the twin refuses a minted token"
+fi
 
 # ---- Samples: "key rps p50_ms p99_ms errors requests" per short run.
 sample() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$samples"; }
 
 # wrk_run KEY PORT CONNECTIONS MODE PATH [VAR=VALUE ...]; sets $wrk_used.
 wrk_run() {
-  local key=$1 p=$2 c=$3 mode=$4 path=$5 out line
+  local key=$key_prefix$1 p=$2 c=$3 mode=$4 path=$5 out line
   shift 5
   local t=$threads
   [ "$c" -lt "$t" ] && t=$c
-  out=$(env BENCH_MODE="$mode" BENCH_PATH="$path" BENCH_THREADS="$t" BENCH_TOKENS="$work/tokens.txt" \
+  out=$(env BENCH_MODE="$mode" BENCH_PATH="$path" BENCH_THREADS="$t" BENCH_TOKENS="$tokens" \
     BENCH_LOGINS="$work/logins.txt" "$@" \
     wrk -t"$t" -c"$c" -d"${secs}s" -s "$root/bench/wrk.lua" "http://127.0.0.1:$p" 2>&1) ||
     die "wrk failed for $key: $out"
@@ -388,11 +424,18 @@ next_code='\set k :k + 1
 \set n :base + :client_id + :nc * :k'
 # The users are those the tokens were minted for (tokens.pl's spread): which
 # users, and how often each, decides how many updates of users are HOT.
-token_count=$(wc -l <"$work/tokens.txt")
-pick_user="\\set uid 1 + (random(0, $((token_count - 1))) * $users) / $token_count"
-printf '%s\n%s\n%s;\n' "$next_code" "$pick_user" "$redeem_sql" >"$work/pgbench/redeem.sql"
-printf '%s\n%s;\n' "$pick_user" "$user_sql" >"$work/pgbench/user_by_id.sql"
-printf '%s\n%s\n%s;\n%s;\n' "$next_code" "$pick_user" "$user_sql" "$redeem_sql" >"$work/pgbench/pair.sql"
+# pgbench_scripts SUFFIX USERS: redeem, user_by_id and pair for a database of
+# USERS users.
+pgbench_scripts() {
+  local token_count pick_user
+  token_count=$(wc -l <"$tokens")
+  pick_user="\\set uid 1 + (random(0, $((token_count - 1))) * $2) / $token_count"
+  printf '%s\n%s\n%s;\n' "$next_code" "$pick_user" "$redeem_sql" >"$work/pgbench/redeem$1.sql"
+  printf '%s\n%s;\n' "$pick_user" "$user_sql" >"$work/pgbench/user_by_id$1.sql"
+  printf '%s\n%s\n%s;\n%s;\n' "$next_code" "$pick_user" "$user_sql" "$redeem_sql" >"$work/pgbench/pair$1.sql"
+}
+pgbench_scripts "" "$users"
+[ "$twin" = 1 ] && pgbench_scripts -twin "$twin_size"
 
 # topup_pg_codes NEED: at least NEED unused bench codes after pg_next.
 topup_pg_codes() {
@@ -414,7 +457,7 @@ topup_pg_codes() {
 pg_threads=${BENCH_PGBENCH_THREADS:-$conns}
 pg_rate=4000 # a guess of pgbench's rate, corrected after each run
 pgbench_run() {
-  local key=$1 script=$2 consumes=0
+  local key=$key_prefix$1 script=$2 consumes=0
   case $script in redeem | pair) consumes=1 ;; esac
   # Fresh bench codes for every transaction (topped up before the phase;
   # here only when a run went faster than foreseen).
@@ -422,7 +465,7 @@ pgbench_run() {
   rm -f "$work"/pgbench/log.*
   local out
   out=$(cd "$work/pgbench" && PGHOST=$db_host PGUSER=$REDEEM_APP_USER PGPASSWORD=$REDEEM_APP_PASSWORD \
-    pgbench -n -M prepared -c "$conns" -j "$pg_threads" -T "$secs" -f "$script.sql" \
+    pgbench -n -M prepared -c "$conns" -j "$pg_threads" -T "$secs" -f "$script$pg_suffix.sql" \
     -D k=-1 -D base="$pg_next" -D nc="$conns" -l --log-prefix=log "$db" 2>&1) ||
     die "pgbench failed for $key: $out"
   local tps failed
@@ -450,14 +493,15 @@ pgbench_run() {
 # and the supply of POST /redeem (each request a fresh code).
 admin_token=$(curl -sf -X POST "$base/api/login" -H 'Content-Type: application/json' \
   -d "{\"email\":\"$ADMIN_EMAIL\",\"password\":\"$ADMIN_PASSWORD\"}" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
-: >"$work/codes.txt"
+codes_file=$work/codes.txt
+: >"$codes_file"
 api_next=0 # lines of codes.txt already handed to wrk
 generate_codes() { # COUNT [KEY]: appends to codes.txt; KEY: record the time
-  local count=$1 key=${2:-} ms
+  local count=$1 key=${2:+$key_prefix$2} ms
   ms=$(curl -sf -o "$work/generated.json" -w '%{time_total}' -X POST "$base/admin/generate-codes" \
     -H 'Content-Type: application/json' -H "Authorization: Bearer $admin_token" \
     -d "{\"count\":$count}") || die "POST /admin/generate-codes failed"
-  perl -MJSON::PP -0777 -ne 'print "$_\n" for @{decode_json($_)->{codes}}' "$work/generated.json" >>"$work/codes.txt"
+  perl -MJSON::PP -0777 -ne 'print "$_\n" for @{decode_json($_)->{codes}}' "$work/generated.json" >>"$codes_file"
   if [ -n "$key" ]; then
     sample "$key" "$(calc "$count / $ms" 1)" "$(calc "$ms * 1000" 1)" "$(calc "$ms * 1000" 1)" 0 1
     printf '  %-16s %d codes in %.3f s\n' "$key" "$count" "$ms"
@@ -467,7 +511,7 @@ generate_codes() { # COUNT [KEY]: appends to codes.txt; KEY: record the time
 ensure_codes() {
   local need
   need=$(calc "$1 * $secs * 1.5 + 2000")
-  while [ $(($(wc -l <"$work/codes.txt") - api_next)) -lt "$need" ]; do
+  while [ $(($(wc -l <"$codes_file") - api_next)) -lt "$need" ]; do
     generate_codes 100000
   done
 }
@@ -479,10 +523,10 @@ redeem_run() {
   ensure_codes "$redeem_rate"
   # wrk formats a request per code it is given, before the clock starts:
   # give it three times what the last rate needs, not the whole supply.
-  local limit=$(($(wc -l <"$work/codes.txt") - api_next)) enough
+  local limit=$(($(wc -l <"$codes_file") - api_next)) enough
   enough=$(calc "$redeem_rate * $secs * 3 + 4000")
   [ "$limit" -le "$enough" ] || limit=$enough
-  wrk_run "$1" "$2" "$c" redeem - BENCH_CODES="$work/codes.txt" BENCH_OFFSET="$api_next" BENCH_LIMIT="$limit"
+  wrk_run "$1" "$2" "$c" redeem - BENCH_CODES="$codes_file" BENCH_OFFSET="$api_next" BENCH_LIMIT="$limit"
   api_next=$((api_next + wrk_used))
   if [ "$c" = "$conns" ]; then redeem_rate=$(calc "$last_rps"); fi
 }
@@ -506,9 +550,48 @@ in_turn() {
   for ((k = 0; k < ${#cmds[@]}; k++)); do eval "${cmds[$(((k + i) % ${#cmds[@]}))]}"; done
 }
 
+# ---- The twin (BENCH_TWIN): the scale run's database of BENCH_TWIN_SIZE
+# users and codes, with its own httpd, tokens, codes and counters. on_twin
+# CMD runs CMD with the twin's in place of the main ones (its samples are
+# small_KEY); both I CMD... runs the commands in turn (in_turn) and, with a
+# twin, each on the twin too, in the same rotation.
+twin_vars="db port base admin_token tokens codes_file api_next pg_next pg_filled pg_rate redeem_rate key_prefix pg_suffix"
+if [ "$twin" = 1 ]; then
+  twin_db=$db_twin twin_base=http://127.0.0.1:$twin_port twin_tokens=$work/tokens-twin.txt
+  twin_admin_token=$(curl -sf -X POST "$twin_base/api/login" -H 'Content-Type: application/json' \
+    -d "{\"email\":\"$ADMIN_EMAIL\",\"password\":\"$ADMIN_PASSWORD\"}" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+  twin_codes_file=$work/codes-twin.txt twin_api_next=0 twin_pg_next=1 twin_pg_filled=$twin_size
+  twin_pg_rate=$pg_rate twin_redeem_rate=$redeem_rate twin_key_prefix=small_ twin_pg_suffix=-twin
+  : >"$twin_codes_file"
+fi
+swap_twin() {
+  local v t
+  for v in $twin_vars; do
+    t=${!v}
+    eval "$v=\$twin_$v"
+    printf -v "twin_$v" '%s' "$t"
+  done
+}
+on_twin() {
+  swap_twin
+  eval "$1"
+  swap_twin
+}
+both() {
+  local i=$1 c
+  shift
+  local -a cmds=()
+  for c in "$@"; do
+    cmds+=("$c")
+    # Each figure's twin right after it: the pair's ratio sees the least drift.
+    [ "$twin" = 1 ] && cmds+=("on_twin $(printf %q "$c")")
+  done
+  in_turn "$i" "${cmds[@]}"
+}
+
 if want codes || want redeem || want limits || want memory; then
   say "POST /admin/generate-codes, 100000 codes a call"
-  for i in $(seq $((repeat < 3 ? repeat : 3))); do generate_codes 100000 codes100k; done
+  for i in $(seq $((repeat < 3 ? repeat : 3))); do both "$i" 'generate_codes 100000 codes100k'; done
 fi
 
 # Optional profiles: perf record of httpd's children and postgres during a load.
@@ -542,14 +625,18 @@ perf_report() {
 if want redeem; then
   # Every code the phase will redeem exists and is vacuumed before it starts
   # (rows inserted during a run would bring autovacuum into the measurement).
-  topup_pg_codes $((repeat * 2 * secs * pg_rate * 3 / 2))
-  ensure_codes $((redeem_rate * (repeat + 2)))
-  say "POST /redeem: the connections of the freshly started httpd warmed ($((conns * 4)) connections, ${secs}s, not measured)"
-  warm_redeem "$port"
-  psql -XqAt -d "$db" -c "VACUUM ANALYZE redeem_codes" >/dev/null
+  redeem_ready() {
+    topup_pg_codes $((repeat * 2 * secs * pg_rate * 3 / 2))
+    ensure_codes $((redeem_rate * (repeat + 2)))
+    warm_redeem "$port"
+    psql -XqAt -d "$db" -c "VACUUM ANALYZE redeem_codes" >/dev/null
+  }
+  say "POST /redeem: the connections of each freshly started httpd warmed ($((conns * 4)) connections, ${secs}s, not measured)"
+  redeem_ready
+  [ "$twin" = 1 ] && on_twin redeem_ready
   say "POST /redeem vs pgbench of SQL_REDEEM, $conns connections, $repeat x ${secs}s in turn"
   for i in $(seq "$repeat"); do
-    in_turn "$i" 'pgbench_run pg_redeem redeem' 'redeem_run redeem "$port"' 'pgbench_run pg_pair pair'
+    both "$i" 'pgbench_run pg_redeem redeem' 'redeem_run redeem "$port"' 'pgbench_run pg_pair pair'
   done
   if [ "${BENCH_PERF:-0}" = 1 ]; then
     perf_during redeem
@@ -566,7 +653,7 @@ if want get; then
   say "GET endpoints vs the trivial handler, $conns connections ($many for /api/profile many), $repeat x ${secs}s in turn"
   reads0=$(counter redeem_user_reads_total) statements0=$(counter redeem_user_read_statements_total)
   for i in $(seq "$repeat"); do
-    in_turn "$i" 'wrk_run trivial "$port" "$conns" get /bench/trivial' \
+    both "$i" 'wrk_run trivial "$port" "$conns" get /bench/trivial' \
       'wrk_run health "$port" "$conns" get /api/health' \
       'wrk_run profile "$port" "$conns" token /api/profile' \
       'wrk_run subscription "$port" "$conns" token /api/subscription' \
@@ -582,6 +669,8 @@ if want get; then
     perf_report profile
   fi
 fi
+# The twin has nothing more to measure.
+[ "$twin" = 1 ] && stop_httpd twin
 
 # ---- Phase: logins against raw argon2id at the same parallelism.
 if want login; then
@@ -618,15 +707,20 @@ if want limits; then
 fi
 
 # ---- Every successful redemption has its audit row, and nothing else does.
-if want redeem || want limits; then
+audit_check() {
+  local audited used_codes pg_other ok_counted
   read -r audited used_codes <<<"$(psql -XqAt -F' ' -d "$db" -c "
     SELECT (SELECT count(*) FROM audit_log WHERE event = 'redeem' AND outcome = 'success' AND request_id NOT LIKE 'pgbench%'),
            (SELECT count(*) FROM redeem_codes WHERE used_at IS NOT NULL AND batch_id <> '00000000-0000-4000-8000-000000000000')")"
   pg_other=$(psql -XqAt -d "$db" -c "SELECT count(*) FROM audit_log WHERE request_id LIKE 'pgbench%' AND outcome <> 'success'")
-  ok_counted=$(awk -F'\t' '$1 == "redeem" || $1 ~ /^limit_/ || $1 == "perf_redeem" { s += $6 - $5 } END { print s + 0 }' "$samples")
-  fact audit "$audited audit rows 'success', $used_codes API codes used, $ok_counted 200s counted by wrk"
-  fact pg_not_success "$pg_other"
-  say "audit: $audited success rows, $used_codes codes used, $ok_counted answered 200 within wrk's runs; pgbench outcomes other than success: $pg_other"
+  ok_counted=$(awk -F'\t' -v p="$key_prefix" '$1 == p "redeem" || $1 ~ "^" p "limit_" || $1 == p "perf_redeem" { s += $6 - $5 } END { print s + 0 }' "$samples")
+  fact "${key_prefix}audit" "$audited audit rows 'success', $used_codes API codes used, $ok_counted 200s counted by wrk"
+  fact "${key_prefix}pg_not_success" "$pg_other"
+  say "audit of $db: $audited success rows, $used_codes codes used, $ok_counted answered 200 within wrk's runs; pgbench outcomes other than success: $pg_other"
+}
+if want redeem || want limits; then
+  audit_check
+  if [ "$twin" = 1 ] && want redeem; then on_twin audit_check; fi
 fi
 
 # ---- Phase: resident memory of each child over mixed requests and logins.
@@ -704,6 +798,9 @@ machine=$(
   echo "- load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (wrk, pgbench, httpd and PostgreSQL share the machine; other work on it is noise)"
   echo "- database reached at $db_host (module and pgbench alike); PostgreSQL's shared_buffers $(psql -XqAt -d postgres -c 'SHOW shared_buffers'), huge_pages $(psql -XqAt -d postgres -c 'SHOW huge_pages') (bench/postgresql-bench.conf, BENCH_HUGE_PAGES)"
   echo "- USERS=$users CODES=$codes BENCH_SECONDS=$secs BENCH_REPEAT=$repeat connections $conns / $many; logins $login_conns at once; RedeemArgon2 $argon2; BENCH_ONLY=$only"
+  if [ "$twin" = 1 ]; then
+    echo "- the twin (BENCH_TWIN): $twin_size users and $twin_size codes in the same cluster, its own httpd of the same settings; the codes, redeem and get parts measured on both in turn"
+  fi
   echo "- httpd settings: $httpd_conf (module $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo ?)$(git -C "$root" diff --quiet 2>/dev/null || echo '+changes'))"
 )
 compare=${BENCH_COMPARE:-}

@@ -170,7 +170,34 @@ if (my $f = $m{argon2}) {
         p50_text => '–', p99_text => '–');
 }
 
-# The scale run: every figure against the same figure at 100,000 users.
+# The scale run's twin (bench/run.sh, BENCH_TWIN): each figure over the same
+# figure on the twin database (its keys small_...), measured in the same
+# turns; the median of the turns' ratios counts, as for a share, so the
+# machine's drift between runs does not enter the scale bar.
+my %twinned;
+my @twin_keys = grep { !/^small_/ && !/^(perf|warm)_/ && $runs{"small_$_"} } @order;
+if (@twin_keys) {
+    push @lines, '',
+      sprintf('The scale bar, measured in this run: each figure here over the same figure on the twin '
+          . 'database of %s users and %s codes (the same cluster; its own httpd of the same settings), '
+          . 'the two measured in the same turns; the median of the turns\' ratios. Target within 15%% '
+          . '(≥ 85%%). The trivial handler is the control: the two httpds differ only in their database.',
+        $facts{twin_size} // '?', $facts{twin_size} // '?'),
+      '', '| figure | here | twin | ratio | met |', '|---|---:|---:|---:|---|';
+    for my $key (@twin_keys) {
+        my $ratio = share($key, "small_$key");
+        next unless defined $ratio;
+        $twinned{$key} = 1;
+        my $control = $key eq 'trivial';
+        my $ok = $ratio >= 0.85;
+        push @met, ["$key at scale", $ok ? 'yes' : 'no'] unless $control;
+        push @lines, sprintf '| %s | %s | %s | %.2f | %s |', $control ? "$key (control)" : $key,
+          num($m{$key}{rps}), num($m{"small_$key"}{rps}), $ratio, $control ? '–' : $ok ? 'yes' : 'no';
+    }
+}
+
+# The scale run: every figure (without a twin) against the same figure in a
+# run at 100,000 users.
 if ($o{compare} && open my $cf, '<', $o{compare}) {
     my (%then, %meta);
     while (<$cf>) {
@@ -187,7 +214,8 @@ if ($o{compare} && open my $cf, '<', $o{compare}) {
       '', '| figure | here | there | ratio | corrected | met |', '|---|---:|---:|---:|---:|---|';
     for my $key (@order) {
         # perf_ and warm_ runs are no figures (a profile's, a warm-up's).
-        next unless $then{$key} && $m{$key} && $key !~ /^(perf|warm)_/ && $key ne 'trivial';
+        next unless $then{$key} && $m{$key} && $key !~ /^(perf|warm|small)_/ && $key ne 'trivial';
+        next if $twinned{$key};
         my ($now, $was) = ($m{$key}{rps}, $then{$key}{rps});
         next unless $was;
         my $ratio = $key eq 'codes100k' ? $m{$key}{rps} / $was : $now / $was;
@@ -202,6 +230,7 @@ if ($o{compare} && open my $cf, '<', $o{compare}) {
 push @lines, '', sprintf('Targets met: %d of %d.', scalar(grep { $_->[1] eq 'yes' } @met), scalar @met);
 my @notes;
 push @notes, "audit: $facts{audit}" if $facts{audit};
+push @notes, "audit of the twin: $facts{small_audit}" if $facts{small_audit};
 push @notes, "pgbench redemptions whose outcome was not success (codes ran out): $facts{pg_not_success}"
   if $facts{pg_not_success};
 push @notes, "fill: $facts{fill}" if $facts{fill};
