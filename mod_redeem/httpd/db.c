@@ -513,6 +513,20 @@ static const redeem_failure_t *run_statement(redeem_db_t *db, redeem_stmt_e id,
     request_rec *r = db->r;
     const redeem_stmt_t *stmt = &redeem_statements[id];
     const char *label = apr_pstrcat(r->pool, "redeem_", stmt->name, NULL);
+    /* The request's time ran out before anything was sent (every pooled
+     * connection stayed busy that long): sent now, the statement would run,
+     * a redemption included, but its answer would never be read, and a
+     * healthy connection would be dropped. Nothing is sent, and the database
+     * does not count as silent. */
+    if (apr_time_now() >= db->deadline) {
+        redeem_shared_count(redeem_conf(r)->shared, REDEEM_COUNTER_DB_ACQUIRE_FAILURES);
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      RDMNO(0114) "statement %s not sent: RedeemDBTimeout (%" APR_INT64_T_FMT
+                                  " ms) ran out before it (the request waited that long, for a free "
+                                  "pooled connection or another's read)",
+                      stmt->name, (apr_int64_t)redeem_conf(r)->db_timeout_ms);
+        return &redeem_failure_unavailable;
+    }
     for (int attempt = 0;; attempt++) {
         outcome_e outcome =
             PQsendQueryPrepared(db->pg, label, stmt->nargs, args, NULL, NULL, 0)

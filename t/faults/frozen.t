@@ -3,6 +3,8 @@
 # Every request must be answered within RedeemDBTimeout (2 s here) plus the
 # connect_timeout of a new connection (1 s here), with 503 and Retry-After;
 # no thread may stay stuck; once the database answers again so does the API.
+# The same with a pool smaller than the threads (the last three blocks), where
+# requests also wait for a free connection.
 #
 # The partition is a relay of this test's between httpd and PostgreSQL that,
 # on a signal, passes nothing either way and keeps the connections open
@@ -43,6 +45,14 @@ DBDKeep 25
 RedeemDBTimeout ${\ ($DEADLINE * 1000)}
 DBDParams "${\ db_params($port)}"
 CONF
+}
+
+# Fewer connections than threads: a request may wait for a pooled one.
+sub small_pool_config {
+    my ($port) = @_;
+    return config_for($port) =~ s/^ThreadsPerChild 25$/ThreadsPerChild 10/mr
+      =~ s/^MaxRequestWorkers 25$/MaxRequestWorkers 10/mr =~ s/^MaxSpareThreads 25$/MaxSpareThreads 10/mr
+      =~ s/^DBD(Min|Max|Keep) 25$/DBD$1 2/mgr;
 }
 
 # The cluster's postmaster and every process it started.
@@ -229,4 +239,47 @@ GET /api/health
 my $token = user_token('fay');
 my @results = burst(20, 'GET', '/api/profile', "Authorization: Bearer $token");
 stop_relay();
+all_within('200', 5, @results);
+
+
+
+=== TEST 7: a pool smaller than the threads (2 connections for 10 threads, as tuning.conf keeps 12 for 500): warm-up
+--- config eval
+small_pool_config($ENV{PGPORT})
+--- login: fay
+--- request
+GET /api/profile
+--- concurrency: 10
+--- error_code_counts
+200: 10
+
+
+
+=== TEST 8: that pool, the database frozen: 30 requests at once all get 503 within the deadline
+--- config eval
+small_pool_config($ENV{PGPORT})
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $token = user_token('fay');
+freeze();
+my @profile = eval { burst(30, 'GET', '/api/profile', "Authorization: Bearer $token") };
+my $error = $@;
+thaw();
+die $error if $error;
+all_within('503', $DEADLINE + $CONNECT + $SLACK, @profile);
+Time::HiRes::sleep(1.2);
+
+
+
+=== TEST 9: that pool, thawed: every thread answers again
+--- config eval
+small_pool_config($ENV{PGPORT})
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $token = user_token('fay');
+my @results = burst(30, 'GET', '/api/profile', "Authorization: Bearer $token");
 all_within('200', 5, @results);
