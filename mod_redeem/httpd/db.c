@@ -520,11 +520,12 @@ static const redeem_failure_t *run_statement(redeem_db_t *db, redeem_stmt_e id,
      * does not count as silent. */
     if (apr_time_now() >= db->deadline) {
         redeem_shared_count(redeem_conf(r)->shared, REDEEM_COUNTER_DB_ACQUIRE_FAILURES);
-        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                      RDMNO(0114) "statement %s not sent: RedeemDBTimeout (%" APR_INT64_T_FMT
-                                  " ms) ran out before it (the request waited that long, for a free "
-                                  "pooled connection or another's read)",
-                      stmt->name, (apr_int64_t)redeem_conf(r)->db_timeout_ms);
+        ap_log_rerror(
+            APLOG_MARK, APLOG_WARNING, 0, r,
+            RDMNO(0114) "statement %s not sent: RedeemDBTimeout (%" APR_INT64_T_FMT
+                        " ms) ran out before it (the request waited that long, for a free "
+                        "pooled connection or another's read)",
+            stmt->name, (apr_int64_t)redeem_conf(r)->db_timeout_ms);
         return &redeem_failure_unavailable;
     }
     for (int attempt = 0;; attempt++) {
