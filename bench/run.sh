@@ -211,7 +211,7 @@ write_bench_conf() {
 # (Before scripts/pg.sh starts an existing cluster too: the settings of an
 # earlier run of the bench must not keep it from starting.)
 [ -f "$pgdata/PG_VERSION" ] && write_bench_conf
-"$root/scripts/pg.sh" start postgres >/dev/null
+"$root/scripts/pg.sh" start - >/dev/null # the cluster and the role; the databases come below
 write_bench_conf
 # Its Unix socket (scripts/pg.sh starts it with one, in a directory httpd's
 # user reaches): the module's way to it unless BENCH_DB_SOCKET=0.

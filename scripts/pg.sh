@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The private PostgreSQL cluster of `make run` / `make test`.
 #   pg.sh start [DB]   create the cluster once, start it, create DB (default redeem)
-#                      and apply the migrations in sql/ to it
+#                      and apply the migrations in sql/ to it; DB "-": none
 #   pg.sh stop         stop the cluster
 #   pg.sh status       exit 0 when it runs
 set -euo pipefail
@@ -47,6 +47,7 @@ start() {
 SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', :'app', :'pw')
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'app') \gexec
 SQL
+  [ "$db" = - ] && return 0
   if [ -z "$(psql -XqAt -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]; then
     psql -XqAt -d postgres -c "CREATE DATABASE \"$db\""
   fi

@@ -370,6 +370,25 @@ static const redeem_failure_t *prepare_statements(redeem_db_t *db,
     return failure;
 }
 
+/* The request's time ran out before anything was sent (every pooled
+ * connection stayed busy that long): sent now, a statement would run, a
+ * redemption included, but its answer would never be read, and a healthy
+ * connection would be dropped as if the database were silent. Nothing is
+ * sent, and the database does not count as silent. */
+static const redeem_failure_t *out_of_time(redeem_db_t *db, const char *what, const char *which)
+{
+    if (apr_time_now() < db->deadline)
+        return NULL;
+    request_rec *r = db->r;
+    redeem_shared_count(redeem_conf(r)->shared, REDEEM_COUNTER_DB_ACQUIRE_FAILURES);
+    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                  RDMNO(0114) "%s%s: not sent, RedeemDBTimeout (%" APR_INT64_T_FMT
+                              " ms) ran out before it (the request waited that long, for a "
+                              "free pooled connection or another's read)",
+                  what, which, (apr_int64_t)redeem_conf(r)->db_timeout_ms);
+    return &redeem_failure_unavailable;
+}
+
 /* Reconnects, without waiting past the deadline, a connection the server
  * closed (or that we dropped). */
 static const redeem_failure_t *reconnect(redeem_db_t *db)
@@ -423,11 +442,15 @@ static const redeem_failure_t *make_ready(redeem_db_t *db)
 {
     for (int attempt = 0;; attempt++) {
         const redeem_failure_t *failure = NULL;
-        if (looks_closed(db->pg) && (failure = reconnect(db)))
-            return failure;
-        int pid = PQbackendPID(db->pg);
-        if (db->conn->backend_pid == pid && pid != 0)
+        int closed = looks_closed(db->pg), pid = PQbackendPID(db->pg);
+        if (!closed && db->conn->backend_pid == pid && pid != 0)
             return NULL;
+        if ((failure =
+                 out_of_time(db, closed ? "reconnect" : "schema check", " of a pooled connection")))
+            return failure;
+        if (closed && (failure = reconnect(db)))
+            return failure;
+        pid = PQbackendPID(db->pg);
         apr_array_header_t *leftovers = apr_array_make(db->r->pool, 4, sizeof(const char *));
         failure = check_schema(db, leftovers);
         if (!failure)
@@ -513,21 +536,9 @@ static const redeem_failure_t *run_statement(redeem_db_t *db, redeem_stmt_e id,
     request_rec *r = db->r;
     const redeem_stmt_t *stmt = &redeem_statements[id];
     const char *label = apr_pstrcat(r->pool, "redeem_", stmt->name, NULL);
-    /* The request's time ran out before anything was sent (every pooled
-     * connection stayed busy that long): sent now, the statement would run,
-     * a redemption included, but its answer would never be read, and a
-     * healthy connection would be dropped. Nothing is sent, and the database
-     * does not count as silent. */
-    if (apr_time_now() >= db->deadline) {
-        redeem_shared_count(redeem_conf(r)->shared, REDEEM_COUNTER_DB_ACQUIRE_FAILURES);
-        ap_log_rerror(
-            APLOG_MARK, APLOG_WARNING, 0, r,
-            RDMNO(0114) "statement %s not sent: RedeemDBTimeout (%" APR_INT64_T_FMT
-                        " ms) ran out before it (the request waited that long, for a free "
-                        "pooled connection or another's read)",
-            stmt->name, (apr_int64_t)redeem_conf(r)->db_timeout_ms);
-        return &redeem_failure_unavailable;
-    }
+    const redeem_failure_t *late = out_of_time(db, "statement ", stmt->name);
+    if (late)
+        return late;
     for (int attempt = 0;; attempt++) {
         outcome_e outcome =
             PQsendQueryPrepared(db->pg, label, stmt->nargs, args, NULL, NULL, 0)

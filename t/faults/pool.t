@@ -110,7 +110,7 @@ die "the generation that held the pool: expected 201, got $status\n" unless $sta
 my $used = sql("SELECT count(*) FROM redeem_codes WHERE used_at IS NOT NULL");
 die "a redemption answered 503 ran anyway: $used codes used\n" unless $used eq '0';
 --- error_log
-/RDM0114: statement redeem not sent: RedeemDBTimeout \(300 ms\) ran out before it/
+/RDM0114: statement redeem: not sent, RedeemDBTimeout \(300 ms\) ran out before it/
 --- no_error_log
 RDM0111
 RDM0112
