@@ -103,6 +103,32 @@ sub all_within {
     return 1;
 }
 
+# The database frozen: $n profiles at once (and, with $health, 3 health
+# checks after them) all get 503 with Retry-After within the deadline; then a
+# second, so that the child tries the database again.
+sub all_503_while_frozen {
+    my ($n, $health) = @_;
+    my $token = user_token('fay');
+    freeze();
+    my @profile = eval { burst($n, 'GET', '/api/profile', "Authorization: Bearer $token") };
+    my $error = $@;
+    my @checks = $health && !$error ? eval { burst(3, 'GET', '/api/health') } : ();
+    $error ||= $@;
+    thaw();
+    die $error if $error;
+    all_within('503', $DEADLINE + $CONNECT + $SLACK, @profile);
+    all_within('503', $DEADLINE + $CONNECT + $SLACK, @checks) if $health;
+    Time::HiRes::sleep(1.2);   # a child tries the database again once a second
+    return 1;
+}
+
+# $n profiles at once, all 200 within 5 s.
+sub all_200 {
+    my ($n) = @_;
+    my $token = user_token('fay');
+    all_within('200', 5, burst($n, 'GET', '/api/profile', "Authorization: Bearer $token"));
+}
+
 # The relay: forwards 127.0.0.1:$RELAY_PORT to PostgreSQL; SIGUSR1 makes it
 # a black hole (reads and drops, sends nothing), SIGUSR2 heals it.
 sub start_relay {
@@ -172,17 +198,7 @@ GET /api/profile
 GET /api/health
 --- error_code: 200
 --- check_eval
-my $token = user_token('fay');
-freeze();
-my @profile = eval { burst(30, 'GET', '/api/profile', "Authorization: Bearer $token") };
-my $error = $@;
-my @health = eval { burst(3, 'GET', '/api/health') } unless $error;
-$error ||= $@;
-thaw();
-die $error if $error;
-all_within('503', $DEADLINE + $CONNECT + $SLACK, @profile);
-all_within('503', $DEADLINE + $CONNECT + $SLACK, @health);
-Time::HiRes::sleep(1.2);   # a child tries the database again once a second
+all_503_while_frozen(30, 'and health')
 --- error_log
 /RDM0111: database statement users_by_id: no answer within RedeemDBTimeout \(2000 ms\): connection dropped/
 
@@ -193,9 +209,7 @@ Time::HiRes::sleep(1.2);   # a child tries the database again once a second
 GET /api/health
 --- error_code: 200
 --- check_eval
-my $token = user_token('fay');
-my @results = burst(30, 'GET', '/api/profile', "Authorization: Bearer $token");
-all_within('200', 5, @results);
+all_200(30)
 
 
 
@@ -262,14 +276,7 @@ small_pool_config($ENV{PGPORT})
 GET /api/health
 --- error_code: 200
 --- check_eval
-my $token = user_token('fay');
-freeze();
-my @profile = eval { burst(30, 'GET', '/api/profile', "Authorization: Bearer $token") };
-my $error = $@;
-thaw();
-die $error if $error;
-all_within('503', $DEADLINE + $CONNECT + $SLACK, @profile);
-Time::HiRes::sleep(1.2);
+all_503_while_frozen(30)
 
 
 
@@ -280,6 +287,4 @@ small_pool_config($ENV{PGPORT})
 GET /api/health
 --- error_code: 200
 --- check_eval
-my $token = user_token('fay');
-my @results = burst(30, 'GET', '/api/profile', "Authorization: Bearer $token");
-all_within('200', 5, @results);
+all_200(30)
