@@ -424,18 +424,18 @@ next_code='\set k :k + 1
 \set n :base + :client_id + :nc * :k'
 # The users are those the tokens were minted for (tokens.pl's spread): which
 # users, and how often each, decides how many updates of users are HOT.
-# pgbench_scripts SUFFIX USERS: redeem, user_by_id and pair for a database of
-# USERS users.
+# pgbench_scripts SUFFIX USERS TOKENS: redeem, user_by_id and pair for a
+# database of USERS users, whose tokens are in the file TOKENS.
 pgbench_scripts() {
   local token_count pick_user
-  token_count=$(wc -l <"$tokens")
+  token_count=$(wc -l <"$3")
   pick_user="\\set uid 1 + (random(0, $((token_count - 1))) * $2) / $token_count"
   printf '%s\n%s\n%s;\n' "$next_code" "$pick_user" "$redeem_sql" >"$work/pgbench/redeem$1.sql"
   printf '%s\n%s;\n' "$pick_user" "$user_sql" >"$work/pgbench/user_by_id$1.sql"
   printf '%s\n%s\n%s;\n%s;\n' "$next_code" "$pick_user" "$user_sql" "$redeem_sql" >"$work/pgbench/pair$1.sql"
 }
-pgbench_scripts "" "$users"
-[ "$twin" = 1 ] && pgbench_scripts -twin "$twin_size"
+pgbench_scripts "" "$users" "$tokens"
+[ "$twin" = 1 ] && pgbench_scripts -twin "$twin_size" "$work/tokens-twin.txt"
 
 # topup_pg_codes NEED: at least NEED unused bench codes after pg_next.
 topup_pg_codes() {
