@@ -22,14 +22,15 @@
 #include <poll.h>
 #include <sys/socket.h>
 
-#define REDEEM_SCHEMA_VERSION 7
+#define REDEEM_SCHEMA_VERSION 8
 static const char *const migrations[] = {"001_accounts.sql",
                                          "002_codes.sql",
                                          "003_email_identity.sql",
                                          "004_audit_partitions.sql",
                                          "005_redeem_replay.sql",
                                          "006_api_ts_stable.sql",
-                                         "007_code_counts_bulk_delete.sql"};
+                                         "007_code_counts_bulk_delete.sql",
+                                         "008_code_lookup_key.sql"};
 
 /* After the database failed to answer, how long requests of this child get
  * 503 at once (no waiting on mod_dbd's pool, whose new connections are made
@@ -39,6 +40,8 @@ static const char *const migrations[] = {"001_accounts.sql",
 /* SQLSTATE of a prepared statement that does not exist (someone ran
  * DEALLOCATE or DISCARD ALL): it never ran, so preparing again is safe. */
 #define SQLSTATE_NO_SUCH_STATEMENT "26000"
+/* SQLSTATE of a unique index's key already taken. */
+#define SQLSTATE_UNIQUE_VIOLATION "23505"
 
 /* What we know of one pooled connection; lives in the connection's pool. */
 typedef struct {
@@ -208,6 +211,14 @@ static const redeem_failure_t *db_failure(request_rec *r, PGconn *pg, const char
     }
     if (outcome != EXCHANGE_FAILED)
         note_failed(r);
+    const char *sqlstate = result ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : NULL;
+    if (outcome == EXCHANGE_FAILED && sqlstate &&
+        strcmp(sqlstate, SQLSTATE_UNIQUE_VIOLATION) == 0) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      RDMNO(0115) "database %s refused: a unique key is already taken: %s", what,
+                      detail && *detail ? detail : "no detail");
+        return &redeem_failure_key_taken;
+    }
     if (outcome == EXCHANGE_TIMED_OUT) {
         note_unreachable(r);
         drop_connection(pg);

@@ -5,6 +5,8 @@ const redeem_failure_t redeem_failure_internal = {HTTP_INTERNAL_SERVER_ERROR,
                                                   "Internal server error", 0};
 const redeem_failure_t redeem_failure_unavailable = {HTTP_SERVICE_UNAVAILABLE,
                                                      "Service temporarily unavailable", 5};
+const redeem_failure_t redeem_failure_key_taken = {HTTP_INTERNAL_SERVER_ERROR,
+                                                   "Internal server error", 0};
 
 const redeem_failure_t *redeem_failure(apr_pool_t *p, int status, const char *message)
 {

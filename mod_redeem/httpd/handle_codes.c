@@ -67,6 +67,9 @@ static const redeem_failure_t *read_generate_request(request_rec *r, generate_re
  * statement's rows stays within PostgreSQL's default work_mem (4 MB). */
 #define CODES_PER_STATEMENT 5000
 
+/* Times a batch is made when a new code's lookup key was already taken. */
+#define BATCH_ATTEMPTS 3
+
 _Static_assert(REDEEM_CODE_HASH_LEN == 32 && REDEEM_CODE_SEALED_LEN == 52,
                "SQL_CODES_INSERT cuts the byte strings into values of 32 and 52 bytes");
 
@@ -170,11 +173,24 @@ const redeem_failure_t *redeem_handle_generate_codes(redeem_call_t *call)
     const char *target = apr_psprintf(r->pool, "batch %s (%d codes)", batch_id, req.count);
     if ((failure = redeem_call_db(call)))
         return failure;
-    /* A batch is a long transaction: from now, RedeemDBTimeout and 100 us a
-     * code (100,000 codes take 2 to 4 s on a busy 2-core machine). */
-    redeem_db_allow(call->db, apr_time_from_msec(call->conf->db_timeout_ms) +
-                                  (apr_interval_time_t)req.count * 100);
-    failure = store_batch(call, &req, batch_id, target, &listing, &stored);
+    /* A code is found by the first 64 bits of its hash (sql/008), which a
+     * new code may share with a stored one (odds about 3 in a million over
+     * 10 million codes): the whole batch was rolled back, so it is made
+     * anew. */
+    for (int attempt = 1;; attempt++) {
+        /* A batch is a long transaction: from now, RedeemDBTimeout and
+         * 100 us a code (100,000 codes take 2 to 4 s on a busy 2-core
+         * machine). */
+        redeem_db_allow(call->db, apr_time_from_msec(call->conf->db_timeout_ms) +
+                                      (apr_interval_time_t)req.count * 100);
+        failure = store_batch(call, &req, batch_id, target, &listing, &stored);
+        if (failure != &redeem_failure_key_taken || attempt == BATCH_ATTEMPTS)
+            break;
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      RDMNO(0503) "batch %s: a new code's lookup key was taken, the batch is "
+                                  "made again (attempt %d of %d)",
+                      batch_id, attempt + 1, BATCH_ATTEMPTS);
+    }
     redeem_audit_log_line(r, "codes_generated", admin->id_text, target,
                           failure ? "failed" : "success");
     if (failure)

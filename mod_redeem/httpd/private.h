@@ -51,6 +51,10 @@ typedef struct {
 
 extern const redeem_failure_t redeem_failure_internal;    /* 500 */
 extern const redeem_failure_t redeem_failure_unavailable; /* 503, Retry-After: 5 */
+/* A statement refused because a key of a unique index was taken (SQLSTATE
+ * 23505): a 500 to the client, but a caller that makes its keys at random
+ * (a batch of codes) makes new ones and tries again. */
+extern const redeem_failure_t redeem_failure_key_taken;
 /* A failure allocated from p; message is not copied. */
 const redeem_failure_t *redeem_failure(apr_pool_t *p, int status, const char *message);
 

@@ -200,9 +200,11 @@ enum { ARG_CODES_COUNT_BATCH_ID, CODES_COUNT_BATCH_NARGS };
 /* ---- Redemption, in one statement and one round trip: check that the
  * token's user still exists, claim the code if still usable, extend the
  * subscription from the later of now and the current expiry, write the audit
- * row, and say what happened. Under READ COMMITTED a concurrent claim of the
- * same code makes our UPDATE find used_at set (no row: 409), and concurrent
- * extensions of one user re-read the updated row (no lost month). The claim
+ * row, and say what happened. The code is found by its hash's 64-bit
+ * lookup key (the unique index of sql/008), the whole hash compared. Under
+ * READ COMMITTED a concurrent claim of the same code makes our UPDATE find
+ * used_at set (no row: 409), and concurrent extensions of one user re-read
+ * the updated row (no lost month). The claim
  * records the request's id: run again after a lost connection, the
  * statement recognizes its own earlier claim (replayed) and changes nothing. */
 enum {
@@ -229,7 +231,9 @@ enum {
     " WHERE u.id = args.user_id),"                                                                 \
     " target AS ("                                                                                 \
     " SELECT c.id, c.used_at, c.expires_at, c.used_request = args.request_id AS replay"            \
-    " FROM redeem_codes c, args WHERE c.code_hash = args.code_hash),"                              \
+    " FROM redeem_codes c, args"                                                                   \
+    " WHERE code_lookup_key(c.code_hash) = code_lookup_key(args.code_hash)"                        \
+    " AND c.code_hash = args.code_hash),"                                                          \
     " claimed AS ("                                                                                \
     " UPDATE redeem_codes c SET used_at = now(), used_by = caller.id,"                             \
     " used_request = args.request_id FROM target t, caller, args"                                  \

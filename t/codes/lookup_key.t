@@ -1,0 +1,214 @@
+# The lookup key (migration 008): a code is found by the first 64 bits of
+# its keyed hash, through a unique index, and the whole hash is compared. A
+# new code whose key is taken makes its batch again, which is rolled back
+# whole in between; three refusals in a row fail the request, storing
+# nothing. A database of version 7 migrates to it, and its codes redeem.
+use lib 't/lib';
+use Test::Redeem;
+
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: the schema: one unique index on the 64-bit key, none on the whole hash
+--- login: admin
+--- request
+GET /api/health
+--- error_code: 200
+--- db_check
+SELECT indexrelid::regclass, indisunique, pg_get_indexdef(indexrelid) LIKE '%code_lookup_key(code_hash)%'
+  FROM pg_index WHERE indrelid = 'redeem_codes'::regclass
+   AND (pg_get_indexdef(indexrelid) LIKE '%code_hash%') ORDER BY 1;
+SELECT code_lookup_key('\x0000000000000001ff'::bytea), code_lookup_key('\xffffffffffffffff00'::bytea),
+       code_lookup_key('\x8000000000000000'::bytea);
+SELECT max(version) FROM schema_migrations;
+--- db_check_out
+redeem_codes_lookup_key|t|t
+1|-1|-9223372036854775808
+8
+
+
+
+=== TEST 2: a batch of one code
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1}
+--- error_code: 201
+--- save_json
+CODE=codes.0
+BATCH=batch_id
+
+
+
+=== TEST 3: its row's hash changed past the first 8 bytes: the key still finds the row, the whole hash does not match, so the code is unknown and nothing changes
+--- db_init
+CREATE TABLE t_saved AS SELECT id, code_hash FROM redeem_codes WHERE batch_id = '$BATCH';
+UPDATE redeem_codes SET code_hash = substring(code_hash FROM 1 FOR 8) || substring(sha256(code_hash) FROM 1 FOR 24)
+ WHERE batch_id = '$BATCH';
+--- login: alice
+--- request
+POST /redeem
+--- request_json
+{"card_code": "$CODE"}
+--- error_code: 404
+--- response_json_exact
+{"error": "Invalid redeem code"}
+--- db_check
+SELECT count(*), count(used_at) FROM redeem_codes WHERE batch_id = '$BATCH';
+SELECT count(*) FROM redeem_codes c JOIN t_saved s USING (id)
+ WHERE code_lookup_key(c.code_hash) = code_lookup_key(s.code_hash) AND c.code_hash <> s.code_hash;
+--- db_check_out
+1|0
+1
+
+
+
+=== TEST 4: the hash put back: the same code redeems (the control of the test before)
+--- db_init
+UPDATE redeem_codes c SET code_hash = s.code_hash FROM t_saved s WHERE c.id = s.id;
+--- login: alice
+--- request
+POST /redeem
+--- request_json
+{"card_code": "$CODE"}
+--- error_code: 200
+--- db_check
+SELECT count(used_at) FROM redeem_codes WHERE batch_id = '$BATCH';
+--- db_check_out
+1
+
+
+
+=== TEST 5: a second hash with the same first 8 bytes is refused by the index (the key is unique)
+--- login: admin
+--- request
+GET /api/health
+--- error_code: 200
+--- db_check
+CREATE TEMP TABLE t_outcome (x text);
+DO $$
+BEGIN
+  INSERT INTO redeem_codes (code_hash, code_sealed, batch_id)
+  SELECT substring(s.code_hash FROM 1 FOR 8) || substring(sha256(s.code_hash) FROM 1 FOR 24),
+         substring(sha256(s.code_hash) || sha256(s.code_hash) FROM 1 FOR 52), gen_random_uuid()
+    FROM t_saved s;
+  INSERT INTO t_outcome VALUES ('stored');
+EXCEPTION WHEN unique_violation THEN
+  INSERT INTO t_outcome VALUES ('refused');
+END $$;
+SELECT x FROM t_outcome;
+SELECT count(*) FROM redeem_codes;
+--- db_check_out
+refused
+1
+
+
+
+=== TEST 6: the first statement of a batch refused as a taken key (a trigger stands in for the odds): the batch is made again and stored whole, once
+--- db_init
+CREATE SEQUENCE t_refusals;
+CREATE FUNCTION t_key_taken() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
+BEGIN
+  IF nextval('t_refusals') <= (SELECT coalesce(max(n), 0) FROM t_refuse) THEN
+    RAISE unique_violation USING MESSAGE = 't_key_taken: key (code_lookup_key(code_hash)) already exists';
+  END IF;
+  RETURN NULL;
+END $$;
+CREATE TABLE t_refuse (n integer);
+INSERT INTO t_refuse VALUES (1);
+CREATE TRIGGER t_key_taken BEFORE INSERT ON redeem_codes FOR EACH STATEMENT EXECUTE FUNCTION t_key_taken();
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 12000}
+--- timeout: 60
+--- error_code: 201
+--- response_json
+{"message": "Successfully generated 12000 redeem codes", "count": 12000}
+--- save_json
+BATCH2=batch_id
+FIRST2=codes.0
+SECOND2=codes.1
+--- error_log
+RDM0115
+/RDM0503: batch [-0-9a-f]+: a new code's lookup key was taken, the batch is made again \(attempt 2 of 3\)/
+--- no_error_log
+attempt 3 of 3
+--- db_check
+SELECT last_value FROM t_refusals;
+SELECT count(*), count(DISTINCT batch_id), (SELECT sum(total) FROM code_counts) FROM redeem_codes;
+SELECT count(*) FROM redeem_codes WHERE batch_id = '$BATCH2';
+SELECT count(*) FROM audit_log WHERE event = 'codes_generated' AND outcome = 'success';
+--- db_check_out
+4
+12001|2|12001
+12000
+2
+
+
+
+=== TEST 7: the batch's first code, from the attempt that was stored, redeems
+--- login: alice
+--- request
+POST /redeem
+--- request_json
+{"card_code": "$FIRST2"}
+--- error_code: 200
+
+
+
+=== TEST 8: every attempt refused: 500 after three, nothing stored, no success audited
+--- db_init
+UPDATE t_refuse SET n = 1000000;
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 10}
+--- error_code: 500
+--- response_json_exact
+{"error": "Internal server error"}
+--- response_body_unlike
+t_key_taken|code_lookup_key|unique
+--- error_log
+attempt 3 of 3
+--- db_check
+SELECT last_value FROM t_refusals;
+SELECT count(*), (SELECT sum(total) FROM code_counts) FROM redeem_codes;
+SELECT count(*) FROM audit_log WHERE event = 'codes_generated' AND outcome = 'success';
+DROP TRIGGER t_key_taken ON redeem_codes;
+--- db_check_out
+7
+12001|12001
+2
+
+
+
+=== TEST 9: a database of version 7 with codes (the unique index of 002 on the whole hash, no key) migrated by sql/008: its codes redeem
+--- db_init
+ALTER TABLE redeem_codes ADD CONSTRAINT redeem_codes_code_hash_key UNIQUE (code_hash);
+DROP INDEX redeem_codes_lookup_key;
+DROP FUNCTION code_lookup_key(bytea);
+DELETE FROM schema_migrations WHERE version = 8;
+SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+ WHERE datname = current_database() AND pid <> pg_backend_pid();
+\i sql/008_code_lookup_key.sql
+--- login: alice
+--- request
+POST /redeem
+--- request_json
+{"card_code": "$SECOND2"}
+--- error_code: 200
+--- db_check
+SELECT indexrelid::regclass, indisunique FROM pg_index
+ WHERE indrelid = 'redeem_codes'::regclass AND pg_get_indexdef(indexrelid) LIKE '%code_hash%';
+SELECT max(version) FROM schema_migrations;
+SELECT count(used_at) FROM redeem_codes WHERE batch_id = '$BATCH2';
+--- db_check_out
+redeem_codes_lookup_key|t
+8
+2
