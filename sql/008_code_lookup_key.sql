@@ -10,7 +10,10 @@
 -- codes (measured on the bench's cluster). Lookups compare the whole hash
 -- too, so a code still matches only its own row; two codes whose hashes
 -- share 64 bits (odds about 3 in a million over 10 million codes) cannot
--- both be stored, and the module makes that batch again.
+-- both be stored, and the module makes that batch again. Should two stored
+-- codes already share theirs, CREATE UNIQUE INDEX stops this migration and
+-- names the key; the codes are then those with
+-- code_lookup_key(code_hash) = that key: delete one, and apply it again.
 --
 -- On a large table CREATE INDEX holds off writes to redeem_codes for as long
 -- as it takes (about 12 s at 10 million codes on the bench's machine).

@@ -40,8 +40,10 @@ static const char *const migrations[] = {"001_accounts.sql",
 /* SQLSTATE of a prepared statement that does not exist (someone ran
  * DEALLOCATE or DISCARD ALL): it never ran, so preparing again is safe. */
 #define SQLSTATE_NO_SUCH_STATEMENT "26000"
-/* SQLSTATE of a unique index's key already taken. */
+/* SQLSTATE of a unique index's key already taken, and the index whose taken
+ * key a caller may make anew (a code's lookup key, sql/008). */
 #define SQLSTATE_UNIQUE_VIOLATION "23505"
+#define CODE_LOOKUP_KEY_INDEX "redeem_codes_lookup_key"
 
 /* What we know of one pooled connection; lives in the connection's pool. */
 typedef struct {
@@ -212,11 +214,13 @@ static const redeem_failure_t *db_failure(request_rec *r, PGconn *pg, const char
     if (outcome != EXCHANGE_FAILED)
         note_failed(r);
     const char *sqlstate = result ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : NULL;
-    if (outcome == EXCHANGE_FAILED && sqlstate &&
-        strcmp(sqlstate, SQLSTATE_UNIQUE_VIOLATION) == 0) {
+    const char *constraint = result ? PQresultErrorField(result, PG_DIAG_CONSTRAINT_NAME) : NULL;
+    if (outcome == EXCHANGE_FAILED && sqlstate && constraint &&
+        strcmp(sqlstate, SQLSTATE_UNIQUE_VIOLATION) == 0 &&
+        strcmp(constraint, CODE_LOOKUP_KEY_INDEX) == 0) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                      RDMNO(0115) "database %s refused: a unique key is already taken: %s", what,
-                      detail && *detail ? detail : "no detail");
+                      RDMNO(0115) "database %s refused: a code's lookup key is already taken: %s",
+                      what, detail && *detail ? detail : "no detail");
         return &redeem_failure_key_taken;
     }
     if (outcome == EXCHANGE_TIMED_OUT) {
@@ -697,8 +701,9 @@ const redeem_failure_t *redeem_db_pipeline_commit(redeem_db_t *db, redeem_rows_t
         }
         else if (outcome != EXCHANGE_DONE || is_sync != sync_expected) {
             /* Lost, timed out or out of step: whether it committed is not
-             * known here, and the connection is of no further use. */
-            if (!failure)
+             * known here, and the connection is of no further use (so a
+             * taken key refused before is no reason to try again on it). */
+            if (!failure || failure == &redeem_failure_key_taken)
                 failure = db_failure(r, pg, what,
                                      outcome == EXCHANGE_DONE ? EXCHANGE_LOST : outcome, result);
             PQclear(result);
@@ -709,8 +714,11 @@ const redeem_failure_t *redeem_db_pipeline_commit(redeem_db_t *db, redeem_rows_t
             copy_rows(r, result, rows);
         PQclear(result);
     }
-    if (!PQexitPipelineMode(pg))
-        return failure ? failure : pipeline_abandon(db, "pipeline end", EXCHANGE_LOST, NULL);
+    if (!PQexitPipelineMode(pg)) {
+        /* Still in pipeline mode: of no use to the next request either. */
+        const redeem_failure_t *lost = pipeline_abandon(db, "pipeline end", EXCHANGE_LOST, NULL);
+        return failure && failure != &redeem_failure_key_taken ? failure : lost;
+    }
     if (!failure)
         __atomic_store_n(&redeem_conf(r)->child->db_ok_at, (apr_int64_t)apr_time_now(),
                          __ATOMIC_RELAXED);

@@ -91,6 +91,12 @@ static void listing_add(listing_t *listing, const char symbols[REDEEM_CODE_SYMBO
     *listing->end++ = '"';
 }
 
+/* The bytes a listing of count codes takes: quotes, commas and brackets. */
+static apr_size_t listing_room(int count)
+{
+    return (apr_size_t)count * (REDEEM_CODE_DISPLAY_LEN + 3) + 2;
+}
+
 static const redeem_failure_t *crypto_failed(request_rec *r)
 {
     ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, RDMNO(0501) "the CSPRNG or AES-GCM failed");
@@ -98,7 +104,8 @@ static const redeem_failure_t *crypto_failed(request_rec *r)
 }
 
 /* Makes the batch and stores it, a statement of codes at a time, then its
- * audit row: one transaction. *stored: the audit statement's row. */
+ * audit row: one transaction. *stored: the audit statement's row; listing:
+ * room for the batch's codes (listing_room). */
 static const redeem_failure_t *store_batch(redeem_call_t *call, const generate_request_t *req,
                                            const char *batch_id, const char *target,
                                            listing_t *listing, redeem_rows_t *stored)
@@ -106,8 +113,7 @@ static const redeem_failure_t *store_batch(redeem_call_t *call, const generate_r
     request_rec *r = call->r;
     unsigned char *hashes = apr_palloc(r->pool, CODES_PER_STATEMENT * REDEEM_CODE_HASH_LEN);
     unsigned char *sealed = apr_palloc(r->pool, CODES_PER_STATEMENT * REDEEM_CODE_SEALED_LEN);
-    listing->text = listing->end =
-        apr_palloc(r->pool, (size_t)req->count * (REDEEM_CODE_DISPLAY_LEN + 3) + 2);
+    listing->end = listing->text; /* an attempt before may have written to it */
     *listing->end++ = '[';
     const char *args[CODES_INSERT_NARGS] = {
         [ARG_CODES_INSERT_BATCH_ID] = batch_id,
@@ -177,6 +183,7 @@ const redeem_failure_t *redeem_handle_generate_codes(redeem_call_t *call)
      * new code may share with a stored one (odds about 3 in a million over
      * 10 million codes): the whole batch was rolled back, so it is made
      * anew. */
+    listing.text = apr_palloc(r->pool, listing_room(req.count));
     for (int attempt = 1;; attempt++) {
         /* A batch is a long transaction: from now, RedeemDBTimeout and
          * 100 us a code (100,000 codes take 2 to 4 s on a busy 2-core
@@ -184,8 +191,15 @@ const redeem_failure_t *redeem_handle_generate_codes(redeem_call_t *call)
         redeem_db_allow(call->db, apr_time_from_msec(call->conf->db_timeout_ms) +
                                       (apr_interval_time_t)req.count * 100);
         failure = store_batch(call, &req, batch_id, target, &listing, &stored);
-        if (failure != &redeem_failure_key_taken || attempt == BATCH_ATTEMPTS)
+        if (failure != &redeem_failure_key_taken)
             break;
+        if (attempt == BATCH_ATTEMPTS) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                          RDMNO(0504) "batch %s: a new code's lookup key was taken in each of %d "
+                                      "attempts: nothing stored",
+                          batch_id, BATCH_ATTEMPTS);
+            break;
+        }
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                       RDMNO(0503) "batch %s: a new code's lookup key was taken, the batch is "
                                   "made again (attempt %d of %d)",

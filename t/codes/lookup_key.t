@@ -6,6 +6,19 @@
 use lib 't/lib';
 use Test::Redeem;
 
+# The SQL of a statement of mod_redeem/httpd/statements.h: its macro's
+# string literals, joined.
+sub statement_sql {
+    my ($name) = @_;
+    open my $fh, '<', 'mod_redeem/httpd/statements.h' or die "statements.h: $!\n";
+    local $/;
+    my $text = <$fh>;
+    my ($body) = $text =~ /^#define \Q$name\E\b(.*?)(?:\n\n|\n(?=\S))/ms or die "no $name\n";
+    my @parts = $body =~ /"((?:[^"\\]|\\.)*)"/g;
+    s/\\(.)/$1/g for @parts;
+    return join '', @parts;
+}
+
 no_shuffle();
 run_tests();
 
@@ -112,13 +125,14 @@ refused
 CREATE SEQUENCE t_refusals;
 CREATE FUNCTION t_key_taken() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
 BEGIN
-  IF nextval('t_refusals') <= (SELECT coalesce(max(n), 0) FROM t_refuse) THEN
-    RAISE unique_violation USING MESSAGE = 't_key_taken: key (code_lookup_key(code_hash)) already exists';
+  IF nextval('t_refusals') <= (SELECT n FROM t_refuse) THEN
+    RAISE unique_violation USING MESSAGE = 't_key_taken: key (code_lookup_key(code_hash)) already exists',
+      CONSTRAINT = (SELECT index_name FROM t_refuse);
   END IF;
   RETURN NULL;
 END $$;
-CREATE TABLE t_refuse (n integer);
-INSERT INTO t_refuse VALUES (1);
+CREATE TABLE t_refuse (n integer, index_name text);
+INSERT INTO t_refuse VALUES (1, 'redeem_codes_lookup_key');
 CREATE TRIGGER t_key_taken BEFORE INSERT ON redeem_codes FOR EACH STATEMENT EXECUTE FUNCTION t_key_taken();
 --- login: admin
 --- request
@@ -176,11 +190,11 @@ POST /admin/generate-codes
 t_key_taken|code_lookup_key|unique
 --- error_log
 attempt 3 of 3
+/RDM0504: batch [-0-9a-f]+: a new code's lookup key was taken in each of 3 attempts: nothing stored/
 --- db_check
 SELECT last_value FROM t_refusals;
 SELECT count(*), (SELECT sum(total) FROM code_counts) FROM redeem_codes;
 SELECT count(*) FROM audit_log WHERE event = 'codes_generated' AND outcome = 'success';
-DROP TRIGGER t_key_taken ON redeem_codes;
 --- db_check_out
 7
 12001|12001
@@ -188,7 +202,46 @@ DROP TRIGGER t_key_taken ON redeem_codes;
 
 
 
-=== TEST 9: a database of version 7 with codes (the unique index of 002 on the whole hash, no key) migrated by sql/008: its codes redeem
+=== TEST 9: a key taken in another unique index is no reason to make the batch again: one attempt, 500, logged as an error
+--- db_init
+UPDATE t_refuse SET index_name = 'redeem_codes_pkey';
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 10}
+--- error_code: 500
+--- response_json_exact
+{"error": "Internal server error"}
+--- error_log
+/RDM0101: database pipeline, statement 1 of 2 failed: t_key_taken/
+--- no_error_log
+RDM0115
+RDM0503
+--- db_check
+SELECT last_value FROM t_refusals;
+SELECT count(*) FROM redeem_codes;
+DROP TRIGGER t_key_taken ON redeem_codes;
+--- db_check_out
+8
+12001
+
+
+
+=== TEST 10: the redemption statement, as a prepared statement's generic plan, finds the code through the key's index
+--- login: admin
+--- request
+GET /api/health
+--- error_code: 200
+--- db_check eval
+"SET plan_cache_mode = force_generic_plan;\nPREPARE t_redeem AS " . statement_sql('SQL_REDEEM')
+  . ";\nEXPLAIN (COSTS OFF) EXECUTE t_redeem('00', 1, '127.0.0.1', 'x');\n"
+--- db_check_like
+Index Scan using redeem_codes_lookup_key on redeem_codes
+
+
+
+=== TEST 11: a database of version 7 with codes (the unique index of 002 on the whole hash, no key) migrated by sql/008: its codes redeem
 --- db_init
 ALTER TABLE redeem_codes ADD CONSTRAINT redeem_codes_code_hash_key UNIQUE (code_hash);
 DROP INDEX redeem_codes_lookup_key;
