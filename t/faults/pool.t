@@ -1,5 +1,5 @@
 # A pool smaller than the threads (conf/tuning.conf keeps 12 connections for
-# 500 threads a child): a request that waits for a free connection longer
+# 1000 threads a child): a request that waits for a free connection longer
 # than its RedeemDBTimeout gets 503 without sending its statement. Sent that
 # late, a redemption would run while the client is told 503 (the code used,
 # the months added), the healthy connection would be dropped, and the child
