@@ -198,6 +198,21 @@ static int fail_fast(request_rec *r)
                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 }
 
+/* Whether result is an error of SQLSTATE sqlstate. */
+static int failed_with(const PGresult *result, const char *sqlstate)
+{
+    const char *got = result ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : NULL;
+    return got && strcmp(got, sqlstate) == 0;
+}
+
+/* Whether result refused a new code whose lookup key is stored already. */
+static int lookup_key_taken(const PGresult *result)
+{
+    const char *index = result ? PQresultErrorField(result, PG_DIAG_CONSTRAINT_NAME) : NULL;
+    return failed_with(result, SQLSTATE_UNIQUE_VIOLATION) && index &&
+           strcmp(index, CODE_LOOKUP_KEY_INDEX) == 0;
+}
+
 /* 503 when the database went away or did not answer in time, 500 for
  * anything else; logged either way, without PostgreSQL's DETAIL (it may
  * quote a failing row, password hash included). */
@@ -213,11 +228,7 @@ static const redeem_failure_t *db_failure(request_rec *r, PGconn *pg, const char
     }
     if (outcome != EXCHANGE_FAILED)
         note_failed(r);
-    const char *sqlstate = result ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : NULL;
-    const char *constraint = result ? PQresultErrorField(result, PG_DIAG_CONSTRAINT_NAME) : NULL;
-    if (outcome == EXCHANGE_FAILED && sqlstate && constraint &&
-        strcmp(sqlstate, SQLSTATE_UNIQUE_VIOLATION) == 0 &&
-        strcmp(constraint, CODE_LOOKUP_KEY_INDEX) == 0) {
+    if (outcome == EXCHANGE_FAILED && lookup_key_taken(result)) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                       RDMNO(0115) "database %s refused: a code's lookup key is already taken: %s",
                       what, detail && *detail ? detail : "no detail");
@@ -536,12 +547,6 @@ void redeem_db_allow(redeem_db_t *db, apr_interval_time_t from_now)
         db->deadline = until;
 }
 
-static int statement_missing(const PGresult *result)
-{
-    const char *sqlstate = result ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : NULL;
-    return sqlstate && strcmp(sqlstate, SQLSTATE_NO_SUCH_STATEMENT) == 0;
-}
-
 /* Runs a statement and returns its result. Runs it once more on a fresh
  * backend when it certainly did not run (its prepared form was missing) or
  * when it only reads and the connection died. */
@@ -565,8 +570,10 @@ static const redeem_failure_t *run_statement(redeem_db_t *db, redeem_stmt_e id,
                              __ATOMIC_RELAXED);
             return NULL;
         }
-        int again = attempt == 0 && ((outcome == EXCHANGE_LOST && stmt->retry_safe) ||
-                                     (outcome == EXCHANGE_FAILED && statement_missing(*result)));
+        int again =
+            attempt == 0 &&
+            ((outcome == EXCHANGE_LOST && stmt->retry_safe) ||
+             (outcome == EXCHANGE_FAILED && failed_with(*result, SQLSTATE_NO_SUCH_STATEMENT)));
         if (!again) {
             if (outcome != EXCHANGE_FAILED)
                 db->conn->backend_pid = 0; /* prepare afresh on the next use */
