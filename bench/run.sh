@@ -38,6 +38,9 @@
 #   BENCH_TOKEN_USERS (10000)  distinct users (and tokens) the load spreads over
 #   BENCH_ARGON2 ("19456 2 1")  RedeemArgon2 of the server and of the ceiling
 #   BENCH_HTTPD_CONF (bench/httpd-bench.conf)  the httpd settings measured
+#   BENCH_MPM (event)       event or worker: the MPM of every httpd of the run,
+#                           the trivial handler's included (conf/dev-server.conf);
+#                           a worker run's results are DATE-HOST-worker.*
 #   BENCH_LOG_LEVEL (warn)  httpd's LogLevel
 #   BENCH_HTTPD_ENV ()      VAR=VALUE ... set for httpd only (e.g. GLIBC_TUNABLES=...)
 #   BENCH_PORT (5091)       httpd ports PORT (rate limits on, shm), PORT+1 (off),
@@ -98,6 +101,12 @@ fi
 token_users=${BENCH_TOKEN_USERS:-10000}
 argon2=${BENCH_ARGON2:-19456 2 1}
 httpd_conf=$(realpath "${BENCH_HTTPD_CONF:-$root/bench/httpd-bench.conf}")
+mpm=${BENCH_MPM:-event}
+case $mpm in
+  event) mpm_define=() ;;
+  worker) mpm_define=(-DREDEEM_MPM_WORKER) ;;
+  *) echo "bench: BENCH_MPM must be event or worker, not '$mpm'" >&2; exit 2 ;;
+esac
 port=${BENCH_PORT:-5091}
 off_port=$((port + 1))
 redis_port=$((port + 2))
@@ -338,7 +347,7 @@ start_httpd() {
     REDEEM_TUNING_CONF="$dir/none.conf" REDEEM_DB_PARAMS="${REDEEM_DB_PARAMS/dbname=$db /dbname=$dbname }")
   rm -f "$dir/error.log" "$dir/access.log"
   # shellcheck disable=SC2086
-  env "${env[@]}" ${BENCH_HTTPD_ENV:-} /usr/sbin/apache2 -f "$root/conf/dev-server.conf" -DREDEEM_JWT_FROM_ENV -k start
+  env "${env[@]}" ${BENCH_HTTPD_ENV:-} /usr/sbin/apache2 -f "$root/conf/dev-server.conf" -DREDEEM_JWT_FROM_ENV "${mpm_define[@]}" -k start
   started_httpd+=("$dir")
   for _ in $(seq 100); do
     curl -sf -o /dev/null "http://127.0.0.1:$p/api/health" && return 0
@@ -794,7 +803,7 @@ host=$(hostname -s)
 stamp=$(date -u +%Y-%m-%dT%H%MZ)
 machine=$(
   echo "- host: $host, $(nproc) CPUs ($(sed -nE 's/^model name\s*:\s*//p' /proc/cpuinfo | sort -u | paste -sd/)), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) memory"
-  echo "- kernel $(uname -r); $(/usr/sbin/apache2 -v | sed -nE 's/^Server version: //p') (event MPM); PostgreSQL $(psql -XqAt -d postgres -c 'SHOW server_version'); $(redis-server --version | awk '{ print $1, $3 }'); $(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }'); libargon2 $(dpkg-query -W -f='${Version}' libargon2-1 2>/dev/null)"
+  echo "- kernel $(uname -r); $(/usr/sbin/apache2 -v | sed -nE 's/^Server version: //p') ($mpm MPM); PostgreSQL $(psql -XqAt -d postgres -c 'SHOW server_version'); $(redis-server --version | awk '{ print $1, $3 }'); $(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }'); libargon2 $(dpkg-query -W -f='${Version}' libargon2-1 2>/dev/null)"
   echo "- load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (wrk, pgbench, httpd and PostgreSQL share the machine; other work on it is noise)"
   echo "- database reached at $db_host (module and pgbench alike); PostgreSQL's shared_buffers $(psql -XqAt -d postgres -c 'SHOW shared_buffers'), huge_pages $(psql -XqAt -d postgres -c 'SHOW huge_pages') (bench/postgresql-bench.conf, BENCH_HUGE_PAGES)"
   echo "- USERS=$users CODES=$codes BENCH_SECONDS=$secs BENCH_REPEAT=$repeat connections $conns / $many; logins $login_conns at once; RedeemArgon2 $argon2; BENCH_ONLY=$only"
@@ -805,7 +814,9 @@ machine=$(
 )
 compare=${BENCH_COMPARE:-}
 if [ -z "$compare" ] && [ "$users" -ge 1000000 ]; then
-  compare=$(grep -l '^#users	100000$' "$results_dir"/*.tsv 2>/dev/null | sort | tail -n 1 || true)
+  # A run of the same MPM: a worker run's files end in -worker.
+  compare=$(grep -l '^#users	100000$' "$results_dir"/*.tsv 2>/dev/null | sort |
+    if [ "$mpm" = event ]; then grep -v -- '-worker\.tsv$'; else grep -- '-worker\.tsv$'; fi | tail -n 1 || true)
 fi
 table=$(perl "$root/bench/table.pl" --samples "$samples" --facts "$facts" --conns "$conns" --many "$many" \
   --login-conns "$login_conns" --users "$users" --codes "$codes" --argon2 "$argon2" \
@@ -815,6 +826,7 @@ echo "$table"
 if [ "${BENCH_NO_RESULTS:-0}" != 1 ]; then
   mkdir -p "$results_dir"
   out=$results_dir/$stamp-$host
+  [ "$mpm" = event ] || out=$out-$mpm
   {
     echo "# make bench, $stamp"
     echo
