@@ -814,9 +814,9 @@ machine=$(
 )
 compare=${BENCH_COMPARE:-}
 if [ -z "$compare" ] && [ "$users" -ge 1000000 ]; then
-  # A run of the same MPM: a worker run's files end in -worker.
+  # A run of the same MPM: only a worker run's files carry its name.
   compare=$(grep -l '^#users	100000$' "$results_dir"/*.tsv 2>/dev/null | sort |
-    if [ "$mpm" = event ]; then grep -v -- '-worker\.tsv$'; else grep -- '-worker\.tsv$'; fi | tail -n 1 || true)
+    if [ "$mpm" = event ]; then grep -v -- '-worker\.tsv$'; else grep -- "-$mpm\.tsv\$"; fi | tail -n 1 || true)
 fi
 table=$(perl "$root/bench/table.pl" --samples "$samples" --facts "$facts" --conns "$conns" --many "$many" \
   --login-conns "$login_conns" --users "$users" --codes "$codes" --argon2 "$argon2" \
