@@ -3,7 +3,8 @@
 # and httpd (the module as built, with the settings of bench/httpd-bench.conf),
 # fills users and codes in bulk through SQL, mints tokens, measures the
 # ceilings (pgbench with the module's own statements, a trivial handler in the
-# same httpd, raw argon2id), then every endpoint, and prints one table:
+# same httpd, raw argon2id; and the trivial handler after one read of a user,
+# the floor of a read per request), then every endpoint, and prints one table:
 # endpoint, requests/s, p50, p99, errors, ceiling, share, target, met. The
 # table, with the machine's description, goes to bench/results/DATE-HOST.md
 # (and the medians to .tsv, which a scale run compares against).
@@ -28,7 +29,8 @@
 #                           the raw argon2id ceiling (the same parallelism)
 #   BENCH_THREADS (2)       wrk -t
 #   BENCH_PGBENCH_THREADS (BENCH_CONNECTIONS)  pgbench -j
-#   BENCH_ONLY (all)        comma list of parts: redeem, get (trivial handler,
+#   BENCH_ONLY (all)        comma list of parts: redeem, get (trivial handler
+#                           and its one-read twin, /bench/roundtrip;
 #                           health, profile, subscription, the 1000-connection
 #                           row), login, codes, limits, memory; also the row
 #                           names profile, subscription, health, many
@@ -201,9 +203,12 @@ say "building bench/mod_bench_trivial.c, bench/argon2_bench.c, bench/sql_dump.c 
 apxs_inc="-I$(apxs -q INCLUDEDIR) $(apxs -q EXTRA_INCLUDES) $(apr-1-config --cppflags)"
 # shellcheck disable=SC2086
 gcc -std=gnu11 -O2 -g -fPIC -shared -Wall -Wextra $apxs_inc \
-  -o "$work/mod_bench_trivial.so" "$root/bench/mod_bench_trivial.c"
+  -I"$(pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)" \
+  -o "$work/mod_bench_trivial.so" "$root/bench/mod_bench_trivial.c" -lpq
 gcc -std=gnu11 -O2 -g -Wall -Wextra -o "$work/argon2_bench" "$root/bench/argon2_bench.c" -largon2 -pthread
 gcc -std=gnu11 -O2 -Wall -I"$root/mod_redeem" -o "$work/sql_dump" "$root/bench/sql_dump.c"
+# sql_of NAME: the SQL of the module's statement NAME (statements.h).
+sql_of() { awk -F'\t' -v n="$1" '$1 == n { print $2 }' <(cd "$work" && ./sql_dump); }
 
 # ---- PostgreSQL: the private cluster of scripts/pg.sh in build/bench/pg,
 # with bench/postgresql-bench.conf included, restarted with it.
@@ -324,6 +329,15 @@ start_httpd() {
     echo "# Written by bench/run.sh: the measured settings, then the bench's own."
     echo "Include \"$httpd_conf\""
     echo "LoadModule bench_trivial_module \"$work/mod_bench_trivial.so\""
+    # /bench/roundtrip: the trivial handler after one read of the user, the
+    # floor of any endpoint that reads the database once per request.
+    # A connection for each of the bench's connections, in every child: a
+    # child may take most of them, and none waits for a database connection.
+    # Only where the GET phase measures it (main, twin).
+    if [ "$name" = main ] || [ "$name" = twin ]; then
+      echo "BenchRoundtripDB \"\${REDEEM_DB_PARAMS}\" \"$(sql_of users_by_id)\""
+      echo "BenchRoundtripPool $conns"
+    fi
     echo "# Rate limits checked on every request but never reached: a burst of a"
     echo "# million, then 1000 a second (the most whole milliseconds allow)."
     for scope in $limits_on; do echo "RedeemRateLimit $scope 1000000 1000"; done
@@ -368,6 +382,7 @@ fact httpd_conf "$httpd_conf"
 start_httpd main "$port" shm "$off_port"
 base=http://127.0.0.1:$port
 curl -sf -o /dev/null "$base/bench/trivial" || die "the trivial handler does not answer"
+curl -sf -o /dev/null "$base/bench/roundtrip?1" || die "the one-round-trip handler does not answer"
 
 # ---- Tokens and logins, minted here with the server's secret.
 tokens=$work/tokens.txt
@@ -417,7 +432,6 @@ wrk_run() {
 
 # ---- pgbench with the module's own statements ($work/sql_dump), their
 # parameters $1, $2, ... replaced by pgbench expressions.
-sql_of() { awk -F'\t' -v n="$1" '$1 == n { print $2 }' <(cd "$work" && ./sql_dump); }
 # bind SQL EXPR...: $i becomes the i-th EXPR (every one must be used).
 bind() {
   perl -e 'my $sql = shift; my @e = @ARGV; my %used;
@@ -663,6 +677,7 @@ if want get; then
   reads0=$(counter redeem_user_reads_total) statements0=$(counter redeem_user_read_statements_total)
   for i in $(seq "$repeat"); do
     both "$i" 'wrk_run trivial "$port" "$conns" get /bench/trivial' \
+      'wrk_run roundtrip "$port" "$conns" get /bench/roundtrip?1' \
       'wrk_run health "$port" "$conns" get /api/health' \
       'wrk_run profile "$port" "$conns" token /api/profile' \
       'wrk_run subscription "$port" "$conns" token /api/subscription' \

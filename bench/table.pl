@@ -165,6 +165,10 @@ row(key => 'pg_redeem', label => "pgbench: SQL_REDEEM (prepared, $c clients)");
 row(key => 'pg_pair', label => "pgbench: SQL_USER_BY_ID + SQL_REDEEM (what /redeem runs)");
 row(key => 'pg_user', label => "pgbench: SQL_USERS_BY_ID, one user (what /api/profile runs alone)");
 row(key => 'trivial', label => "trivial handler, same httpd ($c conn)");
+# The floor of a read per request (bench/mod_bench_trivial.c): what one
+# round trip to PostgreSQL leaves of the trivial handler on this machine.
+row(key => 'roundtrip', label => "trivial handler after one read of a user by libpq, same httpd ($c conn)",
+    ceil => 'trivial', ceil_label => 'trivial handler');
 if (my $f = $m{argon2}) {
     row(key => 'argon2', label => "raw argon2id verifications ($argon2, $lc threads)",
         p50_text => '–', p99_text => '–');
@@ -188,7 +192,7 @@ if (@twin_keys) {
         my $ratio = share($key, "small_$key");
         next unless defined $ratio;
         $twinned{$key} = 1;
-        my $control = $key eq 'trivial';
+        my $control = $key eq 'trivial' || $key eq 'roundtrip';
         my $ok = $ratio >= 0.85;
         push @met, ["$key at scale", $ok ? 'yes' : 'no'] unless $control;
         push @lines, sprintf '| %s | %s | %s | %.2f | %s |', $control ? "$key (control)" : $key,
@@ -214,7 +218,7 @@ if ($o{compare} && open my $cf, '<', $o{compare}) {
       '', '| figure | here | there | ratio | corrected | met |', '|---|---:|---:|---:|---:|---|';
     for my $key (@order) {
         # perf_ and warm_ runs are no figures (a profile's, a warm-up's).
-        next unless $then{$key} && $m{$key} && $key !~ /^(perf|warm|small)_/ && $key ne 'trivial';
+        next unless $then{$key} && $m{$key} && $key !~ /^(perf|warm|small)_/ && $key !~ /^(trivial|roundtrip)$/;
         next if $twinned{$key};
         my ($now, $was) = ($m{$key}{rps}, $then{$key}{rps});
         next unless $was;
@@ -235,6 +239,11 @@ push @notes, "pgbench redemptions whose outcome was not success (codes ran out):
   if $facts{pg_not_success};
 push @notes, "fill: $facts{fill}" if $facts{fill};
 push @notes, "user reads of the GET phase: $facts{user_reads}" if $facts{user_reads};
+if ($m{roundtrip}) {
+    push @notes, sprintf 'against the one-round-trip handler (the floor of a read per request): '
+      . '/api/profile %s, /api/subscription %s', pct(share('profile', 'roundtrip')),
+      pct(share('subscription', 'roundtrip'));
+}
 for my $k (sort grep { /^errors_/ } keys %facts) {
     push @notes, sprintf 'errors of %s, %s', $k =~ s/^errors_//r, $facts{$k};
 }
