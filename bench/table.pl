@@ -185,7 +185,8 @@ if (@twin_keys) {
       sprintf('The scale bar, measured in this run: each figure here over the same figure on the twin '
           . 'database of %s users and %s codes (the same cluster; its own httpd of the same settings), '
           . 'the two measured in the same turns; the median of the turns\' ratios. Target within 15%% '
-          . '(≥ 85%%). The trivial handler is the control: the two httpds differ only in their database.',
+          . '(≥ 85%%). The trivial handler is the control: the two httpds differ only in their database '
+          . '(the one-read handler reads the same user of both).',
         $facts{twin_size} // '?', $facts{twin_size} // '?'),
       '', '| figure | here | twin | ratio | met |', '|---|---:|---:|---:|---|';
     for my $key (@twin_keys) {
