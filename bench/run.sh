@@ -209,6 +209,7 @@ gcc -std=gnu11 -O2 -g -Wall -Wextra -o "$work/argon2_bench" "$root/bench/argon2_
 gcc -std=gnu11 -O2 -Wall -I"$root/mod_redeem" -o "$work/sql_dump" "$root/bench/sql_dump.c"
 # sql_of NAME: the SQL of the module's statement NAME (statements.h).
 sql_of() { awk -F'\t' -v n="$1" '$1 == n { print $2 }' <(cd "$work" && ./sql_dump); }
+users_by_id_sql=$(sql_of users_by_id)
 
 # ---- PostgreSQL: the private cluster of scripts/pg.sh in build/bench/pg,
 # with bench/postgresql-bench.conf included, restarted with it.
@@ -335,7 +336,7 @@ start_httpd() {
     # child may take most of them, and none waits for a database connection.
     # Only where the GET phase measures it (main, twin).
     if [ "$name" = main ] || [ "$name" = twin ]; then
-      echo "BenchRoundtripDB \"\${REDEEM_DB_PARAMS}\" \"$(sql_of users_by_id)\""
+      echo "BenchRoundtripDB \"\${REDEEM_DB_PARAMS}\" \"$users_by_id_sql\""
       echo "BenchRoundtripPool $conns"
     fi
     echo "# Rate limits checked on every request but never reached: a burst of a"
@@ -442,7 +443,7 @@ code_expr="encode(sha256(('bench-' || :n)::bytea), 'hex')"
 redeem_sql=$(bind "$(sql_of redeem)" "$code_expr" ":uid" "'127.0.0.1'" "'pgbench-' || :n")
 # The token's user as a request alone reads it (user_reads.c): its id
 # repeated to 16 array elements.
-user_sql=$(bind "$(sql_of users_by_id)" "'{' || repeat((:uid)::text || ',', 15) || (:uid)::text || '}'")
+user_sql=$(bind "$users_by_id_sql" "'{' || repeat((:uid)::text || ',', 15) || (:uid)::text || '}'")
 next_code='\set k :k + 1
 \set n :base + :client_id + :nc * :k'
 # The users are those the tokens were minted for (tokens.pl's spread): which
