@@ -70,7 +70,8 @@
 #                           at 100000 users)  medians to compare with (15%): the
 #                           figures without a twin (login, the rate limits)
 #   BENCH_RESULTS (bench/results)   where the results go; BENCH_NO_RESULTS=1: nowhere
-#   BENCH_KEEP (0)          1: leave the servers running at the end
+#   BENCH_KEEP (0)          1: leave the servers running at the end (the twin
+#                           too, on port + 4, for turns by hand)
 #   BENCH_PERF (0)          1: also `perf record -g` httpd and postgres for
 #                           BENCH_SECONDS during /api/profile and POST /redeem
 #                           (reports in build/bench/perf-*.txt)
@@ -694,8 +695,8 @@ if want get; then
     perf_report profile
   fi
 fi
-# The twin has nothing more to measure.
-[ "$twin" = 1 ] && stop_httpd twin
+# The twin has nothing more to measure (BENCH_KEEP=1 keeps it for turns by hand).
+[ "$twin" = 1 ] && [ "${BENCH_KEEP:-0}" != 1 ] && stop_httpd twin
 
 # ---- Phase: logins against raw argon2id at the same parallelism.
 if want login; then
