@@ -189,18 +189,30 @@ if (@twin_keys) {
           . 'database of %s users and %s codes (the same cluster; its own httpd of the same settings), '
           . 'the two measured in the same turns; the median of the turns\' ratios. Target within 15%% '
           . '(≥ 85%%). The trivial handler is the control: the two httpds differ only in their database '
-          . '(the one-read handler reads the same user of both).',
+          . '(the one-read handler reads the same user of both). When the control itself is off by more '
+          . 'than 15%%, a figure served by the httpds that its bias would have pushed over (or under) the '
+          . 'line reads "unknown" and counts as not met; pgbench\'s figures, which no httpd serves, keep '
+          . 'their verdict.',
         $facts{twin_size} // '?', $facts{twin_size} // '?'),
       '', '| figure | here | twin | ratio | met |', '|---|---:|---:|---:|---|';
+    # Above 1.15 the twin's httpd ran slow and every httpd ratio reads high;
+    # below 0.85, low.
+    my $bias = share('trivial', 'small_trivial');
+    $bias = undef if defined $bias && $bias >= 0.85 && $bias <= 1.15;
     for my $key (@twin_keys) {
         my $ratio = share($key, "small_$key");
         next unless defined $ratio;
         $twinned{$key} = 1;
         my $control = $control{$key};
         my $ok = $ratio >= 0.85;
+        my $verdict = $ok ? 'yes' : 'no';
+        if (defined $bias && !$control && $key !~ /^pg_/ && ($ok xor $bias < 1)) {
+            $verdict = sprintf 'unknown (control %.2f)', $bias;
+            $ok = 0;
+        }
         push @met, ["$key at scale", $ok ? 'yes' : 'no'] unless $control;
         push @lines, sprintf '| %s | %s | %s | %.2f | %s |', $control ? "$key (control)" : $key,
-          num($m{$key}{rps}), num($m{"small_$key"}{rps}), $ratio, $control ? '–' : $ok ? 'yes' : 'no';
+          num($m{$key}{rps}), num($m{"small_$key"}{rps}), $ratio, $control ? '–' : $verdict;
     }
 }
 
