@@ -197,7 +197,7 @@ if (@twin_keys) {
       '', '| figure | here | twin | ratio | met |', '|---|---:|---:|---:|---|';
     # Above 1.15 the twin's httpd ran slow and every httpd ratio reads high;
     # below 0.85, low.
-    my $bias = share('trivial', 'small_trivial');
+    my $bias = $runs{trivial} ? share('trivial', 'small_trivial') : undef;
     $bias = undef if defined $bias && $bias >= 0.85 && $bias <= 1.15;
     for my $key (@twin_keys) {
         my $ratio = share($key, "small_$key");
