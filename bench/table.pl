@@ -176,6 +176,8 @@ if (my $f = $m{argon2}) {
 
 # The ceilings that are controls of the scale bar, not figures of the module.
 my %control = map { $_ => 1 } qw(trivial roundtrip);
+# The scale bar: a figure at scale within 15% of the same figure at 100,000.
+my $scale_bar = 0.85;
 
 # The scale run's twin (bench/run.sh, BENCH_TWIN): each figure over the same
 # figure on the twin database (its keys small_...), measured in the same
@@ -195,16 +197,16 @@ if (@twin_keys) {
           . 'their verdict.',
         $facts{twin_size} // '?', $facts{twin_size} // '?'),
       '', '| figure | here | twin | ratio | met |', '|---|---:|---:|---:|---|';
-    # Above 1.15 the twin's httpd ran slow and every httpd ratio reads high;
-    # below 0.85, low.
+    # A control off by more than the bar: above, the twin's httpd ran slow and
+    # every httpd ratio reads high; below, low.
     my $bias = $runs{trivial} ? share('trivial', 'small_trivial') : undef;
-    $bias = undef if defined $bias && $bias >= 0.85 && $bias <= 1.15;
+    $bias = undef if defined $bias && abs($bias - 1) <= 1 - $scale_bar;
     for my $key (@twin_keys) {
         my $ratio = share($key, "small_$key");
         next unless defined $ratio;
         $twinned{$key} = 1;
         my $control = $control{$key};
-        my $ok = $ratio >= 0.85;
+        my $ok = $ratio >= $scale_bar;
         my $verdict = $ok ? 'yes' : 'no';
         if (defined $bias && !$control && $key !~ /^pg_/ && ($ok xor $bias < 1)) {
             $verdict = sprintf 'unknown (control %.2f)', $bias;
@@ -240,7 +242,7 @@ if ($o{compare} && open my $cf, '<', $o{compare}) {
         next unless $was;
         my $ratio = $key eq 'codes100k' ? $m{$key}{rps} / $was : $now / $was;
         my $corr = defined $speed ? $ratio / $speed : $ratio;
-        my $ok = $corr >= 0.85;
+        my $ok = $corr >= $scale_bar;
         push @met, ["$key at scale", $ok ? 'yes' : 'no'];
         push @lines, sprintf '| %s | %s | %s | %.2f | %.2f | %s |', $key, num($now), num($was),
           $ratio, $corr, $ok ? 'yes' : 'no';
