@@ -2,6 +2,7 @@
  * refuse to start (`apachectl -t` included) on any unusable value. */
 #include "httpd/private.h"
 
+#include "core/futex_hash.h"
 #include "core/keyfile.h"
 
 #include <stddef.h>
@@ -279,6 +280,23 @@ static const char *set_rate_limit_store(cmd_parms *cmd, void *dconf, const char 
     return redeem_ratelimit_parse_store(cmd->pool, kind, size, &cmd_conf(cmd)->store);
 }
 
+/* Process-wide (every thread of a child), hence the main server only. */
+static const char *set_futex_hash_slots(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    (void)dconf;
+    apr_int64_t slots = 0;
+    const char *why = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    if (why)
+        return why;
+    if ((why = parse_number(cmd, arg, REDEEM_FUTEX_HASH_MIN_SLOTS, REDEEM_FUTEX_HASH_MAX_SLOTS,
+                            &slots)))
+        return why;
+    if ((why = redeem_futex_hash_check(slots)))
+        return apr_psprintf(cmd->pool, "%s %s: %s", cmd->cmd->name, arg, why);
+    cmd_conf(cmd)->futex_hash_slots = (unsigned int)slots;
+    return NULL;
+}
+
 #define FIELD(field) ((void *)offsetof(redeem_server_conf, field))
 #define AS_COMMAND(name, field, min, max, fallback, help)                                          \
     AP_INIT_TAKE1(name, set_bounded_number, (void *)&bounded_numbers[BOUNDED_##field], RSRC_CONF,  \
@@ -312,6 +330,9 @@ const command_rec redeem_config_directives[] = {
                    "shm [ENTRIES] (default, 1048576 entries), redis://HOST:PORT[/DB] or "
                    "unix:///PATH/TO/redis.sock[?db=DB]: where rate-limit counts live (main "
                    "server only)"),
+    AP_INIT_TAKE1("RedeemFutexHashSlots", set_futex_hash_slots, NULL, RSRC_CONF,
+                  "Buckets of each child's futex hash, a power of two from 2 to 65536 (Linux "
+                  "6.16+; default: the kernel's size; main server only)"),
     BOUNDED_NUMBERS(AS_COMMAND){NULL}};
 
 /* Reads a key file, logging a warning when others than its reader may
@@ -449,4 +470,23 @@ int redeem_config_attach_shared(server_rec *s)
         conf->store_in_use = store;
     }
     return OK;
+}
+
+/* RedeemFutexHashSlots, set before the MPM starts this child's threads. */
+void redeem_config_child_init(server_rec *s)
+{
+    redeem_server_conf *main_conf = ap_get_module_config(s->module_config, &redeem_module);
+    unsigned int slots = main_conf->futex_hash_slots, now = 0;
+    if (!slots)
+        return;
+    int error = redeem_futex_hash_resize(slots, &now);
+    if (error)
+        ap_log_error(APLOG_MARK, APLOG_WARNING, error, s,
+                     RDMNO(0009) "RedeemFutexHashSlots %u not applied%s; this child keeps the "
+                                 "kernel's futex hash",
+                     slots,
+                     error == EINVAL ? " (a kernel before Linux 6.16 has no such setting)" : "");
+    else
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                     RDMNO(0010) "this child's futex hash: %u buckets (RedeemFutexHashSlots)", now);
 }

@@ -7,7 +7,8 @@
  *         called by unit tests and fuzzers too: text (hex, UTF-8, integers,
  *         UUIDs), email, password (policy, argon2id), token (JWT), code
  *         (format, check, lookup hash, sealing), timestamp (RFC 3339),
- *         keyfile (secret files). Public names: redeem_<file>_*.
+ *         keyfile (secret files), futex_hash (the child's futex hash size,
+ *         RedeemFutexHashSlots). Public names: redeem_<file>_*.
  * httpd/  the glue: this file; config.c (directives); router.c (routes);
  *         call.c (a request's database); auth.c (tokens to users);
  *         user_reads.c (the token's user, read for many requests at once);
@@ -100,6 +101,7 @@ static int redeem_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *p
 static void redeem_child_init(apr_pool_t *pchild, server_rec *s)
 {
     redeem_server_conf *main_conf = ap_get_module_config(s->module_config, &redeem_module);
+    redeem_config_child_init(s);
     redeem_redis_t *redis = NULL;
     int threads = 0;
     if (main_conf->store_in_use && main_conf->store_in_use->kind == REDEEM_STORE_REDIS) {

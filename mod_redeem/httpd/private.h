@@ -258,7 +258,8 @@ typedef struct {
     apr_int64_t max_codes;
     apr_int64_t db_timeout_ms; /* RedeemDBTimeout */
     redeem_limit_setting_t limits[REDEEM_SCOPE_COUNT_];
-    redeem_store_setting_t store; /* main server only (RedeemRateLimitStore) */
+    redeem_store_setting_t store;  /* main server only (RedeemRateLimitStore) */
+    unsigned int futex_hash_slots; /* main server only (RedeemFutexHashSlots); 0: unset */
 
     /* Resolved at check_config. */
     redeem_token_config_t token;
@@ -286,6 +287,8 @@ void *redeem_config_merge_dir(apr_pool_t *p, void *base, void *add);
 int redeem_config_finish(apr_pool_t *pconf, server_rec *s);
 /* post_config: the shared segment, for every server. OK or an error status. */
 int redeem_config_attach_shared(server_rec *s);
+/* child_init: the main server's process-wide settings (RedeemFutexHashSlots). */
+void redeem_config_child_init(server_rec *s);
 
 /* ------------------------------------------------------------------ db.c */
 

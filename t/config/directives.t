@@ -279,3 +279,61 @@ GET /api/health
 --- check_eval
 open my $log, '<', var('SERVROOT') . '/error.log' or die $!;
 grep { /RDM0006: RedeemCodeMACKeyFile file \S+open_mac_key is open to group or others \(mode 644\)/ } <$log>
+
+
+
+=== TEST 28: RedeemFutexHashSlots not a power of two
+--- config
+RedeemFutexHashSlots 1000
+--- must_die
+--- error_log
+RedeemFutexHashSlots 1000: must be a power of two from 2 to 65536
+
+
+
+=== TEST 29: RedeemFutexHashSlots 1 (the kernel wants at least 2)
+--- config
+RedeemFutexHashSlots 1
+--- must_die
+--- error_log
+RedeemFutexHashSlots: '1' is not a whole number from 2 to 65536
+
+
+
+=== TEST 30: RedeemFutexHashSlots above the top
+--- config
+RedeemFutexHashSlots 131072
+--- must_die
+--- error_log
+RedeemFutexHashSlots: '131072' is not a whole number from 2 to 65536
+
+
+
+=== TEST 31: RedeemFutexHashSlots is process-wide, not per virtual host
+--- config
+<VirtualHost *>
+  ServerName other.test
+  RedeemFutexHashSlots 1024
+</VirtualHost>
+--- must_die
+--- error_log
+RedeemFutexHashSlots cannot occur within <VirtualHost> section
+
+
+
+=== TEST 32: RedeemFutexHashSlots 2048: each child reports the size the kernel now has (or why not)
+--- config
+RedeemFutexHashSlots 2048
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+# prctl(PR_FUTEX_HASH, PR_FUTEX_HASH_GET_SLOTS) fails on kernels before 6.16.
+require 'sys/syscall.ph';
+my $kernel_has_it = syscall(&SYS_prctl(), 78, 2, 0, 0, 0) >= 0;
+my $want = $kernel_has_it
+  ? qr/RDM0010: this child's futex hash: 2048 buckets \(RedeemFutexHashSlots\)/
+  : qr/RDM0009: RedeemFutexHashSlots 2048 not applied \(a kernel before Linux 6\.16/;
+open my $log, '<', var('SERVROOT') . '/error.log' or die $!;
+my $lines = grep { $_ =~ $want } <$log>;
+$lines >= 1 or die "no line matches $want";

@@ -1,6 +1,7 @@
 /* Unit tests of the httpd-free core, printing TAP for prove (t/unit.t). */
 #include "core/code.h"
 #include "core/email.h"
+#include "core/futex_hash.h"
 #include "core/keyfile.h"
 #include "core/password.h"
 #include "core/text.h"
@@ -11,6 +12,7 @@
 #include <argon2.h>
 #include <apr_file_io.h>
 #include <apr_strings.h>
+#include <errno.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <stdio.h>
@@ -589,6 +591,29 @@ static void test_keyfile(apr_pool_t *p)
     ok(redeem_keyfile_read(p, path, "TestKey", &key) != NULL, "keyfile: a missing file refused");
 }
 
+static void test_futex_hash(void)
+{
+    ok(redeem_futex_hash_check(2) == NULL && redeem_futex_hash_check(4096) == NULL &&
+           redeem_futex_hash_check(65536) == NULL,
+       "futex hash: powers of two from 2 to 65536 accepted");
+    ok(redeem_futex_hash_check(0) && redeem_futex_hash_check(1) && redeem_futex_hash_check(3) &&
+           redeem_futex_hash_check(1000) && redeem_futex_hash_check(131072) &&
+           redeem_futex_hash_check(-2),
+       "futex hash: 0, 1, 3, 1000, 131072 and -2 refused");
+    unsigned int now = 0;
+    if (redeem_futex_hash_slots() < 0) {
+        /* A kernel before 6.16: the setting fails with EINVAL, as the module's
+         * warning says. */
+        ok(errno == EINVAL && redeem_futex_hash_resize(256, &now) == EINVAL,
+           "futex hash: a kernel without the setting says EINVAL");
+        return;
+    }
+    ok(redeem_futex_hash_resize(256, &now) == 0 && now == 256 && redeem_futex_hash_slots() == 256,
+       "futex hash: resized to 256 buckets, and the kernel says so");
+    ok(redeem_futex_hash_resize(3, &now) == EINVAL && redeem_futex_hash_slots() == 256,
+       "futex hash: 3 buckets refused by the kernel, the size unchanged");
+}
+
 int main(void)
 {
     apr_pool_t *pool;
@@ -602,6 +627,7 @@ int main(void)
     test_time();
     test_text(pool);
     test_keyfile(pool);
+    test_futex_hash();
     printf("1..%d\n", test_number);
     apr_pool_destroy(pool);
     apr_terminate();

@@ -1,0 +1,38 @@
+#include "core/futex_hash.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+
+/* From <linux/prctl.h> of 6.16; Debian 12's headers predate it. */
+#ifndef PR_FUTEX_HASH
+#define PR_FUTEX_HASH 78
+#define PR_FUTEX_HASH_SET_SLOTS 1
+#define PR_FUTEX_HASH_GET_SLOTS 2
+#endif
+
+const char *redeem_futex_hash_check(long long slots)
+{
+    if (slots < REDEEM_FUTEX_HASH_MIN_SLOTS || slots > REDEEM_FUTEX_HASH_MAX_SLOTS ||
+        (slots & (slots - 1)) != 0)
+        return "must be a power of two from 2 to 65536";
+    return NULL;
+}
+
+int redeem_futex_hash_slots(void)
+{
+    return prctl(PR_FUTEX_HASH, PR_FUTEX_HASH_GET_SLOTS, 0, 0, 0);
+}
+
+int redeem_futex_hash_resize(unsigned int slots, unsigned int *now)
+{
+    /* The fourth argument is 0: no flags (6.16's "immutable" flag is gone
+     * from later kernels). */
+    if (prctl(PR_FUTEX_HASH, PR_FUTEX_HASH_SET_SLOTS, (unsigned long)slots, 0UL, 0UL) != 0)
+        return errno;
+    int got = redeem_futex_hash_slots();
+    if (got < 0)
+        return errno;
+    *now = (unsigned int)got;
+    return 0;
+}
