@@ -26,8 +26,8 @@ int redeem_futex_hash_slots(void)
 
 int redeem_futex_hash_resize(unsigned int slots, unsigned int *now)
 {
-    /* The fourth argument is 0: no flags (6.16's "immutable" flag is gone
-     * from later kernels). */
+    /* The fourth argument, flags, is 0: the table stays resizable by the
+     * kernel's rules, only its size is ours. */
     if (prctl(PR_FUTEX_HASH, PR_FUTEX_HASH_SET_SLOTS, (unsigned long)slots, 0UL, 0UL) != 0)
         return errno;
     int got = redeem_futex_hash_slots();

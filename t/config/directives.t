@@ -321,7 +321,7 @@ RedeemFutexHashSlots cannot occur within <VirtualHost> section
 
 
 
-=== TEST 32: RedeemFutexHashSlots 2048: each child reports the size the kernel now has (or why not)
+=== TEST 32: RedeemFutexHashSlots 2048: the children log the size the kernel now reports (or why not)
 --- config
 RedeemFutexHashSlots 2048
 --- request
