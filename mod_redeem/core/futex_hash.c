@@ -11,11 +11,15 @@
 #define PR_FUTEX_HASH_GET_SLOTS 2
 #endif
 
+#define TEXT_OF(value) #value
+#define TEXT(value) TEXT_OF(value)
+
 const char *redeem_futex_hash_check(long long slots)
 {
     if (slots < REDEEM_FUTEX_HASH_MIN_SLOTS || slots > REDEEM_FUTEX_HASH_MAX_SLOTS ||
         (slots & (slots - 1)) != 0)
-        return "must be a power of two from 2 to 65536";
+        return "must be a power of two from " TEXT(REDEEM_FUTEX_HASH_MIN_SLOTS) " to " TEXT(
+            REDEEM_FUTEX_HASH_MAX_SLOTS);
     return NULL;
 }
 
