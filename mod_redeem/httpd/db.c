@@ -22,7 +22,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
-#define REDEEM_SCHEMA_VERSION 8
+#define REDEEM_SCHEMA_VERSION 9
 static const char *const migrations[] = {"001_accounts.sql",
                                          "002_codes.sql",
                                          "003_email_identity.sql",
@@ -30,7 +30,10 @@ static const char *const migrations[] = {"001_accounts.sql",
                                          "005_redeem_replay.sql",
                                          "006_api_ts_stable.sql",
                                          "007_code_counts_bulk_delete.sql",
-                                         "008_code_lookup_key.sql"};
+                                         "008_code_lookup_key.sql",
+                                         "009_code_batches.sql"};
+_Static_assert(sizeof migrations / sizeof *migrations == REDEEM_SCHEMA_VERSION,
+               "a migration file named for each schema version");
 
 /* After the database failed to answer, how long requests of this child get
  * 503 at once (no waiting on mod_dbd's pool, whose new connections are made

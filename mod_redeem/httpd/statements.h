@@ -171,9 +171,12 @@ enum { ARG_CODES_PAGE_AFTER_ID, ARG_CODES_PAGE_LIMIT, ARG_CODES_PAGE_OFFSET, COD
 #define SQL_CODES_PAGE SQL_CODES_PAGE_WHERE("")
 #define SQL_CODES_PAGE_USED SQL_CODES_PAGE_WHERE("used_at IS NOT NULL AND ")
 #define SQL_CODES_PAGE_UNUSED SQL_CODES_PAGE_WHERE("used_at IS NULL AND ")
-/* Within one batch (at most RedeemMaxCodesPerRequest rows, so filtering is
- * bounded); ARG_..._USED is a boolean array literal of the used states
- * wanted: {t,f}, {t} or {f}. */
+/* Within one batch: the range of ids its codes were stored in (sql/009),
+ * read through the primary key, the batch's own rows kept. The range holds at
+ * most the batch and the batches stored at the same time (each at most
+ * RedeemMaxCodesPerRequest rows), so filtering is bounded; a batch_id of no
+ * batch has no range and no rows. ARG_..._USED is a boolean array literal of
+ * the used states wanted: {t,f}, {t} or {f}. */
 enum {
     ARG_CODES_PAGE_BATCH_ID,
     ARG_CODES_PAGE_BATCH_USED,
@@ -182,8 +185,12 @@ enum {
     ARG_CODES_PAGE_BATCH_OFFSET,
     CODES_PAGE_BATCH_NARGS
 };
+#define SQL_CODES_IN_BATCH                                                                         \
+    " batch_id = $1::uuid"                                                                         \
+    " AND id BETWEEN (SELECT first_id FROM code_batches WHERE batch_id = $1::uuid)"                \
+    " AND (SELECT last_id FROM code_batches WHERE batch_id = $1::uuid)"
 #define SQL_CODES_PAGE_BATCH                                                                       \
-    "SELECT " SQL_CODE_COLUMNS " FROM redeem_codes WHERE batch_id = $1::uuid"                      \
+    "SELECT " SQL_CODE_COLUMNS " FROM redeem_codes WHERE" SQL_CODES_IN_BATCH                       \
     " AND (used_at IS NOT NULL) = ANY ($2::boolean[])"                                             \
     " AND id > $3::bigint ORDER BY id LIMIT $4::bigint OFFSET $5::bigint"
 
@@ -195,7 +202,7 @@ enum { COL_CODES_COUNT_ALL, COL_CODES_COUNT_USED, CODES_COUNT_NCOLS };
     "SELECT coalesce(sum(total), 0), coalesce(sum(used), 0) FROM code_counts"
 enum { ARG_CODES_COUNT_BATCH_ID, CODES_COUNT_BATCH_NARGS };
 #define SQL_CODES_COUNT_BATCH                                                                      \
-    "SELECT count(*), count(used_at) FROM redeem_codes WHERE batch_id = $1::uuid"
+    "SELECT count(*), count(used_at) FROM redeem_codes WHERE" SQL_CODES_IN_BATCH
 
 /* ---- Redemption, in one statement and one round trip: check that the
  * token's user still exists, claim the code if still usable, extend the
