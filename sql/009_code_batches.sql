@@ -29,15 +29,23 @@ CREATE TABLE code_batches (
   CHECK (first_id <= last_id)
 );
 
+-- Widens a batch's range to take in the ids low to high (makes its row when
+-- it has none).
+CREATE FUNCTION code_batches_extend(batch uuid, low bigint, high bigint) RETURNS void
+  LANGUAGE sql SECURITY DEFINER SET search_path = public
+BEGIN ATOMIC
+  INSERT INTO code_batches AS b (batch_id, first_id, last_id) VALUES (batch, low, high)
+  ON CONFLICT (batch_id) DO UPDATE
+     SET first_id = least(b.first_id, excluded.first_id),
+         last_id = greatest(b.last_id, excluded.last_id);
+END;
+REVOKE EXECUTE ON FUNCTION code_batches_extend(uuid, bigint, bigint) FROM PUBLIC;
+
 -- Once per statement, as the counters of 002 are kept.
 CREATE FUNCTION code_batches_insert() RETURNS trigger
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
 BEGIN
-  INSERT INTO code_batches AS b (batch_id, first_id, last_id)
-  SELECT batch_id, min(id), max(id) FROM new_rows GROUP BY batch_id
-  ON CONFLICT (batch_id) DO UPDATE
-     SET first_id = least(b.first_id, excluded.first_id),
-         last_id = greatest(b.last_id, excluded.last_id);
+  PERFORM code_batches_extend(batch_id, min(id), max(id)) FROM new_rows GROUP BY batch_id;
   RETURN NULL;
 END
 $$;
@@ -50,11 +58,7 @@ CREATE TRIGGER redeem_codes_batches_insert AFTER INSERT ON redeem_codes
 CREATE FUNCTION code_batches_move() RETURNS trigger
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
 BEGIN
-  INSERT INTO code_batches AS b (batch_id, first_id, last_id)
-  VALUES (NEW.batch_id, NEW.id, NEW.id)
-  ON CONFLICT (batch_id) DO UPDATE
-     SET first_id = least(b.first_id, excluded.first_id),
-         last_id = greatest(b.last_id, excluded.last_id);
+  PERFORM code_batches_extend(NEW.batch_id, NEW.id, NEW.id);
   RETURN NULL;
 END
 $$;

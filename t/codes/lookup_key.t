@@ -6,19 +6,6 @@
 use lib 't/lib';
 use Test::Redeem;
 
-# The SQL of a statement of mod_redeem/httpd/statements.h: its macro's
-# string literals, joined.
-sub statement_sql {
-    my ($name) = @_;
-    open my $fh, '<', 'mod_redeem/httpd/statements.h' or die "statements.h: $!\n";
-    local $/;
-    my $text = <$fh>;
-    my ($body) = $text =~ /^#define \Q$name\E\b(.*?)(?:\n\n|\n(?=\S))/ms or die "no $name\n";
-    my @parts = $body =~ /"((?:[^"\\]|\\.)*)"/g;
-    s/\\(.)/$1/g for @parts;
-    return join '', @parts;
-}
-
 no_shuffle();
 run_tests();
 

@@ -290,6 +290,9 @@ C<api_request($method, $uri, $json_body, @header_lines)> sends one more
 request and returns its response hash (with C<json> and C<elapsed> seconds).
 C<sql($query)> runs SQL as C<db_check> does (psql as superuser on the file's
 database) and returns its output without the final newline; a psql error dies.
+C<statement_sql('SQL_REDEEM')> is the SQL of that macro of
+F<mod_redeem/httpd/statements.h>, the C<SQL_> macros it names expanded (to
+C<PREPARE> and C<EXPLAIN> a statement as the module sends it).
 C<graceful_restart()> sends the file's httpd SIGUSR1 (C<apachectl -k
 graceful>) and returns 1 once the new generation's children serve.
 Subs defined in the C<.t> file before
@@ -318,7 +321,7 @@ our @EXPORT = qw(
   jwt_forge jwt_secret jwt_claims jwt_decode user_id user_token now var b64url
   response json_match api_request api_request_to sql
   start_second_server stop_second_server redis_cli redis_stop redis_start
-  graceful_restart
+  graceful_restart statement_sql
 );
 
 use constant {
@@ -444,6 +447,22 @@ sub sql {
     die "psql failed: $err" if $rc;
     chomp $out;
     return $out;
+}
+
+# The SQL of a statement of mod_redeem/httpd/statements.h (its #define NAME):
+# the macro's string literals joined, the SQL_ macros it names expanded.
+sub statement_sql {
+    my ($name) = @_;
+    open my $fh, "<", "$Root/mod_redeem/httpd/statements.h" or die "statements.h: $!\n";
+    local $/;
+    my $text = <$fh>;
+    my ($body) = $text =~ /^#define \Q$name\E\b(.*?)(?:\n\n|\n(?=\S))/ms or die "no $name\n";
+    my $sql = '';
+    while ($body =~ /"((?:[^"\\]|\\.)*)"|\b(SQL_\w+)\b/g) {
+        if (defined $1) { (my $part = $1) =~ s/\\(.)/$1/g; $sql .= $part }
+        else { $sql .= statement_sql($2) }
+    }
+    return $sql;
 }
 
 sub user_id    { return _ensure_user($_[0])->{id} }
