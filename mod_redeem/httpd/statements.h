@@ -172,11 +172,12 @@ enum { ARG_CODES_PAGE_AFTER_ID, ARG_CODES_PAGE_LIMIT, ARG_CODES_PAGE_OFFSET, COD
 #define SQL_CODES_PAGE_USED SQL_CODES_PAGE_WHERE("used_at IS NOT NULL AND ")
 #define SQL_CODES_PAGE_UNUSED SQL_CODES_PAGE_WHERE("used_at IS NULL AND ")
 /* Within one batch: the range of ids its codes were stored in (sql/009),
- * read through the primary key, the batch's own rows kept. The range holds at
- * most the batch and the batches stored at the same time (each at most
- * RedeemMaxCodesPerRequest rows), so filtering is bounded; a batch_id of no
- * batch has no range and no rows. ARG_..._USED is a boolean array literal of
- * the used states wanted: {t,f}, {t} or {f}. */
+ * read through the primary key, the batch's own rows kept. Besides the batch
+ * the range holds at most the batches stored at the same time (each at most
+ * RedeemMaxCodesPerRequest rows), so filtering is bounded, unless codes were
+ * moved between batches by hand (which widens it); a batch_id of no batch has
+ * no range and no rows. ARG_..._USED is a boolean array literal of the used
+ * states wanted: {t,f}, {t} or {f}. */
 enum {
     ARG_CODES_PAGE_BATCH_ID,
     ARG_CODES_PAGE_BATCH_USED,
