@@ -24,6 +24,11 @@
 \set app_role redeem_app
 \endif
 
+-- First, before anything that locks redeem_codes more weakly: a redemption
+-- arriving meanwhile waits here, where with CREATE TRIGGER's lock taken
+-- first it would deadlock with DROP INDEX below.
+LOCK TABLE redeem_codes IN ACCESS EXCLUSIVE MODE;
+
 CREATE TABLE code_batches (
   batch_id uuid PRIMARY KEY,
   first_id bigint NOT NULL,
@@ -54,18 +59,43 @@ $$;
 CREATE TRIGGER redeem_codes_batches_insert AFTER INSERT ON redeem_codes
   REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION code_batches_insert();
 
--- A row moved to another batch (or given a new id) by hand: the range of its
--- new batch takes it in. Redemptions set neither column, so this never fires
--- for them.
-CREATE FUNCTION code_batches_move() RETURNS trigger
+-- Rows moved to another batch (or given new ids) by hand: each row's new
+-- place is noted in code_batch_moves, and once per statement the notes are
+-- folded into the ranges (one upsert a batch: a row trigger upserting
+-- code_batches itself would update one row once per moved code, quadratic
+-- as 007 found for deletes). Both triggers fire only for an UPDATE that sets
+-- batch_id or id, which redemptions never do. The notes never outlive their
+-- statement, so the table may be unlogged.
+CREATE UNLOGGED TABLE code_batch_moves (batch_id uuid NOT NULL, id bigint NOT NULL);
+
+CREATE FUNCTION code_batches_note_move() RETURNS trigger
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
 BEGIN
-  PERFORM code_batches_extend(NEW.batch_id, NEW.id, NEW.id);
+  INSERT INTO code_batch_moves (batch_id, id) VALUES (NEW.batch_id, NEW.id);
   RETURN NULL;
 END
 $$;
-CREATE TRIGGER redeem_codes_batches_move AFTER UPDATE OF batch_id, id ON redeem_codes
-  FOR EACH ROW EXECUTE FUNCTION code_batches_move();
+CREATE TRIGGER redeem_codes_batches_note_move AFTER UPDATE OF batch_id, id ON redeem_codes
+  FOR EACH ROW EXECUTE FUNCTION code_batches_note_move();
+
+CREATE FUNCTION code_batches_fold_moves() RETURNS trigger
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
+BEGIN
+  PERFORM code_batches_extend(batch_id, min(id), max(id)) FROM code_batch_moves GROUP BY batch_id;
+  DELETE FROM code_batch_moves;
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER redeem_codes_batches_fold_moves AFTER UPDATE OF batch_id, id ON redeem_codes
+  FOR EACH STATEMENT EXECUTE FUNCTION code_batches_fold_moves();
+
+-- Trigger functions run as their owner: no role calls them directly (a
+-- role could otherwise hang them on a table of its own and write
+-- code_batches or code_counts through them). The counters' functions of
+-- 001, 002 and 007 are closed the same way.
+REVOKE EXECUTE ON FUNCTION code_batches_insert(), code_batches_note_move(),
+  code_batches_fold_moves(), users_count_rows(), code_counts_insert(), code_counts_change(),
+  code_counts_delete() FROM PUBLIC;
 
 INSERT INTO code_batches (batch_id, first_id, last_id)
 SELECT batch_id, min(id), max(id) FROM redeem_codes GROUP BY batch_id;
