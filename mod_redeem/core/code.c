@@ -171,6 +171,15 @@ void redeem_code_display(const char symbols[REDEEM_CODE_SYMBOLS],
     out[26] = '\0';
 }
 
+uint64_t redeem_code_lookup_order(const unsigned char hash[REDEEM_CODE_HASH_LEN])
+{
+    uint64_t key = 0;
+    for (int i = 0; i < 8; i++)
+        key = key << 8 | hash[i];
+    /* Two's complement order as unsigned order: the sign bit flipped. */
+    return key ^ UINT64_C(0x8000000000000000);
+}
+
 void redeem_code_lookup_hash(const redeem_code_keys_t *keys,
                              const char symbols[REDEEM_CODE_SYMBOLS],
                              unsigned char hash[REDEEM_CODE_HASH_LEN])

@@ -12,6 +12,7 @@
 
 #include <openssl/types.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define REDEEM_CODE_SYMBOLS 24
 #define REDEEM_CODE_RANDOM_SYMBOLS 20
@@ -57,6 +58,11 @@ void redeem_code_display(const char symbols[REDEEM_CODE_SYMBOLS],
 void redeem_code_lookup_hash(const redeem_code_keys_t *keys,
                              const char symbols[REDEEM_CODE_SYMBOLS],
                              unsigned char hash[REDEEM_CODE_HASH_LEN]);
+
+/* The hash's place in the order of the database's lookup key
+ * (code_lookup_key, sql/008: its first 8 bytes as a signed big-endian
+ * bigint): a < b exactly when the keys compare so. */
+uint64_t redeem_code_lookup_order(const unsigned char hash[REDEEM_CODE_HASH_LEN]);
 
 /* Seals the code, bound to its lookup hash; 0 on success. */
 int redeem_code_seal(const redeem_code_keys_t *keys, const char symbols[REDEEM_CODE_SYMBOLS],

@@ -63,7 +63,7 @@ static const redeem_failure_t *read_generate_request(request_rec *r, generate_re
 }
 
 /* Codes go to the database this many to a statement, each sent while the
- * next is made; few enough that the counting trigger's table of the
+ * next is gathered; few enough that the counting trigger's table of the
  * statement's rows stays within PostgreSQL's default work_mem (4 MB). */
 #define CODES_PER_STATEMENT 5000
 
@@ -103,18 +103,56 @@ static const redeem_failure_t *crypto_failed(request_rec *r)
     return &redeem_failure_internal;
 }
 
-/* Makes the batch and stores it, a statement of codes at a time, then its
- * audit row: one transaction. *stored: the audit statement's row; listing:
- * room for the batch's codes (listing_room). */
+/* A code's place in the batch, and where its lookup key falls in the index. */
+typedef struct {
+    uint64_t key;
+    int index;
+} code_place_t;
+
+static int by_lookup_key(const void *a, const void *b)
+{
+    uint64_t x = ((const code_place_t *)a)->key, y = ((const code_place_t *)b)->key;
+    return (x > y) - (x < y);
+}
+
+/* Makes the whole batch, then stores it a statement of codes at a time in
+ * the order of their lookup keys, then its audit row: one transaction. The
+ * keys are random, so in the order made each new key would descend to
+ * another leaf of the unique index, anywhere in it; in key order the
+ * descents sweep the index once, each leaf's new keys one after another
+ * while it is at hand. *stored: the audit statement's row; listing: room
+ * for the batch's codes (listing_room), filled in the order stored (of
+ * their ids). */
 static const redeem_failure_t *store_batch(redeem_call_t *call, const generate_request_t *req,
                                            const char *batch_id, const char *target,
                                            listing_t *listing, redeem_rows_t *stored)
 {
     request_rec *r = call->r;
+    apr_size_t count = (apr_size_t)req->count;
+    unsigned char *all_hashes = apr_palloc(r->pool, count * REDEEM_CODE_HASH_LEN);
+    unsigned char *all_sealed = apr_palloc(r->pool, count * REDEEM_CODE_SEALED_LEN);
+    char *all_symbols = apr_palloc(r->pool, count * REDEEM_CODE_SYMBOLS);
+    code_place_t *places = apr_palloc(r->pool, count * sizeof *places);
     unsigned char *hashes = apr_palloc(r->pool, CODES_PER_STATEMENT * REDEEM_CODE_HASH_LEN);
     unsigned char *sealed = apr_palloc(r->pool, CODES_PER_STATEMENT * REDEEM_CODE_SEALED_LEN);
-    listing->end = listing->text; /* an attempt before may have written to it */
-    *listing->end++ = '[';
+    redeem_code_batch_t codes;
+    if (redeem_code_batch_begin(&codes, &call->conf->code_keys) != 0)
+        return crypto_failed(r);
+    int made = 0;
+    for (; made < req->count; made++) {
+        unsigned char *hash = all_hashes + (apr_size_t)made * REDEEM_CODE_HASH_LEN;
+        if (redeem_code_batch_next(&codes, all_symbols + (apr_size_t)made * REDEEM_CODE_SYMBOLS,
+                                   hash,
+                                   all_sealed + (apr_size_t)made * REDEEM_CODE_SEALED_LEN) != 0)
+            break;
+        places[made].key = redeem_code_lookup_order(hash);
+        places[made].index = made;
+    }
+    redeem_code_batch_end(&codes);
+    if (made < req->count)
+        return crypto_failed(r);
+    qsort(places, count, sizeof *places, by_lookup_key);
+
     const char *args[CODES_INSERT_NARGS] = {
         [ARG_CODES_INSERT_BATCH_ID] = batch_id,
         [ARG_CODES_INSERT_MONTHS] = apr_itoa(r->pool, req->months),
@@ -125,28 +163,23 @@ static const redeem_failure_t *store_batch(redeem_call_t *call, const generate_r
     static const int binary[CODES_INSERT_NARGS] = {
         [ARG_CODES_INSERT_HASHES] = 1, [ARG_CODES_INSERT_SEALED] = 1};
     int lengths[CODES_INSERT_NARGS] = {0};
-    redeem_code_batch_t codes;
-    if (redeem_code_batch_begin(&codes, &call->conf->code_keys) != 0)
-        return crypto_failed(r);
+    listing->end = listing->text; /* an attempt before may have written to it */
+    *listing->end++ = '[';
     const redeem_failure_t *failure = redeem_db_pipeline_begin(call->db);
     for (int done = 0, n; !failure && done < req->count; done += n) {
         n = req->count - done < CODES_PER_STATEMENT ? req->count - done : CODES_PER_STATEMENT;
-        for (int i = 0; i < n && !failure; i++) {
-            char symbols[REDEEM_CODE_SYMBOLS];
-            if (redeem_code_batch_next(&codes, symbols, hashes + i * REDEEM_CODE_HASH_LEN,
-                                       sealed + i * REDEEM_CODE_SEALED_LEN) != 0) {
-                redeem_db_pipeline_cancel(call->db);
-                failure = crypto_failed(r);
-            }
-            else
-                listing_add(listing, symbols);
+        for (int i = 0; i < n; i++) {
+            apr_size_t from = (apr_size_t)places[done + i].index;
+            memcpy(hashes + (apr_size_t)i * REDEEM_CODE_HASH_LEN,
+                   all_hashes + from * REDEEM_CODE_HASH_LEN, REDEEM_CODE_HASH_LEN);
+            memcpy(sealed + (apr_size_t)i * REDEEM_CODE_SEALED_LEN,
+                   all_sealed + from * REDEEM_CODE_SEALED_LEN, REDEEM_CODE_SEALED_LEN);
+            listing_add(listing, all_symbols + from * REDEEM_CODE_SYMBOLS);
         }
         lengths[ARG_CODES_INSERT_HASHES] = n * REDEEM_CODE_HASH_LEN;
         lengths[ARG_CODES_INSERT_SEALED] = n * REDEEM_CODE_SEALED_LEN;
-        if (!failure)
-            failure = redeem_db_pipeline_send(call->db, STMT_CODES_INSERT, args, lengths, binary);
+        failure = redeem_db_pipeline_send(call->db, STMT_CODES_INSERT, args, lengths, binary);
     }
-    redeem_code_batch_end(&codes);
     *listing->end++ = ']';
     if (failure)
         return failure;

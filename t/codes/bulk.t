@@ -1,5 +1,6 @@
 # POST /admin/generate-codes at the default maximum: 100000 codes in one
-# request, every one in the response and in the database, all different.
+# request, every one in the response and in the database, all different,
+# stored in the order of their lookup keys and answered in that order.
 use lib 't/lib';
 use Test::Redeem;
 
@@ -36,6 +37,7 @@ die "bad codes: @bad[0 .. ($#bad < 4 ? $#bad : 4)]\n" if @bad;
 # The batch in the database is the one answered.
 sql('SELECT DISTINCT batch_id FROM redeem_codes') eq $json->{batch_id}
   or die "the stored batch is not $json->{batch_id}\n";
+our @ENDS = ($codes->[0], $codes->[-1]);   # the first and last stored (TEST 2)
 --- db_check
 SELECT count(*), count(DISTINCT code_hash), count(DISTINCT code_sealed), count(DISTINCT batch_id),
        count(*) FILTER (WHERE created_at >= '$REQUEST_TIME')
@@ -43,20 +45,33 @@ SELECT count(*), count(DISTINCT code_hash), count(DISTINCT code_sealed), count(D
 SELECT sum(total), sum(used) FROM code_counts;
 SELECT event, outcome, target LIKE '%' || (SELECT min(batch_id::text) FROM redeem_codes) || '%'
   FROM audit_log;
+-- Ids ascend with the key, negative keys (about half) first, as PostgreSQL orders a bigint.
+SELECT count(*) FILTER (WHERE key < previous), count(*) FILTER (WHERE key < 0) BETWEEN 45000 AND 55000
+  FROM (SELECT code_lookup_key(code_hash) AS key,
+               lag(code_lookup_key(code_hash)) OVER (ORDER BY id) AS previous
+          FROM redeem_codes) AS stored;
 --- db_check_out
 100000|100000|100000|1|100000
 100000|0
 codes_generated|success|t
+0|t
 
 
 
-=== TEST 2: the listing of that batch counts them all
+=== TEST 2: the listing of that batch counts them all, and its first code (lowest id) is the first answered
 --- login: admin
 --- request
 GET /admin/codes?per_page=1
 --- error_code: 200
 --- response_json
 {"total": 100000, "pages": 100000, "current_page": 1, "per_page": 1}
+--- check_eval
+our @ENDS;
+my $first = response()->{json}{codes}[0]{code};
+$first eq $ENDS[0] or die "listed first: $first; answered first: $ENDS[0]\n";
+my $last = api_request('GET', '/admin/codes?per_page=1&page=100000', undef,
+                       'Authorization: Bearer ' . user_token('admin'))->{json}{codes}[0]{code};
+$last eq $ENDS[1] or die "listed last: $last; answered last: $ENDS[1]\n";
 
 
 

@@ -465,6 +465,26 @@ static void test_code(void)
     ok(distinct, "code batch: no code and no nonce repeats");
     ok(!batch.check_mac && !batch.lookup_mac && !batch.seal, "code batch: ended");
 
+    /* The lookup key's order is the signed bigint's: 0x80.. (the most
+     * negative) first, 0x7f.. last; later bytes break ties, the 9th never. */
+    static const unsigned char order_cases[][REDEEM_CODE_HASH_LEN] = {
+        {0x80, 0, 0, 0, 0, 0, 0, 0},
+        {0x80, 0, 0, 0, 0, 0, 0, 1},
+        {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+        {0, 0, 0, 0, 0, 0, 0, 0, 0xff},
+        {0, 0, 0, 0, 0, 0, 0, 1},
+        {0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+    };
+    int ordered = 1;
+    for (size_t i = 1; i < sizeof order_cases / sizeof *order_cases; i++)
+        ordered &=
+            redeem_code_lookup_order(order_cases[i - 1]) < redeem_code_lookup_order(order_cases[i]);
+    unsigned char same_key[REDEEM_CODE_HASH_LEN] = {0};
+    same_key[8] = 0x42;
+    ok(ordered, "code: lookup order follows the signed bigint of the first 8 bytes");
+    ok(redeem_code_lookup_order(same_key) == redeem_code_lookup_order(order_cases[3]),
+       "code: lookup order reads only the first 8 bytes");
+
     char hex[2 * REDEEM_CODE_HASH_LEN + 1];
     unsigned char back[REDEEM_CODE_HASH_LEN];
     redeem_text_hex_encode(hash, sizeof hash, hex);
