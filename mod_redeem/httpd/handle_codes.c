@@ -115,6 +115,27 @@ static int by_lookup_key(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* The memory of a batch, made once per request (an attempt after a taken
+ * key reuses it): each code made, its order, and one statement's worth of
+ * hashes and sealed codes as sent. */
+typedef struct {
+    unsigned char *hashes, *sealed;
+    char *symbols;
+    code_place_t *places;
+    unsigned char *sent_hashes, *sent_sealed;
+} batch_room_t;
+
+static void batch_room_make(apr_pool_t *p, int count, batch_room_t *room)
+{
+    apr_size_t n = (apr_size_t)count;
+    room->hashes = apr_palloc(p, n * REDEEM_CODE_HASH_LEN);
+    room->sealed = apr_palloc(p, n * REDEEM_CODE_SEALED_LEN);
+    room->symbols = apr_palloc(p, n * REDEEM_CODE_SYMBOLS);
+    room->places = apr_palloc(p, n * sizeof *room->places);
+    room->sent_hashes = apr_palloc(p, CODES_PER_STATEMENT * REDEEM_CODE_HASH_LEN);
+    room->sent_sealed = apr_palloc(p, CODES_PER_STATEMENT * REDEEM_CODE_SEALED_LEN);
+}
+
 /* Makes the whole batch, then stores it a statement of codes at a time in
  * the order of their lookup keys, then its audit row: one transaction. The
  * keys are random, so in the order made each new key would descend to
@@ -125,16 +146,15 @@ static int by_lookup_key(const void *a, const void *b)
  * their ids). */
 static const redeem_failure_t *store_batch(redeem_call_t *call, const generate_request_t *req,
                                            const char *batch_id, const char *target,
-                                           listing_t *listing, redeem_rows_t *stored)
+                                           const batch_room_t *room, listing_t *listing,
+                                           redeem_rows_t *stored)
 {
     request_rec *r = call->r;
     apr_size_t count = (apr_size_t)req->count;
-    unsigned char *all_hashes = apr_palloc(r->pool, count * REDEEM_CODE_HASH_LEN);
-    unsigned char *all_sealed = apr_palloc(r->pool, count * REDEEM_CODE_SEALED_LEN);
-    char *all_symbols = apr_palloc(r->pool, count * REDEEM_CODE_SYMBOLS);
-    code_place_t *places = apr_palloc(r->pool, count * sizeof *places);
-    unsigned char *hashes = apr_palloc(r->pool, CODES_PER_STATEMENT * REDEEM_CODE_HASH_LEN);
-    unsigned char *sealed = apr_palloc(r->pool, CODES_PER_STATEMENT * REDEEM_CODE_SEALED_LEN);
+    unsigned char *all_hashes = room->hashes, *all_sealed = room->sealed;
+    char *all_symbols = room->symbols;
+    code_place_t *places = room->places;
+    unsigned char *hashes = room->sent_hashes, *sealed = room->sent_sealed;
     redeem_code_batch_t codes;
     if (redeem_code_batch_begin(&codes, &call->conf->code_keys) != 0)
         return crypto_failed(r);
@@ -217,13 +237,15 @@ const redeem_failure_t *redeem_handle_generate_codes(redeem_call_t *call)
      * 10 million codes): the whole batch was rolled back, so it is made
      * anew. */
     listing.text = apr_palloc(r->pool, listing_room(req.count));
+    batch_room_t room;
+    batch_room_make(r->pool, req.count, &room);
     for (int attempt = 1;; attempt++) {
         /* A batch is a long transaction: from now, RedeemDBTimeout and
          * 100 us a code (100,000 codes take 2 to 4 s on a busy 2-core
          * machine). */
         redeem_db_allow(call->db, apr_time_from_msec(call->conf->db_timeout_ms) +
                                       (apr_interval_time_t)req.count * 100);
-        failure = store_batch(call, &req, batch_id, target, &listing, &stored);
+        failure = store_batch(call, &req, batch_id, target, &room, &listing, &stored);
         if (failure != &redeem_failure_key_taken)
             break;
         if (attempt == BATCH_ATTEMPTS) {
