@@ -673,8 +673,9 @@ const redeem_failure_t *redeem_db_pipeline_send(redeem_db_t *db, redeem_stmt_e i
 {
     const redeem_stmt_t *stmt = &redeem_statements[id];
     const char *label = apr_pstrcat(db->r->pool, "redeem_", stmt->name, NULL);
-    /* Sent whole before the caller goes on: while the server runs this one,
-     * the caller makes the next. */
+    /* Sent whole before the caller goes on (the parameters copied into
+     * libpq's buffer): while the server runs this one, the caller gathers
+     * the next. */
     outcome_e outcome = PQsendQueryPrepared(db->pg, label, stmt->nargs, args, lengths, binary, 0)
                             ? flush_all(db->pg, db->deadline)
                             : (PQstatus(db->pg) == CONNECTION_OK ? EXCHANGE_FAILED : EXCHANGE_LOST);

@@ -73,7 +73,7 @@ static const redeem_failure_t *read_generate_request(request_rec *r, generate_re
 _Static_assert(REDEEM_CODE_HASH_LEN == 32 && REDEEM_CODE_SEALED_LEN == 52,
                "SQL_CODES_INSERT cuts the byte strings into values of 32 and 52 bytes");
 
-/* The response's "codes" array as JSON text, written as the codes are made:
+/* The response's "codes" array as JSON text, written as the codes are sent:
  * the symbols need no escaping. */
 typedef struct {
     char *text, *end;
