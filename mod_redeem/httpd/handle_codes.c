@@ -136,43 +136,46 @@ static void batch_room_make(apr_pool_t *p, int count, batch_room_t *room)
     room->sent_sealed = apr_palloc(p, CODES_PER_STATEMENT * REDEEM_CODE_SEALED_LEN);
 }
 
+/* Makes count codes into room and sorts their places by lookup key; 0, or
+ * -1 when the CSPRNG or AES-GCM fails. The keys are random, so in the order
+ * made each new key would descend to another leaf of the unique index,
+ * anywhere in it; in key order the descents sweep the index once, each
+ * leaf's new keys one after another while it is at hand. */
+static int make_batch(const redeem_code_keys_t *keys, int count, const batch_room_t *room)
+{
+    redeem_code_batch_t codes;
+    if (redeem_code_batch_begin(&codes, keys) != 0)
+        return -1;
+    int made = 0;
+    for (; made < count; made++) {
+        apr_size_t at = (apr_size_t)made;
+        unsigned char *hash = room->hashes + at * REDEEM_CODE_HASH_LEN;
+        if (redeem_code_batch_next(&codes, room->symbols + at * REDEEM_CODE_SYMBOLS, hash,
+                                   room->sealed + at * REDEEM_CODE_SEALED_LEN) != 0)
+            break;
+        room->places[made].key = redeem_code_lookup_order(hash);
+        room->places[made].index = made;
+    }
+    redeem_code_batch_end(&codes);
+    if (made < count)
+        return -1;
+    qsort(room->places, (apr_size_t)count, sizeof *room->places, by_lookup_key);
+    return 0;
+}
+
 /* Makes the whole batch, then stores it a statement of codes at a time in
- * the order of their lookup keys, then its audit row: one transaction. The
- * keys are random, so in the order made each new key would descend to
- * another leaf of the unique index, anywhere in it; in key order the
- * descents sweep the index once, each leaf's new keys one after another
- * while it is at hand. *stored: the audit statement's row; listing: room
- * for the batch's codes (listing_room), filled in the order stored (of
- * their ids). */
+ * the order of their lookup keys, then its audit row: one transaction.
+ * *stored: the audit statement's row; listing: room for the batch's codes
+ * (listing_room), filled in the order stored (of their ids). */
 static const redeem_failure_t *store_batch(redeem_call_t *call, const generate_request_t *req,
                                            const char *batch_id, const char *target,
                                            const batch_room_t *room, listing_t *listing,
                                            redeem_rows_t *stored)
 {
     request_rec *r = call->r;
-    apr_size_t count = (apr_size_t)req->count;
-    unsigned char *all_hashes = room->hashes, *all_sealed = room->sealed;
-    char *all_symbols = room->symbols;
-    code_place_t *places = room->places;
+    if (make_batch(&call->conf->code_keys, req->count, room) != 0)
+        return crypto_failed(r);
     unsigned char *hashes = room->sent_hashes, *sealed = room->sent_sealed;
-    redeem_code_batch_t codes;
-    if (redeem_code_batch_begin(&codes, &call->conf->code_keys) != 0)
-        return crypto_failed(r);
-    int made = 0;
-    for (; made < req->count; made++) {
-        unsigned char *hash = all_hashes + (apr_size_t)made * REDEEM_CODE_HASH_LEN;
-        if (redeem_code_batch_next(&codes, all_symbols + (apr_size_t)made * REDEEM_CODE_SYMBOLS,
-                                   hash,
-                                   all_sealed + (apr_size_t)made * REDEEM_CODE_SEALED_LEN) != 0)
-            break;
-        places[made].key = redeem_code_lookup_order(hash);
-        places[made].index = made;
-    }
-    redeem_code_batch_end(&codes);
-    if (made < req->count)
-        return crypto_failed(r);
-    qsort(places, count, sizeof *places, by_lookup_key);
-
     const char *args[CODES_INSERT_NARGS] = {
         [ARG_CODES_INSERT_BATCH_ID] = batch_id,
         [ARG_CODES_INSERT_MONTHS] = apr_itoa(r->pool, req->months),
@@ -189,12 +192,12 @@ static const redeem_failure_t *store_batch(redeem_call_t *call, const generate_r
     for (int done = 0, n; !failure && done < req->count; done += n) {
         n = req->count - done < CODES_PER_STATEMENT ? req->count - done : CODES_PER_STATEMENT;
         for (int i = 0; i < n; i++) {
-            apr_size_t from = (apr_size_t)places[done + i].index;
+            apr_size_t from = (apr_size_t)room->places[done + i].index;
             memcpy(hashes + (apr_size_t)i * REDEEM_CODE_HASH_LEN,
-                   all_hashes + from * REDEEM_CODE_HASH_LEN, REDEEM_CODE_HASH_LEN);
+                   room->hashes + from * REDEEM_CODE_HASH_LEN, REDEEM_CODE_HASH_LEN);
             memcpy(sealed + (apr_size_t)i * REDEEM_CODE_SEALED_LEN,
-                   all_sealed + from * REDEEM_CODE_SEALED_LEN, REDEEM_CODE_SEALED_LEN);
-            listing_add(listing, all_symbols + from * REDEEM_CODE_SYMBOLS);
+                   room->sealed + from * REDEEM_CODE_SEALED_LEN, REDEEM_CODE_SEALED_LEN);
+            listing_add(listing, room->symbols + from * REDEEM_CODE_SYMBOLS);
         }
         lengths[ARG_CODES_INSERT_HASHES] = n * REDEEM_CODE_HASH_LEN;
         lengths[ARG_CODES_INSERT_SEALED] = n * REDEEM_CODE_SEALED_LEN;
@@ -236,7 +239,7 @@ const redeem_failure_t *redeem_handle_generate_codes(redeem_call_t *call)
      * new code may share with a stored one (odds about 3 in a million over
      * 10 million codes): the whole batch was rolled back, so it is made
      * anew. */
-    listing.text = apr_palloc(r->pool, listing_room(req.count));
+    listing.text = listing.end = apr_palloc(r->pool, listing_room(req.count));
     batch_room_t room;
     batch_room_make(r->pool, req.count, &room);
     for (int attempt = 1;; attempt++) {
