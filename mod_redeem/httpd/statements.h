@@ -111,8 +111,8 @@ enum { COL_ADMIN_ID, ADMIN_NCOLS };
 #define SQL_PING "SELECT 1"
 
 /* ---- Codes. A batch is stored by several statements in one transaction
- * (redeem_db_pipeline_*): a chunk of codes each, sent while the next chunk
- * is generated, then the batch's audit row; all or nothing. A chunk's hashes
+ * (redeem_db_pipeline_*): a chunk of codes each, the whole batch made and
+ * sorted by lookup key first, then the batch's audit row; all or nothing. A chunk's hashes
  * and sealed codes come as two bytea parameters in binary, each the chunk's
  * values of 32 and 52 bytes end to end: no hex to encode or decode, and one
  * value each instead of thousands. A byte string of another length leaves a
