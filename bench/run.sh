@@ -159,7 +159,7 @@ mkdir -p "$work" "$work/pgbench"
 # hashes is a descent over gigabytes of shared memory, and with 4 kB pages
 # each one pays TLB misses and, in a backend new to those pages, page faults:
 # 100,000 codes into 10 million took 4.5-5.4 s with them and 2.1-2.8 s in
-# huge pages (README, Performance). The pages are reserved before PostgreSQL
+# huge pages (docs/performance.md). The pages are reserved before PostgreSQL
 # starts (it asks for the exact number it needs: shared_memory_size_in_huge_pages)
 # and given back when it stops at the end.
 hugepages_before=
@@ -563,7 +563,7 @@ redeem_run() {
 # triggers the statement touches, the plans of its first runs), which at 12
 # connections a child cost the first runs a p99 of 130-190 ms against 14-20
 # ms once warm; a warm-up of /api/profile, which makes every connection
-# ready but redeems nothing, did not help (README, Performance).
+# ready but redeems nothing, did not help (docs/performance.md).
 warm_redeem() { redeem_run warm_redeem "$1" $((conns * 4)); }
 
 # in_turn I CMD...: the commands one after the other, rotated by I, so that
