@@ -551,9 +551,36 @@ redeem_run() {
   local limit=$(($(wc -l <"$codes_file") - api_next)) enough
   enough=$(calc "$redeem_rate * $secs * 3 + 4000")
   [ "$limit" -le "$enough" ] || limit=$enough
+  # The row's runs are also timed inside httpd (server_time).
+  local log="" from=0
+  if [ "$1" = redeem ]; then
+    log=$work/main/access.log
+    [ -n "$key_prefix" ] && log=$work/twin/access.log
+    from=$(wc -l <"$log")
+  fi
   wrk_run "$1" "$2" "$c" redeem - BENCH_CODES="$codes_file" BENCH_OFFSET="$api_next" BENCH_LIMIT="$limit"
   api_next=$((api_next + wrk_used))
   if [ "$c" = "$conns" ]; then redeem_rate=$(calc "$last_rps"); fi
+  [ -z "$log" ] || server_time "$log" "$from" "${key_prefix}redeem_server"
+}
+
+# server_time LOG FROM KEY: the p50, p99 and p99.9 (ms) of the time httpd
+# itself took for the POST /redeem lines of its access log after line FROM
+# (%D: from the request line read to the response sent), appended to
+# $work/KEY.txt. Against wrk's figures of the same run they tell what is
+# httpd's and PostgreSQL's from what is the client's side of the loopback
+# and the scheduling of both ends (docs/performance.md).
+server_time() {
+  tail -n +"$(($2 + 1))" "$1" | awk '$3 == "/redeem" { print $(NF - 1) }' | sort -n |
+    awk '{ v[NR] = $1 } END { if (NR) printf "%.2f %.2f %.2f\n", v[int((NR - 1) * 0.5) + 1] / 1000,
+         v[int((NR - 1) * 0.99) + 1] / 1000, v[int((NR - 1) * 0.999) + 1] / 1000 }' >>"$work/$3.txt"
+}
+# server_time_fact KEY: the medians of server_time's runs, as a fact.
+server_time_fact() {
+  [ -s "$work/$1.txt" ] || return 0
+  fact "$1" "$(perl -ane 'push @{$c[$_]}, $F[$_] for 0 .. 2;
+    END { my @m = map { my @s = sort { $a <=> $b } @$_; $s[$#s / 2] } @c;
+          printf "p50 %.1f ms, p99 %.1f ms, p99.9 %.1f ms (medians of %d runs)", @m, scalar @{$c[0]} }' "$work/$1.txt")"
 }
 
 # warm_redeem PORT: one run of /redeem at four times the connections, not
@@ -662,9 +689,12 @@ if want redeem; then
   redeem_ready
   [ "$twin" = 1 ] && on_twin redeem_ready
   say "POST /redeem vs pgbench of SQL_REDEEM, $conns connections, $repeat x ${secs}s in turn"
+  rm -f "$work/redeem_server.txt" "$work/small_redeem_server.txt"
   for i in $(seq "$repeat"); do
     both "$i" 'pgbench_run pg_redeem redeem' 'redeem_run redeem "$port"' 'pgbench_run pg_pair pair'
   done
+  server_time_fact redeem_server
+  [ "$twin" = 1 ] && server_time_fact small_redeem_server
   if [ "${BENCH_PERF:-0}" = 1 ]; then
     perf_during redeem
     redeem_run perf_redeem "$port"

@@ -255,6 +255,9 @@ push @notes, "audit: $facts{audit}" if $facts{audit};
 push @notes, "audit of the twin: $facts{small_audit}" if $facts{small_audit};
 push @notes, "pgbench redemptions whose outcome was not success (codes ran out): $facts{pg_not_success}"
   if $facts{pg_not_success};
+push @notes, "POST /redeem inside httpd (the access log's %D, from its request line read to its response sent), "
+  . "$o{conns} connections: $facts{redeem_server}" if $facts{redeem_server};
+push @notes, "POST /redeem inside the twin's httpd: $facts{small_redeem_server}" if $facts{small_redeem_server};
 push @notes, "fill: $facts{fill}" if $facts{fill};
 push @notes, "user reads of the GET phase: $facts{user_reads}" if $facts{user_reads};
 if ($m{roundtrip}) {
