@@ -486,6 +486,7 @@ static const redeem_failure_t *make_ready(redeem_db_t *db)
             failure = prepare_statements(db, leftovers);
         if (!failure) {
             db->conn->backend_pid = pid;
+            redeem_shared_count(redeem_conf(db->r)->shared, REDEEM_COUNTER_DB_BACKENDS_READIED);
             return NULL;
         }
         /* Lost while setting up (nothing was written): once more, on a new one. */

@@ -106,6 +106,10 @@ static const struct {
      REDEEM_COUNTER_DB_RECONNECTS, 0},
     {"redeem_db_statement_retries_total", "Statements prepared afresh and run again",
      REDEEM_COUNTER_DB_RETRIES, 0},
+    {"redeem_db_backends_readied_total",
+     "Database backends readied at their first use (schema checked, statements prepared); "
+     "the request that readies one also pays that backend's first statements",
+     REDEEM_COUNTER_DB_BACKENDS_READIED, 0},
     {"redeem_hashing_waits_total", "Password hashes that waited for a free slot",
      REDEEM_COUNTER_HASH_WAITS, 0},
     {"redeem_hashing_busy_total", "Password hashes refused with 503: no slot in time",

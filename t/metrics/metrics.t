@@ -126,7 +126,32 @@ metric('redeem_db_acquires_total') >= 1 or die 'acquires';
 
 
 
-=== TEST 7: a 429 is counted under its scope
+=== TEST 7: a backend readied for the module is counted once: every pooled backend killed, one request readies exactly one
+--- login: rita
+--- request
+GET /api/profile
+--- error_code: 200
+--- check_eval
+my $before = metric('redeem_db_backends_readied_total');
+$before >= 1 or die "no backend counted after a profile: $before";
+my $pids = sql(q{SELECT string_agg(pid::text, ',') FROM pg_stat_activity
+                 WHERE datname = current_database() AND usename = 'redeem_app'});
+$pids or die 'no pooled backend to kill';
+sql("SELECT count(pg_terminate_backend(pid)) FROM unnest('{$pids}'::int[]) AS pid");
+# Terminating only signals a backend: wait until every one has gone.
+for (my $left = 1, my $tries = 0; $left; $tries++) {
+    die 'killed backends still alive after 10 s' if $tries > 200;
+    Time::HiRes::sleep(0.05);
+    $left = sql("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY('{$pids}'::int[])");
+}
+my $res = api_request('GET', '/api/profile', undef, 'Authorization: Bearer ' . user_token('rita'));
+$res->{status} == 200 or die "profile after the kill: $res->{status}";
+my $after = metric('redeem_db_backends_readied_total');
+$after == $before + 1 or die "readied before $before, after $after: one request, one new backend";
+
+
+
+=== TEST 8: a 429 is counted under its scope
 --- config eval
 "$CONF\nRedeemRateLimit register-ip 1 60\n"
 --- request
@@ -141,7 +166,7 @@ metric('redeem_rate_limited_total', 'scope="register-ip"') == 1 or die 'counted'
 
 
 
-=== TEST 8: a graceful restart keeps the counters
+=== TEST 9: a graceful restart keeps the counters
 --- config eval
 "$CONF\nRedeemRateLimit register-ip 1 60\n"
 --- request
@@ -156,7 +181,7 @@ metric('redeem_rate_limited_total', 'scope="register-ip"') == 1 or die 'the 429 
 
 
 
-=== TEST 9: the Server banner names the module and its version; the start-up line too
+=== TEST 10: the Server banner names the module and its version; the start-up line too
 --- request
 GET /api/health
 --- error_code: 200
@@ -173,7 +198,7 @@ grep { /RDM0008: mod_redeem\/\Q$version\E \(jansson [\d.]+, OpenSSL [\d.]+.*, li
 
 
 
-=== TEST 10: without SetHandler, no metrics: /metrics elsewhere is the API's own 404
+=== TEST 11: without SetHandler, no metrics: /metrics elsewhere is the API's own 404
 --- config
 --- request
 GET /metrics
