@@ -265,6 +265,10 @@ if ($m{roundtrip}) {
       . '/api/profile %s, /api/subscription %s', pct(share('profile', 'roundtrip')),
       pct(share('subscription', 'roundtrip'));
 }
+for my $k (sort grep { /^(small_)?warm_\d+$/ } keys %facts) {
+    push @notes, sprintf 'warm-up of the httpd on port %s%s: %s', $k =~ s/^(small_)?warm_//r,
+      ($k =~ /^small_/ ? ' (twin)' : ''), $facts{$k};
+}
 for my $k (sort grep { /^errors_/ } keys %facts) {
     push @notes, sprintf 'errors of %s, %s', $k =~ s/^errors_//r, $facts{$k};
 }
