@@ -613,6 +613,7 @@ warm_redeem() {
     before=$ready
     redeem_run warm_redeem "$1" $((conns * 4))
     ready=$(counter redeem_db_backends_readied_total "$1")
+    ready=${ready:-0}
     if [ -n "$size" ]; then
       [ "$ready" -ge "$size" ] && break
     elif [ "$tries" -gt 1 ] && [ "$ready" = "$before" ]; then
