@@ -405,7 +405,6 @@ fi
 # ---- Samples: "key rps p50_ms p99_ms errors requests" per short run.
 sample() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$samples"; }
 
-# wrk_run KEY PORT CONNECTIONS MODE PATH [VAR=VALUE ...]; sets $wrk_used.
 # counter NAME [PORT]: one of the module's counters on the httpd of PORT (the
 # main one's by default).
 counter() {
@@ -414,6 +413,7 @@ counter() {
   curl -sf "$url/bench/metrics" | awk -v n="$1" '$1 == n { print $2 }'
 }
 
+# wrk_run KEY PORT CONNECTIONS MODE PATH [VAR=VALUE ...]; sets $wrk_used.
 wrk_run() {
   local key=$key_prefix$1 p=$2 c=$3 mode=$4 path=$5 out line
   shift 5
