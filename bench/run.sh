@@ -560,36 +560,49 @@ redeem_run() {
   local limit=$(($(wc -l <"$codes_file") - api_next)) enough
   enough=$(calc "$redeem_rate * $secs * 3 + 4000")
   [ "$limit" -le "$enough" ] || limit=$enough
-  # The row's runs are also timed inside httpd (server_time).
-  local log="" from=0
+  # The row's runs are also timed inside httpd (server_time), with the
+  # time their requests waited for one of their child's pooled connections.
+  local log="" from=0 waited0 acquires0 waited1 acquires1
   if [ "$1" = redeem ]; then
     log=$work/main/access.log
     [ -n "$key_prefix" ] && log=$work/twin/access.log
     from=$(wc -l <"$log")
+    waited0=$(counter redeem_db_acquire_wait_seconds_total "$2") acquires0=$(counter redeem_db_acquires_total "$2")
   fi
   wrk_run "$1" "$2" "$c" redeem - BENCH_CODES="$codes_file" BENCH_OFFSET="$api_next" BENCH_LIMIT="$limit"
   api_next=$((api_next + wrk_used))
   if [ "$c" = "$conns" ]; then redeem_rate=$(calc "$last_rps"); fi
-  [ -z "$log" ] || server_time "$log" "$from" "${key_prefix}redeem_server"
+  [ -z "$log" ] && return 0
+  waited1=$(counter redeem_db_acquire_wait_seconds_total "$2") acquires1=$(counter redeem_db_acquires_total "$2")
+  server_time "$log" "$from" "${key_prefix}redeem_server" \
+    "$(calc "(${waited1:-0} - ${waited0:-0}) * 1000 / ((${acquires1:-0} - ${acquires0:-0}) || 1)" 2)"
 }
 
-# server_time LOG FROM KEY: the p50, p99 and p99.9 (ms) of the time httpd
-# itself took for the POST /redeem lines of its access log after line FROM
-# (%D: from the request line read to the response sent), appended to
-# $work/KEY.txt. Against wrk's figures of the same run they tell what is
-# httpd's and PostgreSQL's from what is the client's side of the loopback
-# and the scheduling of both ends (docs/performance.md).
+# server_time LOG FROM KEY WAIT: the p50, p99 and p99.9 (ms) of the time
+# httpd itself took for the POST /redeem lines of its access log after line
+# FROM (%D: from the request line read to the response sent), the share of
+# them the busiest child served (%P), and WAIT (the mean ms a request waited
+# for a pooled connection), appended to $work/KEY.txt. Against wrk's figures
+# of the same run they tell what is httpd's and PostgreSQL's from what is the
+# client's side of the loopback and the scheduling of both ends; the share
+# and the wait show a run whose connections crowded into one child, which
+# then has more busy connections than database connections
+# (docs/performance.md).
 server_time() {
-  tail -n +"$(($2 + 1))" "$1" | awk '$3 == "/redeem" { print $(NF - 1) }' | sort -n |
-    awk '{ v[NR] = $1 } END { if (NR) printf "%.2f %.2f %.2f\n", v[int((NR - 1) * 0.5) + 1] / 1000,
-         v[int((NR - 1) * 0.99) + 1] / 1000, v[int((NR - 1) * 0.999) + 1] / 1000 }' >>"$work/$3.txt"
+  tail -n +"$(($2 + 1))" "$1" | awk '$3 == "/redeem" { print $(NF - 1), $NF }' | sort -n |
+    awk -v wait="$4" '{ v[NR] = $1; n[$2]++ } END { if (!NR) exit; for (p in n) if (n[p] > top) top = n[p];
+         printf "%.2f %.2f %.2f %.0f %s\n", v[int((NR - 1) * 0.5) + 1] / 1000, v[int((NR - 1) * 0.99) + 1] / 1000,
+         v[int((NR - 1) * 0.999) + 1] / 1000, 100 * top / NR, wait }' >>"$work/$3.txt"
 }
-# server_time_fact KEY: the medians of server_time's runs, as a fact.
+# server_time_fact KEY: the medians of server_time's runs and each run's
+# figures, as a fact.
 server_time_fact() {
   [ -s "$work/$1.txt" ] || return 0
-  fact "$1" "$(perl -ane 'push @{$c[$_]}, $F[$_] for 0 .. 2;
+  fact "$1" "$(perl -ane 'push @{$c[$_]}, $F[$_] for 0 .. 2; push @runs, sprintf "%.1f ms, %d%%, %.2f ms", @F[1, 3, 4];
     END { my @m = map { my @s = sort { $a <=> $b } @$_; $s[$#s / 2] } @c;
-          printf "p50 %.1f ms, p99 %.1f ms, p99.9 %.1f ms (medians of %d runs)", @m, scalar @{$c[0]} }' "$work/$1.txt")"
+          printf "p50 %.1f ms, p99 %.1f ms, p99.9 %.1f ms (medians of %d runs); each run\x27s p99 inside httpd, "
+            . "the busiest child\x27s share of its requests and their mean wait for a pooled connection: %s",
+            @m, scalar @{$c[0]}, join "; ", @runs }' "$work/$1.txt")"
 }
 
 # warm_redeem PORT: runs of /redeem at four times the connections, not

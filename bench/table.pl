@@ -162,7 +162,8 @@ if (my $children = $facts{mem_children}) {
 
 push @lines, '| **ceilings and references** | | | | | | | | |';
 row(key => 'pg_redeem', label => "pgbench: SQL_REDEEM (prepared, $c clients)");
-row(key => 'pg_pair', label => "pgbench: SQL_USER_BY_ID + SQL_REDEEM (what /redeem runs)");
+# /redeem's two round trips before its statement checked the user itself.
+row(key => 'pg_pair', label => "pgbench: SQL_USER_BY_ID, then SQL_REDEEM (two round trips; /redeem makes one)");
 row(key => 'pg_user', label => "pgbench: SQL_USERS_BY_ID, one user (what /api/profile runs alone)");
 row(key => 'trivial', label => "trivial handler, same httpd ($c conn)");
 # The floor of a read per request (bench/mod_bench_trivial.c): what one
