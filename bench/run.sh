@@ -430,7 +430,7 @@ wrk_run() {
   local errors=$((v[connect] + v[read] + v[write] + v[status] + v[timeout]))
   sample "$key" "${v[rps]}" "${v[p50_ms]}" "${v[p99_ms]}" "$errors" "${v[requests]}"
   wrk_used=$((v[used] * t))
-  last_rps=${v[rps]}
+  last_rps=${v[rps]} last_p99=${v[p99_ms]}
   local detail=""
   if [ "$errors" -gt 0 ]; then
     detail=" (connect ${v[connect]}, read ${v[read]}, write ${v[write]}, status>=400 ${v[status]}, timeout ${v[timeout]})"
@@ -575,14 +575,15 @@ redeem_run() {
   [ -z "$log" ] && return 0
   waited1=$(counter redeem_db_acquire_wait_seconds_total "$2") acquires1=$(counter redeem_db_acquires_total "$2")
   server_time "$log" "$from" "${key_prefix}redeem_server" \
-    "$(calc "(${waited1:-0} - ${waited0:-0}) * 1000 / ((${acquires1:-0} - ${acquires0:-0}) || 1)" 2)"
+    "$(calc "(${waited1:-0} - ${waited0:-0}) * 1000 / ((${acquires1:-0} - ${acquires0:-0}) || 1)" 2)" "$last_p99"
 }
 
-# server_time LOG FROM KEY WAIT: the p50, p99 and p99.9 (ms) of the time
-# httpd itself took for the POST /redeem lines of its access log after line
-# FROM (%D: from the request line read to the response sent), the share of
-# them the busiest child served (%P), and WAIT (the mean ms a request waited
-# for a pooled connection), appended to $work/KEY.txt. Against wrk's figures
+# server_time LOG FROM KEY WAIT WRK_P99: the p50, p99 and p99.9 (ms) of the
+# time httpd itself took for the POST /redeem lines of its access log after
+# line FROM (%D: from the request line read to the response sent), the share
+# of them the busiest child served (%P), WAIT (the mean ms a request waited
+# for a pooled connection) and wrk's p99 of the run, appended to
+# $work/KEY.txt. Against wrk's figures
 # of the same run they tell what is httpd's and PostgreSQL's from what is the
 # client's side of the loopback and the scheduling of both ends; the share
 # and the wait show a run whose connections crowded into one child, which
@@ -590,18 +591,18 @@ redeem_run() {
 # (docs/performance.md).
 server_time() {
   tail -n +"$(($2 + 1))" "$1" | awk '$3 == "/redeem" { print $(NF - 1), $NF }' | sort -n |
-    awk -v wait="$4" '{ v[NR] = $1; n[$2]++ } END { if (!NR) exit; for (p in n) if (n[p] > top) top = n[p];
-         printf "%.2f %.2f %.2f %.0f %s\n", v[int((NR - 1) * 0.5) + 1] / 1000, v[int((NR - 1) * 0.99) + 1] / 1000,
-         v[int((NR - 1) * 0.999) + 1] / 1000, 100 * top / NR, wait }' >>"$work/$3.txt"
+    awk -v wait="$4" -v client="$5" '{ v[NR] = $1; n[$2]++ } END { if (!NR) exit; for (p in n) if (n[p] > top) top = n[p];
+         printf "%.2f %.2f %.2f %.0f %s %s\n", v[int((NR - 1) * 0.5) + 1] / 1000, v[int((NR - 1) * 0.99) + 1] / 1000,
+         v[int((NR - 1) * 0.999) + 1] / 1000, 100 * top / NR, wait, client }' >>"$work/$3.txt"
 }
 # server_time_fact KEY: the medians of server_time's runs and each run's
 # figures, as a fact.
 server_time_fact() {
   [ -s "$work/$1.txt" ] || return 0
-  fact "$1" "$(perl -ane 'push @{$c[$_]}, $F[$_] for 0 .. 2; push @runs, sprintf "%.1f ms, %d%%, %.2f ms", @F[1, 3, 4];
+  fact "$1" "$(perl -ane 'push @{$c[$_]}, $F[$_] for 0 .. 2; push @runs, sprintf "%.1f/%.1f ms, %d%%, %.2f ms", @F[5, 1, 3, 4];
     END { my @m = map { my @s = sort { $a <=> $b } @$_; $s[$#s / 2] } @c;
-          printf "p50 %.1f ms, p99 %.1f ms, p99.9 %.1f ms (medians of %d runs); each run\x27s p99 inside httpd, "
-            . "the busiest child\x27s share of its requests and their mean wait for a pooled connection: %s",
+          printf "p50 %.1f ms, p99 %.1f ms, p99.9 %.1f ms (medians of %d runs); each run\x27s p99 at wrk/inside httpd, "
+            . "the busiest child\x27s share of its requests, and their mean wait for a pooled connection: %s",
             @m, scalar @{$c[0]}, join "; ", @runs }' "$work/$1.txt")"
 }
 
