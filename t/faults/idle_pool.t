@@ -13,16 +13,14 @@
 use lib 't/lib';
 use Test::Redeem;
 
+# One child with one pooled connection.
 our $POOL = <<'CONF';
 StartServers 1
 ServerLimit 1
-ThreadsPerChild 5
-MaxRequestWorkers 5
-MinSpareThreads 1
-MaxSpareThreads 5
+MaxRequestWorkers 25
 DBDMin 1
-DBDMax 1
 DBDKeep 1
+DBDMax 1
 CONF
 
 our $IDLE = 2.5;    # seconds: longer than the one-second expiry of TEST 2
