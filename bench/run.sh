@@ -583,12 +583,11 @@ redeem_run() {
 # line FROM (%D: from the request line read to the response sent), the share
 # of them the busiest child served (%P), WAIT (the mean ms a request waited
 # for a pooled connection) and wrk's p99 of the run, appended to
-# $work/KEY.txt. Against wrk's figures
-# of the same run they tell what is httpd's and PostgreSQL's from what is the
-# client's side of the loopback and the scheduling of both ends; the share
-# and the wait show a run whose connections crowded into one child, which
-# then has more busy connections than database connections
-# (docs/performance.md).
+# $work/KEY.txt. Against wrk's figures of the same run they tell what is
+# httpd's and PostgreSQL's from what is the client's side of the loopback
+# and the scheduling of both ends; the share and the wait show a run whose
+# connections crowded into one child, which then has more busy connections
+# than database connections (docs/performance.md).
 server_time() {
   tail -n +"$(($2 + 1))" "$1" | awk '$3 == "/redeem" { print $(NF - 1), $NF }' | sort -n |
     awk -v wait="$4" -v client="$5" '{ v[NR] = $1; n[$2]++ } END { if (!NR) exit; for (p in n) if (n[p] > top) top = n[p];
