@@ -617,7 +617,10 @@ server_time_fact() {
 # redeem_db_backends_readied_total against the pool's size): a child that had
 # few of a run's connections leaves some of its pooled connections unused,
 # and their first use in a measured run is slow (74-139 ms p99s in such
-# runs). Where the pool's size is unknown, until a run readies none.
+# runs). The counter also counts a backend opened anew for a pooled
+# connection (a reconnect), so it equals first uses only where none is
+# reopened: the settings measured keep every connection (DBDExptime 0).
+# Where the pool's size is unknown, until a run readies none.
 warm_redeem() {
   local ready before tries size
   size=$(pool_size "$1")
