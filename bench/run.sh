@@ -605,7 +605,7 @@ server_time_fact() {
             @m, scalar @{$c[0]}, join "; ", @runs }' "$work/$1.txt")"
 }
 
-# warm_redeem PORT: runs of /redeem at four times the connections, not
+# warm_redeem PORT PHASE: runs of /redeem at four times the connections, not
 # measured (its sample is named warm_redeem and no table row reads it): the
 # first redemptions on each pooled connection of a freshly started httpd are
 # slow in PostgreSQL (a new backend's caches of the tables, partitions and
@@ -636,7 +636,9 @@ warm_redeem() {
       break
     fi
   done
-  fact "${key_prefix}warm_$1" "$ready backends readied (of ${size:-?} pooled) after $tries warm-up runs"
+  # Keyed by phase too: the main httpd is warmed before the redeem phase and
+  # again before the limits phase, and each warm-up is worth its own line.
+  fact "${key_prefix}warm_$2_$1" "$ready backends readied (of ${size:-?} pooled) after $tries warm-up runs"
 }
 
 # pool_size PORT: the database connections the httpd serving PORT pools, its
@@ -744,7 +746,7 @@ if want redeem; then
   redeem_ready() {
     topup_pg_codes $((repeat * 2 * secs * pg_rate * 3 / 2))
     ensure_codes $((redeem_rate * (repeat + 2)))
-    warm_redeem "$port"
+    warm_redeem "$port" redeem
     psql -XqAt -d "$db" -c "VACUUM ANALYZE redeem_codes" >/dev/null
   }
   say "POST /redeem: the connections of each freshly started httpd warmed ($((conns * 4)) connections, ${secs}s, not measured)"
@@ -813,7 +815,7 @@ if want limits; then
   start_httpd redis_tcp "$redis_tcp_port" redis_tcp
   ensure_codes $((redeem_rate * (limits_repeat * 4 + 8)))
   say "POST /redeem: the connections of each httpd warmed ($((conns * 4)) connections, ${secs}s, not measured)"
-  for p in "$port" "$off_port" "$redis_port" "$redis_tcp_port"; do warm_redeem "$p"; done
+  for p in "$port" "$off_port" "$redis_port" "$redis_tcp_port"; do warm_redeem "$p" limits; done
   psql -XqAt -d "$db" -c "VACUUM ANALYZE redeem_codes" >/dev/null
   say "POST /redeem: limits off vs shm vs Redis (Unix socket, TCP), $conns connections, $limits_repeat x ${secs}s in turn"
   for i in $(seq "$limits_repeat"); do

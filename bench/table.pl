@@ -266,9 +266,13 @@ if ($m{roundtrip}) {
       . '/api/profile %s, /api/subscription %s', pct(share('profile', 'roundtrip')),
       pct(share('subscription', 'roundtrip'));
 }
-for my $k (sort grep { /^(small_)?warm_\d+$/ } keys %facts) {
-    push @notes, sprintf 'warm-up of the httpd on port %s%s: %s', $k =~ s/^(small_)?warm_//r,
-      ($k =~ /^small_/ ? ' (twin)' : ''), $facts{$k};
+# In the order the bench warms them: the redeem phase's, then the limits'.
+my %phase_rank = (redeem => 0, limits => 1);
+my @warm = map { [$_, /^(small_)?warm_(?:(\w+)_)?(\d+)$/] } grep { /^(small_)?warm_(\w+_)?\d+$/ } keys %facts;
+for my $w (sort { ($phase_rank{$a->[2] // ''} // 0) <=> ($phase_rank{$b->[2] // ''} // 0) || $a->[3] <=> $b->[3] } @warm) {
+    my ($k, $small, $phase, $port) = @$w;
+    push @notes, sprintf 'warm-up of the httpd on port %s%s%s: %s', $port, ($small ? ' (twin)' : ''),
+      ($phase ? " before the $phase phase" : ''), $facts{$k};
 }
 for my $k (sort grep { /^errors_/ } keys %facts) {
     push @notes, sprintf 'errors of %s, %s', $k =~ s/^errors_//r, $facts{$k};
