@@ -43,8 +43,9 @@ int redeem_limit_table_valid(const void *mem, size_t bytes);
  * to the key bytes) at now_ms under policy p and fills *v. *evicted (may be
  * NULL) is set to 1 when the key's bucket was full and another live key's
  * state was dropped to make room (that key starts afresh: log it), else 0.
- * Returns 0, or -1 when the table is not formatted, p is invalid, or now_ms is
- * too far past the epoch (17.4 years less the period): then *v is untouched
+ * Returns 0, or -1 when the table is not formatted, p is invalid, now_ms is
+ * too far past the epoch (17.4 years less the period), or the bucket changed
+ * under every one of CHECK_ROUNDS attempts: then *v is untouched
  * and the caller decides (fail open or closed). Lock-free and O(1); it may
  * yield the CPU briefly (up to 2000 sched_yield calls) when it meets another
  * process's unfinished creation of the same key, and clears that claim if the

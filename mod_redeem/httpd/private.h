@@ -88,6 +88,7 @@ typedef enum {
     REDEEM_COUNTER_ENDPOINT_FIRST + REDEEM_ENDPOINTS * REDEEM_ENDPOINT_COUNTERS,
     REDEEM_COUNTER_USER_READ_STATEMENTS, /* ... and the statements that read them */
     REDEEM_COUNTER_DB_BACKENDS_READIED,  /* backends given the schema check and our statements */
+    REDEEM_COUNTER_REDIS_FAILURES,       /* calls to Redis that failed */
     REDEEM_COUNTER_COUNT_
 } redeem_counter_e;
 #define REDEEM_COUNTER_SLOTS 256 /* room reserved, so that new counters keep the layout */

@@ -188,7 +188,8 @@ static int check_table(redeem_server_conf *conf, const redeem_gcra_policy_t *pol
 }
 
 /* This host's table, key by key, up to the first refusal: the number of
- * keys checked, or -1 (a table past its 17-year range). */
+ * keys checked, or -1 (a table past its 17-year range, or a bucket that
+ * other keys kept taking past its bound of rounds). */
 static int check_table_all(redeem_server_conf *conf, const redeem_charge_t *charges,
                            const unsigned char *const *keys, const size_t *lens, int n,
                            redeem_gcra_verdict_t *verdicts)
@@ -202,6 +203,20 @@ static int check_table_all(redeem_server_conf *conf, const redeem_charge_t *char
     return n;
 }
 
+/* Whether this request asks Redis: always while it answers; while it is
+ * down, one request of the whole host a retry interval, the one that moves
+ * the retry time on (the others would each wait for Redis's timeout, or for
+ * a name lookup, at the same moment). */
+static int redis_turn(redeem_shared_t *shared, int64_t now)
+{
+    if (!__atomic_load_n(&shared->redis_down, __ATOMIC_ACQUIRE))
+        return 1;
+    int64_t retry_at = __atomic_load_n(&shared->redis_retry_at, __ATOMIC_RELAXED);
+    return retry_at <= now &&
+           __atomic_compare_exchange_n(&shared->redis_retry_at, &retry_at, now + REDIS_RETRY_MS, 0,
+                                       __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+}
+
 /* Redis while it answers; after a failure, the host's table until the next
  * retry. The outage and the recovery are logged once each, by whichever
  * process sees them first. */
@@ -212,7 +227,7 @@ static int check_redis(request_rec *r, redeem_server_conf *conf, const redeem_ch
     redeem_shared_t *shared = conf->shared;
     int64_t now = redeem_shared_now_ms();
     const char *why = NULL;
-    if (__atomic_load_n(&shared->redis_retry_at, __ATOMIC_RELAXED) <= now) {
+    if (redis_turn(shared, now)) {
         const char *redis_keys[REDEEM_MAX_CHARGES];
         const redeem_gcra_policy_t *policies[REDEEM_MAX_CHARGES];
         for (int i = 0; i < n; i++) {
@@ -229,7 +244,11 @@ static int check_redis(request_rec *r, redeem_server_conf *conf, const redeem_ch
                               conf->store_in_use->redis_url);
             return checked;
         }
-        __atomic_store_n(&shared->redis_retry_at, now + REDIS_RETRY_MS, __ATOMIC_RELAXED);
+        redeem_shared_count(shared, REDEEM_COUNTER_REDIS_FAILURES);
+        /* From the failure's end: a call that timed out took the interval's
+         * start with it. */
+        __atomic_store_n(&shared->redis_retry_at, redeem_shared_now_ms() + REDIS_RETRY_MS,
+                         __ATOMIC_RELAXED);
         if (!__atomic_exchange_n(&shared->redis_down, 1, __ATOMIC_ACQ_REL))
             ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                           RDMNO(0602) "Redis %s failed (%s): rate limits fall back to this "
@@ -293,7 +312,8 @@ const redeem_failure_t *redeem_ratelimit_charge_all(request_rec *r, const redeem
                       ? check_redis(r, conf, active, keys, lens, count, verdicts)
                       : check_table_all(conf, active, keys, lens, count, verdicts);
     if (checked < 0) {
-        /* Only a table past its 17-year range gets here: serve, and say so. */
+        /* A table past its 17-year range, or a bucket whose slots other keys
+         * kept taking for longer than its bound of rounds: serve, and say so. */
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       RDMNO(0605) "rate limit %s could not be checked: request served",
                       scopes[active[0].scope].name);

@@ -6,7 +6,10 @@
  * context per thread at most, reused; a context that failed is dropped. */
 #include "httpd/private.h"
 
+#include <apr_atomic.h>
 #include <apr_reslist.h>
+#include <errno.h>
+#include <stdlib.h>
 #include <hiredis/hiredis.h>
 #include <openssl/sha.h>
 
@@ -18,7 +21,10 @@
  * interval and limit in ms. Mirrors redeem_gcra_step (core/gcra.c) per key:
  * level = how far the TAT runs ahead of now, at most the limit; allowed when
  * level + interval fits the limit. Charges the keys in order and stops at
- * the first refusal, as checking them one by one would. Returns
+ * the first refusal, as checking them one by one would. A refused key whose
+ * TAT runs more than the limit ahead (Redis's clock went back) is pulled in
+ * to now + limit, as redeem_gcra_step does, so that it is refused for one
+ * period at most and not until the clock catches up. Returns
  * {allowed, remaining, retry_after_ms, reset_ms} for each key it checked. */
 static const char gcra_script[] =
     "local t = redis.call('TIME')\n"
@@ -31,6 +37,7 @@ static const char gcra_script[] =
     "  if tat > now then level = math.min(tat - now, limit) end\n"
     "  local nxt = level + interval\n"
     "  if nxt > limit then\n"
+    "    if tat - now > limit then redis.call('PSETEX', KEYS[i], limit, now + limit) end\n"
     "    out[n + 1], out[n + 2], out[n + 3], out[n + 4] = 0, 0, nxt - limit, level\n"
     "    return out\n"
     "  end\n"
@@ -46,7 +53,19 @@ struct redeem_redis {
     const char *host, *socket_path; /* one of them */
     int port, db;
     char script_sha[2 * SHA_DIGEST_LENGTH + 1];
+    /* Bumped when a pooled connection is found closed by Redis (a restart,
+     * its idle timeout): every connection of an older generation is closed
+     * too, unused, since it most likely went the same way. */
+    apr_uint32_t generation;
 };
+
+/* A pooled connection, with the generation it was made in and whether it
+ * has carried a command yet. */
+typedef struct {
+    redisContext *c;
+    apr_uint32_t generation;
+    int used;
+} pooled_t;
 
 static apr_status_t connect_context(void **resource, void *params, apr_pool_t *pool)
 {
@@ -70,7 +89,17 @@ static apr_status_t connect_context(void **resource, void *params, apr_pool_t *p
             return APR_EGENERAL;
         }
     }
-    *resource = c;
+    /* Freed with the connection (the reslist's pool lives as long as the
+     * child, and connections are made again after every failure). */
+    pooled_t *pooled = malloc(sizeof *pooled);
+    if (!pooled) {
+        redisFree(c);
+        return APR_ENOMEM;
+    }
+    pooled->c = c;
+    pooled->generation = apr_atomic_read32(&redis->generation);
+    pooled->used = 0;
+    *resource = pooled;
     return APR_SUCCESS;
 }
 
@@ -78,7 +107,9 @@ static apr_status_t free_context(void *resource, void *params, apr_pool_t *pool)
 {
     (void)params;
     (void)pool;
-    redisFree(resource);
+    pooled_t *pooled = resource;
+    redisFree(pooled->c);
+    free(pooled);
     return APR_SUCCESS;
 }
 
@@ -151,28 +182,70 @@ static int read_verdicts(const redisReply *reply, int n, redeem_gcra_verdict_t *
     return checked;
 }
 
+/* A pooled connection of the current generation: older ones are closed
+ * as they come out of the pool. NULL when none can be made. */
+static pooled_t *acquire_current(redeem_redis_t *redis)
+{
+    void *resource;
+    /* Bounded: each pass closes one old connection, and the pool holds at
+     * most one per thread; past the bound an old one is tried as it is. */
+    for (int tries = 0; tries < 1024; tries++) {
+        if (apr_reslist_acquire(redis->contexts, &resource) != APR_SUCCESS)
+            return NULL;
+        pooled_t *pooled = resource;
+        if (pooled->generation == apr_atomic_read32(&redis->generation))
+            return pooled;
+        apr_reslist_invalidate(redis->contexts, pooled);
+    }
+    return resource;
+}
+
+/* Redis closed this connection before answering (EOF, or a reset or broken
+ * pipe): it restarted, or dropped the connection as idle. Not a timeout: a
+ * Redis that is slow is not asked twice. */
+static int closed_by_server(const redisContext *c, int saved_errno)
+{
+    return c->err == REDIS_ERR_EOF ||
+           (c->err == REDIS_ERR_IO && (saved_errno == ECONNRESET || saved_errno == EPIPE));
+}
+
 int redeem_redis_gcra(redeem_redis_t *redis, apr_pool_t *p, const char *const *keys,
                       const redeem_gcra_policy_t *const *policies, int n,
                       redeem_gcra_verdict_t *verdicts, const char **why)
 {
-    void *resource;
-    if (!redis || apr_reslist_acquire(redis->contexts, &resource) != APR_SUCCESS) {
-        *why = "cannot connect";
-        return -1;
+    for (int attempt = 0;; attempt++) {
+        pooled_t *pooled = redis ? acquire_current(redis) : NULL;
+        if (!pooled) {
+            *why = "cannot connect";
+            return -1;
+        }
+        redisContext *c = pooled->c;
+        errno = 0;
+        redisReply *reply = run_script(redis, c, p, keys, policies, n);
+        int saved_errno = errno;
+        int checked = read_verdicts(reply, n, verdicts);
+        if (checked < 0)
+            *why = c->err                                      ? apr_pstrdup(p, c->errstr)
+                   : reply && reply->type == REDIS_REPLY_ERROR ? apr_pstrdup(p, reply->str)
+                                                               : "unexpected reply";
+        if (reply)
+            freeReplyObject(reply);
+        int was_used = pooled->used;
+        pooled->used = 1;
+        /* A context that failed may be half-way through a reply: never reuse it. */
+        if (checked > 0 && !c->err) {
+            apr_reslist_release(redis->contexts, pooled);
+            return checked;
+        }
+        int stale = was_used && closed_by_server(c, saved_errno);
+        if (stale)
+            apr_atomic_cas32(&redis->generation, pooled->generation + 1, pooled->generation);
+        apr_reslist_invalidate(redis->contexts, pooled);
+        /* A connection that served before and was then closed by Redis says
+         * nothing about Redis now: once more on a new connection. (Had the
+         * script run before the close, the retry charges its keys twice,
+         * which errs on the strict side.) */
+        if (!stale || attempt > 0)
+            return checked;
     }
-    redisContext *c = resource;
-    redisReply *reply = run_script(redis, c, p, keys, policies, n);
-    int checked = read_verdicts(reply, n, verdicts);
-    if (checked < 0)
-        *why = c->err                                      ? apr_pstrdup(p, c->errstr)
-               : reply && reply->type == REDIS_REPLY_ERROR ? apr_pstrdup(p, reply->str)
-                                                           : "unexpected reply";
-    if (reply)
-        freeReplyObject(reply);
-    /* A context that failed may be half-way through a reply: never reuse it. */
-    if (checked > 0 && !c->err)
-        apr_reslist_release(redis->contexts, c);
-    else
-        apr_reslist_invalidate(redis->contexts, c);
-    return checked;
 }

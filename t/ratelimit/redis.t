@@ -9,6 +9,7 @@ use POSIX ();
 
 our $STORE = "RedeemRateLimitStore redis://127.0.0.1:$ENV{TEST_REDEEM_REDIS_PORT}/3";
 our $SECOND;   # the second instance's port
+our $FAILURES; # redeem_ratelimit_redis_failures_total before Redis paused
 
 sub redeem_on {
     my ($port, $user, $code) = @_;
@@ -28,6 +29,41 @@ sub log_count {
 }
 
 sub log_size { return -s var('SERVROOT') . '/error.log' }
+
+our $METRICS = qq(<Location "/metrics">\n  SetHandler redeem-metrics\n</Location>\n);
+
+# One of the module's counters (shared by every child, counted before the
+# request that counts it is answered).
+sub metric {
+    my ($name) = @_;
+    my $res = api_request('GET', '/metrics');
+    $res->{status} == 200 or die "metrics: $res->{status}";
+    return $res->{body} =~ /^\Q$name\E (\d+)$/m ? $1 : die "no $name in:\n$res->{body}";
+}
+
+# N redemptions of a code that does not exist (404, but charged to the user
+# and the address) by USER, sent at once by forked clients; their statuses.
+sub redeem_at_once {
+    my ($n, $user) = @_;
+    my $token = user_token($user);
+    pipe(my $r, my $w) or die "pipe: $!";
+    my @pids;
+    for (1 .. $n) {
+        my $pid = fork // die "fork: $!";
+        if (!$pid) {
+            close $r;
+            my $res = api_request('POST', '/redeem', '{"card_code": "AAAAAAAAAAAA-AAAA-AAAAAAAA"}',
+                                  "Authorization: Bearer $token");
+            syswrite $w, ($res->{status} // 'none') . "\n";
+            POSIX::_exit(0);
+        }
+        push @pids, $pid;
+    }
+    close $w;
+    my @statuses = map { chomp; $_ } <$r>;
+    waitpid $_, 0 for @pids;
+    return @statuses;
+}
 
 add_block_preprocessor(sub {
     my ($block) = @_;
@@ -247,3 +283,102 @@ redis_cli('-n', 3, 'KEYS', 'redeem:rl:redeem-user:*') =~ /^redeem:rl:redeem-user
   or die 'nothing counted in Redis database 3';
 my $clients = redis_cli('CLIENT', 'LIST');
 $clients =~ /addr=\Q$ENV{TEST_REDEEM_REDIS_SOCKET}\E/ or die "no client on the socket: $clients";
+
+
+
+=== TEST 11: Redis closes every connection (a restart, its idle timeout): the next requests reach it on new connections, nothing falls back
+--- config eval
+"$STORE\nRedeemRateLimit redeem-user 100 3600\n$METRICS"
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+redis_cli('-n', 3, 'FLUSHDB') eq 'OK' or die 'FLUSHDB';
+# Pooled connections in both children: requests at once, then one by one.
+my @got = (redeem_at_once(8, 'ava'), map { (redeem_at_once(1, 'ava'))[0] } 1 .. 4);
+"@got" eq join(' ', (404) x 12) or die "before: @got";
+my ($failures, $fallbacks) = map { metric($_) } qw(redeem_ratelimit_redis_failures_total
+                                                   redeem_ratelimit_redis_fallbacks_total);
+my $mark = log_size();
+redis_cli('CLIENT', 'KILL', 'TYPE', 'normal') >= 2 or die 'no connection of the module to close';
+@got = (map({ (redeem_at_once(1, 'ava'))[0] } 1 .. 4), redeem_at_once(8, 'ava'));
+"@got" eq join(' ', (404) x 12) or die "after: @got";
+metric('redeem_ratelimit_redis_failures_total') == $failures or die 'a call to Redis failed';
+metric('redeem_ratelimit_redis_fallbacks_total') == $fallbacks or die 'a check fell back to the table';
+log_count(qr/RDM0602/, $mark) == 0 or die 'an outage was logged';
+# Every one of the 24 charges is in Redis: 100 an hour, 24 taken.
+my $key = redis_cli('-n', 3, 'KEYS', 'redeem:rl:redeem-user:*');
+my $ttl = redis_cli('-n', 3, 'PTTL', $key);
+$ttl > 23 * 36000 && $ttl <= 24 * 36000 or die "the user's key holds PTTL $ttl, not 24 charges";
+
+
+
+=== TEST 12: Redis paused: its first failure puts the host on its table for a second
+--- config eval
+"$STORE\nRedeemRateLimit redeem-user 100 3600\n$METRICS"
+--- request
+GET /api/health
+--- error_code: 200
+--- wait: 1.2
+--- check_eval
+user_token('bea');   # registered before Redis pauses
+$FAILURES = metric('redeem_ratelimit_redis_failures_total');
+redis_cli('CLIENT', 'PAUSE', '5000') eq 'OK' or die 'CLIENT PAUSE';
+my @got = redeem_at_once(1, 'bea');
+"@got" eq '404' or die "with Redis paused: @got";
+metric('redeem_ratelimit_redis_failures_total') == $FAILURES + 1 or die 'the first call did not fail';
+Time::HiRes::sleep(1.2);   # past the retry time
+
+
+
+=== TEST 13: ... then, past the retry time, of sixteen requests at once one tries Redis, the others go straight to the table
+--- config eval
+"$STORE\nRedeemRateLimit redeem-user 100 3600\n$METRICS"
+--- request
+POST /redeem
+--- request_json
+{"card_code": "AAAAAAAAAAAA-AAAA-AAAAAAAA"}
+--- token_eval
+user_token('bea')
+--- concurrency: 16
+--- error_code_counts
+404: 16
+
+
+
+=== TEST 14: ... (counted)
+--- config eval
+"$STORE\nRedeemRateLimit redeem-user 100 3600\n$METRICS"
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+redis_cli('CLIENT', 'UNPAUSE') eq 'OK' or die 'CLIENT UNPAUSE';
+my $tried = metric('redeem_ratelimit_redis_failures_total') - $FAILURES - 1;
+$tried == 1 or die "16 requests at once past the retry time: $tried of them tried Redis";
+
+
+
+=== TEST 15: Redis's clock went back an hour: a key refused is pulled in to one period ahead, not refused for the hour
+--- config eval
+"$STORE\nRedeemRateLimit redeem-user 2 60\n"
+--- request
+GET /api/health
+--- error_code: 200
+--- wait: 1.2
+--- check_eval
+redis_cli('-n', 3, 'FLUSHDB') eq 'OK' or die 'FLUSHDB';
+my @got = redeem_at_once(1, 'cal');
+my $key = redis_cli('-n', 3, 'KEYS', 'redeem:rl:redeem-user:*');
+$key =~ /^redeem:rl:redeem-user:/ or die "no key: @got";
+# The key as Redis's clock an hour ahead left it: its time an hour from now.
+my ($s, $us) = split /\n/, redis_cli('TIME');
+my $now = $s * 1000 + int($us / 1000);
+redis_cli('-n', 3, 'SET', $key, $now + 3_600_000) eq 'OK' or die 'SET';
+my $res = api_request('POST', '/redeem', '{"card_code": "AAAAAAAAAAAA-AAAA-AAAAAAAA"}',
+                      'Authorization: Bearer ' . user_token('cal'));
+$res->{status} == 429 or die "refused: $res->{status}";
+my $tat = redis_cli('-n', 3, 'GET', $key);
+my $ttl = redis_cli('-n', 3, 'PTTL', $key);
+$tat <= $now + 60_000 + 1000 or die "the key still runs " . ($tat - $now) . " ms ahead";
+$ttl > 0 && $ttl <= 60_000 or die "the key expires in $ttl ms";
