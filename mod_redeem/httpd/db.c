@@ -47,6 +47,13 @@ _Static_assert(sizeof migrations / sizeof *migrations == REDEEM_SCHEMA_VERSION,
  * key a caller may make anew (a code's lookup key, sql/008). */
 #define SQLSTATE_UNIQUE_VIOLATION "23505"
 #define CODE_LOOKUP_KEY_INDEX "redeem_codes_lookup_key"
+/* SQLSTATE of a CHECK constraint refused, and the one on an account's email
+ * (sql/001): the stored email is the address's key (NFC, then lowercased),
+ * which can be longer than the address the client sent and the module
+ * counted (a composed letter that NFC takes apart, a capital whose lower
+ * case is two code points). */
+#define SQLSTATE_CHECK_VIOLATION "23514"
+#define USER_EMAIL_CHECK "users_email_check"
 
 /* What we know of one pooled connection; lives in the connection's pool. */
 typedef struct {
@@ -216,9 +223,18 @@ static int lookup_key_taken(const PGresult *result)
            strcmp(index, CODE_LOOKUP_KEY_INDEX) == 0;
 }
 
-/* 503 when the database went away or did not answer in time, 500 for
- * anything else; logged either way, without PostgreSQL's DETAIL (it may
- * quote a failing row, password hash included). */
+/* Whether result refused an email whose key is too long to be stored. */
+static int email_key_too_long(const PGresult *result)
+{
+    const char *check = result ? PQresultErrorField(result, PG_DIAG_CONSTRAINT_NAME) : NULL;
+    return failed_with(result, SQLSTATE_CHECK_VIOLATION) && check &&
+           strcmp(check, USER_EMAIL_CHECK) == 0;
+}
+
+/* 400 for an email whose key is too long, 503 when the database went away
+ * or did not answer in time, 500 for anything else; logged either way,
+ * without PostgreSQL's DETAIL (it may quote a failing row, password hash
+ * included). */
 static const redeem_failure_t *db_failure(request_rec *r, PGconn *pg, const char *what,
                                           outcome_e outcome, const PGresult *result)
 {
@@ -237,6 +253,8 @@ static const redeem_failure_t *db_failure(request_rec *r, PGconn *pg, const char
                       what, detail && *detail ? detail : "no detail");
         return &redeem_failure_key_taken;
     }
+    if (outcome == EXCHANGE_FAILED && email_key_too_long(result))
+        return &redeem_failure_email_too_long;
     if (outcome == EXCHANGE_TIMED_OUT) {
         note_unreachable(r);
         drop_connection(pg);

@@ -7,6 +7,8 @@ const redeem_failure_t redeem_failure_unavailable = {HTTP_SERVICE_UNAVAILABLE,
                                                      "Service temporarily unavailable", 5};
 const redeem_failure_t redeem_failure_key_taken = {HTTP_INTERNAL_SERVER_ERROR,
                                                    "Internal server error", 0};
+const redeem_failure_t redeem_failure_email_too_long = {
+    HTTP_BAD_REQUEST, "Invalid email: longer than 254 characters once normalized", 0};
 
 const redeem_failure_t *redeem_failure(apr_pool_t *p, int status, const char *message)
 {

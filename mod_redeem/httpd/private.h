@@ -55,6 +55,10 @@ extern const redeem_failure_t redeem_failure_unavailable; /* 503, Retry-After: 5
  * 23505): a 500 to the client, but a caller that makes its keys at random
  * (a batch of codes) makes new ones and tries again. */
 extern const redeem_failure_t redeem_failure_key_taken;
+/* An account's email refused by the database as too long once made its key
+ * (NFC, lowercased: it can outgrow the 254 characters the module counted):
+ * 400, as any invalid email. */
+extern const redeem_failure_t redeem_failure_email_too_long;
 /* A failure allocated from p; message is not copied. */
 const redeem_failure_t *redeem_failure(apr_pool_t *p, int status, const char *message);
 

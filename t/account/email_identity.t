@@ -110,3 +110,42 @@ POST /api/register
 SELECT count(*) FROM users WHERE email LIKE '%example.test' AND NOT is_admin
 --- db_check_out
 2
+
+
+
+=== TEST 10: an address of 205 characters whose key is 405 (NFC takes U+0958 apart into two): 400, nothing stored
+--- request
+POST /api/register
+--- request_json eval
+'{"email": "a@' . ("\\u0958" x 200) . '.in", "password": "Passw0rd123"}'
+--- error_code: 400
+--- response_json_exact
+{"error": "Invalid email: longer than 254 characters once normalized"}
+--- db_check
+SELECT count(*) FROM users WHERE email LIKE 'a@%.in'
+--- db_check_out
+0
+
+
+
+=== TEST 11: ... logging in with it is the usual 401, not a failure
+--- request
+POST /api/login
+--- request_json eval
+'{"email": "a@' . ("\\u0958" x 200) . '.in", "password": "Passw0rd123"}'
+--- error_code: 401
+--- response_json_exact
+{"error": "Invalid email or password"}
+
+
+
+=== TEST 12: one whose key grows but stays within 254 characters (105 → 205) is accepted, stored as its key
+--- request
+POST /api/register
+--- request_json eval
+'{"email": "b@' . ("\\u0958" x 100) . '.in", "password": "Passw0rd123"}'
+--- error_code: 201
+--- db_check
+SELECT length(email), email = normalize(email, NFC) FROM users WHERE email LIKE 'b@%.in'
+--- db_check_out
+205|t
