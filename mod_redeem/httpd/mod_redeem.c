@@ -117,9 +117,11 @@ static void redeem_child_init(apr_pool_t *pchild, server_rec *s)
             redeem_hashing_child_init(pchild, conf->child, (int)conf->hash_concurrency);
         if (!why)
             why = redeem_user_reads_child_init(pchild, conf->child);
-        if (why)
-            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, vs, RDMNO(0005) "%s: this child will fail",
-                         why);
+        if (why) {
+            conf->child->init_failure = why;
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, vs,
+                         RDMNO(0005) "%s: this child answers every API request 500", why);
+        }
     }
 }
 

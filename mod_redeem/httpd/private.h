@@ -200,6 +200,10 @@ const redeem_failure_t *redeem_ratelimit_charge(request_rec *r, redeem_scope_e s
 
 /* State of one child process, made in child_init: the only mutable state. */
 typedef struct {
+    /* Why child_init could not make this state (its locks, its hashing
+     * memory), or NULL: such a child answers every API request 500 instead
+     * of using what is missing. */
+    const char *init_failure;
     apr_uint32_t admin_ready; /* the configured admin exists (atomic flag) */
     /* The hashing slots (RedeemHashConcurrency), each with the argon2 memory
      * it keeps from hash to hash; under hash_lock, the free ones are

@@ -91,6 +91,14 @@ static const redeem_failure_t *route(request_rec *r, const char *path)
     }
     if (found->method == M_GET && ap_discard_request_body(r) != OK)
         return redeem_failure(r->pool, HTTP_BAD_REQUEST, "Malformed request body");
+    const char *init_failure = redeem_conf(r)->child->init_failure;
+    if (init_failure) {
+        ap_discard_request_body(r);
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      RDMNO(0011) "this child could not start its state (%s): answering 500",
+                      init_failure);
+        return &redeem_failure_internal;
+    }
 
     /* Limits before any work: a refused request costs no database access. A
      * route limited per caller too authenticates first (a token, no database)
