@@ -4,10 +4,15 @@
 
 const redeem_failure_t *redeem_call_db(redeem_call_t *call)
 {
+    return redeem_call_db_since(call, call->r->request_time);
+}
+
+const redeem_failure_t *redeem_call_db_since(redeem_call_t *call, apr_time_t since)
+{
     if (call->db)
         return NULL;
     redeem_db_t *db;
-    const redeem_failure_t *failure = redeem_db_open(call->r, &db);
+    const redeem_failure_t *failure = redeem_db_open(call->r, since, &db);
     if (!failure)
         failure = redeem_admin_ensure(call->r, db);
     if (!failure)

@@ -513,7 +513,7 @@ static const redeem_failure_t *make_ready(redeem_db_t *db)
     }
 }
 
-const redeem_failure_t *redeem_db_open(request_rec *r, redeem_db_t **db)
+const redeem_failure_t *redeem_db_open(request_rec *r, apr_time_t since, redeem_db_t **db)
 {
     redeem_server_conf *conf = redeem_conf(r);
     if (fail_fast(r))
@@ -544,7 +544,7 @@ const redeem_failure_t *redeem_db_open(request_rec *r, redeem_db_t **db)
     handle->r = r;
     handle->pg = pg;
     handle->conn = conn;
-    handle->deadline = r->request_time + apr_time_from_msec(conf->db_timeout_ms);
+    handle->deadline = since + apr_time_from_msec(conf->db_timeout_ms);
     /* Non-blocking sends: a large batch must not block past the deadline. */
     PQsetnonblocking(pg, 1);
     const redeem_failure_t *failure = make_ready(handle);

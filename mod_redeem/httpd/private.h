@@ -316,8 +316,9 @@ static inline const char *redeem_db_cell(const redeem_rows_t *rows, int row, int
 typedef struct redeem_db redeem_db_t;
 /* A pooled connection ready for our statements: acquired from mod_dbd, the
  * schema version checked and the statements prepared once per backend.
- * Every wait ends within RedeemDBTimeout of the request's start. */
-const redeem_failure_t *redeem_db_open(request_rec *r, redeem_db_t **db);
+ * Every wait ends within RedeemDBTimeout of `since` (the request's start,
+ * or for a read of several requests' users, when it began). */
+const redeem_failure_t *redeem_db_open(request_rec *r, apr_time_t since, redeem_db_t **db);
 /* Runs a prepared statement; args holds exactly the statement's arguments
  * (statements.h names them). Failures: 503 when the database is
  * unreachable, 500 otherwise, logged without driver detail for the client. */
@@ -387,6 +388,9 @@ typedef struct {
  * connection behind (a request whose user another request's statement read
  * never opened one). */
 const redeem_failure_t *redeem_call_db(redeem_call_t *call);
+/* The same, with RedeemDBTimeout counted from `since` rather than from the
+ * request's start. */
+const redeem_failure_t *redeem_call_db_since(redeem_call_t *call, apr_time_t since);
 
 /* ---------------------------------------------------------- user_reads.c */
 

@@ -10,10 +10,13 @@
  * reads at once; every read is a statement begun after the request asked,
  * so it sees every change committed before that.
  *
- * A request waits at most for the read in flight and then its own, each
- * bounded by RedeemDBTimeout; when the database stops answering, the first
- * read to time out makes the child answer 503 at once (db.c), and so do the
- * reads after it.
+ * Once it has a connection, a read is bounded by RedeemDBTimeout, counted
+ * from when it began; a request waits for the read in flight and then its
+ * own. Taking a connection from mod_dbd's pool has no bound of its own: when
+ * every connection of the child is busy (DBDMax), the reader waits for one,
+ * and its batch with it (as any request that needs a connection does).
+ * When the database stops answering, the first read to time out makes the
+ * child answer 503 at once (db.c), and so do the reads after it.
  *
  * Each waiting request's place (user_read_t) lives on its own stack; the
  * reader fills it in without the lock (the owner does not look until
@@ -107,10 +110,14 @@ static void read_batch(redeem_call_t *call, user_read_t **batch, int n)
 
     const char *args[USERS_BY_ID_NARGS] = {[ARG_USERS_BY_ID_IDS] = ids};
     redeem_rows_t rows;
-    const redeem_failure_t *failure = redeem_call_db(call);
+    /* The reader may have waited out most of its own request's time for the
+     * read before: the batch gets a whole RedeemDBTimeout from now, for the
+     * connection (which may have to be made again and readied) and then for
+     * the statement. Counted from the request's start, a reader left with a
+     * few milliseconds would fail every request of the batch, and take a
+     * reconnect that ran out of that time for a silent database. */
+    const redeem_failure_t *failure = redeem_call_db_since(call, apr_time_now());
     if (!failure) {
-        /* The reader may have waited out most of its own request's time for
-         * the read before: this statement gets a whole RedeemDBTimeout. */
         redeem_db_allow(call->db, apr_time_from_msec(call->conf->db_timeout_ms));
         redeem_shared_count(call->conf->shared, REDEEM_COUNTER_USER_READ_STATEMENTS);
         failure = redeem_db_query(call->db, STMT_USERS_BY_ID, args, &rows);
