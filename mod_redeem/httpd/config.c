@@ -280,6 +280,16 @@ static const char *set_rate_limit_store(cmd_parms *cmd, void *dconf, const char 
     return redeem_ratelimit_parse_store(cmd->pool, kind, size, &cmd_conf(cmd)->store);
 }
 
+static const char *set_rate_limit_store_auth(cmd_parms *cmd, void *dconf, const char *path)
+{
+    (void)dconf;
+    const char *why = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    if (why)
+        return why;
+    cmd_conf(cmd)->store.redis_auth_file = ap_server_root_relative(cmd->pool, path);
+    return NULL;
+}
+
 /* Process-wide (every thread of a child), hence the main server only. */
 static const char *set_futex_hash_slots(cmd_parms *cmd, void *dconf, const char *arg)
 {
@@ -330,6 +340,9 @@ const command_rec redeem_config_directives[] = {
                    "shm [ENTRIES] (default, 1048576 entries), redis://HOST:PORT[/DB] or "
                    "unix:///PATH/TO/redis.sock[?db=DB]: where rate-limit counts live (main "
                    "server only)"),
+    AP_INIT_TAKE1("RedeemRateLimitStoreAuthFile", set_rate_limit_store_auth, NULL, RSRC_CONF,
+                  "File holding the Redis password, or a user and its password separated by a "
+                  "space (main server only)"),
     AP_INIT_TAKE1("RedeemFutexHashSlots", set_futex_hash_slots, NULL, RSRC_CONF,
                   "Buckets of each child's futex hash, a power of two from 2 to 65536 (Linux "
                   "6.16+; default: the kernel's size; main server only)"),
@@ -444,6 +457,29 @@ int redeem_config_finish(apr_pool_t *pconf, server_rec *s)
     return OK;
 }
 
+/* RedeemRateLimitStoreAuthFile: "PASSWORD", or "USER PASSWORD". */
+static const char *finish_redis_auth(apr_pool_t *p, server_rec *s, redeem_store_setting_t *store)
+{
+    store->redis_user = store->redis_password = NULL;
+    if (!store->redis_auth_file)
+        return NULL;
+    if (store->kind != REDEEM_STORE_REDIS)
+        return "RedeemRateLimitStoreAuthFile needs RedeemRateLimitStore redis://... or unix://...";
+    redeem_keyfile_t file;
+    const char *why =
+        read_key_file(p, s, store->redis_auth_file, "RedeemRateLimitStoreAuthFile", &file);
+    if (why)
+        return why;
+    const char *space = memchr(file.text, ' ', file.text_len);
+    if (file.text_len == 0 || space == file.text || (space && space[1] == '\0') ||
+        (space && strchr(space + 1, ' ')))
+        return "RedeemRateLimitStoreAuthFile: the file holds PASSWORD, or USER PASSWORD "
+               "(one space between them)";
+    store->redis_user = space ? apr_pstrndup(p, file.text, (apr_size_t)(space - file.text)) : NULL;
+    store->redis_password = space ? space + 1 : file.text;
+    return NULL;
+}
+
 int redeem_config_attach_shared(server_rec *s)
 {
     redeem_server_conf *main_conf = ap_get_module_config(s->module_config, &redeem_module);
@@ -454,12 +490,17 @@ int redeem_config_attach_shared(server_rec *s)
         store->kind = REDEEM_STORE_SHM;
         store->shm_entries = REDEEM_SHM_DEFAULT_ENTRIES;
     }
+    const char *why = finish_redis_auth(s->process->pconf, s, store);
+    if (why) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, RDMNO(0007) "mod_redeem cannot start: %s", why);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
     for (server_rec *vs = s; vs; vs = vs->next)
         engine |= ((redeem_server_conf *)ap_get_module_config(vs->module_config, &redeem_module))
                       ->engine_used;
     if (!engine)
         return OK; /* no server serves the API: no segment */
-    const char *why = redeem_shared_attach(s, (uint32_t)store->shm_entries, &shared);
+    why = redeem_shared_attach(s, (uint32_t)store->shm_entries, &shared);
     if (why) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, RDMNO(0007) "mod_redeem cannot start: %s", why);
         return HTTP_INTERNAL_SERVER_ERROR;

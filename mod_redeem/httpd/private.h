@@ -131,6 +131,10 @@ typedef struct {
     const char *redis_socket; /* or by its Unix socket (host NULL) */
     int redis_port, redis_db;
     const char *redis_url; /* as given, for the log */
+    /* RedeemRateLimitStoreAuthFile: the file, and what it holds once read at
+     * start-up (the user NULL for Redis's default user). */
+    const char *redis_auth_file;
+    const char *redis_user, *redis_password;
 } redeem_store_setting_t;
 
 typedef struct redeem_redis redeem_redis_t;

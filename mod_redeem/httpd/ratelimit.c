@@ -75,6 +75,9 @@ const char *redeem_ratelimit_parse_store(apr_pool_t *p, const char *kind, const 
     const char *host = kind + 8, *colon = strrchr(host, ':');
     if (!colon || colon == host)
         return usage;
+    if (memchr(host, '@', (size_t)(colon - host)))
+        return "RedeemRateLimitStore redis://HOST:PORT[/DB]: no user or password in the URL "
+               "(a world-readable file); put them in RedeemRateLimitStoreAuthFile";
     const char *slash = strchr(colon, '/');
     char *port_text =
         apr_pstrndup(p, colon + 1, slash ? (size_t)(slash - colon - 1) : strlen(colon));
@@ -83,7 +86,13 @@ const char *redeem_ratelimit_parse_store(apr_pool_t *p, const char *kind, const 
         (slash && redeem_text_parse_int64(slash + 1, 0, 15, &db) != 0))
         return "RedeemRateLimitStore redis://HOST:PORT[/DB]: PORT 1 to 65535, DB 0 to 15";
     store->kind = REDEEM_STORE_REDIS;
-    store->redis_host = apr_pstrndup(p, host, (size_t)(colon - host));
+    /* An IPv6 address comes in brackets: [::1]:6379. */
+    if (host[0] == '[' && colon[-1] == ']' && colon - host > 2)
+        store->redis_host = apr_pstrndup(p, host + 1, (size_t)(colon - host - 2));
+    else if (host[0] == '[' || colon[-1] == ']')
+        return usage;
+    else
+        store->redis_host = apr_pstrndup(p, host, (size_t)(colon - host));
     store->redis_socket = NULL;
     store->redis_port = (int)port;
     store->redis_db = (int)db;

@@ -48,10 +48,15 @@ static const char gcra_script[] =
     "end\n"
     "return out\n";
 
+/* Why the last connection could not be made, for the log. */
+enum { CONNECT_REFUSED = 1, CONNECT_AUTH_REFUSED, CONNECT_SELECT_REFUSED };
+
 struct redeem_redis {
     apr_reslist_t *contexts;
     const char *host, *socket_path; /* one of them */
     int port, db;
+    const char *user, *password; /* AUTH when password is set; user NULL: the default user */
+    apr_uint32_t connect_error;  /* CONNECT_..., of the last connection that failed */
     char script_sha[2 * SHA_DIGEST_LENGTH + 1];
     /* Bumped when a pooled connection is found closed by Redis (a restart,
      * its idle timeout): every connection of an older generation is closed
@@ -77,7 +82,21 @@ static apr_status_t connect_context(void **resource, void *params, apr_pool_t *p
     if (!c || c->err || redisSetTimeout(c, timeout) != REDIS_OK) {
         if (c)
             redisFree(c);
+        apr_atomic_set32(&redis->connect_error, CONNECT_REFUSED);
         return APR_ECONNREFUSED;
+    }
+    if (redis->password) {
+        /* As separate arguments: nothing of the secret is formatted. */
+        const char *argv[] = {"AUTH", redis->user ? redis->user : redis->password, redis->password};
+        redisReply *reply = redisCommandArgv(c, redis->user ? 3 : 2, argv, NULL);
+        int ok = reply && reply->type == REDIS_REPLY_STATUS;
+        if (reply)
+            freeReplyObject(reply);
+        if (!ok) {
+            redisFree(c);
+            apr_atomic_set32(&redis->connect_error, CONNECT_AUTH_REFUSED);
+            return APR_EGENERAL;
+        }
     }
     if (redis->db) {
         redisReply *reply = redisCommand(c, "SELECT %d", redis->db);
@@ -86,6 +105,7 @@ static apr_status_t connect_context(void **resource, void *params, apr_pool_t *p
             freeReplyObject(reply);
         if (!ok) {
             redisFree(c);
+            apr_atomic_set32(&redis->connect_error, CONNECT_SELECT_REFUSED);
             return APR_EGENERAL;
         }
     }
@@ -122,6 +142,8 @@ redeem_redis_t *redeem_redis_create(apr_pool_t *pchild, const redeem_store_setti
     redis->socket_path = store->redis_socket;
     redis->port = store->redis_port;
     redis->db = store->redis_db;
+    redis->user = store->redis_user;
+    redis->password = store->redis_password;
     SHA1((const unsigned char *)gcra_script, sizeof gcra_script - 1, digest);
     redeem_text_hex_encode(digest, sizeof digest, redis->script_sha);
     if (apr_reslist_create(&redis->contexts, 0, 0, max_connections, 0, connect_context,
@@ -216,7 +238,11 @@ int redeem_redis_gcra(redeem_redis_t *redis, apr_pool_t *p, const char *const *k
     for (int attempt = 0;; attempt++) {
         pooled_t *pooled = redis ? acquire_current(redis) : NULL;
         if (!pooled) {
-            *why = "cannot connect";
+            uint32_t error = redis ? apr_atomic_read32(&redis->connect_error) : 0;
+            *why = error == CONNECT_AUTH_REFUSED ? "AUTH refused (RedeemRateLimitStoreAuthFile)"
+                   : error == CONNECT_SELECT_REFUSED
+                       ? "SELECT of the database refused (does it need AUTH?)"
+                       : "cannot connect";
             return -1;
         }
         redisContext *c = pooled->c;

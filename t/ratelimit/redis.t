@@ -11,6 +11,19 @@ our $STORE = "RedeemRateLimitStore redis://127.0.0.1:$ENV{TEST_REDEEM_REDIS_PORT
 our $SECOND;   # the second instance's port
 our $FAILURES; # redeem_ratelimit_redis_failures_total before Redis paused
 
+# RedeemRateLimitStoreAuthFile: an ACL user of the private Redis and its
+# password, right and wrong (files only their owner reads).
+our ($AUTH_FILE, $WRONG_AUTH_FILE) = map { "/tmp/redeem-redis-auth-$$-$_" } qw(right wrong);
+our $AUTH_PASSWORD = 'limiter-' . join('', map { ('a' .. 'z')[rand 26] } 1 .. 24);
+for ([$AUTH_FILE, $AUTH_PASSWORD], [$WRONG_AUTH_FILE, 'not-the-password']) {
+    my ($file, $password) = @$_;
+    open my $fh, '>', $file or die "$file: $!";
+    print $fh "modredeem $password\n";
+    close $fh;
+    chmod 0600, $file;
+}
+END { unlink $AUTH_FILE, $WRONG_AUTH_FILE }
+
 sub redeem_on {
     my ($port, $user, $code) = @_;
     return api_request_to($port, 'POST', '/redeem', qq({"card_code": "$code"}),
@@ -382,3 +395,47 @@ my $tat = redis_cli('-n', 3, 'GET', $key);
 my $ttl = redis_cli('-n', 3, 'PTTL', $key);
 $tat <= $now + 60_000 + 1000 or die "the key still runs " . ($tat - $now) . " ms ahead";
 $ttl > 0 && $ttl <= 60_000 or die "the key expires in $ttl ms";
+
+
+
+=== TEST 16: RedeemRateLimitStoreAuthFile USER PASSWORD: the module authenticates as that ACL user, and counts in Redis
+--- config eval
+"$STORE\nRedeemRateLimitStoreAuthFile $AUTH_FILE\nRedeemRateLimit redeem-user 2 60\n"
+--- request
+GET /api/health
+--- error_code: 200
+--- wait: 1.2
+--- check_eval
+redis_cli('ACL', 'SETUSER', 'modredeem', 'reset', 'on', ">$AUTH_PASSWORD", '~redeem:*', '+@all') eq 'OK'
+  or die 'ACL SETUSER';
+redis_cli('-n', 3, 'FLUSHDB') eq 'OK' or die 'FLUSHDB';
+my @got = map {
+    api_request('POST', '/redeem', '{"card_code": "AAAAAAAAAAAA-AAAA-AAAAAAAA"}',
+                'Authorization: Bearer ' . user_token('dot'))->{status}
+} 1 .. 3;
+"@got" eq '404 404 429' or die "statuses: @got";
+redis_cli('-n', 3, 'KEYS', 'redeem:rl:redeem-user:*') =~ /^redeem:rl:redeem-user:[0-9a-f]{32}$/
+  or die 'nothing counted in Redis';
+redis_cli('CLIENT', 'LIST') =~ /\buser=modredeem\b/ or die 'no connection as the ACL user';
+--- no_error_log
+RDM0602
+
+
+
+=== TEST 17: ... with a wrong password: Redis refuses, limits fall back to the host's table, and the log says why
+--- config eval
+"$STORE\nRedeemRateLimitStoreAuthFile $WRONG_AUTH_FILE\nRedeemRateLimit redeem-user 2 60\n"
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+redis_cli('-n', 3, 'FLUSHDB') eq 'OK' or die 'FLUSHDB';
+my @got = map {
+    api_request('POST', '/redeem', '{"card_code": "AAAAAAAAAAAA-AAAA-AAAAAAAA"}',
+                'Authorization: Bearer ' . user_token('eli'))->{status}
+} 1 .. 3;
+redis_cli('ACL', 'DELUSER', 'modredeem') eq '1' or die 'ACL DELUSER';
+"@got" eq '404 404 429' or die "statuses: @got";
+redis_cli('-n', 3, 'KEYS', 'redeem:rl:redeem-user:*') eq '' or die 'counted in Redis with a wrong password';
+--- error_log
+AUTH refused (RedeemRateLimitStoreAuthFile)

@@ -462,3 +462,30 @@ POST /api/register
 --- check_eval
 my $res = api_request('POST', '/api/register', '{"email":"tiny2@example.test","password":"Passw0rd123"}');
 $res->{status} == 429 or die "second from the same address: $res->{status}";
+
+
+
+=== TEST 26: apachectl -t: a user and password in the Redis URL (the configuration is world-readable)
+--- config
+RedeemRateLimitStore redis://limiter:secret@127.0.0.1:6379
+--- must_die
+--- error_log
+no user or password in the URL (a world-readable file); put them in RedeemRateLimitStoreAuthFile
+
+
+
+=== TEST 27: apachectl -t: an IPv6 address without its closing bracket
+--- config
+RedeemRateLimitStore redis://[::1:6379
+--- must_die
+--- error_log
+RedeemRateLimitStore takes shm [ENTRIES], redis://HOST:PORT[/DB] or unix:///PATH/TO/redis.sock[?db=DB]
+
+
+
+=== TEST 28: a Redis password file with the host's table as the store
+--- config
+RedeemRateLimitStoreAuthFile /dev/null
+--- must_die
+--- error_log
+RedeemRateLimitStoreAuthFile needs RedeemRateLimitStore redis://... or unix://...
