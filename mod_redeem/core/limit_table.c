@@ -230,14 +230,21 @@ typedef struct {
     int state;   /* the key's committed live slot (the furthest ahead), or -1 */
     int pending; /* the first pending claim of the key, or -1 */
     int free;    /* the first slot free at now, or -1 */
-    int victim;  /* the live slot with the smallest TAT */
+    /* The live slot to give up when none is free: the committed state with
+     * the smallest TAT; only when every live slot is another key's pending
+     * claim, the claim with the smallest TAT (victim_is_claim). A fresh claim
+     * has the smallest TAT of a bucket, so taking claims first would drop
+     * new keys' claims before any state, one key's claim after another's. */
+    int victim;
+    int victim_is_claim;
 } bucket_view_t;
 
 static void look(const uint64_t *slots, uint64_t fp, int64_t now, bucket_view_t *view)
 {
-    view->state = view->pending = view->free = -1;
-    view->victim = 0;
-    int64_t least = INT64_MAX;
+    view->state = view->pending = view->free = view->victim = -1;
+    view->victim_is_claim = 0;
+    int victim_claim = 0;
+    int64_t least = INT64_MAX, least_claim = INT64_MAX;
     for (int i = 0; i < SLOTS; i++) {
         uint64_t word = view->words[i] = load(&slots[i]);
         int64_t tat = tat_of(word);
@@ -254,10 +261,20 @@ static void look(const uint64_t *slots, uint64_t fp, int64_t now, bucket_view_t 
             else if (view->state < 0 || tat > tat_of(view->words[view->state]))
                 view->state = i;
         }
-        if (tat < least) {
+        if (word & PENDING) {
+            if (tat < least_claim) {
+                least_claim = tat;
+                victim_claim = i;
+            }
+        }
+        else if (tat < least) {
             least = tat;
             view->victim = i;
         }
+    }
+    if (view->victim < 0) {
+        view->victim = victim_claim;
+        view->victim_is_claim = 1;
     }
 }
 
@@ -331,7 +348,9 @@ int redeem_limit_table_check(void *mem, const redeem_gcra_policy_t *p, const voi
         uint64_t claim = fp | PENDING | (uint64_t)tat;
         if (!cas(&slots[target], view.words[target], claim))
             continue;
-        if (view.free < 0) {
+        /* A claim taken over loses nothing (its claimer starts over): only
+         * a committed state dropped is an eviction. */
+        if (view.free < 0 && !view.victim_is_claim) {
             dropped = 1;
             __atomic_fetch_add(&h->evictions, 1, __ATOMIC_RELAXED);
         }

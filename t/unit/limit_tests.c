@@ -445,6 +445,42 @@ static void test_table_reuse_and_evict(void)
     table_free(table, 1);
 }
 
+/* A full bucket drops a committed state, never another key's pending claim
+ * while a state is there to drop (a claim is the newest, smallest TAT). */
+static void test_table_claims_not_evicted(void)
+{
+    redeem_gcra_policy_t p = policy(10, 10); /* T = 1 s */
+    int64_t t0 = 100000;
+    void *table = table_new(1, 0); /* one bucket of 8; epoch 0: slot TATs are times */
+    uint64_t *slots = (uint64_t *)((unsigned char *)table + 64);
+    char key[32];
+    for (int i = 0; i < 8; i++) {
+        snprintf(key, sizeof key, "old-%d", i);
+        charge(table, &p, key, t0, 1, NULL);
+    }
+    /* Slot 0 becomes another key's claim in progress, due before any state. */
+    uint64_t claim = (UINT64_C(0xabcdef) << 40) | (UINT64_C(1) << 39) | (uint64_t)(t0 + 500);
+    slots[0] = claim;
+    redeem_gcra_verdict_t v;
+    int evicted = 0;
+    ok(check(table, &p, "intruder", t0, &v, &evicted) == 0 && v.allowed && evicted == 1,
+       "table: a full bucket with a claim in it evicts a state");
+    ok(slots[0] == claim, "table: ... and leaves the claim in progress alone");
+    /* Every slot a claim of another key: one is taken over, no eviction counted. */
+    for (int i = 0; i < 8; i++)
+        slots[i] = ((UINT64_C(0xabcd00) + (uint64_t)i) << 40) | (UINT64_C(1) << 39) |
+                   (uint64_t)(t0 + 500 + i);
+    evicted = 0;
+    redeem_limit_table_stats_t before, after;
+    redeem_limit_table_stats(table, t0, &before);
+    ok(check(table, &p, "latecomer", t0, &v, &evicted) == 0 && v.allowed && evicted == 0,
+       "table: a bucket of claims only: one taken over, not counted as an eviction");
+    redeem_limit_table_stats(table, t0, &after);
+    ok(after.evictions == before.evictions && (slots[0] & (UINT64_C(1) << 39)) == 0,
+       "table: ... the smallest claim's slot, committed for the newcomer");
+    table_free(table, 1);
+}
+
 /* ---- concurrency ---- */
 
 typedef struct {
@@ -839,6 +875,7 @@ int main(void)
     test_table_format();
     test_table_basic();
     test_table_reuse_and_evict();
+    test_table_claims_not_evicted();
     test_abandoned_claim();
     test_threads_one_key();
     test_threads_skewed_clocks();
