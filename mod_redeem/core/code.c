@@ -48,8 +48,9 @@ void redeem_code_keys_free(redeem_code_keys_t *keys)
 {
     EVP_MAC_CTX_free(keys->check_mac);
     EVP_MAC_CTX_free(keys->lookup_mac);
+    EVP_MAC_CTX_free(keys->pseudonym_mac);
     EVP_CIPHER_free(keys->cipher);
-    keys->check_mac = keys->lookup_mac = NULL;
+    keys->check_mac = keys->lookup_mac = keys->pseudonym_mac = NULL;
     keys->cipher = NULL;
     keys->ready = 0;
 }
@@ -67,15 +68,25 @@ const char *redeem_code_keys_init(redeem_code_keys_t *keys, const unsigned char 
     hmac_sha256(mac_key, mac_len, "mod_redeem code check v1", 24, keys->check_key);
     hmac_sha256(mac_key, mac_len, "mod_redeem code lookup v1", 25, keys->lookup_key);
     hmac_sha256(enc_key, enc_len, "mod_redeem code seal v1", 23, keys->seal_key);
+    unsigned char pseudonym_key[32];
+    hmac_sha256(mac_key, mac_len, "mod_redeem pseudonym v1", 23, pseudonym_key);
     keys->check_mac = keyed_mac(keys->check_key);
     keys->lookup_mac = keyed_mac(keys->lookup_key);
+    keys->pseudonym_mac = keyed_mac(pseudonym_key);
+    OPENSSL_cleanse(pseudonym_key, sizeof pseudonym_key);
     keys->cipher = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
-    if (!keys->check_mac || !keys->lookup_mac || !keys->cipher) {
+    if (!keys->check_mac || !keys->lookup_mac || !keys->pseudonym_mac || !keys->cipher) {
         redeem_code_keys_free(keys);
         return "OpenSSL has no HMAC-SHA256 or AES-256-GCM";
     }
     keys->ready = 1;
     return NULL;
+}
+
+int redeem_code_keys_pseudonym(const redeem_code_keys_t *keys, const void *data, size_t len,
+                               unsigned char out[32])
+{
+    return keys->ready ? keyed_hmac(keys->pseudonym_mac, data, len, out) : -1;
 }
 
 static int symbol_value(char c)

@@ -31,6 +31,9 @@ typedef struct {
      * OpenSSL 3 would look them up by name on every call (most of the time
      * of a batch of 100,000 codes). Each use works on a copy. */
     EVP_MAC_CTX *check_mac, *lookup_mac;
+    /* A subkey of the MAC key for names that must not show what they stand
+     * for (the rate limiter's keys in Redis): redeem_code_keys_pseudonym. */
+    EVP_MAC_CTX *pseudonym_mac;
     EVP_CIPHER *cipher;
     int ready;
 } redeem_code_keys_t;
@@ -40,6 +43,13 @@ typedef struct {
 const char *redeem_code_keys_init(redeem_code_keys_t *keys, const unsigned char *mac_key,
                                   size_t mac_len, const unsigned char *enc_key, size_t enc_len);
 void redeem_code_keys_free(redeem_code_keys_t *keys);
+
+/* HMAC-SHA256 of data under the pseudonym subkey (HMAC-SHA256 of the MAC key
+ * and "mod_redeem pseudonym v1"): every host with the same keys makes the
+ * same, and without the key a guess cannot be tested against it. 0, or -1
+ * when OpenSSL fails. */
+int redeem_code_keys_pseudonym(const redeem_code_keys_t *keys, const void *data, size_t len,
+                               unsigned char out[32]);
 
 /* Trims, uppercases, drops hyphens, reads O as 0 and I/L as 1. Returns 0 and
  * fills symbols[24] when exactly 24 valid symbols remain, else -1. */

@@ -8,7 +8,6 @@
 #include "core/limit_table.h"
 
 #include <arpa/inet.h>
-#include <openssl/sha.h>
 
 static const struct {
     const char *name;
@@ -173,14 +172,17 @@ static const unsigned char *make_key(request_rec *r, redeem_scope_e scope, const
     return key;
 }
 
-/* In Redis: the scope's name and a hash of the key, so no address or email
- * is stored there in clear. */
+/* In Redis: the scope's name and a keyed pseudonym of the key (the code
+ * MAC key's pseudonym subkey, the same on every host), so Redis holds no
+ * address or email, nor anything a guess could be tested against without
+ * the key. NULL when OpenSSL fails. */
 static const char *redis_key(request_rec *r, redeem_scope_e scope, const unsigned char *key,
                              size_t len)
 {
-    unsigned char digest[SHA256_DIGEST_LENGTH];
+    unsigned char digest[32];
     char hex[33];
-    SHA256(key, len, digest);
+    if (redeem_code_keys_pseudonym(&redeem_conf(r)->code_keys, key, len, digest) != 0)
+        return NULL;
     redeem_text_hex_encode(digest, 16, hex);
     return apr_pstrcat(r->pool, "redeem:rl:", scopes[scope].name, ":", hex, NULL);
 }
@@ -239,12 +241,16 @@ static int check_redis(request_rec *r, redeem_server_conf *conf, const redeem_ch
     if (redis_turn(shared, now)) {
         const char *redis_keys[REDEEM_MAX_CHARGES];
         const redeem_gcra_policy_t *policies[REDEEM_MAX_CHARGES];
+        int named = 1;
         for (int i = 0; i < n; i++) {
             redis_keys[i] = redis_key(r, charges[i].scope, keys[i], lens[i]);
+            named = named && redis_keys[i];
             policies[i] = &conf->policies[charges[i].scope];
         }
+        why = "OpenSSL could not name the keys";
         int checked =
-            redeem_redis_gcra(conf->redis, r->pool, redis_keys, policies, n, verdicts, &why);
+            named ? redeem_redis_gcra(conf->redis, r->pool, redis_keys, policies, n, verdicts, &why)
+                  : -1;
         if (checked > 0) {
             if (__atomic_exchange_n(&shared->redis_down, 0, __ATOMIC_ACQ_REL))
                 ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,

@@ -9,6 +9,7 @@
 #include <apr_atomic.h>
 #include <apr_reslist.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <hiredis/hiredis.h>
 #include <openssl/sha.h>
@@ -72,6 +73,16 @@ typedef struct {
     int used;
 } pooled_t;
 
+/* Runs a command on a new connection: whether Redis answered it OK. */
+static int status_reply(redisContext *c, int argc, const char **argv)
+{
+    redisReply *reply = redisCommandArgv(c, argc, argv, NULL);
+    int ok = reply && reply->type == REDIS_REPLY_STATUS;
+    if (reply)
+        freeReplyObject(reply);
+    return ok;
+}
+
 static apr_status_t connect_context(void **resource, void *params, apr_pool_t *pool)
 {
     (void)pool;
@@ -85,29 +96,20 @@ static apr_status_t connect_context(void **resource, void *params, apr_pool_t *p
         apr_atomic_set32(&redis->connect_error, CONNECT_REFUSED);
         return APR_ECONNREFUSED;
     }
-    if (redis->password) {
-        /* As separate arguments: nothing of the secret is formatted. */
-        const char *argv[] = {"AUTH", redis->user ? redis->user : redis->password, redis->password};
-        redisReply *reply = redisCommandArgv(c, redis->user ? 3 : 2, argv, NULL);
-        int ok = reply && reply->type == REDIS_REPLY_STATUS;
-        if (reply)
-            freeReplyObject(reply);
-        if (!ok) {
-            redisFree(c);
-            apr_atomic_set32(&redis->connect_error, CONNECT_AUTH_REFUSED);
-            return APR_EGENERAL;
-        }
-    }
-    if (redis->db) {
-        redisReply *reply = redisCommand(c, "SELECT %d", redis->db);
-        int ok = reply && reply->type == REDIS_REPLY_STATUS;
-        if (reply)
-            freeReplyObject(reply);
-        if (!ok) {
-            redisFree(c);
-            apr_atomic_set32(&redis->connect_error, CONNECT_SELECT_REFUSED);
-            return APR_EGENERAL;
-        }
+    char db_text[16];
+    snprintf(db_text, sizeof db_text, "%d", redis->db);
+    /* As separate arguments: nothing of the secret is formatted. */
+    const char *auth[] = {"AUTH", redis->user ? redis->user : redis->password, redis->password};
+    const char *select_db[] = {"SELECT", db_text};
+    int error = 0;
+    if (redis->password && !status_reply(c, redis->user ? 3 : 2, auth))
+        error = CONNECT_AUTH_REFUSED;
+    else if (redis->db && !status_reply(c, 2, select_db))
+        error = CONNECT_SELECT_REFUSED;
+    if (error) {
+        redisFree(c);
+        apr_atomic_set32(&redis->connect_error, (apr_uint32_t)error);
+        return APR_EGENERAL;
     }
     /* Freed with the connection (the reslist's pool lives as long as the
      * child, and connections are made again after every failure). */

@@ -5,6 +5,7 @@
 # Uses the private Redis of scripts/test.sh (its database 3, flushed first).
 use lib 't/lib';
 use Test::Redeem;
+use Digest::SHA ();
 use POSIX ();
 
 our $STORE = "RedeemRateLimitStore redis://127.0.0.1:$ENV{TEST_REDEEM_REDIS_PORT}/3";
@@ -52,6 +53,16 @@ sub metric {
     my $res = api_request('GET', '/metrics');
     $res->{status} == 200 or die "metrics: $res->{status}";
     return $res->{body} =~ /^\Q$name\E (\d+)$/m ? $1 : die "no $name in:\n$res->{body}";
+}
+
+# N redemptions of a code that does not exist (404, but charged to the user
+# and the address) by USER, one after the other; their statuses.
+sub redeem_one_by_one {
+    my ($user, $n) = @_;
+    return map {
+        api_request('POST', '/redeem', '{"card_code": "AAAAAAAAAAAA-AAAA-AAAAAAAA"}',
+                    'Authorization: Bearer ' . user_token($user))->{status}
+    } 1 .. $n;
 }
 
 # N redemptions of a code that does not exist (404, but charged to the user
@@ -119,9 +130,17 @@ for my $i (0 .. 9) {
 my $a = redeem_on(var('PORT'), 'uma', $codes[10]);
 my $b = redeem_on($SECOND, 'uma', $codes[11]);
 $a->{status} == 429 && $b->{status} == 429 or die "the 11th and 12th: $a->{status} $b->{status}";
-# The limit lives in Redis, under a hashed key (no user id in clear).
+# The limit lives in Redis, under a keyed pseudonym (no user id in clear,
+# and no plain hash a guess could be checked against): HMAC-SHA256 of the
+# scope's byte and the user id, under the MAC key's pseudonym subkey.
 my $keys = redis_cli('-n', 3, 'KEYS', 'redeem:rl:redeem-user:*');
-$keys =~ /^redeem:rl:redeem-user:[0-9a-f]{32}$/ or die "keys: $keys";
+my $mac_key = pack('H*', (split /\s+/, Test::Redeem::_read_file(var('SERVROOT') . '/code_mac_key'))[0]);
+my $subkey = Digest::SHA::hmac_sha256('mod_redeem pseudonym v1', $mac_key);
+my $name = "\x00" . user_id('uma');
+$keys eq 'redeem:rl:redeem-user:' . substr(Digest::SHA::hmac_sha256_hex($name, $subkey), 0, 32)
+  or die "keys: $keys";
+$keys ne 'redeem:rl:redeem-user:' . substr(Digest::SHA::sha256_hex($name), 0, 32)
+  or die 'a plain hash';
 --- db_check
 SELECT (SELECT count(*) FROM redeem_codes WHERE used_by = $USER_ID_uma),
        (SELECT count(*) FROM audit_log WHERE actor_id = $USER_ID_uma AND outcome = 'success')
@@ -201,10 +220,7 @@ GET /api/health
 --- check_eval
 my $mark = log_size();
 redis_stop();
-my @got = map {
-    api_request('POST', '/redeem', '{"card_code": "AAAAAAAAAAAA-AAAA-AAAAAAAA"}',
-                'Authorization: Bearer ' . user_token('wes'))->{status}
-} 1 .. 4;
+my @got = redeem_one_by_one('wes', 4);
 "@got" eq '404 404 404 429' or die "with Redis down: @got";
 log_count(qr/RDM0602: Redis .* failed/, $mark) == 1 or die 'logged once';
 
@@ -287,10 +303,7 @@ GET /api/health
 --- error_code: 200
 --- check_eval
 redis_cli('-n', 3, 'FLUSHDB') eq 'OK' or die 'FLUSHDB';
-my @got = map {
-    api_request('POST', '/redeem', '{"card_code": "AAAAAAAAAAAA-AAAA-AAAAAAAA"}',
-                'Authorization: Bearer ' . user_token('zed'))->{status}
-} 1 .. 3;
+my @got = redeem_one_by_one('zed', 3);
 "@got" eq '404 404 429' or die "statuses: @got";
 redis_cli('-n', 3, 'KEYS', 'redeem:rl:redeem-user:*') =~ /^redeem:rl:redeem-user:[0-9a-f]{32}$/
   or die 'nothing counted in Redis database 3';
@@ -409,10 +422,7 @@ GET /api/health
 redis_cli('ACL', 'SETUSER', 'modredeem', 'reset', 'on', ">$AUTH_PASSWORD", '~redeem:*', '+@all') eq 'OK'
   or die 'ACL SETUSER';
 redis_cli('-n', 3, 'FLUSHDB') eq 'OK' or die 'FLUSHDB';
-my @got = map {
-    api_request('POST', '/redeem', '{"card_code": "AAAAAAAAAAAA-AAAA-AAAAAAAA"}',
-                'Authorization: Bearer ' . user_token('dot'))->{status}
-} 1 .. 3;
+my @got = redeem_one_by_one('dot', 3);
 "@got" eq '404 404 429' or die "statuses: @got";
 redis_cli('-n', 3, 'KEYS', 'redeem:rl:redeem-user:*') =~ /^redeem:rl:redeem-user:[0-9a-f]{32}$/
   or die 'nothing counted in Redis';
@@ -430,10 +440,7 @@ GET /api/health
 --- error_code: 200
 --- check_eval
 redis_cli('-n', 3, 'FLUSHDB') eq 'OK' or die 'FLUSHDB';
-my @got = map {
-    api_request('POST', '/redeem', '{"card_code": "AAAAAAAAAAAA-AAAA-AAAAAAAA"}',
-                'Authorization: Bearer ' . user_token('eli'))->{status}
-} 1 .. 3;
+my @got = redeem_one_by_one('eli', 3);
 redis_cli('ACL', 'DELUSER', 'modredeem') eq '1' or die 'ACL DELUSER';
 "@got" eq '404 404 429' or die "statuses: @got";
 redis_cli('-n', 3, 'KEYS', 'redeem:rl:redeem-user:*') eq '' or die 'counted in Redis with a wrong password';
