@@ -414,6 +414,14 @@ counter() {
 }
 
 # wrk_run KEY PORT CONNECTIONS MODE PATH [VAR=VALUE ...]; sets $wrk_used.
+# Its percentiles are wrk's, which wrk corrects for coordinated omission
+# before the script reads them (stats_correct, with the run's mean interval
+# between a connection's requests): a request that took L adds samples of
+# L less one interval, less two, ... as if the requests a stall kept from
+# being sent had been sent on time. One stall of 200 ms that holds all 16
+# connections (a global one, e.g. a WAL flush behind the kernel's
+# writeback) then makes about 1% of a 3 s run's samples, and its p99 reads
+# 120-160 ms while the access log's %D has 16 slow requests.
 wrk_run() {
   local key=$key_prefix$1 p=$2 c=$3 mode=$4 path=$5 out line
   shift 5
@@ -657,6 +665,19 @@ pool_size() {
   echo $((children * per))
 }
 
+# settle_writes: every write of the phases before on disk (a checkpoint, then
+# the kernel's dirty pages), before a phase whose latency is measured. The
+# kernel writes dirty pages back 30 s after they were dirtied
+# (vm.dirty_expire_centisecs): 100,000 codes made just before left 170 MB,
+# whose writeback then held PostgreSQL's WAL fdatasync 170 ms in the
+# measured runs (bpftrace: blkdev_issue_flush under ext4_sync_file), every
+# commit with it, and wrk's p99 of the run went to 120-150 ms (see
+# wrk_run: its correction for the requests a stall kept from being sent).
+settle_writes() {
+  psql -XqAt -d "$db" -c "CHECKPOINT" >/dev/null
+  sync
+}
+
 # in_turn I CMD...: the commands one after the other, rotated by I, so that
 # none is always first or last of a turn (drift within a turn cancels).
 in_turn() {
@@ -748,6 +769,7 @@ if want redeem; then
     ensure_codes $((redeem_rate * (repeat + 2)))
     warm_redeem "$port" redeem
     psql -XqAt -d "$db" -c "VACUUM ANALYZE redeem_codes" >/dev/null
+    settle_writes
   }
   say "POST /redeem: the connections of each freshly started httpd warmed ($((conns * 4)) connections, ${secs}s, not measured)"
   redeem_ready
@@ -817,6 +839,7 @@ if want limits; then
   say "POST /redeem: the connections of each httpd warmed ($((conns * 4)) connections, ${secs}s, not measured)"
   for p in "$port" "$off_port" "$redis_port" "$redis_tcp_port"; do warm_redeem "$p" limits; done
   psql -XqAt -d "$db" -c "VACUUM ANALYZE redeem_codes" >/dev/null
+  settle_writes
   say "POST /redeem: limits off vs shm vs Redis (Unix socket, TCP), $conns connections, $limits_repeat x ${secs}s in turn"
   for i in $(seq "$limits_repeat"); do
     in_turn "$i" 'redeem_run limit_off "$off_port"' 'redeem_run limit_shm "$port"' \
