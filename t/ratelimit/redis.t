@@ -45,6 +45,8 @@ sub log_count {
 sub log_size { return -s var('SERVROOT') . '/error.log' }
 
 our $METRICS = qq(<Location "/metrics">\n  SetHandler redeem-metrics\n</Location>\n);
+# A generous hourly limit, with the metrics: the tests that count calls to Redis.
+our $HOURLY = "$STORE\nRedeemRateLimit redeem-user 100 3600\n$METRICS";
 
 # One of the module's counters (shared by every child, counted before the
 # request that counts it is answered).
@@ -314,7 +316,7 @@ $clients =~ /addr=\Q$ENV{TEST_REDEEM_REDIS_SOCKET}\E/ or die "no client on the s
 
 === TEST 11: Redis closes every connection (a restart, its idle timeout): the next requests reach it on new connections, nothing falls back
 --- config eval
-"$STORE\nRedeemRateLimit redeem-user 100 3600\n$METRICS"
+$HOURLY
 --- request
 GET /api/health
 --- error_code: 200
@@ -341,7 +343,7 @@ $ttl > 23 * 36000 && $ttl <= 24 * 36000 or die "the user's key holds PTTL $ttl, 
 
 === TEST 12: Redis paused: its first failure puts the host on its table for a second
 --- config eval
-"$STORE\nRedeemRateLimit redeem-user 100 3600\n$METRICS"
+$HOURLY
 --- request
 GET /api/health
 --- error_code: 200
@@ -359,7 +361,7 @@ Time::HiRes::sleep(1.2);   # past the retry time
 
 === TEST 13: ... then, past the retry time, of sixteen requests at once one tries Redis, the others go straight to the table
 --- config eval
-"$STORE\nRedeemRateLimit redeem-user 100 3600\n$METRICS"
+$HOURLY
 --- request
 POST /redeem
 --- request_json
@@ -374,7 +376,7 @@ user_token('bea')
 
 === TEST 14: ... (counted)
 --- config eval
-"$STORE\nRedeemRateLimit redeem-user 100 3600\n$METRICS"
+$HOURLY
 --- request
 GET /api/health
 --- error_code: 200
