@@ -571,17 +571,18 @@ void redeem_db_allow(redeem_db_t *db, apr_interval_time_t from_now)
 
 /* Runs a statement and returns its result. Runs it once more on a fresh
  * backend when it certainly did not run (its prepared form was missing) or
- * when it only reads and the connection died. */
+ * when the connection died under a statement that may run again (a reading,
+ * or a write that knows its own replay: that one's rerun variant). */
 static const redeem_failure_t *run_statement(redeem_db_t *db, redeem_stmt_e id,
                                              const char *const *args, PGresult **result)
 {
     request_rec *r = db->r;
     const redeem_stmt_t *stmt = &redeem_statements[id];
-    const char *label = apr_pstrcat(r->pool, "redeem_", stmt->name, NULL);
     const redeem_failure_t *late = out_of_time(db, "statement ", stmt->name);
     if (late)
         return late;
     for (int attempt = 0;; attempt++) {
+        const char *label = apr_pstrcat(r->pool, "redeem_", stmt->name, NULL);
         outcome_e outcome =
             PQsendQueryPrepared(db->pg, label, stmt->nargs, args, NULL, NULL, 0)
                 ? exchange(db->pg, db->deadline, result)
@@ -610,6 +611,8 @@ static const redeem_failure_t *run_statement(redeem_db_t *db, redeem_stmt_e id,
                                   "running it again",
                       stmt->name,
                       outcome == EXCHANGE_LOST ? "connection lost" : "statement missing");
+        if (outcome == EXCHANGE_LOST)
+            stmt = &redeem_statements[stmt->rerun];
         PQclear(*result);
         *result = NULL;
         db->conn->backend_pid = 0;

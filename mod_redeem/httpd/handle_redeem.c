@@ -59,6 +59,26 @@ static const redeem_failure_t *answer(request_rec *r, const redeem_rows_t *rows)
     return redeem_failure(r->pool, HTTP_NOT_FOUND, "Invalid redeem code");
 }
 
+/* The redemption statement, and again as long as it answers "recheck" (run
+ * again after a lost connection, it met a claim that may be this request's
+ * own first run, settled after its snapshot: statements.h). Each run is
+ * final but that one, and a lost connection is rare, so three runs are
+ * plenty; a fourth "recheck" is a failure, with nothing written. */
+static const redeem_failure_t *run_redemption(redeem_db_t *db, const char *const *args,
+                                              redeem_rows_t *rows)
+{
+    for (int run = 0; run < 3; run++) {
+        const redeem_failure_t *failure = redeem_db_query(db, STMT_REDEEM, args, rows);
+        if (failure)
+            return failure;
+        if (rows->nrows != 1)
+            break;
+        if (strcmp(redeem_db_cell(rows, 0, COL_REDEEM_OUTCOME), "recheck") != 0)
+            return NULL;
+    }
+    return &redeem_failure_internal;
+}
+
 const redeem_failure_t *redeem_handle_redeem(redeem_call_t *call)
 {
     request_rec *r = call->r;
@@ -94,9 +114,7 @@ const redeem_failure_t *redeem_handle_redeem(redeem_call_t *call)
         [ARG_REDEEM_REQUEST_ID] = redeem_request_id(r),
     };
     if (!(failure = redeem_call_db(call)))
-        failure = redeem_db_query(call->db, STMT_REDEEM, args, &rows);
-    if (!failure && rows.nrows != 1)
-        failure = &redeem_failure_internal;
+        failure = run_redemption(call->db, args, &rows);
     if (failure) {
         record(call, NULL, "failed", 0);
         return failure;

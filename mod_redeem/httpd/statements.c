@@ -5,8 +5,10 @@
 #define READS 1
 #define WRITES 0
 #define REPLAYABLE 1 /* a write that recognizes its own earlier run */
+#define STATEMENT_RERUN_AS(id, label, nargs, ncols, reads, rerun)                                  \
+    [STMT_##id] = {label, SQL_##id, nargs, ncols, reads, STMT_##rerun}
 #define STATEMENT(id, label, nargs, ncols, reads)                                                  \
-    [STMT_##id] = {label, SQL_##id, nargs, ncols, reads}
+    STATEMENT_RERUN_AS(id, label, nargs, ncols, reads, id)
 
 const redeem_stmt_t redeem_statements[STMT_COUNT_] = {
     STATEMENT(USER_INSERT, "user_insert", USER_INSERT_NARGS, USER_NCOLS, WRITES),
@@ -27,6 +29,7 @@ const redeem_stmt_t redeem_statements[STMT_COUNT_] = {
     STATEMENT(CODES_COUNT_ALL, "codes_count_all", CODES_COUNT_ALL_NARGS, CODES_COUNT_NCOLS, READS),
     STATEMENT(CODES_COUNT_BATCH, "codes_count_batch", CODES_COUNT_BATCH_NARGS, CODES_COUNT_NCOLS,
               READS),
-    STATEMENT(REDEEM, "redeem", REDEEM_NARGS, REDEEM_NCOLS, REPLAYABLE),
+    STATEMENT_RERUN_AS(REDEEM, "redeem", REDEEM_NARGS, REDEEM_NCOLS, REPLAYABLE, REDEEM_RERUN),
+    STATEMENT(REDEEM_RERUN, "redeem_rerun", REDEEM_NARGS, REDEEM_NCOLS, REPLAYABLE),
     STATEMENT(AUDIT_INSERT, "audit_insert", AUDIT_INSERT_NARGS, 0, WRITES),
 };

@@ -29,6 +29,7 @@ typedef enum {
     STMT_CODES_COUNT_ALL,
     STMT_CODES_COUNT_BATCH,
     STMT_REDEEM,
+    STMT_REDEEM_RERUN,
     STMT_AUDIT_INSERT,
     STMT_COUNT_
 } redeem_stmt_e;
@@ -37,9 +38,10 @@ typedef struct {
     const char *name; /* in the log, and the label redeem_<name> */
     const char *sql;
     int nargs;
-    int ncols;      /* result columns; 0 for statements run with redeem_db_exec */
-    int retry_safe; /* a reading, or a write that knows its own replay: may run again on a
-                     * fresh connection when the old one died under it */
+    int ncols;           /* result columns; 0 for statements run with redeem_db_exec */
+    int retry_safe;      /* a reading, or a write that knows its own replay: may run again on a
+                          * fresh connection when the old one died under it */
+    redeem_stmt_e rerun; /* what runs again then: itself, or a variant (REDEEM_RERUN) */
 } redeem_stmt_t;
 
 /* Indexed by redeem_stmt_e. */
@@ -212,9 +214,18 @@ enum { ARG_CODES_COUNT_BATCH_ID, CODES_COUNT_BATCH_NARGS };
  * lookup key (the unique index of sql/008), the whole hash compared. Under
  * READ COMMITTED a concurrent claim of the same code makes our UPDATE find
  * used_at set (no row: 409), and concurrent extensions of one user re-read
- * the updated row (no lost month). The claim
- * records the request's id: run again after a lost connection, the
- * statement recognizes its own earlier claim (replayed) and changes nothing. */
+ * the updated row (no lost month). The claim records the request's id: run
+ * again after a lost connection, the statement recognizes its own earlier
+ * claim (replayed) and changes nothing.
+ *
+ * The first run may still be alive in the database when the connection to
+ * it is lost (a proxy or NAT dropped it): then the run again (REDEEM_RERUN)
+ * may meet the first run's claim only after its own snapshot was taken, and
+ * would answer "used" for a code this request redeemed. So it locks the
+ * code's row first (waiting for any claim in flight to settle), writes and
+ * answers only a success or a missing code, and calls anything else
+ * "recheck": nothing written, and the caller runs SQL_REDEEM once more, on a
+ * snapshot taken after that claim settled. */
 enum {
     ARG_REDEEM_CODE_HASH, /* hex */
     ARG_REDEEM_USER_ID,
@@ -224,14 +235,15 @@ enum {
 };
 enum {
     /* success, replayed (this request's claim, found again), not_found,
-     * expired, used, or no_user (nothing written) */
+     * expired, used, no_user (nothing written), or recheck (REDEEM_RERUN
+     * only; nothing written) */
     COL_REDEEM_OUTCOME,
     COL_REDEEM_NEW_EXPIRY,
     COL_REDEEM_REDEEMED_AT,
     COL_REDEEM_CODE_ID, /* NULL when not found */
     REDEEM_NCOLS
 };
-#define SQL_REDEEM                                                                                 \
+#define SQL_REDEEM_FIND_                                                                           \
     "WITH args AS ("                                                                               \
     " SELECT decode($1::text, 'hex') AS code_hash, $2::bigint AS user_id,"                         \
     " $3::text AS client_addr, $4::text AS request_id),"                                           \
@@ -241,8 +253,9 @@ enum {
     " SELECT c.id, c.used_at, c.expires_at, c.used_request = args.request_id AS replay"            \
     " FROM redeem_codes c, args"                                                                   \
     " WHERE code_lookup_key(c.code_hash) = code_lookup_key(args.code_hash)"                        \
-    " AND c.code_hash = args.code_hash),"                                                          \
-    " claimed AS ("                                                                                \
+    " AND c.code_hash = args.code_hash"
+#define SQL_REDEEM_DECIDE_                                                                         \
+    "), claimed AS ("                                                                              \
     " UPDATE redeem_codes c SET used_at = now(), used_by = caller.id,"                             \
     " used_request = args.request_id FROM target t, caller, args"                                  \
     " WHERE c.id = t.id AND c.used_at IS NULL"                                                     \
@@ -252,25 +265,34 @@ enum {
     " UPDATE users u SET subscription_expires_at ="                                                \
     " greatest(u.subscription_expires_at, now()) + make_interval(months => cl.duration_months)"    \
     " FROM claimed cl, caller WHERE u.id = caller.id RETURNING u.subscription_expires_at),"        \
-    " outcome AS ("                                                                                \
+    " decided AS ("                                                                                \
     " SELECT CASE WHEN NOT EXISTS (SELECT FROM caller) THEN 'no_user'"                             \
     " WHEN EXISTS (SELECT FROM extended) THEN 'success'"                                           \
     " WHEN NOT EXISTS (SELECT FROM target) THEN 'not_found'"                                       \
     " WHEN (SELECT replay FROM target) THEN 'replayed'"                                            \
     " WHEN (SELECT used_at FROM target) IS NULL"                                                   \
     " AND (SELECT expires_at FROM target) <= now() THEN 'expired'"                                 \
-    " ELSE 'used' END AS result),"                                                                 \
+    " ELSE 'used' END AS result),"
+#define SQL_REDEEM_ANSWER_                                                                         \
     " audit AS ("                                                                                  \
     " INSERT INTO audit_log (event, actor_id, target, client_addr, outcome, request_id)"           \
     " SELECT 'redeem', args.user_id, (SELECT 'code ' || id FROM target), args.client_addr,"        \
     " outcome.result, args.request_id FROM outcome, args"                                          \
-    " WHERE outcome.result NOT IN ('no_user', 'replayed'))"                                        \
+    " WHERE outcome.result NOT IN ('no_user', 'replayed', 'recheck'))"                             \
     " SELECT result, CASE result WHEN 'success' THEN"                                              \
     " (SELECT api_ts(subscription_expires_at) FROM extended) WHEN 'replayed' THEN"                 \
     " (SELECT api_ts(subscription_expires_at) FROM caller) END,"                                   \
     " CASE result WHEN 'replayed' THEN (SELECT api_ts(used_at) FROM target) ELSE api_ts(now()) "   \
     "END,"                                                                                         \
     " (SELECT id FROM target) FROM outcome"
+#define SQL_REDEEM                                                                                 \
+    SQL_REDEEM_FIND_ SQL_REDEEM_DECIDE_                                                            \
+        " outcome AS (SELECT result FROM decided)," SQL_REDEEM_ANSWER_
+#define SQL_REDEEM_RERUN                                                                           \
+    SQL_REDEEM_FIND_                                                                               \
+        " FOR UPDATE OF c" SQL_REDEEM_DECIDE_                                                      \
+        " outcome AS (SELECT CASE WHEN result IN ('success', 'not_found', 'no_user') THEN result"  \
+        " ELSE 'recheck' END AS result FROM decided)," SQL_REDEEM_ANSWER_
 
 /* ---- One audit row (audit.c), written only while its actor exists (the
  * actor may be known from a token alone): one row affected, or none. (No

@@ -67,27 +67,46 @@ END {
 sub proxy_loop {
     my ($listen, $ctl, $ack) = @_;
     $SIG{PIPE} = 'IGNORE';
-    my (%peer, %is_client, %doomed, %by_name, %lose_reply, %reply_doomed, %orphan, %doom_codes);
+    my (%peer, %is_client, %doomed, %by_name, %lose_reply, %reply_doomed, %orphan, %doom_codes,
+        %hang_up);
     my $sel = IO::Select->new($listen, $ctl);
     my $drop = sub {
         my @pair = ($_[0], $peer{"$_[0]"});
         for my $fh (@pair) {
             next unless $fh;
             $sel->remove($fh);
-            delete @{$_}{"$fh"} for \%peer, \%is_client, \%doomed, \%lose_reply, \%reply_doomed;
+            delete @{$_}{"$fh"} for \%peer, \%is_client, \%doomed, \%lose_reply, \%reply_doomed,
+              \%hang_up;
             close $fh;
         }
+    };
+    # httpd's side of a pair closed, the database's kept open and drained.
+    my $orphan_server = sub {
+        my ($server) = @_;
+        my $client = delete $peer{"$server"};
+        $orphan{"$server"} = 1;
+        return unless $client;
+        delete $peer{"$client"};
+        delete @{$_}{"$client"} for \%is_client, \%doomed, \%lose_reply, \%hang_up;
+        $sel->remove($client);
+        close $client;
     };
     while (1) {
         for my $fh ($sel->can_read) {
             if ($fh == $ctl) {
                 POSIX::_exit(0) unless sysread($ctl, my $cmd, 1);
                 # d: the next bytes from httpd are not forwarded; r: they are,
-                # and the database's reply to them is lost; c: the first bytes
-                # that run the statement codes_insert are not forwarded (on
-                # whichever connection they come first, once).
+                # and the database's reply to them is lost; h: they are, and
+                # httpd's side is closed at once while the database's stays
+                # open (a proxy or NAT that dropped the connection: the
+                # backend goes on with the statement, unaware); s: as h, and
+                # then nothing moves through the proxy for 1.5 s (the
+                # reconnection is slow); c: the first
+                # bytes that run the statement codes_insert are not forwarded
+                # (on whichever connection they come first, once).
                 for my $client (keys %is_client) {
                     if ($cmd eq 'r') { $lose_reply{$client} = 1 }
+                    elsif ($cmd eq 'h' || $cmd eq 's') { $hang_up{$client} = $cmd }
                     elsif ($cmd eq 'c') { $doom_codes{$client} = 1 }
                     else { $doomed{$client} = 1 }
                 }
@@ -116,14 +135,7 @@ sub proxy_loop {
                     # The reply is lost on its way: httpd's side closes, the
                     # database's side stays open (so the database finishes,
                     # commit included) and what it sends is dropped.
-                    my $client = delete $peer{"$fh"};
-                    $orphan{"$fh"} = 1;
-                    if ($client) {
-                        delete $peer{"$client"};
-                        delete @{$_}{"$client"} for \%is_client, \%doomed, \%lose_reply;
-                        $sel->remove($client);
-                        close $client;
-                    }
+                    $orphan_server->($fh);
                     next;
                 }
                 if ($n && $doom_codes{"$fh"} && index($buf, 'redeem_codes_insert') >= 0) {
@@ -142,9 +154,35 @@ sub proxy_loop {
                     if (!defined $w) { $drop->($fh); last }
                     $off += $w;
                 }
+                if (my $hung_up = delete $hang_up{"$fh"}) {
+                    $orphan_server->($to);
+                    select undef, undef, undef, 1.5 if $hung_up eq 's';
+                }
             }
         }
     }
+}
+
+# Holds the row of user $id locked for $seconds from a psql of its own, and
+# returns once it is held: a redemption for that user claims its code and
+# then waits, inside the database, for the user's row.
+sub lock_user_row {
+    my ($id, $seconds) = @_;
+    $id =~ /^\d+$/ or die "user id: $id\n";
+    my $pid = fork // die "fork: $!\n";
+    if (!$pid) {
+        open STDOUT, '>', '/dev/null';
+        { exec Test::Redeem::_psql_binary(), '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', var('DB_NAME'), '-c',
+            "BEGIN; SELECT FROM users WHERE id = $id FOR UPDATE; SELECT pg_sleep($seconds); COMMIT" }
+        POSIX::_exit(127);
+    }
+    my $deadline = time + 10;
+    until (sql(q{SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'
+                 AND query LIKE 'BEGIN; SELECT FROM users WHERE id = % FOR UPDATE;%'}) eq '1') {
+        die "the user's row was not locked within 10 s\n" if time > $deadline;
+        select undef, undef, undef, 0.05;
+    }
+    return $pid;
 }
 
 no_shuffle();
@@ -159,13 +197,14 @@ proxy_config()
 --- request
 POST /admin/generate-codes
 --- request_json
-{"count": 4}
+{"count": 5}
 --- error_code: 201
 --- save_json
 CODE0=codes.0
 CODE1=codes.1
 CODE2=codes.2
 CODE3=codes.3
+CODE4=codes.4
 
 
 
@@ -340,3 +379,105 @@ SELECT (SELECT subscription_expires_at FROM users WHERE id = $USER_ID_rory)
 1
 1
 t
+
+
+
+=== TEST 91: the connection lost while its redemption still runs in the database (a proxy dropped it; the backend, held up on the user's row, commits after the statement began again on a new connection): 200 once, one audit row, one month
+--- config eval
+proxy_config()
+--- login: sam
+--- db_init eval
+lock_user_row(user_id('sam'), 2);
+doom_connections('h') > 0 or die "no connection to doom\n";
+'SELECT 1'
+--- request
+POST /redeem
+--- request_json
+{"card_code": "$CODE4"}
+--- error_code: 200
+--- response_json
+{"message": "Code redeemed successfully", "subscription_extended": true}
+--- save_json
+EXPIRY=new_subscription_expiry
+--- error_log
+/RDM0108: statement redeem could not run \(connection lost\): preparing afresh and running it again/
+/RDM0401: audit: event=redeem .* outcome=replayed/
+--- db_check
+SELECT count(*), min(outcome) FROM audit_log WHERE event = 'redeem' AND actor_id = $USER_ID_sam;
+SELECT count(*) FROM redeem_codes WHERE used_by = $USER_ID_sam;
+SELECT (SELECT subscription_expires_at FROM users WHERE id = $USER_ID_sam)
+     = (SELECT used_at FROM redeem_codes WHERE used_by = $USER_ID_sam) + interval '1 month';
+SELECT api_ts(subscription_expires_at) = '$EXPIRY' FROM users WHERE id = $USER_ID_sam;
+--- db_check_out
+1|success
+1
+t
+t
+
+
+
+=== TEST 92: a code another user redeemed, its request's connection lost before the statement ran: run again, 409, and one audit row (the run again writes nothing for "used": the statement after it does)
+--- config eval
+proxy_config()
+--- login: tess
+--- db_init eval
+doom_connections() > 0 or die "no connection to doom\n";
+'SELECT 1'
+--- request
+POST /redeem
+--- request_json
+{"card_code": "$CODE0"}
+--- error_code: 409
+--- response_json_exact
+{"error": "Code has already been used"}
+--- error_log
+/RDM0108: statement redeem could not run \(connection lost\): preparing afresh and running it again/
+/RDM0401: audit: event=redeem .* outcome=used/
+--- db_check
+SELECT count(*), min(outcome) FROM audit_log WHERE event = 'redeem' AND actor_id = $USER_ID_tess;
+SELECT count(*) FROM redeem_codes WHERE used_by = $USER_ID_tess;
+--- db_check_out
+1|used
+0
+
+
+
+=== TEST 93: a code that expires while a redemption of it, its connection lost, still runs in the database (held up on the user's row), and whose run again begins after the expiry: it waits for that first run's claim instead of calling the code expired, and is 200 once
+--- config eval
+proxy_config()
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1}
+--- error_code: 201
+--- save_json
+CODE5=codes.0
+BATCH5=batch_id
+
+
+
+=== TEST 94: (the redemption of TEST 93: the code expires 0.7 s after it was sent; its run again reaches the database 1.5 s after it was sent; the user's row is let go after 2.5 s)
+--- config eval
+proxy_config()
+--- login: uma
+--- db_init eval
+lock_user_row(user_id('uma'), 2.5);
+doom_connections('s') > 0 or die "no connection to doom\n";
+"UPDATE redeem_codes SET expires_at = clock_timestamp() + interval '0.7 s' WHERE batch_id = '" . var('BATCH5') . "'"
+--- request
+POST /redeem
+--- request_json
+{"card_code": "$CODE5"}
+--- error_code: 200
+--- response_json
+{"message": "Code redeemed successfully", "subscription_extended": true}
+--- error_log
+/RDM0108: statement redeem could not run \(connection lost\): preparing afresh and running it again/
+/RDM0401: audit: event=redeem .* outcome=replayed/
+--- db_check
+SELECT count(*), min(outcome) FROM audit_log WHERE event = 'redeem' AND actor_id = $USER_ID_uma;
+SELECT count(*), bool_and(used_at < expires_at) FROM redeem_codes WHERE used_by = $USER_ID_uma;
+--- db_check_out
+1|success
+1|t
