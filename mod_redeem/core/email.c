@@ -35,6 +35,7 @@ static const uint32_t invisible[][2] = {
     {0xFEFF, 0xFEFF},   /* byte order mark, zero-width no-break space */
     {0xFFA0, 0xFFA0},   /* halfwidth Hangul filler */
     {0xFFF0, 0xFFFF},   /* specials, replacement character, noncharacters */
+    {0x1BCA0, 0x1BCA3}, /* shorthand format controls */
     {0x1D173, 0x1D17A}, /* musical formatting */
     {0xE0000, 0xE0FFF}, /* tags, variation selectors supplement */
     {0xF0000, 0x10FFFF} /* private use planes */

@@ -33,14 +33,16 @@ static int unescape(char *value)
 const char *redeem_query_param(apr_pool_t *p, const char *args, const char *name, int *bad)
 {
     const char *found = NULL;
-    size_t name_len = strlen(name);
     if (!args)
         return NULL;
     char *copy = apr_pstrdup(p, args), *state;
     for (char *pair = apr_strtok(copy, "&", &state); pair; pair = apr_strtok(NULL, "&", &state)) {
         char *eq = strchr(pair, '=');
         size_t key_len = eq ? (size_t)(eq - pair) : strlen(pair);
-        if (key_len != name_len || strncmp(pair, name, name_len) != 0)
+        /* A name is decoded as its value is (p%61ge is page): the name that
+         * one client spelled encoded is still that parameter, repeat included. */
+        char *key = apr_pstrmemdup(p, pair, key_len);
+        if (unescape(key) != 0 || strcmp(key, name) != 0)
             continue;
         char *value = eq ? eq + 1 : pair + key_len;
         if (found || unescape(value) != 0) {

@@ -73,6 +73,11 @@ int redeem_timestamp_parse(const char *s, int64_t *usec)
 
     int64_t seconds =
         days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second - offset;
+    /* The instant itself within the years 1 to 9999 UTC: the API writes
+     * four-digit years (9999-12-31T23:59:59-15:59 is in the year 10000). */
+    if (seconds < days_from_civil(1, 1, 1) * 86400 ||
+        seconds >= days_from_civil(10000, 1, 1) * 86400)
+        return -1;
     *usec = seconds * 1000000 + fraction;
     return 0;
 }

@@ -66,6 +66,8 @@ struct redeem_db {
     redeem_conn_t *conn;
     apr_time_t deadline; /* every wait of this request ends by then */
     int pipelined;       /* statements sent in the open pipeline */
+    int shortened;       /* deadline cut short (a health check's question): missing it
+                          * says the database is slow, not that it is gone */
 };
 
 /* How a libpq exchange ended. */
@@ -231,13 +233,31 @@ static int email_key_too_long(const PGresult *result)
            strcmp(check, USER_EMAIL_CHECK) == 0;
 }
 
-/* 400 for an email whose key is too long, 503 when the database went away
- * or did not answer in time, 500 for anything else; logged either way,
- * without PostgreSQL's DETAIL (it may quote a failing row, password hash
- * included). */
-static const redeem_failure_t *db_failure(request_rec *r, PGconn *pg, const char *what,
-                                          outcome_e outcome, const PGresult *result)
+/* Whether result is an error that another try, a moment later, may not
+ * meet: a statement cancelled (statement_timeout) or a lock not had in
+ * time, a deadlock or serialization failure, the server short of resources
+ * or going down, or a server that takes no writes (a standby after a
+ * failover). Sets *unable when the database itself cannot serve now. */
+static int failed_for_now(const PGresult *result, int *unable)
 {
+    const char *state = result ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : NULL;
+    if (!state)
+        return 0;
+    *unable = strncmp(state, "53", 2) == 0 || strncmp(state, "08", 2) == 0 ||
+              strncmp(state, "57P", 3) == 0 || strcmp(state, "25006") == 0;
+    return *unable || strncmp(state, "40", 2) == 0 || strcmp(state, "55P03") == 0 ||
+           strcmp(state, "57014") == 0;
+}
+
+/* 400 for an email whose key is too long; 503 when the database went away,
+ * did not answer in time, or refused for now (failed_for_now); 500 for
+ * anything else. Logged either way, without PostgreSQL's DETAIL (it may
+ * quote a failing row, password hash included). */
+static const redeem_failure_t *db_failure(redeem_db_t *db, const char *what, outcome_e outcome,
+                                          const PGresult *result)
+{
+    request_rec *r = db->r;
+    PGconn *pg = db->pg;
     const char *detail = result ? PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     if (!detail) {
         detail = apr_pstrdup(r->pool, PQerrorMessage(pg));
@@ -255,8 +275,21 @@ static const redeem_failure_t *db_failure(request_rec *r, PGconn *pg, const char
     }
     if (outcome == EXCHANGE_FAILED && email_key_too_long(result))
         return &redeem_failure_email_too_long;
+    int unable = 0;
+    if (outcome == EXCHANGE_FAILED && failed_for_now(result, &unable)) {
+        if (unable)
+            note_failed(r);
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      RDMNO(0116) "database %s refused for now (SQLSTATE %s): %s", what,
+                      PQresultErrorField(result, PG_DIAG_SQLSTATE),
+                      detail && *detail ? detail : "no detail");
+        return &redeem_failure_unavailable;
+    }
     if (outcome == EXCHANGE_TIMED_OUT) {
-        note_unreachable(r);
+        /* A question cut short that misses its deadline (health's) must not
+         * turn the whole child away from a database that is only slow. */
+        if (!db->shortened)
+            note_unreachable(r);
         drop_connection(pg);
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       RDMNO(0111) "database %s: no answer within RedeemDBTimeout (%" APR_INT64_T_FMT
@@ -282,13 +315,21 @@ static outcome_e run_sql(PGconn *pg, const char *sql, apr_time_t deadline, PGres
 /* The first question to a new backend: the schema's version, and the
  * statements of ours an earlier, interrupted attempt left on it (to drop,
  * so that preparing can always start from nothing; only ours: other modules
- * may share mod_dbd's pool). */
+ * may share mod_dbd's pool). First, the session is told to look for its
+ * client every CLIENT_CHECK_MS while a statement runs: a statement the
+ * module gave up on (RedeemDBTimeout, the socket shut) is then cancelled by
+ * the server within that time, instead of committing when whatever held it
+ * up lets go (a redemption told 503 would still use its code). Only this
+ * session's setting: nothing server-wide. */
+#define CLIENT_CHECK_MS "100"
 static const redeem_failure_t *check_schema(redeem_db_t *db, apr_array_header_t *leftovers)
 {
     request_rec *r = db->r;
     PGresult *result;
     outcome_e outcome = run_sql(
         db->pg,
+        "SELECT set_config(name, '" CLIENT_CHECK_MS "', false) FROM pg_settings"
+        " WHERE name = 'client_connection_check_interval';" /* PostgreSQL 14 and later */
         "SELECT (SELECT coalesce(max(version), 0) FROM schema_migrations),"
         " array_to_string(array(SELECT format('DEALLOCATE %I', name) FROM pg_prepared_statements"
         " WHERE name LIKE 'redeem\\_%'), ';')",
@@ -301,7 +342,7 @@ static const redeem_failure_t *check_schema(redeem_db_t *db, apr_array_header_t 
         return &redeem_failure_unavailable;
     }
     if (outcome != EXCHANGE_DONE) {
-        const redeem_failure_t *failure = db_failure(r, db->pg, "schema check", outcome, result);
+        const redeem_failure_t *failure = db_failure(db, "schema check", outcome, result);
         PQclear(result);
         return failure;
     }
@@ -371,7 +412,7 @@ static const redeem_failure_t *prepare_statements(redeem_db_t *db,
     PGconn *pg = db->pg;
     const redeem_failure_t *failure = NULL;
     if (!PQenterPipelineMode(pg))
-        return db_failure(r, pg, "pipeline", EXCHANGE_LOST, NULL);
+        return db_failure(db, "pipeline", EXCHANGE_LOST, NULL);
     int queued = 1;
     for (int i = 0; queued && i < leftovers->nelts; i++)
         queued = PQsendQueryParams(pg, APR_ARRAY_IDX(leftovers, i, const char *), 0, NULL, NULL,
@@ -382,7 +423,7 @@ static const redeem_failure_t *prepare_statements(redeem_db_t *db,
                  PQsendDescribePrepared(pg, label);
     }
     if (!queued || !PQpipelineSync(pg)) {
-        failure = db_failure(r, pg, "prepare", EXCHANGE_LOST, NULL);
+        failure = db_failure(db, "prepare", EXCHANGE_LOST, NULL);
         PQexitPipelineMode(pg);
         return failure;
     }
@@ -403,7 +444,7 @@ static const redeem_failure_t *prepare_statements(redeem_db_t *db,
             outcome = EXCHANGE_FAILED;
         if (outcome != EXCHANGE_DONE) {
             if (!failure)
-                failure = db_failure(r, pg, what, outcome, result);
+                failure = db_failure(db, what, outcome, result);
             PQclear(result);
             if (outcome != EXCHANGE_FAILED)
                 return failure; /* the connection is gone or dropped */
@@ -452,8 +493,12 @@ static const redeem_failure_t *reconnect(redeem_db_t *db)
         return &redeem_failure_unavailable;
     }
     for (PostgresPollingStatusType poll_status = PGRES_POLLING_WRITING;;) {
-        if (poll_status == PGRES_POLLING_OK)
+        /* A reset leaves libpq's blocking mode on: a large send would then
+         * wait in libpq, past the deadline. */
+        if (poll_status == PGRES_POLLING_OK && PQsetnonblocking(db->pg, 1) == 0)
             return NULL;
+        if (poll_status == PGRES_POLLING_OK)
+            poll_status = PGRES_POLLING_FAILED;
         if (poll_status == PGRES_POLLING_FAILED) {
             ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, RDMNO(0107) "reconnect failed: %s",
                           PQerrorMessage(db->pg));
@@ -545,6 +590,7 @@ const redeem_failure_t *redeem_db_open(request_rec *r, apr_time_t since, redeem_
     handle->pg = pg;
     handle->conn = conn;
     handle->deadline = since + apr_time_from_msec(conf->db_timeout_ms);
+    handle->shortened = 0;
     /* Non-blocking sends: a large batch must not block past the deadline. */
     PQsetnonblocking(pg, 1);
     const redeem_failure_t *failure = make_ready(handle);
@@ -558,8 +604,10 @@ const redeem_failure_t *redeem_db_open(request_rec *r, apr_time_t since, redeem_
 void redeem_db_limit(redeem_db_t *db, apr_interval_time_t from_now)
 {
     apr_time_t until = apr_time_now() + from_now;
-    if (until < db->deadline)
+    if (until < db->deadline) {
         db->deadline = until;
+        db->shortened = 1;
+    }
 }
 
 void redeem_db_allow(redeem_db_t *db, apr_interval_time_t from_now)
@@ -601,7 +649,7 @@ static const redeem_failure_t *run_statement(redeem_db_t *db, redeem_stmt_e id,
             if (outcome != EXCHANGE_FAILED)
                 db->conn->backend_pid = 0; /* prepare afresh on the next use */
             const redeem_failure_t *failure = db_failure(
-                r, db->pg, apr_pstrcat(r->pool, "statement ", stmt->name, NULL), outcome, *result);
+                db, apr_pstrcat(r->pool, "statement ", stmt->name, NULL), outcome, *result);
             PQclear(*result);
             *result = NULL;
             return failure;
@@ -670,7 +718,7 @@ const redeem_failure_t *redeem_db_query(redeem_db_t *db, redeem_stmt_e stmt,
 static const redeem_failure_t *pipeline_abandon(redeem_db_t *db, const char *what,
                                                 outcome_e outcome, const PGresult *result)
 {
-    const redeem_failure_t *failure = db_failure(db->r, db->pg, what, outcome, result);
+    const redeem_failure_t *failure = db_failure(db, what, outcome, result);
     redeem_db_pipeline_cancel(db);
     return failure;
 }
@@ -730,15 +778,15 @@ const redeem_failure_t *redeem_db_pipeline_commit(redeem_db_t *db, redeem_rows_t
         if (outcome == EXCHANGE_FAILED && !sync_expected && !is_sync) {
             /* Refused, or skipped after a refusal: read on to the sync. */
             if (!failure)
-                failure = db_failure(r, pg, what, outcome, result);
+                failure = db_failure(db, what, outcome, result);
         }
         else if (outcome != EXCHANGE_DONE || is_sync != sync_expected) {
             /* Lost, timed out or out of step: whether it committed is not
              * known here, and the connection is of no further use (so a
              * taken key refused before is no reason to try again on it). */
             if (!failure || failure == &redeem_failure_key_taken)
-                failure = db_failure(r, pg, what,
-                                     outcome == EXCHANGE_DONE ? EXCHANGE_LOST : outcome, result);
+                failure = db_failure(db, what, outcome == EXCHANGE_DONE ? EXCHANGE_LOST : outcome,
+                                     result);
             PQclear(result);
             redeem_db_pipeline_cancel(db);
             return failure;

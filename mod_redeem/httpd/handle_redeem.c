@@ -61,20 +61,24 @@ static const redeem_failure_t *answer(request_rec *r, const redeem_rows_t *rows)
 
 /* The redemption statement, and again as long as it answers "recheck" (run
  * again after a lost connection, it met a claim that may be this request's
- * own first run, settled after its snapshot: statements.h). Each run is
- * final but that one, and a lost connection is rare, so three runs are
- * plenty; a fourth "recheck" is a failure, with nothing written. */
-static const redeem_failure_t *run_redemption(redeem_db_t *db, const char *const *args,
+ * own first run, settled after its snapshot: statements.h). Only that answer
+ * is not final, and a lost connection is rare: a third "recheck" is a
+ * failure (the recheck itself wrote nothing). */
+static const redeem_failure_t *run_redemption(redeem_call_t *call, const char *const *args,
                                               redeem_rows_t *rows)
 {
     for (int run = 0; run < 3; run++) {
-        const redeem_failure_t *failure = redeem_db_query(db, STMT_REDEEM, args, rows);
+        const redeem_failure_t *failure = redeem_db_query(call->db, STMT_REDEEM, args, rows);
         if (failure)
             return failure;
         if (rows->nrows != 1)
             break;
         if (strcmp(redeem_db_cell(rows, 0, COL_REDEEM_OUTCOME), "recheck") != 0)
             return NULL;
+        ap_log_rerror(
+            APLOG_MARK, APLOG_INFO, 0, call->r,
+            RDMNO(0701) "redemption run again after a lost connection met a claim "
+                        "or expiry it cannot judge on its snapshot: running it once more");
     }
     return &redeem_failure_internal;
 }
@@ -114,7 +118,7 @@ const redeem_failure_t *redeem_handle_redeem(redeem_call_t *call)
         [ARG_REDEEM_REQUEST_ID] = redeem_request_id(r),
     };
     if (!(failure = redeem_call_db(call)))
-        failure = run_redemption(call->db, args, &rows);
+        failure = run_redemption(call, args, &rows);
     if (failure) {
         record(call, NULL, "failed", 0);
         return failure;

@@ -63,6 +63,7 @@ static const char *status_message(int status)
     case HTTP_REQUEST_ENTITY_TOO_LARGE: return "Request body too large";
     case HTTP_REQUEST_URI_TOO_LARGE: return "URI too long";
     case HTTP_UNSUPPORTED_MEDIA_TYPE: return "Unsupported media type";
+    case HTTP_EXPECTATION_FAILED: return "Expectation failed";
     case HTTP_NOT_IMPLEMENTED: return "Not implemented";
     case HTTP_SERVICE_UNAVAILABLE: return "Service temporarily unavailable";
     default: return "Internal server error";
@@ -80,8 +81,9 @@ void redeem_response_failure(request_rec *r, const redeem_failure_t *failure)
         retry_after = redeem_failure_unavailable.retry_after;
     if (retry_after > 0)
         apr_table_setn(r->err_headers_out, "Retry-After", apr_itoa(r->pool, retry_after));
+    /* No message of its own: httpd's words for the status (500's included). */
     if (failure->status == HTTP_INTERNAL_SERVER_ERROR || !message)
-        message = "Internal server error";
+        message = status_message(failure->status);
     /* A message that cannot be JSON (it should always be UTF-8) still keeps
      * its status, with httpd's words for it. */
     if (redeem_response_json(r, failure->status, json_pack("{s:s}", "error", message)) &&

@@ -89,8 +89,14 @@ static const redeem_failure_t *route(request_rec *r, const char *path)
                                               : ap_method_name_of(r->pool, found->method));
         return redeem_failure(r->pool, HTTP_METHOD_NOT_ALLOWED, "Method not allowed");
     }
-    if (found->method == M_GET && ap_discard_request_body(r) != OK)
-        return redeem_failure(r->pool, HTTP_BAD_REQUEST, "Malformed request body");
+    /* A GET's body is read and dropped; one over LimitRequestBody (413),
+     * stalled (408) or not well framed (400) gets that status. */
+    int discarded = found->method == M_GET ? ap_discard_request_body(r) : OK;
+    if (discarded != OK && !ap_is_HTTP_ERROR(discarded))
+        discarded = HTTP_BAD_REQUEST;
+    if (discarded != OK)
+        return redeem_failure(r->pool, discarded,
+                              discarded == HTTP_BAD_REQUEST ? "Malformed request body" : NULL);
     const char *init_failure = redeem_conf(r)->child->init_failure;
     if (init_failure) {
         ap_discard_request_body(r);

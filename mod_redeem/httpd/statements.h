@@ -223,9 +223,9 @@ enum { ARG_CODES_COUNT_BATCH_ID, CODES_COUNT_BATCH_NARGS };
  * may meet the first run's claim only after its own snapshot was taken, and
  * would answer "used" for a code this request redeemed. So it locks the
  * code's row first (waiting for any claim in flight to settle), writes and
- * answers only a success or a missing code, and calls anything else
- * "recheck": nothing written, and the caller runs SQL_REDEEM once more, on a
- * snapshot taken after that claim settled. */
+ * answers only a success or a missing code (or no_user), and calls anything
+ * else "recheck": nothing written, and the caller runs SQL_REDEEM once more,
+ * on a snapshot taken after that claim settled. */
 enum {
     ARG_REDEEM_CODE_HASH, /* hex */
     ARG_REDEEM_USER_ID,

@@ -149,3 +149,14 @@ POST /api/register
 SELECT length(email), email = normalize(email, NFC) FROM users WHERE email LIKE 'b@%.in'
 --- db_check_out
 205|t
+
+
+
+=== TEST 13: a shorthand format control (U+1BCA0, invisible) is refused like the other invisible characters
+--- request
+POST /api/register
+--- request_json
+{"email": "ab\ud82f\udca0c@example.test", "password": "Passw0rd123"}
+--- error_code: 400
+--- response_json_exact
+{"error": "Invalid email: contains spaces, invisible or forbidden characters"}

@@ -78,3 +78,38 @@ GET /.redeem/error
 --- error_code: 404
 --- response_json_exact
 {"error": "Not found"}
+
+
+
+=== TEST 6: an expectation httpd does not know (only 100-continue is one): 417 in JSON
+--- raw_request eval
+my $body = '{"email": "e6@example.test", "password": "Passw0rd123"}';
+"POST /api/login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nExpect: foo\r\n"
+  . "Content-Type: application/json\r\nContent-Length: " . length($body) . "\r\n\r\n$body"
+--- error_code: 417
+--- response_json_exact
+{"error": "Expectation failed"}
+--- response_headers
+X-Content-Type-Options: nosniff
+--- check_eval
+access_status('POST /api/login') == 417
+
+
+
+=== TEST 7: a GET whose body is over LimitRequestBody: 413, as a POST's is (not 400)
+--- raw_request eval
+"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 70000\r\n\r\n"
+  . ('x' x 70000)
+--- error_code: 413
+--- response_json_exact
+{"error": "Request body too large"}
+
+
+
+=== TEST 8: a GET whose body is not well framed (a broken chunk size): 400
+--- raw_request eval
+"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
+  . "zz\r\nxx\r\n0\r\n\r\n"
+--- error_code: 400
+--- response_json_exact
+{"error": "/^Malformed request/"}

@@ -590,3 +590,23 @@ POST /admin/codes
 --- error_code: 405
 --- response_headers
 Allow: GET, HEAD
+
+
+
+=== TEST 45: a parameter's name percent-encoded is that parameter: p%61ge with page repeats it (400)
+--- login: admin
+--- request
+GET /admin/codes?p%61ge=2&page=3
+--- error_code: 400
+--- response_json_exact
+{"error": "/./"}
+
+
+
+=== TEST 46: ... and per%5Fpage alone is per_page: 2 codes a page, not the default 50
+--- login: admin
+--- request
+GET /admin/codes?per%5Fpage=2
+--- error_code: 200
+--- response_json
+{"per_page": 2}

@@ -401,6 +401,7 @@ POST /redeem
 EXPIRY=new_subscription_expiry
 --- error_log
 /RDM0108: statement redeem could not run \(connection lost\): preparing afresh and running it again/
+RDM0701
 /RDM0401: audit: event=redeem .* outcome=replayed/
 --- db_check
 SELECT count(*), min(outcome) FROM audit_log WHERE event = 'redeem' AND actor_id = $USER_ID_sam;
@@ -416,7 +417,19 @@ t
 
 
 
-=== TEST 92: a code another user redeemed, its request's connection lost before the statement ran: run again, 409, and one audit row (the run again writes nothing for "used": the statement after it does)
+=== TEST 92: every pooled connection in use once more, so that those TEST 91 left marked or dead are replaced before the next block
+--- config eval
+proxy_config()
+--- login: alice
+--- request
+GET /api/profile
+--- concurrency: 20
+--- error_code_counts
+200: 20
+
+
+
+=== TEST 93: a code another user redeemed, its request's connection lost before the statement ran: run again, 409, and one audit row (the run again writes nothing for "used": the statement after it does)
 --- config eval
 proxy_config()
 --- login: tess
@@ -432,6 +445,7 @@ POST /redeem
 {"error": "Code has already been used"}
 --- error_log
 /RDM0108: statement redeem could not run \(connection lost\): preparing afresh and running it again/
+RDM0701
 /RDM0401: audit: event=redeem .* outcome=used/
 --- db_check
 SELECT count(*), min(outcome) FROM audit_log WHERE event = 'redeem' AND actor_id = $USER_ID_tess;
@@ -442,7 +456,19 @@ SELECT count(*) FROM redeem_codes WHERE used_by = $USER_ID_tess;
 
 
 
-=== TEST 93: a code that expires while a redemption of it, its connection lost, still runs in the database (held up on the user's row), and whose run again begins after the expiry: it waits for that first run's claim instead of calling the code expired, and is 200 once
+=== TEST 94: every pooled connection in use once more, so that those TEST 93 left marked or dead are replaced before the next block
+--- config eval
+proxy_config()
+--- login: alice
+--- request
+GET /api/profile
+--- concurrency: 20
+--- error_code_counts
+200: 20
+
+
+
+=== TEST 95: a code that expires while a redemption of it, its connection lost, still runs in the database (held up on the user's row), and whose run again begins after the expiry: it waits for that first run's claim instead of calling the code expired, and is 200 once
 --- config eval
 proxy_config()
 --- login: admin
@@ -457,12 +483,12 @@ BATCH5=batch_id
 
 
 
-=== TEST 94: (the redemption of TEST 93: the code expires 0.7 s after it was sent; its run again reaches the database 1.5 s after it was sent; the user's row is let go after 2.5 s)
+=== TEST 96: (the redemption of TEST 95: the code expires 0.7 s after it was sent; its run again reaches the database 1.5 s after it was sent; the user's row is let go after 4 s)
 --- config eval
 proxy_config()
 --- login: uma
 --- db_init eval
-lock_user_row(user_id('uma'), 2.5);
+lock_user_row(user_id('uma'), 4);
 doom_connections('s') > 0 or die "no connection to doom\n";
 "UPDATE redeem_codes SET expires_at = clock_timestamp() + interval '0.7 s' WHERE batch_id = '" . var('BATCH5') . "'"
 --- request
@@ -474,6 +500,7 @@ POST /redeem
 {"message": "Code redeemed successfully", "subscription_extended": true}
 --- error_log
 /RDM0108: statement redeem could not run \(connection lost\): preparing afresh and running it again/
+RDM0701
 /RDM0401: audit: event=redeem .* outcome=replayed/
 --- db_check
 SELECT count(*), min(outcome) FROM audit_log WHERE event = 'redeem' AND actor_id = $USER_ID_uma;

@@ -4,6 +4,7 @@
 #include "core/futex_hash.h"
 #include "core/keyfile.h"
 #include "core/password.h"
+#include "core/query.h"
 #include "core/text.h"
 #include "core/timestamp.h"
 #include "core/token.h"
@@ -507,6 +508,10 @@ static void test_time(void)
        "time: offset");
     ok(redeem_timestamp_parse("2024-02-29T00:00:00Z", &usec) == 0, "time: leap day");
     ok(redeem_timestamp_parse("2023-12-01T10:30:00-15:59", &usec) == 0, "time: offset -15:59");
+    ok(redeem_timestamp_parse("9999-12-31T23:59:59.999999Z", &usec) == 0 &&
+           usec == 253402300799999999LL,
+       "time: the last instant of 9999 UTC");
+    ok(redeem_timestamp_parse("0001-01-01T00:00:00Z", &usec) == 0, "time: the first of year 1 UTC");
     const char *bad[] = {"2023-02-29T00:00:00Z",
                          "2023-12-01 10:30:00Z",
                          "2023-12-01T10:30:00",
@@ -516,12 +521,32 @@ static void test_time(void)
                          "2023-12-01T10:30:00+0200",
                          "2023-13-01T00:00:00Z",
                          "2023-12-01T10:30:00+16:00",
-                         "2023-12-01T10:30:00-23:59"};
+                         "2023-12-01T10:30:00-23:59",
+                         "9999-12-31T23:59:59-15:59", /* 10000-01-01T15:58:59Z */
+                         "0001-01-01T00:00:00+00:01" /* in the year 0 UTC */};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         char name[80];
         snprintf(name, sizeof name, "time: refused '%s'", bad[i]);
         ok(redeem_timestamp_parse(bad[i], &usec) == -1, name);
     }
+}
+
+static void test_query(apr_pool_t *p)
+{
+    int bad = 0;
+    const char *v = redeem_query_param(p, "per_page=5&page=2", "page", &bad);
+    ok(v && strcmp(v, "2") == 0 && !bad, "query: a parameter");
+    v = redeem_query_param(p, "p%61ge=2", "page", &bad);
+    ok(v && strcmp(v, "2") == 0 && !bad, "query: a name decoded");
+    v = redeem_query_param(p, "per%5Fpage=7", "per_page", &bad);
+    ok(v && strcmp(v, "7") == 0 && !bad, "query: a name with an encoded underscore");
+    v = redeem_query_param(p, "p%61ge=2&page=3", "page", &bad);
+    ok(!v && bad, "query: one name spelled two ways repeats");
+    bad = 0;
+    v = redeem_query_param(p, "pa%zzge=2&page=4", "page", &bad);
+    ok(v && strcmp(v, "4") == 0 && !bad, "query: a name that does not decode is not ours");
+    v = redeem_query_param(p, "pages=1", "page", &bad);
+    ok(!v && !bad, "query: a longer name is another");
 }
 
 static void test_text(apr_pool_t *p)
@@ -645,6 +670,7 @@ int main(void)
     test_token(pool, 1);
     test_code();
     test_time();
+    test_query(pool);
     test_text(pool);
     test_keyfile(pool);
     test_futex_hash();

@@ -1,0 +1,219 @@
+# A database that is slow or refuses for now, not gone: one child with one
+# pooled connection, so that every request meets the state the block left.
+#
+# - A connection the module reconnected inside a request must be as
+#   non-blocking as the others (a libpq reset turns blocking mode back on):
+#   else a large send waits in libpq, past RedeemDBTimeout, and what the
+#   client is told failed (503) is still committed when the server reads on.
+# - A statement the server refuses for now (statement_timeout, a lock not had,
+#   a deadlock) is 503 with Retry-After, not 500: another try may succeed.
+# - A health check's question, cut short to half a second, that misses its
+#   deadline makes health 503 but does not turn the child's other requests
+#   away for a second as if the database were silent.
+use lib 't/lib';
+use Test::Redeem;
+use POSIX ();
+use Time::HiRes ();
+
+our $HOLD = 6;    # seconds the test's lock on code_counts holds a generation
+
+our $BASE = <<'CONF';
+StartServers 1
+ServerLimit 1
+ThreadsPerChild 5
+MaxRequestWorkers 5
+MinSpareThreads 1
+MaxSpareThreads 5
+DBDMin 1
+DBDMax 1
+DBDKeep 1
+RedeemDBTimeout 1000
+CONF
+
+add_block_preprocessor(sub {
+    my ($block) = @_;
+    $block->set_value(config => $BASE) unless defined $block->config;
+});
+
+# Holds an exclusive lock on users for $seconds from a psql of its own (every
+# statement that reads a user waits for it); returns once it is held.
+sub lock_users {
+    my ($seconds) = @_;
+    my $pid = psql_in_background("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep($seconds); COMMIT");
+    wait_until('the lock on users', q{SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+                 WHERE c.relname = 'users' AND l.mode = 'AccessExclusiveLock' AND l.granted});
+    return $pid;
+}
+
+# Runs SQL in a psql of its own in the background: its pid.
+sub psql_in_background {
+    my ($query) = @_;
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        open STDOUT, '>', '/dev/null';
+        { exec Test::Redeem::_psql_binary(), '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', var('DB_NAME'),
+            '-c', $query }
+        POSIX::_exit(127);
+    }
+    return $pid;
+}
+
+sub wait_until {
+    my ($what, $query) = @_;
+    for (1 .. 500) {
+        return 1 if sql($query) eq '1';
+        Time::HiRes::sleep(0.02);
+    }
+    die "$what: not within 10 s\n";
+}
+
+# The module's backends (those of the application role) on this database.
+sub module_backends {
+    return sprintf(q{SELECT pid FROM pg_stat_activity WHERE datname = current_database()
+                     AND usename = '%s' AND backend_type = 'client backend'}, $ENV{REDEEM_APP_USER});
+}
+
+# Terminates the module's backends and waits until they are gone, so that
+# its next request finds its pooled connection closed and reconnects it.
+sub kill_module_backends {
+    my $query = module_backends();
+    sql("SELECT count(pg_terminate_backend(pid)) FROM ($query) b");
+    wait_until('the module\'s backends gone', "SELECT (count(*) = 0)::int FROM ($query) b");
+}
+
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: warm-up: the pool's one connection made ready
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1}
+--- error_code: 201
+--- save_json
+CODE=codes.0
+
+
+
+=== TEST 2: the connection reconnected inside a generation of 20,000 codes that meets a lock: 503 by its deadline (1 s, plus 100 µs a code), and nothing stored once the lock is let go
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $admin = user_token('admin');
+my $before = sql("SELECT count(*) FROM redeem_codes");
+kill_module_backends();
+my $locker = psql_in_background("BEGIN; LOCK TABLE code_counts IN EXCLUSIVE MODE; SELECT pg_sleep($HOLD); COMMIT");
+wait_until('the lock on code_counts', q{SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+             WHERE c.relname = 'code_counts' AND l.mode = 'ExclusiveLock' AND l.granted});
+my $res = api_request('POST', '/admin/generate-codes', '{"count": 20000}', "Authorization: Bearer $admin");
+my $elapsed = $res->{elapsed};
+waitpid $locker, 0;
+Time::HiRes::sleep(0.5);
+my $stored = sql("SELECT count(*) - $before FROM redeem_codes");
+die "expected 503, got $res->{status} $res->{body}\n" unless $res->{status} eq '503';
+die "the generation answered after $elapsed s, past its deadline of 3 s\n" if $elapsed > 4.5;
+die "a generation answered 503 was stored: $stored codes\n" unless $stored eq '0';
+--- error_log
+RDM0106
+/RDM0111: database .* no answer within RedeemDBTimeout/
+
+
+
+=== TEST 3: a redemption held up past RedeemDBTimeout by a lock on users: 503 (the module gave up and shut the socket), and once the lock is let go the statement has not committed: the backend, told to check on its client every 100 ms, cancelled it
+--- login: alice
+--- db_init eval
+lock_users(2);
+'SELECT 1'
+--- request
+POST /redeem
+--- request_json
+{"card_code": "$CODE"}
+--- error_code: 503
+--- response_json_exact
+{"error": "Service temporarily unavailable"}
+--- wait: 2
+--- error_log
+/RDM0111: database statement redeem: no answer within RedeemDBTimeout/
+--- db_check
+SELECT count(*) FROM redeem_codes WHERE used_at IS NOT NULL;
+SELECT count(*) FROM audit_log WHERE event = 'redeem';
+--- db_check_out
+0
+0
+
+
+
+=== TEST 4: the server's statement_timeout (300 ms, in DBDParams) below RedeemDBTimeout, the users locked past it: a redemption is 503 with Retry-After (SQLSTATE 57014: cancelled, not a fault of ours), the code untouched
+--- config eval
+$main::BASE . qq{DBDParams "\${REDEEM_DB_PARAMS} options='-c statement_timeout=300'"\n}
+--- login: alice
+--- db_init eval
+# the server restarted (a new DBDParams): its connection made ready first
+my $res = api_request('GET', '/api/profile', undef, 'Authorization: Bearer ' . user_token('alice'));
+die "warm-up: $res->{status}\n" unless $res->{status} eq '200';
+lock_users(1.5);
+'SELECT 1'
+--- request
+POST /redeem
+--- request_json
+{"card_code": "$CODE"}
+--- error_code: 503
+--- response_headers
+Retry-After: 5
+--- response_json_exact
+{"error": "Service temporarily unavailable"}
+--- wait: 1.5
+--- error_log
+/RDM0116: database statement redeem refused for now \(SQLSTATE 57014\)/
+--- no_error_log
+RDM0111
+RDM0112
+--- db_check
+SELECT count(*) FROM redeem_codes WHERE used_at IS NOT NULL;
+--- db_check_out
+0
+
+
+
+=== TEST 5: the lock gone: the same code redeems
+--- login: alice
+--- request
+POST /redeem
+--- request_json
+{"card_code": "$CODE"}
+--- error_code: 200
+
+
+
+=== TEST 6: the backend stopped for 0.8 s while health asks it, after 0.6 s of quiet (so health asks): 503, and the child is not put into its 503-at-once mode
+--- db_init eval
+Time::HiRes::sleep(0.6);
+my $pid = sql(module_backends());
+$pid =~ /^\d+$/ or die "one backend expected, got: $pid\n";
+kill 'STOP', $pid or die "SIGSTOP $pid: $!\n";
+my $waker = fork // die "fork: $!";
+if (!$waker) { Time::HiRes::sleep(0.8); kill 'CONT', $pid; POSIX::_exit(0) }
+'SELECT 1'
+--- request
+GET /api/health
+--- error_code: 503
+--- response_json_exact
+{"status": "unhealthy", "message": "Database unavailable"}
+--- error_log
+/RDM0111: database statement ping: no answer within RedeemDBTimeout/
+--- no_error_log
+RDM0112
+
+
+
+=== TEST 7: right after, the profile is served (on a new connection)
+--- login: alice
+--- request
+GET /api/profile
+--- error_code: 200
+--- no_error_log
+RDM0112
