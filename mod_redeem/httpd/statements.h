@@ -290,9 +290,9 @@ enum {
         " outcome AS (SELECT result FROM decided)," SQL_REDEEM_ANSWER_
 #define SQL_REDEEM_RERUN                                                                           \
     SQL_REDEEM_FIND_                                                                               \
-        " FOR UPDATE OF c" SQL_REDEEM_DECIDE_                                                      \
-        " outcome AS (SELECT CASE WHEN result IN ('success', 'not_found', 'no_user') THEN result"  \
-        " ELSE 'recheck' END AS result FROM decided)," SQL_REDEEM_ANSWER_
+    " FOR UPDATE OF c" SQL_REDEEM_DECIDE_                                                          \
+    " outcome AS (SELECT CASE WHEN result IN ('success', 'not_found', 'no_user') THEN result"      \
+    " ELSE 'recheck' END AS result FROM decided)," SQL_REDEEM_ANSWER_
 
 /* ---- One audit row (audit.c), written only while its actor exists (the
  * actor may be known from a token alone): one row affected, or none. (No
