@@ -8,8 +8,9 @@
  * query_param is core/query.c's redeem_query_param, which the module calls.
  *
  * Invariants: the copy agrees with an independent reading of the query
- * (split on '&', key up to the first '=', compared byte for byte, '+' as
- * space then %XX decoded; a repeated key or a bad escape is malformed); an
+ * (split on '&', key up to the first '=', key and value each '+' as space
+ * then %XX decoded; a key that does not decode names nothing; a repeated key
+ * or a value's bad escape is malformed); an
  * accepted page and per_page are in range and their offset does not
  * overflow (so a value never holds a NUL or '/' that came from %00 or
  * %2F, nor an undecoded escape). */
@@ -32,10 +33,38 @@ static const char *query_param(const char *args, const char *name, int *bad)
 
 static const char HEX[] = "0123456789abcdefABCDEF";
 
-/* The oracle, written from the contract without apr_strtok. */
+/* n bytes of text, '+' as a space then %XX decoded; NULL for a bad escape
+ * or one that decodes to a NUL or '/'. */
+static char *oracle_decode(const char *text, size_t n)
+{
+    char *value = apr_pstrndup(pool, text, n), *out = value;
+    for (const char *in = value; *in; in++) {
+        if (*in == '+')
+            *out++ = ' ';
+        else if (*in != '%')
+            *out++ = *in;
+        else {
+            int hi = in[1] && strchr(HEX, in[1]) ? in[1] : -1;
+            int lo = hi >= 0 && in[2] && strchr(HEX, in[2]) ? in[2] : -1;
+            if (lo < 0)
+                return NULL;
+            char hex[3] = {(char)hi, (char)lo, 0};
+            long v = strtol(hex, NULL, 16);
+            if (v == 0 || v == '/')
+                return NULL;
+            *out++ = (char)v;
+            in += 2;
+        }
+    }
+    *out = '\0';
+    return value;
+}
+
+/* The oracle, written from the contract without apr_strtok: a key is
+ * decoded as a value is, and one that does not decode names nothing. */
 static const char *oracle_param(const char *args, const char *name, int *bad)
 {
-    size_t name_len = strlen(name), n = strlen(args);
+    size_t n = strlen(args);
     const char *found = NULL;
     size_t start = 0;
     while (start <= n) {
@@ -45,37 +74,17 @@ static const char *oracle_param(const char *args, const char *name, int *bad)
         size_t key_end = start;
         while (key_end < end && args[key_end] != '=')
             key_end++;
-        if (key_end - start == name_len && memcmp(args + start, name, name_len) == 0) {
+        const char *key = oracle_decode(args + start, key_end - start);
+        if (key && strcmp(key, name) == 0) {
             if (found) {
                 *bad = 1;
                 return NULL;
             }
             size_t vstart = key_end < end ? key_end + 1 : end;
-            char *value = apr_pstrndup(pool, args + vstart, end - vstart), *out = value;
-            for (const char *in = value; *in; in++) {
-                if (*in == '+')
-                    *out++ = ' ';
-                else if (*in != '%')
-                    *out++ = *in;
-                else {
-                    int hi = in[1] && strchr(HEX, in[1]) ? in[1] : -1;
-                    int lo = hi >= 0 && in[2] && strchr(HEX, in[2]) ? in[2] : -1;
-                    if (lo < 0) {
-                        *bad = 1;
-                        return NULL;
-                    }
-                    char hex[3] = {(char)hi, (char)lo, 0};
-                    long v = strtol(hex, NULL, 16);
-                    if (v == 0 || v == '/') {
-                        *bad = 1;
-                        return NULL;
-                    }
-                    *out++ = (char)v;
-                    in += 2;
-                }
+            if (!(found = oracle_decode(args + vstart, end - vstart))) {
+                *bad = 1;
+                return NULL;
             }
-            *out = '\0';
-            found = value;
         }
         start = end + 1;
     }

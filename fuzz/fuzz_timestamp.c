@@ -5,8 +5,8 @@
  *
  * Invariants: the parser agrees with an independent oracle (the grammar
  * YYYY-MM-DD[Tt]HH:MM:SS[.1-9 digits](Z|z|+HH:MM|-HH:MM) checked by hand,
- * the instant from glibc's timegm), both on whether the text is accepted
- * and on the microseconds; an accepted instant formatted back as
+ * the instant from glibc's timegm and within the years 1 to 9999 UTC), both on whether the text is
+ * accepted and on the microseconds; an accepted instant formatted back as
  * YYYY-MM-DDTHH:MM:SS.ffffffZ parses to itself.
  *
  * Offsets from 16:00 to 23:59 may be accepted or refused; with
@@ -79,8 +79,13 @@ static int oracle(const char *s, int max_offset_hours, int64_t *usec)
     tm.tm_hour = hour;
     tm.tm_min = minute;
     tm.tm_sec = second;
-    int64_t t = (int64_t)timegm(&tm);
-    *usec = (t - offset) * 1000000 + micro;
+    int64_t t = (int64_t)timegm(&tm) - offset;
+    /* The instant itself in the years 1 to 9999 UTC (four-digit years out). */
+    struct tm first = {.tm_year = 1 - 1900, .tm_mday = 1},
+              past = {.tm_year = 10000 - 1900, .tm_mday = 1};
+    if (t < (int64_t)timegm(&first) || t >= (int64_t)timegm(&past))
+        return 0;
+    *usec = t * 1000000 + micro;
     return 1;
 }
 

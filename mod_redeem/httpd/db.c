@@ -277,8 +277,13 @@ static const redeem_failure_t *db_failure(redeem_db_t *db, const char *what, out
         return &redeem_failure_email_too_long;
     int unable = 0;
     if (outcome == EXCHANGE_FAILED && failed_for_now(result, &unable)) {
-        if (unable)
+        /* A server that cannot serve now (a standby, shutting down, out of
+         * resources): its next user connects anew (to the primary, with
+         * target_session_attrs=read-write). */
+        if (unable) {
             note_failed(r);
+            drop_connection(pg);
+        }
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                       RDMNO(0116) "database %s refused for now (SQLSTATE %s): %s", what,
                       PQresultErrorField(result, PG_DIAG_SQLSTATE),
@@ -312,29 +317,53 @@ static outcome_e run_sql(PGconn *pg, const char *sql, apr_time_t deadline, PGres
     return exchange(pg, deadline, result);
 }
 
+/* The session is told to look for its client every CLIENT_CHECK_MS while a
+ * statement runs: a statement the module gave up on (RedeemDBTimeout, the
+ * socket shut) is then cancelled by the server within that time, instead of
+ * committing when whatever held it up lets go (a redemption told 503 would
+ * still use its code). Only this session's setting: nothing server-wide. A
+ * server that cannot watch its sockets so refuses it: logged, and the
+ * session goes on without. */
+#define CLIENT_CHECK_MS "100"
+static const redeem_failure_t *watch_client(redeem_db_t *db)
+{
+    PGresult *result;
+    outcome_e outcome = run_sql(db->pg,
+                                "SELECT set_config(name, '" CLIENT_CHECK_MS "', false)"
+                                " FROM pg_settings" /* PostgreSQL 14 and later */
+                                " WHERE name = 'client_connection_check_interval'",
+                                db->deadline, &result);
+    const redeem_failure_t *failure = NULL;
+    if (outcome == EXCHANGE_FAILED)
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, db->r,
+                      RDMNO(0117) "client_connection_check_interval not set (%s): a statement "
+                                  "given up on may still commit",
+                      PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY));
+    else if (outcome != EXCHANGE_DONE)
+        failure = db_failure(db, "session setup", outcome, result);
+    PQclear(result);
+    return failure;
+}
+
 /* The first question to a new backend: the schema's version, and the
  * statements of ours an earlier, interrupted attempt left on it (to drop,
  * so that preparing can always start from nothing; only ours: other modules
- * may share mod_dbd's pool). First, the session is told to look for its
- * client every CLIENT_CHECK_MS while a statement runs: a statement the
- * module gave up on (RedeemDBTimeout, the socket shut) is then cancelled by
- * the server within that time, instead of committing when whatever held it
- * up lets go (a redemption told 503 would still use its code). Only this
- * session's setting: nothing server-wide. */
-#define CLIENT_CHECK_MS "100"
+ * may share mod_dbd's pool). */
 static const redeem_failure_t *check_schema(redeem_db_t *db, apr_array_header_t *leftovers)
 {
     request_rec *r = db->r;
     PGresult *result;
+    const redeem_failure_t *failure = watch_client(db);
+    if (failure)
+        return failure;
     outcome_e outcome = run_sql(
         db->pg,
-        "SELECT set_config(name, '" CLIENT_CHECK_MS "', false) FROM pg_settings"
-        " WHERE name = 'client_connection_check_interval';" /* PostgreSQL 14 and later */
         "SELECT (SELECT coalesce(max(version), 0) FROM schema_migrations),"
         " array_to_string(array(SELECT format('DEALLOCATE %I', name) FROM pg_prepared_statements"
         " WHERE name LIKE 'redeem\\_%'), ';')",
         db->deadline, &result);
-    if (outcome == EXCHANGE_FAILED) {
+    int unable = 0;
+    if (outcome == EXCHANGE_FAILED && !failed_for_now(result, &unable)) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       RDMNO(0102) "database has no mod_redeem schema (%s): apply sql/%s",
                       PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY), migrations[0]);
@@ -342,7 +371,7 @@ static const redeem_failure_t *check_schema(redeem_db_t *db, apr_array_header_t 
         return &redeem_failure_unavailable;
     }
     if (outcome != EXCHANGE_DONE) {
-        const redeem_failure_t *failure = db_failure(db, "schema check", outcome, result);
+        failure = db_failure(db, "schema check", outcome, result);
         PQclear(result);
         return failure;
     }
@@ -512,7 +541,8 @@ static const redeem_failure_t *reconnect(redeem_db_t *db)
             ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                           RDMNO(0107) "reconnect failed: no answer within RedeemDBTimeout");
             note_failed(r);
-            note_unreachable(r);
+            if (!db->shortened)
+                note_unreachable(r);
             return &redeem_failure_unavailable;
         }
         poll_status = PQresetPoll(db->pg);

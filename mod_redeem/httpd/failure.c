@@ -5,6 +5,20 @@ const redeem_failure_t redeem_failure_internal = {HTTP_INTERNAL_SERVER_ERROR,
                                                   "Internal server error", 0};
 const redeem_failure_t redeem_failure_unavailable = {HTTP_SERVICE_UNAVAILABLE,
                                                      "Service temporarily unavailable", 5};
+const redeem_failure_t redeem_failure_answered = {AP_FILTER_ERROR, NULL, 0};
+
+const redeem_failure_t *redeem_failure_reading(apr_pool_t *p, int status)
+{
+    if (status == AP_FILTER_ERROR)
+        return &redeem_failure_answered;
+    if (!ap_is_HTTP_ERROR(status))
+        status = HTTP_BAD_REQUEST;
+    return redeem_failure(p, status,
+                          status == HTTP_REQUEST_ENTITY_TOO_LARGE ? "Request body too large"
+                          : status == HTTP_REQUEST_TIME_OUT       ? "Request body timed out"
+                                                                  : "Malformed request body");
+}
+
 const redeem_failure_t redeem_failure_key_taken = {HTTP_INTERNAL_SERVER_ERROR,
                                                    "Internal server error", 0};
 const redeem_failure_t redeem_failure_email_too_long = {

@@ -51,6 +51,13 @@ typedef struct {
 
 extern const redeem_failure_t redeem_failure_internal;    /* 500 */
 extern const redeem_failure_t redeem_failure_unavailable; /* 503, Retry-After: 5 */
+/* httpd has answered already: its input filter refused the body (over
+ * LimitRequestBody, badly chunked) and sent its error (our ErrorDocument)
+ * before it told us (AP_FILTER_ERROR). Nothing more is written. */
+extern const redeem_failure_t redeem_failure_answered;
+/* The failure for a status of ap_discard_request_body or of
+ * ap_map_http_request_error (AP_FILTER_ERROR: redeem_failure_answered). */
+const redeem_failure_t *redeem_failure_reading(apr_pool_t *p, int status);
 /* A statement refused because a key of a unique index was taken (SQLSTATE
  * 23505): a 500 to the client, but a caller that makes its keys at random
  * (a batch of codes) makes new ones and tries again. */

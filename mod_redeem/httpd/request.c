@@ -63,12 +63,8 @@ static const redeem_failure_t *read_body(request_rec *r, apr_off_t limit, char *
         apr_status_t rv = ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES, APR_BLOCK_READ,
                                          HUGE_STRING_LEN);
         if (rv != APR_SUCCESS) {
-            int status = ap_map_http_request_error(rv, HTTP_BAD_REQUEST);
             r->connection->keepalive = AP_CONN_CLOSE;
-            return redeem_failure(r->pool, status,
-                                  status == HTTP_REQUEST_ENTITY_TOO_LARGE ? "Request body too large"
-                                  : status == HTTP_REQUEST_TIME_OUT       ? "Request body timed out"
-                                                                    : "Malformed request body");
+            return redeem_failure_reading(r->pool, ap_map_http_request_error(rv, HTTP_BAD_REQUEST));
         }
         for (apr_bucket *b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb);
              b = APR_BUCKET_NEXT(b)) {

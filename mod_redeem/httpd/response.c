@@ -72,6 +72,8 @@ static const char *status_message(int status)
 
 void redeem_response_failure(request_rec *r, const redeem_failure_t *failure)
 {
+    if (failure == &redeem_failure_answered)
+        return;
     const char *message = failure->message;
     if (failure->status == HTTP_UNAUTHORIZED)
         apr_table_setn(r->err_headers_out, "WWW-Authenticate", "Bearer");

@@ -72,31 +72,37 @@ static int path_matches(const char *pattern, const char *path)
     return strncmp(pattern, path, len) == 0 && path[len] != '\0' && !strchr(path + len, '/');
 }
 
+/* Reads and drops the body of a request that has no use for it. NULL, or
+ * the failure of a body that stalled (408) or that httpd's filter refused
+ * (over LimitRequestBody, badly chunked: httpd has answered it already). */
+static const redeem_failure_t *discard_body(request_rec *r)
+{
+    int status = ap_discard_request_body(r);
+    return status == OK ? NULL : redeem_failure_reading(r->pool, status);
+}
+
 static const redeem_failure_t *route(request_rec *r, const char *path)
 {
+    const redeem_failure_t *failure = NULL;
     const redeem_route_t *found = routes;
     while (found->path && !path_matches(found->path, path))
         found++;
     redeem_metrics_route(r, found->path ? (int)(found - routes) : -1);
     if (!found->path) {
-        ap_discard_request_body(r);
+        if ((failure = discard_body(r)))
+            return failure;
         return redeem_failure(r->pool, HTTP_NOT_FOUND, "Not found");
     }
     if (r->method_number != found->method) {
-        ap_discard_request_body(r);
+        if ((failure = discard_body(r)))
+            return failure;
         apr_table_setn(r->err_headers_out, "Allow",
                        found->method == M_GET ? "GET, HEAD"
                                               : ap_method_name_of(r->pool, found->method));
         return redeem_failure(r->pool, HTTP_METHOD_NOT_ALLOWED, "Method not allowed");
     }
-    /* A GET's body is read and dropped; one over LimitRequestBody (413),
-     * stalled (408) or not well framed (400) gets that status. */
-    int discarded = found->method == M_GET ? ap_discard_request_body(r) : OK;
-    if (discarded != OK && !ap_is_HTTP_ERROR(discarded))
-        discarded = HTTP_BAD_REQUEST;
-    if (discarded != OK)
-        return redeem_failure(r->pool, discarded,
-                              discarded == HTTP_BAD_REQUEST ? "Malformed request body" : NULL);
+    if (found->method == M_GET && (failure = discard_body(r)))
+        return failure;
     const char *init_failure = redeem_conf(r)->child->init_failure;
     if (init_failure) {
         ap_discard_request_body(r);
@@ -111,7 +117,6 @@ static const redeem_failure_t *route(request_rec *r, const char *path)
      * so that both its limits take one step of the store (one Redis round
      * trip); a request that fails authentication is still charged to its
      * client. */
-    const redeem_failure_t *failure = NULL;
     int per_caller = found->caller_limit != NO_LIMIT;
     if (found->client_limit != NO_LIMIT && !per_caller &&
         (failure = redeem_ratelimit_charge(r, found->client_limit, NULL)))

@@ -26,26 +26,6 @@ sub metric {
     return $res->{body} =~ /^\Q$name\E (\d+)$/m ? $1 : die "no $name in:\n$res->{body}";
 }
 
-# Holds an exclusive lock on users for $seconds from a psql of its own (so
-# every read of a user waits for it) and returns once the lock is held.
-sub lock_users {
-    my ($seconds) = @_;
-    my $pid = fork // die "fork: $!";
-    if (!$pid) {
-        my $psql = $ENV{REDEEM_PG_BIN} && -x "$ENV{REDEEM_PG_BIN}/psql" ? "$ENV{REDEEM_PG_BIN}/psql" : 'psql';
-        exec($psql, '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', var('DB_NAME'), '-c',
-             "BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep($seconds); COMMIT;")
-          or POSIX::_exit(127);
-    }
-    my $deadline = Time::HiRes::time() + 10;
-    until (sql(q{SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
-                 WHERE c.relname = 'users' AND l.mode = 'AccessExclusiveLock' AND l.granted}) eq '1') {
-        die 'the lock on users was not taken within 10 s' if Time::HiRes::time() > $deadline;
-        Time::HiRes::sleep(0.05);
-    }
-    return $pid;
-}
-
 # GET $uri once for each name at once; "status email" of each, in order.
 sub burst_as {
     my ($uri, @names) = @_;
@@ -106,7 +86,7 @@ user_token($_) for @names, 'urgone';
 sql('DELETE FROM users WHERE id = ' . user_id('urgone'));
 my ($reads, $statements) = map { metric($_) } qw(redeem_user_reads_total redeem_user_read_statements_total);
 my @asked = map { (@names, 'urgone') } 1 .. 4;
-my $locker = lock_users(3);
+my $locker = hold_lock('users', 'ACCESS EXCLUSIVE', 3);
 my @got = burst_as('/api/profile', @asked);
 waitpid $locker, 0;
 $? == 0 or die "the locking psql failed: $?";
@@ -132,7 +112,7 @@ GET /api/health
 my @names = map { "urs$_" } 0 .. 3;
 user_token($_) for @names;
 sql('UPDATE users SET subscription_expires_at = now() + interval \'40 days\' WHERE id = ' . user_id('urs1'));
-my $locker = lock_users(2);
+my $locker = hold_lock('users', 'ACCESS EXCLUSIVE', 2);
 pipe(my $r, my $w) or die;
 my @pids;
 for my $i (0 .. 11) {
@@ -178,7 +158,7 @@ my $admin = user_token('uradm');
 sql('UPDATE users SET is_admin = true WHERE id = ' . user_id('uradm'));
 my @first = map { user_token($_) } qw(urb0 urb1);
 my $other = user_id('urb0');
-my $locker = lock_users(3);
+my $locker = hold_lock('users', 'ACCESS EXCLUSIVE', 3);
 pipe(my $r, my $w) or die;
 my @pids;
 my $ask = sub {

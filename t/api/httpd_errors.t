@@ -4,6 +4,7 @@
 # records that status.
 use lib 't/lib';
 use Test::Redeem;
+use IO::Socket::INET;
 
 # httpd logs a request after it has sent the answer (and closed the
 # connection): the line may come a moment after the client has read it.
@@ -18,6 +19,22 @@ sub access_status {
     }
     die "no access log line for $request_line" unless @lines;
     return $lines[-1] =~ /" (\d{3}) / ? $1 : die "no status in $lines[-1]";
+}
+
+# Sends $request on a connection of its own and reads until the server closes
+# it: exactly one response, whose body is its Content-Length and no more.
+sub only_one_answer {
+    my ($request) = @_;
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => var('PORT'), Timeout => 10)
+      or die "connect: $!\n";
+    print $sock $request;
+    local $/;
+    my $all = <$sock> // '';
+    my ($head, $body) = split /\r\n\r\n/, $all, 2;
+    my ($length) = $head =~ /^Content-Length: (\d+)\r?$/mi or die "no Content-Length in:\n$head\n";
+    die "more than one answer: " . length($body) . " bytes after the head, Content-Length $length:\n$all\n"
+      unless length($body) == $length;
+    return 1;
 }
 
 run_tests();
@@ -96,13 +113,16 @@ access_status('POST /api/login') == 417
 
 
 
-=== TEST 7: a GET whose body is over LimitRequestBody: 413, as a POST's is (not 400)
+=== TEST 7: a GET whose body is over LimitRequestBody: 413 in JSON, httpd's answer alone (the module writes nothing after it)
 --- raw_request eval
 "GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 70000\r\n\r\n"
   . ('x' x 70000)
 --- error_code: 413
 --- response_json_exact
 {"error": "Request body too large"}
+--- check_eval
+only_one_answer("GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                . "Content-Length: 70000\r\n\r\n" . ('x' x 70000))
 
 
 
@@ -112,4 +132,7 @@ access_status('POST /api/login') == 417
   . "zz\r\nxx\r\n0\r\n\r\n"
 --- error_code: 400
 --- response_json_exact
-{"error": "/^Malformed request/"}
+{"error": "Malformed request"}
+--- check_eval
+only_one_answer("GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                . "Transfer-Encoding: chunked\r\n\r\nzz\r\nxx\r\n0\r\n\r\n")

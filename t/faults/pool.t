@@ -30,19 +30,6 @@ RedeemDBTimeout 300
 CONF
 });
 
-# Runs SQL in a psql of its own in the background: its pid.
-sub psql_in_background {
-    my ($query) = @_;
-    my $pid = fork // die "fork: $!";
-    if (!$pid) {
-        open STDOUT, '>', '/dev/null';
-        { exec Test::Redeem::_psql_binary(), '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', var('DB_NAME'),
-            '-c', $query }
-        POSIX::_exit(127);
-    }
-    return $pid;
-}
-
 # A request in a child process: its pid; the status goes to $file.
 sub request_in_background {
     my ($file, @request) = @_;
@@ -55,15 +42,6 @@ sub request_in_background {
         POSIX::_exit(0);
     }
     return $pid;
-}
-
-sub wait_for_lock {
-    for (1 .. 100) {
-        return 1 if sql("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-              . "WHERE c.relname = 'code_counts' AND l.mode = 'ExclusiveLock' AND l.granted") eq '1';
-        Time::HiRes::sleep(0.02);
-    }
-    die "the test's lock was never granted\n";
 }
 
 no_shuffle();
@@ -90,8 +68,7 @@ GET /api/health
 --- check_eval
 my $admin = user_token('admin');
 my $token = user_token('fay');
-my $locker = psql_in_background("BEGIN; LOCK TABLE code_counts IN EXCLUSIVE MODE; SELECT pg_sleep($HOLD); COMMIT");
-wait_for_lock();
+my $locker = hold_lock('code_counts', 'EXCLUSIVE', $HOLD);
 my $file = var('SERVROOT') . "/generation.status";
 my $generation = request_in_background($file, 'POST', '/admin/generate-codes', '{"count": 20000}',
                                        "Authorization: Bearer $admin");

@@ -105,6 +105,8 @@ sub proxy_loop {
                 # bytes that run the statement codes_insert are not forwarded
                 # (on whichever connection they come first, once).
                 for my $client (keys %is_client) {
+                    # The latest command alone holds: marks do not pile up.
+                    delete @{$_}{$client} for \%doomed, \%lose_reply, \%hang_up, \%doom_codes;
                     if ($cmd eq 'r') { $lose_reply{$client} = 1 }
                     elsif ($cmd eq 'h' || $cmd eq 's') { $hang_up{$client} = $cmd }
                     elsif ($cmd eq 'c') { $doom_codes{$client} = 1 }
@@ -169,19 +171,9 @@ sub proxy_loop {
 sub lock_user_row {
     my ($id, $seconds) = @_;
     $id =~ /^\d+$/ or die "user id: $id\n";
-    my $pid = fork // die "fork: $!\n";
-    if (!$pid) {
-        open STDOUT, '>', '/dev/null';
-        { exec Test::Redeem::_psql_binary(), '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', var('DB_NAME'), '-c',
-            "BEGIN; SELECT FROM users WHERE id = $id FOR UPDATE; SELECT pg_sleep($seconds); COMMIT" }
-        POSIX::_exit(127);
-    }
-    my $deadline = time + 10;
-    until (sql(q{SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'
-                 AND query LIKE 'BEGIN; SELECT FROM users WHERE id = % FOR UPDATE;%'}) eq '1') {
-        die "the user's row was not locked within 10 s\n" if time > $deadline;
-        select undef, undef, undef, 0.05;
-    }
+    my $pid = sql_in_background("BEGIN; SELECT FROM users WHERE id = $id FOR UPDATE; SELECT pg_sleep($seconds); COMMIT");
+    sql_until("the user's row locked", q{SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'
+                 AND query LIKE 'BEGIN; SELECT FROM users WHERE id = % FOR UPDATE;%'});
     return $pid;
 }
 

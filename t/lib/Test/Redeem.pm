@@ -290,6 +290,12 @@ C<api_request($method, $uri, $json_body, @header_lines)> sends one more
 request and returns its response hash (with C<json> and C<elapsed> seconds).
 C<sql($query)> runs SQL as C<db_check> does (psql as superuser on the file's
 database) and returns its output without the final newline; a psql error dies.
+C<sql_in_background($query)> runs SQL the same way from a process of its own
+and returns its pid (for C<waitpid>); C<sql_until($what, $query, $seconds)>
+runs C<$query> until it prints C<1> or C<t> (dies after C<$seconds>, 10 by
+default); C<hold_lock($table, $mode, $seconds)> holds C<LOCK TABLE $table IN
+$mode MODE> for C<$seconds> from a psql of its own and returns its pid once
+the lock is granted.
 C<statement_sql('SQL_REDEEM')> is the SQL of that macro of
 F<mod_redeem/httpd/statements.h>, the C<SQL_> macros it names expanded (to
 C<PREPARE> and C<EXPLAIN> a statement as the module sends it).
@@ -319,7 +325,7 @@ use Time::HiRes ();
 our @EXPORT = qw(
   run_tests repeat_each no_shuffle add_block_preprocessor default_config
   jwt_forge jwt_secret jwt_claims jwt_decode user_id user_token now var b64url
-  response json_match api_request api_request_to sql
+  response json_match api_request api_request_to sql sql_in_background sql_until hold_lock
   start_second_server stop_second_server redis_cli redis_stop redis_start
   graceful_restart statement_sql
 );
@@ -447,6 +453,38 @@ sub sql {
     die "psql failed: $err" if $rc;
     chomp $out;
     return $out;
+}
+
+sub sql_in_background {
+    my ($query) = @_;
+    my $pid = fork // die "fork: $!\n";
+    if (!$pid) {
+        open STDOUT, '>', '/dev/null';
+        $ENV{PGGSSENCMODE} //= 'disable';
+        { exec _psql_binary(), '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $DbName, '-c', $query }
+        POSIX::_exit(127);
+    }
+    return $pid;
+}
+
+sub sql_until {
+    my ($what, $query, $seconds) = @_;
+    $seconds //= 10;
+    my $deadline = Time::HiRes::time() + $seconds;
+    until (sql($query) =~ /^(?:1|t)$/) {
+        die "$what: not within $seconds s\n" if Time::HiRes::time() > $deadline;
+        Time::HiRes::sleep(0.02);
+    }
+    return 1;
+}
+
+sub hold_lock {
+    my ($table, $mode, $seconds) = @_;
+    my $pid = sql_in_background("BEGIN; LOCK TABLE $table IN $mode MODE; SELECT pg_sleep($seconds); COMMIT");
+    my $granted = join('', map { ucfirst lc } split / /, $mode) . 'Lock';
+    sql_until("the lock on $table", "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+              . " WHERE c.relname = '$table' AND l.mode = '$granted' AND l.granted");
+    return $pid;
 }
 
 # The SQL of a statement of mod_redeem/httpd/statements.h (its #define NAME):
