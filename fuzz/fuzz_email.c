@@ -71,7 +71,9 @@ static void check_address(const char *in, size_t len, const char *out)
             ats++, at = i;
     }
     FUZZ_CHECK(ats == 1, "accepted address without exactly one @");
-    FUZZ_CHECK(at >= 1 && at <= 64, "accepted local part of 0 or over 64 bytes");
+    /* 64 characters (code points), as README says, not bytes. */
+    FUZZ_CHECK(at >= 1 && redeem_text_utf8_length(out, at) <= 64,
+               "accepted local part of 0 or over 64 characters");
     const char *domain = out + at + 1;
     size_t dlen = n - at - 1;
     FUZZ_CHECK(dlen > 0 && memchr(domain, '.', dlen), "accepted domain without a dot");
