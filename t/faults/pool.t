@@ -16,18 +16,7 @@ our $HOLD = 1.5;    # seconds the test's lock holds the generation (and the pool
 
 add_block_preprocessor(sub {
     my ($block) = @_;
-    $block->set_value(config => <<'CONF') unless defined $block->config;
-StartServers 1
-ServerLimit 1
-ThreadsPerChild 5
-MaxRequestWorkers 5
-MinSpareThreads 1
-MaxSpareThreads 5
-DBDMin 1
-DBDMax 1
-DBDKeep 1
-RedeemDBTimeout 300
-CONF
+    $block->set_value(config => one_connection_config(300)) unless defined $block->config;
 });
 
 # A request in a child process: its pid; the status goes to $file.

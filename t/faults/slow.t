@@ -17,18 +17,7 @@ use Time::HiRes ();
 
 our $HOLD = 6;    # seconds the test's lock on code_counts holds a generation
 
-our $BASE = <<'CONF';
-StartServers 1
-ServerLimit 1
-ThreadsPerChild 5
-MaxRequestWorkers 5
-MinSpareThreads 1
-MaxSpareThreads 5
-DBDMin 1
-DBDMax 1
-DBDKeep 1
-RedeemDBTimeout 1000
-CONF
+our $BASE = one_connection_config(1000);
 
 add_block_preprocessor(sub {
     my ($block) = @_;

@@ -290,6 +290,9 @@ C<api_request($method, $uri, $json_body, @header_lines)> sends one more
 request and returns its response hash (with C<json> and C<elapsed> seconds).
 C<sql($query)> runs SQL as C<db_check> does (psql as superuser on the file's
 database) and returns its output without the final newline; a psql error dies.
+C<one_connection_config($db_timeout_ms)> is the configuration of one child
+of five threads with one pooled connection and that C<RedeemDBTimeout> (every
+request meets the state the one before left).
 C<sql_in_background($query)> runs SQL the same way from a process of its own
 and returns its pid (for C<waitpid>); C<sql_until($what, $query, $seconds)>
 runs C<$query> until it prints C<1> or C<t> (dies after C<$seconds>, 10 by
@@ -326,6 +329,7 @@ our @EXPORT = qw(
   run_tests repeat_each no_shuffle add_block_preprocessor default_config
   jwt_forge jwt_secret jwt_claims jwt_decode user_id user_token now var b64url
   response json_match api_request api_request_to sql sql_in_background sql_until hold_lock
+  one_connection_config
   start_second_server stop_second_server redis_cli redis_stop redis_start
   graceful_restart statement_sql
 );
@@ -453,6 +457,13 @@ sub sql {
     die "psql failed: $err" if $rc;
     chomp $out;
     return $out;
+}
+
+sub one_connection_config {
+    my ($db_timeout_ms) = @_;
+    return "StartServers 1\nServerLimit 1\nThreadsPerChild 5\nMaxRequestWorkers 5\n"
+      . "MinSpareThreads 1\nMaxSpareThreads 5\nDBDMin 1\nDBDMax 1\nDBDKeep 1\n"
+      . "RedeemDBTimeout $db_timeout_ms\n";
 }
 
 sub sql_in_background {
