@@ -278,7 +278,8 @@ static const redeem_failure_t *db_failure(redeem_db_t *db, const char *what, out
     int unable = 0;
     if (outcome == EXCHANGE_FAILED && failed_for_now(result, &unable)) {
         /* A server that cannot serve now (a standby, shutting down, out of
-         * resources): its next user connects anew (to the primary, with
+         * resources, its connection broken): its next user connects anew
+         * (to the primary, when DBDParams lists the hosts with
          * target_session_attrs=read-write). */
         if (unable) {
             note_failed(r);
@@ -296,10 +297,17 @@ static const redeem_failure_t *db_failure(redeem_db_t *db, const char *what, out
         if (!db->shortened)
             note_unreachable(r);
         drop_connection(pg);
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                      RDMNO(0111) "database %s: no answer within RedeemDBTimeout (%" APR_INT64_T_FMT
-                                  " ms): connection dropped",
-                      what, (apr_int64_t)redeem_conf(r)->db_timeout_ms);
+        if (db->shortened)
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                          RDMNO(0111) "database %s: no answer within its shortened deadline (a "
+                                      "health check's): connection dropped",
+                          what);
+        else
+            ap_log_rerror(
+                APLOG_MARK, APLOG_ERR, 0, r,
+                RDMNO(0111) "database %s: no answer within RedeemDBTimeout (%" APR_INT64_T_FMT
+                            " ms): connection dropped",
+                what, (apr_int64_t)redeem_conf(r)->db_timeout_ms);
         return &redeem_failure_unavailable;
     }
     ap_log_rerror(APLOG_MARK, outcome == EXCHANGE_LOST ? APLOG_WARNING : APLOG_ERR, 0, r,

@@ -113,7 +113,7 @@ access_status('POST /api/login') == 417
 
 
 
-=== TEST 7: a GET whose body is over LimitRequestBody: 413 in JSON, httpd's answer alone (the module writes nothing after it)
+=== TEST 7: a GET whose body is over LimitRequestBody: httpd's 413 in JSON, and one answer on the wire (the module writes none of its own after httpd's; before, it wrote one that httpd dropped, so this guards the wire, not that change)
 --- raw_request eval
 "GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 70000\r\n\r\n"
   . ('x' x 70000)

@@ -599,7 +599,7 @@ Allow: GET, HEAD
 GET /admin/codes?p%61ge=2&page=3
 --- error_code: 400
 --- response_json_exact
-{"error": "/./"}
+{"error": "Malformed or repeated query parameter"}
 
 
 

@@ -5,6 +5,9 @@
 #   non-blocking as the others (a libpq reset turns blocking mode back on):
 #   else a large send waits in libpq, past RedeemDBTimeout, and what the
 #   client is told failed (503) is still committed when the server reads on.
+# - A statement the module gave up on (503 at RedeemDBTimeout, its socket
+#   shut) is cancelled by the server (client_connection_check_interval),
+#   not committed once whatever held it up lets go.
 # - A statement the server refuses for now (statement_timeout, a lock not had,
 #   a deadlock) is 503 with Retry-After, not 500: another try may succeed.
 # - A health check's question, cut short to half a second, that misses its
@@ -159,7 +162,7 @@ GET /api/health
 --- response_json_exact
 {"status": "unhealthy", "message": "Database unavailable"}
 --- error_log
-/RDM0111: database statement ping: no answer within RedeemDBTimeout/
+/RDM0111: database statement ping: no answer within its shortened deadline/
 --- no_error_log
 RDM0112
 

@@ -460,7 +460,7 @@ GET /api/profile
 
 
 
-=== TEST 95: a code that expires while a redemption of it, its connection lost, still runs in the database (held up on the user's row), and whose run again begins after the expiry: it waits for that first run's claim instead of calling the code expired, and is 200 once
+=== TEST 95: a code for TEST 96 (a code that expires while a redemption of it, its connection lost, still runs in the database, held up on the user's row, and whose run again begins after the expiry)
 --- config eval
 proxy_config()
 --- login: admin
@@ -475,7 +475,7 @@ BATCH5=batch_id
 
 
 
-=== TEST 96: (the redemption of TEST 95: the code expires 0.7 s after it was sent; its run again reaches the database 1.5 s after it was sent; the user's row is let go after 4 s)
+=== TEST 96: the redemption of TEST 95's code (it expires 0.7 s after the request; the run again reaches the database 1.5 s after it; the user's row is let go after 4 s): the run again waits for the first run's claim instead of calling the code expired: 200 once, one audit row
 --- config eval
 proxy_config()
 --- login: uma
