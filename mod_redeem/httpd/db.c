@@ -179,6 +179,15 @@ static void note_unreachable(request_rec *r)
                                   "trying it again every second");
 }
 
+/* A wait of this request's that ran out: the database is silent, unless
+ * the wait was cut short (a health check's half second), which says only
+ * that it is slow and must not turn the whole child away. */
+static void note_silent(const redeem_db_t *db)
+{
+    if (!db->shortened)
+        note_unreachable(db->r);
+}
+
 /* The database did not answer at all (lost, refused, silent). */
 static void note_failed(request_rec *r)
 {
@@ -292,22 +301,15 @@ static const redeem_failure_t *db_failure(redeem_db_t *db, const char *what, out
         return &redeem_failure_unavailable;
     }
     if (outcome == EXCHANGE_TIMED_OUT) {
-        /* A question cut short that misses its deadline (health's) must not
-         * turn the whole child away from a database that is only slow. */
-        if (!db->shortened)
-            note_unreachable(r);
+        note_silent(db);
         drop_connection(pg);
-        if (db->shortened)
-            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                          RDMNO(0111) "database %s: no answer within its shortened deadline (a "
-                                      "health check's): connection dropped",
-                          what);
-        else
-            ap_log_rerror(
-                APLOG_MARK, APLOG_ERR, 0, r,
-                RDMNO(0111) "database %s: no answer within RedeemDBTimeout (%" APR_INT64_T_FMT
-                            " ms): connection dropped",
-                what, (apr_int64_t)redeem_conf(r)->db_timeout_ms);
+        const char *within =
+            db->shortened ? "its shortened deadline (a health check's)"
+                          : apr_psprintf(r->pool, "RedeemDBTimeout (%" APR_INT64_T_FMT " ms)",
+                                         (apr_int64_t)redeem_conf(r)->db_timeout_ms);
+        ap_log_rerror(APLOG_MARK, db->shortened ? APLOG_WARNING : APLOG_ERR, 0, r,
+                      RDMNO(0111) "database %s: no answer within %s: connection dropped", what,
+                      within);
         return &redeem_failure_unavailable;
     }
     ap_log_rerror(APLOG_MARK, outcome == EXCHANGE_LOST ? APLOG_WARNING : APLOG_ERR, 0, r,
@@ -549,8 +551,7 @@ static const redeem_failure_t *reconnect(redeem_db_t *db)
             ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                           RDMNO(0107) "reconnect failed: no answer within RedeemDBTimeout");
             note_failed(r);
-            if (!db->shortened)
-                note_unreachable(r);
+            note_silent(db);
             return &redeem_failure_unavailable;
         }
         poll_status = PQresetPoll(db->pg);
