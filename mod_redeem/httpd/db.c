@@ -66,7 +66,8 @@ struct redeem_db {
     redeem_conn_t *conn;
     apr_time_t deadline; /* every wait of this request ends by then */
     int pipelined;       /* statements sent in the open pipeline */
-    int shortened;       /* deadline cut short (a health check's question): missing it
+    int shortened;       /* deadline cut short (a health check's question, or less than
+                          * half of RedeemDBTimeout left when it was set): missing it
                           * says the database is slow, not that it is gone */
 };
 
@@ -304,7 +305,8 @@ static const redeem_failure_t *db_failure(redeem_db_t *db, const char *what, out
         note_silent(db);
         drop_connection(pg);
         const char *within =
-            db->shortened ? "its shortened deadline (a health check's)"
+            db->shortened ? "its shortened deadline (a health check's, or less than half of "
+                            "RedeemDBTimeout left when it was set)"
                           : apr_psprintf(r->pool, "RedeemDBTimeout (%" APR_INT64_T_FMT " ms)",
                                          (apr_int64_t)redeem_conf(r)->db_timeout_ms);
         ap_log_rerror(APLOG_MARK, db->shortened ? APLOG_WARNING : APLOG_ERR, 0, r,
@@ -628,8 +630,7 @@ const redeem_failure_t *redeem_db_open(request_rec *r, apr_time_t since, redeem_
     handle->r = r;
     handle->pg = pg;
     handle->conn = conn;
-    handle->deadline = since + apr_time_from_msec(conf->db_timeout_ms);
-    handle->shortened = 0;
+    redeem_db_set_deadline(handle, since + apr_time_from_msec(conf->db_timeout_ms));
     /* Non-blocking sends: a large batch must not block past the deadline. */
     PQsetnonblocking(pg, 1);
     const redeem_failure_t *failure = make_ready(handle);
@@ -647,6 +648,21 @@ void redeem_db_limit(redeem_db_t *db, apr_interval_time_t from_now)
         db->deadline = until;
         db->shortened = 1;
     }
+}
+
+apr_time_t redeem_db_deadline(const redeem_db_t *db)
+{
+    return db->deadline;
+}
+
+void redeem_db_set_deadline(redeem_db_t *db, apr_time_t deadline)
+{
+    db->deadline = deadline;
+    /* A request that waited most of its time (for a free connection, for
+     * another's read, for its body) and then misses what is left has not
+     * seen the database silent for long. */
+    db->shortened =
+        deadline - apr_time_now() < apr_time_from_msec(redeem_conf(db->r)->db_timeout_ms) / 2;
 }
 
 void redeem_db_allow(redeem_db_t *db, apr_interval_time_t from_now)

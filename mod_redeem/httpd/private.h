@@ -328,7 +328,7 @@ typedef struct redeem_db redeem_db_t;
 /* A pooled connection ready for our statements: acquired from mod_dbd, the
  * schema version checked and the statements prepared once per backend.
  * Every wait ends within RedeemDBTimeout of `since` (the request's start,
- * or for a read of several requests' users, when it began). */
+ * or for a read of several requests' users, the earliest of theirs). */
 const redeem_failure_t *redeem_db_open(request_rec *r, apr_time_t since, redeem_db_t **db);
 /* Runs a prepared statement; args holds exactly the statement's arguments
  * (statements.h names them). Failures: 503 when the database is
@@ -341,6 +341,12 @@ const redeem_failure_t *redeem_db_query(redeem_db_t *db, redeem_stmt_e stmt,
 void redeem_db_allow(redeem_db_t *db, apr_interval_time_t from_now);
 /* ... or a short question moves it to at most from_now from now. */
 void redeem_db_limit(redeem_db_t *db, apr_interval_time_t from_now);
+/* ... or a read for several requests (user_reads.c) sets it to the earliest
+ * of theirs, and gives the reader's own back after. A deadline that leaves
+ * less than half of RedeemDBTimeout is short: missing it does not make the
+ * child count the database as silent. */
+apr_time_t redeem_db_deadline(const redeem_db_t *db);
+void redeem_db_set_deadline(redeem_db_t *db, apr_time_t deadline);
 /* The same for a statement that returns no rows; *affected (may be NULL):
  * how many rows it wrote. */
 const redeem_failure_t *redeem_db_exec(redeem_db_t *db, redeem_stmt_e stmt, const char *const *args,

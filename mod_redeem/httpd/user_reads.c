@@ -10,18 +10,21 @@
  * reads at once; every read is a statement begun after the request asked,
  * so it sees every change committed before that.
  *
- * Once it has a connection, a read is bounded by RedeemDBTimeout, counted
- * from when it began; a request waits for the read in flight and then its
- * own. Taking a connection from mod_dbd's pool has no bound of its own: when
- * every connection of the child is busy (DBDMax), the reader waits for one,
- * and its batch with it (as any request that needs a connection does).
+ * No request waits past its own deadline (its start plus RedeemDBTimeout):
+ * one waiting in line leaves it when its deadline passes (503), and a read
+ * ends by the earliest deadline among its requests, so none that it reads
+ * for waits longer than its own. Taking a connection from mod_dbd's pool
+ * has no bound of its own: when every connection of the child is busy
+ * (DBDMax), the reader waits for one, and its batch with it (as any
+ * request that needs a connection does); what it then sends is bounded.
  * When the database stops answering, the first read to time out makes the
  * child answer 503 at once (db.c), and so do the reads after it.
  *
  * Each waiting request's place (user_read_t) lives on its own stack; the
  * reader fills it in without the lock (the owner does not look until
- * `done`, set under the lock), and the owner copies it onto its own pool:
- * no thread touches another's pool. */
+ * `done`, set under the lock; once a reader has `taken` it, its owner no
+ * longer leaves), and the owner copies it onto its own pool: no thread
+ * touches another's pool. */
 #include "httpd/private.h"
 
 /* Text of one row's cells: an email is at most 254 characters (up to 1,016
@@ -40,7 +43,10 @@
 
 typedef struct redeem_user_read {
     apr_int64_t id;
+    apr_time_t deadline;     /* its request's start plus RedeemDBTimeout */
     apr_thread_cond_t *wake; /* its owner waits on it; NULL for a read alone */
+    int taken;               /* in a read's batch (under read_lock): the read ends by
+                              * this deadline or an earlier one, so its owner waits */
     int done;                /* set under read_lock once the fields below are final */
     int found;               /* a row came back */
     int failed;              /* the statement failed: status, message, retry_after */
@@ -110,17 +116,21 @@ static void read_batch(redeem_call_t *call, user_read_t **batch, int n)
 
     const char *args[USERS_BY_ID_NARGS] = {[ARG_USERS_BY_ID_IDS] = ids};
     redeem_rows_t rows;
-    /* The reader may have waited out most of its own request's time for the
-     * read before: the batch gets a whole RedeemDBTimeout from now, for the
-     * connection (which may have to be made again and readied) and then for
-     * the statement. Counted from the request's start, a reader left with a
-     * few milliseconds would fail every request of the batch, and take a
-     * reconnect that ran out of that time for a silent database. */
-    const redeem_failure_t *failure = redeem_call_db_since(call, apr_time_now());
+    /* The read ends by the earliest deadline of the requests it reads for,
+     * the connection's setting up included; the reader's own request then
+     * goes on with its own deadline. */
+    apr_time_t until = batch[0]->deadline;
+    for (int i = 1; i < n; i++)
+        if (batch[i]->deadline < until)
+            until = batch[i]->deadline;
+    apr_interval_time_t timeout = apr_time_from_msec(call->conf->db_timeout_ms);
+    apr_time_t own = call->db ? redeem_db_deadline(call->db) : r->request_time + timeout;
+    const redeem_failure_t *failure = redeem_call_db_since(call, until - timeout);
     if (!failure) {
-        redeem_db_allow(call->db, apr_time_from_msec(call->conf->db_timeout_ms));
+        redeem_db_set_deadline(call->db, until);
         redeem_shared_count(call->conf->shared, REDEEM_COUNTER_USER_READ_STATEMENTS);
         failure = redeem_db_query(call->db, STMT_USERS_BY_ID, args, &rows);
+        redeem_db_set_deadline(call->db, own);
     }
     for (int i = 0; i < n; i++) {
         user_read_t *read = batch[i];
@@ -157,15 +167,45 @@ static void read_batch(redeem_call_t *call, user_read_t **batch, int n)
     apr_thread_mutex_unlock(child->read_lock);
 }
 
+/* Under the lock: takes self out of the line (its deadline passed before a
+ * read took it). If self was first in line, the next one now is. */
+static void leave_line(redeem_child_t *child, user_read_t *self)
+{
+    int at = 0;
+    while (child->read_pending[at] != self)
+        at++;
+    child->read_pending_count--;
+    memmove(child->read_pending + at, child->read_pending + at + 1,
+            sizeof *child->read_pending * (apr_size_t)(child->read_pending_count - at));
+    if (at == 0 && child->read_pending_count && child->read_in_flight < READS_AT_ONCE)
+        apr_thread_cond_signal(child->read_pending[0]->wake);
+    if (child->read_room_waiters)
+        apr_thread_cond_signal(child->read_room);
+}
+
 /* Under the lock: waits for self's read, running it when self is first in
- * line once fewer than READS_AT_ONCE run. Returns with the lock released. */
+ * line once fewer than READS_AT_ONCE run, or leaves the line when its
+ * deadline passes first. Returns with the lock released; self->done unless
+ * it left. */
 static void wait_in_line(redeem_call_t *call, redeem_child_t *child, user_read_t *self)
 {
     while (!self->done) {
+        if (self->taken) {
+            /* The read ends by this request's deadline or an earlier one. */
+            apr_thread_cond_wait(self->wake, child->read_lock);
+            continue;
+        }
+        apr_time_t now = apr_time_now();
+        if (now >= self->deadline) {
+            leave_line(child, self);
+            break;
+        }
         if (child->read_in_flight < READS_AT_ONCE && child->read_pending[0] == self) {
             user_read_t *batch[REDEEM_USER_READ_BATCH];
             int n = child->read_pending_count;
             memcpy(batch, child->read_pending, sizeof *batch * (apr_size_t)n);
+            for (int i = 0; i < n; i++)
+                batch[i]->taken = 1;
             child->read_pending_count = 0;
             child->read_in_flight++;
             if (child->read_room_waiters)
@@ -174,9 +214,21 @@ static void wait_in_line(redeem_call_t *call, redeem_child_t *child, user_read_t
             read_batch(call, batch, n);
             return;
         }
-        apr_thread_cond_wait(self->wake, child->read_lock);
+        apr_thread_cond_timedwait(self->wake, child->read_lock, self->deadline - now);
     }
     apr_thread_mutex_unlock(child->read_lock);
+}
+
+/* A request whose deadline passed before a read took it (every read of its
+ * child busy that long, or the line full). */
+static const redeem_failure_t *out_of_line(redeem_call_t *call, apr_int64_t id)
+{
+    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, call->r,
+                  RDMNO(0207) "user %" APR_INT64_T_FMT
+                              " not read: RedeemDBTimeout (%" APR_INT64_T_FMT
+                              " ms) ran out while it waited for the reads in flight",
+                  id, (apr_int64_t)call->conf->db_timeout_ms);
+    return &redeem_failure_unavailable;
 }
 
 const redeem_failure_t *redeem_user_reads_get(redeem_call_t *call, apr_int64_t id, int *found)
@@ -185,14 +237,20 @@ const redeem_failure_t *redeem_user_reads_get(redeem_call_t *call, apr_int64_t i
     redeem_child_t *child = call->conf->child;
     user_read_t self;
     self.id = id;
+    self.deadline = r->request_time + apr_time_from_msec(call->conf->db_timeout_ms);
     self.wake = NULL;
-    self.done = self.found = self.failed = 0;
+    self.taken = self.done = self.found = self.failed = 0;
     redeem_shared_count(call->conf->shared, REDEEM_COUNTER_USER_READS);
 
     apr_thread_mutex_lock(child->read_lock);
     while (child->read_pending_count == REDEEM_USER_READ_BATCH) {
+        apr_time_t now = apr_time_now();
+        if (now >= self.deadline) {
+            apr_thread_mutex_unlock(child->read_lock);
+            return out_of_line(call, id);
+        }
         child->read_room_waiters++;
-        apr_thread_cond_wait(child->read_room, child->read_lock);
+        apr_thread_cond_timedwait(child->read_room, child->read_lock, self.deadline - now);
         child->read_room_waiters--;
     }
     if (child->read_in_flight < READS_AT_ONCE && child->read_pending_count == 0) {
@@ -208,6 +266,8 @@ const redeem_failure_t *redeem_user_reads_get(redeem_call_t *call, apr_int64_t i
         }
         child->read_pending[child->read_pending_count++] = &self;
         wait_in_line(call, child, &self);
+        if (!self.done)
+            return out_of_line(call, id);
     }
 
     *found = self.found;

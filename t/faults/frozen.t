@@ -73,28 +73,6 @@ sub thaw   { kill 'CONT', @FROZEN if @FROZEN; @FROZEN = (); return 1 }
 END { thaw(); stop_relay() }
 
 # n clients at once, each one request: [status, seconds, Retry-After] each.
-sub burst {
-    my ($n, $method, $uri, @headers) = @_;
-    pipe(my $r, my $w) or die;
-    my @pids;
-    for (1 .. $n) {
-        my $pid = fork // die;
-        if (!$pid) {
-            close $r;
-            my $res = api_request($method, $uri, undef, @headers);
-            my ($retry) = map { $_->[1] } grep { lc $_->[0] eq 'retry-after' } @{ $res->{headers} || [] };
-            syswrite $w, join(' ', $res->{status} // 'none', sprintf('%.2f', $res->{elapsed}),
-                              $retry // '-') . "\n";
-            POSIX::_exit(0);
-        }
-        push @pids, $pid;
-    }
-    close $w;
-    my @results = map { [split] } <$r>;
-    waitpid $_, 0 for @pids;
-    return @results;
-}
-
 sub all_within {
     my ($want, $limit, @results) = @_;
     my @bad = grep { $_->[0] ne $want || $_->[1] > $limit || ($want eq '503' && $_->[2] !~ /^\d+$/) } @results;

@@ -13,6 +13,9 @@
 # - A health check's question, cut short to half a second, that misses its
 #   deadline makes health 503 but does not turn the child's other requests
 #   away for a second as if the database were silent.
+# - A read of the token's user shared by several requests ends by the
+#   earliest of their deadlines, and a request waiting in line for one
+#   leaves it at its own: none waits past RedeemDBTimeout.
 use lib 't/lib';
 use Test::Redeem;
 use POSIX ();
@@ -39,6 +42,24 @@ sub kill_module_backends {
     my $query = module_backends();
     sql("SELECT count(pg_terminate_backend(pid)) FROM ($query) b");
     sql_until('the module\'s backends gone', "SELECT count(*) = 0 FROM ($query) b");
+}
+
+# Waits until $n requests for locks on $table wait.
+sub lock_waiters {
+    my ($table, $n) = @_;
+    sql_until("$n waiting for $table", "SELECT count(*) >= $n FROM pg_locks l JOIN pg_class c"
+              . " ON c.oid = l.relation WHERE c.relname = '$table' AND NOT l.granted");
+}
+
+# Each [status, elapsed, Retry-After] of @results is a 200, or a 503 with
+# Retry-After, within $limit seconds.
+sub all_answered_within {
+    my ($limit, @results) = @_;
+    my @bad = grep { $_->[1] > $limit || !($_->[0] eq '200' || ($_->[0] eq '503' && $_->[2] =~ /^\d+$/)) }
+      @results;
+    die "expected 200 or 503 with Retry-After within $limit s, got: "
+      . join(', ', map { "@$_" } @results) . "\n" if @bad;
+    return 1;
 }
 
 no_shuffle();
@@ -169,6 +190,65 @@ RDM0112
 
 
 === TEST 7: right after, the profile is served (on a new connection)
+--- login: alice
+--- request
+GET /api/profile
+--- error_code: 200
+--- no_error_log
+RDM0112
+
+
+
+=== TEST 8: reads of users held up by two locks in turn, each shorter than RedeemDBTimeout (2 s here), longer together: five profiles at once each answered within its own deadline (the reads that waited in line had a whole RedeemDBTimeout of their own after), and a read that had less than half of its time left when it began does not count the database as silent
+--- config eval
+one_connection_config(2000)
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $auth = 'Authorization: Bearer ' . user_token('alice');
+my $first = hold_lock('users', 'ACCESS EXCLUSIVE', 1.6);
+my @sent = request_in_background('GET', '/api/profile', undef, $auth);
+lock_waiters('users', 1);
+my $second = sql_in_background('BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(2.4); COMMIT');
+lock_waiters('users', 2);
+push @sent, map { request_in_background('GET', '/api/profile', undef, $auth) } 1 .. 4;
+my @results = map { request_result($_) } @sent;
+waitpid $_, 0 for $first, $second;
+$results[0][0] eq '200' or die "the first read, held up 1.6 s: @{ $results[0] }\n";
+all_answered_within(2.35, @results);
+--- no_error_log
+RDM0112
+
+
+
+=== TEST 9: a request in line for a read leaves it at its deadline: the child's one connection held by a generation of codes that a lock keeps waiting, two reads in flight waiting for it (for 2.2 s); the third profile is 503 within its RedeemDBTimeout, not when a read is done
+--- db_init eval
+Time::HiRes::sleep(1.2);   # past any 503-at-once second a block before left
+'SELECT 1'
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $auth = 'Authorization: Bearer ' . user_token('alice');
+my $admin = 'Authorization: Bearer ' . user_token('admin');
+my $locker = hold_lock('code_counts', 'EXCLUSIVE', 2.2);
+my $generation = request_in_background('POST', '/admin/generate-codes', '{"count": 20000}', $admin);
+lock_waiters('code_counts', 1);
+my @sent = map { request_in_background('GET', '/api/profile', undef, $auth) } 1 .. 2;
+Time::HiRes::sleep(0.2);
+push @sent, request_in_background('GET', '/api/profile', undef, $auth);
+my @results = map { request_result($_) } @sent;
+request_result($generation);
+waitpid $locker, 0;
+my @in_time = grep { $_->[0] eq '503' && $_->[2] =~ /^\d+$/ && $_->[1] <= 1.35 } @results;
+@in_time or die "expected a 503 within 1.35 s, got: " . join(', ', map { "@$_" } @results) . "\n";
+--- error_log
+/RDM0207: user \d+ not read: RedeemDBTimeout \(1000 ms\) ran out while it waited/
+
+
+
+=== TEST 10: right after, the profile is served at once
 --- login: alice
 --- request
 GET /api/profile

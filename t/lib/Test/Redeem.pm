@@ -329,7 +329,7 @@ our @EXPORT = qw(
   run_tests repeat_each no_shuffle add_block_preprocessor default_config
   jwt_forge jwt_secret jwt_claims jwt_decode user_id user_token now var b64url
   response json_match api_request api_request_to sql sql_in_background sql_until hold_lock
-  one_connection_config
+  one_connection_config request_in_background request_result burst
   start_second_server stop_second_server redis_cli redis_stop redis_start
   graceful_restart statement_sql
 );
@@ -464,6 +464,39 @@ sub one_connection_config {
     return "StartServers 1\nServerLimit 1\nThreadsPerChild 5\nMaxRequestWorkers 5\n"
       . "MinSpareThreads 1\nMaxSpareThreads 5\nDBDMin 1\nDBDMax 1\nDBDKeep 1\n"
       . "RedeemDBTimeout $db_timeout_ms\n";
+}
+
+# Sends a request from a process of its own and returns at once; its
+# request_result waits for [status, elapsed seconds, Retry-After or '-'].
+sub request_in_background {
+    my ($method, $uri, $body, @headers) = @_;
+    pipe(my $r, my $w) or die "pipe: $!\n";
+    my $pid = fork // die "fork: $!\n";
+    if (!$pid) {
+        close $r;
+        my $res = api_request($method, $uri, $body, @headers);
+        my ($retry) = map { $_->[1] } grep { lc $_->[0] eq 'retry-after' } @{ $res->{headers} || [] };
+        syswrite $w, join(' ', $res->{status} // 'none', sprintf('%.3f', $res->{elapsed}), $retry // '-') . "\n";
+        POSIX::_exit(0);
+    }
+    close $w;
+    return {pid => $pid, fh => $r};
+}
+
+sub request_result {
+    my ($sent) = @_;
+    my $fh = $sent->{fh};
+    my $line = <$fh> // 'none 0 -';
+    close $fh;
+    waitpid $sent->{pid}, 0;
+    return [split ' ', $line];
+}
+
+# $n of the same request at once: their request_results.
+sub burst {
+    my ($n, $method, $uri, @headers) = @_;
+    my @sent = map { request_in_background($method, $uri, undef, @headers) } 1 .. $n;
+    return map { request_result($_) } @sent;
 }
 
 sub sql_in_background {
