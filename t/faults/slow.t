@@ -16,12 +16,16 @@
 # - A read of the token's user shared by several requests ends by the
 #   earliest of their deadlines, and a request waiting in line for one
 #   leaves it at its own: none waits past RedeemDBTimeout.
+# - A server that refuses writes (a standby after a failover; here the
+#   role's sessions read-only) is 503 for now, and its connection is shut,
+#   so that the first request once writes are allowed again succeeds.
 use lib 't/lib';
 use Test::Redeem;
 use POSIX ();
 use Time::HiRes ();
 
 our $HOLD = 6;    # seconds the test's lock on code_counts holds a generation
+our $USED;    # codes used before TEST 12
 
 our $BASE = one_connection_config(1000);
 
@@ -255,3 +259,52 @@ GET /api/profile
 --- error_code: 200
 --- no_error_log
 RDM0112
+
+
+
+=== TEST 11: a code for the blocks below
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1}
+--- error_code: 201
+--- save_json
+CODE2=codes.0
+
+
+
+=== TEST 12: a server that refuses writes (a standby, here the role's sessions made read-only, as after a failover to a replica): a redemption is 503 with Retry-After (SQLSTATE 25006), nothing written, and the connection shut so that the next request connects anew
+--- db_init eval
+sql("ALTER ROLE $ENV{REDEEM_APP_USER} IN DATABASE " . var('DB_NAME') . ' SET default_transaction_read_only = on');
+kill_module_backends();
+$USED = sql('SELECT count(*) FROM redeem_codes WHERE used_by IS NOT NULL');
+'SELECT 1'
+--- login: alice
+--- request
+POST /redeem
+--- request_json
+{"card_code": "$CODE2"}
+--- error_code: 503
+--- response_headers_like
+Retry-After: \d+
+--- response_json_exact
+{"error": "Service temporarily unavailable"}
+--- check_eval
+my $used = sql('SELECT count(*) FROM redeem_codes WHERE used_by IS NOT NULL');
+$used eq $USED or die "a code was used: $USED used before, $used after\n";
+--- error_log
+/RDM0116: database statement redeem refused for now \(SQLSTATE 25006\)/
+
+
+
+=== TEST 13: writes allowed again (the primary back): the same code redeems on the next request, without the module's backends being killed: the refused connection was not kept
+--- db_init eval
+sql("ALTER ROLE $ENV{REDEEM_APP_USER} IN DATABASE " . var('DB_NAME') . ' RESET default_transaction_read_only');
+'SELECT 1'
+--- login: alice
+--- request
+POST /redeem
+--- request_json
+{"card_code": "$CODE2"}
+--- error_code: 200
