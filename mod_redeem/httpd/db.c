@@ -66,9 +66,12 @@ struct redeem_db {
     redeem_conn_t *conn;
     apr_time_t deadline; /* every wait of this request ends by then */
     int pipelined;       /* statements sent in the open pipeline */
-    int shortened;       /* deadline cut short (a health check's question, or less than
-                          * half of RedeemDBTimeout left when it was set): missing it
+    int shortened;       /* deadline cut short (a health check's question): missing it
                           * says the database is slow, not that it is gone */
+    int late;            /* less than half of RedeemDBTimeout left when the deadline
+                          * was set (the request waited for a connection or a read):
+                          * missing it says the database is gone only when nothing
+                          * else of this child's got an answer for RedeemDBTimeout */
 };
 
 /* How a libpq exchange ended. */
@@ -182,11 +185,19 @@ static void note_unreachable(request_rec *r)
 
 /* A wait of this request's that ran out: the database is silent, unless
  * the wait was cut short (a health check's half second), which says only
- * that it is slow and must not turn the whole child away. */
+ * that it is slow and must not turn the whole child away, or began late
+ * while the database still answered others. */
 static void note_silent(const redeem_db_t *db)
 {
-    if (!db->shortened)
-        note_unreachable(db->r);
+    if (db->shortened)
+        return;
+    if (db->late) {
+        redeem_server_conf *conf = redeem_conf(db->r);
+        apr_int64_t ok_at = __atomic_load_n(&conf->child->db_ok_at, __ATOMIC_RELAXED);
+        if (apr_time_now() - ok_at < apr_time_from_msec(conf->db_timeout_ms))
+            return;
+    }
+    note_unreachable(db->r);
 }
 
 /* The database did not answer at all (lost, refused, silent). */
@@ -304,12 +315,16 @@ static const redeem_failure_t *db_failure(redeem_db_t *db, const char *what, out
     if (outcome == EXCHANGE_TIMED_OUT) {
         note_silent(db);
         drop_connection(pg);
+        apr_int64_t timeout_ms = redeem_conf(r)->db_timeout_ms;
         const char *within =
-            db->shortened ? "its shortened deadline (a health check's, or less than half of "
-                            "RedeemDBTimeout left when it was set)"
-                          : apr_psprintf(r->pool, "RedeemDBTimeout (%" APR_INT64_T_FMT " ms)",
-                                         (apr_int64_t)redeem_conf(r)->db_timeout_ms);
-        ap_log_rerror(APLOG_MARK, db->shortened ? APLOG_WARNING : APLOG_ERR, 0, r,
+            db->shortened ? "its shortened deadline (a health check's)"
+            : db->late
+                ? apr_psprintf(r->pool,
+                               "what was left of its RedeemDBTimeout (%" APR_INT64_T_FMT
+                               " ms) after it waited for a connection or a read",
+                               timeout_ms)
+                : apr_psprintf(r->pool, "RedeemDBTimeout (%" APR_INT64_T_FMT " ms)", timeout_ms);
+        ap_log_rerror(APLOG_MARK, db->shortened || db->late ? APLOG_WARNING : APLOG_ERR, 0, r,
                       RDMNO(0111) "database %s: no answer within %s: connection dropped", what,
                       within);
         return &redeem_failure_unavailable;
@@ -630,6 +645,7 @@ const redeem_failure_t *redeem_db_open(request_rec *r, apr_time_t since, redeem_
     handle->r = r;
     handle->pg = pg;
     handle->conn = conn;
+    handle->shortened = 0;
     redeem_db_set_deadline(handle, since + apr_time_from_msec(conf->db_timeout_ms));
     /* Non-blocking sends: a large batch must not block past the deadline. */
     PQsetnonblocking(pg, 1);
@@ -661,7 +677,7 @@ void redeem_db_set_deadline(redeem_db_t *db, apr_time_t deadline)
     /* A request that waited most of its time (for a free connection, for
      * another's read, for its body) and then misses what is left has not
      * seen the database silent for long. */
-    db->shortened =
+    db->late =
         deadline - apr_time_now() < apr_time_from_msec(redeem_conf(db->r)->db_timeout_ms) / 2;
 }
 
@@ -669,7 +685,7 @@ void redeem_db_allow(redeem_db_t *db, apr_interval_time_t from_now)
 {
     apr_time_t until = apr_time_now() + from_now;
     if (until > db->deadline)
-        db->deadline = until;
+        redeem_db_set_deadline(db, until);
 }
 
 /* Runs a statement and returns its result. Runs it once more on a fresh

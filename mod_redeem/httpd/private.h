@@ -343,8 +343,9 @@ void redeem_db_allow(redeem_db_t *db, apr_interval_time_t from_now);
 void redeem_db_limit(redeem_db_t *db, apr_interval_time_t from_now);
 /* ... or a read for several requests (user_reads.c) sets it to the earliest
  * of theirs, and gives the reader's own back after. A deadline that leaves
- * less than half of RedeemDBTimeout is short: missing it does not make the
- * child count the database as silent. */
+ * less than half of RedeemDBTimeout is late: missing it makes the child
+ * count the database as silent only if nothing else got an answer for
+ * RedeemDBTimeout. */
 apr_time_t redeem_db_deadline(const redeem_db_t *db);
 void redeem_db_set_deadline(redeem_db_t *db, apr_time_t deadline);
 /* The same for a statement that returns no rows; *affected (may be NULL):

@@ -11,14 +11,14 @@
  * so it sees every change committed before that.
  *
  * No request waits past its own deadline (its start plus RedeemDBTimeout):
- * one waiting in line leaves it when its deadline passes (503), and a read
- * ends by the earliest deadline among its requests, so none that it reads
- * for waits longer than its own. Taking a connection from mod_dbd's pool
- * has no bound of its own: when every connection of the child is busy
- * (DBDMax), the reader waits for one, and its batch with it (as any
- * request that needs a connection does); what it then sends is bounded.
- * When the database stops answering, the first read to time out makes the
- * child answer 503 at once (db.c), and so do the reads after it.
+ * one waiting in line leaves it (503) once less than a tenth of that is
+ * left, and a read ends by the earliest deadline among its requests, so
+ * none that it reads for waits longer than its own (and none with less than
+ * that tenth left is read for others: it would fail them all). Taking a connection from mod_dbd's
+ * pool has no bound of its own: when every connection of the child is busy (DBDMax), the reader
+ * waits for one, and its batch with it (as any request that needs a connection does); what it then
+ * sends is bounded. When the database stops answering, the first read to time out makes the child
+ * answer 503 at once (db.c), and so do the reads after it.
  *
  * Each waiting request's place (user_read_t) lives on its own stack; the
  * reader fills it in without the lock (the owner does not look until
@@ -47,6 +47,7 @@ typedef struct redeem_user_read {
     apr_thread_cond_t *wake; /* its owner waits on it; NULL for a read alone */
     int taken;               /* in a read's batch (under read_lock): the read ends by
                               * this deadline or an earlier one, so its owner waits */
+    int dropped;             /* done, unread: too late when a read began (drop_late) */
     int done;                /* set under read_lock once the fields below are final */
     int found;               /* a row came back */
     int failed;              /* the statement failed: status, message, retry_after */
@@ -124,7 +125,8 @@ static void read_batch(redeem_call_t *call, user_read_t **batch, int n)
         if (batch[i]->deadline < until)
             until = batch[i]->deadline;
     apr_interval_time_t timeout = apr_time_from_msec(call->conf->db_timeout_ms);
-    apr_time_t own = call->db ? redeem_db_deadline(call->db) : r->request_time + timeout;
+    /* batch[0] is the reader's own place. */
+    apr_time_t own = call->db ? redeem_db_deadline(call->db) : batch[0]->deadline;
     const redeem_failure_t *failure = redeem_call_db_since(call, until - timeout);
     if (!failure) {
         redeem_db_set_deadline(call->db, until);
@@ -167,28 +169,60 @@ static void read_batch(redeem_call_t *call, user_read_t **batch, int n)
     apr_thread_mutex_unlock(child->read_lock);
 }
 
-/* Under the lock: takes self out of the line (its deadline passed before a
- * read took it). If self was first in line, the next one now is. */
-static void leave_line(redeem_child_t *child, user_read_t *self)
+/* A request with less of its time left than this is not read: a read for
+ * several requests ends by the earliest of their deadlines, and one request
+ * all but out of time would fail the others with it. */
+static apr_interval_time_t too_late(const redeem_call_t *call)
 {
-    int at = 0;
-    while (child->read_pending[at] != self)
-        at++;
+    return apr_time_from_msec(call->conf->db_timeout_ms) / 10;
+}
+
+/* Under the lock: takes the line's place `at` out of it. */
+static void remove_from_line(redeem_child_t *child, int at)
+{
     child->read_pending_count--;
     memmove(child->read_pending + at, child->read_pending + at + 1,
             sizeof *child->read_pending * (apr_size_t)(child->read_pending_count - at));
-    if (at == 0 && child->read_pending_count && child->read_in_flight < READS_AT_ONCE)
-        apr_thread_cond_signal(child->read_pending[0]->wake);
     if (child->read_room_waiters)
         apr_thread_cond_signal(child->read_room);
 }
 
+/* Under the lock: takes self out of the line (too late to be read). If self
+ * was first in line, the next one now is. */
+static void leave_line(redeem_child_t *child, user_read_t *self)
+{
+    int at = 0;
+    while (at < child->read_pending_count && child->read_pending[at] != self)
+        at++;
+    if (at == child->read_pending_count)
+        return;
+    remove_from_line(child, at);
+    if (at == 0 && child->read_pending_count && child->read_in_flight < READS_AT_ONCE)
+        apr_thread_cond_signal(child->read_pending[0]->wake);
+}
+
+/* Under the lock, as self (first in line) begins a read: the others too
+ * late to be read are answered now (their owners may not have woken yet
+ * to leave by themselves). */
+static void drop_late(redeem_child_t *child, const user_read_t *self, apr_time_t now,
+                      apr_interval_time_t margin)
+{
+    for (int at = child->read_pending_count - 1; at >= 0; at--) {
+        user_read_t *read = child->read_pending[at];
+        if (read == self || read->deadline - now >= margin)
+            continue;
+        read->dropped = read->done = 1;
+        apr_thread_cond_signal(read->wake);
+        remove_from_line(child, at);
+    }
+}
+
 /* Under the lock: waits for self's read, running it when self is first in
- * line once fewer than READS_AT_ONCE run, or leaves the line when its
- * deadline passes first. Returns with the lock released; self->done unless
- * it left. */
+ * line once fewer than READS_AT_ONCE run, or leaves the line once too late
+ * to be read. Returns with the lock released; self->done unless it left. */
 static void wait_in_line(redeem_call_t *call, redeem_child_t *child, user_read_t *self)
 {
+    apr_interval_time_t margin = too_late(call);
     while (!self->done) {
         if (self->taken) {
             /* The read ends by this request's deadline or an earlier one. */
@@ -196,11 +230,12 @@ static void wait_in_line(redeem_call_t *call, redeem_child_t *child, user_read_t
             continue;
         }
         apr_time_t now = apr_time_now();
-        if (now >= self->deadline) {
+        if (self->deadline - now < margin) {
             leave_line(child, self);
             break;
         }
         if (child->read_in_flight < READS_AT_ONCE && child->read_pending[0] == self) {
+            drop_late(child, self, now, margin);
             user_read_t *batch[REDEEM_USER_READ_BATCH];
             int n = child->read_pending_count;
             memcpy(batch, child->read_pending, sizeof *batch * (apr_size_t)n);
@@ -214,19 +249,19 @@ static void wait_in_line(redeem_call_t *call, redeem_child_t *child, user_read_t
             read_batch(call, batch, n);
             return;
         }
-        apr_thread_cond_timedwait(self->wake, child->read_lock, self->deadline - now);
+        apr_thread_cond_timedwait(self->wake, child->read_lock, self->deadline - margin - now);
     }
     apr_thread_mutex_unlock(child->read_lock);
 }
 
-/* A request whose deadline passed before a read took it (every read of its
- * child busy that long, or the line full). */
+/* A request not read: too little of its time left after it waited in line
+ * (every read of its child busy that long, or the line full). */
 static const redeem_failure_t *out_of_line(redeem_call_t *call, apr_int64_t id)
 {
     ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, call->r,
                   RDMNO(0207) "user %" APR_INT64_T_FMT
-                              " not read: RedeemDBTimeout (%" APR_INT64_T_FMT
-                              " ms) ran out while it waited for the reads in flight",
+                              " not read: less than a tenth of RedeemDBTimeout (%" APR_INT64_T_FMT
+                              " ms) left after it waited in line for a read",
                   id, (apr_int64_t)call->conf->db_timeout_ms);
     return &redeem_failure_unavailable;
 }
@@ -239,21 +274,27 @@ const redeem_failure_t *redeem_user_reads_get(redeem_call_t *call, apr_int64_t i
     self.id = id;
     self.deadline = r->request_time + apr_time_from_msec(call->conf->db_timeout_ms);
     self.wake = NULL;
-    self.taken = self.done = self.found = self.failed = 0;
+    self.taken = self.dropped = self.done = self.found = self.failed = 0;
     redeem_shared_count(call->conf->shared, REDEEM_COUNTER_USER_READS);
 
     apr_thread_mutex_lock(child->read_lock);
     while (child->read_pending_count == REDEEM_USER_READ_BATCH) {
         apr_time_t now = apr_time_now();
-        if (now >= self.deadline) {
+        if (self.deadline - now < too_late(call)) {
             apr_thread_mutex_unlock(child->read_lock);
             return out_of_line(call, id);
         }
         child->read_room_waiters++;
-        apr_thread_cond_timedwait(child->read_room, child->read_lock, self.deadline - now);
+        apr_thread_cond_timedwait(child->read_room, child->read_lock,
+                                  self.deadline - too_late(call) - now);
         child->read_room_waiters--;
     }
     if (child->read_in_flight < READS_AT_ONCE && child->read_pending_count == 0) {
+        /* Alone, it fails nobody else: read while any time is left. */
+        if (apr_time_now() >= self.deadline) {
+            apr_thread_mutex_unlock(child->read_lock);
+            return out_of_line(call, id);
+        }
         child->read_in_flight++;
         apr_thread_mutex_unlock(child->read_lock);
         user_read_t *alone = &self;
@@ -266,7 +307,7 @@ const redeem_failure_t *redeem_user_reads_get(redeem_call_t *call, apr_int64_t i
         }
         child->read_pending[child->read_pending_count++] = &self;
         wait_in_line(call, child, &self);
-        if (!self.done)
+        if (!self.done || self.dropped)
             return out_of_line(call, id);
     }
 

@@ -203,7 +203,7 @@ RDM0112
 
 
 
-=== TEST 8: reads of users held up by two locks in turn, each shorter than RedeemDBTimeout (2 s here), longer together: five profiles at once each answered within its own deadline (the reads that waited in line had a whole RedeemDBTimeout of their own after), and a read that had less than half of its time left when it began does not count the database as silent
+=== TEST 8: reads of users held up by two locks in turn, of 1.8 s and then 2.4 s (RedeemDBTimeout 2 s here): five profiles at once, each answered within its own deadline (a read that waited in line used to get a whole RedeemDBTimeout of its own after), and the reads that began late, while the database answered others, do not count it as silent
 --- config eval
 one_connection_config(2000)
 --- request
@@ -211,7 +211,7 @@ GET /api/health
 --- error_code: 200
 --- check_eval
 my $auth = 'Authorization: Bearer ' . user_token('alice');
-my $first = hold_lock('users', 'ACCESS EXCLUSIVE', 1.6);
+my $first = hold_lock('users', 'ACCESS EXCLUSIVE', 1.8);
 my @sent = request_in_background('GET', '/api/profile', undef, $auth);
 lock_waiters('users', 1);
 my $second = sql_in_background('BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(2.4); COMMIT');
@@ -219,14 +219,14 @@ lock_waiters('users', 2);
 push @sent, map { request_in_background('GET', '/api/profile', undef, $auth) } 1 .. 4;
 my @results = map { request_result($_) } @sent;
 waitpid $_, 0 for $first, $second;
-$results[0][0] eq '200' or die "the first read, held up 1.6 s: @{ $results[0] }\n";
+$results[0][0] eq '200' or die "the first read, held up 1.8 s: @{ $results[0] }\n";
 all_answered_within(2.35, @results);
 --- no_error_log
 RDM0112
 
 
 
-=== TEST 9: a request in line for a read leaves it at its deadline: the child's one connection held by a generation of codes that a lock keeps waiting, two reads in flight waiting for it (for 2.2 s); the third profile is 503 within its RedeemDBTimeout, not when a read is done
+=== TEST 9: a request in line for a read leaves it at its deadline: the child's one connection held by a generation of codes that a lock keeps waiting, two reads in flight waiting for it (for 2.2 s); the third profile is 503 within its RedeemDBTimeout (when less than a tenth of it is left), not when a read is done
 --- db_init eval
 Time::HiRes::sleep(1.2);   # past any 503-at-once second a block before left
 'SELECT 1'
@@ -237,7 +237,7 @@ GET /api/health
 my $auth = 'Authorization: Bearer ' . user_token('alice');
 my $admin = 'Authorization: Bearer ' . user_token('admin');
 my $locker = hold_lock('code_counts', 'EXCLUSIVE', 2.2);
-my $generation = request_in_background('POST', '/admin/generate-codes', '{"count": 20000}', $admin);
+my $generation = request_in_background('POST', '/admin/generate-codes', '{"count": 40000}', $admin);
 lock_waiters('code_counts', 1);
 my @sent = map { request_in_background('GET', '/api/profile', undef, $auth) } 1 .. 2;
 Time::HiRes::sleep(0.2);
@@ -248,11 +248,11 @@ waitpid $locker, 0;
 my @in_time = grep { $_->[0] eq '503' && $_->[2] =~ /^\d+$/ && $_->[1] <= 1.35 } @results;
 @in_time or die "expected a 503 within 1.35 s, got: " . join(', ', map { "@$_" } @results) . "\n";
 --- error_log
-/RDM0207: user \d+ not read: RedeemDBTimeout \(1000 ms\) ran out while it waited/
+/RDM0207: user \d+ not read: less than a tenth of RedeemDBTimeout \(1000 ms\) left after it waited in line/
 
 
 
-=== TEST 10: right after, the profile is served at once
+=== TEST 10: right after, the profile is served
 --- login: alice
 --- request
 GET /api/profile
