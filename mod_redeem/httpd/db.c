@@ -68,10 +68,8 @@ struct redeem_db {
     int pipelined;       /* statements sent in the open pipeline */
     int shortened;       /* deadline cut short (a health check's question): missing it
                           * says the database is slow, not that it is gone */
-    int late;            /* less than half of RedeemDBTimeout left when the deadline
-                          * was set (the request waited for a connection or a read):
-                          * missing it says the database is gone only when nothing
-                          * else of this child's got an answer for RedeemDBTimeout */
+    apr_time_t began;    /* when the wait under way began (a statement sent, a
+                          * connection readied): see began_late */
 };
 
 /* How a libpq exchange ended. */
@@ -183,6 +181,20 @@ static void note_unreachable(request_rec *r)
                                   "trying it again every second");
 }
 
+static void begin_wait(redeem_db_t *db)
+{
+    db->began = apr_time_now();
+}
+
+/* The wait under way began with less than half of RedeemDBTimeout left
+ * (the request had waited for a connection, another's read or a hashing
+ * slot): running out of it says the database is gone only when nothing
+ * else of this child's got an answer for RedeemDBTimeout. */
+static int began_late(const redeem_db_t *db)
+{
+    return db->deadline - db->began < apr_time_from_msec(redeem_conf(db->r)->db_timeout_ms) / 2;
+}
+
 /* A wait of this request's that ran out: the database is silent, unless
  * the wait was cut short (a health check's half second), which says only
  * that it is slow and must not turn the whole child away, or began late
@@ -191,10 +203,13 @@ static void note_silent(const redeem_db_t *db)
 {
     if (db->shortened)
         return;
-    if (db->late) {
-        redeem_server_conf *conf = redeem_conf(db->r);
-        apr_int64_t ok_at = __atomic_load_n(&conf->child->db_ok_at, __ATOMIC_RELAXED);
-        if (apr_time_now() - ok_at < apr_time_from_msec(conf->db_timeout_ms))
+    if (began_late(db)) {
+        redeem_child_t *child = redeem_conf(db->r)->child;
+        apr_int64_t ok_at = __atomic_load_n(&child->db_ok_at, __ATOMIC_RELAXED);
+        /* A child that has not yet had an answer counts from its start. */
+        if (ok_at < child->started_at)
+            ok_at = child->started_at;
+        if (apr_time_now() - ok_at < apr_time_from_msec(redeem_conf(db->r)->db_timeout_ms))
             return;
     }
     note_unreachable(db->r);
@@ -318,13 +333,13 @@ static const redeem_failure_t *db_failure(redeem_db_t *db, const char *what, out
         apr_int64_t timeout_ms = redeem_conf(r)->db_timeout_ms;
         const char *within =
             db->shortened ? "its shortened deadline (a health check's)"
-            : db->late
+            : began_late(db)
                 ? apr_psprintf(r->pool,
                                "what was left of its RedeemDBTimeout (%" APR_INT64_T_FMT
                                " ms) after it waited for a connection or a read",
                                timeout_ms)
                 : apr_psprintf(r->pool, "RedeemDBTimeout (%" APR_INT64_T_FMT " ms)", timeout_ms);
-        ap_log_rerror(APLOG_MARK, db->shortened || db->late ? APLOG_WARNING : APLOG_ERR, 0, r,
+        ap_log_rerror(APLOG_MARK, db->shortened || began_late(db) ? APLOG_WARNING : APLOG_ERR, 0, r,
                       RDMNO(0111) "database %s: no answer within %s: connection dropped", what,
                       within);
         return &redeem_failure_unavailable;
@@ -593,6 +608,7 @@ static const redeem_failure_t *make_ready(redeem_db_t *db)
         int closed = looks_closed(db->pg), pid = PQbackendPID(db->pg);
         if (!closed && db->conn->backend_pid == pid && pid != 0)
             return NULL;
+        begin_wait(db);
         if ((failure =
                  out_of_time(db, closed ? "reconnect" : "schema check", " of a pooled connection")))
             return failure;
@@ -646,7 +662,8 @@ const redeem_failure_t *redeem_db_open(request_rec *r, apr_time_t since, redeem_
     handle->pg = pg;
     handle->conn = conn;
     handle->shortened = 0;
-    redeem_db_set_deadline(handle, since + apr_time_from_msec(conf->db_timeout_ms));
+    handle->deadline = since + apr_time_from_msec(conf->db_timeout_ms);
+    handle->began = apr_time_now();
     /* Non-blocking sends: a large batch must not block past the deadline. */
     PQsetnonblocking(pg, 1);
     const redeem_failure_t *failure = make_ready(handle);
@@ -674,18 +691,13 @@ apr_time_t redeem_db_deadline(const redeem_db_t *db)
 void redeem_db_set_deadline(redeem_db_t *db, apr_time_t deadline)
 {
     db->deadline = deadline;
-    /* A request that waited most of its time (for a free connection, for
-     * another's read, for its body) and then misses what is left has not
-     * seen the database silent for long. */
-    db->late =
-        deadline - apr_time_now() < apr_time_from_msec(redeem_conf(db->r)->db_timeout_ms) / 2;
 }
 
 void redeem_db_allow(redeem_db_t *db, apr_interval_time_t from_now)
 {
     apr_time_t until = apr_time_now() + from_now;
     if (until > db->deadline)
-        redeem_db_set_deadline(db, until);
+        db->deadline = until;
 }
 
 /* Runs a statement and returns its result. Runs it once more on a fresh
@@ -700,6 +712,7 @@ static const redeem_failure_t *run_statement(redeem_db_t *db, redeem_stmt_e id,
     const redeem_failure_t *late = out_of_time(db, "statement ", stmt->name);
     if (late)
         return late;
+    begin_wait(db);
     for (int attempt = 0;; attempt++) {
         const char *label = apr_pstrcat(r->pool, "redeem_", stmt->name, NULL);
         outcome_e outcome =
@@ -803,6 +816,7 @@ void redeem_db_pipeline_cancel(redeem_db_t *db)
 const redeem_failure_t *redeem_db_pipeline_begin(redeem_db_t *db)
 {
     db->pipelined = 0;
+    begin_wait(db);
     if (PQenterPipelineMode(db->pg))
         return NULL;
     return pipeline_abandon(db, "pipeline", EXCHANGE_LOST, NULL);

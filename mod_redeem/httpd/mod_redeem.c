@@ -112,6 +112,7 @@ static void redeem_child_init(apr_pool_t *pchild, server_rec *s)
     for (server_rec *vs = s; vs; vs = vs->next) {
         redeem_server_conf *conf = ap_get_module_config(vs->module_config, &redeem_module);
         conf->child = apr_pcalloc(pchild, sizeof *conf->child);
+        conf->child->started_at = apr_time_now();
         conf->redis = redis;
         const char *why =
             redeem_hashing_child_init(pchild, conf->child, (int)conf->hash_concurrency);

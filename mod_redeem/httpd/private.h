@@ -233,6 +233,7 @@ typedef struct {
      * answers from it while it is recent. */
     apr_int64_t db_ok_at;
     apr_int64_t db_failed_at; /* ... and when the database last failed to answer */
+    apr_time_t started_at;    /* when this child began (db.c's note_silent) */
     /* The token's user, read for the requests that wait for it in one
      * statement (user_reads.c); all under read_lock. read_in_flight: a
      * statement is running; the requests that came meanwhile wait in
@@ -342,10 +343,7 @@ void redeem_db_allow(redeem_db_t *db, apr_interval_time_t from_now);
 /* ... or a short question moves it to at most from_now from now. */
 void redeem_db_limit(redeem_db_t *db, apr_interval_time_t from_now);
 /* ... or a read for several requests (user_reads.c) sets it to the earliest
- * of theirs, and gives the reader's own back after. A deadline that leaves
- * less than half of RedeemDBTimeout is late: missing it makes the child
- * count the database as silent only if nothing else got an answer for
- * RedeemDBTimeout. */
+ * of theirs, and gives the reader's own back after. */
 apr_time_t redeem_db_deadline(const redeem_db_t *db);
 void redeem_db_set_deadline(redeem_db_t *db, apr_time_t deadline);
 /* The same for a statement that returns no rows; *affected (may be NULL):

@@ -13,12 +13,14 @@
  * No request waits past its own deadline (its start plus RedeemDBTimeout):
  * one waiting in line leaves it (503) once less than a tenth of that is
  * left, and a read ends by the earliest deadline among its requests, so
- * none that it reads for waits longer than its own (and none with less than
- * that tenth left is read for others: it would fail them all). Taking a connection from mod_dbd's
- * pool has no bound of its own: when every connection of the child is busy (DBDMax), the reader
- * waits for one, and its batch with it (as any request that needs a connection does); what it then
- * sends is bounded. When the database stops answering, the first read to time out makes the child
- * answer 503 at once (db.c), and so do the reads after it.
+ * none that it reads for waits longer than its own (and none with less
+ * than that tenth left is read at all: it would fail the others). Taking
+ * a connection from mod_dbd's pool has no bound of its own: when every
+ * connection of the child is busy (DBDMax), the reader waits for one, and
+ * its batch with it (as any request that needs a connection does); what it
+ * then sends is bounded. When the database stops answering, the first
+ * read to time out makes the child answer 503 at once (db.c), and so do
+ * the reads after it.
  *
  * Each waiting request's place (user_read_t) lives on its own stack; the
  * reader fills it in without the lock (the owner does not look until
@@ -171,7 +173,8 @@ static void read_batch(redeem_call_t *call, user_read_t **batch, int n)
 
 /* A request with less of its time left than this is not read: a read for
  * several requests ends by the earliest of their deadlines, and one request
- * all but out of time would fail the others with it. */
+ * all but out of time would fail the others with it; alone, it would send
+ * a statement only to time out and drop the connection. */
 static apr_interval_time_t too_late(const redeem_call_t *call)
 {
     return apr_time_from_msec(call->conf->db_timeout_ms) / 10;
@@ -254,14 +257,14 @@ static void wait_in_line(redeem_call_t *call, redeem_child_t *child, user_read_t
     apr_thread_mutex_unlock(child->read_lock);
 }
 
-/* A request not read: too little of its time left after it waited in line
+/* A request not read: too little of its time was left when its turn came
  * (every read of its child busy that long, or the line full). */
 static const redeem_failure_t *out_of_line(redeem_call_t *call, apr_int64_t id)
 {
     ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, call->r,
                   RDMNO(0207) "user %" APR_INT64_T_FMT
                               " not read: less than a tenth of RedeemDBTimeout (%" APR_INT64_T_FMT
-                              " ms) left after it waited in line for a read",
+                              " ms) was left when its turn came",
                   id, (apr_int64_t)call->conf->db_timeout_ms);
     return &redeem_failure_unavailable;
 }
@@ -277,24 +280,23 @@ const redeem_failure_t *redeem_user_reads_get(redeem_call_t *call, apr_int64_t i
     self.taken = self.dropped = self.done = self.found = self.failed = 0;
     redeem_shared_count(call->conf->shared, REDEEM_COUNTER_USER_READS);
 
+    apr_interval_time_t margin = too_late(call);
     apr_thread_mutex_lock(child->read_lock);
-    while (child->read_pending_count == REDEEM_USER_READ_BATCH) {
+    for (;;) {
         apr_time_t now = apr_time_now();
-        if (self.deadline - now < too_late(call)) {
+        /* Even alone: a read all but out of time would be sent, time out
+         * and drop a healthy connection. */
+        if (self.deadline - now < margin) {
             apr_thread_mutex_unlock(child->read_lock);
             return out_of_line(call, id);
         }
+        if (child->read_pending_count < REDEEM_USER_READ_BATCH)
+            break;
         child->read_room_waiters++;
-        apr_thread_cond_timedwait(child->read_room, child->read_lock,
-                                  self.deadline - too_late(call) - now);
+        apr_thread_cond_timedwait(child->read_room, child->read_lock, self.deadline - margin - now);
         child->read_room_waiters--;
     }
     if (child->read_in_flight < READS_AT_ONCE && child->read_pending_count == 0) {
-        /* Alone, it fails nobody else: read while any time is left. */
-        if (apr_time_now() >= self.deadline) {
-            apr_thread_mutex_unlock(child->read_lock);
-            return out_of_line(call, id);
-        }
         child->read_in_flight++;
         apr_thread_mutex_unlock(child->read_lock);
         user_read_t *alone = &self;

@@ -248,7 +248,7 @@ waitpid $locker, 0;
 my @in_time = grep { $_->[0] eq '503' && $_->[2] =~ /^\d+$/ && $_->[1] <= 1.35 } @results;
 @in_time or die "expected a 503 within 1.35 s, got: " . join(', ', map { "@$_" } @results) . "\n";
 --- error_log
-/RDM0207: user \d+ not read: less than a tenth of RedeemDBTimeout \(1000 ms\) left after it waited in line/
+/RDM0207: user \d+ not read: less than a tenth of RedeemDBTimeout \(1000 ms\) was left when its turn came/
 
 
 
