@@ -336,7 +336,7 @@ static const redeem_failure_t *db_failure(redeem_db_t *db, const char *what, out
             : began_late(db)
                 ? apr_psprintf(r->pool,
                                "what was left of its RedeemDBTimeout (%" APR_INT64_T_FMT
-                               " ms) after it waited for a connection or a read",
+                               " ms) when it began, after the request's other waits",
                                timeout_ms)
                 : apr_psprintf(r->pool, "RedeemDBTimeout (%" APR_INT64_T_FMT " ms)", timeout_ms);
         ap_log_rerror(APLOG_MARK, db->shortened || began_late(db) ? APLOG_WARNING : APLOG_ERR, 0, r,
