@@ -25,7 +25,7 @@ use POSIX ();
 use Time::HiRes ();
 
 our $HOLD = 6;    # seconds the test's lock on code_counts holds a generation
-our $USED;    # codes used before TEST 12
+our $USED;    # codes used before TEST 11
 
 our $BASE = one_connection_config(1000);
 
@@ -71,15 +71,16 @@ run_tests();
 
 __DATA__
 
-=== TEST 1: warm-up: the pool's one connection made ready
+=== TEST 1: warm-up: the pool's one connection made ready (and two codes for the blocks below)
 --- login: admin
 --- request
 POST /admin/generate-codes
 --- request_json
-{"count": 1}
+{"count": 2}
 --- error_code: 201
 --- save_json
 CODE=codes.0
+CODE2=codes.1
 
 
 
@@ -226,7 +227,7 @@ RDM0112
 
 
 
-=== TEST 9: a request in line for a read leaves it at its deadline: the child's one connection held by a generation of codes that a lock keeps waiting, two reads in flight waiting for it (for 2.2 s); the third profile is 503 within its RedeemDBTimeout (when less than a tenth of it is left), not when a read is done
+=== TEST 9: a request in line for a read leaves it before its deadline: the child's one connection held by a generation of codes that a lock keeps waiting, two reads in flight waiting for it (for 2.2 s); the third profile is 503 within its RedeemDBTimeout (when less than a tenth of it is left), not when a read is done
 --- db_init eval
 Time::HiRes::sleep(1.2);   # past any 503-at-once second a block before left
 'SELECT 1'
@@ -262,19 +263,7 @@ RDM0112
 
 
 
-=== TEST 11: a code for the blocks below
---- login: admin
---- request
-POST /admin/generate-codes
---- request_json
-{"count": 1}
---- error_code: 201
---- save_json
-CODE2=codes.0
-
-
-
-=== TEST 12: a server that refuses writes (a standby, here the role's sessions made read-only, as after a failover to a replica): a redemption is 503 with Retry-After (SQLSTATE 25006), nothing written, and the connection shut so that the next request connects anew
+=== TEST 11: a server that refuses writes (a standby, here the role's sessions made read-only, as after a failover to a replica): a redemption is 503 with Retry-After (SQLSTATE 25006), nothing written, and the connection shut so that the next request connects anew
 --- db_init eval
 sql("ALTER ROLE $ENV{REDEEM_APP_USER} IN DATABASE " . var('DB_NAME') . ' SET default_transaction_read_only = on');
 kill_module_backends();
@@ -298,7 +287,7 @@ $used eq $USED or die "a code was used: $USED used before, $used after\n";
 
 
 
-=== TEST 13: writes allowed again (the primary back): the same code redeems on the next request, without the module's backends being killed: the refused connection was not kept
+=== TEST 12: writes allowed again (the primary back): the same code redeems on the next request, without the module's backends being killed: the refused connection was not kept
 --- db_init eval
 sql("ALTER ROLE $ENV{REDEEM_APP_USER} IN DATABASE " . var('DB_NAME') . ' RESET default_transaction_read_only');
 'SELECT 1'
