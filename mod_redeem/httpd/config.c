@@ -5,6 +5,7 @@
 #include "core/futex_hash.h"
 #include "core/keyfile.h"
 
+#include <limits.h>
 #include <stddef.h>
 
 #define UNSET -1
@@ -48,6 +49,7 @@ void *redeem_config_create(apr_pool_t *p, server_rec *s)
         *number_field(conf, &bounded_numbers[i]) = UNSET;
     for (int i = 0; i < REDEEM_SCOPE_COUNT_; i++)
         conf->limits[i].count = UNSET;
+    conf->dbd_max = UNSET;
     return conf;
 }
 
@@ -73,6 +75,7 @@ void *redeem_config_merge(apr_pool_t *p, void *base_conf, void *add_conf)
     for (int i = 0; i < REDEEM_SCOPE_COUNT_; i++)
         conf->limits[i] = add->limits[i].count != UNSET ? add->limits[i] : base->limits[i];
     conf->store = add->store.kind != REDEEM_STORE_UNSET ? add->store : base->store;
+    conf->dbd_max = MERGE(dbd_max, UNSET);
     for (size_t i = 0; i < BOUNDED_COUNT; i++) {
         apr_int64_t added = *number_field(add, &bounded_numbers[i]);
         *number_field(conf, &bounded_numbers[i]) =
@@ -307,6 +310,22 @@ static const char *set_futex_hash_slots(cmd_parms *cmd, void *dconf, const char 
     return NULL;
 }
 
+/* DBDMax is mod_dbd's, and mod_dbd still sets it: httpd hands a directive
+ * to every module that declares it. Read here too, since the gate on the
+ * pooled connections (pool_gate.c) needs the pool's size and mod_dbd tells
+ * no one. A value mod_dbd refuses is left to it to report. */
+static const char *read_dbd_max(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    (void)dconf;
+    apr_int64_t value = 0;
+    const char *digit = arg;
+    for (; *digit >= '0' && *digit <= '9' && value <= INT_MAX; digit++)
+        value = value * 10 + (*digit - '0');
+    if (!*digit && digit != arg && value <= INT_MAX)
+        cmd_conf(cmd)->dbd_max = value;
+    return DECLINE_CMD;
+}
+
 #define FIELD(field) ((void *)offsetof(redeem_server_conf, field))
 #define AS_COMMAND(name, field, min, max, fallback, help)                                          \
     AP_INIT_TAKE1(name, set_bounded_number, (void *)&bounded_numbers[BOUNDED_##field], RSRC_CONF,  \
@@ -346,6 +365,9 @@ const command_rec redeem_config_directives[] = {
     AP_INIT_TAKE1("RedeemFutexHashSlots", set_futex_hash_slots, NULL, RSRC_CONF,
                   "Buckets of each child's futex hash, a power of two from 2 to 65536 (Linux "
                   "6.16+; default: the kernel's size; main server only)"),
+    AP_INIT_TAKE1("DBDMax", read_dbd_max, NULL, RSRC_CONF,
+                  "mod_dbd's pool size, which mod_dbd sets; mod_redeem reads it too, to wait "
+                  "for a free pooled connection no longer than RedeemDBTimeout"),
     BOUNDED_NUMBERS(AS_COMMAND){NULL}};
 
 /* Reads a key file, logging a warning when others than its reader may

@@ -635,8 +635,12 @@ const redeem_failure_t *redeem_db_open(request_rec *r, apr_time_t since, redeem_
     redeem_server_conf *conf = redeem_conf(r);
     if (fail_fast(r))
         return &redeem_failure_unavailable;
-    apr_time_t asked = apr_time_now();
-    ap_dbd_t *dbd = conf->dbd_acquire(r);
+    apr_time_t asked = apr_time_now(), deadline = since + apr_time_from_msec(conf->db_timeout_ms);
+    ap_dbd_t *dbd = NULL;
+    const redeem_failure_t *failure =
+        redeem_pool_gate_acquire(r, deadline - redeem_db_too_late(conf), &dbd);
+    if (failure)
+        return failure;
     redeem_shared_count(conf->shared, REDEEM_COUNTER_DB_ACQUIRES);
     redeem_shared_add(conf->shared, REDEEM_COUNTER_DB_ACQUIRE_US,
                       (uint64_t)(apr_time_now() - asked));
@@ -662,11 +666,11 @@ const redeem_failure_t *redeem_db_open(request_rec *r, apr_time_t since, redeem_
     handle->pg = pg;
     handle->conn = conn;
     handle->shortened = 0;
-    handle->deadline = since + apr_time_from_msec(conf->db_timeout_ms);
+    handle->deadline = deadline;
     handle->began = apr_time_now();
     /* Non-blocking sends: a large batch must not block past the deadline. */
     PQsetnonblocking(pg, 1);
-    const redeem_failure_t *failure = make_ready(handle);
+    failure = make_ready(handle);
     if (failure)
         return failure;
     note_answering(r);

@@ -105,6 +105,13 @@ static const struct {
      REDEEM_COUNTER_DB_ACQUIRE_US, 1},
     {"redeem_db_acquire_failures_total", "Requests that found no database connection",
      REDEEM_COUNTER_DB_ACQUIRE_FAILURES, 0},
+    {"redeem_db_pool_waits_total",
+     "Requests that found all of their pool's connections (DBDMax) held by this child's requests "
+     "and waited for one",
+     REDEEM_COUNTER_DB_POOL_WAITS, 0},
+    {"redeem_db_pool_timeouts_total",
+     "... and got none before less than a tenth of RedeemDBTimeout was left (503)",
+     REDEEM_COUNTER_DB_POOL_TIMEOUTS, 0},
     {"redeem_db_reconnects_total", "Pooled connections found closed by the server and reconnected",
      REDEEM_COUNTER_DB_RECONNECTS, 0},
     {"redeem_db_statement_retries_total", "Statements prepared afresh and run again",

@@ -10,7 +10,8 @@
  *         keyfile (secret files), futex_hash (the child's futex hash size,
  *         RedeemFutexHashSlots). Public names: redeem_<file>_*.
  * httpd/  the glue: this file; config.c (directives); router.c (routes);
- *         call.c (a request's database); auth.c (tokens to users);
+ *         call.c (a request's database); pool_gate.c (a bounded wait for
+ *         mod_dbd's pooled connections); auth.c (tokens to users);
  *         user_reads.c (the token's user, read for many requests at once);
  *         hashing.c (argon2 under a bound); admin.c (RedeemAdmin);
  *         db.c + statements.h/.c (the database contract); request.c and
@@ -109,13 +110,17 @@ static void redeem_child_init(apr_pool_t *pchild, server_rec *s)
         ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads);
         redis = redeem_redis_create(pchild, store, threads > 0 ? threads : 1);
     }
+    redeem_pool_gates_t *pool_gates = NULL;
+    const char *gates_failure = redeem_pool_gates_child_init(pchild, s, &pool_gates);
     for (server_rec *vs = s; vs; vs = vs->next) {
         redeem_server_conf *conf = ap_get_module_config(vs->module_config, &redeem_module);
         conf->child = apr_pcalloc(pchild, sizeof *conf->child);
         conf->child->started_at = apr_time_now();
+        conf->child->pool_gates = pool_gates;
         conf->redis = redis;
-        const char *why =
-            redeem_hashing_child_init(pchild, conf->child, (int)conf->hash_concurrency);
+        const char *why = gates_failure;
+        if (!why)
+            why = redeem_hashing_child_init(pchild, conf->child, (int)conf->hash_concurrency);
         if (!why)
             why = redeem_user_reads_child_init(pchild, conf->child);
         if (why) {

@@ -100,6 +100,8 @@ typedef enum {
     REDEEM_COUNTER_USER_READ_STATEMENTS, /* ... and the statements that read them */
     REDEEM_COUNTER_DB_BACKENDS_READIED,  /* backends given the schema check and our statements */
     REDEEM_COUNTER_REDIS_FAILURES,       /* calls to Redis that failed */
+    REDEEM_COUNTER_DB_POOL_WAITS,        /* requests that found all of DBDMax held and waited */
+    REDEEM_COUNTER_DB_POOL_TIMEOUTS,     /* ... and gave up (503) */
     REDEEM_COUNTER_COUNT_
 } redeem_counter_e;
 #define REDEEM_COUNTER_SLOTS 256 /* room reserved, so that new counters keep the layout */
@@ -209,6 +211,8 @@ const redeem_failure_t *redeem_ratelimit_charge(request_rec *r, redeem_scope_e s
 /* At most this many requests' users are read in one statement. */
 #define REDEEM_USER_READ_BATCH 64
 
+typedef struct redeem_pool_gates redeem_pool_gates_t; /* pool_gate.c */
+
 /* State of one child process, made in child_init: the only mutable state. */
 typedef struct {
     /* Why child_init could not make this state (its locks, its hashing
@@ -245,6 +249,11 @@ typedef struct {
     int read_in_flight;
     int read_pending_count;
     struct redeem_user_read *read_pending[REDEEM_USER_READ_BATCH];
+    /* The child's count of pooled connections held, one for all its servers
+     * (pool_gate.c), and the one of this server's mod_dbd pool, learned from
+     * its first connection (NULL until then; under the gates' lock). */
+    redeem_pool_gates_t *pool_gates;
+    struct redeem_pool_gate *pool_gate;
 } redeem_child_t;
 
 /* Where the API is served: per directory (<Location>), since an operator
@@ -279,6 +288,7 @@ typedef struct {
     apr_int64_t max_body; /* bytes */
     apr_int64_t max_codes;
     apr_int64_t db_timeout_ms; /* RedeemDBTimeout */
+    apr_int64_t dbd_max;       /* mod_dbd's DBDMax, read beside it (-1: unset, its default) */
     redeem_limit_setting_t limits[REDEEM_SCOPE_COUNT_];
     redeem_store_setting_t store;  /* main server only (RedeemRateLimitStore) */
     unsigned int futex_hash_slots; /* main server only (RedeemFutexHashSlots); 0: unset */
@@ -363,6 +373,26 @@ const redeem_failure_t *redeem_db_pipeline_send(redeem_db_t *db, redeem_stmt_e s
 const redeem_failure_t *redeem_db_pipeline_commit(redeem_db_t *db, redeem_rows_t *rows);
 /* Gives the pipeline up: nothing of it is committed. */
 void redeem_db_pipeline_cancel(redeem_db_t *db);
+
+/* A request with less of its RedeemDBTimeout left than this is not given a
+ * pooled connection nor read (pool_gate.c, user_reads.c): a statement sent
+ * that late would time out and drop a healthy connection, and in a read for
+ * several requests it would fail the others with it. */
+static inline apr_interval_time_t redeem_db_too_late(const redeem_server_conf *conf)
+{
+    return apr_time_from_msec(conf->db_timeout_ms) / 10;
+}
+
+/* ---------------------------------------------------------- pool_gate.c */
+
+/* child_init: the child's count of connections held, for all servers from
+ * s on; NULL or why not. */
+const char *redeem_pool_gates_child_init(apr_pool_t *pchild, server_rec *s,
+                                         redeem_pool_gates_t **gates);
+/* A connection from mod_dbd's pool for r's request (*dbd NULL when mod_dbd
+ * had none), waiting for one of this child's to be given back no later than
+ * `until`: past it, 503. The request holds it until it ends. */
+const redeem_failure_t *redeem_pool_gate_acquire(request_rec *r, apr_time_t until, ap_dbd_t **dbd);
 
 /* ---------------------------------------------------------------- user.c */
 

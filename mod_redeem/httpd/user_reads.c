@@ -171,15 +171,6 @@ static void read_batch(redeem_call_t *call, user_read_t **batch, int n)
     apr_thread_mutex_unlock(child->read_lock);
 }
 
-/* A request with less of its time left than this is not read: a read for
- * several requests ends by the earliest of their deadlines, and one request
- * all but out of time would fail the others with it; alone, it would send
- * a statement only to time out and drop the connection. */
-static apr_interval_time_t too_late(const redeem_call_t *call)
-{
-    return apr_time_from_msec(call->conf->db_timeout_ms) / 10;
-}
-
 /* Under the lock: takes the line's place `at` out of it. */
 static void remove_from_line(redeem_child_t *child, int at)
 {
@@ -225,7 +216,7 @@ static void drop_late(redeem_child_t *child, const user_read_t *self, apr_time_t
  * to be read. Returns with the lock released; self->done unless it left. */
 static void wait_in_line(redeem_call_t *call, redeem_child_t *child, user_read_t *self)
 {
-    apr_interval_time_t margin = too_late(call);
+    apr_interval_time_t margin = redeem_db_too_late(call->conf);
     while (!self->done) {
         if (self->taken) {
             /* The read ends by this request's deadline or an earlier one. */
@@ -280,7 +271,7 @@ const redeem_failure_t *redeem_user_reads_get(redeem_call_t *call, apr_int64_t i
     self.taken = self.dropped = self.done = self.found = self.failed = 0;
     redeem_shared_count(call->conf->shared, REDEEM_COUNTER_USER_READS);
 
-    apr_interval_time_t margin = too_late(call);
+    apr_interval_time_t margin = redeem_db_too_late(call->conf);
     apr_thread_mutex_lock(child->read_lock);
     for (;;) {
         apr_time_t now = apr_time_now();

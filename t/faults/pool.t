@@ -1,9 +1,12 @@
 # A pool smaller than the threads (conf/tuning.conf keeps 12 connections for
-# 1000 threads a child): a request that waits for a free connection longer
-# than its RedeemDBTimeout gets 503 without sending its statement. Sent that
-# late, a redemption would run while the client is told 503 (the code used,
-# the months added), the healthy connection would be dropped, and the child
-# would answer 503 to everyone for a second as if the database were silent.
+# 1000 threads a child): a request that finds every connection held waits
+# for one no longer than its RedeemDBTimeout allows (mod_dbd's own wait has
+# no bound; the module counts what its requests hold against DBDMax and
+# waits on a condition of its own), then gets 503 without having sent its
+# statement. Sent late, a redemption would run while the client is told 503
+# (the code used, the months added), the healthy connection would be
+# dropped, and the child would answer 503 to everyone for a second as if the
+# database were silent.
 #
 # Here one connection, held by a generation of codes that waits on a lock
 # the test holds (inside the generation's own, longer deadline), while a
@@ -16,21 +19,17 @@ our $HOLD = 1.5;    # seconds the test's lock holds the generation (and the pool
 
 add_block_preprocessor(sub {
     my ($block) = @_;
-    $block->set_value(config => one_connection_config(300)) unless defined $block->config;
+    $block->set_value(config => one_connection_config(300)
+                      . qq{<Location "/metrics">\n  SetHandler redeem-metrics\n</Location>\n})
+      unless defined $block->config;
 });
 
-# A request in a child process: its pid; the status goes to $file.
-sub request_in_background {
-    my ($file, @request) = @_;
-    my $pid = fork // die "fork: $!";
-    if (!$pid) {
-        my $res = api_request(@request);
-        open my $fh, '>', $file or POSIX::_exit(1);
-        print $fh ($res->{status} // 'none'), "\n";
-        close $fh;
-        POSIX::_exit(0);
-    }
-    return $pid;
+# A counter of the metrics page.
+sub metric {
+    my ($name) = @_;
+    my $res = api_request('GET', '/metrics');
+    die "metrics: $res->{status}" unless $res->{status} == 200;
+    return $res->{body} =~ /^\Q$name\E (\d+)$/m ? $1 : die "no $name in:\n$res->{body}";
 }
 
 no_shuffle();
@@ -50,36 +49,38 @@ CODE=codes.0
 
 
 
-=== TEST 2: the one connection busy past the redemption's deadline: 503, nothing sent, the code still unused
+=== TEST 2: the one connection busy past the redemption's deadline: 503 within that deadline (when less than a tenth of it is left), not once the connection is given back; nothing sent, the code still unused
 --- request
 GET /api/health
 --- error_code: 200
 --- check_eval
 my $admin = user_token('admin');
 my $token = user_token('fay');
+my ($waits, $timeouts) = map { metric($_) } qw(redeem_db_pool_waits_total redeem_db_pool_timeouts_total);
 my $locker = hold_lock('code_counts', 'EXCLUSIVE', $HOLD);
-my $file = var('SERVROOT') . "/generation.status";
-my $generation = request_in_background($file, 'POST', '/admin/generate-codes', '{"count": 20000}',
+my $generation = request_in_background('POST', '/admin/generate-codes', '{"count": 20000}',
                                        "Authorization: Bearer $admin");
-Time::HiRes::sleep(0.3);
+lock_waiters('code_counts', 1);
 my $res = api_request('POST', '/redeem', '{"card_code": "' . var('CODE') . '"}',
                       "Authorization: Bearer $token");
-waitpid $generation, 0;
+my $generated = request_result($generation);
 waitpid $locker, 0;
-die "the redemption waited for the pool: expected 503, got $res->{status} $res->{body}\n"
-  unless $res->{status} eq '503' && $res->{json} && $res->{json}{error};
-die "the redemption came back before the lock let the generation go ($res->{elapsed} s)\n"
-  if $res->{elapsed} < $HOLD - 0.5;
-open my $fh, '<', $file or die "no status of the generation: $!\n";
-chomp(my $status = <$fh>);
-die "the generation that held the pool: expected 201, got $status\n" unless $status eq '201';
+die "the redemption waited for the pool: expected 503 with Retry-After, got $res->{status} $res->{body}\n"
+  unless $res->{status} eq '503' && $res->{json} && $res->{json}{error}
+  && grep { lc $_->[0] eq 'retry-after' && $_->[1] =~ /^\d+$/ } @{ $res->{headers} || [] };
+die "the redemption waited past its 300 ms deadline: answered after $res->{elapsed} s\n"
+  if $res->{elapsed} > 0.55;
+die "the generation that held the pool: expected 201, got @$generated\n" unless $generated->[0] eq '201';
 my $used = sql("SELECT count(*) FROM redeem_codes WHERE used_at IS NOT NULL");
 die "a redemption answered 503 ran anyway: $used codes used\n" unless $used eq '0';
+metric('redeem_db_pool_waits_total') == $waits + 1 or die "expected one wait for the pool more\n";
+metric('redeem_db_pool_timeouts_total') == $timeouts + 1 or die "expected one wait given up more\n";
 --- error_log
-/RDM0114: statement redeem: not sent, RedeemDBTimeout \(300 ms\) ran out before it/
+/RDM0118: no pooled connection came free before less than a tenth of RedeemDBTimeout \(300 ms\) was left: this child's requests held all 1 \(DBDMax\)/
 --- no_error_log
 RDM0111
 RDM0112
+RDM0114
 
 
 

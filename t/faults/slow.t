@@ -48,13 +48,6 @@ sub kill_module_backends {
     sql_until('the module\'s backends gone', "SELECT count(*) = 0 FROM ($query) b");
 }
 
-# Waits until $n requests for locks on $table wait.
-sub lock_waiters {
-    my ($table, $n) = @_;
-    sql_until("$n waiting for $table", "SELECT count(*) >= $n FROM pg_locks l JOIN pg_class c"
-              . " ON c.oid = l.relation WHERE c.relname = '$table' AND NOT l.granted");
-}
-
 # Each [status, elapsed, Retry-After] of @results is a 200, or a 503 with
 # Retry-After, within $limit seconds.
 sub all_answered_within {
@@ -227,7 +220,7 @@ RDM0112
 
 
 
-=== TEST 9: a request in line for a read leaves it before its deadline: the child's one connection held by a generation of codes that a lock keeps waiting, two reads in flight waiting for it (for 2.2 s); the third profile is 503 within its RedeemDBTimeout (when less than a tenth of it is left), not when a read is done
+=== TEST 9: reads waiting for a pooled connection leave by their deadlines: the child's one connection held by a generation of codes that a lock keeps waiting (for 2.2 s), two reads in flight waiting for it and a third profile in line; all three are 503 within their RedeemDBTimeout (when less than a tenth of it is left), not once the connection is given back
 --- db_init eval
 Time::HiRes::sleep(1.2);   # past any 503-at-once second a block before left
 'SELECT 1'
@@ -244,12 +237,15 @@ my @sent = map { request_in_background('GET', '/api/profile', undef, $auth) } 1 
 Time::HiRes::sleep(0.2);
 push @sent, request_in_background('GET', '/api/profile', undef, $auth);
 my @results = map { request_result($_) } @sent;
-request_result($generation);
+my $generated = request_result($generation);
 waitpid $locker, 0;
-my @in_time = grep { $_->[0] eq '503' && $_->[2] =~ /^\d+$/ && $_->[1] <= 1.35 } @results;
-@in_time or die "expected a 503 within 1.35 s, got: " . join(', ', map { "@$_" } @results) . "\n";
+$generated->[0] eq '201' or die "the generation that held the connection: @$generated\n";
+my @late = grep { $_->[0] ne '503' || $_->[2] !~ /^\d+$/ || $_->[1] > 1.35 } @results;
+!@late or die "expected three 503s within 1.35 s, got: " . join(', ', map { "@$_" } @results) . "\n";
 --- error_log
-/RDM0207: user \d+ not read: less than a tenth of RedeemDBTimeout \(1000 ms\) was left when its turn came/
+/RDM0118: no pooled connection came free before less than a tenth of RedeemDBTimeout \(1000 ms\) was left: this child's requests held all 1 \(DBDMax\)/
+--- no_error_log
+RDM0112
 
 
 
@@ -296,4 +292,41 @@ sql("ALTER ROLE $ENV{REDEEM_APP_USER} IN DATABASE " . var('DB_NAME') . ' RESET d
 POST /redeem
 --- request_json
 {"card_code": "$CODE2"}
+--- error_code: 200
+
+
+
+=== TEST 13: a request in line for a read leaves it before its deadline: two reads in flight, each on one of the child's two connections, held up by a lock on users past RedeemDBTimeout (3 s here); a third profile, come while they run, is 503 when less than a tenth of its time is left, and logged as not read, not failed with them
+--- config eval
+$BASE =~ s/DBDMax 1\nDBDKeep 1/DBDMax 2\nDBDKeep 2/r =~ s/RedeemDBTimeout 1000/RedeemDBTimeout 3000/r
+--- db_init eval
+Time::HiRes::sleep(1.2);   # past any 503-at-once second a block before left
+'SELECT 1'
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $auth = 'Authorization: Bearer ' . user_token('alice');
+my $locker = hold_lock('users', 'ACCESS EXCLUSIVE', 3.6);
+my @sent = map { request_in_background('GET', '/api/profile', undef, $auth) } 1 .. 2;
+lock_waiters('users', 2);
+my $third = request_in_background('GET', '/api/profile', undef, $auth);
+my @results = map { request_result($_) } @sent, $third;
+waitpid $locker, 0;
+all_answered_within(3.35, @results);
+$results[2][0] eq '503' or die "the profile in line: @{ $results[2] }\n";
+--- error_log
+/RDM0207: user \d+ not read: less than a tenth of RedeemDBTimeout \(3000 ms\) was left when its turn came/
+
+
+
+=== TEST 14: right after, the profile is served
+--- config eval
+$BASE =~ s/DBDMax 1\nDBDKeep 1/DBDMax 2\nDBDKeep 2/r =~ s/RedeemDBTimeout 1000/RedeemDBTimeout 3000/r
+--- db_init eval
+Time::HiRes::sleep(1.2);   # past the 503-at-once second the reads held up left
+'SELECT 1'
+--- login: alice
+--- request
+GET /api/profile
 --- error_code: 200

@@ -329,6 +329,7 @@ our @EXPORT = qw(
   run_tests repeat_each no_shuffle add_block_preprocessor default_config
   jwt_forge jwt_secret jwt_claims jwt_decode user_id user_token now var b64url
   response json_match api_request api_request_to sql sql_in_background sql_until hold_lock
+  lock_waiters
   one_connection_config request_in_background request_result burst
   start_second_server stop_second_server redis_cli redis_stop redis_start
   graceful_restart statement_sql
@@ -529,6 +530,13 @@ sub hold_lock {
     sql_until("the lock on $table", "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
               . " WHERE c.relname = '$table' AND l.mode = '$granted' AND l.granted");
     return $pid;
+}
+
+# Waits until $n requests for locks on $table wait.
+sub lock_waiters {
+    my ($table, $n) = @_;
+    sql_until("$n waiting for $table", "SELECT count(*) >= $n FROM pg_locks l JOIN pg_class c"
+              . " ON c.oid = l.relation WHERE c.relname = '$table' AND NOT l.granted");
 }
 
 # The SQL of a statement of mod_redeem/httpd/statements.h (its #define NAME):

@@ -1,0 +1,185 @@
+/* A bound on the wait for one of mod_dbd's pooled connections.
+ *
+ * mod_dbd's pool (an apr_reslist) has no acquire timeout, and a module
+ * cannot give it one. With fewer connections than threads
+ * (conf/tuning.conf keeps 12 for 1,000 threads a child), a request that
+ * finds them all held would wait until one is given back, however long past
+ * its RedeemDBTimeout that is, only to get 503 then. So each child counts
+ * the connections its requests hold, pool by pool, and a request takes one
+ * only when one is free: it waits for that on a condition of ours, which
+ * has a timeout, and leaves with 503 (RDM0118) when less than a tenth of its
+ * time is left.
+ *
+ * Servers whose DBDriver, DBDParams and pool directives agree share one
+ * mod_dbd pool of DBDMax connections. A pool is known here by the APR pool
+ * its connections are made in (their pools' parent), learned from the first
+ * connection each server of the child takes; its size is the server's
+ * DBDMax, which config.c reads beside mod_dbd. Connections other modules
+ * take from the same pool (mod_authn_dbd, mod_session_dbd) are not counted:
+ * a server that shares its pool with them can still wait on mod_dbd. */
+#include "httpd/private.h"
+
+#define TICKET_KEY "redeem_pool_ticket"
+/* mod_dbd's DBDMax where none is set (threaded MPMs). */
+#define DBD_DEFAULT_MAX 10
+
+typedef struct redeem_pool_gate {
+    apr_pool_t *key; /* the APR pool mod_dbd makes this pool's connections in */
+    int capacity;    /* DBDMax; 0: not counted (a connection of its own each time) */
+    int held;        /* connections of it that this child's requests hold */
+    int waiting;     /* requests waiting for one of them */
+    apr_thread_cond_t *freed;
+} gate_t;
+
+struct redeem_pool_gates {
+    apr_thread_mutex_t *lock; /* guards everything here and every server's gate */
+    gate_t unpooled;          /* DBDPersist Off, or no room left: nothing to count */
+    int count, room;
+    gate_t *gates; /* room of them, one per mod_dbd pool (at most one per server) */
+};
+
+/* What a request holds: the gate it passed, given back when the request
+ * ends (after mod_dbd's own cleanup has returned the connection). */
+typedef struct {
+    redeem_pool_gates_t *gates;
+    gate_t *gate;
+} ticket_t;
+
+const char *redeem_pool_gates_child_init(apr_pool_t *pchild, server_rec *s,
+                                         redeem_pool_gates_t **made)
+{
+    redeem_pool_gates_t *gates = apr_pcalloc(pchild, sizeof *gates);
+    for (server_rec *vs = s; vs; vs = vs->next)
+        gates->room++;
+    gates->gates = apr_pcalloc(pchild, gates->room * sizeof *gates->gates);
+    if (apr_thread_mutex_create(&gates->lock, APR_THREAD_MUTEX_DEFAULT, pchild))
+        return "cannot create the lock of the connection gates";
+    for (int i = 0; i < gates->room; i++)
+        if (apr_thread_cond_create(&gates->gates[i].freed, pchild))
+            return "cannot create the conditions of the connection gates";
+    *made = gates;
+    return NULL;
+}
+
+static apr_status_t give_back(void *data)
+{
+    ticket_t *ticket = data;
+    apr_thread_mutex_lock(ticket->gates->lock);
+    ticket->gate->held--;
+    if (ticket->gate->waiting)
+        apr_thread_cond_signal(ticket->gate->freed);
+    apr_thread_mutex_unlock(ticket->gates->lock);
+    return APR_SUCCESS;
+}
+
+/* Under the lock: the gate of the mod_dbd pool whose connections are made
+ * in `key`, made on first sight. */
+static gate_t *gate_of(redeem_pool_gates_t *gates, apr_pool_t *key, apr_int64_t capacity)
+{
+    for (int i = 0; i < gates->count; i++)
+        if (gates->gates[i].key == key)
+            return &gates->gates[i];
+    if (gates->count == gates->room)
+        return &gates->unpooled;
+    gate_t *gate = &gates->gates[gates->count++];
+    gate->key = key;
+    gate->capacity = capacity < 0 ? DBD_DEFAULT_MAX : capacity > 0 ? (int)capacity : 1;
+    return gate;
+}
+
+/* Under the lock: waits until the gate has a free connection, or until
+ * `until`. 1 when one was taken. */
+static int pass(gate_t *gate, apr_thread_mutex_t *lock, apr_time_t until)
+{
+    gate->waiting++;
+    for (apr_interval_time_t left; gate->held >= gate->capacity;) {
+        if ((left = until - apr_time_now()) <= 0)
+            break;
+        apr_thread_cond_timedwait(gate->freed, lock, left);
+    }
+    gate->waiting--;
+    if (gate->held >= gate->capacity)
+        return 0;
+    gate->held++;
+    return 1;
+}
+
+static void hold(request_rec *initial, ticket_t *ticket)
+{
+    apr_pool_cleanup_register(initial->pool, ticket, give_back, apr_pool_cleanup_null);
+    apr_pool_userdata_setn(ticket, TICKET_KEY, NULL, initial->pool);
+}
+
+const redeem_failure_t *redeem_pool_gate_acquire(request_rec *r, apr_time_t until, ap_dbd_t **dbd)
+{
+    redeem_server_conf *conf = redeem_conf(r);
+    /* mod_dbd keeps one connection for a request and its internal redirects
+     * and subrequests, on the first request's pool: so do we. */
+    request_rec *initial = r;
+    while (initial->prev || initial->main)
+        initial = initial->prev ? initial->prev : initial->main;
+    void *held = NULL;
+    apr_pool_userdata_get(&held, TICKET_KEY, initial->pool);
+    if (held) {
+        *dbd = conf->dbd_acquire(r);
+        return NULL;
+    }
+    redeem_pool_gates_t *gates = conf->child->pool_gates;
+    ticket_t *ticket = apr_pcalloc(initial->pool, sizeof *ticket);
+    ticket->gates = gates;
+
+    apr_thread_mutex_lock(gates->lock);
+    gate_t *gate = conf->child->pool_gate;
+    int waits = gate && gate->capacity && gate->held >= gate->capacity;
+    if (waits)
+        redeem_shared_count(conf->shared, REDEEM_COUNTER_DB_POOL_WAITS);
+    if (gate && gate->capacity && !pass(gate, gates->lock, until)) {
+        int capacity = gate->capacity;
+        apr_thread_mutex_unlock(gates->lock);
+        redeem_shared_count(conf->shared, REDEEM_COUNTER_DB_POOL_TIMEOUTS);
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      RDMNO(0118) "no pooled connection came free before less than a tenth of "
+                                  "RedeemDBTimeout (%" APR_INT64_T_FMT
+                                  " ms) was left: this child's requests held all %d (DBDMax)",
+                      (apr_int64_t)conf->db_timeout_ms, capacity);
+        return &redeem_failure_unavailable;
+    }
+    if (gate && gate->capacity)
+        ticket->gate = gate;
+    apr_thread_mutex_unlock(gates->lock);
+    /* Registered before mod_dbd's own cleanup, so run after it: a waiter
+     * woken finds the connection back in mod_dbd's pool. */
+    if (ticket->gate)
+        hold(initial, ticket);
+
+    *dbd = conf->dbd_acquire(r);
+    if (!*dbd) {
+        if (ticket->gate) {
+            apr_pool_cleanup_run(initial->pool, ticket, give_back);
+            apr_pool_userdata_setn(NULL, TICKET_KEY, NULL, initial->pool);
+        }
+        return NULL;
+    }
+    if (gate)
+        return NULL;
+
+    /* This server's first connection in this child: learn its pool, and
+     * count this connection in it. A connection made for this request
+     * alone (DBDPersist Off) lives in the request's pool: nothing to count. */
+    apr_pool_t *key = apr_pool_parent_get((*dbd)->pool);
+    apr_thread_mutex_lock(gates->lock);
+    if (!conf->child->pool_gate)
+        conf->child->pool_gate =
+            key == initial->pool ? &gates->unpooled : gate_of(gates, key, conf->dbd_max);
+    gate = conf->child->pool_gate;
+    if (gate->capacity) {
+        gate->held++;
+        ticket->gate = gate;
+    }
+    apr_thread_mutex_unlock(gates->lock);
+    /* Run before mod_dbd's cleanup this once: a waiter woken in between
+     * waits on mod_dbd for the moment until the connection is back. */
+    if (ticket->gate)
+        hold(initial, ticket);
+    return NULL;
+}
