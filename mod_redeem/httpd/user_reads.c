@@ -14,11 +14,11 @@
  * one waiting in line leaves it (503) once less than a tenth of that is
  * left, and a read ends by the earliest deadline among its requests, so
  * none that it reads for waits longer than its own (and none with less
- * than that tenth left is read at all: it would fail the others). Taking
- * a connection from mod_dbd's pool has no bound of its own: when every
- * connection of the child is busy (DBDMax), the reader waits for one, and
- * its batch with it (as any request that needs a connection does); what it
- * then sends is bounded. When the database stops answering, the first
+ * than that tenth left is read at all: it would fail the others). When
+ * every pooled connection of the child is busy (DBDMax), the reader waits
+ * for one, and its batch with it, until the batch's deadline less that
+ * tenth (pool_gate.c), as any request that needs a connection does. When
+ * the database stops answering, the first
  * read to time out makes the child answer 503 at once (db.c), and so do
  * the reads after it.
  *
