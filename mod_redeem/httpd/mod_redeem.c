@@ -74,6 +74,13 @@ static int redeem_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *
                          RDMNO(0004) "mod_redeem needs mod_dbd: LoadModule dbd_module first");
             return HTTP_INTERNAL_SERVER_ERROR;
         }
+        /* config.c reads DBDMax beside mod_dbd: without mod_dbd it would
+         * pass unnoticed where httpd used to refuse it. */
+        if (conf->dbd_max >= 0 && !acquire) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, 0, vs,
+                         RDMNO(0004) "DBDMax is mod_dbd's directive: LoadModule dbd_module first");
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
         conf->dbd_acquire = acquire;
     }
     return redeem_config_finish(pconf, s);

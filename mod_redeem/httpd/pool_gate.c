@@ -20,7 +20,7 @@
 #include "httpd/private.h"
 
 #define TICKET_KEY "redeem_pool_ticket"
-/* mod_dbd's DBDMax where none is set (threaded MPMs). */
+/* mod_dbd's DBDMax where none is set (APR with threads, as Debian's). */
 #define DBD_DEFAULT_MAX 10
 
 typedef struct redeem_pool_gate {
@@ -28,6 +28,7 @@ typedef struct redeem_pool_gate {
     int capacity;    /* DBDMax; 0: not counted (a connection of its own each time) */
     int held;        /* connections of it that this child's requests hold */
     int waiting;     /* requests waiting for one of them */
+    int handed;      /* connections given back to the waiters, not yet taken */
     apr_thread_cond_t *freed;
 } gate_t;
 
@@ -61,13 +62,22 @@ const char *redeem_pool_gates_child_init(apr_pool_t *pchild, server_rec *s,
     return NULL;
 }
 
+/* A connection given back goes to a request already waiting, if any, rather
+ * than to whichever takes the lock first: else newcomers could overtake the
+ * waiters, and those that waited longest would be the ones turned away. */
 static apr_status_t give_back(void *data)
 {
     ticket_t *ticket = data;
+    gate_t *gate = ticket->gate;
+    if (!gate)
+        return APR_SUCCESS;
     apr_thread_mutex_lock(ticket->gates->lock);
-    ticket->gate->held--;
-    if (ticket->gate->waiting)
-        apr_thread_cond_signal(ticket->gate->freed);
+    if (gate->waiting > gate->handed) {
+        gate->handed++;
+        apr_thread_cond_signal(gate->freed);
+    }
+    else
+        gate->held--;
     apr_thread_mutex_unlock(ticket->gates->lock);
     return APR_SUCCESS;
 }
@@ -87,27 +97,29 @@ static gate_t *gate_of(redeem_pool_gates_t *gates, apr_pool_t *key, apr_int64_t 
     return gate;
 }
 
-/* Under the lock: waits until the gate has a free connection, or until
- * `until`. 1 when one was taken. */
+/* Under the lock: takes a free connection of the gate, or waits for one
+ * handed over until `until`. 1 when one was taken. */
 static int pass(gate_t *gate, apr_thread_mutex_t *lock, apr_time_t until)
 {
+    int taken = 0;
     gate->waiting++;
-    for (apr_interval_time_t left; gate->held >= gate->capacity;) {
+    for (apr_interval_time_t left;;) {
+        if (gate->handed) {
+            gate->handed--; /* still counted in held */
+            taken = 1;
+            break;
+        }
+        if (gate->held < gate->capacity && gate->waiting == 1) {
+            gate->held++;
+            taken = 1;
+            break;
+        }
         if ((left = until - apr_time_now()) <= 0)
             break;
         apr_thread_cond_timedwait(gate->freed, lock, left);
     }
     gate->waiting--;
-    if (gate->held >= gate->capacity)
-        return 0;
-    gate->held++;
-    return 1;
-}
-
-static void hold(request_rec *initial, ticket_t *ticket)
-{
-    apr_pool_cleanup_register(initial->pool, ticket, give_back, apr_pool_cleanup_null);
-    apr_pool_userdata_setn(ticket, TICKET_KEY, NULL, initial->pool);
+    return taken;
 }
 
 const redeem_failure_t *redeem_pool_gate_acquire(request_rec *r, apr_time_t until, ap_dbd_t **dbd)
@@ -130,42 +142,42 @@ const redeem_failure_t *redeem_pool_gate_acquire(request_rec *r, apr_time_t unti
 
     apr_thread_mutex_lock(gates->lock);
     gate_t *gate = conf->child->pool_gate;
-    int waits = gate && gate->capacity && gate->held >= gate->capacity;
-    if (waits)
-        redeem_shared_count(conf->shared, REDEEM_COUNTER_DB_POOL_WAITS);
-    if (gate && gate->capacity && !pass(gate, gates->lock, until)) {
-        int capacity = gate->capacity;
-        apr_thread_mutex_unlock(gates->lock);
-        redeem_shared_count(conf->shared, REDEEM_COUNTER_DB_POOL_TIMEOUTS);
-        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                      RDMNO(0118) "no pooled connection came free before less than a tenth of "
-                                  "RedeemDBTimeout (%" APR_INT64_T_FMT
-                                  " ms) was left: this child's requests held all %d (DBDMax)",
-                      (apr_int64_t)conf->db_timeout_ms, capacity);
-        return &redeem_failure_unavailable;
-    }
-    if (gate && gate->capacity)
+    if (gate && gate->capacity) {
+        if (gate->held >= gate->capacity || gate->waiting)
+            redeem_shared_count(conf->shared, REDEEM_COUNTER_DB_POOL_WAITS);
+        if (!pass(gate, gates->lock, until)) {
+            int capacity = gate->capacity;
+            apr_thread_mutex_unlock(gates->lock);
+            redeem_shared_count(conf->shared, REDEEM_COUNTER_DB_POOL_TIMEOUTS);
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                          RDMNO(0118) "no pooled connection came free before less than a tenth "
+                                      "of RedeemDBTimeout (%" APR_INT64_T_FMT
+                                      " ms) was left: this child's requests held all %d (DBDMax)",
+                          (apr_int64_t)conf->db_timeout_ms, capacity);
+            return &redeem_failure_unavailable;
+        }
         ticket->gate = gate;
+    }
     apr_thread_mutex_unlock(gates->lock);
     /* Registered before mod_dbd's own cleanup, so run after it: a waiter
      * woken finds the connection back in mod_dbd's pool. */
-    if (ticket->gate)
-        hold(initial, ticket);
+    apr_pool_cleanup_register(initial->pool, ticket, give_back, apr_pool_cleanup_null);
+    apr_pool_userdata_setn(ticket, TICKET_KEY, NULL, initial->pool);
 
     *dbd = conf->dbd_acquire(r);
     if (!*dbd) {
-        if (ticket->gate) {
-            apr_pool_cleanup_run(initial->pool, ticket, give_back);
-            apr_pool_userdata_setn(NULL, TICKET_KEY, NULL, initial->pool);
-        }
+        apr_pool_cleanup_run(initial->pool, ticket, give_back);
+        apr_pool_userdata_setn(NULL, TICKET_KEY, NULL, initial->pool);
         return NULL;
     }
     if (gate)
         return NULL;
 
     /* This server's first connection in this child: learn its pool, and
-     * count this connection in it. A connection made for this request
-     * alone (DBDPersist Off) lives in the request's pool: nothing to count. */
+     * count this connection in it. Until then (the child's first moments)
+     * its requests wait on mod_dbd itself. A connection made for this
+     * request alone (DBDPersist Off) lives in the request's pool: nothing to
+     * count. */
     apr_pool_t *key = apr_pool_parent_get((*dbd)->pool);
     apr_thread_mutex_lock(gates->lock);
     if (!conf->child->pool_gate)
@@ -177,9 +189,5 @@ const redeem_failure_t *redeem_pool_gate_acquire(request_rec *r, apr_time_t unti
         ticket->gate = gate;
     }
     apr_thread_mutex_unlock(gates->lock);
-    /* Run before mod_dbd's cleanup this once: a waiter woken in between
-     * waits on mod_dbd for the moment until the connection is back. */
-    if (ticket->gate)
-        hold(initial, ticket);
     return NULL;
 }

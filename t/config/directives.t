@@ -337,12 +337,3 @@ my $want = $kernel_has_it
 open my $log, '<', var('SERVROOT') . '/error.log' or die $!;
 my $lines = grep { $_ =~ $want } <$log>;
 $lines >= 1 or die "no line matches $want";
-
-
-
-=== TEST 33: DBDMax, which mod_redeem reads too (the size of the pool it waits on), is still mod_dbd's to check: a value that is not a number is refused
---- config
-DBDMax many
---- must_die
---- error_log
-Argument must be numeric

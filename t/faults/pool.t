@@ -93,3 +93,33 @@ POST /redeem
 --- error_code: 200
 --- no_error_log
 RDM0112
+
+
+
+=== TEST 4: the one connection given back within the redemption's deadline (3 s here): the redemption, woken when it is given back, is 200, counted as a wait, not as one given up
+--- config eval
+one_connection_config(3000) . qq{<Location "/metrics">\n  SetHandler redeem-metrics\n</Location>\n}
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $admin = user_token('admin');
+my $token = user_token('fay');
+my $res = api_request('POST', '/admin/generate-codes', '{"count": 1}', "Authorization: Bearer $admin");
+$res->{status} eq '201' or die "generation: $res->{status}\n";
+my $code = $res->{json}{codes}[0];
+my ($waits, $timeouts) = map { metric($_) } qw(redeem_db_pool_waits_total redeem_db_pool_timeouts_total);
+my $locker = hold_lock('code_counts', 'EXCLUSIVE', 0.6);
+my $generation = request_in_background('POST', '/admin/generate-codes', '{"count": 20000}',
+                                       "Authorization: Bearer $admin");
+lock_waiters('code_counts', 1);
+$res = api_request('POST', '/redeem', qq{{"card_code": "$code"}}, "Authorization: Bearer $token");
+my $generated = request_result($generation);
+waitpid $locker, 0;
+$res->{status} eq '200' or die "the redemption that waited for the connection: $res->{status} $res->{body}\n";
+$res->{elapsed} < 2.2 or die "the redemption was woken only by its own timer ($res->{elapsed} s)\n";
+$generated->[0] eq '201' or die "the generation that held the pool: @$generated\n";
+metric('redeem_db_pool_waits_total') == $waits + 1 or die "expected one wait for the pool more\n";
+metric('redeem_db_pool_timeouts_total') == $timeouts or die "expected no wait given up\n";
+--- no_error_log
+RDM0118
