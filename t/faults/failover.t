@@ -211,6 +211,7 @@ main::as_owner("$main::Bin/pg_ctl", '-D', "$main::Dir/standby", '-w', 'promote')
 my $promoted = Time::HiRes::time() - $start;
 waitpid $pid, 0;
 open my $fh, '<', $log or die "$log: $!\n";
+my $times = var('SERVROOT') . '/failover.times';
 my @lines = map { [split] } <$fh>;
 @lines > 20 or die "the stream made only " . @lines . " requests\n";
 $lines[-1][2] > $promoted + 3 or die "the stream ended $lines[-1][2] s in, too soon after the promotion ($promoted s)\n";
@@ -222,6 +223,10 @@ my ($healed) = grep { $_->[2] > $promoted && $_->[1] eq '200' } @lines;
 $healed or die "no redemption succeeded after the promotion (at $promoted s): "
   . join(', ', map { "$_->[1]\@$_->[2]" } @lines[-5 .. -1]) . "\n";
 $healed->[2] - $promoted < 3 or die "healed only $healed->[2] s in, promoted at $promoted s\n";
+open my $record, '>', $times or die "$times: $!\n";
+printf $record "stopped %.3f promoted %.3f first 200 after %.3f requests %d (503: %d)\n", $stopped, $promoted,
+  $healed->[2], scalar @lines, scalar grep { $_->[1] eq '503' } @lines;
+close $record;
 # Each child finds the new primary on its own (a child that failed answers
 # 503 at once for a second, then tries again).
 my @tail = grep { $_->[2] > $promoted + 3 && $_->[1] ne '200' } @lines;
