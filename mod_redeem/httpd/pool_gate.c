@@ -23,13 +23,20 @@
 /* mod_dbd's DBDMax where none is set (APR with threads, as Debian's). */
 #define DBD_DEFAULT_MAX 10
 
+/* A request waiting for a connection, in line on its own stack: it leaves
+ * the line itself (timed out) or is taken out of it and granted one, both
+ * under the lock, so no one touches it after its owner returns. */
+typedef struct waiter {
+    struct waiter *next;
+    int granted; /* a connection given back was passed to it */
+    apr_thread_cond_t *wake;
+} waiter_t;
+
 typedef struct redeem_pool_gate {
-    apr_pool_t *key; /* the APR pool mod_dbd makes this pool's connections in */
-    int capacity;    /* DBDMax; 0: not counted (a connection of its own each time) */
-    int held;        /* connections of it that this child's requests hold */
-    int waiting;     /* requests waiting for one of them */
-    int handed;      /* connections given back to the waiters, not yet taken */
-    apr_thread_cond_t *freed;
+    apr_pool_t *key;        /* the APR pool mod_dbd makes this pool's connections in */
+    int capacity;           /* DBDMax; 0: not counted (a connection of its own each time) */
+    int held;               /* connections of it that this child's requests hold */
+    waiter_t *first, *last; /* the line, first come first served */
 } gate_t;
 
 struct redeem_pool_gates {
@@ -55,16 +62,14 @@ const char *redeem_pool_gates_child_init(apr_pool_t *pchild, server_rec *s,
     gates->gates = apr_pcalloc(pchild, gates->room * sizeof *gates->gates);
     if (apr_thread_mutex_create(&gates->lock, APR_THREAD_MUTEX_DEFAULT, pchild))
         return "cannot create the lock of the connection gates";
-    for (int i = 0; i < gates->room; i++)
-        if (apr_thread_cond_create(&gates->gates[i].freed, pchild))
-            return "cannot create the conditions of the connection gates";
     *made = gates;
     return NULL;
 }
 
-/* A connection given back goes to a request already waiting, if any, rather
- * than to whichever takes the lock first: else newcomers could overtake the
- * waiters, and those that waited longest would be the ones turned away. */
+/* A connection given back passes, still counted, to the first request in
+ * line, if any, rather than to whichever takes the lock first: else
+ * newcomers could overtake the waiters, and those that waited longest
+ * would be the ones turned away. */
 static apr_status_t give_back(void *data)
 {
     ticket_t *ticket = data;
@@ -72,9 +77,13 @@ static apr_status_t give_back(void *data)
     if (!gate)
         return APR_SUCCESS;
     apr_thread_mutex_lock(ticket->gates->lock);
-    if (gate->waiting > gate->handed) {
-        gate->handed++;
-        apr_thread_cond_signal(gate->freed);
+    waiter_t *first = gate->first;
+    if (first) {
+        gate->first = first->next;
+        if (!gate->first)
+            gate->last = NULL;
+        first->granted = 1;
+        apr_thread_cond_signal(first->wake);
     }
     else
         gate->held--;
@@ -97,29 +106,39 @@ static gate_t *gate_of(redeem_pool_gates_t *gates, apr_pool_t *key, apr_int64_t 
     return gate;
 }
 
-/* Under the lock: takes a free connection of the gate, or waits for one
- * handed over until `until`. 1 when one was taken. */
-static int pass(gate_t *gate, apr_thread_mutex_t *lock, apr_time_t until)
+/* Under the lock: takes one of the gate's connections, waiting in line
+ * until `until` when none is free or others wait already. 1 when taken,
+ * 0 when the time ran out, -1 when the line could not be joined. */
+static int pass(gate_t *gate, apr_thread_mutex_t *lock, apr_time_t until, apr_pool_t *pool)
 {
-    int taken = 0;
-    gate->waiting++;
-    for (apr_interval_time_t left;;) {
-        if (gate->handed) {
-            gate->handed--; /* still counted in held */
-            taken = 1;
-            break;
-        }
-        if (gate->held < gate->capacity && gate->waiting == 1) {
-            gate->held++;
-            taken = 1;
-            break;
-        }
+    if (!gate->first && gate->held < gate->capacity) {
+        gate->held++;
+        return 1;
+    }
+    waiter_t self = {NULL, 0, NULL};
+    if (apr_thread_cond_create(&self.wake, pool) != APR_SUCCESS)
+        return -1;
+    if (gate->last)
+        gate->last->next = &self;
+    else
+        gate->first = &self;
+    gate->last = &self;
+    for (apr_interval_time_t left; !self.granted;) {
         if ((left = until - apr_time_now()) <= 0)
             break;
-        apr_thread_cond_timedwait(gate->freed, lock, left);
+        apr_thread_cond_timedwait(self.wake, lock, left);
     }
-    gate->waiting--;
-    return taken;
+    if (self.granted)
+        return 1;
+    waiter_t **at = &gate->first, *before = NULL;
+    while (*at != &self) {
+        before = *at;
+        at = &(*at)->next;
+    }
+    *at = self.next;
+    if (gate->last == &self)
+        gate->last = before;
+    return 0;
 }
 
 const redeem_failure_t *redeem_pool_gate_acquire(request_rec *r, apr_time_t until, ap_dbd_t **dbd)
@@ -143,9 +162,16 @@ const redeem_failure_t *redeem_pool_gate_acquire(request_rec *r, apr_time_t unti
     apr_thread_mutex_lock(gates->lock);
     gate_t *gate = conf->child->pool_gate;
     if (gate && gate->capacity) {
-        if (gate->held >= gate->capacity || gate->waiting)
+        if (gate->held >= gate->capacity || gate->first)
             redeem_shared_count(conf->shared, REDEEM_COUNTER_DB_POOL_WAITS);
-        if (!pass(gate, gates->lock, until)) {
+        int passed = pass(gate, gates->lock, until, r->pool);
+        if (passed < 0) {
+            apr_thread_mutex_unlock(gates->lock);
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                          RDMNO(0119) "cannot wait for a pooled connection: no condition made");
+            return &redeem_failure_internal;
+        }
+        if (!passed) {
             int capacity = gate->capacity;
             apr_thread_mutex_unlock(gates->lock);
             redeem_shared_count(conf->shared, REDEEM_COUNTER_DB_POOL_TIMEOUTS);
