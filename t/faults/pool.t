@@ -16,12 +16,11 @@ use Test::Redeem;
 use POSIX ();
 
 our $HOLD = 1.5;    # seconds the test's lock holds the generation (and the pool)
+our $METRICS = qq{<Location "/metrics">\n  SetHandler redeem-metrics\n</Location>\n};
 
 add_block_preprocessor(sub {
     my ($block) = @_;
-    $block->set_value(config => one_connection_config(300)
-                      . qq{<Location "/metrics">\n  SetHandler redeem-metrics\n</Location>\n})
-      unless defined $block->config;
+    $block->set_value(config => one_connection_config(300) . $METRICS) unless defined $block->config;
 });
 
 # A counter of the metrics page.
@@ -98,7 +97,7 @@ RDM0112
 
 === TEST 4: the one connection given back within the redemption's deadline (3 s here): the redemption, woken when it is given back, is 200, counted as a wait, not as one given up
 --- config eval
-one_connection_config(3000) . qq{<Location "/metrics">\n  SetHandler redeem-metrics\n</Location>\n}
+one_connection_config(3000) . $main::METRICS
 --- request
 GET /api/health
 --- error_code: 200
@@ -121,5 +120,34 @@ $res->{elapsed} < 2.2 or die "the redemption was woken only by its own timer ($r
 $generated->[0] eq '201' or die "the generation that held the pool: @$generated\n";
 metric('redeem_db_pool_waits_total') == $waits + 1 or die "expected one wait for the pool more\n";
 metric('redeem_db_pool_timeouts_total') == $timeouts or die "expected no wait given up\n";
+--- no_error_log
+RDM0118
+
+
+
+=== TEST 5: a hundred redemptions at once on the child's one connection (40 threads): each waits its turn in line and is 200, none given up, every code used once
+--- config eval
+"StartServers 1\nServerLimit 1\nThreadsPerChild 40\nMaxRequestWorkers 40\nMinSpareThreads 1\n"
+  . "MaxSpareThreads 40\nDBDMin 1\nDBDMax 1\nDBDKeep 1\nRedeemDBTimeout 5000\n"
+  . "RedeemRateLimit redeem-user 0 60\nRedeemRateLimit redeem-ip 0 60\n" . $main::METRICS
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $admin = user_token('admin');
+my $token = user_token('gus');
+my $res = api_request('POST', '/admin/generate-codes', '{"count": 100}', "Authorization: Bearer $admin");
+$res->{status} eq '201' or die "generation: $res->{status}\n";
+my ($waits, $timeouts) = map { metric($_) } qw(redeem_db_pool_waits_total redeem_db_pool_timeouts_total);
+my $before = sql("SELECT count(*) FROM redeem_codes WHERE used_at IS NOT NULL");
+my @sent = map { request_in_background('POST', '/redeem', qq{{"card_code": "$_"}}, "Authorization: Bearer $token") }
+  @{ $res->{json}{codes} };
+my @results = map { request_result($_) } @sent;
+my @bad = grep { $_->[0] ne '200' } @results;
+!@bad or die scalar(@bad) . " of 100 not 200: " . join(', ', map { "@$_" } @bad[0 .. ($#bad < 4 ? $#bad : 4)]) . "\n";
+my $used = sql("SELECT count(*) FROM redeem_codes WHERE used_at IS NOT NULL") - $before;
+$used == 100 or die "$used codes used\n";
+metric('redeem_db_pool_waits_total') > $waits or die "no request waited for the connection\n";
+metric('redeem_db_pool_timeouts_total') == $timeouts or die "a wait was given up\n";
 --- no_error_log
 RDM0118
