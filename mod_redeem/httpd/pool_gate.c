@@ -6,9 +6,10 @@
  * finds them all held would wait until one is given back, however long past
  * its RedeemDBTimeout that is, only to get 503 then. So each child counts
  * the connections its requests hold, pool by pool, and a request takes one
- * only when one is free: it waits for that on a condition of ours, which
- * has a timeout, and leaves with 503 (RDM0118) when less than a tenth of its
- * time is left.
+ * only when one is free and no one waits before it: else it waits in line
+ * (first come, first served) on a condition of its own, which has a
+ * timeout, and leaves with 503 (RDM0118) when less than a tenth of its time
+ * is left.
  *
  * Servers whose DBDriver, DBDParams and pool directives agree share one
  * mod_dbd pool of DBDMax connections. A pool is known here by the APR pool

@@ -31,6 +31,20 @@ sub metric {
     return $res->{body} =~ /^\Q$name\E (\d+)$/m ? $1 : die "no $name in:\n$res->{body}";
 }
 
+# $n new codes, generated as the admin.
+sub new_codes {
+    my ($n) = @_;
+    my $res = api_request('POST', '/admin/generate-codes', qq{{"count": $n}},
+                          'Authorization: Bearer ' . user_token('admin'));
+    $res->{status} eq '201' or die "generation: $res->{status} $res->{body}\n";
+    return @{ $res->{json}{codes} };
+}
+
+# The gate's counters: requests that waited for a connection, and those that gave up.
+sub pool_counters {
+    return map { metric($_) } qw(redeem_db_pool_waits_total redeem_db_pool_timeouts_total);
+}
+
 no_shuffle();
 run_tests();
 
@@ -55,7 +69,7 @@ GET /api/health
 --- check_eval
 my $admin = user_token('admin');
 my $token = user_token('fay');
-my ($waits, $timeouts) = map { metric($_) } qw(redeem_db_pool_waits_total redeem_db_pool_timeouts_total);
+my ($waits, $timeouts) = pool_counters();
 my $locker = hold_lock('code_counts', 'EXCLUSIVE', $HOLD);
 my $generation = request_in_background('POST', '/admin/generate-codes', '{"count": 20000}',
                                        "Authorization: Bearer $admin");
@@ -72,8 +86,9 @@ die "the redemption waited past its 300 ms deadline: answered after $res->{elaps
 die "the generation that held the pool: expected 201, got @$generated\n" unless $generated->[0] eq '201';
 my $used = sql("SELECT count(*) FROM redeem_codes WHERE used_at IS NOT NULL");
 die "a redemption answered 503 ran anyway: $used codes used\n" unless $used eq '0';
-metric('redeem_db_pool_waits_total') == $waits + 1 or die "expected one wait for the pool more\n";
-metric('redeem_db_pool_timeouts_total') == $timeouts + 1 or die "expected one wait given up more\n";
+my ($waited, $gave_up) = pool_counters();
+$waited == $waits + 1 or die "expected one wait for the pool more\n";
+$gave_up == $timeouts + 1 or die "expected one wait given up more\n";
 --- error_log
 /RDM0118: no pooled connection came free before less than a tenth of RedeemDBTimeout \(300 ms\) was left: this child's requests held all 1 \(DBDMax\)/
 --- no_error_log
@@ -104,22 +119,21 @@ GET /api/health
 --- check_eval
 my $admin = user_token('admin');
 my $token = user_token('fay');
-my $res = api_request('POST', '/admin/generate-codes', '{"count": 1}', "Authorization: Bearer $admin");
-$res->{status} eq '201' or die "generation: $res->{status}\n";
-my $code = $res->{json}{codes}[0];
-my ($waits, $timeouts) = map { metric($_) } qw(redeem_db_pool_waits_total redeem_db_pool_timeouts_total);
+my ($code) = new_codes(1);
+my ($waits, $timeouts) = pool_counters();
 my $locker = hold_lock('code_counts', 'EXCLUSIVE', 0.6);
 my $generation = request_in_background('POST', '/admin/generate-codes', '{"count": 20000}',
                                        "Authorization: Bearer $admin");
 lock_waiters('code_counts', 1);
-$res = api_request('POST', '/redeem', qq{{"card_code": "$code"}}, "Authorization: Bearer $token");
+my $res = api_request('POST', '/redeem', qq{{"card_code": "$code"}}, "Authorization: Bearer $token");
 my $generated = request_result($generation);
 waitpid $locker, 0;
 $res->{status} eq '200' or die "the redemption that waited for the connection: $res->{status} $res->{body}\n";
 $res->{elapsed} < 2.2 or die "the redemption was woken only by its own timer ($res->{elapsed} s)\n";
 $generated->[0] eq '201' or die "the generation that held the pool: @$generated\n";
-metric('redeem_db_pool_waits_total') == $waits + 1 or die "expected one wait for the pool more\n";
-metric('redeem_db_pool_timeouts_total') == $timeouts or die "expected no wait given up\n";
+my ($waited, $gave_up) = pool_counters();
+$waited == $waits + 1 or die "expected one wait for the pool more\n";
+$gave_up == $timeouts or die "expected no wait given up\n";
 --- no_error_log
 RDM0118
 
@@ -134,20 +148,19 @@ RDM0118
 GET /api/health
 --- error_code: 200
 --- check_eval
-my $admin = user_token('admin');
 my $token = user_token('gus');
-my $res = api_request('POST', '/admin/generate-codes', '{"count": 100}', "Authorization: Bearer $admin");
-$res->{status} eq '201' or die "generation: $res->{status}\n";
-my ($waits, $timeouts) = map { metric($_) } qw(redeem_db_pool_waits_total redeem_db_pool_timeouts_total);
+my @codes = new_codes(100);
+my ($waits, $timeouts) = pool_counters();
 my $before = sql("SELECT count(*) FROM redeem_codes WHERE used_at IS NOT NULL");
 my @sent = map { request_in_background('POST', '/redeem', qq{{"card_code": "$_"}}, "Authorization: Bearer $token") }
-  @{ $res->{json}{codes} };
+  @codes;
 my @results = map { request_result($_) } @sent;
 my @bad = grep { $_->[0] ne '200' } @results;
 !@bad or die scalar(@bad) . " of 100 not 200: " . join(', ', map { "@$_" } @bad[0 .. ($#bad < 4 ? $#bad : 4)]) . "\n";
 my $used = sql("SELECT count(*) FROM redeem_codes WHERE used_at IS NOT NULL") - $before;
 $used == 100 or die "$used codes used\n";
-metric('redeem_db_pool_waits_total') > $waits or die "no request waited for the connection\n";
-metric('redeem_db_pool_timeouts_total') == $timeouts or die "a wait was given up\n";
+my ($waited, $gave_up) = pool_counters();
+$waited > $waits or die "no request waited for the connection\n";
+$gave_up == $timeouts or die "a wait was given up\n";
 --- no_error_log
 RDM0118
