@@ -18,14 +18,6 @@ MaxRequestWorkers 40
 </Location>
 CONF
 
-# Counted before the answer is sent (unlike the per-endpoint counters).
-sub metric {
-    my ($name) = @_;
-    my $res = api_request('GET', '/metrics');
-    die "metrics: $res->{status}" unless $res->{status} == 200;
-    return $res->{body} =~ /^\Q$name\E (\d+)$/m ? $1 : die "no $name in:\n$res->{body}";
-}
-
 # GET $uri once for each name at once; "status email" of each, in order.
 sub burst_as {
     my ($uri, @names) = @_;
@@ -67,11 +59,11 @@ __DATA__
 GET /api/profile
 --- error_code: 200
 --- check_eval
-my ($reads, $statements) = map { metric($_) } qw(redeem_user_reads_total redeem_user_read_statements_total);
+my ($reads, $statements) = map { metric_value($_) } qw(redeem_user_reads_total redeem_user_read_statements_total);
 my $res = api_request('GET', '/api/profile', undef, 'Authorization: Bearer ' . user_token('ula'));
 $res->{status} == 200 && $res->{json}{user}{email} eq 'ula@example.test' or die "profile: $res->{status}";
-metric('redeem_user_reads_total') == $reads + 1 or die 'one read more';
-metric('redeem_user_read_statements_total') == $statements + 1 or die 'one statement more';
+metric_value('redeem_user_reads_total') == $reads + 1 or die 'one read more';
+metric_value('redeem_user_read_statements_total') == $statements + 1 or die 'one statement more';
 
 
 
@@ -84,7 +76,7 @@ GET /api/health
 my @names = map { "ura$_" } 0 .. 4;
 user_token($_) for @names, 'urgone';
 sql('DELETE FROM users WHERE id = ' . user_id('urgone'));
-my ($reads, $statements) = map { metric($_) } qw(redeem_user_reads_total redeem_user_read_statements_total);
+my ($reads, $statements) = map { metric_value($_) } qw(redeem_user_reads_total redeem_user_read_statements_total);
 my @asked = map { (@names, 'urgone') } 1 .. 4;
 my $locker = hold_lock('users', 'ACCESS EXCLUSIVE', 3);
 my @got = burst_as('/api/profile', @asked);
@@ -94,8 +86,8 @@ for my $i (0 .. $#asked) {
     my $want = $asked[$i] eq 'urgone' ? '401 Invalid or expired token' : "200 $asked[$i]\@example.test";
     ($got[$i] // '') eq $want or die "request $i as $asked[$i]: got '" . ($got[$i] // 'nothing') . "', want '$want'";
 }
-my $read = metric('redeem_user_reads_total') - $reads;
-my $run = metric('redeem_user_read_statements_total') - $statements;
+my $read = metric_value('redeem_user_reads_total') - $reads;
+my $run = metric_value('redeem_user_read_statements_total') - $statements;
 $read == 24 or die "reads: $read";
 # Two reads run at once, both held by the lock; the other 22 wait for
 # them and are read in one statement. A slow machine may add a straggler.

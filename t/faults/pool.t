@@ -23,14 +23,6 @@ add_block_preprocessor(sub {
     $block->set_value(config => one_connection_config(300) . $METRICS) unless defined $block->config;
 });
 
-# A counter of the metrics page.
-sub metric {
-    my ($name) = @_;
-    my $res = api_request('GET', '/metrics');
-    die "metrics: $res->{status}" unless $res->{status} == 200;
-    return $res->{body} =~ /^\Q$name\E (\d+)$/m ? $1 : die "no $name in:\n$res->{body}";
-}
-
 # $n new codes, generated as the admin.
 sub new_codes {
     my ($n) = @_;
@@ -42,7 +34,7 @@ sub new_codes {
 
 # The gate's counters: requests that waited for a connection, and those that gave up.
 sub pool_counters {
-    return map { metric($_) } qw(redeem_db_pool_waits_total redeem_db_pool_timeouts_total);
+    return map { metric_value($_) } qw(redeem_db_pool_waits_total redeem_db_pool_timeouts_total);
 }
 
 no_shuffle();

@@ -48,15 +48,6 @@ our $METRICS = qq(<Location "/metrics">\n  SetHandler redeem-metrics\n</Location
 # A generous hourly limit, with the metrics: the tests that count calls to Redis.
 our $HOURLY = "$STORE\nRedeemRateLimit redeem-user 100 3600\n$METRICS";
 
-# One of the module's counters (shared by every child, counted before the
-# request that counts it is answered).
-sub metric {
-    my ($name) = @_;
-    my $res = api_request('GET', '/metrics');
-    $res->{status} == 200 or die "metrics: $res->{status}";
-    return $res->{body} =~ /^\Q$name\E (\d+)$/m ? $1 : die "no $name in:\n$res->{body}";
-}
-
 # N redemptions of a code that does not exist (404, but charged to the user
 # and the address) by USER, one after the other; their statuses.
 sub redeem_one_by_one {
@@ -325,14 +316,14 @@ redis_cli('-n', 3, 'FLUSHDB') eq 'OK' or die 'FLUSHDB';
 # Pooled connections in both children: requests at once, then one by one.
 my @got = (redeem_at_once(8, 'ava'), map { (redeem_at_once(1, 'ava'))[0] } 1 .. 4);
 "@got" eq join(' ', (404) x 12) or die "before: @got";
-my ($failures, $fallbacks) = map { metric($_) } qw(redeem_ratelimit_redis_failures_total
+my ($failures, $fallbacks) = map { metric_value($_) } qw(redeem_ratelimit_redis_failures_total
                                                    redeem_ratelimit_redis_fallbacks_total);
 my $mark = log_size();
 redis_cli('CLIENT', 'KILL', 'TYPE', 'normal') >= 2 or die 'no connection of the module to close';
 @got = (map({ (redeem_at_once(1, 'ava'))[0] } 1 .. 4), redeem_at_once(8, 'ava'));
 "@got" eq join(' ', (404) x 12) or die "after: @got";
-metric('redeem_ratelimit_redis_failures_total') == $failures or die 'a call to Redis failed';
-metric('redeem_ratelimit_redis_fallbacks_total') == $fallbacks or die 'a check fell back to the table';
+metric_value('redeem_ratelimit_redis_failures_total') == $failures or die 'a call to Redis failed';
+metric_value('redeem_ratelimit_redis_fallbacks_total') == $fallbacks or die 'a check fell back to the table';
 log_count(qr/RDM0602/, $mark) == 0 or die 'an outage was logged';
 # Every one of the 24 charges is in Redis: 100 an hour, 24 taken.
 my $key = redis_cli('-n', 3, 'KEYS', 'redeem:rl:redeem-user:*');
@@ -350,11 +341,11 @@ GET /api/health
 --- wait: 1.2
 --- check_eval
 user_token('bea');   # registered before Redis pauses
-$FAILURES = metric('redeem_ratelimit_redis_failures_total');
+$FAILURES = metric_value('redeem_ratelimit_redis_failures_total');
 redis_cli('CLIENT', 'PAUSE', '5000') eq 'OK' or die 'CLIENT PAUSE';
 my @got = redeem_at_once(1, 'bea');
 "@got" eq '404' or die "with Redis paused: @got";
-metric('redeem_ratelimit_redis_failures_total') == $FAILURES + 1 or die 'the first call did not fail';
+metric_value('redeem_ratelimit_redis_failures_total') == $FAILURES + 1 or die 'the first call did not fail';
 Time::HiRes::sleep(1.2);   # past the retry time
 
 
@@ -382,7 +373,7 @@ GET /api/health
 --- error_code: 200
 --- check_eval
 redis_cli('CLIENT', 'UNPAUSE') eq 'OK' or die 'CLIENT UNPAUSE';
-my $tried = metric('redeem_ratelimit_redis_failures_total') - $FAILURES - 1;
+my $tried = metric_value('redeem_ratelimit_redis_failures_total') - $FAILURES - 1;
 $tried == 1 or die "16 requests at once past the retry time: $tried of them tried Redis";
 
 

@@ -329,7 +329,7 @@ our @EXPORT = qw(
   run_tests repeat_each no_shuffle add_block_preprocessor default_config
   jwt_forge jwt_secret jwt_claims jwt_decode user_id user_token now var b64url
   response json_match api_request api_request_to sql sql_in_background sql_until hold_lock
-  lock_waiters
+  lock_waiters metric_value
   one_connection_config request_in_background request_result burst
   start_second_server stop_second_server redis_cli redis_stop redis_start
   graceful_restart statement_sql
@@ -530,6 +530,17 @@ sub hold_lock {
     sql_until("the lock on $table", "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
               . " WHERE c.relname = '$table' AND l.mode = '$granted' AND l.granted");
     return $pid;
+}
+
+# A counter of the server's metrics page (a location with SetHandler
+# redeem-metrics at /metrics), as a number; dies when it is missing. The
+# module's own counters are shared by every child and counted before the
+# request that counts them is answered (unlike the per-endpoint counters).
+sub metric_value {
+    my ($name) = @_;
+    my $res = api_request('GET', '/metrics');
+    die "metrics: $res->{status}" unless $res->{status} == 200;
+    return $res->{body} =~ /^\Q$name\E (\d+)$/m ? $1 : die "no $name in:\n$res->{body}";
 }
 
 # Waits until $n requests for locks on $table wait.
