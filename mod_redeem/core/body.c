@@ -39,9 +39,9 @@ static const char *check_fields(apr_pool_t *p, json_t *body, const redeem_body_f
     return NULL;
 }
 
-/* jansson's error text quotes the bytes near the error, which may end in the
- * middle of a character (or be no UTF-8 at all): keep what is valid UTF-8
- * before it. */
+/* A message of jansson's is ASCII once parse_error has cut the input it
+ * quotes; should one still hold input, which may end in the middle of a
+ * character (or be no UTF-8 at all), keep what is valid UTF-8 before it. */
 static const char *utf8_prefix(apr_pool_t *p, const char *text)
 {
     size_t len = strlen(text), i = 0;
@@ -54,6 +54,19 @@ static const char *utf8_prefix(apr_pool_t *p, const char *text)
     return text;
 }
 
+/* jansson's error text ends with the bytes the error was found at, quoted
+ * (" near 'abc'", at most 20 of them): what the client sent, which can be
+ * the start of a password cut short. The message says where instead. */
+static const char *parse_error(apr_pool_t *p, const json_error_t *error)
+{
+    const char *near = strstr(error->text, " near '");
+    if (!near)
+        return utf8_prefix(p, error->text);
+    return apr_psprintf(p, "%s (at byte %d)",
+                        apr_pstrmemdup(p, error->text, (apr_size_t)(near - error->text)),
+                        error->position);
+}
+
 const char *redeem_body_parse(apr_pool_t *p, const char *data, size_t len,
                               const redeem_body_field_t *fields, json_t **body)
 {
@@ -62,7 +75,7 @@ const char *redeem_body_parse(apr_pool_t *p, const char *data, size_t len,
     json_t *parsed = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &error);
     const char *why = NULL;
     if (!parsed)
-        return apr_psprintf(p, "Malformed JSON: %s", utf8_prefix(p, error.text));
+        return apr_psprintf(p, "Malformed JSON: %s", parse_error(p, &error));
     if (!json_is_object(parsed))
         why = "Request body must be a JSON object";
     else

@@ -1,4 +1,5 @@
 /* Unit tests of the httpd-free core, printing TAP for prove (t/unit.t). */
+#include "core/body.h"
 #include "core/code.h"
 #include "core/email.h"
 #include "core/futex_hash.h"
@@ -107,6 +108,34 @@ static void test_email(apr_pool_t *p)
     memcpy(local + 128, "\xc3\xa9@b.cd", 8);
     ok(redeem_email_normalize(p, local, strlen(local), &out) != NULL,
        "email: 65 characters refused");
+}
+
+/* A 400 for malformed JSON says what and where, never the bytes it was
+ * found at: those are the client's, a password cut short among them. */
+static void test_body(apr_pool_t *p)
+{
+    const redeem_body_field_t fields[] = {
+        {"email", JSON_STRING, 1}, {"password", JSON_STRING, 1}, {NULL, 0, 0}};
+    const char *bodies[] = {
+        "{\"email\":\"a@b.example\",\"password\":\"Secret12", /* cut short */
+        "{\"email\":\"a@b.example\",\"password\":Secret12}",  /* no quotes */
+        "{\"email\":\"a@b.example\",\"Secret12\":1,\"Secret12\":2}",
+        "{\"email\":\"a@b.example\"} Secret12",
+    };
+    for (size_t i = 0; i < sizeof bodies / sizeof *bodies; i++) {
+        json_t *body = NULL;
+        const char *why = redeem_body_parse(p, bodies[i], strlen(bodies[i]), fields, &body);
+        ok(why && strncmp(why, "Malformed JSON: ", 16) == 0 && strstr(why, "(at byte ") &&
+               !strstr(why, "Secret") && !strstr(why, "near '"),
+           apr_psprintf(p, "body: body %" APR_SIZE_T_FMT " refused without its bytes: %s", i,
+                        why ? why : "(accepted)"));
+        if (body)
+            json_decref(body);
+    }
+    json_t *body = NULL;
+    const char *why = redeem_body_parse(p, "{\"email\":\"a@b.example\"", 22, fields, &body);
+    is_string(why, "Malformed JSON: '}' expected near end of file",
+              "body: the end of the input named as jansson names it");
 }
 
 static void test_password(apr_pool_t *p)
@@ -665,6 +694,7 @@ int main(void)
     apr_initialize();
     apr_pool_create(&pool, NULL);
     test_email(pool);
+    test_body(pool);
     test_password(pool);
     test_token(pool, 0);
     test_token(pool, 1);

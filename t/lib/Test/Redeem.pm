@@ -287,7 +287,9 @@ and claims (unverified), C<user_id('alice')>, C<user_token('alice')>, C<now()>
 (whole seconds), C<var('NAME')>, C<b64url($bytes)>, and for C<check_eval>
 C<response()> and C<json_match()>.
 C<api_request($method, $uri, $json_body, @header_lines)> sends one more
-request and returns its response hash (with C<json> and C<elapsed> seconds).
+request and returns its response hash (with C<json> and C<elapsed> seconds);
+C<api_raw_request($bytes)> sends a whole request exactly as given (head and
+body; the harness adds no header) and returns the same.
 C<sql($query)> runs SQL as C<db_check> does (psql as superuser on the file's
 database) and returns its output without the final newline; a psql error dies.
 C<one_connection_config($db_timeout_ms)> is the configuration of one child
@@ -328,7 +330,7 @@ use Time::HiRes ();
 our @EXPORT = qw(
   run_tests repeat_each no_shuffle add_block_preprocessor default_config
   jwt_forge jwt_secret jwt_claims jwt_decode user_id user_token now var b64url
-  response json_match api_request api_request_to sql sql_in_background sql_until hold_lock
+  response json_match api_request api_request_to api_raw_request sql sql_in_background sql_until hold_lock
   lock_waiters metric_value
   one_connection_config request_in_background request_result burst
   start_second_server stop_second_server redis_cli redis_stop redis_start
@@ -443,9 +445,23 @@ sub api_request_to {
     my @lines = ("Host: 127.0.0.1:$port", 'Connection: close', @headers);
     push @lines, 'Content-Type: application/json', 'Content-Length: ' . length $body
       if defined $body;
+    return _timed_exchange($port,
+        "$method $uri HTTP/1.1\r\n" . join('', map { "$_\r\n" } @lines) . "\r\n" . ($body // ''));
+}
+
+# A whole request, head and body, sent byte for byte on a connection of its
+# own to the file's server (no header is added): the response hash as
+# api_request gives it.
+sub api_raw_request {
+    my ($bytes) = @_;
+    die "no server running\n" unless $Server;
+    return _timed_exchange($Server->{port}, $bytes);
+}
+
+sub _timed_exchange {
+    my ($port, $bytes) = @_;
     my $start = Time::HiRes::time();
-    my $res = _http_exchange($port,
-        "$method $uri HTTP/1.1\r\n" . join('', map { "$_\r\n" } @lines) . "\r\n" . ($body // ''), 30);
+    my $res = _http_exchange($port, $bytes, 30);
     $res->{elapsed} = Time::HiRes::time() - $start;
     $res->{json} = eval { $JSON->decode($res->{body} // '') };
     return $res;
