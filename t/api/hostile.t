@@ -77,6 +77,18 @@ my @BAD_CODES = (
 
 sub pick { return $_[int rand @_] }
 
+# The same JSON string (quotes included, ASCII, no escapes of its own) with
+# some of its characters written as \u escapes.
+sub escaped {
+    my ($text) = @_;
+    my $inner = substr($text, 1, -1);
+    $inner =~ s/(.)/rand() < 0.3 ? sprintf('\\u%04x', ord $1) : $1/ge;
+    return qq("$inner");
+}
+
+# A case of the letters of a string drawn at random.
+sub mixed_case { return join '', map { rand() < 0.5 ? uc : lc } split //, $_[0] }
+
 # ---------------------------------------------------------------- requests
 
 # The valid form of a request to each endpoint: method, path, query pairs,
@@ -152,12 +164,27 @@ sub field_breakages {
     if ($name eq 'register') {
         push @b, $value->('email', [@NOT_STRINGS, @BAD_EMAILS], 400),
           $value->('password', [@NOT_STRINGS, @BAD_PASSWORDS], 400);
+        # An address in another case, with spaces around or escapes, is the
+        # address: trimmed and lowercased.
+        push @b, ['email spelt otherwise', sub {
+            my $i = field_index($req->{body}, 'email');
+            my $email = substr($req->{body}[$i][1], 1, -1);
+            $req->{body}[$i][1] = escaped('"' . pick('', ' ', '  ') . mixed_case($email) . pick('', ' ') . '"');
+        }, 201];
     }
     elsif ($name eq 'login') {
         # A refused email or password is the same 401 as a wrong one, or a
         # 400 for a wrong type: never a login.
         push @b, $value->('email', [@NOT_STRINGS, @BAD_EMAILS, '"nobody@example.test"'], 400, 401),
-          $value->('password', [@NOT_STRINGS, @BAD_PASSWORDS, '"Wrong1password"'], 400, 401);
+          $value->('password', [@NOT_STRINGS, @BAD_PASSWORDS, '"Wrong1password"'], 400, 401),
+          ['the password in the other case', sub {
+              (my $password = var('USER_PASSWORD')) =~ tr/a-zA-Z/A-Za-z/;
+              set_field($req, 'password', qq("$password"));
+          }, 401],
+          ['email spelt otherwise', sub {
+              set_field($req, 'email', escaped('"' . pick('', ' ') . mixed_case(var('EMAIL_harriet')) . pick('', ' ') . '"'));
+          }, 200],
+          ['password written with escapes', sub { set_field($req, 'password', escaped('"' . var('USER_PASSWORD') . '"')) }, 200];
     }
     elsif ($name eq 'generate') {
         push @b, $value->('count', \@NOT_COUNTS, 400),
@@ -182,7 +209,15 @@ sub field_breakages {
         }, 404];
         # Spellings the contract normalizes: still the code.
         push @b, ['card_code in lower case', sub { set_field($req, 'card_code', lc $code) }, 200],
-          ['card_code without hyphens', sub { (my $c = $code) =~ tr/-//d; set_field($req, 'card_code', $c) }, 200];
+          ['card_code without hyphens', sub { (my $c = $code) =~ tr/-//d; set_field($req, 'card_code', $c) }, 200],
+          ['card_code as people type it', sub {
+              my $c = substr($code, 1, -1);
+              $c =~ s/0/O/g if rand() < 0.7;
+              $c =~ s/1/pick('I', 'L', 'i', 'l')/ge;
+              $c = mixed_case($c);
+              $c =~ tr/-//d if rand() < 0.3;
+              set_field($req, 'card_code', escaped('"' . pick('', ' ', '   ') . $c . pick('', ' ') . '"'));
+          }, 200];
     }
     return @b;
 }
@@ -226,6 +261,13 @@ sub body_breakages {
                                         'application/jsonp', 'multipart/form-data; boundary=x', 'json',
                                         'application/json, application/json');
         }, 415],
+        # The same body in chunks of up to 64 bytes, without a length; a
+        # body over the cap is still one.
+        ['the body sent in chunks', sub { $req->{chunked} = 1 }, $ep->{ok}],
+        ['the body sent in chunks, over the cap', sub {
+            $req->{chunked} = 1;
+            $req->{raw} = body_text($body) . (' ' x (16 * 1024 + int rand 1024));
+        }, 413],
         # Spellings of the media type that are it.
         ['Content-Type spelt otherwise', sub {
             $req->{content_type} = pick('application/json; charset=utf-8', 'Application/JSON', 'application/json ;x=y');
@@ -357,7 +399,18 @@ sub draw_request {
     push @head, "Authorization: Bearer $req->{token}" if defined $req->{token} && !defined $req->{authorization};
     if (defined $body) {
         push @head, "Content-Type: $req->{content_type}" if defined $req->{content_type};
-        push @head, 'Content-Length: ' . length $body;
+        if ($req->{chunked}) {
+            push @head, 'Transfer-Encoding: chunked';
+            my $chunked = '';
+            while (length $body) {
+                my $chunk = substr($body, 0, 1 + int rand 64, '');
+                $chunked .= sprintf("%x\r\n%s\r\n", length $chunk, $chunk);
+            }
+            $body = "${chunked}0\r\n\r\n";
+        }
+        else {
+            push @head, 'Content-Length: ' . length $body;
+        }
     }
     return ["$ep->{name}: $label", join('', map { "$_\r\n" } @head) . "\r\n" . ($body // ''), \@statuses, $ep];
 }
