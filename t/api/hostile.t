@@ -626,16 +626,5 @@ GET /api/health
 --- error_code: 200
 --- check_eval
 my $harriet = user_id('harriet');
-sql(<<SQL) eq 't' or die "the subscription does not add up to the codes used\n";
-WITH RECURSIVE used AS (
-  SELECT row_number() OVER (ORDER BY used_at, id) AS n, used_at, duration_months
-    FROM redeem_codes WHERE used_by = $harriet),
-fold(n, expires) AS (
-  SELECT 0::bigint, NULL::timestamptz
-  UNION ALL
-  SELECT used.n, greatest(fold.expires, used.used_at) + make_interval(months => used.duration_months)
-    FROM fold JOIN used ON used.n = fold.n + 1)
-SELECT (SELECT expires FROM fold ORDER BY n DESC LIMIT 1) IS NOT DISTINCT FROM subscription_expires_at
-  FROM users WHERE id = $harriet
-SQL
+sql(subscription_fold_sql($harriet)) eq 't' or die "the subscription does not add up to the codes used\n";
 1

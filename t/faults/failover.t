@@ -261,17 +261,7 @@ my $audited = main::sql_on($main::StandbyPort,
   "SELECT count(*) FROM audit_log WHERE event = 'redeem' AND outcome = 'success' AND actor_id = $alice");
 $audited == $used or die "$used codes used, $audited successful redemptions audited\n";
 # The subscription is the codes used, each extending it from when it was used.
-my $agrees = main::sql_on($main::StandbyPort, <<SQL);
-WITH RECURSIVE used AS (
-  SELECT row_number() OVER (ORDER BY used_at, id) AS n, used_at, duration_months
-    FROM redeem_codes WHERE used_by = $alice),
-fold(n, expires) AS (
-  SELECT 0::bigint, NULL::timestamptz
-  UNION ALL
-  SELECT used.n, greatest(fold.expires, used.used_at) + make_interval(months => used.duration_months)
-    FROM fold JOIN used ON used.n = fold.n + 1)
-SELECT (SELECT expires FROM fold ORDER BY n DESC LIMIT 1) = subscription_expires_at FROM users WHERE id = $alice
-SQL
+my $agrees = main::sql_on($main::StandbyPort, subscription_fold_sql($alice));
 $agrees eq 't' or die "the subscription does not add up to the codes used\n";
 --- error_log
 RDM0107

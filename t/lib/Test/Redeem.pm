@@ -301,6 +301,9 @@ runs C<$query> until it prints C<1> or C<t> (dies after C<$seconds>, 10 by
 default); C<hold_lock($table, $mode, $seconds)> holds C<LOCK TABLE $table IN
 $mode MODE> for C<$seconds> from a psql of its own and returns its pid once
 the lock is granted.
+C<subscription_fold_sql($user_id)> is SQL that prints C<t> when that user's
+subscription is exactly the codes the user used, each extending it by its
+months from the later of its use and the expiry before.
 C<statement_sql('SQL_REDEEM')> is the SQL of that macro of
 F<mod_redeem/httpd/statements.h>, the C<SQL_> macros it names expanded (to
 C<PREPARE> and C<EXPLAIN> a statement as the module sends it).
@@ -334,7 +337,7 @@ our @EXPORT = qw(
   lock_waiters metric_value
   one_connection_config request_in_background request_result burst
   start_second_server stop_second_server redis_cli redis_stop redis_start
-  graceful_restart statement_sql
+  graceful_restart statement_sql subscription_fold_sql
 );
 
 use constant {
@@ -568,6 +571,25 @@ sub lock_waiters {
 
 # The SQL of a statement of mod_redeem/httpd/statements.h (its #define NAME):
 # the macro's string literals joined, the SQL_ macros it names expanded.
+# SQL that prints t when user $id's subscription is exactly the codes the
+# user used, each extending it by its months from the later of when it was
+# used and the expiry before (NULL for a user who used none).
+sub subscription_fold_sql {
+    my ($id) = @_;
+    return <<SQL;
+WITH RECURSIVE used AS (
+  SELECT row_number() OVER (ORDER BY used_at, id) AS n, used_at, duration_months
+    FROM redeem_codes WHERE used_by = $id),
+fold(n, expires) AS (
+  SELECT 0::bigint, NULL::timestamptz
+  UNION ALL
+  SELECT used.n, greatest(fold.expires, used.used_at) + make_interval(months => used.duration_months)
+    FROM fold JOIN used ON used.n = fold.n + 1)
+SELECT (SELECT expires FROM fold ORDER BY n DESC LIMIT 1) IS NOT DISTINCT FROM subscription_expires_at
+  FROM users WHERE id = $id
+SQL
+}
+
 sub statement_sql {
     my ($name) = @_;
     open my $fh, "<", "$Root/mod_redeem/httpd/statements.h" or die "statements.h: $!\n";
