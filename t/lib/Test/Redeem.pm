@@ -569,8 +569,6 @@ sub lock_waiters {
               . " ON c.oid = l.relation WHERE c.relname = '$table' AND NOT l.granted");
 }
 
-# The SQL of a statement of mod_redeem/httpd/statements.h (its #define NAME):
-# the macro's string literals joined, the SQL_ macros it names expanded.
 # SQL that prints t when user $id's subscription is exactly the codes the
 # user used, each extending it by its months from the later of when it was
 # used and the expiry before (NULL for a user who used none).
@@ -590,6 +588,8 @@ SELECT (SELECT expires FROM fold ORDER BY n DESC LIMIT 1) IS NOT DISTINCT FROM s
 SQL
 }
 
+# The SQL of a statement of mod_redeem/httpd/statements.h (its #define NAME):
+# the macro's string literals joined, the SQL_ macros it names expanded.
 sub statement_sql {
     my ($name) = @_;
     open my $fh, "<", "$Root/mod_redeem/httpd/statements.h" or die "statements.h: $!\n";
