@@ -336,21 +336,31 @@ sub query_breakages {
     my ($ep, $req) = @_;
     my @b;
     if ($ep->{query}) {
+        # The parameter set to one of the values, in place of its own (and
+        # of page, for after_id); refused with 400 unless the statuses say.
         my $param = sub {
-            my ($name, @values) = @_;
-            my $v = pick(@values);
+            my ($name, $values, @statuses) = @_;
+            @statuses = (400) unless @statuses;
+            my $v = pick(@$values);
             return ["$name=$v", sub {
-                @{ $req->{query} } = grep { $_->[0] ne $name } @{ $req->{query} };
+                @{ $req->{query} } = grep { $_->[0] ne $name && !($name eq 'after_id' && $_->[0] eq 'page') } @{ $req->{query} };
                 push @{ $req->{query} }, [$name, $v];
-            }, 400];
+            }, @statuses];
         };
-        push @b, $param->('page', '0', '-1', 'abc', '1.5', '10000001', '', '99999999999999999999', '%00', '1%20', '0x1', '+1', '%zz', '1%', '%E2%80%AE1'),
-          $param->('per_page', '0', '501', 'abc', '-5', '', '1e2', '%31%30%30%30');
+        # Values at the edges of what is allowed: a page, empty or not.
+        push @b, $param->('page', ['10000000', '1', '%31'], $ep->{ok}),
+          $param->('per_page', ['500', '1', '%35'], $ep->{ok});
+        push @b, $param->('used', ['true'], $ep->{ok}),
+          $param->('batch_id', ['00000000-0000-0000-0000-000000000000', 'FFFFFFFF-FFFF-4FFF-BFFF-FFFFFFFFFFFF'], $ep->{ok}),
+          $param->('after_id', ['0', '9223372036854775807'], $ep->{ok})
+          if $ep->{name} eq 'codes';
+        push @b, $param->('page', ['0', '-1', 'abc', '1.5', '10000001', '', '99999999999999999999', '%00', '1%20', '0x1', '+1', '%zz', '1%', '%E2%80%AE1']),
+          $param->('per_page', ['0', '501', 'abc', '-5', '', '1e2', '%31%30%30%30']);
         push @b, ['a parameter twice', sub { push @{ $req->{query} }, [@{ pick(@{ $req->{query} }) }] }, 400];
         if ($ep->{name} eq 'codes') {
-            push @b, $param->('used', 'yes', '1', '', 'maybe', 'true%00'),
-              $param->('batch_id', 'notauuid', "x'--", '00000000-0000-0000-0000-00000000000g', ''),
-              $param->('after_id', '-1', 'abc', '1.5');
+            push @b, $param->('used', ['yes', '1', '', 'maybe', 'true%00']),
+              $param->('batch_id', ['notauuid', "x'--", '00000000-0000-0000-0000-00000000000g', '']),
+              $param->('after_id', ['-1', 'abc', '1.5']);
         }
     }
     if ($ep->{name} eq 'subscription_id') {
