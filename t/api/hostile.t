@@ -461,8 +461,8 @@ sub judge {
     my ($label, $bytes, $statuses, $ep) = @$request;
     my $why = wrong_answer($res, $statuses, $secrets);
     my $status = $res->{status} // 'none';
-    return [$status, 0, ''] unless $why || ($ep->{name} eq 'generate' && $status eq '201');
-    return [$status, $res->{json}{count}, ''] unless $why;
+    return [$status, $ep->{name} eq 'generate' && $status eq '201' ? $res->{json}{count} : 0, '']
+      unless $why;
     my $shown = length $bytes > 600 ? substr($bytes, 0, 600) . '...' : $bytes;
     return [$status, 0, "($label; expected @$statuses): $why\n"
               . '  sent: ' . join('\r\n', split /\r\n/, $shown) . "\n"

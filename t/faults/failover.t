@@ -112,7 +112,7 @@ sub start_clusters {
         close $migrate or die "redeem-migrate failed\n";
     }
     {
-        local @ENV{qw(PGPASSWORD PGGSSENCMODE)} = ($ENV{PGPASSWORD}, 'disable');
+        local $ENV{PGGSSENCMODE} = 'disable';
         as_owner('env', "PGPASSWORD=$ENV{PGPASSWORD}", "$Bin/pg_basebackup", '-D', "$Dir/standby",
                  '-R', '-X', 'stream', '-c', 'fast', '-h', $Sock, '-p', $PrimaryPort, '-U', 'postgres');
     }

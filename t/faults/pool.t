@@ -32,6 +32,18 @@ sub new_codes {
     return @{ $res->{json}{codes} };
 }
 
+# The pool's one connection held by a generation of codes that waits on a
+# lock the test holds for $seconds: the locking psql's pid and the
+# generation's request, once the generation waits.
+sub hold_the_connection {
+    my ($seconds) = @_;
+    my $locker = hold_lock('code_counts', 'EXCLUSIVE', $seconds);
+    my $generation = request_in_background('POST', '/admin/generate-codes', '{"count": 20000}',
+                                           'Authorization: Bearer ' . user_token('admin'));
+    lock_waiters('code_counts', 1);
+    return ($locker, $generation);
+}
+
 # The gate's counters: requests that waited for a connection, and those that gave up.
 sub pool_counters {
     return map { metric_value($_) } qw(redeem_db_pool_waits_total redeem_db_pool_timeouts_total);
@@ -59,13 +71,9 @@ CODE=codes.0
 GET /api/health
 --- error_code: 200
 --- check_eval
-my $admin = user_token('admin');
 my $token = user_token('fay');
 my ($waits, $timeouts) = pool_counters();
-my $locker = hold_lock('code_counts', 'EXCLUSIVE', $HOLD);
-my $generation = request_in_background('POST', '/admin/generate-codes', '{"count": 20000}',
-                                       "Authorization: Bearer $admin");
-lock_waiters('code_counts', 1);
+my ($locker, $generation) = hold_the_connection($HOLD);
 my $res = api_request('POST', '/redeem', '{"card_code": "' . var('CODE') . '"}',
                       "Authorization: Bearer $token");
 my $generated = request_result($generation);
@@ -109,14 +117,10 @@ one_connection_config(3000) . $main::METRICS
 GET /api/health
 --- error_code: 200
 --- check_eval
-my $admin = user_token('admin');
 my $token = user_token('fay');
 my ($code) = new_codes(1);
 my ($waits, $timeouts) = pool_counters();
-my $locker = hold_lock('code_counts', 'EXCLUSIVE', 0.6);
-my $generation = request_in_background('POST', '/admin/generate-codes', '{"count": 20000}',
-                                       "Authorization: Bearer $admin");
-lock_waiters('code_counts', 1);
+my ($locker, $generation) = hold_the_connection(0.6);
 my $res = api_request('POST', '/redeem', qq{{"card_code": "$code"}}, "Authorization: Bearer $token");
 my $generated = request_result($generation);
 waitpid $locker, 0;
