@@ -260,6 +260,10 @@ accepts('a charset parameter on the media type', (response('POST', '/api/registe
 rejects('two Content-Type fields', qr{Content-Type 'application/json, text/plain' is not documented},
         response('POST', '/api/register', 201, $register, ['Content-Type', 'text/plain']));
 accepts('an unknown field', response('POST', '/api/register', 400, '{"error":"Unknown field: is_admin"}'));
+accepts('a long unknown field, cut', response('POST', '/api/register', 400,
+        '{"error":"Unknown field: ' . ('k' x 64) . '... (300 characters)"}'));
+rejects('a long unknown field whole', qr{does not match},
+        response('POST', '/api/register', 400, '{"error":"Unknown field: ' . ('k' x 65) . '"}'));
 accepts('malformed JSON', response('POST', '/api/register', 400,
         '{"error":"Malformed JSON: string or \'}\' expected near end of file"}'));
 accepts('a wrong type', response('POST', '/api/register', 400, q({"error":"Field 'email' must be a string"})));

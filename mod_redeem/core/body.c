@@ -18,6 +18,27 @@ static const char *json_type_name(json_type type)
     }
 }
 
+/* An unknown field's name as the message shows it: the client's own key,
+ * which can be as long as the body. Past UNKNOWN_FIELD_SHOWN characters
+ * (code points: jansson has checked it is UTF-8) it is cut, and the
+ * message says how long it was. */
+#define UNKNOWN_FIELD_SHOWN 64
+
+static const char *unknown_field(apr_pool_t *p, const char *key)
+{
+    size_t len = strlen(key), at = 0, shown = 0;
+    uint32_t code_point;
+    while (at < len && shown < UNKNOWN_FIELD_SHOWN) {
+        if (redeem_text_utf8_next(key, len, &at, &code_point) != 0)
+            break;
+        shown++;
+    }
+    if (at >= len)
+        return apr_psprintf(p, "Unknown field: %s", key);
+    return apr_psprintf(p, "Unknown field: %s... (%" APR_SIZE_T_FMT " characters)",
+                        apr_pstrmemdup(p, key, at), redeem_text_utf8_length(key, len));
+}
+
 static const char *check_fields(apr_pool_t *p, json_t *body, const redeem_body_field_t *fields)
 {
     const char *key;
@@ -28,7 +49,7 @@ static const char *check_fields(apr_pool_t *p, json_t *body, const redeem_body_f
         while (field->name && strcmp(field->name, key) != 0)
             field++;
         if (!field->name)
-            return apr_psprintf(p, "Unknown field: %s", key);
+            return unknown_field(p, key);
         if (json_typeof(value) != field->type)
             return apr_psprintf(p, "Field '%s' must be %s", key, json_type_name(field->type));
     }

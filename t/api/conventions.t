@@ -542,3 +542,18 @@ Content-Type: application/json; charset=utf-8
 SELECT count(*) FROM users WHERE email = 'c43@example.test'
 --- db_check_out
 1
+
+
+
+=== TEST 48: an unknown field with a long name: named up to 64 characters, then its length
+--- request
+POST /api/register
+--- request_json eval
+'{"email": "c48@example.test", "password": "Passw0rd123", "' . ('\u00e4' x 2000) . '": 1}'
+--- error_code: 400
+--- response_body eval
+'{"error":"Unknown field: ' . ("\xc3\xa4" x 64) . '... (2000 characters)"}'
+--- db_check
+SELECT count(*) FROM users WHERE email = 'c48@example.test'
+--- db_check_out
+0

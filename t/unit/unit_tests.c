@@ -136,6 +136,25 @@ static void test_body(apr_pool_t *p)
     const char *why = redeem_body_parse(p, "{\"email\":\"a@b.example\"", 22, fields, &body);
     is_string(why, "Malformed JSON: '}' expected near end of file",
               "body: the end of the input named as jansson names it");
+
+    /* An unknown field's name: shown whole up to 64 characters, then cut
+     * on a character's boundary (here two-byte ones) with its length. */
+    const char *short_key = "{\"is_admin\":true}";
+    why = redeem_body_parse(p, short_key, strlen(short_key), fields, &body);
+    is_string(why, "Unknown field: is_admin", "body: an unknown field named");
+    char *key64 = apr_pstrcat(p, "{\"", apr_psprintf(p, "%064d", 7), "\":1}", NULL);
+    why = redeem_body_parse(p, key64, strlen(key64), fields, &body);
+    is_string(why, apr_psprintf(p, "Unknown field: %064d", 7),
+              "body: an unknown field of 64 characters named whole");
+    char *umlauts = apr_pcalloc(p, 2 * 300 + 1);
+    for (int i = 0; i < 300; i++)
+        memcpy(umlauts + 2 * i, "\xc3\xa4", 2);
+    char *long_key = apr_pstrcat(p, "{\"", umlauts, "\":1}", NULL);
+    why = redeem_body_parse(p, long_key, strlen(long_key), fields, &body);
+    is_string(why,
+              apr_pstrcat(p, "Unknown field: ", apr_pstrmemdup(p, umlauts, 2 * 64),
+                          "... (300 characters)", NULL),
+              "body: a long unknown field cut at 64 characters, its length said");
 }
 
 static void test_password(apr_pool_t *p)
