@@ -61,9 +61,13 @@ const redeem_failure_t *redeem_auth_caller(redeem_call_t *call, redeem_access_e 
         r->user = (char *)id_text; /* for the access log */
         return NULL;
     }
-    int found = 0;
-    const redeem_failure_t *failure = redeem_user_reads_get(call, user_id, &found);
+    /* Reading the user takes a pooled connection, which the request keeps
+     * until it ends: its body first, however slowly it comes. */
+    const redeem_failure_t *failure = redeem_request_read_ahead(r);
     if (failure)
+        return failure;
+    int found = 0;
+    if ((failure = redeem_user_reads_get(call, user_id, &found)))
         return failure;
     if (!found)
         return redeem_auth_user_gone(r, id_text);

@@ -504,6 +504,11 @@ int redeem_audit_write_row(request_rec *r, redeem_db_t *db, const char *event, c
  * with a message naming the problem. */
 const redeem_failure_t *
 redeem_request_json_object(request_rec *r, const redeem_body_field_t *fields, json_t **body);
+/* Reads a POST's whole body now (413, 408, 400 for a broken transfer), for
+ * redeem_request_json_object to parse later: before a step that takes a
+ * pooled connection, which the request then keeps until its end, so that
+ * a client sending its body slowly holds a thread and not a connection. */
+const redeem_failure_t *redeem_request_read_ahead(request_rec *r);
 /* Query parameter name of r->args, URL-decoded; NULL when absent. Sets *bad
  * when the query string is malformed or repeats the parameter. */
 const char *redeem_request_query_param(request_rec *r, const char *name, int *bad);

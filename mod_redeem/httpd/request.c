@@ -100,6 +100,25 @@ static const redeem_failure_t *read_body(request_rec *r, apr_off_t limit, char *
     return NULL;
 }
 
+/* A body read ahead (redeem_request_read_ahead), on the request's pool. */
+#define READ_AHEAD_KEY "redeem-body-read-ahead"
+typedef struct {
+    char *data;
+    apr_size_t len;
+} read_ahead_t;
+
+const redeem_failure_t *redeem_request_read_ahead(request_rec *r)
+{
+    if (r->method_number != M_POST)
+        return NULL;
+    read_ahead_t *ahead = apr_palloc(r->pool, sizeof *ahead);
+    const redeem_failure_t *failure =
+        read_body(r, redeem_conf(r)->max_body, &ahead->data, &ahead->len);
+    if (!failure)
+        apr_pool_userdata_setn(ahead, READ_AHEAD_KEY, NULL, r->pool);
+    return failure;
+}
+
 const redeem_failure_t *redeem_request_json_object(request_rec *r,
                                                    const redeem_body_field_t *fields, json_t **body)
 {
@@ -108,9 +127,17 @@ const redeem_failure_t *redeem_request_json_object(request_rec *r,
                               "Content-Type must be application/json");
     char *data = NULL;
     apr_size_t len = 0;
-    const redeem_failure_t *failure = read_body(r, redeem_conf(r)->max_body, &data, &len);
-    if (failure)
-        return failure;
+    void *ahead = NULL;
+    apr_pool_userdata_get(&ahead, READ_AHEAD_KEY, r->pool);
+    if (ahead) {
+        data = ((read_ahead_t *)ahead)->data;
+        len = ((read_ahead_t *)ahead)->len;
+    }
+    else {
+        const redeem_failure_t *failure = read_body(r, redeem_conf(r)->max_body, &data, &len);
+        if (failure)
+            return failure;
+    }
 
     json_t *parsed = NULL;
     const char *why = redeem_body_parse(r->pool, data, len, fields, &parsed);

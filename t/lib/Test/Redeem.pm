@@ -176,7 +176,8 @@ A regex (C</s>) the body must (must not) match.
 
 Perl code (package C<main>) that must return a true value; a C<die> fails the
 test with its message. C<response()> is the response: C<status>, C<body>,
-C<json> (the decoded body or undef), C<headers> (C<[name, value]> pairs).
+C<json> (the decoded body or undef), C<headers> (C<[name, value]> pairs),
+C<elapsed> (seconds from the connection's opening to the response's end).
 C<json_match($data, $expected, $exact)> compares like C<response_json>
 (C<$expected> is JSON text or Perl data, where C<qr//> values are regex
 leaves) and dies with the first difference.
@@ -1108,9 +1109,11 @@ sub _run_block {
     my $log_offset = -s "$ServRoot/error.log" // 0;
 
     $RequestTime = _rfc3339_us(Time::HiRes::time());
+    my $started = Time::HiRes::time();
     my @responses = $clients > 1
       ? _concurrent_exchange(\@requests, $timeout)
       : (_http_exchange($Server->{port}, $requests[0], $timeout));
+    $responses[0]{elapsed} //= Time::HiRes::time() - $started if $clients == 1;
     Time::HiRes::sleep(_raw($block, 'wait')) if _raw($block, 'wait');
 
     _check_response($block, $label, $responses[0]) if $clients == 1;
