@@ -3,6 +3,7 @@
 #   pg.sh start [DB]   create the cluster once, start it, create DB (default redeem)
 #                      and apply the migrations in sql/ to it; DB "-": none
 #   pg.sh stop         stop the cluster
+#   pg.sh restart      restart it (fast: every session ended), for t/faults/restart.t
 #   pg.sh status       exit 0 when it runs
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
@@ -61,9 +62,14 @@ stop() {
   fi
 }
 
+restart() {
+  pg_ctl -D "$data" -l "$log" -m fast -w -t 60 -o "-k $REDEEM_PG_SOCKET" restart >/dev/null
+}
+
 case "${1:-}" in
   start) shift; start "$@" ;;
   stop) stop ;;
+  restart) restart ;;
   status) [ -f "$data/PG_VERSION" ] && pg_ctl -D "$data" status >/dev/null 2>&1 ;;
-  *) echo "usage: $0 start [DB] | stop | status" >&2; exit 2 ;;
+  *) echo "usage: $0 start [DB] | stop | restart | status" >&2; exit 2 ;;
 esac

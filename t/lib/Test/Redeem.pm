@@ -572,20 +572,25 @@ sub lock_waiters {
 
 # SQL that prints t when user $id's subscription is exactly the codes the
 # user used, each extending it by its months from the later of when it was
-# used and the expiry before (NULL for a user who used none).
+# used and the expiry before (NULL for a user who used none). A loop over
+# the user's codes in order: one pass, however many they are.
 sub subscription_fold_sql {
     my ($id) = @_;
     return <<SQL;
-WITH RECURSIVE used AS (
-  SELECT row_number() OVER (ORDER BY used_at, id) AS n, used_at, duration_months
-    FROM redeem_codes WHERE used_by = $id),
-fold(n, expires) AS (
-  SELECT 0::bigint, NULL::timestamptz
-  UNION ALL
-  SELECT used.n, greatest(fold.expires, used.used_at) + make_interval(months => used.duration_months)
-    FROM fold JOIN used ON used.n = fold.n + 1)
-SELECT (SELECT expires FROM fold ORDER BY n DESC LIMIT 1) IS NOT DISTINCT FROM subscription_expires_at
-  FROM users WHERE id = $id
+CREATE OR REPLACE FUNCTION pg_temp.subscription_fold(uid bigint) RETURNS timestamptz
+  LANGUAGE plpgsql AS \$\$
+DECLARE
+  expires timestamptz;
+  code record;
+BEGIN
+  FOR code IN SELECT used_at, duration_months FROM redeem_codes
+               WHERE used_by = uid ORDER BY used_at, id LOOP
+    expires := greatest(expires, code.used_at) + make_interval(months => code.duration_months);
+  END LOOP;
+  RETURN expires;
+END \$\$;
+SELECT pg_temp.subscription_fold($id) IS NOT DISTINCT FROM subscription_expires_at
+  FROM users WHERE id = $id;
 SQL
 }
 
