@@ -501,7 +501,8 @@ int redeem_audit_write_row(request_rec *r, redeem_db_t *db, const char *event, c
 /* ------------------------------------------------------------- request.c */
 
 /* The body as a JSON object of these fields (core/body.h): 415, 413, 400
- * with a message naming the problem. */
+ * with a message naming the problem. Parses the body read ahead, if it
+ * was (redeem_request_read_ahead). */
 const redeem_failure_t *
 redeem_request_json_object(request_rec *r, const redeem_body_field_t *fields, json_t **body);
 /* Reads a POST's whole body now (413, 408, 400 for a broken transfer), for

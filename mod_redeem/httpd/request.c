@@ -111,6 +111,10 @@ const redeem_failure_t *redeem_request_read_ahead(request_rec *r)
 {
     if (r->method_number != M_POST)
         return NULL;
+    void *done = NULL;
+    apr_pool_userdata_get(&done, READ_AHEAD_KEY, r->pool);
+    if (done)
+        return NULL;
     read_ahead_t *ahead = apr_palloc(r->pool, sizeof *ahead);
     const redeem_failure_t *failure =
         read_body(r, redeem_conf(r)->max_body, &ahead->data, &ahead->len);

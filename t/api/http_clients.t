@@ -54,6 +54,18 @@ sub get {
 
 sub statuses { return join ' ', map { $_->{status} } @_ }
 
+# $bytes, a request and one pipelined behind it, on a connection of their
+# own: one answer of $status, with Connection: close, and nothing more.
+sub answered_once_then_closed {
+    my ($bytes, $status) = @_;
+    my $sock = connect_to_server();
+    syswrite $sock, $bytes;
+    my @res = read_responses($sock, 10);
+    statuses(@res) eq $status or die 'statuses: ' . statuses(@res) . "\n";
+    $res[0]{head} =~ /^Connection: close\r?$/mi or die "$status without Connection: close:\n$res[0]{head}\n";
+    return 1;
+}
+
 no_shuffle();
 run_tests();
 
@@ -91,13 +103,8 @@ $json[5]{status} eq 'healthy' or die "health answered $res[5]{body}\n";
 GET /api/health
 --- error_code: 200
 --- check_eval
-my $sock = connect_to_server();
-syswrite $sock, post('/api/register', '{"email": "pipe2@example.test", "password": }')
-  . post('/api/register', '{"email": "pipe2@example.test", "password": "Passw0rd123"}');
-my @res = read_responses($sock, 10);
-statuses(@res) eq '400' or die 'statuses: ' . statuses(@res) . "\n";
-$res[0]{head} =~ /^Connection: close\r?$/mi or die "400 without Connection: close:\n$res[0]{head}\n";
-1
+answered_once_then_closed(post('/api/register', '{"email": "pipe2@example.test", "password": }')
+  . post('/api/register', '{"email": "pipe2@example.test", "password": "Passw0rd123"}'), 400);
 --- db_check
 SELECT count(*) FROM users WHERE email = 'pipe2@example.test'
 --- db_check_out
@@ -110,14 +117,9 @@ SELECT count(*) FROM users WHERE email = 'pipe2@example.test'
 GET /api/health
 --- error_code: 200
 --- check_eval
-my $sock = connect_to_server();
 my $smuggled = post('/api/register', '{"email": "pipe3@example.test", "password": "Passw0rd123"}');
-syswrite $sock, "POST /api/register HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-  . "Content-Length: 100000\r\n\r\n" . $smuggled;
-my @res = read_responses($sock, 10);
-statuses(@res) eq '413' or die 'statuses: ' . statuses(@res) . "\n";
-$res[0]{head} =~ /^Connection: close\r?$/mi or die "413 without Connection: close:\n$res[0]{head}\n";
-1
+answered_once_then_closed("POST /api/register HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+  . "Content-Length: 100000\r\n\r\n" . $smuggled, 413);
 --- db_check
 SELECT count(*) FROM users WHERE email = 'pipe3@example.test'
 --- db_check_out

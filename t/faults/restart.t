@@ -107,12 +107,15 @@ sub client {
     POSIX::_exit(0);
 }
 
-# The clients, redeeming the codes of the last generation, while $disturb
-# runs (after $BETWEEN seconds of load; it returns when the server should be
+# The clients, redeeming codes of a batch of their own, while $disturb runs
+# (after $BETWEEN seconds of load; it returns when the server should be
 # whole again) and $BETWEEN seconds after: what became of each code.
 sub under_load {
     my ($name, $disturb) = @_;
-    my $codes = JSON::PP::decode_json(var('CODES'));
+    my $made = api_request('POST', '/admin/generate-codes', '{"count": 60000}',
+                           'Authorization: Bearer ' . user_token('admin'));
+    $made->{status} == 201 or die "generation: $made->{status} $made->{body}\n";
+    my $codes = $made->{json}{codes};
     my $stop = var('SERVROOT') . "/$name.stop";
     my @pids;
     for my $k (0 .. $CLIENTS - 1) {
@@ -131,7 +134,8 @@ sub under_load {
         waitpid $pid, 0;
         $? == 0 or die "client $pid exited with $?\n";
     }
-    my %load = (outcome => {}, user_of => {}, count => {}, connections => {}, after => 0);
+    my %load = (batch => $made->{json}{batch_id}, outcome => {}, user_of => {}, count => {},
+                connections => {}, after => 0);
     for my $k (0 .. $CLIENTS - 1) {
         open my $in, '<', var('SERVROOT') . "/restart.$k" or die "client $k: no results\n";
         while (<$in>) {
@@ -153,14 +157,15 @@ sub under_load {
     return \%load;
 }
 
-# What the database holds of every code of the last generation: the batch as
-# the admin listing reads it (the codes are stored sealed and hashed), each
-# row with the count of its successful audit rows.
+# What the database holds of every code of $batch: the batch as the admin
+# listing reads it (the codes are stored sealed and hashed), each row with
+# the count of its successful audit rows.
 sub codes_as_stored {
+    my ($batch) = @_;
     my (%row, $after);
     my $admin = 'Authorization: Bearer ' . user_token('admin');
     do {
-        my $res = api_request('GET', '/admin/codes?batch_id=' . var('BATCH') . '&per_page=500'
+        my $res = api_request('GET', "/admin/codes?batch_id=$batch&per_page=500"
                               . (defined $after ? "&after_id=$after" : ''), undef, $admin);
         $res->{status} == 200 or die "listing: $res->{status} $res->{body}\n";
         $row{ $_->{code} } = $_ for @{ $res->{json}{codes} };
@@ -179,7 +184,7 @@ sub codes_as_stored {
 # Returns how many codes of other outcomes were used.
 sub check_codes {
     my ($load, %may_have_committed) = @_;
-    my $rows = codes_as_stored();
+    my $rows = codes_as_stored($load->{batch});
     my $committed = 0;
     for my $code (sort keys %{ $load->{outcome} }) {
         my ($outcome, $user) = ($load->{outcome}{$code}, $load->{user_of}{$code});
@@ -210,17 +215,10 @@ run_tests();
 
 __DATA__
 
-=== TEST 1: the codes to redeem, and a user for each client
---- login: admin
+=== TEST 1: a user for each client
 --- request
-POST /admin/generate-codes
---- request_json
-{"count": 60000}
---- error_code: 201
---- timeout: 60
---- save_json
-CODES=codes
-BATCH=batch_id
+GET /api/health
+--- error_code: 200
 --- check_eval
 user_token("restart$_") for 0 .. $CLIENTS - 1;
 1
@@ -251,21 +249,7 @@ check_codes($load);
 
 
 
-=== TEST 3: fresh codes for the next restart
---- login: admin
---- request
-POST /admin/generate-codes
---- request_json
-{"count": 60000}
---- error_code: 201
---- timeout: 60
---- save_json
-CODES=codes
-BATCH=batch_id
-
-
-
-=== TEST 4: PostgreSQL restarted under load (every session ended): 503 meanwhile, 200 again after, nothing lost
+=== TEST 3: PostgreSQL restarted under load (every session ended): 503 meanwhile, 200 again after, nothing lost
 --- request
 GET /api/health
 --- error_code: 200
