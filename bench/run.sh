@@ -216,10 +216,22 @@ users_by_id_sql=$(sql_of users_by_id)
 # ---- PostgreSQL: the private cluster of scripts/pg.sh in build/bench/pg,
 # with bench/postgresql-bench.conf included, restarted with it.
 pgdata=$REDEEM_PG_DIR/data
+# Connections the run may hold at once: up to four httpds of ServerLimit
+# children with DBDMax each, the one-read handler's pool of $conns in every
+# child of the two that measure it, pgbench's $conns, and psql's. Never
+# below bench/postgresql-bench.conf's 500.
+bench_max_connections() {
+  local children dbd_max need
+  children=$(awk '$1 == "ServerLimit" { n = $2 } END { print n + 0 }' "$root/conf/tuning.conf")
+  dbd_max=$(awk '$1 == "DBDMax" { n = $2 } END { print n + 0 }' "$root/conf/tuning.conf")
+  need=$((4 * children * dbd_max + 2 * children * conns + conns + 50))
+  echo $((need > 500 ? need : 500))
+}
 write_bench_conf() {
   {
     cat "$root/bench/postgresql-bench.conf"
     echo "shared_buffers = ${BENCH_SHARED_BUFFERS:-2GB}"
+    echo "max_connections = $(bench_max_connections)"
   } >"$work/postgresql-bench.conf"
   install -o "$REDEEM_PG_OWNER" -m 0644 "$work/postgresql-bench.conf" "$pgdata/bench.conf"
   grep -q "^include_if_exists = 'bench.conf'" "$pgdata/postgresql.conf" ||
