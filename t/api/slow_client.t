@@ -1,7 +1,8 @@
 # Clients that send slowly. A body that stops arriving is answered 408 with
-# the API's JSON once mod_reqtimeout's limit for bodies runs out (the shipped
-# configuration: `RequestReadTimeout ... body=10,MinRate=500`; here 2 s, so
-# that the test is quick), and nothing it carried is acted on: no account,
+# the API's JSON once mod_reqtimeout's limit for bodies runs out (make run's
+# configuration: `RequestReadTimeout ... body=10,MinRate=500`; Debian's
+# default 20 s; here 2 s, so that the test is quick), and nothing it
+# carried is acted on: no account,
 # no code used. A body trickled too slowly is cut the same way. A request
 # head that stops arriving is httpd's to answer (408 from mod_reqtimeout,
 # in the API's JSON). Meanwhile such a client holds a thread and nothing
