@@ -112,7 +112,7 @@ sub client {
 # whole again) and $BETWEEN seconds after: what became of each code.
 sub under_load {
     my ($name, $disturb) = @_;
-    my $made = api_request('POST', '/admin/generate-codes', '{"count": 60000}',
+    my $made = api_request('POST', '/admin/generate-codes', '{"count": 100000}',
                            'Authorization: Bearer ' . user_token('admin'));
     $made->{status} == 201 or die "generation: $made->{status} $made->{body}\n";
     my $codes = $made->{json}{codes};
