@@ -510,6 +510,13 @@ redeem_request_json_object(request_rec *r, const redeem_body_field_t *fields, js
  * pooled connection, which the request then keeps until its end, so that
  * a client sending its body slowly holds a thread and not a connection. */
 const redeem_failure_t *redeem_request_read_ahead(request_rec *r);
+/* Before a failure is answered: drops what is left of the body if all of it
+ * has arrived (so that the connection can serve the next request), and
+ * otherwise has the connection closed after the answer. Without this httpd
+ * would read the rest when the request ends, with the answer still
+ * buffered: a body that stalls would hold the thread until mod_reqtimeout
+ * cut it, and the client would get httpd's own 408 page in its place. */
+void redeem_request_forgo_body(request_rec *r);
 /* Query parameter name of r->args, URL-decoded; NULL when absent. Sets *bad
  * when the query string is malformed or repeats the parameter. */
 const char *redeem_request_query_param(request_rec *r, const char *name, int *bad);

@@ -100,6 +100,36 @@ static const redeem_failure_t *read_body(request_rec *r, apr_off_t limit, char *
     return NULL;
 }
 
+void redeem_request_forgo_body(request_rec *r)
+{
+    /* A client that waits for 100 Continue before its body gets none: httpd
+     * sends it only for a success, and reads no body for anything else. */
+    if (r->main || r->expecting_100 || r->connection->keepalive == AP_CONN_CLOSE)
+        return;
+    apr_bucket_brigade *bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    apr_off_t dropped = 0, cap = redeem_conf(r)->max_body;
+    int seen_eos = 0;
+    while (!seen_eos) {
+        apr_status_t rv = ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES, APR_NONBLOCK_READ,
+                                         HUGE_STRING_LEN);
+        if (rv != APR_SUCCESS || APR_BRIGADE_EMPTY(bb))
+            break; /* not all here (APR_EAGAIN), or broken */
+        for (apr_bucket *b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb);
+             b = APR_BUCKET_NEXT(b)) {
+            if (APR_BUCKET_IS_EOS(b))
+                seen_eos = 1;
+            else if (b->length != (apr_size_t)-1)
+                dropped += (apr_off_t)b->length;
+        }
+        apr_brigade_cleanup(bb);
+        if (dropped > cap)
+            break;
+    }
+    apr_brigade_destroy(bb);
+    if (!seen_eos)
+        r->connection->keepalive = AP_CONN_CLOSE;
+}
+
 /* A body read ahead (redeem_request_read_ahead), on the request's pool. */
 #define READ_AHEAD_KEY "redeem-body-read-ahead"
 typedef struct {

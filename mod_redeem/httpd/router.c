@@ -152,7 +152,9 @@ int redeem_router_dispatch(request_rec *r)
     if (!path || (core->expr_handler && strcmp(r->handler, "redeem") != 0))
         return DECLINED;
     const redeem_failure_t *failure = route(r, path);
-    if (failure)
+    if (failure) {
+        redeem_request_forgo_body(r);
         redeem_response_failure(r, failure);
+    }
     return OK;
 }

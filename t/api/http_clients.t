@@ -98,7 +98,23 @@ $json[5]{status} eq 'healthy' or die "health answered $res[5]{body}\n";
 
 
 
-=== TEST 2: a malformed body pipelined before a request: 400 closes the connection (httpd's rule for 400), the next not acted on
+=== TEST 2: requests refused before their bodies are read (no token, a bad one), the bodies all sent: dropped, and the request pipelined behind answered
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $sock = connect_to_server();
+syswrite $sock, join '',
+    post('/redeem', '{"card_code": "000000000000-0000-00000000"}'),
+    post('/admin/generate-codes', '{"count": 5}', 'Authorization: Bearer not.a.token'),
+    get('/api/health', 'Connection: close');
+my @res = read_responses($sock, 10);
+statuses(@res) eq '401 401 200' or die 'statuses: ' . statuses(@res) . "\n";
+1
+
+
+
+=== TEST 3: a malformed body pipelined before a request: 400 closes the connection (httpd's rule for 400), the next not acted on
 --- request
 GET /api/health
 --- error_code: 200
@@ -112,7 +128,7 @@ SELECT count(*) FROM users WHERE email = 'pipe2@example.test'
 
 
 
-=== TEST 3: a declared length over the cap, a request pipelined behind it: 413, the connection closed, the second not acted on
+=== TEST 4: a declared length over the cap, a request pipelined behind it: 413, the connection closed, the second not acted on
 --- request
 GET /api/health
 --- error_code: 200
@@ -127,7 +143,7 @@ SELECT count(*) FROM users WHERE email = 'pipe3@example.test'
 
 
 
-=== TEST 4: Expect: 100-continue: the server asks for the body, then registers
+=== TEST 5: Expect: 100-continue: the server asks for the body, then registers
 --- request
 GET /api/health
 --- error_code: 200
@@ -152,7 +168,7 @@ SELECT count(*) FROM users WHERE email = 'expect4@example.test'
 
 
 
-=== TEST 5: Expect: 100-continue on a redemption without a token: 401 at once, without asking for the body
+=== TEST 6: Expect: 100-continue on a redemption without a token: 401 at once, without asking for the body
 --- request
 GET /api/health
 --- error_code: 200
@@ -167,7 +183,7 @@ $res[0]{body} eq '{"error":"Authentication required"}' or die "401 answered $res
 
 
 
-=== TEST 6: Expect: 100-continue on a redemption over its rate limit: 429 at once, without asking for the body
+=== TEST 7: Expect: 100-continue on a redemption over its rate limit: 429 at once, without asking for the body
 --- config
 RedeemRateLimit redeem-user 1 60
 --- request

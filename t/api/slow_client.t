@@ -174,3 +174,33 @@ my @answers = map { answer_of($_, 8) } @held;
 my @not408 = grep { !m{^HTTP/1\.1 408 } } @answers;
 !@not408 or die scalar(@not408) . " stalled bodies not answered 408:\n$not408[0]\n";
 1
+
+
+
+=== TEST 6: a stalled body with a bad token: 401 at once, the body not waited for (the token needs no database, so it is checked first)
+--- raw_request eval
+"POST /admin/generate-codes HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+  . "Authorization: Bearer not.a.token\r\nContent-Length: 40\r\n\r\n{\"count\":"
+--- error_code: 401
+--- response_body
+{"error":"Invalid or expired token"}
+--- check_eval
+my $elapsed = response()->{elapsed};
+$elapsed < 1 or die "answered after $elapsed s: the body was waited for\n";
+1
+
+
+
+=== TEST 7: a stalled body of the wrong media type: 415 at once, the connection closed after it
+--- raw_request eval
+"POST /api/register HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
+  . "Content-Length: 60\r\n\r\n{\"email\":"
+--- error_code: 415
+--- response_body
+{"error":"Content-Type must be application/json"}
+--- response_headers
+Connection: close
+--- check_eval
+my $elapsed = response()->{elapsed};
+$elapsed < 1 or die "answered after $elapsed s: the body was waited for\n";
+1
