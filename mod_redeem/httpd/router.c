@@ -72,7 +72,7 @@ static int path_matches(const char *pattern, const char *path)
     return strncmp(pattern, path, len) == 0 && path[len] != '\0' && !strchr(path + len, '/');
 }
 
-/* Reads and drops the body of a request that has no use for it. NULL, or
+/* Reads and drops a GET's body before anything else is done. NULL, or
  * the failure of a body that stalled (408) or that httpd's filter refused
  * (over LimitRequestBody, badly chunked: httpd has answered it already). */
 static const redeem_failure_t *discard_body(request_rec *r)
@@ -88,14 +88,12 @@ static const redeem_failure_t *route(request_rec *r, const char *path)
     while (found->path && !path_matches(found->path, path))
         found++;
     redeem_metrics_route(r, found->path ? (int)(found - routes) : -1);
-    if (!found->path) {
-        if ((failure = discard_body(r)))
-            return failure;
+    /* A 404 or 405 needs no body: redeem_router_dispatch drops it if all
+     * of it is here, else closes the connection after the answer (a stalled
+     * body is not waited for). */
+    if (!found->path)
         return redeem_failure(r->pool, HTTP_NOT_FOUND, "Not found");
-    }
     if (r->method_number != found->method) {
-        if ((failure = discard_body(r)))
-            return failure;
         apr_table_setn(r->err_headers_out, "Allow",
                        found->method == M_GET ? "GET, HEAD"
                                               : ap_method_name_of(r->pool, found->method));

@@ -98,7 +98,7 @@ $json[5]{status} eq 'healthy' or die "health answered $res[5]{body}\n";
 
 
 
-=== TEST 2: requests refused before their bodies are read (no token, a bad one), the bodies all sent: dropped, and the request pipelined behind answered
+=== TEST 2: requests refused before their bodies are read (no token, a bad one, an unknown path, a method the path does not take), the bodies all sent: dropped, and the request pipelined behind answered
 --- request
 GET /api/health
 --- error_code: 200
@@ -107,9 +107,11 @@ my $sock = connect_to_server();
 syswrite $sock, join '',
     post('/redeem', '{"card_code": "000000000000-0000-00000000"}'),
     post('/admin/generate-codes', '{"count": 5}', 'Authorization: Bearer not.a.token'),
+    post('/api/nope', '{"email": "pipe404@example.test", "password": "Passw0rd123"}'),
+    post('/api/health', '{"email": "pipe405@example.test", "password": "Passw0rd123"}'),
     get('/api/health', 'Connection: close');
 my @res = read_responses($sock, 10);
-statuses(@res) eq '401 401 200' or die 'statuses: ' . statuses(@res) . "\n";
+statuses(@res) eq '401 401 404 405 200' or die 'statuses: ' . statuses(@res) . "\n";
 1
 
 
@@ -143,7 +145,25 @@ SELECT count(*) FROM users WHERE email = 'pipe3@example.test'
 
 
 
-=== TEST 5: Expect: 100-continue: the server asks for the body, then registers
+=== TEST 5: the same before the body would be read (an unknown path, a redemption without a token): one 413, the connection closed, the request behind not acted on
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+for my $head ("POST /api/nope HTTP/1.1", "POST /redeem HTTP/1.1") {
+    my $smuggled = post('/api/register', '{"email": "pipe4@example.test", "password": "Passw0rd123"}');
+    answered_once_then_closed("$head\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+      . "Content-Length: 100000\r\n\r\n" . $smuggled, 413);
+}
+1
+--- db_check
+SELECT count(*) FROM users WHERE email = 'pipe4@example.test'
+--- db_check_out
+0
+
+
+
+=== TEST 6: Expect: 100-continue: the server asks for the body, then registers
 --- request
 GET /api/health
 --- error_code: 200
@@ -168,7 +188,7 @@ SELECT count(*) FROM users WHERE email = 'expect4@example.test'
 
 
 
-=== TEST 6: Expect: 100-continue on a redemption without a token: 401 at once, without asking for the body
+=== TEST 7: Expect: 100-continue on a redemption without a token: 401 at once, without asking for the body
 --- request
 GET /api/health
 --- error_code: 200
@@ -183,7 +203,7 @@ $res[0]{body} eq '{"error":"Authentication required"}' or die "401 answered $res
 
 
 
-=== TEST 7: Expect: 100-continue on a redemption over its rate limit: 429 at once, without asking for the body
+=== TEST 8: Expect: 100-continue on a redemption over its rate limit: 429 at once, without asking for the body
 --- config
 RedeemRateLimit redeem-user 1 60
 --- request

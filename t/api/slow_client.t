@@ -204,3 +204,36 @@ Connection: close
 my $elapsed = response()->{elapsed};
 $elapsed < 1 or die "answered after $elapsed s: the body was waited for\n";
 1
+
+
+
+=== TEST 8: a stalled body on an unknown path: 404 at once, the connection closed after it
+--- raw_request eval
+"POST /api/nope HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+  . "Content-Length: 60\r\n\r\n{\"email\":"
+--- error_code: 404
+--- response_body
+{"error":"Not found"}
+--- response_headers
+Connection: close
+--- check_eval
+my $elapsed = response()->{elapsed};
+$elapsed < 1 or die "answered after $elapsed s: the body was waited for\n";
+1
+
+
+
+=== TEST 9: a stalled body with a method its path does not take: 405 at once, the connection closed after it
+--- raw_request eval
+"PUT /api/register HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+  . "Content-Length: 60\r\n\r\n{\"email\":"
+--- error_code: 405
+--- response_body
+{"error":"Method not allowed"}
+--- response_headers
+Allow: POST
+Connection: close
+--- check_eval
+my $elapsed = response()->{elapsed};
+$elapsed < 1 or die "answered after $elapsed s: the body was waited for\n";
+1
