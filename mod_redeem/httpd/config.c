@@ -464,21 +464,6 @@ static const char *finish_server(apr_pool_t *pconf, server_rec *s, redeem_server
     return NULL;
 }
 
-int redeem_config_finish(apr_pool_t *pconf, server_rec *s)
-{
-    for (server_rec *vs = s; vs; vs = vs->next) {
-        redeem_server_conf *conf = ap_get_module_config(vs->module_config, &redeem_module);
-        apply_defaults(conf);
-        const char *why = conf->engine_used ? finish_server(pconf, vs, conf) : NULL;
-        if (why) {
-            ap_log_error(APLOG_MARK, APLOG_EMERG, 0, vs, RDMNO(0001) "mod_redeem cannot start: %s",
-                         why);
-            return HTTP_INTERNAL_SERVER_ERROR;
-        }
-    }
-    return OK;
-}
-
 /* RedeemRateLimitStoreAuthFile: "PASSWORD", or "USER PASSWORD". */
 static const char *finish_redis_auth(apr_pool_t *p, server_rec *s, redeem_store_setting_t *store)
 {
@@ -502,6 +487,29 @@ static const char *finish_redis_auth(apr_pool_t *p, server_rec *s, redeem_store_
     return NULL;
 }
 
+int redeem_config_finish(apr_pool_t *pconf, server_rec *s)
+{
+    /* Here, not where the segment is made: apachectl -t runs this hook only. */
+    redeem_server_conf *main_conf = ap_get_module_config(s->module_config, &redeem_module);
+    const char *auth_why = finish_redis_auth(pconf, s, &main_conf->store);
+    if (auth_why) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, RDMNO(0007) "mod_redeem cannot start: %s",
+                     auth_why);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    for (server_rec *vs = s; vs; vs = vs->next) {
+        redeem_server_conf *conf = ap_get_module_config(vs->module_config, &redeem_module);
+        apply_defaults(conf);
+        const char *why = conf->engine_used ? finish_server(pconf, vs, conf) : NULL;
+        if (why) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, 0, vs, RDMNO(0001) "mod_redeem cannot start: %s",
+                         why);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+    return OK;
+}
+
 int redeem_config_attach_shared(server_rec *s)
 {
     redeem_server_conf *main_conf = ap_get_module_config(s->module_config, &redeem_module);
@@ -512,17 +520,12 @@ int redeem_config_attach_shared(server_rec *s)
         store->kind = REDEEM_STORE_SHM;
         store->shm_entries = REDEEM_SHM_DEFAULT_ENTRIES;
     }
-    const char *why = finish_redis_auth(s->process->pconf, s, store);
-    if (why) {
-        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, RDMNO(0007) "mod_redeem cannot start: %s", why);
-        return HTTP_INTERNAL_SERVER_ERROR;
-    }
     for (server_rec *vs = s; vs; vs = vs->next)
         engine |= ((redeem_server_conf *)ap_get_module_config(vs->module_config, &redeem_module))
                       ->engine_used;
     if (!engine)
         return OK; /* no server serves the API: no segment */
-    why = redeem_shared_attach(s, (uint32_t)store->shm_entries, &shared);
+    const char *why = redeem_shared_attach(s, (uint32_t)store->shm_entries, &shared);
     if (why) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, RDMNO(0007) "mod_redeem cannot start: %s", why);
         return HTTP_INTERNAL_SERVER_ERROR;

@@ -225,10 +225,12 @@ differs from the running server's (blocks without C<config> have the empty one).
 
 =item must_die
 
-The block's C<config> must make httpd refuse to start: C<apache2 -t> fails, or
-a foreground start exits before answering. The running server is not touched
-(the attempt uses C<servroot/must_die/> and another port). One test, plus
-C<error_log>/C<no_error_log> lines matched against httpd's stderr and error log.
+The block's C<config> must make C<apache2 -t> fail (one test) and so httpd
+refuse to start (another). C<--- must_die: at start> is for what only a start
+can find: C<apache2 -t> may pass, and a foreground start must exit before
+answering. The running server is not touched (the attempt uses
+C<servroot/must_die/> and another port). Plus C<error_log>/C<no_error_log>
+lines matched against httpd's stderr and error log.
 
 =item save_json: NAME=path
 
@@ -1649,6 +1651,12 @@ sub _run_must_die {
     my ($rc, $out, $err) = _capture($env, undef, _httpd_cmd('-t'));
     my $output = "$out$err";
     my $died = $rc != 0;
+    my $when = _section($block, 'must_die') // '';
+    $when =~ s/^\s+|\s+$//g;
+    die "$label: must_die takes nothing or 'at start', not '$when'\n" if $when ne '' && $when ne 'at start';
+    # README promises that apachectl -t refuses every invalid value.
+    ok($died, "$label - apache2 -t refuses the configuration") or diag("apache2 -t output:\n$output")
+      unless $when;
     if (!$died) {
         my $pid = _spawn($env, "$dir/httpd.stderr", _httpd_cmd('-DFOREGROUND'));
         my $status = _wait_ready($pid, $env->{REDEEM_PORT});
