@@ -25,6 +25,20 @@ static int64_t days_from_civil(int64_t y, int m, int d)
     return era * 146097 + doe - 719468;
 }
 
+/* The date of a day counted from 1970-01-01 (days_from_civil's inverse). */
+static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = yoe + era * 400 + (*m <= 2);
+}
+
 static int days_in_month(int y, int m)
 {
     static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
@@ -79,5 +93,31 @@ int redeem_timestamp_parse(const char *s, int64_t *usec)
         seconds >= days_from_civil(10000, 1, 1) * 86400)
         return -1;
     *usec = seconds * 1000000 + fraction;
+    return 0;
+}
+
+int redeem_timestamp_format(int64_t usec, char *out)
+{
+    if (usec < days_from_civil(1, 1, 1) * 86400 * INT64_C(1000000) ||
+        usec >= days_from_civil(10000, 1, 1) * 86400 * INT64_C(1000000))
+        return -1;
+    /* Floor division: instants before 1970 are negative. */
+    int64_t seconds = usec >= 0 ? usec / 1000000 : -((-usec + 999999) / 1000000);
+    int64_t fraction = usec - seconds * 1000000;
+    int64_t days = seconds >= 0 ? seconds / 86400 : -((-seconds + 86399) / 86400);
+    int64_t of_day = seconds - days * 86400, year;
+    int month, day;
+    civil_from_days(days, &year, &month, &day);
+    int64_t fields[] = {year, month, day, of_day / 3600, of_day / 60 % 60, of_day % 60, fraction};
+    static const int widths[] = {4, 2, 2, 2, 2, 2, 6};
+    static const char after[] = "--T::.Z";
+    char *p = out;
+    for (int i = 0; i < 7; i++) {
+        for (int w = widths[i] - 1; w >= 0; w--, fields[i] /= 10)
+            p[w] = (char)('0' + fields[i] % 10);
+        p += widths[i];
+        *p++ = after[i];
+    }
+    *p = '\0';
     return 0;
 }

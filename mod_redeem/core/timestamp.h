@@ -10,4 +10,12 @@
  * or -1. */
 int redeem_timestamp_parse(const char *text, int64_t *usec);
 
+/* The API's form of an instant: YYYY-MM-DDTHH:MM:SS.ffffffZ. */
+#define REDEEM_TIMESTAMP_LEN 27
+
+/* Writes `usec` (an instant redeem_timestamp_parse accepts) in the API's
+ * form into out (REDEEM_TIMESTAMP_LEN + 1 bytes). Returns 0, or -1 for an
+ * instant outside the years 1 to 9999 UTC. */
+int redeem_timestamp_format(int64_t usec, char *out);
+
 #endif

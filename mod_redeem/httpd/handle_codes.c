@@ -57,7 +57,13 @@ static const redeem_failure_t *read_generate_request(request_rec *r, generate_re
                 "expires_at must be an RFC 3339 timestamp such as 2030-01-31T00:00:00Z");
         if (when <= (int64_t)apr_time_now())
             return redeem_failure(r->pool, HTTP_BAD_REQUEST, "expires_at must be in the future");
-        req->expires_at = apr_pstrdup(r->pool, json_string_value(expires));
+        /* The instant as checked, in microseconds: PostgreSQL would round
+         * digits past the sixth (59.9999999 into the next second, and
+         * 9999-12-31T23:59:59.9999999Z into the year 10000). */
+        char *normalized = apr_palloc(r->pool, REDEEM_TIMESTAMP_LEN + 1);
+        if (redeem_timestamp_format(when, normalized) != 0)
+            return &redeem_failure_internal;
+        req->expires_at = normalized;
     }
     return NULL;
 }

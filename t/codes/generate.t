@@ -726,3 +726,33 @@ POST /admin/generate-codes
 --- error_code: 201
 --- response_json
 {"expires_at": "2031-01-01T00:00:00.000000Z"}
+
+
+
+=== TEST 49: digits past the sixth are cut as the module checked them, not rounded by PostgreSQL into the next year (9999 into 10000, which is no RFC 3339 year)
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1, "expires_at": "9999-12-31T23:59:59.9999999Z"}
+--- error_code: 201
+--- response_json
+{"expires_at": "9999-12-31T23:59:59.999999Z"}
+--- save_json
+BATCH_LAST=batch_id
+--- db_check
+SELECT api_ts(expires_at) FROM redeem_codes WHERE batch_id = '$BATCH_LAST'
+--- db_check_out
+9999-12-31T23:59:59.999999Z
+
+
+
+=== TEST 50: ... and not into the next second
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1, "expires_at": "2031-06-30T23:59:59.999999999-00:30"}
+--- error_code: 201
+--- response_json
+{"expires_at": "2031-07-01T00:29:59.999999Z"}

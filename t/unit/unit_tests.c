@@ -577,6 +577,38 @@ static void test_time(void)
         snprintf(name, sizeof name, "time: refused '%s'", bad[i]);
         ok(redeem_timestamp_parse(bad[i], &usec) == -1, name);
     }
+
+    /* Written back in the API's form, the instant as parsed: digits past the
+     * sixth cut, never carried into the next second (or year). */
+    const char *forms[][2] = {
+        {"1970-01-01T00:00:00Z", "1970-01-01T00:00:00.000000Z"},
+        {"2023-12-01T12:30:00.5+02:00", "2023-12-01T10:30:00.500000Z"},
+        {"2024-02-29T23:59:59.000001Z", "2024-02-29T23:59:59.000001Z"},
+        {"1969-12-31T23:59:59.999999Z", "1969-12-31T23:59:59.999999Z"},
+        {"1900-03-01T00:00:00Z", "1900-03-01T00:00:00.000000Z"},
+        {"0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000000Z"},
+        {"9999-12-31T23:59:59.9999999Z", "9999-12-31T23:59:59.999999Z"},
+        {"2030-06-30T23:59:59.999999999-00:30", "2030-07-01T00:29:59.999999Z"},
+    };
+    for (size_t i = 0; i < sizeof forms / sizeof *forms; i++) {
+        char name[96], out[REDEEM_TIMESTAMP_LEN + 1];
+        snprintf(name, sizeof name, "time: '%s' written %s", forms[i][0], forms[i][1]);
+        ok(redeem_timestamp_parse(forms[i][0], &usec) == 0 &&
+               redeem_timestamp_format(usec, out) == 0 && strcmp(out, forms[i][1]) == 0,
+           name);
+    }
+    char out[REDEEM_TIMESTAMP_LEN + 1];
+    ok(redeem_timestamp_format(253402300800000000LL, out) == -1,
+       "time: the year 10000 not written");
+    ok(redeem_timestamp_format(-62135596800000001LL, out) == -1, "time: the year 0 not written");
+    /* Every day of four centuries and a half, back from 2100 */
+    int all_days = 1;
+    for (int64_t day = -25567; day < 47482 && all_days; day++) {
+        int64_t back = 0;
+        all_days = redeem_timestamp_format(day * 86400000000LL + 4321, out) == 0 &&
+                   redeem_timestamp_parse(out, &back) == 0 && back == day * 86400000000LL + 4321;
+    }
+    ok(all_days, "time: 1900-2100 written and read back alike");
 }
 
 static void test_query(apr_pool_t *p)
