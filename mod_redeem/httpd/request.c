@@ -5,6 +5,8 @@
 #include <apr_lib.h>
 #include <http_core.h>
 #include <util_filter.h>
+#include <openssl/rand.h>
+#include <unistd.h>
 
 static apr_status_t release_json(void *value)
 {
@@ -19,10 +21,27 @@ json_t *redeem_request_hold_json(request_rec *r, json_t *value)
     return value;
 }
 
+/* mod_unique_id's id, else one of the module's own, made once per request.
+ * Never NULL: a redemption run again after its connection was lost finds
+ * its own claim by it (sql/005), and NULL matches nothing. httpd's log id
+ * is no substitute: it exists only once the request has logged something. */
+#define REQUEST_ID_NOTE "redeem-request-id"
 const char *redeem_request_id(request_rec *r)
 {
     const char *id = apr_table_get(r->subprocess_env, "UNIQUE_ID");
-    return id ? id : r->log_id;
+    if (id)
+        return id;
+    if ((id = apr_table_get(r->notes, REQUEST_ID_NOTE)))
+        return id;
+    unsigned char random[16];
+    char *made = apr_palloc(r->pool, 2 * sizeof random + 1);
+    if (RAND_bytes(random, sizeof random) == 1)
+        ap_bin2hex(random, sizeof random, made);
+    else /* unique on this host: the thread's request at this microsecond */
+        made = apr_psprintf(r->pool, "%" APR_PID_T_FMT "-%pp-%" APR_TIME_T_FMT, getpid(), (void *)r,
+                            apr_time_now());
+    apr_table_setn(r->notes, REQUEST_ID_NOTE, made);
+    return made;
 }
 
 static int is_json_media_type(const char *content_type)

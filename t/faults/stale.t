@@ -26,6 +26,14 @@ sub proxy_config {
                    $PROXY_PORT, var('DB_NAME'), $ENV{REDEEM_APP_USER}, $ENV{REDEEM_APP_PASSWORD});
 }
 
+# httpd as it is without mod_unique_id: no UNIQUE_ID (mod_rewrite unsets
+# it as the URL is translated, before any handler runs; mod_env's UnsetEnv
+# cannot: it only drops what SetEnv or PassEnv would have set).
+sub no_unique_id {
+    return "<IfModule !rewrite_module>\n  LoadModule rewrite_module /usr/lib/apache2/modules/mod_rewrite.so\n"
+         . "</IfModule>\nRewriteEngine On\nRewriteRule ^ - [E=!UNIQUE_ID]\n";
+}
+
 # Dooms every connection the proxy carries now; returns when it has. For
 # db_init eval: doom_connections() > 0 or die; 'SELECT 1'
 sub doom_connections {
@@ -200,6 +208,62 @@ CODE4=codes.4
 
 
 
+=== TEST 80: without mod_unique_id's UNIQUE_ID (unset here; httpd without mod_unique_id has none): a code for TEST 82
+--- config eval
+proxy_config() . no_unique_id()
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1}
+--- error_code: 201
+--- save_json
+CODE6=codes.0
+
+
+
+=== TEST 81: every pooled connection of that server in use, so that TEST 82's redemption takes one the proxy dooms
+--- config eval
+proxy_config() . no_unique_id()
+--- login: alice
+--- request
+GET /api/profile
+--- concurrency: 20
+--- error_code_counts
+200: 20
+
+
+
+=== TEST 82: without UNIQUE_ID, the reply to a redemption lost after it committed: run again, it still finds its own claim by the module's own request id: 200 once, one audit row, one month
+--- config eval
+proxy_config() . no_unique_id()
+--- login: vera
+--- db_init eval
+doom_connections('r') > 0 or die "no connection to doom\n";
+'SELECT 1'
+--- request
+POST /redeem
+--- request_json
+{"card_code": "$CODE6"}
+--- error_code: 200
+--- response_json
+{"message": "Code redeemed successfully", "subscription_extended": true}
+--- error_log
+/RDM0108: statement redeem could not run \(connection lost\): preparing afresh and running it again/
+/RDM0401: audit: event=redeem .* outcome=replayed request=[0-9a-f]{32}$/
+--- db_check
+SELECT count(*), min(outcome), bool_and(request_id ~ '^[0-9a-f]{32}$') FROM audit_log WHERE event = 'redeem' AND actor_id = $USER_ID_vera;
+SELECT count(*), bool_and(used_request ~ '^[0-9a-f]{32}$') FROM redeem_codes WHERE used_by = $USER_ID_vera;
+SELECT (SELECT subscription_expires_at FROM users WHERE id = $USER_ID_vera)
+     = (SELECT used_at FROM redeem_codes WHERE used_by = $USER_ID_vera) + interval '1 month';
+--- db_check_out
+1|success|t
+1|t
+t
+
+
+
+
 === TEST 2: through the proxy: many requests at once
 --- config eval
 proxy_config()
@@ -239,8 +303,8 @@ POST /redeem
 {"card_code": "$CODE0"}
 --- error_code: 200
 --- db_check
-SELECT count(*), min(used_by) = $USER_ID_alice FROM redeem_codes WHERE used_at IS NOT NULL;
-SELECT outcome FROM audit_log WHERE event = 'redeem';
+SELECT count(*), min(used_by) = $USER_ID_alice FROM redeem_codes WHERE used_at IS NOT NULL AND used_by <> $USER_ID_vera;
+SELECT outcome FROM audit_log WHERE event = 'redeem' AND actor_id <> $USER_ID_vera;
 --- db_check_out
 1|t
 success
