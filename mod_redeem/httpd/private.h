@@ -31,9 +31,9 @@ APLOG_USE_MODULE(redeem);
 extern module AP_MODULE_DECLARE_DATA redeem_module;
 
 /* Our own message tags, in the manner of httpd's APLOGNO (AH numbers are
- * httpd's). The hundreds name the file: 00xx start-up and configuration,
+ * httpd's). The hundreds name the area: 00xx start-up and configuration,
  * 01xx database, 02xx authentication and hashing, 03xx accounts, 04xx audit,
- * 05xx codes. */
+ * 05xx codes, 06xx rate limits, shared memory and metrics, 07xx redemption. */
 #define RDMNO(n) "RDM" #n ": "
 
 #define REDEEM_DEFAULT_ADMIN_PASSWORD "AdminPassword123"

@@ -237,3 +237,15 @@ Connection: close
 my $elapsed = response()->{elapsed};
 $elapsed < 1 or die "answered after $elapsed s: the body was waited for\n";
 1
+
+
+
+=== TEST 10: a GET whose body stalls: 408 in JSON after the body's limit (a GET's body is read, and dropped, before a pooled connection is taken)
+--- raw_request eval
+"GET /api/profile HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " . user_token('slow10') . "\r\n"
+  . "Content-Length: 60\r\n\r\n{\"email\":"
+--- error_code: 408
+--- response_body
+{"error":"Request body timed out"}
+--- response_headers
+Connection: close
