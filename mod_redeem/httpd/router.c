@@ -149,6 +149,9 @@ int redeem_router_dispatch(request_rec *r)
     const core_dir_config *core = ap_get_core_module_config(r->per_dir_config);
     if (!path || (core->expr_handler && strcmp(r->handler, "redeem") != 0))
         return DECLINED;
+    /* Every answer is one whole JSON document: a Range request would get a
+     * 206 of a piece of it (or httpd's own 416), which no client can parse. */
+    ap_remove_output_filter_byhandle(r->output_filters, "BYTERANGE");
     const redeem_failure_t *failure = route(r, path);
     if (failure) {
         redeem_request_forgo_body(r);

@@ -163,3 +163,41 @@ Cache-Control: max-age=3600
 --- error_code: 200
 --- response_headers
 Cache-Control: no-store
+
+
+
+=== TEST 17: a Range request gets the whole JSON document: 200, never a 206 cut out of it
+--- request
+GET /api/health
+--- more_headers
+Range: bytes=0-4
+--- error_code: 200
+--- response_json_exact
+{"status": "healthy", "message": "User Registration API is running"}
+--- response_headers
+!Content-Range
+
+
+
+=== TEST 18: ... nor a multipart/byteranges 206 of pieces of it
+--- login: hdr
+--- request
+GET /api/profile
+--- more_headers
+Range: bytes=0-0,2-2
+--- error_code: 200
+--- response_json
+{"user": {"email": "hdr@example.test"}}
+--- response_headers
+!Content-Range
+
+
+
+=== TEST 19: ... nor httpd's 416 for a range past its end
+--- request
+GET /api/health
+--- more_headers
+Range: bytes=99999-
+--- error_code: 200
+--- response_json_exact
+{"status": "healthy", "message": "User Registration API is running"}
