@@ -2,9 +2,19 @@
  * and, before any handler sees it, the configured admin account ensured. */
 #include "httpd/private.h"
 
+/* Not the request's start: the body is read before the database is first
+ * needed, and a client slow to send it (within mod_reqtimeout's limits)
+ * must not use up the time the database is given. */
+apr_time_t redeem_call_db_start(redeem_call_t *call)
+{
+    if (!call->db_since)
+        call->db_since = apr_time_now();
+    return call->db_since;
+}
+
 const redeem_failure_t *redeem_call_db(redeem_call_t *call)
 {
-    return redeem_call_db_since(call, call->r->request_time);
+    return redeem_call_db_since(call, redeem_call_db_start(call));
 }
 
 const redeem_failure_t *redeem_call_db_since(redeem_call_t *call, apr_time_t since)

@@ -425,8 +425,13 @@ typedef struct {
     redeem_server_conf *conf;
     redeem_db_t *db;           /* set by redeem_call_db */
     apr_int64_t db_timeout_ms; /* 0: RedeemDBTimeout */
+    apr_time_t db_since;       /* its first need of the database (redeem_call_db_start) */
     redeem_user_t caller;      /* the token's user, on routes that authenticate */
 } redeem_call_t;
+
+/* When the request first needed the database: RedeemDBTimeout counts from
+ * here. */
+apr_time_t redeem_call_db_start(redeem_call_t *call);
 
 /* The request's database connection, opened on first use; the configured
  * admin account is ensured (admin.c) before it is handed out. Every handler
@@ -434,8 +439,8 @@ typedef struct {
  * connection behind (a request whose user another request's statement read
  * never opened one). */
 const redeem_failure_t *redeem_call_db(redeem_call_t *call);
-/* The same, with RedeemDBTimeout counted from `since` rather than from the
- * request's start. */
+/* The same, with RedeemDBTimeout counted from `since` rather than from
+ * redeem_call_db_start. */
 const redeem_failure_t *redeem_call_db_since(redeem_call_t *call, apr_time_t since);
 
 /* ---------------------------------------------------------- user_reads.c */

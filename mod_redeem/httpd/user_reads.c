@@ -10,7 +10,8 @@
  * reads at once; every read is a statement begun after the request asked,
  * so it sees every change committed before that.
  *
- * No request waits past its own deadline (its start plus RedeemDBTimeout):
+ * No request waits past its own deadline (redeem_call_db_start plus
+ * RedeemDBTimeout):
  * one waiting in line leaves it (503) once less than a tenth of that is
  * left, and a read ends by the earliest deadline among its requests, so
  * none that it reads for waits longer than its own (and none with less
@@ -45,7 +46,7 @@
 
 typedef struct redeem_user_read {
     apr_int64_t id;
-    apr_time_t deadline;     /* its request's start plus RedeemDBTimeout */
+    apr_time_t deadline;     /* redeem_call_db_start plus RedeemDBTimeout */
     apr_thread_cond_t *wake; /* its owner waits on it; NULL for a read alone */
     int taken;               /* in a read's batch (under read_lock): the read ends by
                               * this deadline or an earlier one, so its owner waits */
@@ -266,7 +267,7 @@ const redeem_failure_t *redeem_user_reads_get(redeem_call_t *call, apr_int64_t i
     redeem_child_t *child = call->conf->child;
     user_read_t self;
     self.id = id;
-    self.deadline = r->request_time + apr_time_from_msec(call->conf->db_timeout_ms);
+    self.deadline = redeem_call_db_start(call) + apr_time_from_msec(call->conf->db_timeout_ms);
     self.wake = NULL;
     self.taken = self.dropped = self.done = self.found = self.failed = 0;
     redeem_shared_count(call->conf->shared, REDEEM_COUNTER_USER_READS);

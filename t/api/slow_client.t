@@ -249,3 +249,45 @@ $elapsed < 1 or die "answered after $elapsed s: the body was waited for\n";
 {"error":"Request body timed out"}
 --- response_headers
 Connection: close
+
+
+
+=== TEST 11: a body sent 1.5 s after its head, within the body's limit (2 s) but past RedeemDBTimeout (1 s): the database's time counts from when the body is in, so 201, not 503
+--- config
+RequestReadTimeout header=2 body=2,MinRate=500
+RedeemDBTimeout 1000
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $body = '{"email": "slow11@example.test", "password": "Passw0rd123"}';
+my $sock = stalled("POST /api/register HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    . "Connection: close\r\nContent-Length: " . length($body) . "\r\n\r\n");
+Time::HiRes::sleep(1.5);
+syswrite($sock, $body) == length $body or die "write: $!\n";
+my $answer = answer_of($sock, 10);
+$answer =~ m{^HTTP/1\.1 201 } or die "answered:\n$answer\n";
+1
+--- db_check
+SELECT count(*) FROM users WHERE email = 'slow11@example.test'
+--- db_check_out
+1
+
+
+
+=== TEST 12: a request head finished 1.5 s after its first line (within header=2): the token's user read is given its whole RedeemDBTimeout (1 s), so 200, not 503
+--- config
+RequestReadTimeout header=2 body=2,MinRate=500
+RedeemDBTimeout 1000
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $rest = "Authorization: Bearer " . user_token('slow12') . "\r\nConnection: close\r\n\r\n";
+my $sock = stalled("GET /api/profile HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+Time::HiRes::sleep(1.5);
+syswrite($sock, $rest) == length $rest or die "write: $!\n";
+my $answer = answer_of($sock, 10);
+$answer =~ m{^HTTP/1\.1 200 } or die "answered:\n$answer\n";
+$answer =~ /"slow12\@example\.test"/ or die "not the user's profile:\n$answer\n";
+1
