@@ -13,8 +13,9 @@ void redeem_audit_log_line(request_rec *r, const char *event, const char *actor,
                   request_id ? request_id : "-");
 }
 
-int redeem_audit_write_row(request_rec *r, redeem_db_t *db, const char *event, const char *actor,
-                           const char *target, const char *outcome)
+const redeem_failure_t *redeem_audit_write_row(request_rec *r, redeem_db_t *db, const char *event,
+                                               const char *actor, const char *target,
+                                               const char *outcome)
 {
     int written = 0;
     const char *args[AUDIT_INSERT_NARGS] = {
@@ -23,10 +24,14 @@ int redeem_audit_write_row(request_rec *r, redeem_db_t *db, const char *event, c
         [ARG_AUDIT_OUTCOME] = outcome, [ARG_AUDIT_REQUEST_ID] = redeem_request_id(r),
     };
     redeem_audit_log_line(r, event, actor, target, outcome);
-    if (redeem_db_exec(db, STMT_AUDIT_INSERT, args, &written)) {
+    const redeem_failure_t *failure = redeem_db_exec(db, STMT_AUDIT_INSERT, args, &written);
+    if (failure) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                      RDMNO(0402) "audit row for event %s could not be written", event);
-        return 1; /* the actor is not known to be gone */
+                      RDMNO(0402) "audit row for event %s could not be written: the request "
+                                  "fails with it",
+                      event);
+        return failure;
     }
-    return written == 1;
+    /* No row: the actor's account was deleted after its token was read. */
+    return written == 1 ? NULL : redeem_auth_user_gone(r, actor);
 }

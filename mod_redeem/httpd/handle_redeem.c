@@ -7,29 +7,26 @@ static const redeem_body_field_t redeem_fields[] = {
     {NULL, JSON_NULL, 0},
 };
 
-/* Every attempt is counted and logged; with_row, it also gets the audit row
- * (a refusal decided before the redemption statement, which writes its own).
- * 0 when the caller turned out to be gone (the route only checked the token). */
-static int record(redeem_call_t *call, const char *target, const char *outcome, int with_row)
+/* Every attempt is counted and logged. */
+static void record(redeem_call_t *call, const char *target, const char *outcome)
 {
-    if (with_row &&
-        !redeem_audit_write_row(call->r, call->db, "redeem", call->caller.id_text, target, outcome))
-        return 0;
-    if (!with_row)
-        redeem_audit_log_line(call->r, "redeem", call->caller.id_text, target, outcome);
+    redeem_audit_log_line(call->r, "redeem", call->caller.id_text, target, outcome);
     redeem_metrics_redemption(call->r, outcome);
-    return 1;
 }
 
-/* A refusal decided before the code is looked up: audited here. */
+/* A refusal decided before the code is looked up: its audit row written
+ * here (the redemption statement writes its own), and the refusal answered
+ * only once it is. */
 static const redeem_failure_t *refuse_attempt(redeem_call_t *call, const char *outcome, int status,
                                               const char *message)
 {
     const redeem_failure_t *failure = redeem_call_db(call);
+    if (!failure)
+        failure = redeem_audit_write_row(call->r, call->db, "redeem", call->caller.id_text, NULL,
+                                         outcome);
     if (failure)
         return failure;
-    if (!record(call, NULL, outcome, 1))
-        return redeem_auth_user_gone(call->r, call->caller.id_text);
+    redeem_metrics_redemption(call->r, outcome);
     return redeem_failure(call->r->pool, status, message);
 }
 
@@ -38,7 +35,7 @@ static const redeem_failure_t *refuse_attempt(redeem_call_t *call, const char *o
 static const redeem_failure_t *reject_request(redeem_call_t *call, const char *outcome,
                                               const redeem_failure_t *failure)
 {
-    record(call, NULL, outcome, 0);
+    record(call, NULL, outcome);
     return failure;
 }
 
@@ -120,13 +117,13 @@ const redeem_failure_t *redeem_handle_redeem(redeem_call_t *call)
     if (!(failure = redeem_call_db(call)))
         failure = run_redemption(call, args, &rows);
     if (failure) {
-        record(call, NULL, "failed", 0);
+        record(call, NULL, "failed");
         return failure;
     }
     if (strcmp(redeem_db_cell(&rows, 0, COL_REDEEM_OUTCOME), "no_user") == 0)
         return redeem_auth_user_gone(r, user->id_text);
     const char *code_id = redeem_db_cell(&rows, 0, COL_REDEEM_CODE_ID);
     record(call, code_id ? apr_pstrcat(r->pool, "code ", code_id, NULL) : NULL,
-           redeem_db_cell(&rows, 0, COL_REDEEM_OUTCOME), 0);
+           redeem_db_cell(&rows, 0, COL_REDEEM_OUTCOME));
     return answer(r, &rows);
 }

@@ -46,8 +46,10 @@ const redeem_failure_t *redeem_handle_subscription_of(redeem_call_t *call)
         (failure = redeem_db_query(call->db, STMT_USER_BY_ID, args, &rows)))
         return failure;
     const char *target = apr_pstrcat(r->pool, "user ", args[ARG_USER_BY_ID_ID], NULL);
-    redeem_audit_write_row(r, call->db, "subscription_read", caller->id_text, target,
-                           rows.nrows ? "success" : "not_found");
+    /* Another user's data goes out only with its audit row written. */
+    if ((failure = redeem_audit_write_row(r, call->db, "subscription_read", caller->id_text, target,
+                                          rows.nrows ? "success" : "not_found")))
+        return failure;
     if (rows.nrows == 0)
         return redeem_failure(r->pool, HTTP_NOT_FOUND, "User not found");
     redeem_user_from_row(&rows, 0, &subject);

@@ -498,10 +498,12 @@ void redeem_audit_log_line(request_rec *r, const char *event, const char *actor,
                            const char *outcome);
 /* An audit event as a row in audit_log, and its log line. Events that a
  * larger statement records itself (redemption, code generation) take only
- * the log line. 0 when the actor no longer exists (no row then), else 1
- * (a failure to write is logged, not the request's failure). */
-int redeem_audit_write_row(request_rec *r, redeem_db_t *db, const char *event, const char *actor,
-                           const char *target, const char *outcome);
+ * the log line. NULL once the row is written; else the request's failure,
+ * for nothing is answered without its row: the database's (503, ...) when
+ * it could not be written, 401 when the actor no longer exists. */
+const redeem_failure_t *redeem_audit_write_row(request_rec *r, redeem_db_t *db, const char *event,
+                                               const char *actor, const char *target,
+                                               const char *outcome);
 
 /* ------------------------------------------------------------- request.c */
 

@@ -330,3 +330,67 @@ Time::HiRes::sleep(1.2);   # past the 503-at-once second the reads held up left
 --- request
 GET /api/profile
 --- error_code: 200
+
+
+
+=== TEST 15: an admin's read of another user's subscription whose audit row cannot be written (audit_log locked past RedeemDBTimeout): 503, and nothing of that user is sent
+--- login: admin
+--- db_init eval
+user_token('dora');
+Time::HiRes::sleep(1.2);   # past any 503-at-once second a block before left
+hold_lock('audit_log', 'ACCESS EXCLUSIVE', 2);
+'SELECT 1'
+--- request eval
+'GET /subscription/' . user_id('dora')
+--- error_code: 503
+--- response_json_exact
+{"error": "Service temporarily unavailable"}
+--- wait: 2
+--- error_log
+/RDM0402: audit row for event subscription_read could not be written/
+--- db_check
+SELECT count(*) FROM audit_log WHERE event = 'subscription_read'
+--- db_check_out
+0
+
+
+
+=== TEST 16: a redemption refused before its statement (a user_id not the caller's) whose audit row cannot be written: 503, not the refusal, so the attempt is never answered unrecorded
+--- login: dora
+--- db_init eval
+Time::HiRes::sleep(1.2);
+# The connection TEST 15 dropped made again, its statements prepared (a
+# prepare that names audit_log would wait on the lock too).
+api_request('GET', '/api/profile', undef, 'Authorization: Bearer ' . user_token('dora'))->{status} == 200
+  or die "profile before the lock\n";
+hold_lock('audit_log', 'ACCESS EXCLUSIVE', 2);
+'SELECT 1'
+--- request
+POST /redeem
+--- request_json eval
+JSON::PP->new->encode({card_code => var('CODE'), user_id => 0 + user_id('alice')})
+--- error_code: 503
+--- wait: 2
+--- error_log
+/RDM0402: audit row for event redeem could not be written/
+--- db_check
+SELECT count(*) FROM audit_log WHERE event = 'redeem' AND actor_id = $USER_ID_dora
+--- db_check_out
+0
+
+
+
+=== TEST 17: once audit_log can be written, the same refusal is answered 403, with its row
+--- login: dora
+--- db_init eval
+Time::HiRes::sleep(1.2);
+'SELECT 1'
+--- request
+POST /redeem
+--- request_json eval
+JSON::PP->new->encode({card_code => var('CODE'), user_id => 0 + user_id('alice')})
+--- error_code: 403
+--- db_check
+SELECT count(*), min(outcome) FROM audit_log WHERE event = 'redeem' AND actor_id = $USER_ID_dora
+--- db_check_out
+1|forbidden
