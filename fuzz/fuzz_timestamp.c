@@ -7,7 +7,8 @@
  * YYYY-MM-DD[Tt]HH:MM:SS[.1-9 digits](Z|z|+HH:MM|-HH:MM) checked by hand,
  * the instant from glibc's timegm and within the years 1 to 9999 UTC), both on whether the text is
  * accepted and on the microseconds; an accepted instant formatted back as
- * YYYY-MM-DDTHH:MM:SS.ffffffZ parses to itself.
+ * YYYY-MM-DDTHH:MM:SS.ffffffZ parses to itself, and redeem_timestamp_format
+ * (what is sent to PostgreSQL) writes it exactly so.
  *
  * Offsets from 16:00 to 23:59 may be accepted or refused; with
  * FUZZ_STRICT=offset-range they must be refused (open item: today up to
@@ -125,10 +126,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (accepted) {
         char utc[40];
         int64_t again;
-        if (format_utc(got, utc)) {
-            FUZZ_CHECK(redeem_timestamp_parse(utc, &again) == 0 && again == got,
-                       "formatted instant does not parse back to itself");
-        }
+        char ours[REDEEM_TIMESTAMP_LEN + 1];
+        FUZZ_CHECK(format_utc(got, utc), "an accepted instant outside the years 1 to 9999");
+        FUZZ_CHECK(redeem_timestamp_parse(utc, &again) == 0 && again == got,
+                   "formatted instant does not parse back to itself");
+        FUZZ_CHECK(redeem_timestamp_format(got, ours) == 0 && strcmp(ours, utc) == 0,
+                   "redeem_timestamp_format differs from gmtime");
     }
     free(text);
     return 0;
