@@ -63,7 +63,7 @@ const redeem_failure_t *redeem_admin_ensure(request_rec *r, redeem_db_t *db)
     for (int attempt = 0; email && attempt < 2; attempt++) {
         redeem_user_t user;
         int created = 0;
-        if ((failure = redeem_user_by_email(db, email, &user)))
+        if ((failure = redeem_user_by_email(db, email, &user, NULL)))
             return failure;
         if (user.id_text) {
             if (!user.is_admin && (failure = promote(r, db, email, password, &user)))

@@ -64,7 +64,7 @@ const redeem_failure_t *redeem_handle_register(redeem_call_t *call)
     /* Spare the hashing when the answer is already known; the insert below
      * still settles races through the unique index. */
     if ((failure = redeem_call_db(call)) ||
-        (failure = redeem_user_by_email(call->db, credentials.email, &user)))
+        (failure = redeem_user_by_email(call->db, credentials.email, &user, NULL)))
         return failure;
     if (user.id_text)
         return taken;
@@ -91,15 +91,18 @@ const redeem_failure_t *redeem_handle_login(redeem_call_t *call)
     const redeem_failure_t *refused =
         redeem_failure(r->pool, HTTP_UNAUTHORIZED, "Invalid email or password");
 
-    if ((failure = read_credentials(r, 0, &credentials)) ||
-        (failure = redeem_ratelimit_charge(r, REDEEM_SCOPE_LOGIN_EMAIL, credentials.email)))
+    const char *email_key;
+    /* login-email counts the address as the database identifies it, found
+     * or not: every spelling of one account (case, Unicode form, the Kelvin
+     * sign for a k) spends one budget, and the answer is the same whether
+     * the account exists. */
+    if ((failure = read_credentials(r, 0, &credentials)) || (failure = redeem_call_db(call)) ||
+        (failure = redeem_user_by_email(call->db, credentials.email, &user, &email_key)) ||
+        (failure = redeem_ratelimit_charge(r, REDEEM_SCOPE_LOGIN_EMAIL, email_key)))
         return failure;
     if (redeem_text_utf8_length(credentials.password, credentials.password_len) >
         REDEEM_PASSWORD_MAX_CHARS)
         return refused;
-    if ((failure = redeem_call_db(call)) ||
-        (failure = redeem_user_by_email(call->db, credentials.email, &user)))
-        return failure;
     /* An unknown email costs the same hashing as a known one. */
     const char *stored = user.id_text ? user.password_hash : call->conf->dummy_hash;
     if ((failure = redeem_hashing_verify(r, stored, credentials.password, credentials.password_len,

@@ -412,10 +412,12 @@ typedef struct {
 void redeem_user_from_row(const redeem_rows_t *rows, int row, redeem_user_t *user);
 /* {"id", "email", "created_at"} */
 json_t *redeem_user_json(const redeem_user_t *user);
-/* The account of an email (case-insensitively), password hash included;
- * user->id_text is NULL when there is none. */
+/* The account of an email (case and Unicode form folded, sql/003),
+ * password hash included; user->id_text is NULL when there is none. With
+ * email_key, also the address as the database identifies it, account or
+ * not. */
 const redeem_failure_t *redeem_user_by_email(redeem_db_t *db, const char *email,
-                                             redeem_user_t *user);
+                                             redeem_user_t *user, const char **email_key);
 
 /* ---------------------------------------------------------------- call.c */
 

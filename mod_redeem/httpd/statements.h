@@ -59,6 +59,7 @@ enum {
     COL_USER_DAYS_REMAINING,
     USER_NCOLS,
     COL_USER_PASSWORD_HASH = USER_NCOLS, /* STMT_USER_BY_EMAIL only */
+    COL_USER_EMAIL_KEY,                  /* STMT_USER_BY_EMAIL only */
 };
 #define SQL_USER_COLUMNS                                                                           \
     "id, email, is_admin, api_ts(created_at), api_ts(subscription_expires_at), "                   \
@@ -74,11 +75,13 @@ enum { ARG_USER_INSERT_EMAIL, ARG_USER_INSERT_PASSWORD_HASH, USER_INSERT_NARGS }
     "INSERT INTO users (email, password_hash) VALUES (email_key($1::text), $2::text) "             \
     "ON CONFLICT DO NOTHING RETURNING " SQL_USER_COLUMNS
 
-/* Columns: the user's, then COL_USER_PASSWORD_HASH. */
+/* One row, whether the account exists or not: the user's columns (NULL
+ * when there is none), COL_USER_PASSWORD_HASH, then COL_USER_EMAIL_KEY, the
+ * address as the database identifies it (the login-email limit's key). */
 enum { ARG_USER_BY_EMAIL_EMAIL, USER_BY_EMAIL_NARGS };
 #define SQL_USER_BY_EMAIL                                                                          \
-    "SELECT " SQL_USER_COLUMNS ", password_hash FROM users"                                        \
-    " WHERE email_key(email) = email_key($1::text)"
+    "SELECT " SQL_USER_COLUMNS ", password_hash, k.key"                                            \
+    " FROM (SELECT email_key($1::text) AS key) k LEFT JOIN users ON email_key(email) = k.key"
 
 enum { ARG_USER_BY_ID_ID, USER_BY_ID_NARGS };
 #define SQL_USER_BY_ID "SELECT " SQL_USER_COLUMNS " FROM users WHERE id = $1::bigint"

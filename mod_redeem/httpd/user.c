@@ -30,13 +30,19 @@ json_t *redeem_user_json(const redeem_user_t *user)
 }
 
 const redeem_failure_t *redeem_user_by_email(redeem_db_t *db, const char *email,
-                                             redeem_user_t *user)
+                                             redeem_user_t *user, const char **email_key)
 {
     const char *args[USER_BY_EMAIL_NARGS] = {[ARG_USER_BY_EMAIL_EMAIL] = email};
     redeem_rows_t rows;
     const redeem_failure_t *failure = redeem_db_query(db, STMT_USER_BY_EMAIL, args, &rows);
     user->id_text = NULL;
-    if (!failure && rows.nrows == 1)
+    if (email_key)
+        *email_key = NULL;
+    if (failure || rows.nrows != 1)
+        return failure ? failure : &redeem_failure_internal;
+    if (redeem_db_cell(&rows, 0, COL_USER_ID))
         redeem_user_from_row(&rows, 0, user);
-    return failure;
+    if (email_key)
+        *email_key = redeem_db_cell(&rows, 0, COL_USER_EMAIL_KEY);
+    return NULL;
 }

@@ -314,6 +314,37 @@ RateLimit: "login-ip";r=0
 
 
 
+=== TEST 15b: login-email counts an account, not a spelling: the case and Unicode forms of one address (the database's one identity) share one budget, whether the account exists or not
+--- config
+LoadModule remoteip_module /usr/lib/apache2/modules/mod_remoteip.so
+RemoteIPHeader X-Forwarded-For
+RemoteIPInternalProxy 127.0.0.1
+RedeemRateLimit login-email 3 60
+RedeemRateLimit login-ip 60 60
+--- request
+POST /api/register
+--- request_json
+{"email": "j\u00fcrgen@example.test", "password": "Passw0rd123"}
+--- error_code: 201
+--- check_eval
+my $login = sub {
+    my ($address, $email) = @_;
+    api_request('POST', '/api/login', JSON::PP->new->ascii->encode({email => $email, password => 'WrongPassw0rd'}),
+                "X-Forwarded-For: $address")->{status};
+};
+# j\x{fc}rgen, J\x{dc}RGEN, ju + combining diaeresis + rgen, JU + combining diaeresis + RGEN
+my @known = map { $login->('192.0.2.44', $_) }
+    ("j\x{fc}rgen\@example.test", "J\x{dc}RGEN\@example.test",
+     "ju\x{308}rgen\@example.test", "JU\x{308}RGEN\@EXAMPLE.TEST");
+"@known" eq '401 401 401 429' or die "an account's spellings: @known\n";
+# No account: the Kelvin sign (U+212A) is a k to the database, as is K.
+my @unknown = map { $login->('192.0.2.45', $_) }
+    ("mike\@bank.example", "MIKE\@bank.example", "mi\x{212a}e\@bank.example", "mi\x{212a}e\@BANK.example");
+"@unknown" eq '401 401 401 429' or die "an unknown address's spellings: @unknown\n";
+1
+
+
+
 === TEST 16: IPv6 clients are counted by their /64
 --- config
 LoadModule remoteip_module /usr/lib/apache2/modules/mod_remoteip.so
