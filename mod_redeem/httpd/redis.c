@@ -212,16 +212,16 @@ static pooled_t *acquire_current(redeem_redis_t *redis)
 {
     void *resource;
     /* Bounded: each pass closes one old connection, and the pool holds at
-     * most one per thread; past the bound an old one is tried as it is. */
-    for (int tries = 0; tries < 1024; tries++) {
+     * most one per thread; the last pass's old one is tried as it is (not
+     * closed: it is what the caller gets). */
+    for (int tries = 1;; tries++) {
         if (apr_reslist_acquire(redis->contexts, &resource) != APR_SUCCESS)
             return NULL;
         pooled_t *pooled = resource;
-        if (pooled->generation == apr_atomic_read32(&redis->generation))
+        if (pooled->generation == apr_atomic_read32(&redis->generation) || tries == 1024)
             return pooled;
         apr_reslist_invalidate(redis->contexts, pooled);
     }
-    return resource;
 }
 
 /* Redis closed this connection before answering (EOF, or a reset or broken
