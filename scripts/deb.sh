@@ -26,7 +26,7 @@ rm -f "$out"/libapache2-mod-redeem*.deb "$out"/libapache2-mod-redeem*.ddeb \
 cd "$root"
 if files=$(git ls-files -z --cached --others --exclude-standard 2>/dev/null | tr '\0' '\n') && [ -n "$files" ]; then
   # Only files that exist: a deleted one stays listed until the deletion is committed.
-  while IFS= read -r f; do [ -e "$f" ] && printf '%s\0' "$f"; done <<<"$files" |
+  while IFS= read -r f; do if [ -e "$f" ]; then printf '%s\0' "$f"; fi; done <<<"$files" |
     tar --null -T - -cf - | tar -xf - -C "$src"
 else
   tar --exclude=./build --exclude=./.git -cf - . | tar -xf - -C "$src"

@@ -44,7 +44,9 @@ start() {
     pg_ctl -D "$data" -l "$log" -w -t 60 -o "-k $REDEEM_PG_SOCKET" start >/dev/null
     echo "pg: started on 127.0.0.1:$REDEEM_PG_PORT (log: $log)"
   fi
-  psql -XqAt -d postgres -v ON_ERROR_STOP=1 -v app="$REDEEM_APP_USER" -v pw="$REDEEM_APP_PASSWORD" <<'SQL'
+  # The password on stdin, not on psql's command line (ps shows that).
+  psql -XqAt -d postgres -v ON_ERROR_STOP=1 -v app="$REDEEM_APP_USER" <<SQL
+\\set pw '$REDEEM_APP_PASSWORD'
 SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', :'app', :'pw')
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'app') \gexec
 SQL

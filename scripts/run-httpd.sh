@@ -43,4 +43,7 @@ echo "run: redeem-code keys generated once into $REDEEM_SECRETS (code_mac_key, c
 conf=$REDEEM_ROOT/conf/dev-server.conf
 /usr/sbin/apache2 -f "$conf" "${defines[@]}" -t >/dev/null
 echo "run: serving http://127.0.0.1:$REDEEM_PORT (error log: $REDEEM_RUN_DIR/error.log; Ctrl-C or 'make stop' ends it)"
+# The private cluster's superuser login (env.sh) is not httpd's business:
+# the module connects as the application role (REDEEM_DB_PARAMS).
+unset PGPASSWORD PGUSER
 exec /usr/sbin/apache2 -f "$conf" "${defines[@]}" -DFOREGROUND
