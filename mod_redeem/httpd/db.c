@@ -22,7 +22,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
-#define REDEEM_SCHEMA_VERSION 9
+#define REDEEM_SCHEMA_VERSION 10
 static const char *const migrations[] = {"001_accounts.sql",
                                          "002_codes.sql",
                                          "003_email_identity.sql",
@@ -31,7 +31,8 @@ static const char *const migrations[] = {"001_accounts.sql",
                                          "006_api_ts_stable.sql",
                                          "007_code_counts_bulk_delete.sql",
                                          "008_code_lookup_key.sql",
-                                         "009_code_batches.sql"};
+                                         "009_code_batches.sql",
+                                         "010_audit_count_before_lock.sql"};
 _Static_assert(sizeof migrations / sizeof *migrations == REDEEM_SCHEMA_VERSION,
                "a migration file named for each schema version");
 
