@@ -394,26 +394,6 @@ t|t
 
 
 
-=== TEST 14b: while audit_drop_before counts the months it is to drop, audit rows are still written: it locks audit_log only for the drops (here the count of month -7 waits on a lock of another session's, and an INSERT goes on meanwhile)
---- request
-GET /api/health
---- error_code: 200
---- check_eval
-my $holder = hold_lock(month(-7), 'ACCESS EXCLUSIVE', 3);
-my $drop = sql_in_background("BEGIN; SET ROLE redeem_maint; SELECT count(*) FROM audit_drop_before(t_day(-5)::date); ROLLBACK");
-lock_waiters(month(-7), 1);
-Time::HiRes::sleep(0.3);   # time for a lock on audit_log taken before the count to show
-sql("SET lock_timeout = '1s'; SET ROLE redeem_app; INSERT INTO audit_log (event, outcome) VALUES ('t_meanwhile', 'written'); RESET ROLE");
-waitpid($_, 0) for $holder, $drop;
-sql("SELECT count(*) FROM pg_class WHERE relname = '" . month(-7) . "'") eq '1' or die "the month was dropped (rolled back here)\n";
-1
---- db_check
-SELECT count(*) FROM audit_log WHERE event = 't_meanwhile'
---- db_check_out
-1
-
-
-
 === TEST 15: audit_drop_before (as redeem_maint) drops the months wholly before the cutoff, and records each drop in audit_log
 --- request
 GET /api/health
