@@ -224,6 +224,14 @@ sub check_api {
     ok($alice, 'the new user logs in');
     is(http('GET', "$base/api/users", undef, {Authorization => "Bearer $alice"})->{status}, 403,
        'an ordinary user may not list users');
+    # Whoever registered an address through the API is not made an admin by
+    # a reset of it: their token would carry the admin's rights.
+    my $reset = run(['runuser', '-u', 'postgres', '--', 'redeem-admin', 'reset', 'alice@example.com'],
+                    stdin => "Passw0rd456\n");
+    ok(!$reset->{ok} && $reset->{out} =~ /not an admin: reset --promote/,
+       'redeem-admin reset refuses to promote an account that is not an admin') or diag($reset->{out});
+    is(http('GET', "$base/api/users", undef, {Authorization => "Bearer $alice"})->{status}, 403,
+       '... and its holder\'s token is still refused admin routes');
 
     my $admin = token(http('POST', "$base/api/login",
                            qq({"email":"$ADMIN_EMAIL","password":"$ADMIN_PASSWORD"}), $json));
