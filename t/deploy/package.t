@@ -227,7 +227,7 @@ sub check_api {
     # Whoever registered an address through the API is not made an admin by
     # a reset of it: their token would carry the admin's rights.
     my $reset = run(['runuser', '-u', 'postgres', '--', 'redeem-admin', 'reset', 'alice@example.com'],
-                    stdin => "Passw0rd456\n");
+                    stdin => "Passw0rd456\n", env => {PGHOST => $sock});
     ok(!$reset->{ok} && $reset->{out} =~ /not an admin: reset --promote/,
        'redeem-admin reset refuses to promote an account that is not an admin') or diag($reset->{out});
     is(http('GET', "$base/api/users", undef, {Authorization => "Bearer $alice"})->{status}, 403,
