@@ -39,6 +39,16 @@ sub answer_of {
     return $all;
 }
 
+# Everything the server answers to $first, then $rest sent $pause seconds
+# later (a slow client within the limits).
+sub sent_in_two {
+    my ($first, $rest, $pause) = @_;
+    my $sock = stalled($first);
+    Time::HiRes::sleep($pause);
+    syswrite($sock, $rest) == length $rest or die "write: $!\n";
+    return answer_of($sock, 10);
+}
+
 no_shuffle();
 run_tests();
 
@@ -261,11 +271,8 @@ GET /api/health
 --- error_code: 200
 --- check_eval
 my $body = '{"email": "slow11@example.test", "password": "Passw0rd123"}';
-my $sock = stalled("POST /api/register HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-    . "Connection: close\r\nContent-Length: " . length($body) . "\r\n\r\n");
-Time::HiRes::sleep(1.5);
-syswrite($sock, $body) == length $body or die "write: $!\n";
-my $answer = answer_of($sock, 10);
+my $answer = sent_in_two("POST /api/register HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    . "Connection: close\r\nContent-Length: " . length($body) . "\r\n\r\n", $body, 1.5);
 $answer =~ m{^HTTP/1\.1 201 } or die "answered:\n$answer\n";
 1
 --- db_check
@@ -284,10 +291,7 @@ GET /api/health
 --- error_code: 200
 --- check_eval
 my $rest = "Authorization: Bearer " . user_token('slow12') . "\r\nConnection: close\r\n\r\n";
-my $sock = stalled("GET /api/profile HTTP/1.1\r\nHost: 127.0.0.1\r\n");
-Time::HiRes::sleep(1.5);
-syswrite($sock, $rest) == length $rest or die "write: $!\n";
-my $answer = answer_of($sock, 10);
+my $answer = sent_in_two("GET /api/profile HTTP/1.1\r\nHost: 127.0.0.1\r\n", $rest, 1.5);
 $answer =~ m{^HTTP/1\.1 200 } or die "answered:\n$answer\n";
 $answer =~ /"slow12\@example\.test"/ or die "not the user's profile:\n$answer\n";
 1
