@@ -25,10 +25,10 @@ static double seconds(void)
 
 static double time_verify(const redeem_token_config_t *cfg, const char *token, int64_t now, int n)
 {
-    int64_t user_id = 0;
+    redeem_token_holder_t holder;
     double start = seconds();
     for (int i = 0; i < n; i++)
-        if (redeem_token_verify(cfg, token, strlen(token), now, &user_id) != NULL) {
+        if (redeem_token_verify(cfg, token, strlen(token), now, &holder) != NULL) {
             fprintf(stderr, "token_bench: the token did not verify\n");
             exit(1);
         }
@@ -47,7 +47,7 @@ int main(int argc, char **argv)
     redeem_token_config_t prepared = plain;
     if (n < 1 || redeem_token_prepare(pool, &prepared) != NULL)
         return 1;
-    redeem_token_subject_t user = {1234567, "bench-user@example.test", 0};
+    redeem_token_subject_t user = {1234567, "bench-user@example.test", 0, 0};
     int64_t now = (int64_t)time(NULL);
     char *token = NULL;
     if (redeem_token_issue(pool, &plain, &user, now, &token) != NULL)

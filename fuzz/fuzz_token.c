@@ -9,16 +9,19 @@
  * unless the flags ask for another digest, another key or a flipped
  * signature.
  * First byte 3 mod 4: a token the module issues (redeem_token_issue), for
- * the user id in the next 8 bytes (made positive) and the rest as email,
+ * the user id in the next 8 bytes (made positive), the token generation in
+ * the 8 after them (made at most 2^31 - 1) and the rest as email,
  * normalized first as register does: it must fit the length cap, verify to
- * that user id until exp + leeway, and be refused from then on.
+ * that user id and generation until exp + leeway, and be refused from then
+ * on.
  *
  * Invariants on any token verify accepts: three canonical segments, the
  * signature is HMAC-SHA256 under the secret, the header is {"alg":"HS256"}
  * with at most "typ":"JWT", exp/iat/nbf are integers and in range (computed
  * without overflow), iss matches, user_id is positive and sub its decimal
- * form, *user_id was set to it. A token signed any other way is refused; a
- * secret under 32 bytes refuses everything.
+ * form, the holder's user id was set to it, gen is absent or an integer of
+ * 0 or more and the holder's generation is it (0 when absent). A token signed any other way is
+ * refused; a secret under 32 bytes refuses everything.
  *
  * FUZZ_STRICT=dup-keys: an accepted token has no duplicate key in its header
  * or claims (token.c parses both itself with JSON_REJECT_DUPLICATES).
@@ -131,8 +134,9 @@ static int64_t integer_claim(json_t *claims, const char *name, int *present)
 
 /* Everything an accepted token must satisfy. */
 static void check_accepted(const redeem_token_config_t *cfg, const char *token, size_t len,
-                           int64_t user_id)
+                           const redeem_token_holder_t *holder)
 {
+    int64_t user_id = holder->user_id;
     FUZZ_CHECK(len <= REDEEM_TOKEN_MAX_LEN, "accepted token longer than the cap");
     const char *dot1 = memchr(token, '.', len);
     FUZZ_CHECK(dot1 != NULL, "accepted token without a dot");
@@ -198,6 +202,11 @@ static void check_accepted(const redeem_token_config_t *cfg, const char *token, 
     snprintf(decimal, sizeof decimal, "%lld", (long long)user_id);
     FUZZ_CHECK(json_is_string(sub) && strcmp(json_string_value(sub), decimal) == 0,
                "accepted a token whose sub is not user_id");
+    json_t *gen = json_object_get(claims, "gen");
+    FUZZ_CHECK(!gen || (json_is_integer(gen) && json_integer_value(gen) >= 0),
+               "accepted a token whose gen is not an integer of 0 or more");
+    FUZZ_CHECK(holder->generation == (gen ? (int64_t)json_integer_value(gen) : 0),
+               "the generation is not the gen claim (0 without one)");
     json_decref(claims);
 
     if (strict_dup_keys) {
@@ -268,21 +277,23 @@ static void issue_round_trip(const redeem_token_config_t *cfg, const uint8_t *da
     if (!fuzz_utf8_valid((const unsigned char *)in, len) || memchr(in, 0, len) ||
         redeem_email_normalize(pool, in, len, &email) != NULL)
         return;
-    redeem_token_subject_t sub = {uid, email, (int)(data[0] & 1)};
+    int64_t generation = (int64_t)(fuzz_u64(&r) & INT32_MAX);
+    redeem_token_subject_t sub = {uid, email, (int)(data[0] & 1), generation};
     char *token = NULL;
     const char *why = redeem_token_issue(pool, cfg, &sub, NOW, &token);
     FUZZ_CHECK(why == NULL && token, "issuing a token for an accepted address failed");
     size_t n = strlen(token);
     FUZZ_CHECK(n <= REDEEM_TOKEN_MAX_LEN, "an issued token is longer than verify accepts");
-    int64_t got = -1;
+    redeem_token_holder_t got = {-1, -1};
     int64_t last = NOW + cfg->lifetime + cfg->leeway - 1;
-    FUZZ_CHECK(redeem_token_verify(cfg, token, n, NOW, &got) == NULL && got == uid,
-               "an issued token does not verify to its user");
+    FUZZ_CHECK(redeem_token_verify(cfg, token, n, NOW, &got) == NULL && got.user_id == uid &&
+                   got.generation == generation,
+               "an issued token does not verify to its user and generation");
     FUZZ_CHECK(redeem_token_verify(cfg, token, n, last, &got) == NULL,
                "an issued token expires before lifetime + leeway");
     FUZZ_CHECK(redeem_token_verify(cfg, token, n, last + 1, &got) != NULL,
                "an issued token outlives lifetime + leeway");
-    check_accepted(cfg, token, n, uid);
+    check_accepted(cfg, token, n, &got);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -331,21 +342,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
      * check must refuse. */
     size_t len = data[0] % 2 == 0 ? size - 1 : strlen(token);
 
-    int64_t user_id = -1;
-    const char *why = redeem_token_verify(&cfg, token, len, NOW, &user_id);
+    redeem_token_holder_t holder = {-1, -1};
+    const char *why = redeem_token_verify(&cfg, token, len, NOW, &holder);
     if (!why) {
         FUZZ_CHECK(!forged, "accepted a token not signed HS256 with the secret");
-        check_accepted(&cfg, token, len, user_id);
+        check_accepted(&cfg, token, len, &holder);
     }
 
     /* A secret under 32 bytes must refuse every token: libjwt would not verify. */
     redeem_token_config_t weak = cfg;
     weak.secret_len = REDEEM_TOKEN_SECRET_MIN_LEN - 1;
-    FUZZ_CHECK(redeem_token_verify(&weak, token, len, NOW, &user_id) != NULL,
+    FUZZ_CHECK(redeem_token_verify(&weak, token, len, NOW, &holder) != NULL,
                "a secret under 32 bytes accepted a token");
     weak.secret = NULL;
     weak.secret_len = 0;
-    FUZZ_CHECK(redeem_token_verify(&weak, token, len, NOW, &user_id) != NULL,
+    FUZZ_CHECK(redeem_token_verify(&weak, token, len, NOW, &holder) != NULL,
                "no secret accepted a token");
     free(token);
     return 0;

@@ -174,7 +174,7 @@ static const char *time_claim(json_t *claims, const char *name, int required, in
 }
 
 static const char *check_claims(const redeem_token_config_t *cfg, json_t *claims, int64_t now,
-                                int64_t *user_id)
+                                redeem_token_holder_t *holder)
 {
     int64_t exp = 0, iat = 0, nbf = 0;
     const char *why;
@@ -211,7 +211,11 @@ static const char *check_claims(const redeem_token_config_t *cfg, json_t *claims
     snprintf(expected_sub, sizeof expected_sub, "%" JSON_INTEGER_FORMAT, json_integer_value(uid));
     if (strcmp(json_string_value(sub), expected_sub) != 0)
         return "sub does not match user_id";
-    *user_id = json_integer_value(uid);
+    json_t *gen = json_object_get(claims, "gen");
+    if (gen && (!json_is_integer(gen) || json_integer_value(gen) < 0))
+        return "gen is not an integer of 0 or more";
+    holder->user_id = json_integer_value(uid);
+    holder->generation = gen ? json_integer_value(gen) : 0;
     return NULL;
 }
 
@@ -222,7 +226,7 @@ static const char *check_claims(const redeem_token_config_t *cfg, json_t *claims
 static const char issued_header[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
 
 const char *redeem_token_verify(const redeem_token_config_t *cfg, const char *token, size_t len,
-                                int64_t now, int64_t *user_id)
+                                int64_t now, redeem_token_holder_t *holder)
 {
     const char *why = check_shape(token, len);
     if (why)
@@ -247,7 +251,7 @@ const char *redeem_token_verify(const redeem_token_config_t *cfg, const char *to
             return why;
     }
     json_t *claims = segment_json(first_dot + 1, (size_t)(second_dot - first_dot - 1));
-    why = claims ? check_claims(cfg, claims, now, user_id)
+    why = claims ? check_claims(cfg, claims, now, holder)
                  : "claims are not a JSON object without duplicate keys";
     json_decref(claims);
     return why;
@@ -272,6 +276,7 @@ const char *redeem_token_issue(apr_pool_t *p, const redeem_token_config_t *cfg,
     if (jwt_add_grant(jwt, "sub", sub_text) ||
         jwt_add_grant_int(jwt, "user_id", (long)sub->user_id) ||
         jwt_add_grant(jwt, "email", sub->email) || jwt_add_grant_bool(jwt, "admin", sub->admin) ||
+        jwt_add_grant_int(jwt, "gen", (long)sub->generation) ||
         jwt_add_grant_int(jwt, "iat", (long)now) ||
         jwt_add_grant_int(jwt, "exp", (long)(now + cfg->lifetime)) ||
         jwt_add_grant(jwt, "jti", jti) || (cfg->issuer && jwt_add_grant(jwt, "iss", cfg->issuer)) ||

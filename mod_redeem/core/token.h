@@ -30,7 +30,17 @@ typedef struct {
     int64_t user_id;
     const char *email;
     int admin;
+    int64_t generation; /* the account's token generation (claim "gen") */
 } redeem_token_subject_t;
+
+/* What a valid token says about its holder. */
+typedef struct {
+    int64_t user_id;
+    /* The account's token generation when the token was issued (claim
+     * "gen"; 0 when absent: tokens issued before there were generations).
+     * The token holds only while the account is still at it. */
+    int64_t generation;
+} redeem_token_holder_t;
 
 /* Signs a token for sub issued at `now` (Unix seconds). NULL on success, else
  * the reason. */
@@ -41,9 +51,10 @@ const char *redeem_token_issue(apr_pool_t *p, const redeem_token_config_t *cfg,
  * shared by threads); freed with p. NULL on success, else the reason. */
 const char *redeem_token_prepare(apr_pool_t *p, redeem_token_config_t *cfg);
 
-/* Checks everything about a token but whether its user still exists. NULL
- * when valid, with *user_id set; else the reason (for the log, not the client). */
+/* Checks everything about a token but whether its user still exists at its
+ * generation. NULL when valid, with *holder set; else the reason (for the
+ * log, not the client). */
 const char *redeem_token_verify(const redeem_token_config_t *cfg, const char *token, size_t len,
-                                int64_t now, int64_t *user_id);
+                                int64_t now, redeem_token_holder_t *holder);
 
 #endif

@@ -14,16 +14,21 @@ void redeem_audit_log_line(request_rec *r, const char *event, const char *actor,
 }
 
 const redeem_failure_t *redeem_audit_write_row(request_rec *r, redeem_db_t *db, const char *event,
-                                               const char *actor, const char *target,
+                                               const redeem_user_t *actor, const char *target,
                                                const char *outcome)
 {
     int written = 0;
     const char *args[AUDIT_INSERT_NARGS] = {
-        [ARG_AUDIT_EVENT] = event,     [ARG_AUDIT_ACTOR] = actor,
-        [ARG_AUDIT_TARGET] = target,   [ARG_AUDIT_CLIENT] = r->useragent_ip,
-        [ARG_AUDIT_OUTCOME] = outcome, [ARG_AUDIT_REQUEST_ID] = redeem_request_id(r),
+        [ARG_AUDIT_EVENT] = event,
+        [ARG_AUDIT_ACTOR] = actor->id_text,
+        [ARG_AUDIT_TARGET] = target,
+        [ARG_AUDIT_CLIENT] = r->useragent_ip,
+        [ARG_AUDIT_OUTCOME] = outcome,
+        [ARG_AUDIT_REQUEST_ID] = redeem_request_id(r),
+        [ARG_AUDIT_ACTOR_TOKEN_GENERATION] =
+            apr_psprintf(r->pool, "%" APR_INT64_T_FMT, actor->token_generation),
     };
-    redeem_audit_log_line(r, event, actor, target, outcome);
+    redeem_audit_log_line(r, event, actor->id_text, target, outcome);
     const redeem_failure_t *failure = redeem_db_exec(db, STMT_AUDIT_INSERT, args, &written);
     if (failure) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
@@ -32,6 +37,7 @@ const redeem_failure_t *redeem_audit_write_row(request_rec *r, redeem_db_t *db, 
                       event);
         return failure;
     }
-    /* No row: the actor's account was deleted after its token was read. */
-    return written == 1 ? NULL : redeem_auth_user_gone(r, actor);
+    /* No row: the actor's account was deleted, or its tokens revoked, after
+     * its token was read. */
+    return written == 1 ? NULL : redeem_auth_user_gone(r, actor->id_text);
 }

@@ -5,7 +5,8 @@
 const char *redeem_auth_token_for(request_rec *r, const redeem_user_t *user)
 {
     redeem_server_conf *conf = redeem_conf(r);
-    redeem_token_subject_t subject = {user->id, user->email, user->is_admin};
+    redeem_token_subject_t subject = {user->id, user->email, user->is_admin,
+                                      user->token_generation};
     char *token = NULL;
     const char *why = redeem_token_issue(r->pool, &conf->token, &subject,
                                          (int64_t)apr_time_sec(r->request_time), &token);
@@ -33,7 +34,9 @@ static const char *bearer_token(request_rec *r, apr_size_t *len)
 const redeem_failure_t *redeem_auth_user_gone(request_rec *r, const char *user_id)
 {
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                  RDMNO(0203) "token refused: user %s no longer exists", user_id);
+                  RDMNO(0203) "token refused: user %s no longer exists, or its tokens were "
+                              "revoked",
+                  user_id);
     return redeem_failure(r->pool, HTTP_UNAUTHORIZED, "Invalid or expired token");
 }
 
@@ -46,18 +49,21 @@ const redeem_failure_t *redeem_auth_caller(redeem_call_t *call, redeem_access_e 
         return redeem_failure(r->pool, HTTP_UNAUTHORIZED, "Authentication required");
 
     /* The token first: a bad one is 401 whether or not the database is up. */
-    int64_t user_id = 0;
+    redeem_token_holder_t holder = {0, 0};
     const char *why = redeem_token_verify(&call->conf->token, token, len,
-                                          (int64_t)apr_time_sec(r->request_time), &user_id);
+                                          (int64_t)apr_time_sec(r->request_time), &holder);
     if (why) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, RDMNO(0202) "token refused: %s", why);
         return redeem_failure(r->pool, HTTP_UNAUTHORIZED, "Invalid or expired token");
     }
 
-    const char *id_text = apr_psprintf(r->pool, "%" APR_INT64_T_FMT, (apr_int64_t)user_id);
+    const char *id_text = apr_psprintf(r->pool, "%" APR_INT64_T_FMT, (apr_int64_t)holder.user_id);
     if (access == REDEEM_ACCESS_TOKEN) {
-        call->caller.id = user_id;
+        /* The statements that follow check the account and its generation
+         * themselves (SQL_REDEEM, SQL_AUDIT_INSERT). */
+        call->caller.id = holder.user_id;
         call->caller.id_text = id_text;
+        call->caller.token_generation = holder.generation;
         r->user = (char *)id_text; /* for the access log */
         return NULL;
     }
@@ -67,10 +73,17 @@ const redeem_failure_t *redeem_auth_caller(redeem_call_t *call, redeem_access_e 
     if (failure)
         return failure;
     int found = 0;
-    if ((failure = redeem_user_reads_get(call, user_id, &found)))
+    if ((failure = redeem_user_reads_get(call, holder.user_id, &found)))
         return failure;
     if (!found)
         return redeem_auth_user_gone(r, id_text);
+    if (call->caller.token_generation != holder.generation) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      RDMNO(0208) "token refused: user %s's tokens of generation %" APR_INT64_T_FMT
+                                  " were revoked (now %" APR_INT64_T_FMT ")",
+                      id_text, (apr_int64_t)holder.generation, call->caller.token_generation);
+        return redeem_failure(r->pool, HTTP_UNAUTHORIZED, "Invalid or expired token");
+    }
     r->user = apr_pstrdup(r->pool, call->caller.id_text); /* for the access log */
 
     /* Admin rights as the database says now, whatever the token claims. */

@@ -22,7 +22,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
-#define REDEEM_SCHEMA_VERSION 10
+#define REDEEM_SCHEMA_VERSION 11
 static const char *const migrations[] = {"001_accounts.sql",
                                          "002_codes.sql",
                                          "003_email_identity.sql",
@@ -32,7 +32,8 @@ static const char *const migrations[] = {"001_accounts.sql",
                                          "007_code_counts_bulk_delete.sql",
                                          "008_code_lookup_key.sql",
                                          "009_code_batches.sql",
-                                         "010_audit_count_before_lock.sql"};
+                                         "010_audit_count_before_lock.sql",
+                                         "011_token_generation.sql"};
 _Static_assert(sizeof migrations / sizeof *migrations == REDEEM_SCHEMA_VERSION,
                "a migration file named for each schema version");
 

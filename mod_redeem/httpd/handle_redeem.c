@@ -22,8 +22,7 @@ static const redeem_failure_t *refuse_attempt(redeem_call_t *call, const char *o
 {
     const redeem_failure_t *failure = redeem_call_db(call);
     if (!failure)
-        failure = redeem_audit_write_row(call->r, call->db, "redeem", call->caller.id_text, NULL,
-                                         outcome);
+        failure = redeem_audit_write_row(call->r, call->db, "redeem", &call->caller, NULL, outcome);
     if (failure)
         return failure;
     redeem_metrics_redemption(call->r, outcome);
@@ -113,6 +112,8 @@ const redeem_failure_t *redeem_handle_redeem(redeem_call_t *call)
         [ARG_REDEEM_USER_ID] = user->id_text,
         [ARG_REDEEM_CLIENT] = r->useragent_ip,
         [ARG_REDEEM_REQUEST_ID] = redeem_request_id(r),
+        [ARG_REDEEM_TOKEN_GENERATION] =
+            apr_psprintf(r->pool, "%" APR_INT64_T_FMT, user->token_generation),
     };
     if (!(failure = redeem_call_db(call)))
         failure = run_redemption(call, args, &rows);

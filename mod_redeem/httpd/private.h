@@ -405,7 +405,8 @@ typedef struct {
     const char *subscription_expires_at; /* NULL when never subscribed */
     int is_subscribed;
     apr_int64_t days_remaining;
-    const char *password_hash; /* only from STMT_USER_BY_EMAIL */
+    apr_int64_t token_generation; /* the database's; or the token's, when only it was read */
+    const char *password_hash;    /* only from STMT_USER_BY_EMAIL */
 } redeem_user_t;
 
 /* A row of a statement returning SQL_USER_COLUMNS (statements.h). */
@@ -502,9 +503,10 @@ void redeem_audit_log_line(request_rec *r, const char *event, const char *actor,
  * larger statement records itself (redemption, code generation) take only
  * the log line. NULL once the row is written; else the request's failure,
  * for nothing is answered without its row: the database's (503, ...) when
- * it could not be written, 401 when the actor no longer exists. */
+ * it could not be written, 401 when the actor no longer exists or its
+ * tokens were revoked (actor->token_generation is no longer its own). */
 const redeem_failure_t *redeem_audit_write_row(request_rec *r, redeem_db_t *db, const char *event,
-                                               const char *actor, const char *target,
+                                               const redeem_user_t *actor, const char *target,
                                                const char *outcome);
 
 /* ------------------------------------------------------------- request.c */

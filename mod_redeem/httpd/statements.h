@@ -57,6 +57,7 @@ enum {
     COL_USER_EXPIRES_AT,
     COL_USER_IS_SUBSCRIBED,
     COL_USER_DAYS_REMAINING,
+    COL_USER_TOKEN_GENERATION, /* sql/011: its tokens carry it; revoking adds one */
     USER_NCOLS,
     COL_USER_PASSWORD_HASH = USER_NCOLS, /* STMT_USER_BY_EMAIL only */
     COL_USER_EMAIL_KEY,                  /* STMT_USER_BY_EMAIL only */
@@ -64,7 +65,8 @@ enum {
 #define SQL_USER_COLUMNS                                                                           \
     "id, email, is_admin, api_ts(created_at), api_ts(subscription_expires_at), "                   \
     "coalesce(subscription_expires_at > now(), false), "                                           \
-    "greatest(0, floor(extract(epoch FROM subscription_expires_at - now()) / 86400))::bigint"
+    "greatest(0, floor(extract(epoch FROM subscription_expires_at - now()) / 86400))::bigint, "    \
+    "token_generation"
 
 /* Emails are stored and matched by their key (sql/003: NFC, lowercased by
  * ICU), so one address has one account whatever its case or Unicode form. */
@@ -234,6 +236,7 @@ enum {
     ARG_REDEEM_USER_ID,
     ARG_REDEEM_CLIENT,
     ARG_REDEEM_REQUEST_ID,
+    ARG_REDEEM_TOKEN_GENERATION, /* the token's: another is no_user (revoked) */
     REDEEM_NARGS
 };
 enum {
@@ -249,9 +252,9 @@ enum {
 #define SQL_REDEEM_FIND_                                                                           \
     "WITH args AS ("                                                                               \
     " SELECT decode($1::text, 'hex') AS code_hash, $2::bigint AS user_id,"                         \
-    " $3::text AS client_addr, $4::text AS request_id),"                                           \
+    " $3::text AS client_addr, $4::text AS request_id, $5::bigint AS token_generation),"           \
     " caller AS (SELECT u.id, u.subscription_expires_at FROM users u, args"                        \
-    " WHERE u.id = args.user_id),"                                                                 \
+    " WHERE u.id = args.user_id AND u.token_generation = args.token_generation),"                  \
     " target AS ("                                                                                 \
     " SELECT c.id, c.used_at, c.expires_at, c.used_request = args.request_id AS replay"            \
     " FROM redeem_codes c, args"                                                                   \
@@ -297,8 +300,9 @@ enum {
     " outcome AS (SELECT CASE WHEN result IN ('success', 'not_found', 'no_user') THEN result"      \
     " ELSE 'recheck' END AS result FROM decided)," SQL_REDEEM_ANSWER_
 
-/* ---- One audit row (audit.c), written only while its actor exists (the
- * actor may be known from a token alone): one row affected, or none. (No
+/* ---- One audit row (audit.c), written only while its actor exists at the
+ * token generation of its token (the actor may be known from a token
+ * alone): one row affected, or none. (No
  * RETURNING: the application role may not read audit_log.) */
 enum {
     ARG_AUDIT_EVENT,
@@ -307,11 +311,12 @@ enum {
     ARG_AUDIT_CLIENT,
     ARG_AUDIT_OUTCOME,
     ARG_AUDIT_REQUEST_ID,
+    ARG_AUDIT_ACTOR_TOKEN_GENERATION,
     AUDIT_INSERT_NARGS
 };
 #define SQL_AUDIT_INSERT                                                                           \
     "INSERT INTO audit_log (event, actor_id, target, client_addr, outcome, request_id)"            \
     " SELECT $1::text, $2::bigint, $3::text, $4::text, $5::text, $6::text"                         \
-    " WHERE EXISTS (SELECT FROM users WHERE id = $2::bigint)"
+    " WHERE EXISTS (SELECT FROM users WHERE id = $2::bigint AND token_generation = $7::bigint)"
 
 #endif

@@ -18,6 +18,8 @@ void redeem_user_from_row(const redeem_rows_t *rows, int row, redeem_user_t *use
     user->subscription_expires_at = redeem_db_cell(rows, row, COL_USER_EXPIRES_AT);
     user->is_subscribed = is_true(redeem_db_cell(rows, row, COL_USER_IS_SUBSCRIBED));
     user->days_remaining = days ? apr_atoi64(days) : 0;
+    const char *generation = redeem_db_cell(rows, row, COL_USER_TOKEN_GENERATION);
+    user->token_generation = generation ? apr_atoi64(generation) : 0;
     user->password_hash = rows->ncols > COL_USER_PASSWORD_HASH
                               ? redeem_db_cell(rows, row, COL_USER_PASSWORD_HASH)
                               : NULL;

@@ -278,6 +278,59 @@ INSERT INTO users (email, password_hash) VALUES ('reborn@example.test', 'x');
 
 
 
+=== TEST 53b: a token of an account whose tokens were revoked since (redeem-admin raised its generation)
+--- login: rita
+--- db_init
+UPDATE users SET token_generation = token_generation + 1 WHERE email = 'rita@example.test';
+--- error_log
+/RDM0208: token refused: user \d+'s tokens of generation 0 were revoked \(now 1\)/
+
+=== TEST 53c: a token of a later generation than its account's (only equality lets in)
+--- token_eval
+jwt_forge(header(), claims(gen => 1), jwt_secret())
+
+=== TEST 53d: a gen that is a string
+--- token_eval
+jwt_forge(header(), claims(gen => '0'), jwt_secret())
+
+=== TEST 53e: an admin whose tokens were revoked since: 401 on an admin route, not its listing
+--- login: adela
+--- db_init
+UPDATE users SET is_admin = true, token_generation = token_generation + 1
+ WHERE email = 'adela@example.test';
+--- request
+GET /api/users
+--- response_body_unlike
+"users"
+
+
+
+=== TEST 53f: control: that admin's new login carries the new generation and lists the users
+--- token_eval
+my $res = api_request('POST', '/api/login',
+                      JSON::PP::encode_json({email => 'adela@example.test', password => var('USER_PASSWORD')}));
+die "login: $res->{status}\n" unless $res->{status} == 200;
+my (undef, $claims) = jwt_decode($res->{json}{access_token});
+die "gen $claims->{gen}, not 1\n" unless $claims->{gen} == 1;
+$res->{json}{access_token}
+--- request
+GET /api/users
+--- error_code: 200
+--- check_eval
+grep({ $_->{email} eq 'adela@example.test' } @{ response()->{json}{users} }) == 1
+  or die "adela is not in the listing\n";
+
+
+
+=== TEST 53g: control: a token made here at the account's generation is accepted
+--- token_eval
+jwt_forge(header(), claims(gen => 0), jwt_secret())
+--- error_code: 200
+--- response_json
+{"user": {"email": "alice@example.test"}}
+
+
+
 === TEST 54: an admin claim for a user the database says is not admin: 403
 --- token_eval
 my $claims = jwt_claims('mallory');

@@ -866,6 +866,62 @@ SELECT count(*) FROM audit_log WHERE actor_id = $USER_ID_ghost
 
 
 
+=== TEST 50d: the token of an account whose tokens were revoked since: 401, the code stays unused, no audit row
+--- login: rhea
+--- db_init
+UPDATE users SET token_generation = token_generation + 1 WHERE email = 'rhea@example.test';
+--- request
+POST /redeem
+--- request_json eval
+body(take_code())
+--- error_code: 401
+--- response_json_exact
+{"error": "Invalid or expired token"}
+--- db_check
+SELECT count(*) FROM audit_log WHERE actor_id = $USER_ID_rhea;
+SELECT count(*) FROM redeem_codes WHERE used_by = $USER_ID_rhea;
+--- db_check_out
+0
+0
+--- error_log
+/RDM0203: token refused: user \d+ no longer exists, or its tokens were revoked/
+
+
+
+=== TEST 50e: ... and a refusal decided before the lookup (another user's id) is 401 for it too, unaudited
+--- login: rhea
+--- request
+POST /redeem
+--- request_json eval
+qq({"card_code": "AAAAAAAAAAAA-AAAA-AAAAAAAA", "user_id": 1})
+--- error_code: 401
+--- db_check
+SELECT count(*) FROM audit_log WHERE actor_id = $USER_ID_rhea
+--- db_check_out
+0
+
+
+
+=== TEST 50f: control: a token of rhea's new generation (a login after the revocation) redeems
+--- token_eval
+my $res = api_request('POST', '/api/login',
+                      JSON::PP::encode_json({email => 'rhea@example.test', password => var('USER_PASSWORD')}));
+die "login: $res->{status}\n" unless $res->{status} == 200;
+$res->{json}{access_token}
+--- request
+POST /redeem
+--- request_json eval
+body(take_code())
+--- error_code: 200
+--- db_check
+SELECT count(*) FROM audit_log WHERE actor_id = $USER_ID_rhea AND outcome = 'success';
+SELECT count(*) FROM redeem_codes WHERE used_by = $USER_ID_rhea;
+--- db_check_out
+1
+1
+
+
+
 === TEST 51: every audit row of the file is a redeem attempt or a generation, none without outcome
 --- login: admin
 --- request

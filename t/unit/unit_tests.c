@@ -277,28 +277,38 @@ static void test_token(apr_pool_t *p, int prepared)
         (const unsigned char *)secret, strlen(secret), NULL, 3600, 0, NULL};
     if (prepared)
         ok(redeem_token_prepare(p, &cfg) == NULL && cfg.mac, "token: MAC key prepared");
-    redeem_token_subject_t alice = {42, "alice@example.test", 0};
-    int64_t now = 1800000000, user_id = 0;
+    redeem_token_subject_t alice = {42, "alice@example.test", 0, 3};
+    int64_t now = 1800000000;
+    redeem_token_holder_t holder = {0, 0};
     char *token = NULL;
     ok(redeem_token_issue(p, &cfg, &alice, now, &token) == NULL, "token: issued");
-    ok(redeem_token_verify(&cfg, token, strlen(token), now + 10, &user_id) == NULL && user_id == 42,
-       "token: verifies and names the user");
-    ok(redeem_token_verify(&cfg, token, strlen(token), now + 3600, &user_id) != NULL,
+    ok(redeem_token_verify(&cfg, token, strlen(token), now + 10, &holder) == NULL &&
+           holder.user_id == 42 && holder.generation == 3,
+       "token: verifies and names the user and its token generation");
+    ok(redeem_token_verify(&cfg, token, strlen(token), now + 3600, &holder) != NULL,
        "token: refused at exp");
     cfg.leeway = 30;
-    ok(redeem_token_verify(&cfg, token, strlen(token), now + 3620, &user_id) == NULL,
+    ok(redeem_token_verify(&cfg, token, strlen(token), now + 3620, &holder) == NULL,
        "token: leeway tolerates a late clock");
     cfg.leeway = 0;
     char *flipped = apr_pstrdup(p, token);
     flipped[strlen(flipped) - 2] = flipped[strlen(flipped) - 2] == 'A' ? 'B' : 'A';
-    ok(redeem_token_verify(&cfg, flipped, strlen(flipped), now, &user_id) != NULL,
+    ok(redeem_token_verify(&cfg, flipped, strlen(flipped), now, &holder) != NULL,
        "token: flipped signature refused");
 
     const char *claims = "{\"sub\":\"42\",\"user_id\":42,\"exp\":1800003600,\"iat\":1800000000}";
     const char *hs256 = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
     char *good = forge(p, hs256, claims, EVP_sha256(), secret);
-    ok(redeem_token_verify(&cfg, good, strlen(good), now, &user_id) == NULL,
-       "token: a well-formed forged-by-us token verifies (the forger works)");
+    holder.generation = -1;
+    ok(redeem_token_verify(&cfg, good, strlen(good), now, &holder) == NULL &&
+           holder.generation == 0,
+       "token: a well-formed forged-by-us token verifies (the forger works), generation 0 "
+       "without gen");
+    char *gen7 = forge(p, hs256, "{\"sub\":\"42\",\"user_id\":42,\"exp\":1800003600,\"gen\":7}",
+                       EVP_sha256(), secret);
+    ok(redeem_token_verify(&cfg, gen7, strlen(gen7), now, &holder) == NULL &&
+           holder.generation == 7,
+       "token: gen is the holder's generation");
     struct {
         const char *header, *claims, *key, *name;
         const EVP_MD *md;
@@ -321,6 +331,14 @@ static void test_token(apr_pool_t *p, int prepared)
          "future iat refused", EVP_sha256()},
         {hs256, "{\"sub\":\"43\",\"user_id\":42,\"exp\":1800003600}", secret,
          "sub/user_id mismatch refused", EVP_sha256()},
+        {hs256, "{\"sub\":\"42\",\"user_id\":42,\"exp\":1800003600,\"gen\":\"7\"}", secret,
+         "string gen refused", EVP_sha256()},
+        {hs256, "{\"sub\":\"42\",\"user_id\":42,\"exp\":1800003600,\"gen\":7.0}", secret,
+         "real gen refused", EVP_sha256()},
+        {hs256, "{\"sub\":\"42\",\"user_id\":42,\"exp\":1800003600,\"gen\":-1}", secret,
+         "negative gen refused", EVP_sha256()},
+        {hs256, "{\"sub\":\"42\",\"user_id\":42,\"exp\":1800003600,\"gen\":null}", secret,
+         "null gen refused", EVP_sha256()},
         {"{\"alg\":\"HS256\",\"alg\":\"HS256\",\"typ\":\"JWT\"}", claims, secret,
          "a header key twice refused", EVP_sha256()},
         {hs256, "{\"sub\":\"42\",\"user_id\":42,\"user_id\":7,\"exp\":1800003600}", secret,
@@ -332,7 +350,7 @@ static void test_token(apr_pool_t *p, int prepared)
     for (size_t i = 0; i < sizeof attacks / sizeof *attacks; i++) {
         char *forged =
             forge(p, attacks[i].header, attacks[i].claims, attacks[i].md, attacks[i].key);
-        ok(redeem_token_verify(&cfg, forged, strlen(forged), now, &user_id) != NULL,
+        ok(redeem_token_verify(&cfg, forged, strlen(forged), now, &holder) != NULL,
            apr_pstrcat(p, "token: ", attacks[i].name, NULL));
     }
     /* exp at the top of int64 with a leeway: valid, and no overflow (UBSan
@@ -340,33 +358,33 @@ static void test_token(apr_pool_t *p, int prepared)
     cfg.leeway = 300;
     char *far = forge(p, hs256, "{\"sub\":\"42\",\"user_id\":42,\"exp\":9223372036854775807}",
                       EVP_sha256(), secret);
-    ok(redeem_token_verify(&cfg, far, strlen(far), now, &user_id) == NULL,
+    ok(redeem_token_verify(&cfg, far, strlen(far), now, &holder) == NULL,
        "token: exp of 2^63-1 with a leeway is in the future, without overflow");
     cfg.leeway = 0;
     const char *none_header = "{\"alg\":\"none\",\"typ\":\"JWT\"}";
     char *none =
         apr_pstrcat(p, b64url(p, (const unsigned char *)none_header, strlen(none_header)), ".",
                     b64url(p, (const unsigned char *)claims, strlen(claims)), ".", NULL);
-    ok(redeem_token_verify(&cfg, none, strlen(none), now, &user_id) != NULL,
+    ok(redeem_token_verify(&cfg, none, strlen(none), now, &holder) != NULL,
        "token: alg none refused");
     char *padded = apr_pstrcat(p, good, "=", NULL);
-    ok(redeem_token_verify(&cfg, padded, strlen(padded), now, &user_id) != NULL,
+    ok(redeem_token_verify(&cfg, padded, strlen(padded), now, &holder) != NULL,
        "token: padding refused");
     char *extra = apr_pstrcat(p, good, ".abc", NULL);
-    ok(redeem_token_verify(&cfg, extra, strlen(extra), now, &user_id) != NULL,
+    ok(redeem_token_verify(&cfg, extra, strlen(extra), now, &holder) != NULL,
        "token: extra segment refused");
     char *huge = apr_palloc(p, 8193);
     memset(huge, 'a', 8192);
     huge[8192] = '\0';
     huge[100] = huge[200] = '.';
-    ok(redeem_token_verify(&cfg, huge, 8192, now, &user_id) != NULL, "token: 8 KiB refused");
+    ok(redeem_token_verify(&cfg, huge, 8192, now, &holder) != NULL, "token: 8 KiB refused");
 
     cfg.issuer = "mod_redeem-test";
-    ok(redeem_token_verify(&cfg, good, strlen(good), now, &user_id) != NULL,
+    ok(redeem_token_verify(&cfg, good, strlen(good), now, &holder) != NULL,
        "token: missing iss refused when configured");
     char *with_iss = NULL;
     ok(redeem_token_issue(p, &cfg, &alice, now, &with_iss) == NULL &&
-           redeem_token_verify(&cfg, with_iss, strlen(with_iss), now, &user_id) == NULL,
+           redeem_token_verify(&cfg, with_iss, strlen(with_iss), now, &holder) == NULL,
        "token: iss issued and accepted");
     cfg.issuer = NULL;
 
@@ -381,7 +399,7 @@ static void test_token(apr_pool_t *p, int prepared)
                                    "{\"alg\": \"HS256\", \"typ\": \"JWT\"}"};
     for (size_t i = 0; i < sizeof other_headers / sizeof *other_headers; i++) {
         char *other = forge(p, other_headers[i], claims, EVP_sha256(), secret);
-        ok(redeem_token_verify(&cfg, other, strlen(other), now, &user_id) == NULL,
+        ok(redeem_token_verify(&cfg, other, strlen(other), now, &holder) == NULL,
            apr_pstrcat(p, "token: parsed header accepted: ", other_headers[i], NULL));
     }
     /* The issued header with a bad signature: still refused (the fast path
@@ -389,7 +407,7 @@ static void test_token(apr_pool_t *p, int prepared)
     char *unsigned_token =
         apr_pstrcat(p, issued_header, ".", b64url(p, (const unsigned char *)claims, strlen(claims)),
                     ".AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", NULL);
-    ok(redeem_token_verify(&cfg, unsigned_token, strlen(unsigned_token), now, &user_id) != NULL,
+    ok(redeem_token_verify(&cfg, unsigned_token, strlen(unsigned_token), now, &holder) != NULL,
        "token: issued header, wrong signature refused");
 
     /* Signed claims with a NUL between two JSON tokens: jansson would read
@@ -403,7 +421,7 @@ static void test_token(apr_pool_t *p, int prepared)
     HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)nul_signing,
          strlen(nul_signing), nul_mac, &nul_mac_len);
     char *nul_token = apr_pstrcat(p, nul_signing, ".", b64url(p, nul_mac, nul_mac_len), NULL);
-    ok(redeem_token_verify(&cfg, nul_token, strlen(nul_token), now, &user_id) != NULL,
+    ok(redeem_token_verify(&cfg, nul_token, strlen(nul_token), now, &holder) != NULL,
        "token: claims holding a NUL byte refused");
 
     /* A secret longer than SHA-256's block (HMAC hashes it first). */
@@ -414,8 +432,8 @@ static void test_token(apr_pool_t *p, int prepared)
     if (prepared)
         redeem_token_prepare(p, &long_cfg);
     char *long_good = forge(p, hs256, claims, EVP_sha256(), long_secret);
-    ok(redeem_token_verify(&long_cfg, long_good, strlen(long_good), now, &user_id) == NULL &&
-           redeem_token_verify(&cfg, long_good, strlen(long_good), now, &user_id) != NULL,
+    ok(redeem_token_verify(&long_cfg, long_good, strlen(long_good), now, &holder) == NULL &&
+           redeem_token_verify(&cfg, long_good, strlen(long_good), now, &holder) != NULL,
        "token: a 100-byte secret verifies its own tokens only");
 }
 
