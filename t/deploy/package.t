@@ -243,6 +243,29 @@ sub check_api {
     is(join(' ', sort map { $_->{email} } @{ $users->{users} || [] }), "$ADMIN_EMAIL alice\@example.com",
        'the admin and alice');
 
+    # A reset revokes the admin's earlier tokens; revoke cuts off alice's.
+    $reset = run(['runuser', '-u', 'postgres', '--', 'redeem-admin', 'reset', $ADMIN_EMAIL],
+                 stdin => "DeployAdmin43\n", env => {PGHOST => $sock});
+    ok($reset->{ok} && $reset->{out} =~ /earlier tokens revoked/, 'redeem-admin reset sets the admin\'s password')
+        or diag($reset->{out});
+    is(http('GET', "$base/api/users", undef, {Authorization => "Bearer $admin"})->{status}, 401,
+       '... and the admin\'s token from before the reset gets 401');
+    my $renewed = token(http('POST', "$base/api/login",
+                             qq({"email":"$ADMIN_EMAIL","password":"DeployAdmin43"}), $json));
+    is(http('GET', "$base/api/users", undef, {Authorization => 'Bearer ' . ($renewed // '')})->{status}, 200,
+       '... and the new password logs in and lists the users');
+    my $revoke = run(['runuser', '-u', 'postgres', '--', 'redeem-admin', 'revoke', 'alice@example.com'],
+                     stdin => '', env => {PGHOST => $sock});
+    ok($revoke->{ok}, 'redeem-admin revoke alice@example.com') or diag($revoke->{out});
+    is(http('GET', "$base/api/profile", undef, {Authorization => "Bearer $alice"})->{status}, 401,
+       '... and alice\'s token gets 401');
+    my $alice_again = token(http('POST', "$base/api/login",
+                                 '{"email":"alice@example.com","password":"Passw0rd123"}', $json));
+    is(http('GET', "$base/api/profile", undef, {Authorization => 'Bearer ' . ($alice_again // '')})->{status}, 200,
+       '... until she logs in again');
+    is(psql_postgres("SELECT string_agg(event, ',' ORDER BY id) FROM audit_log WHERE request_id = 'redeem-admin'", 'redeem'),
+       'admin_created,admin_password_reset,tokens_revoked', 'redeem-admin\'s changes are in audit_log');
+
     $res = http('POST', "$base/api/register", 'x' x 102400, $json);
     is($res->{status}, 413, 'example site: its own LimitRequestBody refuses 100 KB with 413');
 }
