@@ -184,21 +184,40 @@ static const char *read_number(const char *s, char after, uint32_t *value)
     return s + 1;
 }
 
+/* The cost of a PHC string of argon2id version 19, and where its salt
+ * begins; NULL when it is not one. */
+static const char *read_cost(const char *encoded, redeem_password_cost_t *cost)
+{
+    static const char prefix[] = "$argon2id$v=19$m=";
+    const char *s = encoded;
+    if (!s || strncmp(s, prefix, sizeof prefix - 1) != 0)
+        return NULL;
+    s += sizeof prefix - 1;
+    if (!(s = read_number(s, ',', &cost->memory_kib)) || strncmp(s, "t=", 2) != 0 ||
+        !(s = read_number(s + 2, ',', &cost->iterations)) || strncmp(s, "p=", 2) != 0 ||
+        !(s = read_number(s + 2, '$', &cost->parallelism)))
+        return NULL;
+    return s;
+}
+
+int redeem_password_needs_rehash(const char *encoded, const redeem_password_cost_t *cost)
+{
+    redeem_password_cost_t stored;
+    if (!read_cost(encoded, &stored))
+        return 1;
+    return stored.memory_kib != cost->memory_kib || stored.iterations != cost->iterations ||
+           stored.parallelism != cost->parallelism;
+}
+
 redeem_password_result_e redeem_password_verify(redeem_password_memory_t *memory,
                                                 const char *encoded, const char *pw, size_t len)
 {
-    static const char prefix[] = "$argon2id$v=19$m=";
     redeem_password_cost_t cost;
     unsigned char salt[64], expected[64], computed[64];
     size_t salt_len = 0, hash_len = 0;
     argon2_context ctx;
-    const char *s = encoded;
-    if (!s || strncmp(s, prefix, sizeof prefix - 1) != 0 || len > UINT32_MAX)
-        return REDEEM_PASSWORD_ERROR;
-    s += sizeof prefix - 1;
-    if (!(s = read_number(s, ',', &cost.memory_kib)) || strncmp(s, "t=", 2) != 0 ||
-        !(s = read_number(s + 2, ',', &cost.iterations)) || strncmp(s, "p=", 2) != 0 ||
-        !(s = read_number(s + 2, '$', &cost.parallelism)))
+    const char *s = read_cost(encoded, &cost);
+    if (!s || len > UINT32_MAX)
         return REDEEM_PASSWORD_ERROR;
     const char *dollar = strchr(s, '$');
     if (!dollar || redeem_password_cost_check(&cost) ||

@@ -50,6 +50,12 @@ const char *redeem_password_hash(apr_pool_t *p, const redeem_password_cost_t *co
                                  redeem_password_memory_t *memory, const char *pw, size_t len,
                                  char **encoded);
 
+/* 1 when a stored PHC string was not made at this cost (or is not one of
+ * ours): a login that verified it should store a new hash at the cost, so
+ * that every account's check costs what an unknown email's does (login
+ * answers an unknown email after a check of the same cost). */
+int redeem_password_needs_rehash(const char *encoded, const redeem_password_cost_t *cost);
+
 redeem_password_result_e redeem_password_verify(redeem_password_memory_t *memory,
                                                 const char *encoded, const char *pw, size_t len);
 

@@ -81,6 +81,36 @@ const redeem_failure_t *redeem_handle_register(redeem_call_t *call)
     return send_session(r, HTTP_CREATED, "User registered successfully", &user);
 }
 
+/* A hash made at another cost than RedeemArgon2's (by redeem-admin, or
+ * before the cost was changed) is made again at that cost once its password
+ * is known: until then its check costs other than an unknown email's, and
+ * the time a login takes tells that the account exists. Best effort: the
+ * login succeeds whether or not the new hash is stored. */
+static void rehash(redeem_call_t *call, const redeem_user_t *user, const credentials_t *credentials)
+{
+    request_rec *r = call->r;
+    char *hash;
+    int written = 0;
+    const redeem_failure_t *failure =
+        redeem_hashing_hash(r, credentials->password, credentials->password_len, &hash);
+    if (!failure) {
+        const char *args[USER_REHASH_NARGS] = {[ARG_USER_REHASH_ID] = user->id_text,
+                                               [ARG_USER_REHASH_PASSWORD_HASH] = hash,
+                                               [ARG_USER_REHASH_OLD_PASSWORD_HASH] =
+                                                   user->password_hash};
+        failure = redeem_db_exec(call->db, STMT_USER_REHASH, args, &written);
+    }
+    if (failure)
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      RDMNO(0308) "the password hash of user %s, made at another cost than "
+                                  "RedeemArgon2's, could not be made again (%d): kept as it is",
+                      user->id_text, failure->status);
+    else if (written)
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      RDMNO(0309) "the password hash of user %s made again at RedeemArgon2's cost",
+                      user->id_text);
+}
+
 const redeem_failure_t *redeem_handle_login(redeem_call_t *call)
 {
     request_rec *r = call->r;
@@ -115,6 +145,8 @@ const redeem_failure_t *redeem_handle_login(redeem_call_t *call)
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, RDMNO(0305) "login refused");
         return refused;
     }
+    if (redeem_password_needs_rehash(user.password_hash, &call->conf->argon2))
+        rehash(call, &user, &credentials);
     return send_session(r, HTTP_OK, "Login successful", &user);
 }
 

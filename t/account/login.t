@@ -282,3 +282,70 @@ my ($known, $unknown) = @fastest{'timing@example.test', 'unknown-timing@example.
 my $ratio = $unknown / $known;
 $ratio > 1 / 3 && $ratio < 3
   or die sprintf "unknown email %.1f ms, wrong password %.1f ms\n", 1000 * $unknown, 1000 * $known;
+
+
+
+=== TEST 22: with another Argon2 cost, register hera: her hash is made at that cost
+--- config
+RedeemArgon2 2048 1 1
+--- request
+POST /api/register
+--- request_json
+{"email": "hera@example.test", "password": "HeraPassw0rd1"}
+--- error_code: 201
+--- db_check
+SELECT split_part(password_hash, '$', 4) FROM users WHERE email = 'hera@example.test'
+--- db_check_out
+m=2048,t=1,p=1
+
+
+
+=== TEST 23: back at the suite's cost, a wrong password for hera changes nothing
+--- request
+POST /api/login
+--- request_json
+{"email": "hera@example.test", "password": "WrongPassw0rd1"}
+--- error_code: 401
+--- db_check
+SELECT split_part(password_hash, '$', 4) FROM users WHERE email = 'hera@example.test'
+--- db_check_out
+m=2048,t=1,p=1
+--- no_error_log
+RDM0309
+
+
+
+=== TEST 24: hera logs in: her hash is made again at the configured cost, and her password still logs in
+--- request
+POST /api/login
+--- request_json
+{"email": "hera@example.test", "password": "HeraPassw0rd1"}
+--- error_code: 200
+--- db_check
+SELECT split_part(password_hash, '$', 4) FROM users WHERE email = 'hera@example.test'
+--- db_check_out
+m=1024,t=1,p=1
+--- error_log
+/RDM0309: the password hash of user \d+ made again at RedeemArgon2's cost/
+--- check_eval
+my $res = api_request(POST => '/api/login', '{"email": "hera@example.test", "password": "HeraPassw0rd1"}');
+$res->{status} == 200 or die "the second login: $res->{status}\n";
+my $wrong = api_request(POST => '/api/login', '{"email": "hera@example.test", "password": "HeraPassw0rd2"}');
+$wrong->{status} == 401 or die "a wrong password after the rehash: $wrong->{status}\n";
+
+
+
+=== TEST 25: a hash at the configured cost is left as it is
+--- db_init
+CREATE TABLE IF NOT EXISTS hera_hash AS SELECT password_hash FROM users WHERE email = 'hera@example.test';
+--- request
+POST /api/login
+--- request_json
+{"email": "hera@example.test", "password": "HeraPassw0rd1"}
+--- error_code: 200
+--- db_check
+SELECT u.password_hash = h.password_hash FROM users u, hera_hash h WHERE u.email = 'hera@example.test'
+--- db_check_out
+t
+--- no_error_log
+RDM0309

@@ -205,6 +205,17 @@ static void test_password(apr_pool_t *p)
        "argon2: longer password refused");
     ok(redeem_password_verify(NULL, "$argon2id$garbage", "x", 1) == REDEEM_PASSWORD_ERROR,
        "argon2: malformed hash is an error");
+    redeem_password_cost_t other_memory = {2048, 1, 1}, other_passes = {1024, 2, 1},
+                           other_lanes = {1024, 1, 2};
+    ok(!redeem_password_needs_rehash(hash, &cost) && !redeem_password_needs_rehash(theirs, &cost),
+       "argon2: a hash of the configured cost needs no rehash");
+    ok(redeem_password_needs_rehash(hash, &other_memory) &&
+           redeem_password_needs_rehash(hash, &other_passes) &&
+           redeem_password_needs_rehash(hash, &other_lanes),
+       "argon2: a hash of another memory, passes or lanes needs one");
+    ok(redeem_password_needs_rehash("$argon2i$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$aGFzaA", &cost) &&
+           redeem_password_needs_rehash("$argon2id$garbage", &cost),
+       "argon2: so does a hash not of argon2id version 19");
     /* A kept block (a hashing slot's): mapped at the first hash, the same
      * block for every later hash of the same cost, mapped anew (larger) for
      * a costlier one, and results as without it. */
