@@ -227,7 +227,9 @@ enum { ARG_CODES_COUNT_BATCH_ID, CODES_COUNT_BATCH_NARGS };
 
 /* ---- Redemption, in one statement and one round trip: check that the
  * token's user still exists, claim the code if still usable, extend the
- * subscription from the later of now and the current expiry, write the audit
+ * subscription from the later of now and the current expiry (by calendar
+ * months of UTC, whatever the session's TimeZone; at most to the end of the
+ * year 9999, the last the API's four-digit years show), write the audit
  * row, and say what happened. The code is found by its hash's 64-bit
  * lookup key (the unique index of sql/008), the whole hash compared. Under
  * READ COMMITTED a concurrent claim of the same code makes our UPDATE find
@@ -281,8 +283,10 @@ enum {
     " AND (c.expires_at IS NULL OR c.expires_at > now())"                                          \
     " RETURNING c.id, c.duration_months),"                                                         \
     " extended AS ("                                                                               \
-    " UPDATE users u SET subscription_expires_at ="                                                \
-    " greatest(u.subscription_expires_at, now()) + make_interval(months => cl.duration_months)"    \
+    " UPDATE users u SET subscription_expires_at = least(("                                        \
+    " greatest(u.subscription_expires_at, now()) AT TIME ZONE 'UTC'"                               \
+    " + make_interval(months => cl.duration_months)) AT TIME ZONE 'UTC',"                          \
+    " '9999-12-31 23:59:59.999999+00'::timestamptz)"                                               \
     " FROM claimed cl, caller WHERE u.id = caller.id RETURNING u.subscription_expires_at),"        \
     " decided AS ("                                                                                \
     " SELECT CASE WHEN NOT EXISTS (SELECT FROM caller) THEN 'no_user'"                             \

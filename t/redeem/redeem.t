@@ -922,6 +922,72 @@ SELECT count(*) FROM redeem_codes WHERE used_by = $USER_ID_rhea;
 
 
 
+=== TEST 50g: a month is a calendar month of UTC whatever the database's TimeZone (in New York, 2030-03-01T03:00Z is still February 28)
+--- login: tzed
+--- db_init
+ALTER DATABASE "$DB_NAME" SET TimeZone = 'America/New_York';
+UPDATE users SET subscription_expires_at = '2030-03-01T03:00:00Z' WHERE email = 'tzed@example.test';
+SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+ WHERE datname = current_database() AND pid <> pg_backend_pid();
+--- request
+POST /redeem
+--- request_json eval
+body(take_code())
+--- error_code: 200
+--- response_json
+{"new_subscription_expiry": "2030-04-01T03:00:00.000000Z"}
+--- db_check
+ALTER DATABASE "$DB_NAME" RESET TimeZone;
+SELECT count(pg_terminate_backend(pid)) > 0 FROM pg_stat_activity
+ WHERE datname = current_database() AND pid <> pg_backend_pid();
+--- db_check_out
+t
+
+
+
+=== TEST 50h: a subscription ends at the latest at the end of the year 9999: the API's years have four digits
+--- login: methuselah
+--- db_init
+UPDATE users SET subscription_expires_at = '9999-11-15T00:00:00Z' WHERE email = 'methuselah@example.test';
+--- request
+POST /redeem
+--- request_json eval
+body(take_code())
+--- error_code: 200
+--- response_json
+{"new_subscription_expiry": "9999-12-15T00:00:00.000000Z"}
+
+
+
+=== TEST 50i: ... and one more month stops there, the code used
+--- login: methuselah
+--- request
+POST /redeem
+--- request_json eval
+body(take_code())
+--- error_code: 200
+--- response_json
+{"new_subscription_expiry": "9999-12-31T23:59:59.999999Z"}
+--- db_check
+SELECT count(*) FROM redeem_codes WHERE used_by = $USER_ID_methuselah;
+SELECT api_ts(subscription_expires_at) FROM users WHERE id = $USER_ID_methuselah;
+--- db_check_out
+2
+9999-12-31T23:59:59.999999Z
+--- audit: success
+
+
+
+=== TEST 50j: ... and its subscription reads that instant
+--- login: methuselah
+--- request
+GET /api/subscription
+--- error_code: 200
+--- response_json
+{"is_subscribed": true, "subscription_expires_at": "9999-12-31T23:59:59.999999Z"}
+
+
+
 === TEST 51: every audit row of the file is a redeem attempt or a generation, none without outcome
 --- login: admin
 --- request

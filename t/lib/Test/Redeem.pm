@@ -306,7 +306,8 @@ $mode MODE> for C<$seconds> from a psql of its own and returns its pid once
 the lock is granted.
 C<subscription_fold_sql($user_id)> is SQL that prints C<t> when that user's
 subscription is exactly the codes the user used, each extending it by its
-months from the later of its use and the expiry before.
+months (of the UTC calendar, at most to the end of 9999) from the later of
+its use and the expiry before.
 C<statement_sql('SQL_REDEEM')> is the SQL of that macro of
 F<mod_redeem/httpd/statements.h>, the C<SQL_> macros it names expanded (to
 C<PREPARE> and C<EXPLAIN> a statement as the module sends it).
@@ -587,7 +588,9 @@ DECLARE
 BEGIN
   FOR code IN SELECT used_at, duration_months FROM redeem_codes
                WHERE used_by = uid ORDER BY used_at, id LOOP
-    expires := greatest(expires, code.used_at) + make_interval(months => code.duration_months);
+    expires := least((greatest(expires, code.used_at) AT TIME ZONE 'UTC'
+                      + make_interval(months => code.duration_months)) AT TIME ZONE 'UTC',
+                     '9999-12-31 23:59:59.999999+00'::timestamptz);
   END LOOP;
   RETURN expires;
 END \$\$;
