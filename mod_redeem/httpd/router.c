@@ -134,7 +134,12 @@ static const redeem_failure_t *route(request_rec *r, const char *path)
         int n = 0;
         if (found->client_limit != NO_LIMIT)
             charges[n++] = (redeem_charge_t){found->client_limit, NULL};
-        charges[n++] = (redeem_charge_t){found->caller_limit, call->caller.id_text};
+        /* Per account and token generation: a revoked token, whose account
+         * is checked only later (REDEEM_ACCESS_TOKEN), must not spend the
+         * budget of the account's new tokens. */
+        charges[n++] = (redeem_charge_t){
+            found->caller_limit, apr_psprintf(r->pool, "%s/%" APR_INT64_T_FMT, call->caller.id_text,
+                                              call->caller.token_generation)};
         if ((failure = redeem_ratelimit_charge_all(r, charges, n)))
             return failure;
     }

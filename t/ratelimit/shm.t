@@ -125,6 +125,31 @@ $FORGED
 
 
 
+=== TEST 6b: a user's tokens revoked: a token of the new generation has a budget of its own (a revoked token cannot keep its account at 429)
+--- config
+RedeemRateLimit redeem-user 3 60
+RedeemRateLimit redeem-ip 100 60
+--- login: cora
+--- request
+POST /redeem
+--- request_json eval
+$FORGED
+--- error_code: 404
+--- check_eval
+my $old = 'Authorization: Bearer ' . user_token('cora');
+api_request('POST', '/redeem', $FORGED, $old)->{status} == 404 or die "cora 2";
+api_request('POST', '/redeem', $FORGED, $old)->{status} == 404 or die "cora 3";
+my $res = api_request('POST', '/redeem', $FORGED, $old);
+$res->{status} == 429 or die "cora 4: $res->{status}, not 429";
+sql("UPDATE users SET token_generation = token_generation + 1 WHERE email = 'cora\@example.test'");
+$res = api_request('POST', '/api/login',
+                   JSON::PP::encode_json({email => 'cora@example.test', password => var('USER_PASSWORD')}));
+$res->{status} == 200 or die "login: $res->{status}";
+$res = api_request('POST', '/redeem', $FORGED, "Authorization: Bearer $res->{json}{access_token}");
+$res->{status} == 404 or die "the new generation's first: $res->{status}, not 404";
+
+
+
 === TEST 7: the per-address scope: its limit reached by two users together
 --- config
 RedeemRateLimit redeem-user 100 60
