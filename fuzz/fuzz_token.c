@@ -271,13 +271,13 @@ static void issue_round_trip(const redeem_token_config_t *cfg, const uint8_t *da
     int64_t uid = (int64_t)(fuzz_u64(&r) & INT64_MAX);
     if (uid == 0)
         uid = 1;
+    int64_t generation = (int64_t)(fuzz_u64(&r) & INT32_MAX);
     size_t len = fuzz_left(&r);
     const char *in = (const char *)data + r.at;
     char *email;
     if (!fuzz_utf8_valid((const unsigned char *)in, len) || memchr(in, 0, len) ||
         redeem_email_normalize(pool, in, len, &email) != NULL)
         return;
-    int64_t generation = (int64_t)(fuzz_u64(&r) & INT32_MAX);
     redeem_token_subject_t sub = {uid, email, (int)(data[0] & 1), generation};
     char *token = NULL;
     const char *why = redeem_token_issue(pool, cfg, &sub, NOW, &token);

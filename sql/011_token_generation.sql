@@ -13,6 +13,10 @@
 -- or rewriting the table (PostgreSQL 11 and later): its ACCESS EXCLUSIVE
 -- lock is brief even at 10 million users.
 
+-- The lock is granted only once every transaction that holds one on users
+-- has ended, and meanwhile every login and authenticated request queues
+-- behind the ALTER: so it gives up after 5 s (run it again then).
+SET LOCAL lock_timeout = '5s';
 ALTER TABLE users ADD COLUMN token_generation bigint NOT NULL DEFAULT 0;
 
 INSERT INTO schema_migrations (version) VALUES (11);

@@ -85,14 +85,16 @@ const redeem_failure_t *redeem_handle_register(redeem_call_t *call)
  * before the cost was changed) is made again at that cost once its password
  * is known: until then its check costs other than an unknown email's, and
  * the time a login takes tells that the account exists. Best effort: the
- * login succeeds whether or not the new hash is stored. */
+ * login succeeds whether or not the new hash is stored (not when every
+ * hashing slot is busy, nor when the database fails; logged). */
 static void rehash(redeem_call_t *call, const redeem_user_t *user, const credentials_t *credentials)
 {
     request_rec *r = call->r;
     char *hash;
     int written = 0;
+    /* Never at the cost of a login waiting for a slot: a later login will do. */
     const redeem_failure_t *failure =
-        redeem_hashing_hash(r, credentials->password, credentials->password_len, &hash);
+        redeem_hashing_hash_if_idle(r, credentials->password, credentials->password_len, &hash);
     if (!failure) {
         const char *args[USER_REHASH_NARGS] = {[ARG_USER_REHASH_ID] = user->id_text,
                                                [ARG_USER_REHASH_PASSWORD_HASH] = hash,

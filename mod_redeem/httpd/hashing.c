@@ -36,13 +36,19 @@ const char *redeem_hashing_child_init(apr_pool_t *pchild, redeem_child_t *child,
     return NULL;
 }
 
-static const redeem_failure_t *take_slot(request_rec *r, int *slot)
+/* A slot, waiting up to RedeemHashWait for one; with idle_only, only a slot
+ * free at once, and no other sign when there is none than the failure. */
+static const redeem_failure_t *take_slot(request_rec *r, int idle_only, int *slot)
 {
     redeem_server_conf *conf = redeem_conf(r);
     redeem_child_t *child = conf->child;
     apr_time_t deadline = apr_time_now() + apr_time_from_msec(conf->hash_wait_ms);
     int busy = 0, waited = 0;
     apr_thread_mutex_lock(child->hash_lock);
+    if (idle_only && child->free_count == 0) {
+        apr_thread_mutex_unlock(child->hash_lock);
+        return &redeem_failure_unavailable;
+    }
     while (child->free_count == 0) {
         waited = 1;
         apr_time_t now = apr_time_now();
@@ -77,10 +83,10 @@ static void give_back_slot(request_rec *r, int slot)
     apr_thread_mutex_unlock(child->hash_lock);
 }
 
-static const redeem_failure_t *run_in_slot(request_rec *r, hashing_job_t *job)
+static const redeem_failure_t *run_in_slot(request_rec *r, int idle_only, hashing_job_t *job)
 {
     int slot = 0;
-    const redeem_failure_t *failure = take_slot(r, &slot);
+    const redeem_failure_t *failure = take_slot(r, idle_only, &slot);
     if (failure)
         return failure;
     redeem_password_memory_t *memory = &redeem_conf(r)->child->slot_memory[slot];
@@ -101,7 +107,16 @@ const redeem_failure_t *redeem_hashing_hash(request_rec *r, const char *password
                                             char **hash)
 {
     hashing_job_t job = {password, len, NULL, NULL, REDEEM_PASSWORD_ERROR};
-    const redeem_failure_t *failure = run_in_slot(r, &job);
+    const redeem_failure_t *failure = run_in_slot(r, 0, &job);
+    *hash = job.hash;
+    return failure;
+}
+
+const redeem_failure_t *redeem_hashing_hash_if_idle(request_rec *r, const char *password,
+                                                    size_t len, char **hash)
+{
+    hashing_job_t job = {password, len, NULL, NULL, REDEEM_PASSWORD_ERROR};
+    const redeem_failure_t *failure = run_in_slot(r, 1, &job);
     *hash = job.hash;
     return failure;
 }
@@ -111,7 +126,7 @@ const redeem_failure_t *redeem_hashing_verify(request_rec *r, const char *stored
                                               redeem_password_result_e *verdict)
 {
     hashing_job_t job = {password, len, stored, NULL, REDEEM_PASSWORD_ERROR};
-    const redeem_failure_t *failure = run_in_slot(r, &job);
+    const redeem_failure_t *failure = run_in_slot(r, 0, &job);
     *verdict = job.verdict;
     return failure;
 }

@@ -472,7 +472,8 @@ typedef enum {
     REDEEM_ACCESS_ADMIN
 } redeem_access_e;
 /* The bearer token checked (401 before any database work); with
- * REDEEM_ACCESS_TOKEN only call->caller.id and id_text are set, from it;
+ * REDEEM_ACCESS_TOKEN only call->caller.id, id_text and token_generation
+ * are set, from it (the handler's statements check them);
  * otherwise its user is read from the database into call->caller (401 when
  * gone), and with REDEEM_ACCESS_ADMIN 403 unless the database says admin. */
 const redeem_failure_t *redeem_auth_caller(redeem_call_t *call, redeem_access_e access);
@@ -490,6 +491,10 @@ const char *redeem_hashing_child_init(apr_pool_t *pchild, redeem_child_t *child,
  * work and gives the slot back. */
 const redeem_failure_t *redeem_hashing_hash(request_rec *r, const char *password, size_t len,
                                             char **hash);
+/* The same, for work that can wait for a later request: only when a slot is
+ * free at once; else a 503 failure at once, neither logged nor counted. */
+const redeem_failure_t *redeem_hashing_hash_if_idle(request_rec *r, const char *password,
+                                                    size_t len, char **hash);
 const redeem_failure_t *redeem_hashing_verify(request_rec *r, const char *stored,
                                               const char *password, size_t len,
                                               redeem_password_result_e *verdict);
