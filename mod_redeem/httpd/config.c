@@ -5,6 +5,7 @@
 #include "core/futex_hash.h"
 #include "core/keyfile.h"
 
+#include <apr_lib.h>
 #include <limits.h>
 #include <stddef.h>
 
@@ -154,14 +155,20 @@ static const char *url_path(apr_pool_t *p, const char *arg)
 }
 
 /* In the server, a <VirtualHost> or a <Location> of a plain path: a
- * <Directory>, <Files> or a regular expression has no URL prefix to serve. */
+ * <Directory>, <Files> or a regular expression (<LocationMatch>, or
+ * <Location ~ ...>, whose cmd->path is the expression) has no URL prefix to
+ * serve. */
 static const char *check_scope(cmd_parms *cmd)
 {
     if (!cmd->path)
         return NULL;
-    const char *section =
-        cmd->directive && cmd->directive->parent ? cmd->directive->parent->directive : "";
-    if (strcasecmp(section, "<Location") != 0 || !url_path(cmd->pool, cmd->path))
+    const ap_directive_t *parent = cmd->directive ? cmd->directive->parent : NULL;
+    const char *section = parent ? parent->directive : "";
+    const char *section_args = parent && parent->args ? parent->args : "";
+    while (apr_isspace(*section_args))
+        section_args++;
+    if (strcasecmp(section, "<Location") != 0 || *section_args == '~' ||
+        !url_path(cmd->pool, cmd->path))
         return apr_pstrcat(cmd->pool, cmd->cmd->name,
                            " belongs in the server, a <VirtualHost> or a <Location> of a "
                            "plain URL path",
@@ -190,6 +197,13 @@ static const char *set_base_path(cmd_parms *cmd, void *dconf, const char *arg)
         return why;
     if (!(conf->base_path = url_path(cmd->pool, arg)))
         return "RedeemBasePath must be an absolute URL path such as / or /billing";
+    /* In a <Location>, only its own requests reach the module. */
+    const char *location = cmd->path ? url_path(cmd->pool, cmd->path) : NULL;
+    size_t location_len = location ? strlen(location) : 0;
+    if (location && (strncmp(conf->base_path, location, location_len) != 0 ||
+                     (conf->base_path[location_len] && conf->base_path[location_len] != '/')))
+        return apr_pstrcat(cmd->pool, "RedeemBasePath ", arg, " is outside its <Location ",
+                           cmd->path, ">, whose requests alone reach the module there", NULL);
     return NULL;
 }
 

@@ -151,3 +151,38 @@ RedeemEngine belongs in the server, a <VirtualHost> or a <Location> of a plain U
 --- must_die
 --- error_log
 RedeemEngine belongs in the server, a <VirtualHost> or a <Location> of a plain URL path
+
+
+
+=== TEST 12b: RedeemEngine in a <Location ~ ...> (a regular expression too) is refused
+--- config
+<Location ~ "/x/(v1|v2)">
+  RedeemEngine On
+</Location>
+--- must_die
+--- error_log
+RedeemEngine belongs in the server, a <VirtualHost> or a <Location> of a plain URL path
+
+
+
+=== TEST 12c: a RedeemBasePath outside its <Location> is refused (nothing would reach the module there)
+--- config
+<Location "/api">
+  RedeemEngine On
+  RedeemBasePath /other
+</Location>
+--- must_die
+--- error_log
+RedeemBasePath /other is outside its <Location /api>
+
+
+
+=== TEST 12d: ... nor one that only begins with the same letters
+--- config
+<Location "/api">
+  RedeemEngine On
+  RedeemBasePath /apiv2
+</Location>
+--- must_die
+--- error_log
+RedeemBasePath /apiv2 is outside its <Location /api>
