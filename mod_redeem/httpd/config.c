@@ -465,6 +465,8 @@ static const char *finish_server(apr_pool_t *pconf, server_rec *s, redeem_server
         why = finish_secret(pconf, s, conf);
     if (!why)
         why = finish_code_keys(pconf, s, conf);
+    if (!why)
+        why = redeem_ratelimit_tag(&conf->code_keys, conf->limit_tag);
     if (why)
         return why;
     const char *hash_error = redeem_password_hash(pconf, &conf->argon2, NULL, "unguessable dummy",

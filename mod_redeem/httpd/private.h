@@ -185,12 +185,18 @@ typedef struct {
 /* Parses a RedeemRateLimitStore argument; NULL or the reason. */
 const char *redeem_ratelimit_parse_store(apr_pool_t *p, const char *kind, const char *size,
                                          redeem_store_setting_t *store);
+/* The tag of a server's rate-limit keys (redeem_server_conf.limit_tag),
+ * made from its code keys; NULL or why. */
+#define REDEEM_LIMIT_TAG_LEN 8
+const char *redeem_ratelimit_tag(const redeem_code_keys_t *keys,
+                                 unsigned char tag[REDEEM_LIMIT_TAG_LEN]);
 /* check_config: defaults applied and each scope's policy built; NULL or why. */
 const char *redeem_ratelimit_finish(apr_pool_t *p, redeem_limit_setting_t *settings,
                                     redeem_gcra_policy_t *policies);
 /* One scope to charge: the key is the client's address for the -ip
- * scopes, the address and subject (the normalized email) for login-email,
- * and subject (the user id) for redeem-user. */
+ * scopes, the address and subject (the email's key) for login-email, and
+ * subject (the user id and token generation) for redeem-user; each with
+ * its server's limit_tag. */
 typedef struct {
     redeem_scope_e scope;
     const char *subject;
@@ -296,6 +302,10 @@ typedef struct {
     /* Resolved at check_config. */
     redeem_token_config_t token;
     redeem_code_keys_t code_keys;
+    /* In every rate-limit key of this server: the code MAC key's pseudonym
+     * of a constant, so that sites of other keys (other databases) sharing
+     * this host's table count apart, and those of the same keys together. */
+    unsigned char limit_tag[REDEEM_LIMIT_TAG_LEN];
     const char *dummy_hash; /* verified against for unknown emails */
     ap_dbd_t *(*dbd_acquire)(request_rec *r);
     redeem_gcra_policy_t policies[REDEEM_SCOPE_COUNT_]; /* count 0: scope off */

@@ -151,16 +151,30 @@ static size_t client_bytes(request_rec *r, unsigned char out[16])
     return len;
 }
 
-/* Scope byte, client bytes when the scope is per client, then the subject.
- * The client part has a length byte, so no two keys read alike. */
+const char *redeem_ratelimit_tag(const redeem_code_keys_t *keys,
+                                 unsigned char tag[REDEEM_LIMIT_TAG_LEN])
+{
+    static const char what[] = "mod_redeem rate-limit tag v1";
+    unsigned char digest[32];
+    if (redeem_code_keys_pseudonym(keys, what, sizeof what - 1, digest) != 0)
+        return "OpenSSL could not make the rate limits' tag";
+    memcpy(tag, digest, REDEEM_LIMIT_TAG_LEN);
+    return NULL;
+}
+
+/* Scope byte, the server's tag, client bytes when the scope is per client,
+ * then the subject. The client part has a length byte, so no two keys read
+ * alike. */
 static const unsigned char *make_key(request_rec *r, redeem_scope_e scope, const char *subject,
                                      size_t *len)
 {
     int per_client = scope != REDEEM_SCOPE_REDEEM_USER;
     size_t subject_len = subject ? strlen(subject) : 0;
-    unsigned char *key = apr_palloc(r->pool, 2 + 16 + subject_len);
+    unsigned char *key = apr_palloc(r->pool, 2 + REDEEM_LIMIT_TAG_LEN + 16 + subject_len);
     size_t n = 0;
     key[n++] = (unsigned char)scope;
+    memcpy(key + n, redeem_conf(r)->limit_tag, REDEEM_LIMIT_TAG_LEN);
+    n += REDEEM_LIMIT_TAG_LEN;
     if (per_client) {
         size_t client_len = client_bytes(r, key + n + 1);
         key[n] = (unsigned char)client_len;

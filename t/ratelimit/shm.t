@@ -15,6 +15,23 @@ sub log_count {
     return scalar grep { /$re/ } <$fh>;
 }
 
+# A second site on this host, of other keys (another database's), for
+# TEST 6c: its key files are written before its server first starts.
+add_block_preprocessor(sub {
+    my ($block) = @_;
+    return unless ($block->config // '') =~ /other-keys\.test/;
+    my %keys = (other_jwt_secret => 'a-secret-of-the-other-site-only-0123456789ab',
+                other_mac_key => '5f' x 32, other_enc_key => 'a7' x 32);
+    for my $name (keys %keys) {
+        my $file = var('SERVROOT') . "/$name";
+        next if -e $file;
+        open my $fh, '>', $file or die "$file: $!";
+        print $fh "$keys{$name}\n";
+        close $fh;
+        chmod 0600, $file;
+    }
+});
+
 no_shuffle();
 run_tests();
 
@@ -147,6 +164,41 @@ $res = api_request('POST', '/api/login',
 $res->{status} == 200 or die "login: $res->{status}";
 $res = api_request('POST', '/redeem', $FORGED, "Authorization: Bearer $res->{json}{access_token}");
 $res->{status} == 404 or die "the new generation's first: $res->{status}, not 404";
+
+
+
+=== TEST 6c: two sites of other keys on one host count apart: a user id's attempts on one do not spend the same id's budget on the other
+--- config
+RedeemRateLimit redeem-user 3 60
+RedeemRateLimit redeem-ip 100 60
+<VirtualHost *>
+  ServerName 127.0.0.1
+</VirtualHost>
+<VirtualHost *>
+  ServerName other-keys.test
+  RedeemJWTSecretFile "$SERVROOT/other_jwt_secret"
+  RedeemCodeMACKeyFile "$SERVROOT/other_mac_key"
+  RedeemCodeEncryptionKeyFile "$SERVROOT/other_enc_key"
+</VirtualHost>
+--- login: dora
+--- request
+POST /redeem
+--- request_json eval
+$FORGED
+--- error_code: 404
+--- check_eval
+my $here = 'Authorization: Bearer ' . user_token('dora');
+api_request('POST', '/redeem', $FORGED, $here)->{status} == 404 or die "dora 2";
+api_request('POST', '/redeem', $FORGED, $here)->{status} == 404 or die "dora 3";
+my $res = api_request('POST', '/redeem', $FORGED, $here);
+$res->{status} == 429 or die "dora 4: $res->{status}, not 429";
+# The same user id on the other site, with a token of its secret.
+my $token = jwt_forge({alg => 'HS256', typ => 'JWT'}, jwt_claims('dora'),
+                      'a-secret-of-the-other-site-only-0123456789ab');
+$res = api_raw_request("POST /redeem HTTP/1.1\r\nHost: other-keys.test\r\nConnection: close\r\n"
+                       . "Authorization: Bearer $token\r\nContent-Type: application/json\r\n"
+                       . 'Content-Length: ' . length($FORGED) . "\r\n\r\n$FORGED");
+$res->{status} == 404 or die "dora on the other site: $res->{status}, not 404";
 
 
 
