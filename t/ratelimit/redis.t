@@ -125,11 +125,14 @@ my $b = redeem_on($SECOND, 'uma', $codes[11]);
 $a->{status} == 429 && $b->{status} == 429 or die "the 11th and 12th: $a->{status} $b->{status}";
 # The limit lives in Redis, under a keyed pseudonym (no user id in clear,
 # and no plain hash a guess could be checked against): HMAC-SHA256 of the
-# scope's byte and the user id, under the MAC key's pseudonym subkey.
+# scope's byte, the site's tag (the first 8 bytes of the pseudonym of a
+# constant), the user id and its token generation, under the MAC key's
+# pseudonym subkey.
 my $keys = redis_cli('-n', 3, 'KEYS', 'redeem:rl:redeem-user:*');
 my $mac_key = pack('H*', (split /\s+/, Test::Redeem::_read_file(var('SERVROOT') . '/code_mac_key'))[0]);
 my $subkey = Digest::SHA::hmac_sha256('mod_redeem pseudonym v1', $mac_key);
-my $name = "\x00" . user_id('uma');
+my $tag = substr(Digest::SHA::hmac_sha256('mod_redeem rate-limit tag v1', $subkey), 0, 8);
+my $name = "\x00" . $tag . user_id('uma') . '/0';
 $keys eq 'redeem:rl:redeem-user:' . substr(Digest::SHA::hmac_sha256_hex($name, $subkey), 0, 32)
   or die "keys: $keys";
 $keys ne 'redeem:rl:redeem-user:' . substr(Digest::SHA::sha256_hex($name), 0, 32)
