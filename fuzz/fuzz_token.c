@@ -19,8 +19,10 @@
  * signature is HMAC-SHA256 under the secret, the header is {"alg":"HS256"}
  * with at most "typ":"JWT", exp/iat/nbf are integers and in range (computed
  * without overflow), iss matches, user_id is positive and sub its decimal
- * form, the holder's user id was set to it, gen is absent or an integer of
- * 0 or more and the holder's generation is it (0 when absent). A token signed any other way is
+ * form, the holder's user id was set to it, email is a string of at most
+ * REDEEM_TOKEN_EMAIL_MAX bytes without NUL and the holder's email is it, gen
+ * is absent or an integer of 0 or more and the holder's generation is it (0
+ * when absent). A token signed any other way is
  * refused; a secret under 32 bytes refuses everything.
  *
  * FUZZ_STRICT=dup-keys: an accepted token has no duplicate key in its header
@@ -202,6 +204,13 @@ static void check_accepted(const redeem_token_config_t *cfg, const char *token, 
     snprintf(decimal, sizeof decimal, "%lld", (long long)user_id);
     FUZZ_CHECK(json_is_string(sub) && strcmp(json_string_value(sub), decimal) == 0,
                "accepted a token whose sub is not user_id");
+    json_t *email = json_object_get(claims, "email");
+    FUZZ_CHECK(json_is_string(email) && json_string_length(email) > 0 &&
+                   json_string_length(email) <= REDEEM_TOKEN_EMAIL_MAX &&
+                   strlen(json_string_value(email)) == json_string_length(email),
+               "accepted a token whose email is not a string of an address's length");
+    FUZZ_CHECK(strcmp(holder->email, json_string_value(email)) == 0,
+               "the holder's email is not the email claim");
     json_t *gen = json_object_get(claims, "gen");
     FUZZ_CHECK(!gen || (json_is_integer(gen) && json_integer_value(gen) >= 0),
                "accepted a token whose gen is not an integer of 0 or more");
@@ -284,11 +293,11 @@ static void issue_round_trip(const redeem_token_config_t *cfg, const uint8_t *da
     FUZZ_CHECK(why == NULL && token, "issuing a token for an accepted address failed");
     size_t n = strlen(token);
     FUZZ_CHECK(n <= REDEEM_TOKEN_MAX_LEN, "an issued token is longer than verify accepts");
-    redeem_token_holder_t got = {-1, -1};
+    redeem_token_holder_t got = {.user_id = -1, .generation = -1};
     int64_t last = NOW + cfg->lifetime + cfg->leeway - 1;
     FUZZ_CHECK(redeem_token_verify(cfg, token, n, NOW, &got) == NULL && got.user_id == uid &&
-                   got.generation == generation,
-               "an issued token does not verify to its user and generation");
+                   got.generation == generation && strcmp(got.email, email) == 0,
+               "an issued token does not verify to its user, generation and email");
     FUZZ_CHECK(redeem_token_verify(cfg, token, n, last, &got) == NULL,
                "an issued token expires before lifetime + leeway");
     FUZZ_CHECK(redeem_token_verify(cfg, token, n, last + 1, &got) != NULL,
@@ -342,7 +351,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
      * check must refuse. */
     size_t len = data[0] % 2 == 0 ? size - 1 : strlen(token);
 
-    redeem_token_holder_t holder = {-1, -1};
+    redeem_token_holder_t holder = {.user_id = -1, .generation = -1};
     const char *why = redeem_token_verify(&cfg, token, len, NOW, &holder);
     if (!why) {
         FUZZ_CHECK(!forged, "accepted a token not signed HS256 with the secret");

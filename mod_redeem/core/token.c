@@ -211,9 +211,15 @@ static const char *check_claims(const redeem_token_config_t *cfg, json_t *claims
     snprintf(expected_sub, sizeof expected_sub, "%" JSON_INTEGER_FORMAT, json_integer_value(uid));
     if (strcmp(json_string_value(sub), expected_sub) != 0)
         return "sub does not match user_id";
+    json_t *email = json_object_get(claims, "email");
+    size_t email_len = json_is_string(email) ? json_string_length(email) : 0;
+    if (!email_len || email_len > REDEEM_TOKEN_EMAIL_MAX ||
+        memchr(json_string_value(email), '\0', email_len))
+        return "email is not a string of an address's length";
     json_t *gen = json_object_get(claims, "gen");
     if (gen && (!json_is_integer(gen) || json_integer_value(gen) < 0))
         return "gen is not an integer of 0 or more";
+    memcpy(holder->email, json_string_value(email), email_len + 1);
     holder->user_id = json_integer_value(uid);
     holder->generation = gen ? json_integer_value(gen) : 0;
     return NULL;

@@ -33,9 +33,16 @@ typedef struct {
     int64_t generation; /* the account's token generation (claim "gen") */
 } redeem_token_subject_t;
 
+/* An email claim's bytes at most: 254 characters of up to 4 bytes. */
+#define REDEEM_TOKEN_EMAIL_MAX 1016
+
 /* What a valid token says about its holder. */
 typedef struct {
     int64_t user_id;
+    /* The account's email when the token was issued (claim "email"): the
+     * token holds only for the account of that id and that email, not for
+     * the same id in another site's database. */
+    char email[REDEEM_TOKEN_EMAIL_MAX + 1];
     /* The account's token generation when the token was issued (claim
      * "gen"; 0 when absent: tokens issued before there were generations).
      * The token holds only while the account is still at it. */

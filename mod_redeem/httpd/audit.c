@@ -27,6 +27,7 @@ const redeem_failure_t *redeem_audit_write_row(request_rec *r, redeem_db_t *db, 
         [ARG_AUDIT_REQUEST_ID] = redeem_request_id(r),
         [ARG_AUDIT_ACTOR_TOKEN_GENERATION] =
             apr_psprintf(r->pool, "%" APR_INT64_T_FMT, actor->token_generation),
+        [ARG_AUDIT_ACTOR_EMAIL] = actor->email,
     };
     redeem_audit_log_line(r, event, actor->id_text, target, outcome);
     const redeem_failure_t *failure = redeem_db_exec(db, STMT_AUDIT_INSERT, args, &written);

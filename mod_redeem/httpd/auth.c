@@ -49,7 +49,7 @@ const redeem_failure_t *redeem_auth_caller(redeem_call_t *call, redeem_access_e 
         return redeem_failure(r->pool, HTTP_UNAUTHORIZED, "Authentication required");
 
     /* The token first: a bad one is 401 whether or not the database is up. */
-    redeem_token_holder_t holder = {0, 0};
+    redeem_token_holder_t holder = {.user_id = 0};
     const char *why = redeem_token_verify(&call->conf->token, token, len,
                                           (int64_t)apr_time_sec(r->request_time), &holder);
     if (why) {
@@ -59,10 +59,11 @@ const redeem_failure_t *redeem_auth_caller(redeem_call_t *call, redeem_access_e 
 
     const char *id_text = apr_psprintf(r->pool, "%" APR_INT64_T_FMT, (apr_int64_t)holder.user_id);
     if (access == REDEEM_ACCESS_TOKEN) {
-        /* The statements that follow check the account and its generation
-         * themselves (SQL_REDEEM, SQL_AUDIT_INSERT). */
+        /* The statements that follow check the account, its generation and
+         * its email themselves (SQL_REDEEM, SQL_AUDIT_INSERT). */
         call->caller.id = holder.user_id;
         call->caller.id_text = id_text;
+        call->caller.email = apr_pstrdup(r->pool, holder.email);
         call->caller.token_generation = holder.generation;
         r->user = (char *)id_text; /* for the access log */
         return NULL;
@@ -82,6 +83,13 @@ const redeem_failure_t *redeem_auth_caller(redeem_call_t *call, redeem_access_e 
                       RDMNO(0208) "token refused: user %s's tokens of generation %" APR_INT64_T_FMT
                                   " were revoked (now %" APR_INT64_T_FMT ")",
                       id_text, (apr_int64_t)holder.generation, call->caller.token_generation);
+        return redeem_failure(r->pool, HTTP_UNAUTHORIZED, "Invalid or expired token");
+    }
+    if (strcmp(call->caller.email, holder.email) != 0) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      RDMNO(0209) "token refused: its email is not user %s's (a token of a site "
+                                  "of another database, or the account's email was changed)",
+                      id_text);
         return redeem_failure(r->pool, HTTP_UNAUTHORIZED, "Invalid or expired token");
     }
     r->user = apr_pstrdup(r->pool, call->caller.id_text); /* for the access log */

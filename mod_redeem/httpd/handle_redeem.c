@@ -114,6 +114,7 @@ const redeem_failure_t *redeem_handle_redeem(redeem_call_t *call)
         [ARG_REDEEM_REQUEST_ID] = redeem_request_id(r),
         [ARG_REDEEM_TOKEN_GENERATION] =
             apr_psprintf(r->pool, "%" APR_INT64_T_FMT, user->token_generation),
+        [ARG_REDEEM_EMAIL] = user->email,
     };
     if (!(failure = redeem_call_db(call)))
         failure = run_redemption(call, args, &rows);

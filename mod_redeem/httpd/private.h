@@ -482,8 +482,8 @@ typedef enum {
     REDEEM_ACCESS_ADMIN
 } redeem_access_e;
 /* The bearer token checked (401 before any database work); with
- * REDEEM_ACCESS_TOKEN only call->caller.id, id_text and token_generation
- * are set, from it (the handler's statements check them);
+ * REDEEM_ACCESS_TOKEN only call->caller.id, id_text, email and
+ * token_generation are set, from it (the handler's statements check them);
  * otherwise its user is read from the database into call->caller (401 when
  * gone), and with REDEEM_ACCESS_ADMIN 403 unless the database says admin. */
 const redeem_failure_t *redeem_auth_caller(redeem_call_t *call, redeem_access_e access);

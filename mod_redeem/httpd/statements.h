@@ -252,6 +252,7 @@ enum {
     ARG_REDEEM_CLIENT,
     ARG_REDEEM_REQUEST_ID,
     ARG_REDEEM_TOKEN_GENERATION, /* the token's: another is no_user (revoked) */
+    ARG_REDEEM_EMAIL,            /* the token's: another is no_user (another site's token) */
     REDEEM_NARGS
 };
 enum {
@@ -267,9 +268,11 @@ enum {
 #define SQL_REDEEM_FIND_                                                                           \
     "WITH args AS ("                                                                               \
     " SELECT decode($1::text, 'hex') AS code_hash, $2::bigint AS user_id,"                         \
-    " $3::text AS client_addr, $4::text AS request_id, $5::bigint AS token_generation),"           \
+    " $3::text AS client_addr, $4::text AS request_id, $5::bigint AS token_generation,"            \
+    " $6::text AS email),"                                                                         \
     " caller AS (SELECT u.id, u.subscription_expires_at FROM users u, args"                        \
-    " WHERE u.id = args.user_id AND u.token_generation = args.token_generation),"                  \
+    " WHERE u.id = args.user_id AND u.token_generation = args.token_generation"                    \
+    " AND u.email = args.email),"                                                                  \
     " target AS ("                                                                                 \
     " SELECT c.id, c.used_at, c.expires_at, c.used_request = args.request_id AS replay"            \
     " FROM redeem_codes c, args"                                                                   \
@@ -317,9 +320,9 @@ enum {
     " outcome AS (SELECT CASE WHEN result IN ('success', 'not_found', 'no_user') THEN result"      \
     " ELSE 'recheck' END AS result FROM decided)," SQL_REDEEM_ANSWER_
 
-/* ---- One audit row (audit.c), written only while its actor exists at the
- * token generation of its token (the actor may be known from a token
- * alone): one row affected, or none. (No
+/* ---- One audit row (audit.c), written only while its actor exists with
+ * the token generation and email of its token (the actor may be known from
+ * a token alone): one row affected, or none. (No
  * RETURNING: the application role may not read audit_log.) */
 enum {
     ARG_AUDIT_EVENT,
@@ -329,11 +332,13 @@ enum {
     ARG_AUDIT_OUTCOME,
     ARG_AUDIT_REQUEST_ID,
     ARG_AUDIT_ACTOR_TOKEN_GENERATION,
+    ARG_AUDIT_ACTOR_EMAIL,
     AUDIT_INSERT_NARGS
 };
 #define SQL_AUDIT_INSERT                                                                           \
     "INSERT INTO audit_log (event, actor_id, target, client_addr, outcome, request_id)"            \
     " SELECT $1::text, $2::bigint, $3::text, $4::text, $5::text, $6::text"                         \
-    " WHERE EXISTS (SELECT FROM users WHERE id = $2::bigint AND token_generation = $7::bigint)"
+    " WHERE EXISTS (SELECT FROM users WHERE id = $2::bigint AND token_generation = $7::bigint"     \
+    " AND email = $8::text)"
 
 #endif

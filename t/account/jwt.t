@@ -331,6 +331,26 @@ jwt_forge(header(), claims(gen => 0), jwt_secret())
 
 
 
+=== TEST 53h: a token of the same user id with another email (a site of another database signed it with the same secret)
+--- token_eval
+jwt_forge(header(), claims(email => 'alice@elsewhere.test'), jwt_secret())
+--- error_log
+/RDM0209: token refused: its email is not user \d+'s/
+
+=== TEST 53i: a token without email
+--- token_eval
+jwt_forge(header(), claims(email => undef), jwt_secret())
+
+=== TEST 53j: an admin's id with another email: no admin route (the other site's admin is not this one)
+--- token_eval
+jwt_forge(header(), {%{ jwt_claims('admin') }, email => 'admin@elsewhere.test'}, jwt_secret())
+--- request
+GET /api/users
+--- response_body_unlike
+"users"
+
+
+
 === TEST 54: an admin claim for a user the database says is not admin: 403
 --- token_eval
 my $claims = jwt_claims('mallory');

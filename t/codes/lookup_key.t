@@ -222,7 +222,7 @@ GET /api/health
 --- error_code: 200
 --- db_check eval
 "SET plan_cache_mode = force_generic_plan;\nPREPARE t_redeem AS " . statement_sql('SQL_REDEEM')
-  . ";\nEXPLAIN (COSTS OFF) EXECUTE t_redeem('00', 1, '127.0.0.1', 'x', 0);\n"
+  . ";\nEXPLAIN (COSTS OFF) EXECUTE t_redeem('00', 1, '127.0.0.1', 'x', 0, 'a@example.test');\n"
 --- db_check_like
 Index Scan using redeem_codes_lookup_key on redeem_codes
 

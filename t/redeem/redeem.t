@@ -922,6 +922,27 @@ SELECT count(*) FROM redeem_codes WHERE used_by = $USER_ID_rhea;
 
 
 
+=== TEST 50f2: a token of alice's id with another email (another site's user): 401, the code stays unused, no audit row
+--- token_eval
+my $claims = jwt_claims('alice');
+$claims->{email} = 'alice@elsewhere.test';
+jwt_forge({alg => 'HS256', typ => 'JWT'}, $claims, jwt_secret())
+--- request
+POST /redeem
+--- request_json eval
+body(take_code())
+--- error_code: 401
+--- response_json_exact
+{"error": "Invalid or expired token"}
+--- db_check
+SELECT count(*) FROM audit_log WHERE occurred_at >= '$REQUEST_TIME';
+SELECT count(*) FROM redeem_codes WHERE used_at >= '$REQUEST_TIME';
+--- db_check_out
+0
+0
+
+
+
 === TEST 50g: a month is a calendar month of UTC whatever the database's TimeZone (in New York, 2030-03-01T03:00Z is still February 28)
 --- login: tzed
 --- db_init

@@ -290,12 +290,13 @@ static void test_token(apr_pool_t *p, int prepared)
         ok(redeem_token_prepare(p, &cfg) == NULL && cfg.mac, "token: MAC key prepared");
     redeem_token_subject_t alice = {42, "alice@example.test", 0, 3};
     int64_t now = 1800000000;
-    redeem_token_holder_t holder = {0, 0};
+    redeem_token_holder_t holder = {.user_id = 0};
     char *token = NULL;
     ok(redeem_token_issue(p, &cfg, &alice, now, &token) == NULL, "token: issued");
     ok(redeem_token_verify(&cfg, token, strlen(token), now + 10, &holder) == NULL &&
-           holder.user_id == 42 && holder.generation == 3,
-       "token: verifies and names the user and its token generation");
+           holder.user_id == 42 && holder.generation == 3 &&
+           strcmp(holder.email, "alice@example.test") == 0,
+       "token: verifies and names the user, its token generation and email");
     ok(redeem_token_verify(&cfg, token, strlen(token), now + 3600, &holder) != NULL,
        "token: refused at exp");
     cfg.leeway = 30;
@@ -307,7 +308,8 @@ static void test_token(apr_pool_t *p, int prepared)
     ok(redeem_token_verify(&cfg, flipped, strlen(flipped), now, &holder) != NULL,
        "token: flipped signature refused");
 
-    const char *claims = "{\"sub\":\"42\",\"user_id\":42,\"exp\":1800003600,\"iat\":1800000000}";
+    const char *claims = "{\"sub\":\"42\",\"user_id\":42,\"email\":\"a@example.test\","
+                         "\"exp\":1800003600,\"iat\":1800000000}";
     const char *hs256 = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
     char *good = forge(p, hs256, claims, EVP_sha256(), secret);
     holder.generation = -1;
@@ -315,8 +317,10 @@ static void test_token(apr_pool_t *p, int prepared)
            holder.generation == 0,
        "token: a well-formed forged-by-us token verifies (the forger works), generation 0 "
        "without gen");
-    char *gen7 = forge(p, hs256, "{\"sub\":\"42\",\"user_id\":42,\"exp\":1800003600,\"gen\":7}",
-                       EVP_sha256(), secret);
+    char *gen7 = forge(
+        p, hs256,
+        "{\"sub\":\"42\",\"user_id\":42,\"email\":\"a@example.test\",\"exp\":1800003600,\"gen\":7}",
+        EVP_sha256(), secret);
     ok(redeem_token_verify(&cfg, gen7, strlen(gen7), now, &holder) == NULL &&
            holder.generation == 7,
        "token: gen is the holder's generation");
@@ -342,14 +346,31 @@ static void test_token(apr_pool_t *p, int prepared)
          "future iat refused", EVP_sha256()},
         {hs256, "{\"sub\":\"43\",\"user_id\":42,\"exp\":1800003600}", secret,
          "sub/user_id mismatch refused", EVP_sha256()},
-        {hs256, "{\"sub\":\"42\",\"user_id\":42,\"exp\":1800003600,\"gen\":\"7\"}", secret,
-         "string gen refused", EVP_sha256()},
-        {hs256, "{\"sub\":\"42\",\"user_id\":42,\"exp\":1800003600,\"gen\":7.0}", secret,
-         "real gen refused", EVP_sha256()},
-        {hs256, "{\"sub\":\"42\",\"user_id\":42,\"exp\":1800003600,\"gen\":-1}", secret,
-         "negative gen refused", EVP_sha256()},
-        {hs256, "{\"sub\":\"42\",\"user_id\":42,\"exp\":1800003600,\"gen\":null}", secret,
-         "null gen refused", EVP_sha256()},
+        {hs256,
+         "{\"sub\":\"42\",\"user_id\":42,\"email\":\"a@example.test\",\"exp\":1800003600,\"gen\":"
+         "\"7\"}",
+         secret, "string gen refused", EVP_sha256()},
+        {hs256,
+         "{\"sub\":\"42\",\"user_id\":42,\"email\":\"a@example.test\",\"exp\":1800003600,\"gen\":7."
+         "0}",
+         secret, "real gen refused", EVP_sha256()},
+        {hs256,
+         "{\"sub\":\"42\",\"user_id\":42,\"email\":\"a@example.test\",\"exp\":1800003600,\"gen\":-"
+         "1}",
+         secret, "negative gen refused", EVP_sha256()},
+        {hs256,
+         "{\"sub\":\"42\",\"user_id\":42,\"email\":\"a@example.test\",\"exp\":1800003600,\"gen\":"
+         "null}",
+         secret, "null gen refused", EVP_sha256()},
+        {hs256, "{\"sub\":\"42\",\"user_id\":42,\"exp\":1800003600}", secret,
+         "a token without email refused", EVP_sha256()},
+        {hs256, "{\"sub\":\"42\",\"user_id\":42,\"email\":42,\"exp\":1800003600}", secret,
+         "an email that is no string refused", EVP_sha256()},
+        {hs256, "{\"sub\":\"42\",\"user_id\":42,\"email\":\"\",\"exp\":1800003600}", secret,
+         "an empty email refused", EVP_sha256()},
+        {hs256,
+         "{\"sub\":\"42\",\"user_id\":42,\"email\":\"a\\u0000@example.test\",\"exp\":1800003600}",
+         secret, "an email with a NUL refused", EVP_sha256()},
         {"{\"alg\":\"HS256\",\"alg\":\"HS256\",\"typ\":\"JWT\"}", claims, secret,
          "a header key twice refused", EVP_sha256()},
         {hs256, "{\"sub\":\"42\",\"user_id\":42,\"user_id\":7,\"exp\":1800003600}", secret,
@@ -367,8 +388,10 @@ static void test_token(apr_pool_t *p, int prepared)
     /* exp at the top of int64 with a leeway: valid, and no overflow (UBSan
      * would report exp + leeway). */
     cfg.leeway = 300;
-    char *far = forge(p, hs256, "{\"sub\":\"42\",\"user_id\":42,\"exp\":9223372036854775807}",
-                      EVP_sha256(), secret);
+    char *far = forge(
+        p, hs256,
+        "{\"sub\":\"42\",\"user_id\":42,\"email\":\"a@example.test\",\"exp\":9223372036854775807}",
+        EVP_sha256(), secret);
     ok(redeem_token_verify(&cfg, far, strlen(far), now, &holder) == NULL,
        "token: exp of 2^63-1 with a leeway is in the future, without overflow");
     cfg.leeway = 0;
