@@ -526,7 +526,7 @@ int redeem_config_finish(apr_pool_t *pconf, server_rec *s)
     return OK;
 }
 
-int redeem_config_attach_shared(server_rec *s)
+int redeem_config_attach_shared(apr_pool_t *pconf, server_rec *s)
 {
     redeem_server_conf *main_conf = ap_get_module_config(s->module_config, &redeem_module);
     redeem_store_setting_t *store = &main_conf->store;
@@ -540,7 +540,8 @@ int redeem_config_attach_shared(server_rec *s)
         engine |= ((redeem_server_conf *)ap_get_module_config(vs->module_config, &redeem_module))
                       ->engine_used;
     if (!engine)
-        return OK; /* no server serves the API: no segment */
+        return OK; /* no server serves the API: no segment, nor a Server token */
+    ap_add_version_component(pconf, "mod_redeem/" REDEEM_VERSION);
     const char *why = redeem_shared_attach(s, (uint32_t)store->shm_entries, &shared);
     if (why) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, RDMNO(0007) "mod_redeem cannot start: %s", why);

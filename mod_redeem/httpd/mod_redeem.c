@@ -94,7 +94,6 @@ static int redeem_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *p
     (void)ptemp;
     if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG)
         return OK;
-    ap_add_version_component(pconf, "mod_redeem/" REDEEM_VERSION);
     int pq = PQlibVersion();
     ap_log_error(
         APLOG_MARK, APLOG_NOTICE, 0, s,
@@ -103,7 +102,7 @@ static int redeem_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *p
         REDEEM_VERSION, jansson_version_str(), OpenSSL_version(OPENSSL_VERSION_STRING), pq / 10000,
         pq % 10000, HIREDIS_MAJOR, HIREDIS_MINOR, HIREDIS_PATCH, ARGON2_VERSION_NUMBER,
         REDEEM_LIBJWT_VERSION);
-    return redeem_config_attach_shared(s);
+    return redeem_config_attach_shared(pconf, s);
 }
 
 static void redeem_child_init(apr_pool_t *pchild, server_rec *s)

@@ -327,8 +327,10 @@ void *redeem_config_create_dir(apr_pool_t *p, char *dir);
 void *redeem_config_merge_dir(apr_pool_t *p, void *base, void *add);
 /* check_config: defaults, secrets and keys of every server; OK or an error status. */
 int redeem_config_finish(apr_pool_t *pconf, server_rec *s);
-/* post_config: the shared segment, for every server. OK or an error status. */
-int redeem_config_attach_shared(server_rec *s);
+/* post_config: the shared segment, for every server, and mod_redeem's token in
+ * the Server header; neither when no server serves the API. OK or an error
+ * status. */
+int redeem_config_attach_shared(apr_pool_t *pconf, server_rec *s);
 /* child_init: the main server's process-wide settings (RedeemFutexHashSlots). */
 void redeem_config_child_init(server_rec *s);
 
