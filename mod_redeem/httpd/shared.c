@@ -1,8 +1,9 @@
 /* The server's shared memory: one anonymous segment, made by the parent
  * before it forks and inherited by every child, with the rate-limit table
  * and the counters. It lives in the process pool and its address is kept
- * with ap_retained_data, so a graceful restart (or graceful-stop) re-attaches
- * it instead of starting afresh; a full restart makes a new one. */
+ * with ap_retained_data, so a restart, graceful or not (or graceful-stop),
+ * re-attaches it instead of starting afresh; only stopping httpd and
+ * starting it again, or a new table size, makes a new one. */
 #include "httpd/private.h"
 
 #include "core/limit_table.h"
