@@ -1,6 +1,7 @@
 #!/usr/bin/perl
 # Tokens for `make bench`, signed here with the server's secret (HS256, the
-# claims mod_redeem issues: sub, user_id, iat, exp).
+# claims mod_redeem checks: sub, user_id, email, gen, iat, exp; the bench
+# users are bench<id>@example.test, at token generation 0).
 #   tokens.pl SECRET USERS COUNT LIFETIME   prints COUNT "user_id token" lines,
 #       the ids spread evenly over 1..USERS (the bench users' ids)
 #   tokens.pl --logins USERS COUNT PASSWORD prints COUNT "email password"
@@ -28,7 +29,8 @@ my $now = time;
 my $header = encode_base64url('{"alg":"HS256","typ":"JWT"}');
 for my $id (spread($users, $count)) {
     my $claims = encode_base64url(
-        encode_json({ sub => "$id", user_id => $id + 0, iat => $now, exp => $now + $lifetime }));
+        encode_json({ sub => "$id", user_id => $id + 0, email => "bench$id\@example.test", gen => 0,
+                      iat => $now, exp => $now + $lifetime }));
     my $signing = "$header.$claims";
     print "$id $signing.", encode_base64url(hmac_sha256($signing, $secret)), "\n";
 }
