@@ -34,8 +34,8 @@ static const char *bearer_token(request_rec *r, apr_size_t *len)
 const redeem_failure_t *redeem_auth_user_gone(request_rec *r, const char *user_id)
 {
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                  RDMNO(0203) "token refused: user %s no longer exists, or its tokens were "
-                              "revoked",
+                  RDMNO(0203) "token refused: user %s no longer exists, or the token is no "
+                              "longer its own (revoked, or another site's)",
                   user_id);
     return redeem_failure(r->pool, HTTP_UNAUTHORIZED, "Invalid or expired token");
 }

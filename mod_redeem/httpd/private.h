@@ -489,7 +489,8 @@ typedef enum {
  * otherwise its user is read from the database into call->caller (401 when
  * gone), and with REDEEM_ACCESS_ADMIN 403 unless the database says admin. */
 const redeem_failure_t *redeem_auth_caller(redeem_call_t *call, redeem_access_e access);
-/* 401 for a token whose user no longer exists (logged). */
+/* 401 for a token whose user no longer exists, or no longer at its
+ * generation with its email (logged). */
 const redeem_failure_t *redeem_auth_user_gone(request_rec *r, const char *user_id);
 /* A fresh access token for user, or NULL (logged). */
 const char *redeem_auth_token_for(request_rec *r, const redeem_user_t *user);

@@ -884,7 +884,7 @@ SELECT count(*) FROM redeem_codes WHERE used_by = $USER_ID_rhea;
 0
 0
 --- error_log
-/RDM0203: token refused: user \d+ no longer exists, or its tokens were revoked/
+/RDM0203: token refused: user \d+ no longer exists, or the token is no longer its own \(revoked, or another site's\)/
 
 
 
