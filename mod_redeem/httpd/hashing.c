@@ -103,22 +103,25 @@ static const redeem_failure_t *run_in_slot(request_rec *r, int idle_only, hashin
     return &redeem_failure_internal;
 }
 
+static const redeem_failure_t *hash_in_slot(request_rec *r, int idle_only, const char *password,
+                                            size_t len, char **hash)
+{
+    hashing_job_t job = {password, len, NULL, NULL, REDEEM_PASSWORD_ERROR};
+    const redeem_failure_t *failure = run_in_slot(r, idle_only, &job);
+    *hash = job.hash;
+    return failure;
+}
+
 const redeem_failure_t *redeem_hashing_hash(request_rec *r, const char *password, size_t len,
                                             char **hash)
 {
-    hashing_job_t job = {password, len, NULL, NULL, REDEEM_PASSWORD_ERROR};
-    const redeem_failure_t *failure = run_in_slot(r, 0, &job);
-    *hash = job.hash;
-    return failure;
+    return hash_in_slot(r, 0, password, len, hash);
 }
 
 const redeem_failure_t *redeem_hashing_hash_if_idle(request_rec *r, const char *password,
                                                     size_t len, char **hash)
 {
-    hashing_job_t job = {password, len, NULL, NULL, REDEEM_PASSWORD_ERROR};
-    const redeem_failure_t *failure = run_in_slot(r, 1, &job);
-    *hash = job.hash;
-    return failure;
+    return hash_in_slot(r, 1, password, len, hash);
 }
 
 const redeem_failure_t *redeem_hashing_verify(request_rec *r, const char *stored,

@@ -32,16 +32,12 @@ sub log_count {
 add_block_preprocessor(sub {
     my ($block) = @_;
     return unless ($block->config // '') =~ /other-keys\.test/;
-    my %keys = (other_jwt_secret => 'a-secret-of-the-other-site-only-0123456789ab',
-                other_mac_key => '5f' x 32, other_enc_key => 'a7' x 32);
-    for my $name (keys %keys) {
-        my $file = var('SERVROOT') . "/$name";
-        next if -e $file;
-        open my $fh, '>', $file or die "$file: $!";
-        print $fh "$keys{$name}\n";
-        close $fh;
-        chmod 0600, $file;
-    }
+    my $dir = var('SERVROOT');
+    return if -e "$dir/other_jwt_secret";
+    # The harness's own key writer: random keys, 0600.
+    Test::Redeem::_write_key("$dir/$_") for qw(other_mac_key other_enc_key);
+    Test::Redeem::_write_file("$dir/other_jwt_secret", "a-secret-of-the-other-site-only-0123456789ab\n");
+    chmod 0600, "$dir/other_jwt_secret";
 });
 
 no_shuffle();
