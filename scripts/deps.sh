@@ -29,6 +29,29 @@ fi
 echo "deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-# Debian's apache2 package starts its own server on port 80 where a service manager
-# runs; we never want that instance, only the private one.
+
+# Debian's server packages start their servers system-wide as they install,
+# and at every boot after: apache2 on port 80, PostgreSQL on 5432, Redis on
+# 6379. mod_redeem runs private servers of its own and asks for none of
+# those. So the install runs under a policy-rc.d that refuses every start
+# (invoke-rc.d(8)), unless the machine has a policy of its own, which then
+# stands; and the servers of the packages this run installed are not started
+# at boot either (update-rc.d ... disable; `update-rc.d NAME enable` undoes it).
+# REDEEM_POLICY_RC_D moves the policy file, for t/deploy/deps.t only.
+policy=${REDEEM_POLICY_RC_D:-/usr/sbin/policy-rc.d}
+if [ ! -e "$policy" ] && [ ! -L "$policy" ]; then
+  printf '#!/bin/sh\n# scripts/deps.sh of mod_redeem, while it installs packages\nexit 101\n' >"$policy.redeem"
+  chmod 755 "$policy.redeem"
+  mv "$policy.redeem" "$policy"
+  trap 'rm -f "$policy"' EXIT
+fi
 $cmd >/dev/null
+
+declare -A service_of=([apache2]=apache2 [postgresql]=postgresql [redis-server]=redis-server)
+for p in "${missing[@]}"; do
+  service=${service_of[$p]:-}
+  [ -n "$service" ] || continue
+  update-rc.d "$service" disable >/dev/null 2>&1 ||
+    echo "deps: could not keep $service from starting at boot (update-rc.d $service disable)" >&2
+  echo "deps: $p installed, its system-wide server neither started nor started at boot"
+done
