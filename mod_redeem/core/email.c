@@ -41,6 +41,16 @@ static const uint32_t invisible[][2] = {
     {0xF0000, 0x10FFFF} /* private use planes */
 };
 
+/* The database folds an address (NFC, then lowercase: email_key, sql/003)
+ * before it stores it. One code point beyond ASCII folds into forbidden
+ * ASCII: U+037E, the Greek question mark, is ';' once normalized (checked
+ * over every code point with Python's unicodedata). Refused as ';' is, or
+ * an account would be stored under an address that cannot log in. */
+static int folds_to_forbidden_ascii(uint32_t c)
+{
+    return c == 0x037E;
+}
+
 static int is_invisible(uint32_t c)
 {
     if ((c & 0xFFFE) == 0xFFFE)
@@ -93,7 +103,7 @@ const char *redeem_email_normalize(apr_pool_t *p, const char *in, size_t len, ch
             at_count++;
             at_pos = start;
         }
-        else if (c < 0x80 ? is_forbidden_ascii(c) : is_invisible(c))
+        else if (c < 0x80 ? is_forbidden_ascii(c) : is_invisible(c) || folds_to_forbidden_ascii(c))
             return "Invalid email: contains spaces, invisible or forbidden characters";
         if (at_count == 0)
             local_chars++;

@@ -160,3 +160,29 @@ POST /api/register
 --- error_code: 400
 --- response_json_exact
 {"error": "Invalid email: contains spaces, invisible or forbidden characters"}
+
+
+
+=== TEST 14: the Greek question mark (U+037E), which the database's folding turns into ';', is refused as ';' is; nothing stored
+--- request
+POST /api/register
+--- request_json
+{"email": "a\u037eb@example.test", "password": "Passw0rd123"}
+--- error_code: 400
+--- response_json_exact
+{"error": "Invalid email: contains spaces, invisible or forbidden characters"}
+--- db_check
+SELECT count(*) FROM users WHERE email LIKE '%;%' OR email LIKE U&'%\037E%'
+--- db_check_out
+0
+
+
+
+=== TEST 15: ... and the Greek varia (U+1FEF), which folds into '`', allowed ASCII, registers, stored as its fold
+--- request
+POST /api/register
+--- request_json
+{"email": "a\u1fefb@example.test", "password": "Passw0rd123"}
+--- error_code: 201
+--- response_json
+{"user": {"email": "a`b@example.test"}}

@@ -85,6 +85,9 @@ static void test_email(apr_pool_t *p)
         {"a\xf3\xa0\x80\x81"
          "b@c.d",
          "a tag character"},
+        {"a\xcd\xbe"
+         "b@c.d",
+         "the Greek question mark (U+037E, ';' once NFC)"},
         {"a\xc0\xaf"
          "b@c.d",
          "an overlong sequence (not UTF-8)"},
