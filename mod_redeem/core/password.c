@@ -234,5 +234,7 @@ redeem_password_result_e redeem_password_verify(redeem_password_memory_t *memory
         return REDEEM_PASSWORD_MATCH;
     if (rc == ARGON2_VERIFY_MISMATCH)
         return REDEEM_PASSWORD_MISMATCH;
+    if (rc == ARGON2_MEMORY_ALLOCATION_ERROR || rc == ARGON2_THREAD_FAIL)
+        return REDEEM_PASSWORD_FAILED;
     return REDEEM_PASSWORD_ERROR;
 }

@@ -23,7 +23,9 @@ typedef struct {
 typedef enum {
     REDEEM_PASSWORD_MISMATCH = 0,
     REDEEM_PASSWORD_MATCH = 1,
-    REDEEM_PASSWORD_ERROR = -1 /* malformed stored hash, out of memory */
+    REDEEM_PASSWORD_ERROR = -1, /* the stored hash is malformed or not one argon2id can check */
+    REDEEM_PASSWORD_FAILED = -2 /* argon2 could not run (no memory, no thread): a server fault,
+                                 * not the hash's nor the password's */
 } redeem_password_result_e;
 
 /* NULL when pw satisfies the policy, else the reason, fit for a 400 response.

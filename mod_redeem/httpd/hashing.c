@@ -91,8 +91,11 @@ static const redeem_failure_t *run_in_slot(request_rec *r, int idle_only, hashin
         return failure;
     redeem_password_memory_t *memory = &redeem_conf(r)->child->slot_memory[slot];
     const char *why = NULL;
-    if (job->stored)
+    if (job->stored) {
         job->verdict = redeem_password_verify(memory, job->stored, job->password, job->len);
+        if (job->verdict == REDEEM_PASSWORD_FAILED)
+            why = "out of memory, or no thread to run on";
+    }
     else
         why = redeem_password_hash(r->pool, &redeem_conf(r)->argon2, memory, job->password,
                                    job->len, &job->hash);

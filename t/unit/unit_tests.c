@@ -19,6 +19,8 @@
 #include <openssl/hmac.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tap.h"
@@ -160,6 +162,31 @@ static void test_body(apr_pool_t *p)
               "body: a long unknown field cut at 64 characters, its length said");
 }
 
+/* redeem_password_verify's verdict in a child process, with its address
+ * space limited to about what it uses already when `starved`. */
+static int verdict_in_child(const char *stored, int starved)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (starved) {
+            long pages = 0;
+            FILE *statm = fopen("/proc/self/statm", "r");
+            if (!statm || fscanf(statm, "%ld", &pages) != 1)
+                _exit(99);
+            fclose(statm);
+            rlim_t room = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + 16 * 1024 * 1024;
+            struct rlimit limit = {room, room};
+            if (setrlimit(RLIMIT_AS, &limit) != 0)
+                _exit(98);
+        }
+        _exit(10 + redeem_password_verify(NULL, stored, "Passw0rd123", 11));
+    }
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+        return 100;
+    return WEXITSTATUS(status) - 10;
+}
+
 static void test_password(apr_pool_t *p)
 {
     ok(redeem_password_check_policy("Passw0rd", 8) == NULL, "password: 8 chars accepted");
@@ -208,6 +235,15 @@ static void test_password(apr_pool_t *p)
        "argon2: longer password refused");
     ok(redeem_password_verify(NULL, "$argon2id$garbage", "x", 1) == REDEEM_PASSWORD_ERROR,
        "argon2: malformed hash is an error");
+    /* argon2 that cannot get its memory is a server fault, not a wrong
+     * password nor an unreadable hash (login answers 500 for it, not 401):
+     * checked in a child process whose address space cannot take 64 MiB. */
+    const char *costly = "$argon2id$v=19$m=65536,t=1,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA";
+    ok(verdict_in_child(costly, 0) == REDEEM_PASSWORD_MISMATCH,
+       "argon2: a 64 MiB hash checks in a child of no memory limit (the control)");
+    ok(verdict_in_child(costly, 1) == REDEEM_PASSWORD_FAILED,
+       "argon2: ... and is a failure to run, not a mismatch or an error, where its memory "
+       "cannot be had");
     redeem_password_cost_t other_memory = {2048, 1, 1}, other_passes = {1024, 2, 1},
                            other_lanes = {1024, 1, 2};
     ok(!redeem_password_needs_rehash(hash, &cost) && !redeem_password_needs_rehash(theirs, &cost),
