@@ -61,9 +61,11 @@ const redeem_failure_t *redeem_handle_register(redeem_call_t *call)
 
     if ((failure = read_credentials(r, 1, &credentials)))
         return failure;
-    /* Spare the hashing when the answer is already known; the insert below
-     * still settles races through the unique index. */
-    if ((failure = redeem_call_db(call)) ||
+    /* The hashing slot before the database (redeem_hashing_reserve): a
+     * registration never waits for hashing while it holds a connection. Spare
+     * the hashing when the answer is already known; the insert below still
+     * settles races through the unique index. */
+    if ((failure = redeem_hashing_reserve(r)) || (failure = redeem_call_db(call)) ||
         (failure = redeem_user_by_email(call->db, credentials.email, &user, NULL)))
         return failure;
     if (user.id_text)
@@ -128,7 +130,9 @@ const redeem_failure_t *redeem_handle_login(redeem_call_t *call)
      * or not: every spelling of one account (case, Unicode form, the Kelvin
      * sign for a k) spends one budget, and the answer is the same whether
      * the account exists. */
-    if ((failure = read_credentials(r, 0, &credentials)) || (failure = redeem_call_db(call)) ||
+    if ((failure = read_credentials(r, 0, &credentials)) ||
+        (failure = redeem_hashing_reserve(r)) || /* before the database: see register */
+        (failure = redeem_call_db(call)) ||
         (failure = redeem_user_by_email(call->db, credentials.email, &user, &email_key)) ||
         (failure = redeem_ratelimit_charge(r, REDEEM_SCOPE_LOGIN_EMAIL, email_key)))
         return failure;

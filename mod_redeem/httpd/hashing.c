@@ -83,10 +83,52 @@ static void give_back_slot(request_rec *r, int slot)
     apr_thread_mutex_unlock(child->hash_lock);
 }
 
+/* A slot a request took ahead of its first need of the database
+ * (redeem_hashing_reserve), until its hash gives it back, or the request
+ * ends. */
+#define RESERVED_KEY "redeem_hash_slot"
+typedef struct {
+    request_rec *r;
+    int slot; /* -1: given back */
+} reserved_t;
+
+static apr_status_t give_back_reserved(void *data)
+{
+    reserved_t *reserved = data;
+    if (reserved->slot >= 0)
+        give_back_slot(reserved->r, reserved->slot);
+    reserved->slot = -1;
+    return APR_SUCCESS;
+}
+
+const redeem_failure_t *redeem_hashing_reserve(request_rec *r)
+{
+    reserved_t *reserved = apr_palloc(r->pool, sizeof *reserved);
+    const redeem_failure_t *failure = take_slot(r, 0, &reserved->slot);
+    if (failure)
+        return failure;
+    reserved->r = r;
+    apr_pool_cleanup_register(r->pool, reserved, give_back_reserved, apr_pool_cleanup_null);
+    apr_pool_userdata_setn(reserved, RESERVED_KEY, NULL, r->pool);
+    return NULL;
+}
+
+/* The slot this request reserved, now its own to give back; -1: none. */
+static int claim_reserved(request_rec *r)
+{
+    reserved_t *reserved = NULL;
+    apr_pool_userdata_get((void **)&reserved, RESERVED_KEY, r->pool);
+    if (!reserved || reserved->slot < 0)
+        return -1;
+    int slot = reserved->slot;
+    reserved->slot = -1;
+    return slot;
+}
+
 static const redeem_failure_t *run_in_slot(request_rec *r, int idle_only, hashing_job_t *job)
 {
-    int slot = 0;
-    const redeem_failure_t *failure = take_slot(r, idle_only, &slot);
+    int slot = idle_only ? -1 : claim_reserved(r);
+    const redeem_failure_t *failure = slot >= 0 ? NULL : take_slot(r, idle_only, &slot);
     if (failure)
         return failure;
     redeem_password_memory_t *memory = &redeem_conf(r)->child->slot_memory[slot];

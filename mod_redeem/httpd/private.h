@@ -499,9 +499,17 @@ const char *redeem_auth_token_for(request_rec *r, const redeem_user_t *user);
 
 /* child_init: the child's hashing slots and their lock; NULL or why not. */
 const char *redeem_hashing_child_init(apr_pool_t *pchild, redeem_child_t *child, int slots);
+/* Takes a slot for the request's next hash before it needs the database:
+ * a login or registration then waits for hashing without holding one of the
+ * child's few pooled connections (DBDMax), which a burst of them would
+ * otherwise all hold, leaving every other request of the child to 503. The
+ * next redeem_hashing_hash or _verify uses it; the request's end gives it
+ * back if none did. Fails as they do (503 after RedeemHashWait). */
+const redeem_failure_t *redeem_hashing_reserve(request_rec *r);
 /* argon2id under this child's bound (RedeemHashConcurrency): each call takes
- * a slot, waiting up to RedeemHashWait (then 503, Retry-After: 1), does its
- * work and gives the slot back. */
+ * a slot (the request's reserved one, if it holds one), waiting up to
+ * RedeemHashWait (then 503, Retry-After: 1), does its work and gives the
+ * slot back. */
 const redeem_failure_t *redeem_hashing_hash(request_rec *r, const char *password, size_t len,
                                             char **hash);
 /* The same, for work that can wait for a later request: only when a slot is

@@ -1,0 +1,57 @@
+# Logins waiting for a password-hashing slot hold no pooled connection. A
+# child has few connections (conf/tuning.conf: 12 for 1,000 threads) and few
+# hashing slots (RedeemHashConcurrency); a login or registration that read
+# its user first and then waited for a slot held its connection all that
+# while, so a burst of logins (wrong passwords and unknown emails will do)
+# held every connection of the child, and its other requests waited for one
+# until they got 503 (RDM0118). Now the slot is taken before the database.
+#
+# Here: one child, two connections, one hashing slot, hashes of about 0.4 s,
+# and a profile's wait for a connection bounded at 450 ms (RedeemDBTimeout
+# 500). Four logins at once, then a profile: before, the first login hashed
+# on one connection and the second held the other while it waited for the
+# slot, the third was next in line for a connection, and the profile waited
+# behind it past its deadline.
+use lib 't/lib';
+use Test::Redeem;
+use Time::HiRes qw(sleep);
+
+our $CONFIG = "StartServers 1\nServerLimit 1\nThreadsPerChild 10\nMaxRequestWorkers 10\n"
+  . "MinSpareThreads 1\nMaxSpareThreads 10\nDBDMin 2\nDBDMax 2\nDBDKeep 2\n"
+  . "RedeemDBTimeout 500\nRedeemHashConcurrency 1\nRedeemHashWait 10000\n"
+  . "RedeemArgon2 65536 4 1\n";
+
+add_block_preprocessor(sub {
+    my ($block) = @_;
+    $block->set_value(config => $CONFIG) unless defined $block->config;
+});
+
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: four slow logins at once hold at most the one connection of the one hashing login: a profile beside them is 200 at once, and every login gets its answer (401)
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $token = user_token('hal');
+my $warm = api_request('GET', '/api/profile', undef, "Authorization: Bearer $token");
+$warm->{status} eq '200' or die "profile before the logins: $warm->{status} $warm->{body}\n";
+my @logins = map {
+    request_in_background('POST', '/api/login',
+                          qq({"email": "nobody$_\@example.test", "password": "WrongPassw0rd"}))
+} 1 .. 4;
+sleep 0.15;    # the first login hashing, the others waiting for the slot
+my $res = api_request('GET', '/api/profile', undef, "Authorization: Bearer $token");
+my @answers = map { request_result($_) } @logins;
+$res->{status} eq '200'
+  or die "the profile beside the logins: expected 200, got $res->{status} $res->{body}\n";
+$res->{elapsed} < 0.3
+  or die "the profile waited $res->{elapsed} s for a connection behind logins waiting to hash\n";
+my @bad = grep { $_->[0] ne '401' } @answers;
+!@bad or die "logins not 401: " . join(', ', map { "@$_" } @bad) . "\n";
+--- no_error_log
+RDM0118
+RDM0204
