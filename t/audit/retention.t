@@ -20,40 +20,6 @@ sub migrate { return "$ENV{REDEEM_ROOT}/scripts/redeem-migrate" }
 # The database of the blocks about migrating a table that has rows.
 sub legacy_db { return var('DB_NAME') . '_legacy' }
 
-# SQL on another database than the file's, as the superuser: the output.
-sub psql_db {
-    my ($db, $sql) = @_;
-    my $out = run_ok([ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $db ], $sql);
-    chomp $out;
-    return $out;
-}
-
-# Runs a command (stdin $input): its stdout and stderr together; dies unless it exits 0.
-sub run_ok {
-    my ($cmd, $input, %env) = @_;
-    my ($status, $out) = run_cmd($cmd, $input, %env);
-    die "@$cmd: exit $status: $out\n" if $status != 0;
-    return $out;
-}
-
-sub run_cmd {
-    my ($cmd, $input, %env) = @_;
-    my $file = var('SERVROOT') . '/.retention.in';
-    open my $fh, '>', $file or die "$file: $!";
-    print $fh $input // '';
-    close $fh;
-    local @ENV{ keys %env } = values %env;
-    my $pid = open(my $pipe, '-|') // die "fork: $!";
-    if (!$pid) {
-        open STDIN, '<', $file or die "$file: $!";
-        open STDERR, '>&', \*STDOUT or die "stderr: $!";
-        exec { $cmd->[0] } @$cmd or POSIX::_exit(127);
-    }
-    my $out = do { local $/; <$pipe> } // '';
-    close $pipe;
-    return ($? >> 8, $out);
-}
-
 # The name, first day and last day of the month $k months from the current one.
 sub month { return sql("SELECT t_month($_[0])") }
 sub first_day { return sql("SELECT t_day($_[0])") }

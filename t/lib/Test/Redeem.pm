@@ -295,6 +295,10 @@ C<api_raw_request($bytes)> sends a whole request exactly as given (head and
 body; the harness adds no header) and returns the same.
 C<sql($query)> runs SQL as C<db_check> does (psql as superuser on the file's
 database) and returns its output without the final newline; a psql error dies.
+C<run_cmd(\@cmd, $stdin, %env)> runs a command and returns its exit status
+and its output (stdout and stderr); C<run_ok> returns the output and dies
+unless it exits 0; C<psql_db($db, $sql)> runs SQL as the superuser on
+another database.
 C<one_connection_config($db_timeout_ms)> is the configuration of one child
 of five threads with one pooled connection and that C<RedeemDBTimeout> (every
 request meets the state the one before left).
@@ -341,7 +345,7 @@ our @EXPORT = qw(
   lock_waiters metric_value
   one_connection_config request_in_background request_result burst
   start_second_server stop_second_server redis_cli redis_stop redis_start
-  graceful_restart statement_sql subscription_fold_sql
+  graceful_restart statement_sql subscription_fold_sql run_cmd run_ok psql_db
 );
 
 use constant {
@@ -479,6 +483,42 @@ sub sql {
     my ($query) = @_;
     my ($rc, $out, $err) = _psql($DbName, $query);
     die "psql failed: $err" if $rc;
+    chomp $out;
+    return $out;
+}
+
+# Runs a command (stdin $input, the environment plus %env): its exit status
+# and its stdout and stderr together.
+sub run_cmd {
+    my ($cmd, $input, %env) = @_;
+    my $file = var('SERVROOT') . '/.run_cmd.in';
+    open my $fh, '>', $file or die "$file: $!";
+    print $fh $input // '';
+    close $fh;
+    local @ENV{ keys %env } = values %env;
+    my $pid = open(my $pipe, '-|') // die "fork: $!";
+    if (!$pid) {
+        open STDIN, '<', $file or die "$file: $!";
+        open STDERR, '>&', \*STDOUT or die "stderr: $!";
+        exec { $cmd->[0] } @$cmd or POSIX::_exit(127);
+    }
+    my $out = do { local $/; <$pipe> } // '';
+    close $pipe;
+    return ($? >> 8, $out);
+}
+
+# The same, its output; dies unless it exits 0.
+sub run_ok {
+    my ($cmd, $input, %env) = @_;
+    my ($status, $out) = run_cmd($cmd, $input, %env);
+    die "@$cmd: exit $status: $out\n" if $status != 0;
+    return $out;
+}
+
+# SQL on another database than the file's, as the superuser: the output, chomped.
+sub psql_db {
+    my ($db, $sql) = @_;
+    my $out = run_ok([ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $db ], $sql);
     chomp $out;
     return $out;
 }
