@@ -224,13 +224,23 @@ static void note_failed(request_rec *r)
                      __ATOMIC_RELAXED);
 }
 
-static void note_answering(request_rec *r)
+/* A statement of this request's got its answer. Only that ends a time of
+ * answering 503 at once: a pooled connection that needs no setting up is
+ * had without a word to the database, which may still be silent. */
+static void note_answered(request_rec *r)
 {
     redeem_child_t *child = redeem_conf(r)->child;
+    __atomic_store_n(&child->db_ok_at, (apr_int64_t)apr_time_now(), __ATOMIC_RELAXED);
     if (__atomic_load_n(&child->db_retry_at, __ATOMIC_RELAXED) &&
         __atomic_exchange_n(&child->db_retry_at, 0, __ATOMIC_ACQ_REL))
         ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,
                       RDMNO(0113) "the database answers again: this child uses it again");
+}
+
+int redeem_db_resting(request_rec *r)
+{
+    apr_int64_t retry_at = __atomic_load_n(&redeem_conf(r)->child->db_retry_at, __ATOMIC_ACQUIRE);
+    return retry_at && apr_time_now() < retry_at;
 }
 
 /* While the database is known not to answer: 1 when this request must fail
@@ -675,7 +685,6 @@ const redeem_failure_t *redeem_db_open(request_rec *r, apr_time_t since, redeem_
     failure = make_ready(handle);
     if (failure)
         return failure;
-    note_answering(r);
     *db = handle;
     return NULL;
 }
@@ -727,8 +736,7 @@ static const redeem_failure_t *run_statement(redeem_db_t *db, redeem_stmt_e id,
                 : (*result = NULL,
                    PQstatus(db->pg) == CONNECTION_OK ? EXCHANGE_FAILED : EXCHANGE_LOST);
         if (outcome == EXCHANGE_DONE) {
-            __atomic_store_n(&redeem_conf(r)->child->db_ok_at, (apr_int64_t)apr_time_now(),
-                             __ATOMIC_RELAXED);
+            note_answered(r);
             return NULL;
         }
         int again =
@@ -892,7 +900,6 @@ const redeem_failure_t *redeem_db_pipeline_commit(redeem_db_t *db, redeem_rows_t
         return failure && failure != &redeem_failure_key_taken ? failure : lost;
     }
     if (!failure)
-        __atomic_store_n(&redeem_conf(r)->child->db_ok_at, (apr_int64_t)apr_time_now(),
-                         __ATOMIC_RELAXED);
+        note_answered(r);
     return failure;
 }

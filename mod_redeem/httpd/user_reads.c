@@ -271,6 +271,10 @@ const redeem_failure_t *redeem_user_reads_get(redeem_call_t *call, apr_int64_t i
     self.wake = NULL;
     self.taken = self.dropped = self.done = self.found = self.failed = 0;
     redeem_shared_count(call->conf->shared, REDEEM_COUNTER_USER_READS);
+    /* While the child answers 503 at once, not after waiting in line behind
+     * reads that wait out their time on the silent database. */
+    if (redeem_db_resting(r))
+        return &redeem_failure_unavailable;
 
     apr_interval_time_t margin = redeem_db_too_late(call->conf);
     apr_thread_mutex_lock(child->read_lock);

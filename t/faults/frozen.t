@@ -191,6 +191,54 @@ all_200(30)
 
 
 
+=== TEST 3b: frozen for 12 s, a profile every quarter second: after the first wait runs out the child answers 503 at once but for its one try a second (the others do not wait in line behind that try's read), and it never says the database answers again while it is frozen (a pooled connection had without a word to the database is no answer)
+--- request
+GET /api/health
+--- error_code: 200
+--- timeout: 60
+--- check_eval
+my $token = user_token('fay');
+freeze();
+my $t0 = Time::HiRes::time();
+my @sent;
+my @results = eval {
+    for (1 .. 48) {
+        push @sent, [ Time::HiRes::time() - $t0,
+                      request_in_background('GET', '/api/profile', undef, "Authorization: Bearer $token") ];
+        Time::HiRes::sleep(0.25);
+    }
+    map { [ $_->[0], @{ request_result($_->[1]) } ] } @sent;
+};
+my $error = $@;
+thaw();
+die $error if $error;
+Time::HiRes::sleep(1.2);
+my @not_503 = grep { $_->[1] ne '503' } @results;
+die "not 503 while frozen: " . join(', ', map { sprintf '%.2f s: %s', @$_[0, 1] } @not_503) . "\n" if @not_503;
+# From 3 s on (the first wait ran out at 2 s): one try a second may wait its
+# 2 s; the rest answer at once.
+my @late = grep { $_->[0] >= 3 } @results;
+my @slow = grep { $_->[2] > 0.5 } @late;
+die sprintf("%d of %d requests sent from 3 s on waited more than 0.5 s: %s\n", scalar @slow, scalar @late,
+            join(', ', map { sprintf '%.2f s: %.2f s', @$_[0, 2] } @slow))
+  if @slow > 11;
+1
+--- no_error_log
+RDM0113
+
+
+
+=== TEST 3c: thawed again: every thread answers again
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+all_200(30)
+--- error_log
+RDM0113
+
+
+
 === TEST 4: through the relay: warm-up
 --- config eval
 config_for(start_relay())
