@@ -237,10 +237,10 @@ static void note_answered(request_rec *r)
                       RDMNO(0113) "the database answers again: this child uses it again");
 }
 
-int redeem_db_resting(request_rec *r)
+int redeem_db_silent(request_rec *r)
 {
     apr_int64_t retry_at = __atomic_load_n(&redeem_conf(r)->child->db_retry_at, __ATOMIC_ACQUIRE);
-    return retry_at && apr_time_now() < retry_at;
+    return !retry_at ? 0 : apr_time_now() < retry_at ? 1 : 2;
 }
 
 /* While the database is known not to answer: 1 when this request must fail

@@ -353,10 +353,10 @@ typedef struct redeem_db redeem_db_t;
  * Every wait ends within RedeemDBTimeout of `since` (the request's start,
  * or for a read of several requests' users, the earliest of theirs). */
 const redeem_failure_t *redeem_db_open(request_rec *r, apr_time_t since, redeem_db_t **db);
-/* 1 while this child answers 503 at once (its database did not answer in
- * time, and the second until its next try is not over); the try itself is
- * left to redeem_db_open. */
-int redeem_db_resting(request_rec *r);
+/* 0 while this child's database answers; else it did not answer in time and
+ * the child answers 503 at once: 1 until its next try is due, 2 when it is
+ * (redeem_db_open makes the try, once a second). */
+int redeem_db_silent(request_rec *r);
 /* Runs a prepared statement; args holds exactly the statement's arguments
  * (statements.h names them). Failures: 503 when the database is
  * unreachable, 500 otherwise, logged without driver detail for the client. */

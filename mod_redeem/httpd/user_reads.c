@@ -273,7 +273,7 @@ const redeem_failure_t *redeem_user_reads_get(redeem_call_t *call, apr_int64_t i
     redeem_shared_count(call->conf->shared, REDEEM_COUNTER_USER_READS);
     /* While the child answers 503 at once, not after waiting in line behind
      * reads that wait out their time on the silent database. */
-    if (redeem_db_resting(r))
+    if (redeem_db_silent(r) == 1)
         return &redeem_failure_unavailable;
 
     apr_interval_time_t margin = redeem_db_too_late(call->conf);
@@ -299,6 +299,12 @@ const redeem_failure_t *redeem_user_reads_get(redeem_call_t *call, apr_int64_t i
         read_batch(call, &alone, 1);
     }
     else {
+        /* Nor in line behind tries that wait out their time: a try goes
+         * alone, with a read of its own. */
+        if (redeem_db_silent(r)) {
+            apr_thread_mutex_unlock(child->read_lock);
+            return &redeem_failure_unavailable;
+        }
         if (apr_thread_cond_create(&self.wake, r->pool) != APR_SUCCESS) {
             apr_thread_mutex_unlock(child->read_lock);
             return &redeem_failure_internal;
