@@ -546,17 +546,19 @@ static const redeem_failure_t *prepare_statements(redeem_db_t *db,
  * redemption included, but its answer would never be read, and a healthy
  * connection would be dropped as if the database were silent. Nothing is
  * sent, and the database does not count as silent. */
-static const redeem_failure_t *out_of_time(redeem_db_t *db, const char *what, const char *which)
+static const redeem_failure_t *out_of_time(redeem_db_t *db, const char *what, const char *which,
+                                           apr_interval_time_t margin)
 {
-    if (apr_time_now() < db->deadline)
+    if (apr_time_now() + margin < db->deadline)
         return NULL;
     request_rec *r = db->r;
     redeem_shared_count(redeem_conf(r)->shared, REDEEM_COUNTER_DB_ACQUIRE_FAILURES);
     ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                   RDMNO(0114) "%s%s: not sent, RedeemDBTimeout (%" APR_INT64_T_FMT
-                              " ms) ran out before it (the request waited that long, for a "
-                              "free pooled connection or another's read)",
-                  what, which, (apr_int64_t)redeem_conf(r)->db_timeout_ms);
+                              " ms) ran out before it%s (the request waited that long, for a "
+                              "free pooled connection, another's read or a reconnection)",
+                  what, which, (apr_int64_t)redeem_conf(r)->db_timeout_ms,
+                  margin ? ", or all but a tenth of it" : "");
     return &redeem_failure_unavailable;
 }
 
@@ -621,8 +623,8 @@ static const redeem_failure_t *make_ready(redeem_db_t *db)
         if (!closed && db->conn->backend_pid == pid && pid != 0)
             return NULL;
         begin_wait(db);
-        if ((failure =
-                 out_of_time(db, closed ? "reconnect" : "schema check", " of a pooled connection")))
+        if ((failure = out_of_time(db, closed ? "reconnect" : "schema check",
+                                   " of a pooled connection", 0)))
             return failure;
         if (closed && (failure = reconnect(db)))
             return failure;
@@ -724,7 +726,7 @@ static const redeem_failure_t *run_statement(redeem_db_t *db, redeem_stmt_e id,
 {
     request_rec *r = db->r;
     const redeem_stmt_t *stmt = &redeem_statements[id];
-    const redeem_failure_t *late = out_of_time(db, "statement ", stmt->name);
+    const redeem_failure_t *late = out_of_time(db, "statement ", stmt->name, 0);
     if (late)
         return late;
     begin_wait(db);
@@ -763,7 +765,12 @@ static const redeem_failure_t *run_statement(redeem_db_t *db, redeem_stmt_e id,
         *result = NULL;
         db->conn->backend_pid = 0;
         redeem_shared_count(redeem_conf(r)->shared, REDEEM_COUNTER_DB_RETRIES);
+        /* Sent again only with a tenth of the time left, as a request
+         * waiting for a connection is: a reconnection that used up the rest
+         * would leave a write to commit while its client is told 503. */
         const redeem_failure_t *failure = make_ready(db);
+        if (!failure)
+            failure = out_of_time(db, "statement ", stmt->name, redeem_db_too_late(redeem_conf(r)));
         if (failure)
             return failure;
     }

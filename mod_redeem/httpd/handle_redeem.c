@@ -58,8 +58,9 @@ static const redeem_failure_t *answer(request_rec *r, const redeem_rows_t *rows)
 /* The redemption statement, and again as long as it answers "recheck" (run
  * again after a lost connection, it met a claim that may be this request's
  * own first run, settled after its snapshot: statements.h). Only that answer
- * is not final, and a lost connection is rare: a third "recheck" is a
- * failure (the recheck itself wrote nothing). */
+ * is not final, and a lost connection is rare: a third "recheck" (three
+ * connections lost in a row) is the database failing, answered 503 with
+ * Retry-After like any outage (the recheck itself wrote nothing). */
 static const redeem_failure_t *run_redemption(redeem_call_t *call, const char *const *args,
                                               redeem_rows_t *rows)
 {
@@ -68,7 +69,7 @@ static const redeem_failure_t *run_redemption(redeem_call_t *call, const char *c
         if (failure)
             return failure;
         if (rows->nrows != 1)
-            break;
+            return &redeem_failure_internal;
         if (strcmp(redeem_db_cell(rows, 0, COL_REDEEM_OUTCOME), "recheck") != 0)
             return NULL;
         ap_log_rerror(
@@ -76,7 +77,7 @@ static const redeem_failure_t *run_redemption(redeem_call_t *call, const char *c
             RDMNO(0701) "redemption run again after a lost connection met a claim "
                         "or expiry it cannot judge on its snapshot: running it once more");
     }
-    return &redeem_failure_internal;
+    return &redeem_failure_unavailable;
 }
 
 const redeem_failure_t *redeem_handle_redeem(redeem_call_t *call)
