@@ -107,8 +107,15 @@ enum { ARG_USERS_BY_ID_IDS, USERS_BY_ID_NARGS };
 #define SQL_USERS_BY_ID "SELECT " SQL_USER_COLUMNS " FROM users WHERE id = ANY($1::bigint[])"
 
 enum { ARG_USERS_PAGE_LIMIT, ARG_USERS_PAGE_OFFSET, USERS_PAGE_NARGS };
+/* The page's first id is found by skipping OFFSET entries of the primary
+ * key alone (an index-only scan); the columns, timestamps formatted, are
+ * made for the page's rows only, not for every row skipped: the last page
+ * of 500 of 2 million users took 1.24 s that way, 0.18 s this way (so about
+ * 6 s, past RedeemDBTimeout's default, against 0.9 s at 10 million). The
+ * same rows, gaps in the ids and pages past the end included. */
 #define SQL_USERS_PAGE                                                                             \
-    "SELECT " SQL_USER_COLUMNS " FROM users ORDER BY id LIMIT $1::bigint OFFSET $2::bigint"
+    "SELECT " SQL_USER_COLUMNS " FROM users WHERE id >= (SELECT id FROM users ORDER BY id "        \
+    "OFFSET $2::bigint LIMIT 1) ORDER BY id LIMIT $1::bigint"
 
 /* An exact table size kept by triggers (sql/001). */
 enum { ARG_ROW_COUNT_TABLE, ROW_COUNT_NARGS };
