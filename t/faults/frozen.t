@@ -231,6 +231,49 @@ RDM0113
 
 
 
+=== TEST 3d: ten pooled connections, every one used before the freeze (ten redemptions held at once on a lock), then frozen for 13 s with a profile every quarter second: a try that gets a connection needing no setting up has had no word from the database, and the child must not say it answers again (it did, about 9 s in, and let requests wait on the frozen database again)
+--- config eval
+config_for($ENV{PGPORT}) =~ s/^ThreadsPerChild 25$/ThreadsPerChild 12/mr =~ s/^MaxRequestWorkers 25$/MaxRequestWorkers 12/mr
+  =~ s/^MaxSpareThreads 25$/MaxSpareThreads 12/mr =~ s/^DBD(Min|Max|Keep) 25$/DBD$1 10/mgr
+--- request
+GET /api/health
+--- error_code: 200
+--- timeout: 60
+--- check_eval
+my $token = user_token('fay');
+my $locker = hold_lock('audit_log', 'ACCESS EXCLUSIVE', 1);
+my @held = map {
+    request_in_background('POST', '/redeem', '{"card_code": "ABCDEFGHJKMN-PQRS-TVWXYZ01"}',
+                          "Authorization: Bearer $token")
+} 1 .. 10;
+my @warm = map { request_result($_) } @held;
+waitpid $locker, 0;
+my @not_answered = grep { $_->[0] !~ /^(?:400|404)$/ } @warm;
+die "the warming redemptions: " . join(', ', map { "@$_" } @not_answered) . "\n" if @not_answered;
+Time::HiRes::sleep(0.5);
+freeze();
+my @sent;
+my @results = eval {
+    for (1 .. 52) {
+        push @sent, request_in_background('GET', '/api/profile', undef, "Authorization: Bearer $token");
+        Time::HiRes::sleep(0.25);
+    }
+    map { request_result($_) } @sent;
+};
+my $error = $@;
+thaw();
+die $error if $error;
+Time::HiRes::sleep(1.2);
+my @not_503 = grep { $_->[0] ne '503' } @results;
+die "not 503 while frozen: " . join(', ', map { "@$_" } @not_503) . "\n" if @not_503;
+1
+--- error_log
+RDM0112
+--- no_error_log
+RDM0113
+
+
+
 === TEST 3c: thawed again: every thread answers again
 --- request
 GET /api/health
