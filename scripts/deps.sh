@@ -33,25 +33,39 @@ apt-get update -qq
 # Debian's server packages start their servers system-wide as they install,
 # and at every boot after: apache2 on port 80, PostgreSQL on 5432, Redis on
 # 6379. mod_redeem runs private servers of its own and asks for none of
-# those. So the install runs under a policy-rc.d that refuses every start
-# (invoke-rc.d(8)), unless the machine has a policy of its own, which then
-# stands; and the servers of the packages this run installed are not started
-# at boot either (update-rc.d ... disable; `update-rc.d NAME enable` undoes it).
-# REDEEM_POLICY_RC_D moves the policy file, for t/deploy/deps.t only.
+# those. So when one of them is to be installed, the install runs under a
+# policy-rc.d that refuses every start (invoke-rc.d(8)), unless the machine
+# has a policy of its own, which then stands (one this script left behind,
+# killed mid-install, is known by its marker and replaced); and a service
+# that was not on the machine before is not started at boot either
+# (update-rc.d ... disable; `update-rc.d NAME enable` undoes it). A service
+# is known by the package that brings it: PostgreSQL's by postgresql-common,
+# not the postgresql metapackage, so a PostgreSQL the machine runs already
+# is left as it is. REDEEM_POLICY_RC_D moves the policy file, for
+# t/deploy/deps.t only.
 policy=${REDEEM_POLICY_RC_D:-/usr/sbin/policy-rc.d}
-if [ ! -e "$policy" ] && [ ! -L "$policy" ]; then
-  printf '#!/bin/sh\n# scripts/deps.sh of mod_redeem, while it installs packages\nexit 101\n' >"$policy.redeem"
+marker='# scripts/deps.sh of mod_redeem, while it installs packages'
+installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]; }
+declare -A provider_of=([apache2]=apache2 [postgresql]=postgresql-common [redis-server]=redis-server)
+new_services=() servers_missing=0
+for p in "${missing[@]}"; do
+  case $p in apache2 | postgresql | redis-server) servers_missing=1 ;; esac
+done
+for service in apache2 postgresql redis-server; do
+  installed "${provider_of[$service]}" || new_services+=("$service")
+done
+if [ "$servers_missing" = 1 ] && { { [ ! -e "$policy" ] && [ ! -L "$policy" ]; } ||
+  grep -qxF "$marker" "$policy" 2>/dev/null; }; then
+  printf '#!/bin/sh\n%s\nexit 101\n' "$marker" >"$policy.redeem"
   chmod 755 "$policy.redeem"
   mv "$policy.redeem" "$policy"
   trap 'rm -f "$policy"' EXIT
 fi
 $cmd >/dev/null
 
-declare -A service_of=([apache2]=apache2 [postgresql]=postgresql [redis-server]=redis-server)
-for p in "${missing[@]}"; do
-  service=${service_of[$p]:-}
-  [ -n "$service" ] || continue
+for service in "${new_services[@]}"; do
+  installed "${provider_of[$service]}" || continue
   update-rc.d "$service" disable >/dev/null 2>&1 ||
     echo "deps: could not keep $service from starting at boot (update-rc.d $service disable)" >&2
-  echo "deps: $p installed, its system-wide server neither started nor started at boot"
+  echo "deps: $service installed, its system-wide server neither started nor started at boot"
 done

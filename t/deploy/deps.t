@@ -29,18 +29,32 @@ sub stand_in {
     chmod 0755, "$bin/$name" or die "chmod $name: $!";
 }
 
-# Every package reads as missing unless FAKE_INSTALLED is set.
-stand_in('dpkg-query', 'if [ -n "$FAKE_INSTALLED" ]; then printf "install ok installed"; fi');
+my $installed = "$dir/installed";
+
+# dpkg-query: a package is installed when FAKE_INSTALLED names it or the
+# stand-in apt-get installed it.
+stand_in('dpkg-query', <<"SH");
+for pkg; do :; done
+for p in \$FAKE_INSTALLED \$(cat "$installed" 2>/dev/null); do
+  [ "\$p" = "\$pkg" ] && { printf 'install ok installed'; exit 0; }
+done
+exit 1
+SH
 stand_in('id', 'echo 0');
 # apt-get install records whether a policy was in place and what it answers
-# to a start, as invoke-rc.d asks it ("policy-rc.d NAME start").
+# to a start, as invoke-rc.d asks it ("policy-rc.d NAME start"), then
+# "installs" its packages (postgresql brings postgresql-common).
 stand_in('apt-get', <<"SH");
 case "\$1" in
 update) exit 0 ;;
 install)
   if [ -x "$policy" ]; then "$policy" apache2 start; echo "install policy=\$?" >>"$log"
   else echo "install policy=none" >>"$log"; fi
-  exit \${FAKE_APT_RC:-0} ;;
+  [ "\${FAKE_APT_RC:-0}" = 0 ] || exit "\$FAKE_APT_RC"
+  for p; do
+    case "\$p" in -*|install) ;; postgresql) echo postgresql postgresql-common >>"$installed" ;; *) echo "\$p" >>"$installed" ;; esac
+  done
+  exit 0 ;;
 esac
 exit 2
 SH
@@ -48,7 +62,7 @@ stand_in('update-rc.d', qq{echo "update-rc.d \$*" >>"$log"});
 
 sub run_deps {
     my (%env) = @_;
-    unlink $log;
+    unlink $log, $installed;
     local $ENV{PATH} = "$bin:$ENV{PATH}";
     local $ENV{REDEEM_POLICY_RC_D} = $policy;
     local @ENV{keys %env} = values %env;
@@ -58,6 +72,22 @@ sub run_deps {
     return ($rc, $out, $calls);
 }
 
+sub disabled { my ($calls) = @_; return [ sort $calls =~ /^update-rc\.d (\S+) disable$/mg ] }
+
+sub write_policy {
+    my ($text) = @_;
+    open my $fh, '>', $policy or die "$policy: $!";
+    print $fh $text;
+    close $fh;
+    chmod 0755, $policy;
+}
+
+# Every package deps.sh may install, but the servers (and what brings them).
+my @not_servers = qw(build-essential apache2-dev libaprutil1-dbd-pgsql libjansson-dev libjwt-dev
+  libargon2-dev libssl-dev libpq-dev postgresql-client libtest-base-perl wrk libhiredis-dev
+  redis-tools debhelper dpkg-dev argon2 iproute2 libjson-validator-perl libyaml-libyaml-perl clang
+  libclang-rt-14-dev);
+
 # TEST 1: a machine without a policy of its own: starts refused during the
 # install, the policy gone after it, the three servers kept from boot.
 {
@@ -65,18 +95,14 @@ sub run_deps {
     is($rc, 0, 'TEST 1: deps.sh succeeds') or diag($out);
     like($calls, qr/^install policy=101$/m, 'TEST 1: the install ran under a policy that refuses starts');
     ok(!-e $policy, 'TEST 1: the policy is removed after the install');
-    my @disabled = sort $calls =~ /^update-rc\.d (\S+) disable$/mg;
-    is_deeply(\@disabled, [qw(apache2 postgresql redis-server)],
+    is_deeply(disabled($calls), [qw(apache2 postgresql redis-server)],
               'TEST 1: apache2, postgresql and redis-server are kept from starting at boot');
     unlike($calls, qr/^update-rc\.d (?!\S+ disable$)/m, 'TEST 1: update-rc.d asked nothing else');
 }
 
 # TEST 2: the machine's own policy stands: used as it is, left in place.
 {
-    open my $fh, '>', $policy or die "$policy: $!";
-    print $fh "#!/bin/sh\n# the machine's own\nexit 0\n";
-    close $fh;
-    chmod 0755, $policy;
+    write_policy("#!/bin/sh\n# the machine's own\nexit 0\n");
     my ($rc, $out, $calls) = run_deps();
     is($rc, 0, 'TEST 2: deps.sh succeeds') or diag($out);
     like($calls, qr/^install policy=0$/m, 'TEST 2: the machine\'s own policy was the one in force');
@@ -96,10 +122,38 @@ sub run_deps {
 
 # TEST 4: nothing missing: nothing installed, nothing touched.
 {
-    my ($rc, $out, $calls) = run_deps(FAKE_INSTALLED => 1);
+    my ($rc, $out, $calls) = run_deps(FAKE_INSTALLED => join ' ', @not_servers, qw(apache2 postgresql postgresql-common redis-server));
     is($rc, 0, 'TEST 4: deps.sh succeeds') or diag($out);
     is($calls, '', 'TEST 4: neither apt-get install nor update-rc.d ran');
     ok(!-e $policy, 'TEST 4: no policy was written');
+}
+
+# TEST 5: a PostgreSQL the machine runs already (postgresql-common there,
+# the postgresql metapackage not): its service is left as it is.
+{
+    my ($rc, $out, $calls) = run_deps(FAKE_INSTALLED => 'postgresql-common');
+    is($rc, 0, 'TEST 5: deps.sh succeeds') or diag($out);
+    is_deeply(disabled($calls), [qw(apache2 redis-server)],
+              'TEST 5: the machine\'s own PostgreSQL service is not disabled, the new ones are');
+}
+
+# TEST 6: a policy this script left behind (killed mid-install) is known by
+# its marker: used, and removed this time.
+{
+    write_policy("#!/bin/sh\n# scripts/deps.sh of mod_redeem, while it installs packages\nexit 101\n");
+    my ($rc, $out, $calls) = run_deps();
+    is($rc, 0, 'TEST 6: deps.sh succeeds') or diag($out);
+    like($calls, qr/^install policy=101$/m, 'TEST 6: the install ran under the policy');
+    ok(!-e $policy, 'TEST 6: the left-over policy is removed');
+}
+
+# TEST 7: no server package missing: no policy (an upgrade's restarts of
+# the machine's services go on as ever), no service touched.
+{
+    my ($rc, $out, $calls) = run_deps(FAKE_INSTALLED => 'apache2 postgresql postgresql-common redis-server');
+    is($rc, 0, 'TEST 7: deps.sh succeeds') or diag($out);
+    like($calls, qr/^install policy=none$/m, 'TEST 7: the install ran without a policy of ours');
+    unlike($calls, qr/update-rc\.d/, 'TEST 7: no service touched');
 }
 
 done_testing();
