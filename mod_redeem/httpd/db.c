@@ -765,12 +765,16 @@ static const redeem_failure_t *run_statement(redeem_db_t *db, redeem_stmt_e id,
         *result = NULL;
         db->conn->backend_pid = 0;
         redeem_shared_count(redeem_conf(r)->shared, REDEEM_COUNTER_DB_RETRIES);
-        /* Sent again only with a tenth of the time left, as a request
-         * waiting for a connection is: a reconnection that used up the rest
-         * would leave a write to commit while its client is told 503. */
+        /* A write is sent again only with a tenth of the time left, as a
+         * request waiting for a connection is: a reconnection that used up
+         * the rest would leave it to commit while its client is told 503. A
+         * read may use all of its time (a health check has half a second). */
+        const redeem_stmt_t *first = &redeem_statements[id];
+        int writes = !first->retry_safe || first->rerun != id;
         const redeem_failure_t *failure = make_ready(db);
         if (!failure)
-            failure = out_of_time(db, "statement ", stmt->name, redeem_db_too_late(redeem_conf(r)));
+            failure = out_of_time(db, "statement ", stmt->name,
+                                  writes ? redeem_db_too_late(redeem_conf(r)) : 0);
         if (failure)
             return failure;
     }

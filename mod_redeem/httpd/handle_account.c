@@ -65,12 +65,16 @@ const redeem_failure_t *redeem_handle_register(redeem_call_t *call)
      * registration never waits for hashing while it holds a connection. Spare
      * the hashing when the answer is already known; the insert below still
      * settles races through the unique index. */
-    if ((failure = redeem_hashing_reserve(r)) || (failure = redeem_call_db(call)) ||
-        (failure = redeem_user_by_email(call->db, credentials.email, &user, NULL)))
+    if ((failure = redeem_hashing_reserve(r)))
         return failure;
-    if (user.id_text)
-        return taken;
-    if ((failure = redeem_hashing_hash(r, credentials.password, credentials.password_len, &hash)))
+    if ((failure = redeem_call_db(call)) ||
+        (failure = redeem_user_by_email(call->db, credentials.email, &user, NULL)) ||
+        (user.id_text && (failure = taken))) {
+        redeem_hashing_release(r); /* no hash: the slot is another's at once */
+        return failure;
+    }
+    if ((failure = redeem_hashing_hash_reserved(r, credentials.password, credentials.password_len,
+                                                &hash)))
         return failure;
     const char *args[USER_INSERT_NARGS] = {
         [ARG_USER_INSERT_EMAIL] = credentials.email, [ARG_USER_INSERT_PASSWORD_HASH] = hash};
@@ -131,18 +135,21 @@ const redeem_failure_t *redeem_handle_login(redeem_call_t *call)
      * sign for a k) spends one budget, and the answer is the same whether
      * the account exists. */
     if ((failure = read_credentials(r, 0, &credentials)) ||
-        (failure = redeem_hashing_reserve(r)) || /* before the database: see register */
-        (failure = redeem_call_db(call)) ||
-        (failure = redeem_user_by_email(call->db, credentials.email, &user, &email_key)) ||
-        (failure = redeem_ratelimit_charge(r, REDEEM_SCOPE_LOGIN_EMAIL, email_key)))
+        (failure = redeem_hashing_reserve(r))) /* before the database: see register */
         return failure;
-    if (redeem_text_utf8_length(credentials.password, credentials.password_len) >
-        REDEEM_PASSWORD_MAX_CHARS)
-        return refused;
+    if ((failure = redeem_call_db(call)) ||
+        (failure = redeem_user_by_email(call->db, credentials.email, &user, &email_key)) ||
+        (failure = redeem_ratelimit_charge(r, REDEEM_SCOPE_LOGIN_EMAIL, email_key)) ||
+        (redeem_text_utf8_length(credentials.password, credentials.password_len) >
+             REDEEM_PASSWORD_MAX_CHARS &&
+         (failure = refused))) {
+        redeem_hashing_release(r); /* no hash (a 429, say): the slot is another's at once */
+        return failure;
+    }
     /* An unknown email costs the same hashing as a known one. */
     const char *stored = user.id_text ? user.password_hash : call->conf->dummy_hash;
-    if ((failure = redeem_hashing_verify(r, stored, credentials.password, credentials.password_len,
-                                         &verdict)))
+    if ((failure = redeem_hashing_verify_reserved(r, stored, credentials.password,
+                                                  credentials.password_len, &verdict)))
         return failure;
     if (verdict == REDEEM_PASSWORD_ERROR && user.id_text)
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,

@@ -113,6 +113,14 @@ const redeem_failure_t *redeem_hashing_reserve(request_rec *r)
     return NULL;
 }
 
+void redeem_hashing_release(request_rec *r)
+{
+    reserved_t *reserved = NULL;
+    apr_pool_userdata_get((void **)&reserved, RESERVED_KEY, r->pool);
+    if (reserved)
+        give_back_reserved(reserved);
+}
+
 /* The slot this request reserved, now its own to give back; -1: none. */
 static int claim_reserved(request_rec *r)
 {
@@ -125,10 +133,17 @@ static int claim_reserved(request_rec *r)
     return slot;
 }
 
-static const redeem_failure_t *run_in_slot(request_rec *r, int idle_only, hashing_job_t *job)
+/* Which slot a job runs in: one taken for it (waiting up to RedeemHashWait),
+ * one free at once or none, or the request's reserved one (else as
+ * SLOT_WAIT). Only the request's own login or registration uses its
+ * reservation: never RedeemAdmin's set-up, which runs inside the first
+ * request's first use of the database. */
+typedef enum { SLOT_WAIT, SLOT_IF_IDLE, SLOT_RESERVED } slot_mode_e;
+
+static const redeem_failure_t *run_in_slot(request_rec *r, slot_mode_e mode, hashing_job_t *job)
 {
-    int slot = idle_only ? -1 : claim_reserved(r);
-    const redeem_failure_t *failure = slot >= 0 ? NULL : take_slot(r, idle_only, &slot);
+    int slot = mode == SLOT_RESERVED ? claim_reserved(r) : -1;
+    const redeem_failure_t *failure = slot >= 0 ? NULL : take_slot(r, mode == SLOT_IF_IDLE, &slot);
     if (failure)
         return failure;
     redeem_password_memory_t *memory = &redeem_conf(r)->child->slot_memory[slot];
@@ -148,33 +163,53 @@ static const redeem_failure_t *run_in_slot(request_rec *r, int idle_only, hashin
     return &redeem_failure_internal;
 }
 
-static const redeem_failure_t *hash_in_slot(request_rec *r, int idle_only, const char *password,
+static const redeem_failure_t *hash_in_slot(request_rec *r, slot_mode_e mode, const char *password,
                                             size_t len, char **hash)
 {
     hashing_job_t job = {password, len, NULL, NULL, REDEEM_PASSWORD_ERROR};
-    const redeem_failure_t *failure = run_in_slot(r, idle_only, &job);
+    const redeem_failure_t *failure = run_in_slot(r, mode, &job);
     *hash = job.hash;
+    return failure;
+}
+
+static const redeem_failure_t *verify_in_slot(request_rec *r, slot_mode_e mode, const char *stored,
+                                              const char *password, size_t len,
+                                              redeem_password_result_e *verdict)
+{
+    hashing_job_t job = {password, len, stored, NULL, REDEEM_PASSWORD_ERROR};
+    const redeem_failure_t *failure = run_in_slot(r, mode, &job);
+    *verdict = job.verdict;
     return failure;
 }
 
 const redeem_failure_t *redeem_hashing_hash(request_rec *r, const char *password, size_t len,
                                             char **hash)
 {
-    return hash_in_slot(r, 0, password, len, hash);
+    return hash_in_slot(r, SLOT_WAIT, password, len, hash);
+}
+
+const redeem_failure_t *redeem_hashing_hash_reserved(request_rec *r, const char *password,
+                                                     size_t len, char **hash)
+{
+    return hash_in_slot(r, SLOT_RESERVED, password, len, hash);
 }
 
 const redeem_failure_t *redeem_hashing_hash_if_idle(request_rec *r, const char *password,
                                                     size_t len, char **hash)
 {
-    return hash_in_slot(r, 1, password, len, hash);
+    return hash_in_slot(r, SLOT_IF_IDLE, password, len, hash);
+}
+
+const redeem_failure_t *redeem_hashing_verify_reserved(request_rec *r, const char *stored,
+                                                       const char *password, size_t len,
+                                                       redeem_password_result_e *verdict)
+{
+    return verify_in_slot(r, SLOT_RESERVED, stored, password, len, verdict);
 }
 
 const redeem_failure_t *redeem_hashing_verify(request_rec *r, const char *stored,
                                               const char *password, size_t len,
                                               redeem_password_result_e *verdict)
 {
-    hashing_job_t job = {password, len, stored, NULL, REDEEM_PASSWORD_ERROR};
-    const redeem_failure_t *failure = run_in_slot(r, 0, &job);
-    *verdict = job.verdict;
-    return failure;
+    return verify_in_slot(r, SLOT_WAIT, stored, password, len, verdict);
 }

@@ -503,19 +503,23 @@ const char *redeem_auth_token_for(request_rec *r, const redeem_user_t *user);
 
 /* child_init: the child's hashing slots and their lock; NULL or why not. */
 const char *redeem_hashing_child_init(apr_pool_t *pchild, redeem_child_t *child, int slots);
-/* Takes a slot for the request's next hash before it needs the database:
- * a login or registration then waits for hashing without holding one of the
+/* Takes a slot for the request's own hash before it needs the database: a
+ * login or registration then waits for hashing without holding one of the
  * child's few pooled connections (DBDMax), which a burst of them would
  * otherwise all hold, leaving every other request of the child to 503. The
- * next redeem_hashing_hash or _verify uses it; the request's end gives it
- * back if none did. Fails as they do (503 after RedeemHashWait). */
+ * request's redeem_hashing_hash_reserved or _verify_reserved uses it;
+ * redeem_hashing_release, or else the request's end, gives it back unused.
+ * Fails as they do (503 after RedeemHashWait). */
 const redeem_failure_t *redeem_hashing_reserve(request_rec *r);
+void redeem_hashing_release(request_rec *r);
 /* argon2id under this child's bound (RedeemHashConcurrency): each call takes
- * a slot (the request's reserved one, if it holds one), waiting up to
- * RedeemHashWait (then 503, Retry-After: 1), does its work and gives the
- * slot back. */
+ * a slot, waiting up to RedeemHashWait (then 503, Retry-After: 1), does its
+ * work and gives the slot back. The _reserved forms run in the request's
+ * reserved slot instead, if it holds one. */
 const redeem_failure_t *redeem_hashing_hash(request_rec *r, const char *password, size_t len,
                                             char **hash);
+const redeem_failure_t *redeem_hashing_hash_reserved(request_rec *r, const char *password,
+                                                     size_t len, char **hash);
 /* The same, for work that can wait for a later request: only when a slot is
  * free at once; else a 503 failure at once, neither logged nor counted. */
 const redeem_failure_t *redeem_hashing_hash_if_idle(request_rec *r, const char *password,
@@ -523,6 +527,9 @@ const redeem_failure_t *redeem_hashing_hash_if_idle(request_rec *r, const char *
 const redeem_failure_t *redeem_hashing_verify(request_rec *r, const char *stored,
                                               const char *password, size_t len,
                                               redeem_password_result_e *verdict);
+const redeem_failure_t *redeem_hashing_verify_reserved(request_rec *r, const char *stored,
+                                                       const char *password, size_t len,
+                                                       redeem_password_result_e *verdict);
 
 /* --------------------------------------------------------------- audit.c */
 
