@@ -24,7 +24,7 @@ psql_db('postgres', qq{DROP DATABASE IF EXISTS "$db" WITH (FORCE);\n}
 my ($status, $out) = run_cmd([ migrate(), $db ]);
 die "exit $status: $out"
   unless $status == 1
-  && $out =~ /\Aredeem-migrate: \Q$db\E has the encoding SQL_ASCII: mod_redeem needs UTF8 \(create it with --create-database/;
+  && $out =~ /\Aredeem-migrate: \Q$db\E has the encoding SQL_ASCII: mod_redeem needs UTF8, and a database's encoding cannot change: use a new database \(--create-database makes one UTF8/;
 my $tables = psql_db($db, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'");
 $tables eq '0' or die "$tables tables made in the refused database\n";
 psql_db('postgres', qq{DROP DATABASE "$db" WITH (FORCE);\n});
