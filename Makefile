@@ -59,7 +59,7 @@ test: deps
 	@scripts/test.sh
 	@REDEEM_ASAN=1 scripts/test.sh
 
-unit: $(BUILD)/unit_tests $(BUILD)/limit_tests
+unit: $(BUILD)/unit_tests $(BUILD)/limit_tests $(BUILD)/user_reads_tests
 
 $(BUILD)/unit_tests: t/unit/unit_tests.c $(CORE_SOURCES) $(HEADERS) | $(BUILD)/obj
 	@$(if $(V),,echo "  CC      $@")
@@ -73,6 +73,12 @@ $(BUILD)/limit_tests: t/unit/limit_tests.c $(LIMIT_SOURCES) $(HEADERS) | $(BUILD
 	@$(if $(V),,echo "  CC      $@")
 	$(Q)$(CC) -std=gnu11 $(CFLAGS) $(WARNINGS) -pthread -I$(SRC_DIR) \
 	  t/unit/limit_tests.c $(LIMIT_SOURCES) -o $@
+
+# The line of user reads (httpd/user_reads.c, included for its static
+# functions) with what it calls outside itself stubbed: no httpd needed.
+$(BUILD)/user_reads_tests: t/unit/user_reads_tests.c $(SRC_DIR)/httpd/user_reads.c $(HEADERS) | $(BUILD)/obj
+	@$(if $(V),,echo "  CC      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) t/unit/user_reads_tests.c -o $@ $(LDFLAGS) -lapr-1 -laprutil-1
 
 # The module and the unit tests built with AddressSanitizer and UBSan, used
 # by the suite with REDEEM_ASAN=1 (see t/lib/Test/Redeem.pm and t/unit*.t).
