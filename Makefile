@@ -106,4 +106,4 @@ bench: deps
 	@bench/run.sh
 
 clean:
-	rm -rf $(BUILD)/obj $(BUILD)/asan $(BUILD)/fuzz $(BUILD)/fuzz-cov $(MODULE) $(BUILD)/unit_tests $(BUILD)/limit_tests
+	rm -rf $(BUILD)/obj $(BUILD)/asan $(BUILD)/fuzz $(BUILD)/fuzz-cov $(MODULE) $(BUILD)/unit_tests $(BUILD)/limit_tests $(BUILD)/user_reads_tests

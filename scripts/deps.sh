@@ -18,6 +18,12 @@ for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
   [ "$status" = "install ok installed" ] || missing+=("$p")
 done
+# A policy-rc.d this script left behind (below; killed mid-install) goes,
+# whatever is missing now: it would refuse every service start on the machine.
+# REDEEM_POLICY_RC_D moves the policy file, for t/deploy/deps.t only.
+policy=${REDEEM_POLICY_RC_D:-/usr/sbin/policy-rc.d}
+marker='# scripts/deps.sh of mod_redeem, while it installs packages'
+if grep -qxF "$marker" "$policy" 2>/dev/null; then rm -f "$policy" 2>/dev/null || true; fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 cmd="apt-get install -y --no-install-recommends ${missing[*]}"
@@ -35,16 +41,12 @@ apt-get update -qq
 # 6379. mod_redeem runs private servers of its own and asks for none of
 # those. So when one of them is to be installed, the install runs under a
 # policy-rc.d that refuses every start (invoke-rc.d(8)), unless the machine
-# has a policy of its own, which then stands (one this script left behind,
-# killed mid-install, is known by its marker and replaced); and a service
+# has a policy of its own, which then stands; and a service
 # that was not on the machine before is not started at boot either
 # (update-rc.d ... disable; `update-rc.d NAME enable` undoes it). A service
 # is known by the package that brings it: PostgreSQL's by postgresql-common,
 # not the postgresql metapackage, so a PostgreSQL the machine runs already
-# is left as it is. REDEEM_POLICY_RC_D moves the policy file, for
-# t/deploy/deps.t only.
-policy=${REDEEM_POLICY_RC_D:-/usr/sbin/policy-rc.d}
-marker='# scripts/deps.sh of mod_redeem, while it installs packages'
+# is left as it is.
 installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]; }
 declare -A provider_of=([apache2]=apache2 [postgresql]=postgresql-common [redis-server]=redis-server)
 new_services=() servers_missing=0
@@ -54,8 +56,7 @@ done
 for service in apache2 postgresql redis-server; do
   installed "${provider_of[$service]}" || new_services+=("$service")
 done
-if [ "$servers_missing" = 1 ] && { { [ ! -e "$policy" ] && [ ! -L "$policy" ]; } ||
-  grep -qxF "$marker" "$policy" 2>/dev/null; }; then
+if [ "$servers_missing" = 1 ] && [ ! -e "$policy" ] && [ ! -L "$policy" ]; then
   printf '#!/bin/sh\n%s\nexit 101\n' "$marker" >"$policy.redeem"
   chmod 755 "$policy.redeem"
   mv "$policy.redeem" "$policy"

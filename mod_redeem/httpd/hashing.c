@@ -121,28 +121,35 @@ void redeem_hashing_release(request_rec *r)
         give_back_reserved(reserved);
 }
 
-/* The slot this request reserved, now its own to give back; -1: none. */
-static int claim_reserved(request_rec *r)
+/* The slot this request reserved, -1: none; with `claim`, now the caller's
+ * to give back. */
+static int reserved_slot(request_rec *r, int claim)
 {
     reserved_t *reserved = NULL;
     apr_pool_userdata_get((void **)&reserved, RESERVED_KEY, r->pool);
     if (!reserved || reserved->slot < 0)
         return -1;
     int slot = reserved->slot;
-    reserved->slot = -1;
+    if (claim)
+        reserved->slot = -1;
     return slot;
 }
 
-/* Which slot a job runs in: one taken for it (waiting up to RedeemHashWait),
- * one free at once or none, or the request's reserved one (else as
- * SLOT_WAIT). Only the request's own login or registration uses its
- * reservation: never RedeemAdmin's set-up, which runs inside the first
- * request's first use of the database. */
+/* Which slot a job runs in:
+ * - SLOT_RESERVED: the request's reserved one, used up (its own login's or
+ *   registration's hash), else as SLOT_WAIT;
+ * - SLOT_WAIT: the request's reserved one, borrowed and kept for the
+ *   request's own hash after (RedeemAdmin's set-up, which runs inside the
+ *   first use of the database of whichever request comes first: a login
+ *   holding the child's one slot would otherwise wait for itself), else one
+ *   taken for it, waiting up to RedeemHashWait;
+ * - SLOT_IF_IDLE: one free at once, or none. */
 typedef enum { SLOT_WAIT, SLOT_IF_IDLE, SLOT_RESERVED } slot_mode_e;
 
 static const redeem_failure_t *run_in_slot(request_rec *r, slot_mode_e mode, hashing_job_t *job)
 {
-    int slot = mode == SLOT_RESERVED ? claim_reserved(r) : -1;
+    int slot = mode == SLOT_IF_IDLE ? -1 : reserved_slot(r, mode == SLOT_RESERVED);
+    int borrowed = mode == SLOT_WAIT && slot >= 0;
     const redeem_failure_t *failure = slot >= 0 ? NULL : take_slot(r, mode == SLOT_IF_IDLE, &slot);
     if (failure)
         return failure;
@@ -156,7 +163,8 @@ static const redeem_failure_t *run_in_slot(request_rec *r, slot_mode_e mode, has
     else
         why = redeem_password_hash(r->pool, &redeem_conf(r)->argon2, memory, job->password,
                                    job->len, &job->hash);
-    give_back_slot(r, slot);
+    if (!borrowed)
+        give_back_slot(r, slot);
     if (!why)
         return NULL;
     ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, RDMNO(0205) "argon2id hashing failed: %s", why);

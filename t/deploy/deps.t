@@ -156,4 +156,14 @@ my @not_servers = qw(build-essential apache2-dev libaprutil1-dbd-pgsql libjansso
     unlike($calls, qr/update-rc\.d/, 'TEST 7: no service touched');
 }
 
+# TEST 8: a policy this script left behind, and nothing missing now: it
+# goes all the same (it would refuse every service start on the machine).
+{
+    write_policy("#!/bin/sh\n# scripts/deps.sh of mod_redeem, while it installs packages\nexit 101\n");
+    my ($rc, $out, $calls) = run_deps(FAKE_INSTALLED => join ' ', @not_servers, qw(apache2 postgresql postgresql-common redis-server));
+    is($rc, 0, 'TEST 8: deps.sh succeeds') or diag($out);
+    is($calls, '', 'TEST 8: nothing installed');
+    ok(!-e $policy, 'TEST 8: the left-over policy is removed');
+}
+
 done_testing();

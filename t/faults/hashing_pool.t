@@ -58,3 +58,20 @@ diag(sprintf "the profile took %.3f s; the logins %s s", $res->{elapsed}, join('
 --- no_error_log
 RDM0118
 RDM0204
+
+
+
+=== TEST 2: one hashing slot, the RedeemAdmin account to be made, and a login as the child's first use of the database: the admin's hash borrows the login's reserved slot (it used to wait for it, for RedeemHashWait, then 503), and the login is answered at once
+--- config eval
+$main::CONFIG =~ s/RedeemHashWait 10000/RedeemHashWait 3000/r
+--- db_init
+DELETE FROM users WHERE email = 'admin@example.test'
+--- request
+POST /api/login
+--- request_json
+{"email": "hal@example.test", "password": "TestPassw0rd1"}
+--- error_code: 200
+--- error_log
+RDM0302
+--- no_error_log
+RDM0204
