@@ -514,8 +514,10 @@ const redeem_failure_t *redeem_hashing_reserve(request_rec *r);
 void redeem_hashing_release(request_rec *r);
 /* argon2id under this child's bound (RedeemHashConcurrency): each call takes
  * a slot, waiting up to RedeemHashWait (then 503, Retry-After: 1), does its
- * work and gives the slot back. The _reserved forms run in the request's
- * reserved slot instead, if it holds one. */
+ * work and gives the slot back; in a request that holds a reserved slot it
+ * borrows that one and leaves it reserved (RedeemAdmin's set-up, inside a
+ * login's first use of the database). The _reserved forms use the
+ * request's reserved slot up (the login's or registration's own hash). */
 const redeem_failure_t *redeem_hashing_hash(request_rec *r, const char *password, size_t len,
                                             char **hash);
 const redeem_failure_t *redeem_hashing_hash_reserved(request_rec *r, const char *password,
