@@ -399,9 +399,18 @@ base=http://127.0.0.1:$port
 curl -sf -o /dev/null "$base/bench/trivial" || die "the trivial handler does not answer"
 curl -sf -o /dev/null "$base/bench/roundtrip?1" || die "the one-round-trip handler does not answer"
 
-# ---- Tokens and logins, minted here with the server's secret.
+# ---- Tokens and logins, minted here with the server's secret, naming the
+# site as the server's own tokens do (aud: read from one login's token, on
+# the port without rate limits).
+issued=$(curl -sf -H 'Content-Type: application/json' \
+  -d "{\"email\":\"bench1@example.test\",\"password\":\"$password\"}" \
+  "http://127.0.0.1:$off_port/api/login") || die "the login that reads the site's name failed"
+site_aud=$(perl -MJSON::PP -MMIME::Base64=decode_base64url -e \
+  'my $t = decode_json($ARGV[0])->{access_token}; print decode_json(decode_base64url((split /\./, $t)[1]))->{aud} // ""' \
+  "$issued")
+[ -n "$site_aud" ] || die "the server's token names no site (aud)"
 tokens=$work/tokens.txt
-perl "$root/bench/tokens.pl" "$JWT_SECRET_KEY" "$users" "$token_users" 21600 >"$tokens"
+perl "$root/bench/tokens.pl" "$JWT_SECRET_KEY" "$users" "$token_users" 21600 "$site_aud" >"$tokens"
 perl "$root/bench/tokens.pl" --logins "$users" 1000 "$password" >"$work/logins.txt"
 say "minted $(wc -l <"$tokens") tokens"
 first_token=$(head -n 1 "$tokens" | cut -d' ' -f2)
@@ -409,7 +418,8 @@ curl -sf -o /dev/null -H "Authorization: Bearer $first_token" "$base/api/profile
   die "a minted token is refused by /api/profile"
 if [ "$twin" = 1 ]; then
   start_httpd twin "$twin_port" shm
-  perl "$root/bench/tokens.pl" "$JWT_SECRET_KEY" "$twin_size" "$token_users" 21600 >"$work/tokens-twin.txt"
+  perl "$root/bench/tokens.pl" "$JWT_SECRET_KEY" "$twin_size" "$token_users" 21600 "$site_aud" \
+    >"$work/tokens-twin.txt"
   curl -sf -o /dev/null -H "Authorization: Bearer $(head -n 1 "$work/tokens-twin.txt" | cut -d' ' -f2)" \
     "http://127.0.0.1:$twin_port/api/profile" || die "the twin refuses a minted token"
 fi

@@ -1,9 +1,10 @@
 #!/usr/bin/perl
 # Tokens for `make bench`, signed here with the server's secret (HS256, the
-# claims mod_redeem checks: sub, user_id, email, gen, iat, exp; the bench
-# users are bench<id>@example.test, at token generation 0).
-#   tokens.pl SECRET USERS COUNT LIFETIME   prints COUNT "user_id token" lines,
-#       the ids spread evenly over 1..USERS (the bench users' ids)
+# claims mod_redeem checks: sub, user_id, email, gen, aud, iat, exp; the
+# bench users are bench<id>@example.test, at token generation 0; aud is the
+# site's name, read by run.sh from a token the server issued).
+#   tokens.pl SECRET USERS COUNT LIFETIME AUD   prints COUNT "user_id token"
+#       lines, the ids spread evenly over 1..USERS (the bench users' ids)
 #   tokens.pl --logins USERS COUNT PASSWORD prints COUNT "email password"
 #       lines for the same spread of users
 use strict;
@@ -23,14 +24,14 @@ if (@ARGV && $ARGV[0] eq '--logins') {
     print "bench$_\@example.test $password\n" for spread($users, $count);
     exit 0;
 }
-my ($secret, $users, $count, $lifetime) = @ARGV;
-die "usage: tokens.pl SECRET USERS COUNT LIFETIME\n" unless defined $lifetime;
+my ($secret, $users, $count, $lifetime, $aud) = @ARGV;
+die "usage: tokens.pl SECRET USERS COUNT LIFETIME AUD\n" unless defined $aud;
 my $now = time;
 my $header = encode_base64url('{"alg":"HS256","typ":"JWT"}');
 for my $id (spread($users, $count)) {
     my $claims = encode_base64url(
         encode_json({ sub => "$id", user_id => $id + 0, email => "bench$id\@example.test", gen => 0,
-                      iat => $now, exp => $now + $lifetime }));
+                      aud => $aud, iat => $now, exp => $now + $lifetime }));
     my $signing = "$header.$claims";
     print "$id $signing.", encode_base64url(hmac_sha256($signing, $secret)), "\n";
 }

@@ -43,6 +43,8 @@
 #define NOW INT64_C(1800000000)
 #define LEEWAY INT64_C(60)
 #define ISSUER "https://redeem.example/fuzz"
+/* A site's name in its tokens, as redeem_auth_audience makes it. */
+#define AUDIENCE "0123456789abcdef"
 
 static const char secret[] = "fuzzing-secret-0123456789abcdef-0123456789";
 static int strict_dup_keys, skip_exp_overflow;
@@ -196,6 +198,11 @@ static void check_accepted(const redeem_token_config_t *cfg, const char *token, 
         FUZZ_CHECK(json_is_string(iss) && strcmp(json_string_value(iss), cfg->issuer) == 0,
                    "accepted a token of another issuer");
     }
+    if (cfg->audience) {
+        json_t *aud = json_object_get(claims, "aud");
+        FUZZ_CHECK(json_is_string(aud) && strcmp(json_string_value(aud), cfg->audience) == 0,
+                   "accepted a token of another site (aud)");
+    }
     json_t *uid = json_object_get(claims, "user_id"), *sub = json_object_get(claims, "sub");
     FUZZ_CHECK(json_is_integer(uid) && json_integer_value(uid) > 0,
                "accepted a token without a positive user_id");
@@ -324,10 +331,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     redeem_token_config_t cfg = {
-        (const unsigned char *)secret, strlen(secret), ISSUER, 3600, LEEWAY, NULL};
-    /* Half the inputs check with the MAC keyed once, as the module does. */
+        (const unsigned char *)secret, strlen(secret), ISSUER, NULL, 3600, LEEWAY, NULL};
+    /* Half the inputs check with the MAC keyed once, as the module does;
+     * half require the site's audience, as the module does. */
     if (data[0] & 8)
         cfg.mac = prepared.mac;
+    if (data[0] & 16)
+        cfg.audience = AUDIENCE;
     if (data[0] % 4 == 3) {
         issue_round_trip(&cfg, data + 1, size - 1);
         apr_pool_clear(pool);

@@ -201,6 +201,12 @@ static const char *check_claims(const redeem_token_config_t *cfg, json_t *claims
         if (!json_is_string(iss) || strcmp(json_string_value(iss), cfg->issuer) != 0)
             return "issuer does not match";
     }
+    if (cfg->audience) {
+        json_t *aud = json_object_get(claims, "aud");
+        if (!json_is_string(aud) || strcmp(json_string_value(aud), cfg->audience) != 0)
+            return "audience does not match (another site's token, or one issued before tokens "
+                   "named their site)";
+    }
     json_t *uid = json_object_get(claims, "user_id");
     json_t *sub = json_object_get(claims, "sub");
     if (!json_is_integer(uid) || json_integer_value(uid) <= 0)
@@ -286,6 +292,7 @@ const char *redeem_token_issue(apr_pool_t *p, const redeem_token_config_t *cfg,
         jwt_add_grant_int(jwt, "iat", (long)now) ||
         jwt_add_grant_int(jwt, "exp", (long)(now + cfg->lifetime)) ||
         jwt_add_grant(jwt, "jti", jti) || (cfg->issuer && jwt_add_grant(jwt, "iss", cfg->issuer)) ||
+        (cfg->audience && jwt_add_grant(jwt, "aud", cfg->audience)) ||
         jwt_set_alg(jwt, JWT_ALG_HS256, cfg->secret, (int)cfg->secret_len)) {
         why = "could not build the token";
     }

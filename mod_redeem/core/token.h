@@ -21,6 +21,9 @@ typedef struct {
     const unsigned char *secret;
     size_t secret_len;
     const char *issuer;            /* NULL: no iss claim issued nor required */
+    const char *audience;          /* the site's name for its tokens (claim "aud"): a token
+                                    * holds only where it was issued, not on another site that
+                                    * shares the secret; NULL: none issued nor required */
     int64_t lifetime;              /* seconds */
     int64_t leeway;                /* seconds of clock skew tolerated */
     const redeem_token_mac_t *mac; /* NULL: the MAC is keyed at each check */

@@ -2,6 +2,20 @@
  * from the database. */
 #include "httpd/private.h"
 
+const char *redeem_auth_audience(apr_pool_t *p, const redeem_code_keys_t *keys,
+                                 const char **audience)
+{
+    static const char what[] = "mod_redeem token audience v1";
+    unsigned char digest[32];
+    if (redeem_code_keys_pseudonym(keys, what, sizeof what - 1, digest) != 0)
+        return "OpenSSL could not make the tokens' audience";
+    char *hex = apr_palloc(p, 2 * REDEEM_AUDIENCE_BYTES + 1);
+    for (int i = 0; i < REDEEM_AUDIENCE_BYTES; i++)
+        apr_snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+    *audience = hex;
+    return NULL;
+}
+
 const char *redeem_auth_token_for(request_rec *r, const redeem_user_t *user)
 {
     redeem_server_conf *conf = redeem_conf(r);

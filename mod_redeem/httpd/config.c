@@ -467,6 +467,8 @@ static const char *finish_server(apr_pool_t *pconf, server_rec *s, redeem_server
         why = finish_code_keys(pconf, s, conf);
     if (!why)
         why = redeem_ratelimit_tag(&conf->code_keys, conf->limit_tag);
+    if (!why)
+        why = redeem_auth_audience(pconf, &conf->code_keys, &conf->token.audience);
     if (why)
         return why;
     const char *hash_error = redeem_password_hash(pconf, &conf->argon2, NULL, "unguessable dummy",

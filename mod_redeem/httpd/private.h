@@ -498,6 +498,14 @@ const redeem_failure_t *redeem_auth_caller(redeem_call_t *call, redeem_access_e 
 const redeem_failure_t *redeem_auth_user_gone(request_rec *r, const char *user_id);
 /* A fresh access token for user, or NULL (logged). */
 const char *redeem_auth_token_for(request_rec *r, const redeem_user_t *user);
+/* The site's name in its tokens (claim "aud"; redeem_token_config_t): the
+ * code MAC key's pseudonym of a fixed text, REDEEM_AUDIENCE_BYTES of it in
+ * hex. Sites of other code keys (other databases) refuse each other's
+ * tokens even when they share a JWT secret and a user of the same id and
+ * email; the hosts of one site share it. NULL, or why not. */
+#define REDEEM_AUDIENCE_BYTES 8
+const char *redeem_auth_audience(apr_pool_t *p, const redeem_code_keys_t *keys,
+                                 const char **audience);
 
 /* ------------------------------------------------------------- hashing.c */
 

@@ -351,6 +351,40 @@ GET /api/users
 
 
 
+=== TEST 53k: a token naming another site (aud): the same id, email and generation, the same secret, and still refused (two sites of other databases, one RedeemAdmin each: the same admin of id 1 on both)
+--- token_eval
+jwt_forge(header(), claims(aud => 'fedcba9876543210'), jwt_secret())
+--- error_log
+/RDM0202: token refused: audience does not match/
+
+=== TEST 53l: a token without aud (issued before tokens named their site)
+--- token_eval
+jwt_forge(header(), claims(aud => undef), jwt_secret())
+--- error_log
+/RDM0202: token refused: audience does not match/
+
+=== TEST 53m: an admin's claims naming another site: no admin route
+--- token_eval
+jwt_forge(header(), {%{ jwt_claims('admin') }, aud => '0000000000000000'}, jwt_secret())
+--- request
+GET /api/users
+--- response_body_unlike
+"users"
+
+=== TEST 53n: control: the token the server issues names this site, 16 hex digits, and the same for every user
+--- token_eval
+my (undef, $alice) = jwt_decode(user_token('alice'));
+my (undef, $admin) = jwt_decode(user_token('admin'));
+die "aud '$alice->{aud}'\n" unless ($alice->{aud} // '') =~ /\A[0-9a-f]{16}\z/;
+die "two users, two auds\n" unless $alice->{aud} eq $admin->{aud};
+die "aud $alice->{aud}, not the code MAC key's pseudonym " . site_aud() . "\n" unless $alice->{aud} eq site_aud();
+user_token('alice')
+--- error_code: 200
+--- response_json
+{"user": {"email": "alice@example.test"}}
+
+
+
 === TEST 54: an admin claim for a user the database says is not admin: 403
 --- token_eval
 my $claims = jwt_claims('mallory');

@@ -60,7 +60,7 @@ my ($header, $claims) = jwt_decode(response()->{json}{access_token});
 json_match($header, {alg => 'HS256', typ => 'JWT'}, 'exact');
 json_match($claims, {sub => var('LENA_ID') . '', user_id => var('LENA_ID') + 0,
                      email => 'lena@example.test', admin => JSON::PP::false,
-                     iat => qr/^\d+$/, exp => qr/^\d+$/, jti => qr/./, gen => 0}, 'exact');
+                     iat => qr/^\d+$/, exp => qr/^\d+$/, jti => qr/./, gen => 0, aud => site_aud()}, 'exact');
 $claims->{exp} == $claims->{iat} + 3600 or die "exp is not iat + 3600\n";
 
 

@@ -72,7 +72,7 @@ my $id = $body->{user}{id};
 json_match($header, {alg => 'HS256', typ => 'JWT'}, 'exact');
 json_match($claims, {sub => "$id", user_id => $id + 0, email => 'reg2@example.test',
                      admin => JSON::PP::false, iat => qr/^\d+$/, exp => qr/^\d+$/,
-                     jti => qr/^\S{8,}$/, gen => 0}, 'exact');
+                     jti => qr/^\S{8,}$/, gen => 0, aud => site_aud()}, 'exact');
 abs($claims->{iat} - now()) < 60 or die "iat $claims->{iat} is not now\n";
 $claims->{exp} == $claims->{iat} + 3600 or die "exp is not iat + 3600\n";
 1

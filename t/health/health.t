@@ -98,7 +98,7 @@ DBDParams "host=127.0.0.1 port=1 dbname=nope user=nope password=nope connect_tim
 --- token_eval
 jwt_forge({alg => 'HS256', typ => 'JWT'},
           {sub => '1', user_id => 1, email => 'admin@example.test', admin => JSON::PP::true,
-           iat => now(), exp => now() + 3600, jti => 'down-1'}, jwt_secret())
+           iat => now(), exp => now() + 3600, jti => 'down-1', aud => site_aud()}, jwt_secret())
 --- request
 GET /api/profile
 --- error_code: 503

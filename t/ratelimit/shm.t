@@ -192,8 +192,9 @@ $FORGED
 --- error_code: 404
 --- check_eval
 spend_redeem_budget('dora');
-# The same user id on the other site, with a token of its secret.
-my $token = jwt_forge({alg => 'HS256', typ => 'JWT'}, jwt_claims('dora'),
+# The same user id on the other site, with a token of its secret naming it.
+my $token = jwt_forge({alg => 'HS256', typ => 'JWT'},
+                      {%{ jwt_claims('dora') }, aud => site_aud(var('SERVROOT') . '/other_mac_key')},
                       'a-secret-of-the-other-site-only-0123456789ab');
 my $res = api_raw_request("POST /redeem HTTP/1.1\r\nHost: other-keys.test\r\nConnection: close\r\n"
                        . "Authorization: Bearer $token\r\nContent-Type: application/json\r\n"

@@ -19,6 +19,15 @@ sub other_key_config {
     return "RedeemCodeMACKeyFile $file\n";
 }
 
+# A token of $name for the site of the usual key, or with $other of the
+# other key: a site names itself in its tokens (aud, from its MAC key).
+sub token_of {
+    my ($name, $other) = @_;
+    my $aud = $other ? site_aud(var('SERVROOT') . '/other_code_mac_key') : site_aud();
+    return jwt_forge({alg => 'HS256', typ => 'JWT'}, {%{ jwt_claims($name) }, aud => $aud},
+                     jwt_secret());
+}
+
 no_shuffle();
 run_tests();
 
@@ -27,7 +36,8 @@ __DATA__
 === TEST 1: under another MAC key, the admin generates a code
 --- config eval
 other_key_config()
---- login: admin
+--- token_eval
+token_of('admin', 1)
 --- request
 POST /admin/generate-codes
 --- request_json
@@ -39,7 +49,8 @@ OTHER_CODE=codes.0
 
 
 === TEST 2: and under the usual key, the admin generates one too
---- login: admin
+--- token_eval
+token_of('admin')
 --- request
 POST /admin/generate-codes
 --- request_json
@@ -51,7 +62,8 @@ OWN_CODE=codes.0
 
 
 === TEST 3: the other key's code, under the usual key: 404, outcome invalid_code
---- login: alice
+--- token_eval
+token_of('alice')
 --- request
 POST /redeem
 --- request_json
@@ -71,7 +83,8 @@ redeem|invalid_code|t
 === TEST 4: the usual key's code, under the other key: 404, outcome invalid_code
 --- config eval
 other_key_config()
---- login: alice
+--- token_eval
+token_of('alice', 1)
 --- request
 POST /redeem
 --- request_json
@@ -89,7 +102,8 @@ redeem|invalid_code
 === TEST 5: the other key's code under its own key: 200
 --- config eval
 other_key_config()
---- login: alice
+--- token_eval
+token_of('alice', 1)
 --- request
 POST /redeem
 --- request_json
@@ -103,7 +117,8 @@ redeem|success
 
 
 === TEST 6: the usual key's code under the usual key: 200
---- login: alice
+--- token_eval
+token_of('alice')
 --- request
 POST /redeem
 --- request_json

@@ -324,7 +324,7 @@ static void test_token(apr_pool_t *p, int prepared)
 {
     const char *secret = "0123456789abcdef0123456789abcdef-test";
     redeem_token_config_t cfg = {
-        (const unsigned char *)secret, strlen(secret), NULL, 3600, 0, NULL};
+        (const unsigned char *)secret, strlen(secret), NULL, NULL, 3600, 0, NULL};
     if (prepared)
         ok(redeem_token_prepare(p, &cfg) == NULL && cfg.mac, "token: MAC key prepared");
     redeem_token_subject_t alice = {42, "alice@example.test", 0, 3};
@@ -461,6 +461,20 @@ static void test_token(apr_pool_t *p, int prepared)
        "token: iss issued and accepted");
     cfg.issuer = NULL;
 
+    /* The site's name (aud): a token of another site that shares the
+     * secret, or one issued before tokens named their site, is refused. */
+    cfg.audience = "0123456789abcdef";
+    char *with_aud = NULL;
+    ok(redeem_token_issue(p, &cfg, &alice, now, &with_aud) == NULL &&
+           redeem_token_verify(&cfg, with_aud, strlen(with_aud), now, &holder) == NULL,
+       "token: aud issued and accepted by its site");
+    ok(redeem_token_verify(&cfg, good, strlen(good), now, &holder) != NULL,
+       "token: a token without aud refused where the site names itself");
+    cfg.audience = "fedcba9876543210";
+    ok(redeem_token_verify(&cfg, with_aud, strlen(with_aud), now, &holder) != NULL,
+       "token: another site's aud refused");
+    cfg.audience = NULL;
+
     /* The header we issue is accepted without parsing: that must be the
      * header libjwt writes, and one the parsed check accepts too (the same
      * JSON in another order or without typ goes the parsed way). */
@@ -501,7 +515,7 @@ static void test_token(apr_pool_t *p, int prepared)
     const char *long_secret = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
                               "0123456789abcdef0123456789abcdef-long";
     redeem_token_config_t long_cfg = {
-        (const unsigned char *)long_secret, strlen(long_secret), NULL, 3600, 0, NULL};
+        (const unsigned char *)long_secret, strlen(long_secret), NULL, NULL, 3600, 0, NULL};
     if (prepared)
         redeem_token_prepare(p, &long_cfg);
     char *long_good = forge(p, hs256, claims, EVP_sha256(), long_secret);

@@ -285,7 +285,9 @@ encodes a JWT (either part may be a string of raw JSON instead); it is signed
 with the HMAC that the header's C<alg> names when that is HS256/384/512 in any
 case, otherwise with HS256; with C<$key> undefined it is unsigned (empty third
 segment). C<jwt_secret()> is this server's secret, C<jwt_claims('alice')> a
-fresh hash of valid claims for a test user, C<jwt_decode($token)> its header
+fresh hash of valid claims for a test user (its C<aud> the server's, from the
+user's own token), C<site_aud($key_file)> the site's name in tokens (C<aud>) for a code MAC key
+file (default the server's), C<jwt_decode($token)> its header
 and claims (unverified), C<user_id('alice')>, C<user_token('alice')>, C<now()>
 (whole seconds), C<var('NAME')>, C<b64url($bytes)>, and for C<check_eval>
 C<response()> and C<json_match()>.
@@ -345,7 +347,7 @@ our @EXPORT = qw(
   lock_waiters metric_value
   one_connection_config request_in_background request_result burst
   start_second_server stop_second_server redis_cli redis_stop redis_start
-  graceful_restart statement_sql subscription_fold_sql run_cmd run_ok psql_db
+  graceful_restart statement_sql subscription_fold_sql run_cmd run_ok psql_db site_aud
 );
 
 use constant {
@@ -662,6 +664,8 @@ sub jwt_claims {
     my ($name) = @_;
     my $user = _ensure_user($name);
     my $t = now();
+    # The site's name (aud) as the server put it in the user's own token.
+    my (undef, $issued) = jwt_decode($user->{token});
     return {
         sub     => "$user->{id}",
         user_id => 0 + $user->{id},
@@ -670,7 +674,22 @@ sub jwt_claims {
         iat     => $t,
         exp     => $t + 3600,
         jti     => unpack('H*', _random_bytes(16)),
+        (defined $issued->{aud} ? (aud => $issued->{aud}) : ()),
     };
+}
+
+# The site's name in its tokens (aud), as mod_redeem derives it from a code
+# MAC key file (redeem_auth_audience): the key's pseudonym of a fixed text,
+# its first 8 bytes in hex. Default: this file's server's key.
+sub site_aud {
+    my ($file) = @_;
+    $file //= "$ServRoot/code_mac_key";
+    open my $fh, '<:raw', $file or die "$file: $!";
+    my $text = do { local $/; <$fh> };
+    $text =~ s/\r?\n\z//;
+    my $key = length($text) % 2 == 0 && $text =~ /\A[0-9a-fA-F]+\z/ ? pack('H*', $text) : $text;
+    my $pseudonym_key = hmac_sha256('mod_redeem pseudonym v1', $key);
+    return substr(unpack('H*', hmac_sha256('mod_redeem token audience v1', $pseudonym_key)), 0, 16);
 }
 
 sub jwt_forge {
