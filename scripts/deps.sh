@@ -13,10 +13,10 @@ packages=(
   clang libclang-rt-14-dev
 )
 
+installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]; }
 missing=()
 for p in "${packages[@]}"; do
-  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
-  [ "$status" = "install ok installed" ] || missing+=("$p")
+  installed "$p" || missing+=("$p")
 done
 # A policy-rc.d this script left behind (below; killed mid-install) goes,
 # whatever is missing now: it would refuse every service start on the machine.
@@ -47,7 +47,6 @@ apt-get update -qq
 # is known by the package that brings it: PostgreSQL's by postgresql-common,
 # not the postgresql metapackage, so a PostgreSQL the machine runs already
 # is left as it is.
-installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]; }
 declare -A provider_of=([apache2]=apache2 [postgresql]=postgresql-common [redis-server]=redis-server)
 new_services=() servers_missing=0
 for p in "${missing[@]}"; do

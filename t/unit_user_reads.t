@@ -5,9 +5,6 @@
 # make test) the AddressSanitizer/UBSan build of `make asan`.
 use strict;
 use warnings;
-my $root = $ENV{REDEEM_ROOT} // '.';
-my $build = ($ENV{REDEEM_BUILD} // "$root/build") . ($ENV{REDEEM_ASAN} ? '/asan' : '');
-my $binary = "$build/user_reads_tests";
--x $binary or die "$binary is missing: run `make unit` (or `make asan`; make test does both)\n";
-$ENV{ASAN_OPTIONS} = 'detect_leaks=0';
-exec $binary or die "cannot run $binary: $!\n";
+use lib 't/lib';
+use Test::UnitBinary;
+exec_unit_binary('user_reads_tests');

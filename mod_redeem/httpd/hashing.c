@@ -113,10 +113,17 @@ const redeem_failure_t *redeem_hashing_reserve(request_rec *r)
     return NULL;
 }
 
-void redeem_hashing_release(request_rec *r)
+/* The request's reservation, or NULL when it made none. */
+static reserved_t *reservation_of(request_rec *r)
 {
     reserved_t *reserved = NULL;
     apr_pool_userdata_get((void **)&reserved, RESERVED_KEY, r->pool);
+    return reserved;
+}
+
+void redeem_hashing_release(request_rec *r)
+{
+    reserved_t *reserved = reservation_of(r);
     if (reserved)
         give_back_reserved(reserved);
 }
@@ -125,8 +132,7 @@ void redeem_hashing_release(request_rec *r)
  * to give back. */
 static int reserved_slot(request_rec *r, int claim)
 {
-    reserved_t *reserved = NULL;
-    apr_pool_userdata_get((void **)&reserved, RESERVED_KEY, r->pool);
+    reserved_t *reserved = reservation_of(r);
     if (!reserved || reserved->slot < 0)
         return -1;
     int slot = reserved->slot;
