@@ -71,6 +71,7 @@ void *redeem_config_merge(apr_pool_t *p, void *base_conf, void *add_conf)
     const redeem_server_conf *admin_from = add->admin_email ? add : base;
     conf->admin_email = admin_from->admin_email;
     conf->admin_password = admin_from->admin_password;
+    conf->admin_password_file = admin_from->admin_password_file;
     conf->code_mac_key_file = MERGE(code_mac_key_file, NULL);
     conf->code_enc_key_file = MERGE(code_enc_key_file, NULL);
     for (int i = 0; i < REDEEM_SCOPE_COUNT_; i++)
@@ -253,18 +254,42 @@ static const char *set_argon2(cmd_parms *cmd, void *dconf, const char *memory,
     return NULL;
 }
 
+static const char *admin_email(cmd_parms *cmd, const char *email)
+{
+    char *normalized;
+    const char *why = redeem_email_normalize(cmd->pool, email, strlen(email), &normalized);
+    if (why)
+        return apr_pstrcat(cmd->pool, cmd->cmd->name, ": ", why, NULL);
+    cmd_conf(cmd)->admin_email = normalized;
+    return NULL;
+}
+
 static const char *set_admin(cmd_parms *cmd, void *dconf, const char *email, const char *password)
 {
     (void)dconf;
     redeem_server_conf *conf = cmd_conf(cmd);
-    char *normalized;
-    const char *why = redeem_email_normalize(cmd->pool, email, strlen(email), &normalized);
+    const char *why = redeem_password_check_policy(password, strlen(password));
     if (why)
         return apr_pstrcat(cmd->pool, "RedeemAdmin: ", why, NULL);
-    if ((why = redeem_password_check_policy(password, strlen(password))))
-        return apr_pstrcat(cmd->pool, "RedeemAdmin: ", why, NULL);
-    conf->admin_email = normalized;
+    if ((why = admin_email(cmd, email)))
+        return why;
     conf->admin_password = password;
+    conf->admin_password_file = NULL;
+    return NULL;
+}
+
+/* The same setting as RedeemAdmin, its password kept out of the
+ * configuration (which Debian leaves readable by all): read at start-up. */
+static const char *set_admin_password_file(cmd_parms *cmd, void *dconf, const char *email,
+                                           const char *path)
+{
+    (void)dconf;
+    redeem_server_conf *conf = cmd_conf(cmd);
+    const char *why = admin_email(cmd, email);
+    if (why)
+        return why;
+    conf->admin_password = NULL;
+    conf->admin_password_file = ap_server_root_relative(cmd->pool, path);
     return NULL;
 }
 
@@ -362,6 +387,9 @@ const command_rec redeem_config_directives[] = {
                   "argon2id cost: memory KiB, iterations, parallelism (default 19456 2 1)"),
     AP_INIT_TAKE2("RedeemAdmin", set_admin, NULL, RSRC_CONF,
                   "Email and password of an admin account created if missing"),
+    AP_INIT_TAKE2("RedeemAdminPasswordFile", set_admin_password_file, NULL, RSRC_CONF,
+                  "Email of an admin account created if missing, and the file holding its "
+                  "password (instead of RedeemAdmin)"),
     AP_INIT_TAKE1("RedeemCodeMACKeyFile", set_file, FIELD(code_mac_key_file), RSRC_CONF,
                   "File holding the key (at least 32 bytes) that checks and hashes codes"),
     AP_INIT_TAKE1("RedeemCodeEncryptionKeyFile", set_file, FIELD(code_enc_key_file), RSRC_CONF,
@@ -457,6 +485,22 @@ static void apply_defaults(redeem_server_conf *conf)
     conf->token.leeway = conf->leeway;
 }
 
+/* RedeemAdminPasswordFile: the password, held to the policy of any other. */
+static const char *finish_admin_password(apr_pool_t *p, server_rec *s, redeem_server_conf *conf)
+{
+    redeem_keyfile_t file;
+    const char *why =
+        read_key_file(p, s, conf->admin_password_file, "RedeemAdminPasswordFile", &file);
+    if (why)
+        return why;
+    if (strlen(file.text) != file.text_len)
+        return "RedeemAdminPasswordFile: the password holds a NUL byte";
+    if ((why = redeem_password_check_policy(file.text, file.text_len)))
+        return apr_pstrcat(p, "RedeemAdminPasswordFile: ", why, NULL);
+    conf->admin_password = file.text;
+    return NULL;
+}
+
 /* One server's start-up checks: NULL, or why it cannot serve. */
 static const char *finish_server(apr_pool_t *pconf, server_rec *s, redeem_server_conf *conf)
 {
@@ -475,6 +519,8 @@ static const char *finish_server(apr_pool_t *pconf, server_rec *s, redeem_server
                                                   17, (char **)&conf->dummy_hash);
     if (hash_error)
         return apr_pstrcat(pconf, "argon2id failed: ", hash_error, NULL);
+    if (conf->admin_password_file && (why = finish_admin_password(pconf, s, conf)))
+        return why;
     if (conf->admin_password && strcmp(conf->admin_password, REDEEM_DEFAULT_ADMIN_PASSWORD) == 0)
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
                      RDMNO(0003) "RedeemAdmin uses the well-known default password: "

@@ -283,7 +283,8 @@ typedef struct {
     const char *issuer;
     redeem_password_cost_t argon2;
     const char *admin_email;
-    const char *admin_password;
+    const char *admin_password;      /* inline, or read from the file at check_config */
+    const char *admin_password_file; /* RedeemAdminPasswordFile */
     const char *code_mac_key_file;
     const char *code_enc_key_file;
     /* The bounded numbers, set through the table in config.c. */

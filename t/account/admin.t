@@ -127,3 +127,102 @@ GET /api/health
 --- error_code: 200
 --- check_eval
 log_has(qr/RDM0003: RedeemAdmin uses the well-known default password/);
+
+
+
+=== TEST 9: RedeemAdminPasswordFile: the password read from a private file creates the admin
+--- config eval
+my $file = var('SERVROOT') . '/admin_password';
+open my $fh, '>', $file or die $!;
+print $fh "FilePassw0rd9\n";
+close $fh;
+chmod 0600, $file;
+qq(RedeemAdminPasswordFile "dave\@example.test" "$file"\n)
+--- request
+POST /api/login
+--- request_json
+{"email": "dave@example.test", "password": "FilePassw0rd9"}
+--- error_code: 200
+--- response_json
+{"user": {"email": "dave@example.test"}}
+--- error_log
+admin account dave@example.test created (RedeemAdmin)
+--- no_error_log
+RDM0006
+--- db_check
+SELECT is_admin FROM users WHERE email = 'dave@example.test';
+--- db_check_out
+t
+
+
+
+=== TEST 10: RedeemAdminPasswordFile: the file's trailing newline is not part of the password
+--- request
+POST /api/login
+--- request_json
+{"email": "dave@example.test", "password": "FilePassw0rd9\n"}
+--- error_code: 401
+
+
+
+=== TEST 11: RedeemAdminPasswordFile naming no file: httpd refuses to start
+--- config
+RedeemAdminPasswordFile "dave@example.test" "$SERVROOT/no-such-password"
+--- must_die
+--- error_log
+/cannot open RedeemAdminPasswordFile file \S+no-such-password/
+
+
+
+=== TEST 12: RedeemAdminPasswordFile holding a password the policy refuses: httpd refuses to start
+--- config eval
+my $file = var('SERVROOT') . '/weak_admin_password';
+open my $fh, '>', $file or die $!;
+print $fh "short\n";
+close $fh;
+chmod 0600, $file;
+qq(RedeemAdminPasswordFile "dave\@example.test" "$file"\n)
+--- must_die
+--- error_log
+RedeemAdminPasswordFile: Password must be at least 8 characters
+
+
+
+=== TEST 13: RedeemAdminPasswordFile with a bad email: httpd refuses to start, naming the directive
+--- config
+RedeemAdminPasswordFile "not-an-email" "$SERVROOT/admin_password"
+--- must_die
+--- error_log
+RedeemAdminPasswordFile:
+
+
+
+=== TEST 14: RedeemAdminPasswordFile readable by others: the server starts, with a warning naming it
+--- config eval
+my $file = var('SERVROOT') . '/open_admin_password';
+open my $fh, '>', $file or die $!;
+print $fh "OpenPassw0rd14\n";
+close $fh;
+chmod 0644, $file;
+qq(RedeemAdminPasswordFile "erin\@example.test" "$file"\n)
+--- request
+POST /api/login
+--- request_json
+{"email": "erin@example.test", "password": "OpenPassw0rd14"}
+--- error_code: 200
+--- check_eval
+log_has(qr/RDM0006: RedeemAdminPasswordFile file \S+open_admin_password is open to group or others \(mode 644\)/);
+
+
+
+=== TEST 15: a later RedeemAdmin replaces RedeemAdminPasswordFile: its password, not the file's
+--- config eval
+my $file = var('SERVROOT') . '/admin_password';
+qq(RedeemAdminPasswordFile "frank\@example.test" "$file"\nRedeemAdmin "frank\@example.test" "InlinePassw0rd15"\n)
+--- request
+POST /api/login
+--- request_json
+{"email": "frank@example.test", "password": "InlinePassw0rd15"}
+--- error_code: 200
+--- response_json
+{"user": {"email": "frank@example.test"}}
