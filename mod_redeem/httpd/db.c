@@ -22,7 +22,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
-#define REDEEM_SCHEMA_VERSION 11
+#define REDEEM_SCHEMA_VERSION 12
 static const char *const migrations[] = {"001_accounts.sql",
                                          "002_codes.sql",
                                          "003_email_identity.sql",
@@ -33,7 +33,8 @@ static const char *const migrations[] = {"001_accounts.sql",
                                          "008_code_lookup_key.sql",
                                          "009_code_batches.sql",
                                          "010_audit_count_before_lock.sql",
-                                         "011_token_generation.sql"};
+                                         "011_token_generation.sql",
+                                         "012_code_counts_apart.sql"};
 _Static_assert(sizeof migrations / sizeof *migrations == REDEEM_SCHEMA_VERSION,
                "a migration file named for each schema version");
 
