@@ -253,7 +253,7 @@ enum { ARG_CODES_COUNT_BATCH_ID, CODES_COUNT_BATCH_NARGS };
  * used_at set (no row: 409), and concurrent extensions of one user re-read
  * the updated row (no lost month). The claim records the request's id: run
  * again after a lost connection, the statement recognizes its own earlier
- * claim (replayed) and changes nothing.
+ * claim (replayed: the request's id and its user) and changes nothing.
  *
  * The first run may still be alive in the database when the connection to
  * it is lost (a proxy or NAT dropped it): then the run again (REDEEM_RERUN)
@@ -291,7 +291,8 @@ enum {
     " WHERE u.id = args.user_id AND u.token_generation = args.token_generation"                    \
     " AND u.email = args.email),"                                                                  \
     " target AS ("                                                                                 \
-    " SELECT c.id, c.used_at, c.expires_at, c.used_request = args.request_id AS replay"            \
+    " SELECT c.id, c.used_at, c.expires_at,"                                                       \
+    " c.used_request = args.request_id AND c.used_by = args.user_id AS replay"                     \
     " FROM redeem_codes c, args"                                                                   \
     " WHERE code_lookup_key(c.code_hash) = code_lookup_key(args.code_hash)"                        \
     " AND c.code_hash = args.code_hash"

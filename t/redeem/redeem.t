@@ -1009,6 +1009,26 @@ GET /api/subscription
 
 
 
+=== TEST 50k: a request id a client may choose (an operator's SetEnvIf from X-Request-Id) does not make another user's claim of a code their own replay: the second user gets 409, not 200
+--- config
+LoadModule setenvif_module /usr/lib/apache2/modules/mod_setenvif.so
+SetEnvIf X-Request-Id "^([0-9a-f]{32})$" UNIQUE_ID=$1
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $code = take_code();
+my @id = ('X-Request-Id: ' . ('ab' x 16));
+my $first = api_request('POST', '/redeem', body($code), 'Authorization: Bearer ' . user_token('claimer'), @id);
+$first->{status} eq '200' or die "the first claim: $first->{status} $first->{body}\n";
+my $second = api_request('POST', '/redeem', body($code), 'Authorization: Bearer ' . user_token('copycat'), @id);
+$second->{status} eq '409'
+  or die "the same code and request id from another user: $second->{status} $second->{body}\n";
+sql("SELECT count(*) FROM audit_log WHERE request_id = '" . ('ab' x 16) . "' AND outcome = 'used'") eq '1'
+  or die "the refused claim left no audit row\n";
+
+
+
 === TEST 51: every audit row of the file is a redeem attempt or a generation, none without outcome
 --- login: admin
 --- request
