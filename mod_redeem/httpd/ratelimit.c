@@ -162,19 +162,32 @@ const char *redeem_ratelimit_tag(const redeem_code_keys_t *keys,
     return NULL;
 }
 
-/* Scope byte, the server's tag, client bytes when the scope is per client,
- * then the subject. The client part has a length byte, so no two keys read
- * alike. */
+static size_t put_u32(unsigned char *out, uint32_t value)
+{
+    for (int i = 0; i < 4; i++)
+        out[i] = (unsigned char)(value >> (24 - 8 * i));
+    return 4;
+}
+
+/* Scope byte, the server's tag, the scope's policy (count and period), client
+ * bytes when the scope is per client, then the subject. The client part has
+ * a length byte, so no two keys read alike. The policy is in the key because
+ * virtual hosts of one tag may limit a scope differently: sharing one state,
+ * the lenient host's refusals pulled the state in to its own limit, and the
+ * strict host served again at once. Each policy counts apart. */
 static const unsigned char *make_key(request_rec *r, redeem_scope_e scope, const char *subject,
                                      size_t *len)
 {
+    const redeem_server_conf *conf = redeem_conf(r);
     int per_client = scope != REDEEM_SCOPE_REDEEM_USER;
     size_t subject_len = subject ? strlen(subject) : 0;
-    unsigned char *key = apr_palloc(r->pool, 2 + REDEEM_LIMIT_TAG_LEN + 16 + subject_len);
+    unsigned char *key = apr_palloc(r->pool, 2 + REDEEM_LIMIT_TAG_LEN + 8 + 16 + subject_len);
     size_t n = 0;
     key[n++] = (unsigned char)scope;
-    memcpy(key + n, redeem_conf(r)->limit_tag, REDEEM_LIMIT_TAG_LEN);
+    memcpy(key + n, conf->limit_tag, REDEEM_LIMIT_TAG_LEN);
     n += REDEEM_LIMIT_TAG_LEN;
+    n += put_u32(key + n, conf->policies[scope].count);
+    n += put_u32(key + n, conf->policies[scope].period_s);
     if (per_client) {
         size_t client_len = client_bytes(r, key + n + 1);
         key[n] = (unsigned char)client_len;

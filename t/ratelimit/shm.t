@@ -203,6 +203,33 @@ $res->{status} == 404 or die "dora on the other site: $res->{status}, not 404";
 
 
 
+=== TEST 6d: two virtual hosts of the same keys that limit a scope differently count apart: the lenient one serves what the strict one refused, and the strict one stays strict after it
+--- config
+RedeemRateLimit register-ip 2 3600
+<VirtualHost *>
+  ServerName 127.0.0.1
+</VirtualHost>
+<VirtualHost *>
+  ServerName lenient.test
+  RedeemRateLimit register-ip 60 60
+</VirtualHost>
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $n = 0;
+my $register = sub {
+    my ($host) = @_;
+    my $body = sprintf '{"email": "vh%d@example.test", "password": "Passw0rd123"}', ++$n;
+    return api_raw_request("POST /api/register HTTP/1.1\r\nHost: $host\r\nConnection: close\r\n"
+                           . "Content-Type: application/json\r\nContent-Length: " . length($body)
+                           . "\r\n\r\n$body")->{status};
+};
+my @got = map { $register->($_) } qw(127.0.0.1 127.0.0.1 127.0.0.1 lenient.test 127.0.0.1 lenient.test 127.0.0.1);
+"@got" eq '201 201 429 201 429 201 429' or die "strict, strict, strict, lenient, strict, lenient, strict: @got\n";
+
+
+
 === TEST 7: the per-address scope: its limit reached by two users together
 --- config
 RedeemRateLimit redeem-user 100 60
