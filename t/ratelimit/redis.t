@@ -126,13 +126,14 @@ $a->{status} == 429 && $b->{status} == 429 or die "the 11th and 12th: $a->{statu
 # The limit lives in Redis, under a keyed pseudonym (no user id in clear,
 # and no plain hash a guess could be checked against): HMAC-SHA256 of the
 # scope's byte, the site's tag (the first 8 bytes of the pseudonym of a
-# constant), the user id and its token generation, under the MAC key's
-# pseudonym subkey.
+# constant), the scope's policy (its count and period, 32 bits each, big
+# endian: 10 per 60 s), the user id and its token generation, under the MAC
+# key's pseudonym subkey.
 my $keys = redis_cli('-n', 3, 'KEYS', 'redeem:rl:redeem-user:*');
 my $mac_key = pack('H*', (split /\s+/, Test::Redeem::_read_file(var('SERVROOT') . '/code_mac_key'))[0]);
 my $subkey = Digest::SHA::hmac_sha256('mod_redeem pseudonym v1', $mac_key);
 my $tag = substr(Digest::SHA::hmac_sha256('mod_redeem rate-limit tag v1', $subkey), 0, 8);
-my $name = "\x00" . $tag . user_id('uma') . '/0';
+my $name = "\x00" . $tag . pack('NN', 10, 60) . user_id('uma') . '/0';
 $keys eq 'redeem:rl:redeem-user:' . substr(Digest::SHA::hmac_sha256_hex($name, $subkey), 0, 32)
   or die "keys: $keys";
 $keys ne 'redeem:rl:redeem-user:' . substr(Digest::SHA::sha256_hex($name), 0, 32)
@@ -237,6 +238,23 @@ my $res = api_request('POST', '/redeem', '{"card_code": "AAAAAAAAAAAA-AAAA-AAAAA
 $res->{status} == 404 or die "back on Redis: $res->{status}";
 log_count(qr/RDM0603: Redis .* answers again/, $mark) == 1 or die 'the return is logged';
 redis_cli('-n', 3, 'KEYS', 'redeem:rl:redeem-user:*') ne '' or die 'nothing counted in Redis';
+
+
+
+=== TEST 7b: a key spent while Redis answered is still spent on the host's table when Redis fails: the fallback gives no fresh quota
+--- config eval
+"$STORE\nRedeemRateLimit redeem-user 3 60\n"
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my @got = redeem_one_by_one('xena', 4);
+"@got" eq '404 404 404 429' or die "on Redis: @got";
+redis_cli('CLIENT', 'PAUSE', '2000') eq 'OK' or die 'CLIENT PAUSE';
+my @fallback = redeem_one_by_one('xena', 2);
+redis_cli('CLIENT', 'UNPAUSE');
+"@fallback" eq '429 429' or die "on the host's table once Redis failed: @fallback";
+--- wait: 1.2
 
 
 
