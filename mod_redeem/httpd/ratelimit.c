@@ -7,6 +7,8 @@
 
 #include "core/limit_table.h"
 
+#include <apr_atomic.h>
+
 #include <arpa/inet.h>
 
 static const struct {
@@ -348,6 +350,26 @@ static void add_headers(request_rec *r, redeem_scope_e scope, const redeem_gcra_
                                   (apr_int64_t)redeem_gcra_seconds_up(verdict->reset_ms)));
 }
 
+/* A request counted per address that came through a proxy (it names an
+ * X-Forwarded-For) while its address is still the peer's: mod_remoteip does
+ * not trust that proxy, and all its clients share one address's budgets.
+ * Once per child: a client may send the header itself. */
+static void warn_untrusted_proxy(request_rec *r, redeem_child_t *child)
+{
+    if (apr_atomic_read32(&child->forwarded_warned) ||
+        !apr_table_get(r->headers_in, "X-Forwarded-For") ||
+        strcmp(r->useragent_ip, r->connection->client_ip) != 0 ||
+        apr_atomic_xchg32(&child->forwarded_warned, 1))
+        return;
+    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                  RDMNO(0606) "a request from %s carries X-Forwarded-For, but its client "
+                              "address is that peer's: the rate limits per address count every "
+                              "client of that proxy as one (trust it with mod_remoteip's "
+                              "RemoteIPHeader and RemoteIPInternalProxy, or "
+                              "RemoteIPTrustedProxy); logged once per child",
+                  r->connection->client_ip);
+}
+
 const redeem_failure_t *redeem_ratelimit_charge_all(request_rec *r, const redeem_charge_t *charges,
                                                     int n)
 {
@@ -362,6 +384,8 @@ const redeem_failure_t *redeem_ratelimit_charge_all(request_rec *r, const redeem
             active[count] = charges[i];
             keys[count] = make_key(r, charges[i].scope, charges[i].subject, &lens[count]);
             count++;
+            if (charges[i].scope != REDEEM_SCOPE_REDEEM_USER)
+                warn_untrusted_proxy(r, conf->child);
         }
     if (count == 0)
         return NULL;

@@ -493,6 +493,36 @@ my @got = map {
                 "X-Forwarded-For: 203.0.113.$_")->{status}
 } 2, 3;
 "@got" eq '201 429' or die "different forged addresses, one real peer: @got";
+open my $log, '<', var('SERVROOT') . '/error.log' or die $!;
+my @warned = grep { /RDM0606: a request from 127\.0\.0\.1 carries X-Forwarded-For, but its client address is that peer's/ } <$log>;
+my %per_child;
+$per_child{/\[pid (\d+)/ ? $1 : '?'}++ for @warned;
+@warned && !grep({ $_ > 1 } values %per_child)
+  or die 'RDM0606 logged ' . @warned . " times, not once per child\n";
+
+
+
+=== TEST 17b: X-Forwarded-For from a trusted proxy on loopback (the example site's setting): each client its own budget, and no warning
+--- config
+LoadModule remoteip_module /usr/lib/apache2/modules/mod_remoteip.so
+RemoteIPHeader X-Forwarded-For
+RemoteIPInternalProxy 127.0.0.1 ::1
+RedeemRateLimit register-ip 1 60
+--- request
+POST /api/register
+--- more_headers
+X-Forwarded-For: 203.0.113.1
+--- request_json
+{"email": "y1@example.test", "password": "Passw0rd123"}
+--- error_code: 201
+--- check_eval
+my @got = map {
+    api_request('POST', '/api/register', qq({"email":"y$_->[0]\@example.test","password":"Passw0rd123"}),
+                "X-Forwarded-For: $_->[1]")->{status}
+} [2, '203.0.113.2'], [3, '203.0.113.1'];
+"@got" eq '201 429' or die "a second client behind the proxy, then the first again: @got";
+--- no_error_log
+RDM0606
 
 
 
