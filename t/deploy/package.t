@@ -71,7 +71,7 @@ my %BEFORE = map { $_ => listing($_) } @WATCHED;
 my %VOLATILE_BEFORE = map { $_ => entries($_) } '/var/run/apache2', '/var/lock/apache2', '/var/log/apache2';
 my %LOG_SIZE = map { $_ => -s $_ } grep { -f } glob '/var/log/apache2/*';
 my $RUN_NETNS_EXISTED = -e '/run/netns';
-my %ENABLED_BEFORE = map { $_ => module_enabled($_) } qw(dbd unique_id status);
+my %ENABLED_BEFORE = map { $_ => module_enabled($_) } qw(dbd unique_id remoteip status);
 my %HOST_PORTS_BEFORE = map { $_ => 1 } host_listening_ports();
 
 my $TMP = tempdir('redeem-deploy-XXXXXX', TMPDIR => 1);
@@ -268,6 +268,16 @@ sub check_api {
 
     $res = http('POST', "$base/api/register", 'x' x 102400, $json);
     is($res->{status}, 413, 'example site: its own LimitRequestBody refuses 100 KB with 413');
+
+    # Behind a front end on loopback, each client counts on its own: the
+    # register-ip budget of each address behind it is fresh (59 of 60 left),
+    # where the peer's own (127.0.0.1) was spent by alice's registration.
+    for my $client ('198.51.100.7', '203.0.113.9') {
+        $res = http('POST', "$base/api/register", qq({"email":"from-$client\@example.com","password":"Passw0rd123"}),
+                    {%$json, 'X-Forwarded-For' => $client});
+        like($res->{headers}{ratelimit} // '', qr/^"register-ip";r=59;/,
+             "example site: a client behind the front end ($client) has a register-ip budget of its own");
+    }
 }
 
 sub token {
@@ -363,7 +373,7 @@ sub cleanup {
         $state{purged} = 1;
     });
     $try->('undo the modules enabled along', sub {
-        my @ours = grep { !$ENABLED_BEFORE{$_} && module_enabled($_) } qw(dbd unique_id);
+        my @ours = grep { !$ENABLED_BEFORE{$_} && module_enabled($_) } qw(dbd unique_id remoteip);
         run(['a2dismod', '-q', @ours]) if @ours;
         run(['a2dismod', '-q', 'status']) if $state{status_enabled};
     });
@@ -396,7 +406,7 @@ sub check_machine_restored {
     is_deeply($state{cleanup_errors}, [], 'clean-up ran without errors');
     ok(readme_has("a2dissite redeem-example\na2dismod redeem\nsystemctl restart apache2\n"
                   . "dpkg --purge libapache2-mod-redeem")
-       && readme_has('`a2dismod dbd unique_id` if nothing else uses them')
+       && readme_has('`a2dismod dbd unique_id remoteip` if nothing else uses them')
        && readme_has('`rm -r /etc/apache2/redeem` once no'),
        'README has the removal steps the clean-up took');
     if ($state{installed}) {
