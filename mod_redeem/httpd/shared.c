@@ -107,10 +107,15 @@ const char *redeem_shared_attach(server_rec *s, uint32_t limit_entries, redeem_s
         kept = ap_retained_data_create(SHARED_RETAINED_KEY, sizeof *kept);
     if (!usable(kept, limit_entries)) {
         if (kept->shm) {
-            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
-                         RDMNO(0601) "the rate-limit table changes size (%u to %u entries): "
-                                     "its counts start afresh",
-                         kept->limit_entries, limit_entries);
+            if (kept->limit_entries != limit_entries)
+                ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
+                             RDMNO(0601) "the rate-limit table changes size (%u to %u entries): "
+                                         "its counts start afresh",
+                             kept->limit_entries, limit_entries);
+            else /* the same size, another layout: a new version of the module */
+                ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
+                             RDMNO(0601) "the rate-limit table's layout changed (a new version "
+                                         "of mod_redeem): its counts start afresh");
             apr_shm_destroy(kept->shm);
             kept->shm = NULL;
         }

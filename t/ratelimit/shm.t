@@ -357,6 +357,29 @@ log_count(qr/resuming normal operations/) >= 2 or die "no graceful restart seen"
 
 
 
+=== TEST 12b: a graceful restart with a new ENTRIES starts the counts afresh, and says so
+--- config
+RedeemRateLimitStore shm 1024
+RedeemRateLimit register-ip 1 60
+--- request
+POST /api/register
+--- request_json
+{"email": "h1@example.test", "password": "Passw0rd123"}
+--- error_code: 201
+--- check_eval
+my $second = api_request('POST', '/api/register', '{"email":"h2@example.test","password":"Passw0rd123"}');
+$second->{status} == 429 or die "h2 before the restart: $second->{status}";
+open my $conf, '>>', var('SERVROOT') . '/extra.conf' or die "extra.conf: $!";
+print $conf "RedeemRateLimitStore shm 2048\n";
+close $conf;
+graceful_restart();
+my $third = api_request('POST', '/api/register', '{"email":"h3@example.test","password":"Passw0rd123"}');
+$third->{status} == 201 or die "h3 after the table grew: $third->{status} (the old counts kept)";
+log_count(qr/RDM0601: the rate-limit table changes size \(1024 to 2048 entries\): its counts start afresh/) == 1
+  or die 'RDM0601 not logged once';
+
+
+
 === TEST 13: login: a flood of wrong passwords from one address (through a trusted proxy)
 --- config
 LoadModule remoteip_module /usr/lib/apache2/modules/mod_remoteip.so
@@ -616,22 +639,33 @@ RedeemRateLimitStore cannot occur within <VirtualHost> section
 
 
 
-=== TEST 27: a small table (64 entries) still limits every key, evicting the least useful
+=== TEST 27: a small table (64 entries) flooded by 300 addresses still limits the latest of them, evicting (and counting) the least useful states
 --- config
+LoadModule remoteip_module /usr/lib/apache2/modules/mod_remoteip.so
+RemoteIPHeader X-Forwarded-For
+RemoteIPInternalProxy 127.0.0.1
 RedeemRateLimitStore shm 64
-RedeemRateLimit register-ip 1 60
+RedeemRateLimit login-ip 1 60
+<Location "/metrics">
+  SetHandler redeem-metrics
+</Location>
 --- request
-POST /api/register
---- request_json
-{"email": "tiny1@example.test", "password": "Passw0rd123"}
---- error_code: 201
+GET /api/health
+--- error_code: 200
 --- check_eval
-my $res = api_request('POST', '/api/register', '{"email":"tiny2@example.test","password":"Passw0rd123"}');
-$res->{status} == 429 or die "second from the same address: $res->{status}";
+my $evictions = metric_value('redeem_ratelimit_evictions_total');
+my @first = map {
+    api_request('POST', '/api/login', '{}', 'X-Forwarded-For: 10.27.' . int($_ / 256) . '.' . ($_ % 256))->{status}
+} 1 .. 300;
+my @refused = grep { $_ != 400 } @first;
+!@refused or die 'first attempts of fresh addresses refused: ' . scalar(@refused) . "\n";
+my $again = api_request('POST', '/api/login', '{}', 'X-Forwarded-For: 10.27.1.44')->{status};
+$again == 429 or die "the latest address again: $again\n";
+metric_value('redeem_ratelimit_evictions_total') > $evictions or die "300 keys in 64 slots, no eviction counted\n";
 
 
 
-=== TEST 26: apachectl -t: a user and password in the Redis URL (the configuration is world-readable)
+=== TEST 26b: apachectl -t: a user and password in the Redis URL (the configuration is world-readable)
 --- config
 RedeemRateLimitStore redis://limiter:secret@127.0.0.1:6379
 --- must_die
@@ -640,7 +674,7 @@ no user or password in the URL (a world-readable file); put them in RedeemRateLi
 
 
 
-=== TEST 27: apachectl -t: an IPv6 address without its closing bracket
+=== TEST 26c: apachectl -t: an IPv6 address without its closing bracket
 --- config
 RedeemRateLimitStore redis://[::1:6379
 --- must_die
