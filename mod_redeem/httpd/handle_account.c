@@ -119,6 +119,19 @@ static void rehash(redeem_call_t *call, const redeem_user_t *user, const credent
                       user->id_text);
 }
 
+/* The database's key of an address of ASCII alone, made here: NFC and the
+ * ICU lowercasing of email_key() (sql/003) change nothing in ASCII but its
+ * capitals. NULL for any other address, whose key only the database makes. */
+static const char *ascii_email_key(apr_pool_t *p, const char *email)
+{
+    for (const char *c = email; *c; c++)
+        if ((unsigned char)*c >= 0x80)
+            return NULL;
+    char *key = apr_pstrdup(p, email);
+    ap_str_tolower(key);
+    return key;
+}
+
 const redeem_failure_t *redeem_handle_login(redeem_call_t *call)
 {
     request_rec *r = call->r;
@@ -129,17 +142,22 @@ const redeem_failure_t *redeem_handle_login(redeem_call_t *call)
     const redeem_failure_t *refused =
         redeem_failure(r->pool, HTTP_UNAUTHORIZED, "Invalid email or password");
 
-    const char *email_key;
+    const char *email_key, *early_key = NULL;
     /* login-email counts the address as the database identifies it, found
      * or not: every spelling of one account (case, Unicode form, the Kelvin
      * sign for a k) spends one budget, and the answer is the same whether
-     * the account exists. */
+     * the account exists. An address of ASCII alone is charged before the
+     * hashing slot and the database, so a flood of one address's logins
+     * waits for neither (its 429 came only after a slot came free). */
     if ((failure = read_credentials(r, 0, &credentials)) ||
+        ((early_key = ascii_email_key(r->pool, credentials.email)) &&
+         (failure = redeem_ratelimit_charge(r, REDEEM_SCOPE_LOGIN_EMAIL, early_key))) ||
         (failure = redeem_hashing_reserve(r))) /* before the database: see register */
         return failure;
     if ((failure = redeem_call_db(call)) ||
         (failure = redeem_user_by_email(call->db, credentials.email, &user, &email_key)) ||
-        (failure = redeem_ratelimit_charge(r, REDEEM_SCOPE_LOGIN_EMAIL, email_key)) ||
+        ((!early_key || strcmp(early_key, email_key) != 0) &&
+         (failure = redeem_ratelimit_charge(r, REDEEM_SCOPE_LOGIN_EMAIL, email_key))) ||
         (redeem_text_utf8_length(credentials.password, credentials.password_len) >
              REDEEM_PASSWORD_MAX_CHARS &&
          (failure = refused))) {

@@ -75,3 +75,25 @@ POST /api/login
 RDM0302
 --- no_error_log
 RDM0204
+
+
+
+=== TEST 3: a login whose address has spent its login-email budget is 429 at once, while the one hashing slot is busy: it no longer waits for a slot first (with RedeemHashWait 100 ms, it got 503)
+--- config eval
+($main::CONFIG =~ s/RedeemHashWait 10000/RedeemHashWait 100/r) . "RedeemRateLimit login-email 1 60\n"
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+user_token('hal');
+my $wrong = '{"email": "HAL@example.test", "password": "WrongPassw0rd1"}';
+my $first = api_request('POST', '/api/login', $wrong);
+$first->{status} eq '401' or die "the first wrong login: $first->{status} $first->{body}\n";
+my $busy = request_in_background('POST', '/api/login',
+                                 '{"email": "nobody-busy@example.test", "password": "WrongPassw0rd"}');
+sleep 0.1;    # that login hashing in the one slot
+my $res = api_request('POST', '/api/login', $wrong);
+my $other = request_result($busy);
+$other->[0] eq '401' or die "the login holding the slot: @$other\n";
+$res->{status} eq '429'
+  or die "the second login of a spent address beside a busy slot: $res->{status} $res->{body}\n";
