@@ -130,7 +130,9 @@ void *redeem_config_create_dir(apr_pool_t *p, char *dir)
 }
 
 /* RedeemEngine set in a scope brings its <Location> and base path along; a
- * deeper RedeemBasePath alone moves only the base path. */
+ * deeper RedeemBasePath alone moves only the base path. A <VirtualHost>
+ * that turns the engine on keeps the main server's base path (a <Location>
+ * is its own base path unless it sets one). */
 void *redeem_config_merge_dir(apr_pool_t *p, void *base_conf, void *add_conf)
 {
     redeem_dir_conf *base = base_conf, *add = add_conf;
@@ -138,7 +140,9 @@ void *redeem_config_merge_dir(apr_pool_t *p, void *base_conf, void *add_conf)
     const redeem_dir_conf *scope = add->engine != UNSET ? add : base;
     conf->engine = scope->engine;
     conf->location = scope->location;
-    conf->base_path = add->base_path ? add->base_path : scope->base_path;
+    conf->base_path = add->base_path                            ? add->base_path
+                      : (add->engine != UNSET && add->location) ? NULL
+                                                                : base->base_path;
     return conf;
 }
 

@@ -138,10 +138,21 @@ static void redeem_child_init(apr_pool_t *pchild, server_rec *s)
 }
 
 /* API paths map to no file: no directory walk, no .htaccess. The check is
- * made on the URI as translated (a RewriteRule may have moved it out). */
+ * made on the URI as translated (a RewriteRule may have moved it out).
+ * httpd runs this hook on the server's defaults and walks the <Location>s
+ * only after it: walked here, a <Location> that turns the API on or off
+ * counts (a file under a <Location> with RedeemEngine Off is served; an API
+ * mounted in a <Location> is no directory's). Declining, the defaults are
+ * put back for the other modules' hooks (core's directory walk). A request
+ * for mod_proxy is its own (its <Proxy> sections are walked in this hook). */
 static int redeem_map_to_storage(request_rec *r)
 {
-    return redeem_router_path(r) ? OK : DECLINED;
+    if (r->proxyreq || (r->filename && strncmp(r->filename, "proxy:", 6) == 0))
+        return DECLINED;
+    if (ap_location_walk(r) == OK && redeem_router_path(r))
+        return OK;
+    r->per_dir_config = r->server->lookup_defaults;
+    return DECLINED;
 }
 
 static int redeem_handler(request_rec *r)

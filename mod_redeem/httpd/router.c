@@ -150,9 +150,10 @@ int redeem_router_dispatch(request_rec *r)
 {
     const char *path = redeem_router_path(r);
     /* A SetHandler of the operator's for a path inside the API's scope (say
-     * server-status, or redeem-metrics) takes precedence. */
+     * server-status, or redeem-metrics) takes precedence, and so does a
+     * ProxyPass (or a RewriteRule's [P]) there. */
     const core_dir_config *core = ap_get_core_module_config(r->per_dir_config);
-    if (!path || (core->expr_handler && strcmp(r->handler, "redeem") != 0))
+    if (!path || r->proxyreq || (core->expr_handler && strcmp(r->handler, "redeem") != 0))
         return DECLINED;
     /* Every answer is one whole JSON document: a Range request would get a
      * 206 of a piece of it (or httpd's own 416), which no client can parse. */

@@ -186,3 +186,99 @@ RedeemBasePath /other is outside its <Location /api>
 --- must_die
 --- error_log
 RedeemBasePath /apiv2 is outside its <Location /api>
+
+
+
+=== TEST 13: the API server-wide with a <Location> turned off: a file there is served as usual (the module's map_to_storage saw the server's setting alone, and the file was 404)
+--- config eval
+my $dir = var('SERVROOT') . '/htdocs/static';
+File::Path::make_path($dir);
+open my $fh, '>', "$dir/x.txt" or die $!;
+print $fh "hello from a file\n";
+close $fh;
+my $root = var('SERVROOT') . '/htdocs';
+qq(DocumentRoot "$root"\n<Directory "$root">\n  Require all granted\n</Directory>\n)
+  . qq(<Location "/static">\n  RedeemEngine Off\n</Location>\n)
+--- request
+GET /static/x.txt
+--- error_code: 200
+--- response_body
+hello from a file
+--- openapi_skip: a file, outside the API
+
+
+
+=== TEST 14: a ProxyPass inside the API's scope is mod_proxy's, and its <Proxy> access rules apply (mod_proxy loaded after mod_redeem; the module took the request's storage first, and the proxy ran unchecked)
+--- config
+LoadModule proxy_module /usr/lib/apache2/modules/mod_proxy.so
+LoadModule proxy_http_module /usr/lib/apache2/modules/mod_proxy_http.so
+ProxyPass /legacy http://127.0.0.1:1/
+<Proxy "http://127.0.0.1:1/*">
+  Require all denied
+</Proxy>
+--- request
+GET /legacy/x
+--- error_code: 403
+--- openapi_skip: mod_authz_core's answer for mod_proxy
+
+
+
+=== TEST 15: ... and with no rule against it, the request goes through the proxy (503: nothing listens on port 1), not to the API's 404
+--- config
+LoadModule proxy_module /usr/lib/apache2/modules/mod_proxy.so
+LoadModule proxy_http_module /usr/lib/apache2/modules/mod_proxy_http.so
+ProxyPass /legacy http://127.0.0.1:1/
+--- request
+GET /legacy/x
+--- error_code: 503
+--- response_body_unlike
+Not found
+--- openapi_skip: mod_proxy's answer
+
+
+
+=== TEST 16: an API mounted in a <Location> is no directory's: a broken .htaccess where its path would be on disk does not touch it
+--- config eval
+my $root = var('SERVROOT') . '/htdocs';
+File::Path::make_path("$root/billing");
+open my $fh, '>', "$root/billing/.htaccess" or die $!;
+print $fh "ThisIsNotADirective at all\n";
+close $fh;
+qq(DocumentRoot "$root"\n<Directory "$root">\n  AllowOverride All\n  Require all granted\n</Directory>\n)
+  . qq(RedeemEngine Off\n<Location "/billing">\n  RedeemEngine On\n</Location>\n)
+--- request
+GET /billing/api/health
+--- error_code: 200
+--- response_json
+{"status": "healthy"}
+
+
+
+=== TEST 17: a <VirtualHost> that turns the API on keeps the main server's RedeemBasePath (it was dropped, and the API took every path of the host)
+--- config
+RedeemEngine Off
+RedeemBasePath /billing
+<VirtualHost *>
+  RedeemEngine On
+</VirtualHost>
+--- request
+GET /billing/api/health
+--- error_code: 200
+--- response_json
+{"status": "healthy"}
+
+
+
+=== TEST 18: ... and outside that base path the host's paths are not the API
+--- config
+RedeemEngine Off
+RedeemBasePath /billing
+<VirtualHost *>
+  RedeemEngine On
+</VirtualHost>
+--- request
+GET /api/health
+--- error_code: 404
+--- response_body_unlike
+healthy
+--- openapi_skip: httpd's answer, outside the API
