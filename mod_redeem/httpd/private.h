@@ -571,6 +571,10 @@ redeem_request_json_object(request_rec *r, const redeem_body_field_t *fields, js
  * pooled connection, which the request then keeps until its end, so that
  * a client sending its body slowly holds a thread and not a connection. */
 const redeem_failure_t *redeem_request_read_ahead(request_rec *r);
+/* Reads and drops a body the endpoint does not take (a GET's), under the
+ * same cap as any other (RedeemMaxBodySize: 413 beyond, the connection then
+ * closed; 408, 400 for a broken transfer). */
+const redeem_failure_t *redeem_request_drop_body(request_rec *r);
 /* Before a failure is answered: drops what is left of the body if all of it
  * has arrived (so that the connection can serve the next request), and
  * otherwise has the connection closed after the answer. Without this httpd

@@ -172,6 +172,13 @@ const redeem_failure_t *redeem_request_read_ahead(request_rec *r)
     return failure;
 }
 
+const redeem_failure_t *redeem_request_drop_body(request_rec *r)
+{
+    char *data;
+    apr_size_t len;
+    return read_body(r, redeem_conf(r)->max_body, &data, &len);
+}
+
 const redeem_failure_t *redeem_request_json_object(request_rec *r,
                                                    const redeem_body_field_t *fields, json_t **body)
 {

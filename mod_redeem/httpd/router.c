@@ -72,15 +72,6 @@ static int path_matches(const char *pattern, const char *path)
     return strncmp(pattern, path, len) == 0 && path[len] != '\0' && !strchr(path + len, '/');
 }
 
-/* Reads and drops a GET's body before anything else is done. NULL, or
- * the failure of a body that stalled (408) or that httpd's filter refused
- * (over LimitRequestBody, badly chunked: httpd has answered it already). */
-static const redeem_failure_t *discard_body(request_rec *r)
-{
-    int status = ap_discard_request_body(r);
-    return status == OK ? NULL : redeem_failure_reading(r->pool, status);
-}
-
 static const redeem_failure_t *route(request_rec *r, const char *path)
 {
     const redeem_failure_t *failure = NULL;
@@ -99,7 +90,10 @@ static const redeem_failure_t *route(request_rec *r, const char *path)
                                               : ap_method_name_of(r->pool, found->method));
         return redeem_failure(r->pool, HTTP_METHOD_NOT_ALLOWED, "Method not allowed");
     }
-    if (found->method == M_GET && (failure = discard_body(r)))
+    /* A GET's body is read and dropped before anything else is done, under
+     * the cap of any body (it was bounded by LimitRequestBody alone, 1 GiB
+     * by default where the operator sets none). */
+    if (found->method == M_GET && (failure = redeem_request_drop_body(r)))
         return failure;
     const char *init_failure = redeem_conf(r)->child->init_failure;
     if (init_failure) {

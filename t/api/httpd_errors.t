@@ -126,6 +126,39 @@ only_one_answer("GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: clos
 
 
 
+=== TEST 7b: a GET whose body is over RedeemMaxBodySize but under LimitRequestBody: the module's 413 (it was read whole and dropped, bounded by LimitRequestBody alone)
+--- config
+LimitRequestBody 10000000
+--- raw_request eval
+"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 20000\r\n\r\n"
+  . ('x' x 20000)
+--- error_code: 413
+--- response_json_exact
+{"error": "Request body too large"}
+
+
+
+=== TEST 7c: ... and a chunked one: 413 once the cap is passed
+--- config
+LimitRequestBody 10000000
+--- raw_request eval
+"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
+  . join('', map { sprintf("%x\r\n%s\r\n", 4000, 'y' x 4000) } 1 .. 5) . "0\r\n\r\n"
+--- error_code: 413
+--- response_json_exact
+{"error": "Request body too large"}
+
+
+
+=== TEST 7d: a GET with a small body: the body is dropped and the GET answered
+--- raw_request eval
+"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 100\r\n\r\n" . ('z' x 100)
+--- error_code: 200
+--- response_json
+{"status": "healthy"}
+
+
+
 === TEST 8: a GET whose body is not well framed (a broken chunk size): 400
 --- raw_request eval
 "GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
