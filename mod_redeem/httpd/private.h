@@ -226,7 +226,7 @@ typedef struct {
      * of using what is missing. */
     const char *init_failure;
     apr_uint32_t admin_ready; /* the configured admin exists (atomic flag) */
-    /* RDM0606 (a proxy's X-Forwarded-For not trusted) was logged (atomic). */
+    /* RDM0607 (a proxy's X-Forwarded-For not trusted) was logged (atomic). */
     apr_uint32_t forwarded_warned;
     /* The hashing slots (RedeemHashConcurrency), each with the argon2 memory
      * it keeps from hash to hash; under hash_lock, the free ones are

@@ -362,7 +362,7 @@ static void warn_untrusted_proxy(request_rec *r, redeem_child_t *child)
         apr_atomic_xchg32(&child->forwarded_warned, 1))
         return;
     ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                  RDMNO(0606) "a request from %s carries X-Forwarded-For, but its client "
+                  RDMNO(0607) "a request from %s carries X-Forwarded-For, but its client "
                               "address is that peer's: the rate limits per address count every "
                               "client of that proxy as one (trust it with mod_remoteip's "
                               "RemoteIPHeader and RemoteIPInternalProxy, or "

@@ -517,11 +517,11 @@ my @got = map {
 } 2, 3;
 "@got" eq '201 429' or die "different forged addresses, one real peer: @got";
 open my $log, '<', var('SERVROOT') . '/error.log' or die $!;
-my @warned = grep { /RDM0606: a request from 127\.0\.0\.1 carries X-Forwarded-For, but its client address is that peer's/ } <$log>;
+my @warned = grep { /RDM0607: a request from 127\.0\.0\.1 carries X-Forwarded-For, but its client address is that peer's/ } <$log>;
 my %per_child;
 $per_child{/\[pid (\d+)/ ? $1 : '?'}++ for @warned;
 @warned && !grep({ $_ > 1 } values %per_child)
-  or die 'RDM0606 logged ' . @warned . " times, not once per child\n";
+  or die 'RDM0607 logged ' . @warned . " times, not once per child\n";
 
 
 
@@ -545,7 +545,7 @@ my @got = map {
 } [2, '203.0.113.2'], [3, '203.0.113.1'];
 "@got" eq '201 429' or die "a second client behind the proxy, then the first again: @got";
 --- no_error_log
-RDM0606
+RDM0607
 
 
 
