@@ -191,8 +191,11 @@ int redeem_metrics_handler(request_rec *r)
 {
     if (!r->handler || strcmp(r->handler, "redeem-metrics") != 0)
         return DECLINED;
-    if (r->method_number != M_GET)
+    apr_table_setn(r->err_headers_out, "X-Content-Type-Options", "nosniff");
+    if (r->method_number != M_GET) {
+        apr_table_setn(r->err_headers_out, "Allow", "GET, HEAD");
         return HTTP_METHOD_NOT_ALLOWED;
+    }
     const redeem_shared_t *shared = redeem_conf(r)->shared;
     if (!shared) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,

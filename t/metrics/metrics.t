@@ -205,3 +205,25 @@ GET /metrics
 --- error_code: 404
 --- response_json_exact
 {"error": "Not found"}
+
+
+
+=== TEST 12: the metrics page refuses other methods with 405 and Allow, and is never sniffed
+--- request
+POST /metrics
+--- error_code: 405
+--- response_headers
+Allow: GET, HEAD
+X-Content-Type-Options: nosniff
+--- openapi_skip: the metrics page is not the API
+
+
+
+=== TEST 13: ... and its GET carries nosniff too
+--- request
+GET /metrics
+--- error_code: 200
+--- response_headers
+X-Content-Type-Options: nosniff
+Cache-Control: no-store
+--- openapi_skip: the metrics page is not the API
