@@ -545,6 +545,38 @@ SELECT count(*) FROM users WHERE email = 'c43@example.test'
 
 
 
+=== TEST 47b: ... so is charset="UTF-8" quoted, among other parameters: 201
+--- request
+POST /api/register
+--- raw_body
+{"email": "c47b@example.test", "password": "Passw0rd123"}
+--- more_headers
+Content-Type: application/json; x=y; charset="UTF-8"
+--- error_code: 201
+--- db_check
+SELECT count(*) FROM users WHERE email = 'c47b@example.test'
+--- db_check_out
+1
+
+
+
+=== TEST 47c: a charset other than UTF-8's: 415 (before, 400 "Malformed JSON" for the body's bytes), and nothing made
+--- request
+POST /api/register
+--- raw_body eval
+qq({"email": "c47c\@example.test", "password": "P\xe9ssw0rd123"})
+--- more_headers
+Content-Type: application/json; charset=iso-8859-1
+--- error_code: 415
+--- response_json_exact
+{"error": "Content-Type must be application/json"}
+--- db_check
+SELECT count(*) FROM users WHERE email = 'c47c@example.test'
+--- db_check_out
+0
+
+
+
 === TEST 48: an unknown field with a long name: named up to 64 characters, then its length
 --- request
 POST /api/register
