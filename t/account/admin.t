@@ -12,6 +12,17 @@ sub log_has {
     return scalar grep { /$re/ } <$fh>;
 }
 
+# A file of the server's directory holding $password, of mode $mode; its path.
+sub password_file {
+    my ($name, $password, $mode) = @_;
+    my $file = var('SERVROOT') . "/$name";
+    open my $fh, '>', $file or die "$file: $!";
+    print $fh "$password\n";
+    close $fh;
+    chmod $mode, $file;
+    return $file;
+}
+
 no_shuffle();
 run_tests();
 
@@ -132,11 +143,7 @@ log_has(qr/RDM0003: RedeemAdmin uses the well-known default password/);
 
 === TEST 9: RedeemAdminPasswordFile: the password read from a private file creates the admin
 --- config eval
-my $file = var('SERVROOT') . '/admin_password';
-open my $fh, '>', $file or die $!;
-print $fh "FilePassw0rd9\n";
-close $fh;
-chmod 0600, $file;
+my $file = password_file('admin_password', 'FilePassw0rd9', 0600);
 qq(RedeemAdminPasswordFile "dave\@example.test" "$file"\n)
 --- request
 POST /api/login
@@ -176,11 +183,7 @@ RedeemAdminPasswordFile "dave@example.test" "$SERVROOT/no-such-password"
 
 === TEST 12: RedeemAdminPasswordFile holding a password the policy refuses: httpd refuses to start
 --- config eval
-my $file = var('SERVROOT') . '/weak_admin_password';
-open my $fh, '>', $file or die $!;
-print $fh "short\n";
-close $fh;
-chmod 0600, $file;
+my $file = password_file('weak_admin_password', 'short', 0600);
 qq(RedeemAdminPasswordFile "dave\@example.test" "$file"\n)
 --- must_die
 --- error_log
@@ -199,11 +202,7 @@ RedeemAdminPasswordFile:
 
 === TEST 14: RedeemAdminPasswordFile readable by others: the server starts, with a warning naming it
 --- config eval
-my $file = var('SERVROOT') . '/open_admin_password';
-open my $fh, '>', $file or die $!;
-print $fh "OpenPassw0rd14\n";
-close $fh;
-chmod 0644, $file;
+my $file = password_file('open_admin_password', 'OpenPassw0rd14', 0644);
 qq(RedeemAdminPasswordFile "erin\@example.test" "$file"\n)
 --- request
 POST /api/login

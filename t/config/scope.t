@@ -26,6 +26,15 @@ RewriteRule ^/old-health$ /billing/api/health [PT]
 RewriteRule ^/billing/moved$ /not-the-api.txt [PT]
 CONF
 
+# The API in a <VirtualHost> under the main server's RedeemBasePath.
+our $VHOST_UNDER_BASE = <<'CONF';
+RedeemEngine Off
+RedeemBasePath /billing
+<VirtualHost *>
+  RedeemEngine On
+</VirtualHost>
+CONF
+
 add_block_preprocessor(sub {
     my ($block) = @_;
     $block->set_value(config => $SCOPED) unless defined $block->config;
@@ -255,12 +264,8 @@ GET /billing/api/health
 
 
 === TEST 17: a <VirtualHost> that turns the API on keeps the main server's RedeemBasePath (it was dropped, and the API took every path of the host)
---- config
-RedeemEngine Off
-RedeemBasePath /billing
-<VirtualHost *>
-  RedeemEngine On
-</VirtualHost>
+--- config eval
+$main::VHOST_UNDER_BASE
 --- request
 GET /billing/api/health
 --- error_code: 200
@@ -270,12 +275,8 @@ GET /billing/api/health
 
 
 === TEST 18: ... and outside that base path the host's paths are not the API
---- config
-RedeemEngine Off
-RedeemBasePath /billing
-<VirtualHost *>
-  RedeemEngine On
-</VirtualHost>
+--- config eval
+$main::VHOST_UNDER_BASE
 --- request
 GET /api/health
 --- error_code: 404
