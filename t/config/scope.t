@@ -4,6 +4,8 @@
 # in the API's <Location> only.
 use lib 't/lib';
 use Test::Redeem;
+use File::Path ();
+use File::Temp ();
 
 our $SCOPED = <<'CONF';
 LoadModule rewrite_module /usr/lib/apache2/modules/mod_rewrite.so
@@ -25,6 +27,15 @@ RewriteEngine On
 RewriteRule ^/old-health$ /billing/api/health [PT]
 RewriteRule ^/billing/moved$ /not-the-api.txt [PT]
 CONF
+
+# A DocumentRoot httpd's children (User nobody when root) can read, wherever
+# the checkout is (under /root, say): a directory of its own under /tmp.
+our $DOCROOT;
+sub docroot {
+    $DOCROOT //= File::Temp::tempdir('redeem-docroot-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    chmod 0755, $DOCROOT;
+    return $DOCROOT;
+}
 
 # The API in a <VirtualHost> under the main server's RedeemBasePath.
 our $VHOST_UNDER_BASE = <<'CONF';
@@ -200,12 +211,11 @@ RedeemBasePath /apiv2 is outside its <Location /api>
 
 === TEST 13: the API server-wide with a <Location> turned off: a file there is served as usual (the module's map_to_storage saw the server's setting alone, and the file was 404)
 --- config eval
-my $dir = var('SERVROOT') . '/htdocs/static';
-File::Path::make_path($dir);
-open my $fh, '>', "$dir/x.txt" or die $!;
+my $root = docroot();
+File::Path::make_path("$root/static");
+open my $fh, '>', "$root/static/x.txt" or die $!;
 print $fh "hello from a file\n";
 close $fh;
-my $root = var('SERVROOT') . '/htdocs';
 qq(DocumentRoot "$root"\n<Directory "$root">\n  Require all granted\n</Directory>\n)
   . qq(<Location "/static">\n  RedeemEngine Off\n</Location>\n)
 --- request
@@ -248,7 +258,7 @@ Not found
 
 === TEST 16: an API mounted in a <Location> is no directory's: a broken .htaccess where its path would be on disk does not touch it
 --- config eval
-my $root = var('SERVROOT') . '/htdocs';
+my $root = docroot();
 File::Path::make_path("$root/billing");
 open my $fh, '>', "$root/billing/.htaccess" or die $!;
 print $fh "ThisIsNotADirective at all\n";
