@@ -499,6 +499,10 @@ static const char *finish_admin_password(apr_pool_t *p, server_rec *s, redeem_se
         return why;
     if (strlen(file.text) != file.text_len)
         return "RedeemAdminPasswordFile: the password holds a NUL byte";
+    uint32_t code_point;
+    for (size_t i = 0; i < file.text_len;)
+        if (redeem_text_utf8_next(file.text, file.text_len, &i, &code_point) != 0)
+            return "RedeemAdminPasswordFile: the password is not UTF-8 (no login could send it)";
     if ((why = redeem_password_check_policy(file.text, file.text_len)))
         return apr_pstrcat(p, "RedeemAdminPasswordFile: ", why, NULL);
     conf->admin_password = file.text;

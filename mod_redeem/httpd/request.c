@@ -44,31 +44,6 @@ const char *redeem_request_id(request_rec *r)
     return made;
 }
 
-/* A charset parameter other than UTF-8's: JSON is UTF-8 (RFC 8259), and a
- * body of another charset would be refused as malformed for its bytes,
- * which would tell the client nothing of why. */
-static int names_other_charset(const char *params)
-{
-    while (params && *params) {
-        params += strspn(params, "; \t");
-        size_t name_len = strcspn(params, "=;");
-        if (name_len == 7 && strncasecmp(params, "charset", 7) == 0 && params[7] == '=') {
-            const char *value = params + 8;
-            size_t len = strcspn(value, ";");
-            while (len > 0 && apr_isspace(value[len - 1]))
-                len--;
-            if (len >= 2 && value[0] == '"' && value[len - 1] == '"') {
-                value++;
-                len -= 2;
-            }
-            return !((len == 5 && strncasecmp(value, "utf-8", 5) == 0) ||
-                     (len == 4 && strncasecmp(value, "utf8", 4) == 0));
-        }
-        params = ap_strchr_c(params, ';');
-    }
-    return 0;
-}
-
 static int is_json_media_type(const char *content_type)
 {
     if (!content_type)
@@ -77,8 +52,7 @@ static int is_json_media_type(const char *content_type)
     size_t len = end ? (size_t)(end - content_type) : strlen(content_type);
     while (len > 0 && apr_isspace(content_type[len - 1]))
         len--;
-    return len == 16 && strncasecmp(content_type, "application/json", 16) == 0 &&
-           !names_other_charset(end);
+    return len == 16 && strncasecmp(content_type, "application/json", 16) == 0;
 }
 
 static const redeem_failure_t *too_large(request_rec *r)
@@ -200,6 +174,8 @@ const redeem_failure_t *redeem_request_read_ahead(request_rec *r)
 
 const redeem_failure_t *redeem_request_drop_body(request_rec *r)
 {
+    if (r->main) /* a subrequest's input is its main request's body */
+        return NULL;
     char *data;
     apr_size_t len;
     return read_body(r, redeem_conf(r)->max_body, &data, &len);

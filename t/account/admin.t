@@ -191,6 +191,16 @@ RedeemAdminPasswordFile: Password must be at least 8 characters
 
 
 
+=== TEST 12b: RedeemAdminPasswordFile holding a password that is not UTF-8 (Latin-1): httpd refuses to start, since no login could send it
+--- config eval
+my $file = password_file('latin1_admin_password', "P\xe4ssw0rd12b", 0600);
+qq(RedeemAdminPasswordFile "dave\@example.test" "$file"\n)
+--- must_die
+--- error_log
+RedeemAdminPasswordFile: the password is not UTF-8
+
+
+
 === TEST 13: RedeemAdminPasswordFile with a bad email: httpd refuses to start, naming the directive
 --- config
 RedeemAdminPasswordFile "not-an-email" "$SERVROOT/admin_password"

@@ -560,18 +560,33 @@ SELECT count(*) FROM users WHERE email = 'c47b@example.test'
 
 
 
-=== TEST 47c: a charset other than UTF-8's: 415 (before, 400 "Malformed JSON" for the body's bytes), and nothing made
+=== TEST 47c: a charset parameter names no encoding the body may use: a body of UTF-8 alone is JSON (RFC 8259), so an ASCII body declared us-ascii registers
+--- request
+POST /api/register
+--- raw_body
+{"email": "c47c@example.test", "password": "Passw0rd123"}
+--- more_headers
+Content-Type: application/json; charset=us-ascii
+--- error_code: 201
+--- db_check
+SELECT count(*) FROM users WHERE email = 'c47c@example.test'
+--- db_check_out
+1
+
+
+
+=== TEST 47d: ... and Latin-1 bytes declared iso-8859-1 are not UTF-8: 400, and nothing made
 --- request
 POST /api/register
 --- raw_body eval
-qq({"email": "c47c\@example.test", "password": "P\xe9ssw0rd123"})
+qq({"email": "c47d\@example.test", "password": "P\xe9ssw0rd123"})
 --- more_headers
 Content-Type: application/json; charset=iso-8859-1
---- error_code: 415
---- response_json_exact
-{"error": "Content-Type must be application/json"}
+--- error_code: 400
+--- response_json
+{"error": "/^Malformed JSON: /"}
 --- db_check
-SELECT count(*) FROM users WHERE email = 'c47c@example.test'
+SELECT count(*) FROM users WHERE email = 'c47d@example.test'
 --- db_check_out
 0
 
