@@ -147,7 +147,7 @@ typedef struct {
 } redeem_store_setting_t;
 
 typedef struct redeem_redis redeem_redis_t;
-/* A child's Redis connections (at most one per thread, reused), made lazily. */
+/* A child's Redis connections (at most two per MPM thread, reused), made lazily. */
 redeem_redis_t *redeem_redis_create(apr_pool_t *pchild, const redeem_store_setting_t *store,
                                     int max_connections);
 /* One atomic step on the Redis server, on Redis's clock, in one round trip:

@@ -148,9 +148,14 @@ redeem_redis_t *redeem_redis_create(apr_pool_t *pchild, const redeem_store_setti
     redis->password = store->redis_password;
     SHA1((const unsigned char *)gcra_script, sizeof gcra_script - 1, digest);
     redeem_text_hex_encode(digest, sizeof digest, redis->script_sha);
-    if (apr_reslist_create(&redis->contexts, 0, 0, max_connections, 0, connect_context,
+    /* Made as threads need them, one per thread at most: twice the MPM's
+     * threads, for the threads of mod_http2's streams besides. A thread that
+     * still finds none free within the call's own timeout fails as a call
+     * that timed out would (apr_reslist_acquire waits without end else). */
+    if (apr_reslist_create(&redis->contexts, 0, 0, 2 * max_connections, 0, connect_context,
                            free_context, redis, pchild) != APR_SUCCESS)
         return NULL;
+    apr_reslist_timeout_set(redis->contexts, REDIS_TIMEOUT_USEC);
     return redis;
 }
 
@@ -208,14 +213,14 @@ static int read_verdicts(const redisReply *reply, int n, redeem_gcra_verdict_t *
 
 /* A pooled connection of the current generation: older ones are closed
  * as they come out of the pool. NULL when none can be made. */
-static pooled_t *acquire_current(redeem_redis_t *redis)
+static pooled_t *acquire_current(redeem_redis_t *redis, apr_status_t *status)
 {
     void *resource;
     /* Bounded: each pass closes one old connection, and the pool holds at
      * most one per thread; the last pass's old one is tried as it is (not
      * closed: it is what the caller gets). */
     for (int tries = 1;; tries++) {
-        if (apr_reslist_acquire(redis->contexts, &resource) != APR_SUCCESS)
+        if ((*status = apr_reslist_acquire(redis->contexts, &resource)) != APR_SUCCESS)
             return NULL;
         pooled_t *pooled = resource;
         if (pooled->generation == apr_atomic_read32(&redis->generation) || tries == 1024)
@@ -238,10 +243,12 @@ int redeem_redis_gcra(redeem_redis_t *redis, apr_pool_t *p, const char *const *k
                       redeem_gcra_verdict_t *verdicts, const char **why)
 {
     for (int attempt = 0;; attempt++) {
-        pooled_t *pooled = redis ? acquire_current(redis) : NULL;
+        apr_status_t status = APR_SUCCESS;
+        pooled_t *pooled = redis ? acquire_current(redis, &status) : NULL;
         if (!pooled) {
             uint32_t error = redis ? apr_atomic_read32(&redis->connect_error) : 0;
-            *why = error == CONNECT_AUTH_REFUSED ? "AUTH refused (RedeemRateLimitStoreAuthFile)"
+            *why = APR_STATUS_IS_TIMEUP(status)    ? "every connection of this child busy for 50 ms"
+                   : error == CONNECT_AUTH_REFUSED ? "AUTH refused (RedeemRateLimitStoreAuthFile)"
                    : error == CONNECT_SELECT_REFUSED
                        ? "SELECT of the database refused (does it need AUTH?)"
                        : "cannot connect";
