@@ -24,6 +24,9 @@ static const struct {
 
 /* How often a Redis that failed is tried again. */
 #define REDIS_RETRY_MS 1000
+/* After an outage's return is logged, how long the next one goes unlogged
+ * (counted all the same) unless it lasts past it. */
+#define REDIS_LOG_QUIET_MS 60000
 /* The first byte of a key in the host's table: a scope, or the log's own. */
 #define LOG_KEY_TAG 0x80
 
@@ -296,11 +299,15 @@ static int check_redis(request_rec *r, redeem_server_conf *conf, const redeem_ch
                   : -1;
         if (checked > 0) {
             shadow_charge(conf, charges, keys, lens, checked, verdicts);
-            if (__atomic_exchange_n(&shared->redis_down, 0, __ATOMIC_ACQ_REL))
+            if (__atomic_exchange_n(&shared->redis_down, 0, __ATOMIC_ACQ_REL) &&
+                __atomic_exchange_n(&shared->redis_outage_logged, 0, __ATOMIC_ACQ_REL)) {
+                __atomic_store_n(&shared->redis_log_quiet_until, now + REDIS_LOG_QUIET_MS,
+                                 __ATOMIC_RELAXED);
                 ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,
                               RDMNO(0603) "Redis %s answers again: rate limits are shared by "
                                           "every host again",
                               conf->store_in_use->redis_url);
+            }
             return checked;
         }
         redeem_shared_count(shared, REDEEM_COUNTER_REDIS_FAILURES);
@@ -308,10 +315,21 @@ static int check_redis(request_rec *r, redeem_server_conf *conf, const redeem_ch
          * start with it. */
         __atomic_store_n(&shared->redis_retry_at, redeem_shared_now_ms() + REDIS_RETRY_MS,
                          __ATOMIC_RELAXED);
-        if (!__atomic_exchange_n(&shared->redis_down, 1, __ATOMIC_ACQ_REL))
+        __atomic_store_n(&shared->redis_down, 1, __ATOMIC_RELEASE);
+        /* Logged once per outage, and at most one outage a minute: a Redis
+         * whose slowest calls pass the timeout would otherwise log a failure
+         * and a return every second or so. An outage that begins within the
+         * quiet minute is logged by its first failure after it (one a
+         * second while it lasts), so a lasting one is never left unsaid. */
+        uint32_t unlogged = 0;
+        if (redeem_shared_now_ms() >=
+                __atomic_load_n(&shared->redis_log_quiet_until, __ATOMIC_RELAXED) &&
+            __atomic_compare_exchange_n(&shared->redis_outage_logged, &unlogged, 1, 0,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
             ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                           RDMNO(0602) "Redis %s failed (%s): rate limits fall back to this "
-                                      "host's shared memory until it answers again",
+                                      "host's shared memory until it answers again (logged "
+                                      "once per outage, at most one outage a minute)",
                           conf->store_in_use->redis_url, why);
     }
     redeem_shared_count(shared, REDEEM_COUNTER_REDIS_FALLBACKS);
