@@ -22,7 +22,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
-#define REDEEM_SCHEMA_VERSION 12
+#define REDEEM_SCHEMA_VERSION 13
 static const char *const migrations[] = {"001_accounts.sql",
                                          "002_codes.sql",
                                          "003_email_identity.sql",
@@ -34,7 +34,8 @@ static const char *const migrations[] = {"001_accounts.sql",
                                          "009_code_batches.sql",
                                          "010_audit_count_before_lock.sql",
                                          "011_token_generation.sql",
-                                         "012_code_counts_apart.sql"};
+                                         "012_code_counts_apart.sql",
+                                         "013_audit_insert_columns.sql"};
 _Static_assert(sizeof migrations / sizeof *migrations == REDEEM_SCHEMA_VERSION,
                "a migration file named for each schema version");
 

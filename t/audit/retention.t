@@ -104,18 +104,22 @@ audit_log_append_only_row|1
 
 
 
-=== TEST 3: redeem_app: INSERT on audit_log and nothing else, no right on any partition, not a member of redeem_maint
+=== TEST 3: redeem_app: INSERT of the module's columns of audit_log and nothing else (not occurred_at, not id: migration 013), no right on any partition, not a member of redeem_maint
 --- request
 GET /api/health
 --- error_code: 200
 --- db_check
-SELECT string_agg(p, ',') FROM unnest('{SELECT,INSERT,UPDATE,DELETE,TRUNCATE,REFERENCES,TRIGGER}'::text[]) p
+SELECT coalesce(string_agg(p, ','), 'none') FROM unnest('{SELECT,INSERT,UPDATE,DELETE,TRUNCATE,REFERENCES,TRIGGER}'::text[]) p
  WHERE has_table_privilege('redeem_app', 'audit_log', p);
+SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute
+ WHERE attrelid = 'audit_log'::regclass AND attnum > 0 AND NOT attisdropped
+   AND has_column_privilege('redeem_app', 'audit_log', attname, 'INSERT');
 SELECT count(*) FROM audit_partitions() a, unnest('{SELECT,INSERT,UPDATE,DELETE,TRUNCATE}'::text[]) p
  WHERE has_table_privilege('redeem_app', a.partition_name, p);
 SELECT pg_has_role('redeem_app', 'redeem_maint', 'MEMBER'), pg_has_role('redeem_maint', 'redeem_app', 'MEMBER');
 --- db_check_out
-INSERT
+none
+event,actor_id,target,client_addr,outcome,request_id
 0
 f|f
 
@@ -176,7 +180,7 @@ t|redeem|success|t
 
 
 
-=== TEST 7: redeem_app cannot DELETE, UPDATE or TRUNCATE, through audit_log or a partition
+=== TEST 7: redeem_app cannot DELETE, UPDATE or TRUNCATE, through audit_log or a partition, nor write a row's time or id (migration 013): only the facts the module writes
 --- request
 GET /api/health
 --- error_code: 200
@@ -188,7 +192,9 @@ SELECT t_try('TRUNCATE audit_log');
 SELECT t_try('DELETE FROM audit_log_default');
 SELECT replace(t_try(format('UPDATE %I SET outcome = ''forged''', t_month(0))), t_month(0), 'MONTH');
 SELECT replace(t_try(format('TRUNCATE %I', t_month(0))), t_month(0), 'MONTH');
-SELECT t_try('INSERT INTO audit_log (event, outcome) VALUES (''t_probe'', ''ok'')');
+SELECT t_try('INSERT INTO audit_log (occurred_at, event, outcome) VALUES (now() - interval ''2 years'', ''t_backdated'', ''forged'')');
+SELECT t_try('INSERT INTO audit_log (id, event, outcome) OVERRIDING SYSTEM VALUE VALUES (1, ''t_forged_id'', ''forged'')');
+SELECT t_try('INSERT INTO audit_log (event, actor_id, target, client_addr, outcome, request_id) VALUES (''t_probe'', 1, ''t'', ''127.0.0.1'', ''ok'', ''r'')');
 --- db_check_out
 42501: permission denied for table audit_log
 42501: permission denied for table audit_log
@@ -196,6 +202,8 @@ SELECT t_try('INSERT INTO audit_log (event, outcome) VALUES (''t_probe'', ''ok''
 42501: permission denied for table audit_log_default
 42501: permission denied for table MONTH
 42501: permission denied for table MONTH
+42501: permission denied for table audit_log
+42501: permission denied for table audit_log
 ok
 
 
@@ -275,9 +283,8 @@ ok
 
 
 
-=== TEST 11: an INSERT (as redeem_app) for months that have no partition lands in the default partition
+=== TEST 11: an INSERT (by the owner: redeem_app may not date its rows) for months that have no partition lands in the default partition
 --- db_init
-SET ROLE redeem_app;
 INSERT INTO audit_log (occurred_at, event, outcome)
 VALUES (t_month_start(-7) + interval '3 days', 't_old', 'a'),
        (t_month_start(-5), 't_old', 'b'),
@@ -574,7 +581,7 @@ SELECT i.indexrelid::regclass, i.indisprimary,
        EXISTS (SELECT FROM pg_inherits h WHERE h.inhrelid = i.indexrelid AND h.inhparent = 'audit_log_occurred_at'::regclass)
   FROM pg_index i WHERE i.indrelid = 'audit_log_legacy'::regclass ORDER BY i.indexrelid::regclass::text;
 SELECT tgname FROM pg_trigger WHERE tgrelid = 'audit_log_legacy'::regclass ORDER BY 1;
-SELECT has_table_privilege('redeem_app', 'audit_log', 'INSERT'),
+SELECT has_any_column_privilege('redeem_app', 'audit_log', 'INSERT'),
        has_table_privilege('redeem_app', 'audit_log', 'DELETE'),
        has_table_privilege('redeem_app', 'audit_log_legacy', 'INSERT'),
        has_table_privilege('redeem_app', 'audit_log_legacy', 'SELECT');

@@ -135,9 +135,10 @@ SH
     push @{ $state{operator_files} }, '/etc/apache2/redeem/db.conf';
     is(psql_postgres("SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations", 'redeem'),
        join(',', 1 .. scalar(my @m = glob "$ROOT/sql/[0-9][0-9][0-9]_*.sql")), 'every migration applied');
-    is(psql_postgres("SELECT has_table_privilege('shop_app', 'audit_log', 'INSERT')::text || "
+    is(psql_postgres("SELECT has_column_privilege('shop_app', 'audit_log', 'event', 'INSERT')::text || "
+                     . "has_column_privilege('shop_app', 'audit_log', 'occurred_at', 'INSERT')::text || "
                      . "has_table_privilege('shop_app', 'audit_log', 'DELETE')::text", 'redeem'),
-       'truefalse', 'the chosen role got the grants (INSERT but no DELETE on audit_log)');
+       'truefalsefalse', 'the chosen role got the grants (INSERT of the facts but not the time, no DELETE on audit_log)');
 
     # README 3: the keys.
     readme_step('secrets', <<'SH');
