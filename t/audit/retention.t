@@ -513,6 +513,12 @@ die "--role redeem_app: exit $status: $out"
   unless $status == 1 && $out =~ /\Aredeem-retention: \Q$db\E: ERROR:  permission denied for function audit_prepare\n\z/;
 ($status, $out) = run_cmd([ retention(), '-d', $db, '--keep-months', '1', '--prepare' ]);
 die "--prepare without a value: exit $status: $out" unless $status == 2 && $out =~ /--prepare needs a value/;
+# An empty --keep-months= (a variable unset in a cron line) meant "drop nothing" and exit 0.
+for my $empty ('--keep-months=', '--prepare=', '--role=') {
+    ($status, $out) = run_cmd([ retention(), '-d', $db, $empty ]);
+    my ($name) = $empty =~ /^(--[a-z-]+)/;
+    die "$empty: exit $status: $out" unless $status == 2 && $out =~ /\Q$name\E needs a value/;
+}
 1
 --- db_check
 SELECT count(*) FROM audit_log WHERE event = 'audit_retention';
