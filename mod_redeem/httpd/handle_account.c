@@ -119,17 +119,16 @@ static void rehash(redeem_call_t *call, const redeem_user_t *user, const credent
                       user->id_text);
 }
 
-/* The database's key of an address of ASCII alone, made here: NFC and the
- * ICU lowercasing of email_key() (sql/003) change nothing in ASCII but its
- * capitals. NULL for any other address, whose key only the database makes. */
-static const char *ascii_email_key(apr_pool_t *p, const char *email)
+/* The database's key of an address of ASCII alone: the address as
+ * redeem_email_normalize left it (its capitals lowered), since NFC and the
+ * ICU lowercasing of email_key() (sql/003) change nothing else in ASCII.
+ * NULL for any other address, whose key only the database makes. */
+static const char *ascii_email_key(const char *email)
 {
     for (const char *c = email; *c; c++)
         if ((unsigned char)*c >= 0x80)
             return NULL;
-    char *key = apr_pstrdup(p, email);
-    ap_str_tolower(key);
-    return key;
+    return email;
 }
 
 const redeem_failure_t *redeem_handle_login(redeem_call_t *call)
@@ -150,7 +149,7 @@ const redeem_failure_t *redeem_handle_login(redeem_call_t *call)
      * hashing slot and the database, so a flood of one address's logins
      * waits for neither (its 429 came only after a slot came free). */
     if ((failure = read_credentials(r, 0, &credentials)) ||
-        ((early_key = ascii_email_key(r->pool, credentials.email)) &&
+        ((early_key = ascii_email_key(credentials.email)) &&
          (failure = redeem_ratelimit_charge(r, REDEEM_SCOPE_LOGIN_EMAIL, early_key))) ||
         (failure = redeem_hashing_reserve(r))) /* before the database: see register */
         return failure;

@@ -174,7 +174,9 @@ const redeem_failure_t *redeem_request_read_ahead(request_rec *r)
 
 const redeem_failure_t *redeem_request_drop_body(request_rec *r)
 {
-    if (r->main) /* a subrequest's input is its main request's body */
+    /* Most GETs have no body: nothing to read, no brigade made. A
+     * subrequest's input is its main request's body. */
+    if (r->main || !ap_request_has_body(r))
         return NULL;
     char *data;
     apr_size_t len;

@@ -37,6 +37,17 @@ sub docroot {
     return $DOCROOT;
 }
 
+# Writes $text to $path under the DocumentRoot (its directories made); the root.
+sub docroot_file {
+    my ($path, $text) = @_;
+    my $root = docroot();
+    File::Path::make_path("$root/" . ($path =~ s{/[^/]*$}{}r));
+    open my $fh, '>', "$root/$path" or die "$root/$path: $!";
+    print $fh $text;
+    close $fh;
+    return $root;
+}
+
 # The API in a <VirtualHost> under the main server's RedeemBasePath.
 our $VHOST_UNDER_BASE = <<'CONF';
 RedeemEngine Off
@@ -211,11 +222,7 @@ RedeemBasePath /apiv2 is outside its <Location /api>
 
 === TEST 13: the API server-wide with a <Location> turned off: a file there is served as usual (the module's map_to_storage saw the server's setting alone, and the file was 404)
 --- config eval
-my $root = docroot();
-File::Path::make_path("$root/static");
-open my $fh, '>', "$root/static/x.txt" or die $!;
-print $fh "hello from a file\n";
-close $fh;
+my $root = docroot_file('static/x.txt', "hello from a file\n");
 qq(DocumentRoot "$root"\n<Directory "$root">\n  Require all granted\n</Directory>\n)
   . qq(<Location "/static">\n  RedeemEngine Off\n</Location>\n)
 --- request
@@ -258,11 +265,7 @@ Not found
 
 === TEST 16: an API mounted in a <Location> is no directory's: a broken .htaccess where its path would be on disk does not touch it
 --- config eval
-my $root = docroot();
-File::Path::make_path("$root/billing");
-open my $fh, '>', "$root/billing/.htaccess" or die $!;
-print $fh "ThisIsNotADirective at all\n";
-close $fh;
+my $root = docroot_file('billing/.htaccess', "ThisIsNotADirective at all\n");
 qq(DocumentRoot "$root"\n<Directory "$root">\n  AllowOverride All\n  Require all granted\n</Directory>\n)
   . qq(RedeemEngine Off\n<Location "/billing">\n  RedeemEngine On\n</Location>\n)
 --- request
