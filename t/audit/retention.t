@@ -529,6 +529,58 @@ SELECT count(*) FROM audit_partitions() WHERE partition_name = t_month(-1);
 
 
 
+=== TEST 20b: redeem-retention counts the months it drops before audit_log is locked, in a dry run too (a dry run prepared its months in the transaction of its drops, and a month created holds audit_log's exclusive lock to the end of it: every audit row waited for the counts); audit_partitions(), which audit_drop_before calls as it counts and again once it has locked, is wrapped to say whether its session holds that lock
+--- db_init
+SELECT count(*) FROM audit_create_months(ARRAY[t_month_start(-12)]);
+INSERT INTO audit_log (occurred_at, event, outcome) VALUES (t_month_start(-12) + interval '1 day', 't_lock', 'a');
+ALTER FUNCTION audit_partitions() RENAME TO t_audit_partitions;
+CREATE FUNCTION audit_partitions()
+  RETURNS TABLE (partition_name text, range_from timestamptz, range_to timestamptz, is_default boolean, approx_rows bigint)
+  LANGUAGE plpgsql AS $f$
+DECLARE
+  stack text;
+BEGIN
+  GET DIAGNOSTICS stack = PG_CONTEXT;
+  IF stack LIKE '%function audit_drop_before(date)%' THEN
+    RAISE NOTICE 'audit_log locked: %',
+      EXISTS (SELECT FROM pg_catalog.pg_locks
+               WHERE pid = pg_catalog.pg_backend_pid() AND relation = 'public.audit_log'::regclass
+                 AND mode = 'AccessExclusiveLock' AND granted);
+  END IF;
+  RETURN QUERY SELECT * FROM public.t_audit_partitions();
+END
+$f$;
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $db = var('DB_NAME');
+my $p = "redeem-retention: $db:";
+my $old = month(-12) . ' (' . first_day(-12) . ' to ' . last_day(-12) . ', 1 row)';
+for my $dry (1, 0) {
+    my ($status, $out) = run_cmd([ retention(), '-d', $db, '--keep-months', '2', '--prepare', '6', $dry ? '--dry-run' : () ]);
+    die "exit $status: $out" if $status;
+    my $probes = join ' ', $out =~ /^NOTICE:  audit_log locked: (\w)$/mg;
+    # Counted unlocked, then dropped locked (which shows the probe sees the lock).
+    die "audit_log's lock as audit_drop_before counted, then dropped: '$probes', not 'f t': $out" unless $probes eq 'f t';
+    my $would = $dry ? 'would have ' : '';
+    die "not dropped: $out" unless $out =~ /^\Q$p $would\Edropped \Q$old\E$/m;
+    die "month 6 not created: $out" unless $out =~ /^\Q$p $would\Ecreated \Q${\ month(6)}\E /m;
+}
+1
+--- db_check
+DROP FUNCTION audit_partitions();
+ALTER FUNCTION t_audit_partitions() RENAME TO audit_partitions;
+SELECT count(*) FROM pg_class WHERE relname = t_month(-12);
+SELECT count(*) FROM audit_partitions() WHERE partition_name IN (t_month(5), t_month(6));
+SELECT count(*) FROM audit_log WHERE event = 'audit_retention' AND target LIKE t_month(-12) || ' %';
+--- db_check_out
+0
+2
+1
+
+
+
 === TEST 21: migrating an audit table that has rows: every row kept, in the attached old table, ids going on, the new maintenance role (redeem-migrate -m)
 --- request
 GET /api/health
