@@ -480,7 +480,7 @@ bind() {
            die "unused expressions\n" if keys %used != @e; print $sql, "\n"' "$@"
 }
 code_expr="encode(sha256(('bench-' || :n)::bytea), 'hex')"
-redeem_sql=$(bind "$(sql_of redeem)" "$code_expr" ":uid" "'127.0.0.1'" "'pgbench-' || :n" "0" "'bench' || :uid || '@example.test'")
+redeem_sql=$(bind "$(sql_of redeem)" "$code_expr" ":uid" "'127.0.0.1'" "'pgbench-' || :n" "0" "'bench' || :uid || '@example.test'" "253402300799000000")
 # The token's user as a request alone reads it (user_reads.c): its id
 # repeated to 16 array elements.
 user_sql=$(bind "$users_by_id_sql" "'{' || repeat((:uid)::text || ',', 15) || (:uid)::text || '}'")

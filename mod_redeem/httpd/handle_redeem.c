@@ -55,6 +55,24 @@ static const redeem_failure_t *answer(request_rec *r, const redeem_rows_t *rows)
     return redeem_failure(r->pool, HTTP_NOT_FOUND, "Invalid redeem code");
 }
 
+/* The statement reached the database after the time it was given (statements.h):
+ * it wrote nothing. Answered as a statement that timed out is. */
+static const redeem_failure_t *too_late(request_rec *r, apr_time_t act_before)
+{
+    apr_time_t now = apr_time_now();
+    if (now < act_before)
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      RDMNO(0702) "redemption refused by the database as too late, %" APR_TIME_T_FMT
+                                  " ms before its time was up by this host's clock: the "
+                                  "database's clock is ahead of this host's; nothing written",
+                      apr_time_as_msec(act_before - now));
+    else
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      RDMNO(0703) "redemption reached the database after its time was up "
+                                  "(RedeemDBTimeout less a tenth): nothing written");
+    return &redeem_failure_unavailable;
+}
+
 /* The redemption statement, and again as long as it answers "recheck" (run
  * again after a lost connection, it met a claim that may be this request's
  * own first run, settled after its snapshot: statements.h). Only that answer
@@ -117,8 +135,14 @@ const redeem_failure_t *redeem_handle_redeem(redeem_call_t *call)
             apr_psprintf(r->pool, "%" APR_INT64_T_FMT, user->token_generation),
         [ARG_REDEEM_EMAIL] = user->email,
     };
-    if (!(failure = redeem_call_db(call)))
+    apr_time_t act_before = 0;
+    if (!(failure = redeem_call_db(call))) {
+        act_before = redeem_db_deadline(call->db) - redeem_db_too_late(call->conf);
+        args[ARG_REDEEM_ACT_BEFORE] = apr_psprintf(r->pool, "%" APR_TIME_T_FMT, act_before);
         failure = run_redemption(call, args, &rows);
+    }
+    if (!failure && strcmp(redeem_db_cell(&rows, 0, COL_REDEEM_OUTCOME), "too_late") == 0)
+        failure = too_late(r, act_before);
     if (failure) {
         record(call, NULL, "failed");
         return failure;

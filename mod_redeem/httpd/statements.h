@@ -262,7 +262,17 @@ enum { ARG_CODES_COUNT_BATCH_ID, CODES_COUNT_BATCH_NARGS };
  * code's row first (waiting for any claim in flight to settle), writes and
  * answers only a success or a missing code (or no_user), and calls anything
  * else "recheck": nothing written, and the caller runs SQL_REDEEM once more,
- * on a snapshot taken after that claim settled. */
+ * on a snapshot taken after that claim settled.
+ *
+ * Either run writes nothing once the time the module gives it has run out
+ * (too_late): a statement that waited in the socket of a frozen backend, or
+ * in a network that held it, would otherwise redeem when the database woke,
+ * long after its client was told 503. The limit is the request's deadline
+ * less a tenth of RedeemDBTimeout, so that a claim made in time has that
+ * tenth to commit and answer; its instant is read by the database's clock
+ * (a clock behind this host's by more than that tenth lets a late claim
+ * commit after the 503; one ahead by more than nine tenths refuses them
+ * all). */
 enum {
     ARG_REDEEM_CODE_HASH, /* hex */
     ARG_REDEEM_USER_ID,
@@ -270,12 +280,13 @@ enum {
     ARG_REDEEM_REQUEST_ID,
     ARG_REDEEM_TOKEN_GENERATION, /* the token's: another is no_user (revoked) */
     ARG_REDEEM_EMAIL,            /* the token's: another is no_user (another site's token) */
+    ARG_REDEEM_ACT_BEFORE,       /* microseconds since 1970 (UTC): from then on, too_late */
     REDEEM_NARGS
 };
 enum {
     /* success, replayed (this request's claim, found again), not_found,
-     * expired, used, no_user (nothing written), or recheck (REDEEM_RERUN
-     * only; nothing written) */
+     * expired, used, no_user (nothing written), too_late (nothing written),
+     * or recheck (REDEEM_RERUN only; nothing written) */
     COL_REDEEM_OUTCOME,
     COL_REDEEM_NEW_EXPIRY,
     COL_REDEEM_REDEEMED_AT,
@@ -286,7 +297,8 @@ enum {
     "WITH args AS ("                                                                               \
     " SELECT decode($1::text, 'hex') AS code_hash, $2::bigint AS user_id,"                         \
     " $3::text AS client_addr, $4::text AS request_id, $5::bigint AS token_generation,"            \
-    " $6::text AS email),"                                                                         \
+    " $6::text AS email, 'epoch'::timestamptz + $7::bigint * interval '1 microsecond' AS "         \
+    "act_before),"                                                                                 \
     " caller AS (SELECT u.id, u.subscription_expires_at FROM users u, args"                        \
     " WHERE u.id = args.user_id AND u.token_generation = args.token_generation"                    \
     " AND u.email = args.email),"                                                                  \
@@ -302,6 +314,7 @@ enum {
     " used_request = args.request_id FROM target t, caller, args"                                  \
     " WHERE c.id = t.id AND c.used_at IS NULL"                                                     \
     " AND (c.expires_at IS NULL OR c.expires_at > now())"                                          \
+    " AND clock_timestamp() < args.act_before"                                                     \
     " RETURNING c.id, c.duration_months),"                                                         \
     " extended AS ("                                                                               \
     " UPDATE users u SET subscription_expires_at = least(("                                        \
@@ -312,8 +325,9 @@ enum {
     " decided AS ("                                                                                \
     " SELECT CASE WHEN NOT EXISTS (SELECT FROM caller) THEN 'no_user'"                             \
     " WHEN EXISTS (SELECT FROM extended) THEN 'success'"                                           \
-    " WHEN NOT EXISTS (SELECT FROM target) THEN 'not_found'"                                       \
     " WHEN (SELECT replay FROM target) THEN 'replayed'"                                            \
+    " WHEN clock_timestamp() >= (SELECT act_before FROM args) THEN 'too_late'"                     \
+    " WHEN NOT EXISTS (SELECT FROM target) THEN 'not_found'"                                       \
     " WHEN (SELECT used_at FROM target) IS NULL"                                                   \
     " AND (SELECT expires_at FROM target) <= now() THEN 'expired'"                                 \
     " ELSE 'used' END AS result),"
@@ -322,7 +336,7 @@ enum {
     " INSERT INTO audit_log (event, actor_id, target, client_addr, outcome, request_id)"           \
     " SELECT 'redeem', args.user_id, (SELECT 'code ' || id FROM target), args.client_addr,"        \
     " outcome.result, args.request_id FROM outcome, args"                                          \
-    " WHERE outcome.result NOT IN ('no_user', 'replayed', 'recheck'))"                             \
+    " WHERE outcome.result NOT IN ('no_user', 'replayed', 'recheck', 'too_late'))"                 \
     " SELECT result, CASE result WHEN 'success' THEN"                                              \
     " (SELECT api_ts(subscription_expires_at) FROM extended) WHEN 'replayed' THEN"                 \
     " (SELECT api_ts(subscription_expires_at) FROM caller) END,"                                   \
@@ -335,7 +349,8 @@ enum {
 #define SQL_REDEEM_RERUN                                                                           \
     SQL_REDEEM_FIND_                                                                               \
     " FOR UPDATE OF c" SQL_REDEEM_DECIDE_                                                          \
-    " outcome AS (SELECT CASE WHEN result IN ('success', 'not_found', 'no_user') THEN result"      \
+    " outcome AS (SELECT CASE WHEN result IN ('success', 'not_found', 'no_user', 'too_late')"      \
+    " THEN result"                                                                                 \
     " ELSE 'recheck' END AS result FROM decided)," SQL_REDEEM_ANSWER_
 
 /* ---- One audit row (audit.c), written only while its actor exists with

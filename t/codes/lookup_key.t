@@ -222,7 +222,7 @@ GET /api/health
 --- error_code: 200
 --- db_check eval
 "SET plan_cache_mode = force_generic_plan;\nPREPARE t_redeem AS " . statement_sql('SQL_REDEEM')
-  . ";\nEXPLAIN (COSTS OFF) EXECUTE t_redeem('00', 1, '127.0.0.1', 'x', 0, 'a@example.test');\n"
+  . ";\nEXPLAIN (COSTS OFF) EXECUTE t_redeem('00', 1, '127.0.0.1', 'x', 0, 'a\@example.test', 0);\n"
 --- db_check_like
 Index Scan using redeem_codes_lookup_key on redeem_codes
 
@@ -252,3 +252,39 @@ SELECT count(used_at) FROM redeem_codes WHERE batch_id = '$BATCH2';
 redeem_codes_lookup_key|t
 1
 2
+
+
+
+=== TEST 12: the redemption statement and its run again write nothing once the time the module gave them is up (too_late, for a code that exists and is unused: no claim, no month, no audit row); in time, the same statement redeems that code
+--- login: alice
+--- request
+GET /api/health
+--- error_code: 200
+--- db_check eval
+"PREPARE t_first AS " . statement_sql('SQL_REDEEM') . ";\n"
+  . "PREPARE t_rerun AS " . statement_sql('SQL_REDEEM_RERUN') . ";\n" . <<'SQL'
+SELECT encode(code_hash, 'hex') AS hash FROM redeem_codes WHERE used_at IS NULL ORDER BY id DESC LIMIT 1 \gset
+SELECT id AS uid, email, token_generation AS gen FROM users WHERE email = 'alice@example.test' \gset
+SELECT (SELECT count(*) FROM audit_log WHERE event = 'redeem') AS audits,
+       (SELECT subscription_expires_at FROM users WHERE id = :uid) AS expiry,
+       (extract(epoch FROM clock_timestamp()) * 1000000)::bigint - 1 AS past,
+       (extract(epoch FROM clock_timestamp()) * 1000000)::bigint + 60000000 AS soon \gset
+EXECUTE t_first(:'hash', :uid, '127.0.0.1', 't-late-1', :gen, :'email', :past) \gset first_
+EXECUTE t_rerun(:'hash', :uid, '127.0.0.1', 't-late-1', :gen, :'email', :past) \gset rerun_
+SELECT :'first_result', :'rerun_result';
+SELECT used_at IS NULL FROM redeem_codes WHERE code_hash = decode(:'hash', 'hex');
+SELECT count(*) - :audits FROM audit_log WHERE event = 'redeem';
+SELECT subscription_expires_at IS NOT DISTINCT FROM nullif(:'expiry', '')::timestamptz FROM users WHERE id = :uid;
+EXECUTE t_first(:'hash', :uid, '127.0.0.1', 't-late-2', :gen, :'email', :soon) \gset first_
+SELECT :'first_result';
+SELECT used_at IS NOT NULL FROM redeem_codes WHERE code_hash = decode(:'hash', 'hex');
+SELECT count(*) - :audits FROM audit_log WHERE event = 'redeem';
+SQL
+--- db_check_out
+too_late|too_late
+t
+0
+t
+success
+t
+1

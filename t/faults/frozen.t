@@ -283,6 +283,41 @@ all_200(30)
 
 
 
+=== TEST 3e: redemptions sent into the frozen database get 503 within the deadline, and once it thaws their statements, run at last, redeem nothing (each reached its backend after its time was up: too_late), write no audit row and extend no subscription; the codes redeem afterwards (they redeemed as the database woke, long after their clients were told 503)
+--- request
+GET /api/health
+--- error_code: 200
+--- timeout: 30
+--- check_eval
+my $res = api_request('POST', '/admin/generate-codes', '{"count": 3}', 'Authorization: Bearer ' . user_token('admin'));
+die "generate-codes: $res->{status} $res->{body}\n" unless $res->{status} == 201;
+my @codes = @{ JSON::PP->new->decode($res->{body})->{codes} };
+my ($token, $id) = (user_token('gus'), user_id('gus'));
+my $state = "SELECT (SELECT count(used_at) FROM redeem_codes) || ' ' || (SELECT count(*) FROM audit_log WHERE event = 'redeem')"
+  . " || ' ' || (SELECT coalesce(subscription_expires_at::text, '-') FROM users WHERE id = $id)";
+my $before = sql($state);
+freeze();
+my @sent = map { request_in_background('POST', '/redeem', qq({"card_code": "$_"}), "Authorization: Bearer $token") } @codes;
+my @results = map { request_result($_) } @sent;
+thaw();
+all_within('503', $DEADLINE + $CONNECT + $SLACK, @results);
+# The backends read the statements waiting in their sockets as they thaw; a
+# session of our own, begun after, sees whatever they committed.
+sql_until('the thawed backends idle', "SELECT count(*) = 0 FROM pg_stat_activity WHERE datname = current_database()"
+  . " AND pid <> pg_backend_pid() AND state = 'active'");
+my $after = sql($state);
+die "the thawed statements changed the database: before '$before', after '$after'\n" unless $after eq $before;
+Time::HiRes::sleep(1.2);   # a child tries the database again once a second
+for my $code (@codes) {
+    my $r = api_request('POST', '/redeem', qq({"card_code": "$code"}), "Authorization: Bearer $token");
+    die "the code afterwards: $r->{status} $r->{body}\n" unless $r->{status} == 200;
+}
+1
+--- error_log
+/RDM0111: database statement redeem: no answer within RedeemDBTimeout \(2000 ms\): connection dropped/
+
+
+
 === TEST 4: through the relay: warm-up
 --- config eval
 config_for(start_relay())
