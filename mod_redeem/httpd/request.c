@@ -61,10 +61,15 @@ static const redeem_failure_t *too_large(request_rec *r)
     return redeem_failure(r->pool, HTTP_REQUEST_ENTITY_TOO_LARGE, "Request body too large");
 }
 
+/* A body's first buffer at most: a declared length is only a promise, and
+ * a client that declares the cap and stalls must not make its thread hold
+ * the cap. */
+#define FIRST_BODY_BUFFER 16384
+
 /* Reads the whole body, at most limit bytes: 413 beyond, 400/408 for a
- * broken transfer. Memory follows what arrives: the declared length when
- * there is one, else a buffer that doubles as the body grows, never the
- * whole cap up front. */
+ * broken transfer. Memory follows what arrives: a buffer of the declared
+ * length up to FIRST_BODY_BUFFER (else 1 KiB) that doubles as the body
+ * grows, never the whole cap up front. */
 static const redeem_failure_t *read_body(request_rec *r, apr_off_t limit, char **data,
                                          apr_size_t *len)
 {
@@ -75,7 +80,10 @@ static const redeem_failure_t *read_body(request_rec *r, apr_off_t limit, char *
         return too_large(r);
 
     apr_bucket_brigade *bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
-    apr_size_t size = declared >= 0 ? (apr_size_t)declared : 1024, used = 0;
+    apr_size_t size = declared < 0                   ? 1024
+                      : declared > FIRST_BODY_BUFFER ? FIRST_BODY_BUFFER
+                                                     : (apr_size_t)declared,
+               used = 0;
     char *buf = apr_palloc(r->pool, size + 1);
     int seen_eos = 0;
     while (!seen_eos) {
@@ -98,8 +106,9 @@ static const redeem_failure_t *read_body(request_rec *r, apr_off_t limit, char *
             if (chunk_len > (apr_size_t)limit - used)
                 return too_large(r);
             if (chunk_len > size - used) {
-                /* More than declared (the filter would have refused it) or a
-                 * chunked body outgrowing its buffer: double, up to the cap. */
+                /* A body outgrowing its buffer (a chunked one, or one
+                 * declared larger than the first buffer): double, up to the
+                 * cap. */
                 apr_size_t grown = size > 512 ? size : 512;
                 while (grown - used < chunk_len)
                     grown = grown * 2 > (apr_size_t)limit ? (apr_size_t)limit : grown * 2;
