@@ -46,17 +46,18 @@ int redeem_ratelimit_scope_by_name(const char *name)
 const char *redeem_ratelimit_parse_store(apr_pool_t *p, const char *kind, const char *size,
                                          redeem_store_setting_t *store)
 {
+    /* The host's table: the store itself, or Redis's fallback and shadow. */
+    int64_t entries = REDEEM_SHM_DEFAULT_ENTRIES;
+    if (size && redeem_text_parse_int64(size, 64, 67108864, &entries) != 0)
+        return "RedeemRateLimitStore: ENTRIES must be a whole number from 64 to 67108864";
     if (strcmp(kind, "shm") == 0) {
-        int64_t entries = REDEEM_SHM_DEFAULT_ENTRIES;
-        if (size && redeem_text_parse_int64(size, 64, 67108864, &entries) != 0)
-            return "RedeemRateLimitStore shm: ENTRIES must be a whole number from 64 to 67108864";
         store->kind = REDEEM_STORE_SHM;
         store->shm_entries = entries;
         return NULL;
     }
-    const char *usage = "RedeemRateLimitStore takes shm [ENTRIES], redis://HOST:PORT[/DB] or "
-                        "unix:///PATH/TO/redis.sock[?db=DB]";
-    if (strncmp(kind, "unix:///", 8) == 0 && !size) {
+    const char *usage = "RedeemRateLimitStore takes shm [ENTRIES], redis://HOST:PORT[/DB] "
+                        "[ENTRIES] or unix:///PATH/TO/redis.sock[?db=DB] [ENTRIES]";
+    if (strncmp(kind, "unix:///", 8) == 0) {
         /* A Redis on this host, by its Unix socket: no TCP on either side. */
         const char *path = kind + 7, *query = strchr(path, '?');
         int64_t db = 0;
@@ -70,11 +71,10 @@ const char *redeem_ratelimit_parse_store(apr_pool_t *p, const char *kind, const 
         store->redis_port = 0;
         store->redis_db = (int)db;
         store->redis_url = kind;
-        if (!store->shm_entries)
-            store->shm_entries = REDEEM_SHM_DEFAULT_ENTRIES;
+        store->shm_entries = entries;
         return NULL;
     }
-    if (strncmp(kind, "redis://", 8) != 0 || size)
+    if (strncmp(kind, "redis://", 8) != 0)
         return usage;
     const char *host = kind + 8, *colon = strrchr(host, ':');
     if (!colon || colon == host)
@@ -101,9 +101,7 @@ const char *redeem_ratelimit_parse_store(apr_pool_t *p, const char *kind, const 
     store->redis_port = (int)port;
     store->redis_db = (int)db;
     store->redis_url = kind;
-    /* The host's table is the fallback: it keeps its default size. */
-    if (!store->shm_entries)
-        store->shm_entries = REDEEM_SHM_DEFAULT_ENTRIES;
+    store->shm_entries = entries;
     return NULL;
 }
 

@@ -464,3 +464,26 @@ redis_cli('ACL', 'DELUSER', 'modredeem') eq '1' or die 'ACL DELUSER';
 redis_cli('-n', 3, 'KEYS', 'redeem:rl:redeem-user:*') eq '' or die 'counted in Redis with a wrong password';
 --- error_log
 AUTH refused (RedeemRateLimitStoreAuthFile)
+
+
+
+=== TEST 18: the host's table sized for Redis mode (redis://... 64): what Redis allows is charged to a table of 64 entries, and 300 addresses evict (and count) there, while Redis still limits each of them
+--- config eval
+"LoadModule remoteip_module /usr/lib/apache2/modules/mod_remoteip.so\nRemoteIPHeader X-Forwarded-For\n"
+  . "RemoteIPInternalProxy 127.0.0.1\n$STORE 64\nRedeemRateLimit login-ip 1 60\n$METRICS"
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+redis_cli('-n', 3, 'FLUSHDB') eq 'OK' or die 'FLUSHDB';
+my $evictions = metric_value('redeem_ratelimit_evictions_total');
+my @first = map {
+    api_request('POST', '/api/login', '{}', 'X-Forwarded-For: 10.28.' . int($_ / 256) . '.' . ($_ % 256))->{status}
+} 1 .. 300;
+my @refused = grep { $_ != 400 } @first;
+!@refused or die 'first attempts of fresh addresses refused: ' . scalar(@refused) . "\n";
+my $again = api_request('POST', '/api/login', '{}', 'X-Forwarded-For: 10.28.0.1')->{status};
+$again == 429 or die "the first address again (its state in Redis): $again\n";
+metric_value('redeem_ratelimit_evictions_total') > $evictions or die "300 keys in 64 slots, no eviction counted\n";
+--- no_error_log
+RDM0602

@@ -605,7 +605,7 @@ RedeemRateLimit login-ip 3000 1: the period must divide into whole milliseconds
 RedeemRateLimitStore redis://127.0.0.1
 --- must_die
 --- error_log
-RedeemRateLimitStore takes shm [ENTRIES], redis://HOST:PORT[/DB] or unix:///PATH/TO/redis.sock[?db=DB]
+RedeemRateLimitStore takes shm [ENTRIES], redis://HOST:PORT[/DB] [ENTRIES] or unix:///PATH/TO/redis.sock[?db=DB] [ENTRIES]
 
 
 
@@ -679,7 +679,7 @@ no user or password in the URL (a world-readable file); put them in RedeemRateLi
 RedeemRateLimitStore redis://[::1:6379
 --- must_die
 --- error_log
-RedeemRateLimitStore takes shm [ENTRIES], redis://HOST:PORT[/DB] or unix:///PATH/TO/redis.sock[?db=DB]
+RedeemRateLimitStore takes shm [ENTRIES], redis://HOST:PORT[/DB] [ENTRIES] or unix:///PATH/TO/redis.sock[?db=DB] [ENTRIES]
 
 
 
