@@ -137,6 +137,18 @@ static void redeem_child_init(apr_pool_t *pchild, server_rec *s)
     }
 }
 
+/* Nor do they need core's translation to a file under DocumentRoot, which
+ * fails for a path longer than a file name may be (httpd's own 403, logged
+ * as an error, where the API answers 404). Last of the translators: an
+ * Alias or a RewriteRule of the operator's comes first. */
+static int redeem_translate_name(request_rec *r)
+{
+    if (r->proxyreq || !redeem_router_path(r))
+        return DECLINED;
+    r->filename = apr_pstrcat(r->pool, "redeem:", r->uri, NULL);
+    return OK;
+}
+
 /* API paths map to no file: no directory walk, no .htaccess. The check is
  * made on the URI as translated (a RewriteRule may have moved it out).
  * httpd runs this hook on the server's defaults and walks the <Location>s
@@ -167,6 +179,7 @@ static void redeem_register_hooks(apr_pool_t *p)
     ap_hook_check_config(redeem_check_config, NULL, after_dbd, APR_HOOK_MIDDLE);
     ap_hook_post_config(redeem_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(redeem_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_translate_name(redeem_translate_name, NULL, NULL, APR_HOOK_LAST);
     ap_hook_map_to_storage(redeem_map_to_storage, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_handler(redeem_handler, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_handler(redeem_metrics_handler, NULL, NULL, APR_HOOK_MIDDLE);

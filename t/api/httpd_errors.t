@@ -74,6 +74,20 @@ GET /api/health
 
 
 
+=== TEST 3b: a path longer than a file name may be, under the request line's limit: the API's 404, not httpd's 403 (it mapped the path to a file under DocumentRoot first and failed: File name too long), and nothing logged as an error
+--- request eval
+'GET /api/' . ('a' x 4100)
+--- error_code: 404
+--- response_json_exact
+{"error": "Not found"}
+--- response_headers
+X-Content-Type-Options: nosniff
+--- no_error_log
+AH00127
+:error]
+
+
+
 === TEST 4: a body over LimitRequestBody (the module's own cap set higher): 413 in JSON
 --- config
 RedeemMaxBodySize 1000000
