@@ -82,6 +82,15 @@ must differ from the JWT secret
 
 
 
+=== TEST 4b: a code encryption key equal to the JWT secret refuses to start
+--- config eval
+"RedeemCodeEncryptionKeyFile " . main::key_file('jwt_copy_enc', main::jwt_secret()) . "\n"
+--- must_die
+--- error_log
+the code encryption key must differ from the JWT secret
+
+
+
 === TEST 5: control: no default-password warning with the test admin's password
 --- request
 GET /api/health

@@ -466,6 +466,9 @@ static const char *finish_code_keys(apr_pool_t *p, server_rec *s, redeem_server_
     if (conf->token.secret_len == mac.text_len &&
         memcmp(conf->token.secret, mac.text, mac.text_len) == 0)
         return "the code MAC key must differ from the JWT secret";
+    if (conf->token.secret_len == enc.text_len &&
+        memcmp(conf->token.secret, enc.text, enc.text_len) == 0)
+        return "the code encryption key must differ from the JWT secret";
     if ((why = redeem_code_keys_init(&conf->code_keys, mac.bytes, mac.len, enc.bytes, enc.len)))
         return why;
     apr_pool_cleanup_register(p, &conf->code_keys, free_code_keys, apr_pool_cleanup_null);
