@@ -55,6 +55,35 @@ static const redeem_failure_t *answer(request_rec *r, const redeem_rows_t *rows)
     return redeem_failure(r->pool, HTTP_NOT_FOUND, "Invalid redeem code");
 }
 
+/* A redemption refused by a rate limit (429) is an attempt like any other:
+ * its line in the error log with its request id, and its metric. The first
+ * refusal of each key and window (the one RDM0604 logs) also gets its audit
+ * row, so the trail shows that a limit was reached, and when; a row for
+ * every refusal would make each refused request a write to the database,
+ * which the limit is there to spare. A row that cannot be written does not
+ * change the answer: the refusal stands. */
+const redeem_failure_t *redeem_redeem_limited(redeem_call_t *call, const redeem_failure_t *limited)
+{
+    if (!redeem_ratelimit_first_refusal(call->r)) {
+        record(call, NULL, "rate_limited");
+        return limited;
+    }
+    /* The row's writing logs the attempt's line. */
+    redeem_metrics_redemption(call->r, "rate_limited");
+    const redeem_failure_t *failure = redeem_call_db(call);
+    if (failure)
+        redeem_audit_log_line(call->r, "redeem", call->caller.id_text, NULL, "rate_limited");
+    if (!failure)
+        failure = redeem_audit_write_row(call->r, call->db, "redeem", &call->caller, NULL,
+                                         "rate_limited");
+    if (failure)
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, call->r,
+                      RDMNO(0704) "the audit row of a redemption refused by a rate limit could "
+                                  "not be written (%d %s): answering 429 all the same",
+                      failure->status, failure->message ? failure->message : "");
+    return limited;
+}
+
 /* The statement reached the database after the time it was given (statements.h):
  * it wrote nothing. Answered as a statement that timed out is. */
 static const redeem_failure_t *too_late(request_rec *r, apr_time_t act_before)

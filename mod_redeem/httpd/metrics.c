@@ -14,8 +14,8 @@ static const char *const bucket_labels[REDEEM_LATENCY_BUCKETS] = {
     "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf"};
 
 static const char *const outcomes[REDEEM_OUTCOMES] = {
-    "success",   "not_found",      "used",        "expired", "invalid_code",
-    "forbidden", "invalid_format", "bad_request", "failed",  "replayed"};
+    "success",        "not_found",   "used",   "expired",  "invalid_code", "forbidden",
+    "invalid_format", "bad_request", "failed", "replayed", "rate_limited"};
 
 static const char *const status_classes[REDEEM_STATUS_CLASSES] = {"2xx", "3xx", "4xx", "5xx"};
 

@@ -74,7 +74,7 @@ const redeem_failure_t *redeem_failure(apr_pool_t *p, int status, const char *me
 /* Counters every process adds to, in shared memory (exact across children,
  * kept across graceful restarts); metrics.c shows them. */
 #define REDEEM_SCOPES 5           /* redeem_scope_e (ratelimit.c) */
-#define REDEEM_OUTCOMES 10        /* redemption outcomes (metrics.c) */
+#define REDEEM_OUTCOMES 11        /* redemption outcomes (metrics.c) */
 #define REDEEM_ENDPOINTS 11       /* the routes of router.c, and one for unmatched paths */
 #define REDEEM_STATUS_CLASSES 4   /* 2xx, 3xx, 4xx, 5xx */
 #define REDEEM_LATENCY_BUCKETS 12 /* 1 ms .. 2.5 s and +Inf (metrics.c) */
@@ -212,6 +212,9 @@ const redeem_failure_t *redeem_ratelimit_charge_all(request_rec *r, const redeem
 /* The same for one scope. */
 const redeem_failure_t *redeem_ratelimit_charge(request_rec *r, redeem_scope_e scope,
                                                 const char *subject);
+/* Whether the request's 429 was the first of its key and window (the one
+ * RDM0604 logs; the host's own count, also in Redis mode). */
+int redeem_ratelimit_first_refusal(request_rec *r);
 
 /* ------------------------------------------------------------- config.c */
 
@@ -652,6 +655,11 @@ redeem_handler_fn redeem_handle_register, redeem_handle_login, redeem_handle_pro
 redeem_handler_fn redeem_handle_health;                                   /* handle_health.c */
 redeem_handler_fn redeem_handle_generate_codes, redeem_handle_list_codes; /* handle_codes.c */
 redeem_handler_fn redeem_handle_redeem;                                   /* handle_redeem.c */
+/* A route's request refused by one of its rate limits: what it answers (the
+ * limit's 429, or a failure of its own). */
+typedef const redeem_failure_t *redeem_limited_fn(redeem_call_t *call,
+                                                  const redeem_failure_t *limited);
+redeem_limited_fn redeem_redeem_limited; /* handle_redeem.c */
 redeem_handler_fn redeem_handle_own_subscription,
     redeem_handle_subscription_of; /* handle_subscription.c */
 

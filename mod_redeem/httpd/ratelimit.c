@@ -334,6 +334,14 @@ static int check_redis(request_rec *r, redeem_server_conf *conf, const redeem_ch
     return check_table_all(conf, charges, keys, lens, n, verdicts);
 }
 
+/* The request's note that its refusal was the first of its key and window. */
+static const char first_refusal_note[] = "redeem-first-refusal";
+
+int redeem_ratelimit_first_refusal(request_rec *r)
+{
+    return apr_table_get(r->notes, first_refusal_note) != NULL;
+}
+
 /* Once per key and window: the log's own entry in the host's table, a
  * policy of one per window. */
 static void log_refusal(request_rec *r, redeem_server_conf *conf, redeem_scope_e scope,
@@ -346,6 +354,7 @@ static void log_refusal(request_rec *r, redeem_server_conf *conf, redeem_scope_e
     if (redeem_gcra_policy_init(&once, 1, conf->policies[scope].period_s) != 0 ||
         check_table(conf, &once, log_key, len, &verdict) != 0 || !verdict.allowed)
         return;
+    apr_table_setn(r->notes, first_refusal_note, "1");
     ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                   RDMNO(0604) "rate limit %s (%u per %u s) reached by client %s%s%s: answering "
                               "429 (logged once per window)",

@@ -18,28 +18,32 @@ typedef struct {
     /* A scope charged per authenticated caller, or NO_LIMIT; only on routes
      * whose authentication needs no database (REDEEM_ACCESS_TOKEN). */
     int caller_limit;
+    /* What a request refused by caller_limit or client_limit after its
+     * token check answers; NULL: the limit's 429. */
+    redeem_limited_fn *limited;
 } redeem_route_t;
 
 /* (POST /api/login also charges login-email, once its body names the email.) */
 static const redeem_route_t routes[] = {
     {"/api/register", M_POST, REDEEM_ACCESS_PUBLIC, redeem_handle_register,
-     REDEEM_SCOPE_REGISTER_IP, NO_LIMIT},
+     REDEEM_SCOPE_REGISTER_IP, NO_LIMIT, NULL},
     {"/api/login", M_POST, REDEEM_ACCESS_PUBLIC, redeem_handle_login, REDEEM_SCOPE_LOGIN_IP,
-     NO_LIMIT},
-    {"/api/profile", M_GET, REDEEM_ACCESS_USER, redeem_handle_profile, NO_LIMIT, NO_LIMIT},
-    {"/api/users", M_GET, REDEEM_ACCESS_ADMIN, redeem_handle_users, NO_LIMIT, NO_LIMIT},
-    {"/api/health", M_GET, REDEEM_ACCESS_PUBLIC, redeem_handle_health, NO_LIMIT, NO_LIMIT},
+     NO_LIMIT, NULL},
+    {"/api/profile", M_GET, REDEEM_ACCESS_USER, redeem_handle_profile, NO_LIMIT, NO_LIMIT, NULL},
+    {"/api/users", M_GET, REDEEM_ACCESS_ADMIN, redeem_handle_users, NO_LIMIT, NO_LIMIT, NULL},
+    {"/api/health", M_GET, REDEEM_ACCESS_PUBLIC, redeem_handle_health, NO_LIMIT, NO_LIMIT, NULL},
     {"/api/subscription", M_GET, REDEEM_ACCESS_USER, redeem_handle_own_subscription, NO_LIMIT,
-     NO_LIMIT},
+     NO_LIMIT, NULL},
     {"/admin/generate-codes", M_POST, REDEEM_ACCESS_ADMIN, redeem_handle_generate_codes, NO_LIMIT,
-     NO_LIMIT},
-    {"/admin/codes", M_GET, REDEEM_ACCESS_ADMIN, redeem_handle_list_codes, NO_LIMIT, NO_LIMIT},
+     NO_LIMIT, NULL},
+    {"/admin/codes", M_GET, REDEEM_ACCESS_ADMIN, redeem_handle_list_codes, NO_LIMIT, NO_LIMIT,
+     NULL},
     /* The redemption statement checks the user itself: one round trip. */
     {"/redeem", M_POST, REDEEM_ACCESS_TOKEN, redeem_handle_redeem, REDEEM_SCOPE_REDEEM_IP,
-     REDEEM_SCOPE_REDEEM_USER},
-    {"/subscription/", M_GET, REDEEM_ACCESS_USER, redeem_handle_subscription_of, NO_LIMIT,
-     NO_LIMIT},
-    {NULL, 0, REDEEM_ACCESS_PUBLIC, NULL, NO_LIMIT, NO_LIMIT},
+     REDEEM_SCOPE_REDEEM_USER, redeem_redeem_limited},
+    {"/subscription/", M_GET, REDEEM_ACCESS_USER, redeem_handle_subscription_of, NO_LIMIT, NO_LIMIT,
+     NULL},
+    {NULL, 0, REDEEM_ACCESS_PUBLIC, NULL, NO_LIMIT, NO_LIMIT, NULL},
 };
 
 _Static_assert(sizeof routes / sizeof *routes == REDEEM_ENDPOINTS,
@@ -135,7 +139,7 @@ static const redeem_failure_t *route(request_rec *r, const char *path)
             found->caller_limit, apr_psprintf(r->pool, "%s/%" APR_INT64_T_FMT, call->caller.id_text,
                                               call->caller.token_generation)};
         if ((failure = redeem_ratelimit_charge_all(r, charges, n)))
-            return failure;
+            return found->limited ? found->limited(call, failure) : failure;
     }
     return found->handler(call);
 }

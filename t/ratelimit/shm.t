@@ -1,7 +1,8 @@
 # Rate limits counted in this host's shared memory (the default store): the
 # scopes of API.md, 429 with Retry-After and the RateLimit headers (also under
-# the limit), nothing written for a refused request, one log line per key and
-# window, limits shared by every child and kept across a graceful restart,
+# the limit), a refused redemption audited in the error log each time and in
+# audit_log once per key and window (nothing else written), one RDM0604 line
+# per key and window, limits shared by every child and kept across a graceful restart,
 # the window's end, client addresses as mod_remoteip resolves them (and only
 # from trusted proxies), and the directives apachectl -t refuses.
 use lib 't/lib';
@@ -91,7 +92,7 @@ RateLimit: "redeem-user";r=0;t=(59|60)
 
 
 
-=== TEST 4: the fourth within the minute: 429 with the contract's body, Retry-After and the headers
+=== TEST 4: the fourth within the minute: 429 with the contract's body, Retry-After and the headers; the attempt audited (outcome rate_limited), in audit_log as the first refusal of its key and window
 --- config
 RedeemRateLimit redeem-user 3 60
 RedeemRateLimit redeem-ip 100 60
@@ -111,14 +112,17 @@ RateLimit-Policy: "redeem-user";q=3;w=60
 RateLimit: "redeem-user";r=0;t=(59|60)
 --- error_log
 /RDM0604: rate limit redeem-user \(3 per 60 s\) reached by client 127\.0\.0\.1, user \d+/
+/RDM0401: audit: event=redeem actor=\d+ target=- client=127\.0\.0\.1 outcome=rate_limited request=\S+/
 --- db_check
-SELECT count(*) FROM audit_log WHERE actor_id = $USER_ID_ann
+SELECT count(*) FROM audit_log WHERE actor_id = $USER_ID_ann;
+SELECT outcome, target IS NULL, client_addr FROM audit_log WHERE actor_id = $USER_ID_ann ORDER BY id DESC LIMIT 1;
 --- db_check_out
-3
+4
+rate_limited|t|127.0.0.1
 
 
 
-=== TEST 5: refused again: still nothing written, and the refusal is logged once per key and window
+=== TEST 5: refused again: no second audit row (one per key and window), the attempt in the error log all the same, and RDM0604 once per key and window
 --- config
 RedeemRateLimit redeem-user 3 60
 RedeemRateLimit redeem-ip 100 60
@@ -129,11 +133,13 @@ POST /redeem
 $FORGED
 --- error_code: 429
 --- check_eval
-log_count(qr/RDM0604: rate limit redeem-user /) == 1
+log_count(qr/RDM0604: rate limit redeem-user /) == 1 or die 'RDM0604 not once';
+my $n = log_count(qr/RDM0401: audit: event=redeem .* outcome=rate_limited /);
+$n == 2 or die "each refusal once in the error log: $n lines";
 --- db_check
 SELECT count(*) FROM audit_log WHERE actor_id = $USER_ID_ann
 --- db_check_out
-3
+4
 
 
 
