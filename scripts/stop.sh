@@ -18,7 +18,7 @@ if [ -s "$pidfile" ] && pid=$(cat "$pidfile") && kill -0 "$pid" 2>/dev/null; the
   kill -WINCH "$pid"
   if ! wait_gone 100 "$pid"; then
     kill -TERM "$pid" 2>/dev/null
-    wait_gone 50 "$pid"
+    wait_gone 50 "$pid" || { echo "stop: httpd (pid $pid) still runs after SIGTERM" >&2; exit 1; }
   fi
   echo "stop: httpd stopped"
 fi

@@ -140,10 +140,19 @@ static void redeem_child_init(apr_pool_t *pchild, server_rec *s)
 /* Nor do they need core's translation to a file under DocumentRoot, which
  * fails for a path longer than a file name may be (httpd's own 403, logged
  * as an error, where the API answers 404). Last of the translators: an
- * Alias or a RewriteRule of the operator's comes first. */
+ * Alias or a RewriteRule of the operator's comes first. The <Location>s
+ * httpd walked before translating were those of the URI as it came, and a
+ * RewriteRule's [PT] may have changed it since: they are walked again for
+ * the URI as it is now (as map_to_storage does), and put back. */
 static int redeem_translate_name(request_rec *r)
 {
-    if (r->proxyreq || !redeem_router_path(r))
+    if (r->proxyreq)
+        return DECLINED;
+    ap_conf_vector_t *walked = r->per_dir_config;
+    r->per_dir_config = r->server->lookup_defaults;
+    int api = ap_location_walk(r) == OK && redeem_router_path(r);
+    r->per_dir_config = walked;
+    if (!api)
         return DECLINED;
     r->filename = apr_pstrcat(r->pool, "redeem:", r->uri, NULL);
     return OK;

@@ -17,11 +17,12 @@
 /* The table starts at the first 64-byte boundary after the header; APR's
  * segment itself is only 8-byte aligned (it keeps its size in front). */
 #define HEADER_BYTES (sizeof(redeem_shared_t) + REDEEM_LIMIT_TABLE_ALIGN)
-/* Anything that changes the layout changes this: the counters' number too,
- * since they sit in a room of fixed size (a new outcome moves those after it). */
+/* Anything that changes the layout changes this: the place of the
+ * endpoints' counters too, which a new redemption outcome moves (a counter
+ * appended at the end of the room moves none). */
 #define LAYOUT                                                                                     \
     ((uint32_t)(sizeof(redeem_shared_t) << 8 | REDEEM_LIMIT_TABLE_ALIGN) ^                         \
-     (uint32_t)REDEEM_COUNTER_COUNT_ << 20)
+     (uint32_t)REDEEM_COUNTER_ENDPOINT_FIRST << 20)
 
 _Static_assert(REDEEM_SCOPES == REDEEM_SCOPE_COUNT_, "one limited-requests counter per scope");
 _Static_assert(REDEEM_COUNTER_COUNT_ <= REDEEM_COUNTER_SLOTS, "the counters fit their room");

@@ -264,15 +264,17 @@ enum { ARG_CODES_COUNT_BATCH_ID, CODES_COUNT_BATCH_NARGS };
  * else "recheck": nothing written, and the caller runs SQL_REDEEM once more,
  * on a snapshot taken after that claim settled.
  *
- * Either run writes nothing once the time the module gives it has run out
+ * Either run claims nothing once the time the module gives it has run out
  * (too_late): a statement that waited in the socket of a frozen backend, or
  * in a network that held it, would otherwise redeem when the database woke,
  * long after its client was told 503. The limit is the request's deadline
  * less a tenth of RedeemDBTimeout, so that a claim made in time has that
  * tenth to commit and answer; its instant is read by the database's clock
- * (a clock behind this host's by more than that tenth lets a late claim
- * commit after the 503; one ahead by more than nine tenths refuses them
- * all). */
+ * as the claim is made (a clock behind this host's by more than that tenth
+ * lets a late claim commit after the 503; one ahead by more than nine
+ * tenths refuses them all). A claim that then waits on a lock past the
+ * deadline is the backend's client_connection_check_interval's to cancel
+ * (db.c), once the module has shut the connection. */
 enum {
     ARG_REDEEM_CODE_HASH, /* hex */
     ARG_REDEEM_USER_ID,

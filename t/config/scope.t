@@ -296,3 +296,19 @@ GET /api/health
 --- response_body_unlike
 healthy
 --- openapi_skip: httpd's answer, outside the API
+
+
+
+=== TEST 19: a RewriteRule's [PT] from an API path into a <Location> turned off: the file there is served (the module judged the rewritten path by the <Location>s of the path as it came, and took it: 404)
+--- config eval
+my $root = docroot_file('static/x.txt', "hello from a file\n");
+qq(LoadModule rewrite_module /usr/lib/apache2/modules/mod_rewrite.so\n)
+  . qq(DocumentRoot "$root"\n<Directory "$root">\n  Require all granted\n</Directory>\n)
+  . qq(<Location "/static">\n  RedeemEngine Off\n</Location>\n)
+  . qq(RewriteEngine On\nRewriteRule "^/legacy/(.*)\$" "/static/\$1" [PT]\n)
+--- request
+GET /legacy/x.txt
+--- error_code: 200
+--- response_body
+hello from a file
+--- openapi_skip: a file, outside the API

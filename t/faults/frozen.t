@@ -296,15 +296,18 @@ my ($token, $id) = (user_token('gus'), user_id('gus'));
 my $state = "SELECT (SELECT count(used_at) FROM redeem_codes) || ' ' || (SELECT count(*) FROM audit_log WHERE event = 'redeem')"
   . " || ' ' || (SELECT coalesce(subscription_expires_at::text, '-') FROM users WHERE id = $id)";
 my $before = sql($state);
+my $backends = "SELECT count(*) FROM pg_stat_activity WHERE usename = '$ENV{REDEEM_APP_USER}'";
+my $backends_before = sql($backends);
 freeze();
 my @sent = map { request_in_background('POST', '/redeem', qq({"card_code": "$_"}), "Authorization: Bearer $token") } @codes;
 my @results = map { request_result($_) } @sent;
 thaw();
 all_within('503', $DEADLINE + $CONNECT + $SLACK, @results);
-# The backends read the statements waiting in their sockets as they thaw; a
-# session of our own, begun after, sees whatever they committed.
-sql_until('the thawed backends idle', "SELECT count(*) = 0 FROM pg_stat_activity WHERE datname = current_database()"
-  . " AND pid <> pg_backend_pid() AND state = 'active'");
+# The backends read the statements waiting in their sockets as they thaw,
+# run them, and then find their client gone and exit (the module dropped each
+# connection as it timed out): once they are gone, whatever they committed is
+# there to see.
+sql_until('the dropped connections\' backends gone', "SELECT ($backends) <= $backends_before - " . scalar(@codes));
 my $after = sql($state);
 die "the thawed statements changed the database: before '$before', after '$after'\n" unless $after eq $before;
 Time::HiRes::sleep(1.2);   # a child tries the database again once a second
