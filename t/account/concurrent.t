@@ -20,7 +20,7 @@ SELECT count(*) FROM users WHERE lower(email) = 'race@example.test'
 --- db_check_out
 1
 --- no_error_log
-[error]
+/:(?:error|crit|alert|emerg)\]/
 
 
 

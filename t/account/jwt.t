@@ -520,3 +520,59 @@ my $json = JSON::PP->new->canonical->encode(claims());
 $json =~ s/"exp":\d+/"exp":9223372036854775807/ or die 'no exp';
 jwt_forge(header(), $json, jwt_secret())
 --- error_code: 200
+
+
+
+=== TEST 70: a leeway of 30 s: issued 10 s in the future (the issuer's clock ahead) is accepted
+--- config
+RedeemJWTLeeway 30
+--- token_eval
+jwt_forge(header(), claims(iat => now() + 10, exp => now() + 3610), jwt_secret())
+--- error_code: 200
+
+
+
+=== TEST 71: a leeway of 30 s: not before 10 s from now is accepted
+--- config
+RedeemJWTLeeway 30
+--- token_eval
+jwt_forge(header(), claims(nbf => now() + 10), jwt_secret())
+--- error_code: 200
+
+
+
+=== TEST 72: a leeway of 30 s: issued 100 s in the future is refused
+--- config
+RedeemJWTLeeway 30
+--- token_eval
+jwt_forge(header(), claims(iat => now() + 100, exp => now() + 3700), jwt_secret())
+
+
+
+=== TEST 73: sub names another user than user_id (both must be the user's id)
+--- token_eval
+jwt_forge(header(), claims(sub => '987654321'), jwt_secret())
+
+
+
+=== TEST 74: a validly signed token whose email is 2,000 bytes: refused, nothing copied past its room (the ASan run watches)
+--- token_eval
+jwt_forge(header(), claims(email => ('e' x 1988) . '@example.test'), jwt_secret())
+
+
+
+=== TEST 75: the scheme is case-insensitive (RFC 7235): "bearer" and "BEARER" get in
+--- request
+GET /api/profile
+--- more_headers eval
+'Authorization: bearer ' . user_token('alice')
+--- error_code: 200
+
+
+
+=== TEST 76: ... "BEARER"
+--- request
+GET /api/profile
+--- more_headers eval
+'Authorization: BEARER ' . user_token('alice')
+--- error_code: 200

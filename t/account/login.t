@@ -111,6 +111,17 @@ POST /api/login
 
 
 
+=== TEST 8b: a wrong password the registration policy would refuse (short, no digit): the same 401, not the policy's 400 (a login is no place to judge a password)
+--- request
+POST /api/login
+--- request_json
+{"email": "lena@example.test", "password": "abc"}
+--- error_code: 401
+--- response_json_exact
+{"error": "Invalid email or password"}
+
+
+
 === TEST 9: an unknown email: the same 401 as a wrong password
 --- request
 POST /api/login

@@ -604,3 +604,29 @@ POST /api/register
 SELECT count(*) FROM users WHERE email = 'c48@example.test'
 --- db_check_out
 0
+
+
+
+=== TEST 49: a body declared larger than RedeemMaxBodySize (16384 here, under LimitRequestBody) is refused at once with 413, before a byte of it is read or sent (the client waits for nothing)
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+use IO::Socket::INET;
+my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => var('PORT'), Timeout => 5) or die "connect: $!\n";
+print $sock "POST /api/register HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+  . "Content-Length: 20000\r\n\r\n";
+my $line;
+eval {
+    local $SIG{ALRM} = sub { die "no answer within 3 s\n" };
+    alarm 3;
+    $line = <$sock>;
+    alarm 0;
+};
+alarm 0;
+die $@ if $@;
+defined $line && $line =~ m{^HTTP/1\.1 413 } or die 'answered: ' . ($line // 'nothing') . "\n";
+--- db_check
+SELECT count(*) FROM users WHERE created_at >= '$REQUEST_TIME'
+--- db_check_out
+0

@@ -41,7 +41,8 @@ sub docroot {
 sub docroot_file {
     my ($path, $text) = @_;
     my $root = docroot();
-    File::Path::make_path("$root/" . ($path =~ s{/[^/]*$}{}r));
+    my $dir = $path =~ s{/?[^/]*$}{}r;
+    File::Path::make_path("$root/$dir") if length $dir;
     open my $fh, '>', "$root/$path" or die "$root/$path: $!";
     print $fh $text;
     close $fh;
@@ -311,4 +312,18 @@ GET /legacy/x.txt
 --- error_code: 200
 --- response_body
 hello from a file
+--- openapi_skip: a file, outside the API
+
+
+
+=== TEST 20: a base path is a whole segment: with RedeemBasePath /api, /apifoo.txt beside it is the host's file, not the API's
+--- config eval
+my $root = docroot_file('apifoo.txt', "a neighbour of the API\n");
+qq(DocumentRoot "$root"\n<Directory "$root">\n  Require all granted\n</Directory>\n)
+  . qq(RedeemBasePath /api\n)
+--- request
+GET /apifoo.txt
+--- error_code: 200
+--- response_body
+a neighbour of the API
 --- openapi_skip: a file, outside the API

@@ -141,6 +141,8 @@ POST /redeem
 Retry-After: ^\d+$
 --- response_body_unlike
 (?i)connect|postgres|libpq|sql|permission|denied
+--- error_log
+/RDM0401: audit: event=redeem actor=\d+ target=- client=127\.0\.0\.1 outcome=failed request=\S+/
 --- db_check
 SELECT count(*) FROM redeem_codes WHERE used_at IS NOT NULL
 --- db_check_out

@@ -59,7 +59,7 @@ used|49|49|1
 t|t|t|t
 1
 --- no_error_log
-[error]
+/:(?:error|crit|alert|emerg)\]/
 
 
 
@@ -84,7 +84,7 @@ success|1
 used|49
 t
 --- no_error_log
-[error]
+/:(?:error|crit|alert|emerg)\]/
 
 
 
@@ -113,7 +113,7 @@ SELECT outcome, count(*), count(DISTINCT target) FROM audit_log WHERE occurred_a
 --- db_check_like
 \At\|\S+\n10\nsuccess\|10\|10\z
 --- no_error_log
-[error]
+/:(?:error|crit|alert|emerg)\]/
 
 
 
@@ -141,7 +141,7 @@ SELECT count(*) FROM redeem_codes WHERE used_by = $USER_ID_fresh;
 t
 10
 --- no_error_log
-[error]
+/:(?:error|crit|alert|emerg)\]/
 
 
 

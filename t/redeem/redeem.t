@@ -943,6 +943,52 @@ SELECT count(*) FROM redeem_codes WHERE used_at >= '$REQUEST_TIME';
 
 
 
+=== TEST 50f3: ... and on a request refused before the code is looked up (another user's user_id): 401 too, and no audit row (the row's insert checks the token's email, as the redemption statement does)
+--- token_eval
+my $claims = jwt_claims('alice');
+$claims->{email} = 'alice@elsewhere.test';
+jwt_forge({alg => 'HS256', typ => 'JWT'}, $claims, jwt_secret())
+--- request
+POST /redeem
+--- request_json eval
+'{"card_code": "' . take_code() . '", "user_id": 999999}'
+--- error_code: 401
+--- response_json_exact
+{"error": "Invalid or expired token"}
+--- db_check
+SELECT count(*) FROM audit_log WHERE occurred_at >= '$REQUEST_TIME';
+--- db_check_out
+0
+
+
+
+=== TEST 50f4: behind a proxy mod_remoteip trusts, every audit row carries the client's address, not the proxy's: a generation's, a refusal's before the lookup, and the redemption statement's
+--- config
+LoadModule remoteip_module /usr/lib/apache2/modules/mod_remoteip.so
+RemoteIPHeader X-Forwarded-For
+RemoteIPInternalProxy 127.0.0.1
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $xff = 'X-Forwarded-For: 198.51.100.7';
+my $gen = api_request('POST', '/admin/generate-codes', '{"count": 1}', 'Authorization: Bearer ' . user_token('admin'), $xff);
+$gen->{status} == 201 or die "generate: $gen->{status}\n";
+my ($code) = @{ JSON::PP->new->decode($gen->{body})->{codes} };
+my $auth = 'Authorization: Bearer ' . user_token('alice');
+my $forged = api_request('POST', '/redeem', '{"card_code": "AAAAAAAAAAAA-AAAA-AAAAAAAA"}', $auth, $xff)->{status};
+$forged == 404 or die "a forged code: $forged\n";
+my $redeemed = api_request('POST', '/redeem', qq({"card_code": "$code"}), $auth, $xff)->{status};
+$redeemed == 200 or die "the code: $redeemed\n";
+--- db_check
+SELECT event || ' ' || outcome || ' ' || client_addr FROM audit_log WHERE occurred_at >= '$REQUEST_TIME' ORDER BY id;
+--- db_check_out
+codes_generated success 198.51.100.7
+redeem invalid_code 198.51.100.7
+redeem success 198.51.100.7
+
+
+
 === TEST 50g: a month is a calendar month of UTC whatever the database's TimeZone (in New York, 2030-03-01T03:00Z is still February 28)
 --- login: tzed
 --- db_init
@@ -1038,4 +1084,4 @@ GET /api/health
 SELECT event, count(*) FROM audit_log GROUP BY event ORDER BY event;
 SELECT count(*) FROM audit_log WHERE outcome IS NULL OR outcome = '' OR client_addr IS NULL;
 --- db_check_like
-^codes_generated\|4\nredeem\|\d+\n0$
+^codes_generated\|5\nredeem\|\d+\n0$
