@@ -20,6 +20,22 @@ my $vhosts = <<'CONF';
 </VirtualHost>
 CONF
 
+# The issuer and the hash's cost: set in the main server, and overridden by
+# the second vhost (blocks 11-14).
+our $ISSUER_VHOSTS = <<'CONF';
+RedeemJWTIssuer https://main.example.test
+<VirtualHost *>
+  ServerName 127.0.0.1
+</VirtualHost>
+<VirtualHost *>
+  ServerName override.test
+  RedeemBasePath /v2
+  ErrorDocument 404 default
+  RedeemJWTIssuer https://vhost.example.test
+  RedeemArgon2 8192 1 1
+</VirtualHost>
+CONF
+
 # Every block runs with the two vhosts; the override vhost's secret file is
 # written before its server first starts.
 add_block_preprocessor(sub {
@@ -150,3 +166,67 @@ GET /api/users
 SELECT count(*) FROM users WHERE is_admin;
 --- db_check_out
 2
+
+
+
+=== TEST 11: the inheriting vhost's tokens carry the main server's RedeemJWTIssuer
+--- config eval
+$main::ISSUER_VHOSTS
+--- request
+POST /api/login
+--- request_json
+{"email": "alice@example.test", "password": "$USER_PASSWORD"}
+--- error_code: 200
+--- check_eval
+my (undef, $claims) = jwt_decode(response()->{json}{access_token});
+$claims->{iss} eq 'https://main.example.test' or die "iss: " . ($claims->{iss} // 'none') . "\n";
+
+
+
+=== TEST 12: the overriding vhost's tokens carry its own
+--- config eval
+$main::ISSUER_VHOSTS
+--- request
+POST /v2/api/login
+--- request_json
+{"email": "alice@example.test", "password": "$USER_PASSWORD"}
+--- more_headers
+Host: override.test
+--- error_code: 200
+--- check_eval
+my (undef, $claims) = jwt_decode(response()->{json}{access_token});
+$claims->{iss} eq 'https://vhost.example.test' or die "iss: " . ($claims->{iss} // 'none') . "\n";
+
+
+
+=== TEST 13: the overriding vhost's RedeemArgon2 makes its registrations' hashes
+--- config eval
+$main::ISSUER_VHOSTS
+--- request
+POST /v2/api/register
+--- request_json
+{"email": "cheap@example.test", "password": "CheapPassw0rd"}
+--- more_headers
+Host: override.test
+--- error_code: 201
+--- db_check
+SELECT password_hash LIKE '$argon2id$v=19$m=8192,t=1,p=1$%' FROM users WHERE email = 'cheap@example.test';
+--- db_check_out
+t
+
+
+
+=== TEST 14: ... and the inheriting vhost's are the main server's cost (the RedeemAdmin account's, made by the main server; alice's was rehashed to the vhost's cost as she logged in there)
+--- config eval
+$main::ISSUER_VHOSTS
+--- request
+POST /api/register
+--- request_json
+{"email": "dear@example.test", "password": "DearPassw0rd1"}
+--- error_code: 201
+--- db_check
+SELECT split_part(password_hash, '$', 4) = (SELECT split_part(password_hash, '$', 4) FROM users WHERE email = 'admin@example.test'),
+       split_part(password_hash, '$', 4) <> 'm=8192,t=1,p=1'
+  FROM users WHERE email = 'dear@example.test';
+--- db_check_out
+t|t
