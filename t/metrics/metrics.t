@@ -126,6 +126,18 @@ metric('redeem_db_acquires_total') >= 1 or die 'acquires';
 
 
 
+=== TEST 6b: ... a refusal decided before the lookup too (check symbols that do not match: invalid_code), once
+--- login: rita
+--- request
+POST /redeem
+--- request_json
+{"card_code": "AAAAAAAAAAAA-AAAA-AAAAAAAA"}
+--- error_code: 404
+--- check_eval
+metric('redeem_redemptions_total', 'outcome="invalid_code"') == 1 or die 'invalid_code: ' . metric('redeem_redemptions_total', 'outcome="invalid_code"');
+
+
+
 === TEST 7: a backend readied for the module is counted once: every pooled backend killed, one request readies exactly one
 --- login: rita
 --- request
