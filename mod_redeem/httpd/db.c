@@ -401,10 +401,30 @@ static const redeem_failure_t *watch_client(redeem_db_t *db)
     return failure;
 }
 
-/* The first question to a new backend: the schema's version, and the
+/* A redemption's time limit is read by the database's clock (statements.h,
+ * too_late): a clock that differs from this host's by more than the tenth
+ * of RedeemDBTimeout the limit keeps is worth a warning, once a backend.
+ * db_us is the database's clock, read between asked and answered. */
+static void check_clock(redeem_db_t *db, apr_int64_t db_us, apr_time_t asked, apr_time_t answered)
+{
+    apr_interval_time_t margin = redeem_db_too_late(redeem_conf(db->r));
+    apr_int64_t ahead = db_us > answered ? db_us - answered : 0;
+    apr_int64_t behind = db_us < asked ? asked - db_us : 0;
+    if (ahead <= margin && behind <= margin)
+        return;
+    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, db->r,
+                  RDMNO(0120) "the database's clock is at least %" APR_INT64_T_FMT
+                              " ms %s this host's, more than a tenth of RedeemDBTimeout: a "
+                              "redemption's time limit is read by the database's clock (%s)",
+                  (ahead ? ahead : behind) / 1000, ahead ? "ahead of" : "behind",
+                  ahead ? "redemptions may be refused as too late"
+                        : "a redemption may commit after its client was told 503");
+}
+
+/* The first question to a new backend: the schema's version, the
  * statements of ours an earlier, interrupted attempt left on it (to drop,
  * so that preparing can always start from nothing; only ours: other modules
- * may share mod_dbd's pool). */
+ * may share mod_dbd's pool), and its clock. */
 static const redeem_failure_t *check_schema(redeem_db_t *db, apr_array_header_t *leftovers)
 {
     request_rec *r = db->r;
@@ -412,12 +432,15 @@ static const redeem_failure_t *check_schema(redeem_db_t *db, apr_array_header_t 
     const redeem_failure_t *failure = watch_client(db);
     if (failure)
         return failure;
+    apr_time_t asked = apr_time_now();
     outcome_e outcome = run_sql(
         db->pg,
         "SELECT (SELECT coalesce(max(version), 0) FROM schema_migrations),"
         " array_to_string(array(SELECT format('DEALLOCATE %I', name) FROM pg_prepared_statements"
-        " WHERE name LIKE 'redeem\\_%'), ';')",
+        " WHERE name LIKE 'redeem\\_%'), ';'),"
+        " (extract(epoch FROM clock_timestamp()) * 1000000)::bigint",
         db->deadline, &result);
+    apr_time_t answered = apr_time_now();
     int unable = 0;
     if (outcome == EXCHANGE_FAILED && !failed_for_now(result, &unable)) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
@@ -433,6 +456,7 @@ static const redeem_failure_t *check_schema(redeem_db_t *db, apr_array_header_t 
     }
     apr_int64_t version = apr_atoi64(PQgetvalue(result, 0, 0));
     char *commands = apr_pstrdup(r->pool, PQgetvalue(result, 0, 1)), *state;
+    check_clock(db, apr_atoi64(PQgetvalue(result, 0, 2)), asked, answered);
     PQclear(result);
     for (char *c = apr_strtok(commands, ";", &state); c; c = apr_strtok(NULL, ";", &state))
         APR_ARRAY_PUSH(leftovers, const char *) = c;
