@@ -150,16 +150,20 @@ const redeem_failure_t *redeem_handle_login(redeem_call_t *call)
      * waits for neither (its 429 came only after a slot came free). */
     if ((failure = read_credentials(r, 0, &credentials)) ||
         ((early_key = ascii_email_key(credentials.email)) &&
-         (failure = redeem_ratelimit_charge(r, REDEEM_SCOPE_LOGIN_EMAIL, early_key))) ||
-        (failure = redeem_hashing_reserve(r))) /* before the database: see register */
+         (failure = redeem_ratelimit_charge(r, REDEEM_SCOPE_LOGIN_EMAIL, early_key))))
+        return failure;
+    /* A password longer than any can be is nobody's: it is never hashed, so
+     * it waits for no slot either (the account is still looked up and
+     * charged, as for any attempt). */
+    int over_long = redeem_text_utf8_length(credentials.password, credentials.password_len) >
+                    REDEEM_PASSWORD_MAX_CHARS;
+    if (!over_long && (failure = redeem_hashing_reserve(r))) /* before the database: see register */
         return failure;
     if ((failure = redeem_call_db(call)) ||
         (failure = redeem_user_by_email(call->db, credentials.email, &user, &email_key)) ||
         ((!early_key || strcmp(early_key, email_key) != 0) &&
          (failure = redeem_ratelimit_charge(r, REDEEM_SCOPE_LOGIN_EMAIL, email_key))) ||
-        (redeem_text_utf8_length(credentials.password, credentials.password_len) >
-             REDEEM_PASSWORD_MAX_CHARS &&
-         (failure = refused))) {
+        (over_long && (failure = refused))) {
         redeem_hashing_release(r); /* no hash (a 429, say): the slot is another's at once */
         return failure;
     }

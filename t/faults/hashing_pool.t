@@ -97,3 +97,21 @@ my $other = request_result($busy);
 $other->[0] eq '401' or die "the login holding the slot: @$other\n";
 $res->{status} eq '429'
   or die "the second login of a spent address beside a busy slot: $res->{status} $res->{body}\n";
+
+
+
+=== TEST 4: a login whose password is longer than any password can be (129 characters) is 401 at once while the one hashing slot is busy: it is no password of anyone's, so nothing is hashed for it (with RedeemHashWait 100 ms, waiting for the slot was 503)
+--- config eval
+$main::CONFIG =~ s/RedeemHashWait 10000/RedeemHashWait 100/r
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+user_token('ida');
+my $busy = request_in_background('POST', '/api/login',
+                                 '{"email": "nobody-busy@example.test", "password": "WrongPassw0rd"}');
+sleep 0.1;    # that login hashing in the one slot
+my $res = api_request('POST', '/api/login', '{"email": "ida@example.test", "password": "' . ('P4ssw0rd' x 16) . 'x"}');
+my $other = request_result($busy);
+$other->[0] eq '401' or die "the login holding the slot: @$other\n";
+$res->{status} eq '401' or die "the over-long password beside a busy slot: $res->{status} $res->{body}\n";
