@@ -68,12 +68,11 @@ const redeem_failure_t *redeem_redeem_limited(redeem_call_t *call, const redeem_
         record(call, NULL, "rate_limited");
         return limited;
     }
-    /* The row's writing logs the attempt's line. */
     redeem_metrics_redemption(call->r, "rate_limited");
     const redeem_failure_t *failure = redeem_call_db(call);
-    if (failure)
+    if (failure) /* else the row's writing logs the attempt's line */
         redeem_audit_log_line(call->r, "redeem", call->caller.id_text, NULL, "rate_limited");
-    if (!failure)
+    else
         failure = redeem_audit_write_row(call->r, call->db, "redeem", &call->caller, NULL,
                                          "rate_limited");
     if (failure)
