@@ -22,7 +22,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
-#define REDEEM_SCHEMA_VERSION 13
+#define REDEEM_SCHEMA_VERSION 14
 static const char *const migrations[] = {"001_accounts.sql",
                                          "002_codes.sql",
                                          "003_email_identity.sql",
@@ -35,7 +35,8 @@ static const char *const migrations[] = {"001_accounts.sql",
                                          "010_audit_count_before_lock.sql",
                                          "011_token_generation.sql",
                                          "012_code_counts_apart.sql",
-                                         "013_audit_insert_columns.sql"};
+                                         "013_audit_insert_columns.sql",
+                                         "014_redeem_refusal_once.sql"};
 _Static_assert(sizeof migrations / sizeof *migrations == REDEEM_SCHEMA_VERSION,
                "a migration file named for each schema version");
 

@@ -253,7 +253,9 @@ enum { ARG_CODES_COUNT_BATCH_ID, CODES_COUNT_BATCH_NARGS };
  * used_at set (no row: 409), and concurrent extensions of one user re-read
  * the updated row (no lost month). The claim records the request's id: run
  * again after a lost connection, the statement recognizes its own earlier
- * claim (replayed: the request's id and its user) and changes nothing.
+ * claim (replayed: the request's id and its user) and changes nothing; a
+ * refusal (not_found, expired, used) claimed nothing, so its audit row is
+ * written only if that request has none yet (redeem_refusal_logged, sql/014).
  *
  * The first run may still be alive in the database when the connection to
  * it is lost (a proxy or NAT dropped it): then the run again (REDEEM_RERUN)
@@ -338,7 +340,9 @@ enum {
     " INSERT INTO audit_log (event, actor_id, target, client_addr, outcome, request_id)"           \
     " SELECT 'redeem', args.user_id, (SELECT 'code ' || id FROM target), args.client_addr,"        \
     " outcome.result, args.request_id FROM outcome, args"                                          \
-    " WHERE outcome.result NOT IN ('no_user', 'replayed', 'recheck', 'too_late'))"                 \
+    " WHERE CASE WHEN outcome.result IN ('not_found', 'expired', 'used')"                          \
+    " THEN NOT redeem_refusal_logged(args.request_id, args.user_id)"                               \
+    " ELSE outcome.result = 'success' END)"                                                        \
     " SELECT result, CASE result WHEN 'success' THEN"                                              \
     " (SELECT api_ts(subscription_expires_at) FROM extended) WHEN 'replayed' THEN"                 \
     " (SELECT api_ts(subscription_expires_at) FROM caller) END,"                                   \

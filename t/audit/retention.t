@@ -628,7 +628,7 @@ SELECT 1;
 
 
 
-=== TEST 22: the old table as a partition: its primary key and index kept (the index now part of audit_log's), append-only, no right for redeem_app; t_maint_legacy may maintain, redeem_maint not here
+=== TEST 22: the old table as a partition: its primary key and index kept (the index now part of audit_log's; migration 014's index of refusals added), append-only, no right for redeem_app; t_maint_legacy may maintain, redeem_maint not here
 --- request
 GET /api/health
 --- error_code: 200
@@ -661,7 +661,8 @@ SELECT count(*) FROM audit_drop_before(date_trunc('month', now() AT TIME ZONE 'U
 RESET ROLE;
 SELECT count(*) FROM audit_log_legacy;
 SQL
-lines_are("$got\n", 'audit_log_legacy_occurred_at|f|t', 'audit_log_legacy_pkey|t|f', 'audit_log_append_only_row',
+lines_are("$got\n", 'audit_log_legacy_occurred_at|f|t', 'audit_log_legacy_pkey|t|f',
+          'audit_log_legacy_request_id_idx|f|f', 'audit_log_append_only_row',
           't|f|f|f', 'f', 't|f', 'P0001: audit_log is append-only', 'P0001: audit_log is append-only', '0', '12');
 --- db_check
 SELECT 1;

@@ -288,3 +288,40 @@ t
 success
 t
 1
+
+
+
+=== TEST 13: a refusal's audit row is written once a request (the run again after a lost reply finds its first run's row: sql/014), and once for each request: the same request refused twice has one row, another request refused the same way its own, a missing code likewise; the module's role may ask redeem_refusal_logged() but still not read audit_log
+--- login: alice
+--- request
+GET /api/health
+--- error_code: 200
+--- db_check eval
+"PREPARE t_first AS " . statement_sql('SQL_REDEEM') . ";\n"
+  . "PREPARE t_rerun AS " . statement_sql('SQL_REDEEM_RERUN') . ";\n" . <<'SQL'
+SELECT encode(code_hash, 'hex') AS hash FROM redeem_codes WHERE used_at IS NOT NULL ORDER BY id DESC LIMIT 1 \gset
+SELECT id AS uid, email, token_generation AS gen FROM users WHERE email = 'alice@example.test' \gset
+SELECT (SELECT count(*) FROM audit_log WHERE event = 'redeem') AS audits,
+       (extract(epoch FROM clock_timestamp()) * 1000000)::bigint + 60000000 AS soon \gset
+EXECUTE t_first(:'hash', :uid, '127.0.0.1', 't-refused-1', :gen, :'email', :soon) \gset a_
+EXECUTE t_first(:'hash', :uid, '127.0.0.1', 't-refused-1', :gen, :'email', :soon) \gset b_
+EXECUTE t_first(:'hash', :uid, '127.0.0.1', 't-refused-2', :gen, :'email', :soon) \gset c_
+EXECUTE t_first(repeat('ab', 32), :uid, '127.0.0.1', 't-missing-1', :gen, :'email', :soon) \gset d_
+EXECUTE t_rerun(repeat('ab', 32), :uid, '127.0.0.1', 't-missing-1', :gen, :'email', :soon) \gset e_
+SELECT :'a_result', :'b_result', :'c_result', :'d_result', :'e_result';
+SELECT request_id, outcome, count(*) FROM audit_log WHERE event = 'redeem' AND request_id LIKE 't-%'
+ GROUP BY 1, 2 ORDER BY 1;
+SELECT count(*) - :audits FROM audit_log WHERE event = 'redeem';
+SELECT has_function_privilege('redeem_app', 'redeem_refusal_logged(text, bigint)', 'EXECUTE'),
+       has_function_privilege('public', 'redeem_refusal_logged(text, bigint)', 'EXECUTE'),
+       has_table_privilege('redeem_app', 'audit_log', 'SELECT'),
+       (SELECT prosecdef FROM pg_proc WHERE oid = 'redeem_refusal_logged(text, bigint)'::regprocedure);
+SQL
+--- db_check_out
+used|used|used|not_found|not_found
+t-late-2|success|1
+t-missing-1|not_found|1
+t-refused-1|used|1
+t-refused-2|used|1
+3
+t|f|f|t

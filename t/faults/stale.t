@@ -564,3 +564,77 @@ SELECT count(*), bool_and(used_at < expires_at) FROM redeem_codes WHERE used_by 
 --- db_check_out
 1|success
 1|t
+
+
+
+=== TEST 97: every pooled connection in use once more, so that those TEST 96 left marked or dead are replaced before the next block
+--- config eval
+proxy_config()
+--- login: alice
+--- request
+GET /api/profile
+--- concurrency: 20
+--- error_code_counts
+200: 20
+
+
+
+=== TEST 98: a code another user redeemed, the reply to its refusal lost after it committed: run again, 409, and the attempt's one audit row (the first run's), not a second
+--- config eval
+proxy_config()
+--- login: xena
+--- db_init eval
+doom_connections('r') > 0 or die "no connection to doom\n";
+'SELECT 1'
+--- request
+POST /redeem
+--- request_json
+{"card_code": "$CODE0"}
+--- error_code: 409
+--- response_json_exact
+{"error": "Code has already been used"}
+--- error_log
+/RDM0108: statement redeem could not run \(connection lost\): preparing afresh and running it again/
+/RDM0401: audit: event=redeem .* outcome=used/
+--- db_check
+SELECT count(*), min(outcome), count(DISTINCT request_id) FROM audit_log WHERE event = 'redeem' AND actor_id = $USER_ID_xena;
+SELECT count(*) FROM redeem_codes WHERE used_by = $USER_ID_xena;
+--- db_check_out
+1|used|1
+0
+
+
+
+=== TEST 99: every pooled connection in use once more, so that those TEST 98 left marked or dead are replaced before the next block
+--- config eval
+proxy_config()
+--- login: alice
+--- request
+GET /api/profile
+--- concurrency: 20
+--- error_code_counts
+200: 20
+
+
+
+=== TEST 100: a code that does not exist (but passes the check), the reply to its refusal lost after it committed: run again, 404, and one audit row
+--- config eval
+proxy_config()
+--- login: yuri
+--- db_init eval
+doom_connections('r') > 0 or die "no connection to doom\n";
+"DELETE FROM redeem_codes WHERE batch_id = '" . var('BATCH5') . "'"
+--- request
+POST /redeem
+--- request_json
+{"card_code": "$CODE5"}
+--- error_code: 404
+--- response_json_exact
+{"error": "Invalid redeem code"}
+--- error_log
+/RDM0108: statement redeem could not run \(connection lost\): preparing afresh and running it again/
+/RDM0401: audit: event=redeem .* outcome=not_found/
+--- db_check
+SELECT count(*), min(outcome), count(DISTINCT request_id) FROM audit_log WHERE event = 'redeem' AND actor_id = $USER_ID_yuri;
+--- db_check_out
+1|not_found|1
