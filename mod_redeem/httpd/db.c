@@ -22,7 +22,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
-#define REDEEM_SCHEMA_VERSION 14
+#define REDEEM_SCHEMA_VERSION 15
 static const char *const migrations[] = {"001_accounts.sql",
                                          "002_codes.sql",
                                          "003_email_identity.sql",
@@ -36,7 +36,8 @@ static const char *const migrations[] = {"001_accounts.sql",
                                          "011_token_generation.sql",
                                          "012_code_counts_apart.sql",
                                          "013_audit_insert_columns.sql",
-                                         "014_redeem_refusal_once.sql"};
+                                         "014_definer_search_path.sql",
+                                         "015_audit_once.sql"};
 _Static_assert(sizeof migrations / sizeof *migrations == REDEEM_SCHEMA_VERSION,
                "a migration file named for each schema version");
 
@@ -58,6 +59,10 @@ _Static_assert(sizeof migrations / sizeof *migrations == REDEEM_SCHEMA_VERSION,
  * counted (a composed letter that NFC takes apart, a capital whose lower
  * case is two code points). */
 #define SQLSTATE_CHECK_VIOLATION "23514"
+/* SQLSTATEs of codes_actor_check (sql/015): the batch's admin gone or
+ * revoked, or no longer an admin. */
+#define SQLSTATE_ACTOR_GONE "RD401"
+#define SQLSTATE_ACTOR_NOT_ADMIN "RD403"
 #define USER_EMAIL_CHECK "users_email_check"
 
 /* What we know of one pooled connection; lives in the connection's pool. */
@@ -326,6 +331,10 @@ static const redeem_failure_t *db_failure(redeem_db_t *db, const char *what, out
     }
     if (outcome == EXCHANGE_FAILED && email_key_too_long(result))
         return &redeem_failure_email_too_long;
+    if (outcome == EXCHANGE_FAILED && failed_with(result, SQLSTATE_ACTOR_GONE))
+        return &redeem_failure_actor_gone;
+    if (outcome == EXCHANGE_FAILED && failed_with(result, SQLSTATE_ACTOR_NOT_ADMIN))
+        return &redeem_failure_actor_not_admin;
     int unable = 0;
     if (outcome == EXCHANGE_FAILED && failed_for_now(result, &unable)) {
         /* A server that cannot serve now (a standby, shutting down, out of

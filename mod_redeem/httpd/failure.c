@@ -23,6 +23,10 @@ const redeem_failure_t redeem_failure_key_taken = {HTTP_INTERNAL_SERVER_ERROR,
                                                    "Internal server error", 0};
 const redeem_failure_t redeem_failure_email_too_long = {
     HTTP_BAD_REQUEST, "Invalid email: longer than 254 characters once normalized", 0};
+const redeem_failure_t redeem_failure_actor_gone = {HTTP_UNAUTHORIZED, "Invalid or expired token",
+                                                    0};
+const redeem_failure_t redeem_failure_actor_not_admin = {HTTP_FORBIDDEN, "Admin access required",
+                                                         0};
 
 const redeem_failure_t *redeem_failure(apr_pool_t *p, int status, const char *message)
 {

@@ -195,6 +195,14 @@ static const redeem_failure_t *store_batch(redeem_call_t *call, const generate_r
     listing->end = listing->text; /* an attempt before may have written to it */
     *listing->end++ = '[';
     const redeem_failure_t *failure = redeem_db_pipeline_begin(call->db);
+    const char *actor_args[CODES_ACTOR_CHECK_NARGS] = {
+        [ARG_CODES_ACTOR_ID] = call->caller.id_text,
+        [ARG_CODES_ACTOR_TOKEN_GENERATION] =
+            apr_psprintf(r->pool, "%" APR_INT64_T_FMT, call->caller.token_generation),
+        [ARG_CODES_ACTOR_EMAIL] = call->caller.email,
+    };
+    if (!failure)
+        failure = redeem_db_pipeline_send(call->db, STMT_CODES_ACTOR_CHECK, actor_args, NULL, NULL);
     for (int done = 0, n; !failure && done < req->count; done += n) {
         n = req->count - done < CODES_PER_STATEMENT ? req->count - done : CODES_PER_STATEMENT;
         for (int i = 0; i < n; i++) {
@@ -268,6 +276,16 @@ const redeem_failure_t *redeem_handle_generate_codes(redeem_call_t *call)
                       RDMNO(0503) "batch %s: a new code's lookup key was taken, the batch is "
                                   "made again (attempt %d of %d)",
                       batch_id, attempt + 1, BATCH_ATTEMPTS);
+    }
+    /* A batch its admin may no longer make was rolled back: no row, and
+     * the answer the request would get now. */
+    if (failure == &redeem_failure_actor_gone)
+        return redeem_auth_user_gone(r, admin->id_text);
+    if (failure == &redeem_failure_actor_not_admin) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      RDMNO(0505) "batch %s refused: user %s is no longer an admin", batch_id,
+                      admin->id_text);
+        return failure;
     }
     redeem_audit_log_line(r, "codes_generated", admin->id_text, target,
                           failure ? "failed" : "success");

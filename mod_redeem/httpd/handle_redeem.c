@@ -21,9 +21,12 @@ static const redeem_failure_t *refuse_attempt(redeem_call_t *call, const char *o
                                               const char *message)
 {
     const redeem_failure_t *failure = redeem_call_db(call);
-    if (!failure)
-        failure = redeem_audit_write_row(call->r, call->db, "redeem", &call->caller, NULL, outcome);
-    if (failure)
+    if (failure) {
+        record(call, NULL, "failed");
+        return failure;
+    }
+    if ((failure =
+             redeem_audit_write_row(call->r, call->db, "redeem", &call->caller, NULL, outcome, 0)))
         return failure;
     redeem_metrics_redemption(call->r, outcome);
     return redeem_failure(call->r->pool, status, message);
@@ -57,14 +60,15 @@ static const redeem_failure_t *answer(request_rec *r, const redeem_rows_t *rows)
 
 /* A redemption refused by a rate limit (429) is an attempt like any other:
  * its line in the error log with its request id, and its metric. The first
- * refusal of each key and window (the one RDM0604 logs) also gets its audit
- * row, so the trail shows that a limit was reached, and when; a row for
+ * refusal of each key and window that reaches here (its token good: one
+ * whose token failed has no actor, and is answered before) also gets its
+ * audit row, so the trail shows that a limit was reached, and when; a row for
  * every refusal would make each refused request a write to the database,
  * which the limit is there to spare. A row that cannot be written does not
  * change the answer: the refusal stands. */
 const redeem_failure_t *redeem_redeem_limited(redeem_call_t *call, const redeem_failure_t *limited)
 {
-    if (!redeem_ratelimit_first_refusal(call->r)) {
+    if (!redeem_ratelimit_first_audited(call->r)) {
         record(call, NULL, "rate_limited");
         return limited;
     }
@@ -74,7 +78,7 @@ const redeem_failure_t *redeem_redeem_limited(redeem_call_t *call, const redeem_
         redeem_audit_log_line(call->r, "redeem", call->caller.id_text, NULL, "rate_limited");
     else
         failure = redeem_audit_write_row(call->r, call->db, "redeem", &call->caller, NULL,
-                                         "rate_limited");
+                                         "rate_limited", 1);
     if (failure)
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, call->r,
                       RDMNO(0704) "the audit row of a redemption refused by a rate limit could "

@@ -48,7 +48,7 @@ const redeem_failure_t *redeem_handle_subscription_of(redeem_call_t *call)
     const char *target = apr_pstrcat(r->pool, "user ", args[ARG_USER_BY_ID_ID], NULL);
     /* Another user's data goes out only with its audit row written. */
     if ((failure = redeem_audit_write_row(r, call->db, "subscription_read", caller, target,
-                                          rows.nrows ? "success" : "not_found")))
+                                          rows.nrows ? "success" : "not_found", 0)))
         return failure;
     if (rows.nrows == 0)
         return redeem_failure(r->pool, HTTP_NOT_FOUND, "User not found");

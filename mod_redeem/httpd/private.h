@@ -66,6 +66,11 @@ extern const redeem_failure_t redeem_failure_key_taken;
  * (NFC, lowercased: it can outgrow the 254 characters the module counted):
  * 400, as any invalid email. */
 extern const redeem_failure_t redeem_failure_email_too_long;
+/* A batch refused by its first statement (codes_actor_check, sql/015): its
+ * admin was deleted or its tokens revoked (401), or it is no longer an admin
+ * (403), since the request's token was read. */
+extern const redeem_failure_t redeem_failure_actor_gone;
+extern const redeem_failure_t redeem_failure_actor_not_admin;
 /* A failure allocated from p; message is not copied. */
 const redeem_failure_t *redeem_failure(apr_pool_t *p, int status, const char *message);
 
@@ -212,9 +217,11 @@ const redeem_failure_t *redeem_ratelimit_charge_all(request_rec *r, const redeem
 /* The same for one scope. */
 const redeem_failure_t *redeem_ratelimit_charge(request_rec *r, redeem_scope_e scope,
                                                 const char *subject);
-/* Whether the request's 429 was the first of its key and window (the one
- * RDM0604 logs; the host's own count, also in Redis mode). */
-int redeem_ratelimit_first_refusal(request_rec *r);
+/* Whether the request's 429 is the first of its key and window to be
+ * audited (counted apart from RDM0604's, which a refusal with no actor to
+ * audit may use up; the host's own count, also in Redis mode). Asked once
+ * a refusal: the asking counts. */
+int redeem_ratelimit_first_audited(request_rec *r);
 
 /* ------------------------------------------------------------- config.c */
 
@@ -555,13 +562,18 @@ void redeem_audit_log_line(request_rec *r, const char *event, const char *actor,
                            const char *outcome);
 /* An audit event as a row in audit_log, and its log line. Events that a
  * larger statement records itself (redemption, code generation) take only
- * the log line. NULL once the row is written; else the request's failure,
- * for nothing is answered without its row: the database's (503, ...) when
- * it could not be written, 401 when the actor no longer exists or its
- * tokens were revoked (actor->token_generation is no longer its own). */
+ * the log line. NULL once the row is written (or found written by this
+ * request's earlier run); else the request's failure, for nothing is
+ * answered without its row: the database's (503, ...) when it could not be
+ * written, 401 when the actor no longer exists or its tokens were revoked
+ * (actor->token_generation is no longer its own). The line gives the
+ * outcome the answer will tell: "failed" for a row that could not be
+ * written, none for a 401 (RDM0203 says why); answer_stands: the caller
+ * answers outcome whatever befell the row (a rate limit's 429), and its
+ * line says so. */
 const redeem_failure_t *redeem_audit_write_row(request_rec *r, redeem_db_t *db, const char *event,
                                                const redeem_user_t *actor, const char *target,
-                                               const char *outcome);
+                                               const char *outcome, int answer_stands);
 
 /* ------------------------------------------------------------- request.c */
 

@@ -27,8 +27,10 @@ static const struct {
 /* After an outage's return is logged, how long the next one goes unlogged
  * (counted all the same) unless it lasts past it. */
 #define REDIS_LOG_QUIET_MS 60000
-/* The first byte of a key in the host's table: a scope, or the log's own. */
+/* The first byte of a key in the host's table: a scope, or the log's own,
+ * or the audit trail's. */
 #define LOG_KEY_TAG 0x80
+#define AUDIT_KEY_TAG 0x40
 
 const char *redeem_ratelimit_scope_name(redeem_scope_e scope)
 {
@@ -334,27 +336,45 @@ static int check_redis(request_rec *r, redeem_server_conf *conf, const redeem_ch
     return check_table_all(conf, charges, keys, lens, n, verdicts);
 }
 
-/* The request's note that its refusal was the first of its key and window. */
-static const char first_refusal_note[] = "redeem-first-refusal";
+/* The refusal of a request, for redeem_ratelimit_first_audited. */
+typedef struct {
+    redeem_scope_e scope;
+    const unsigned char *key;
+    size_t len;
+} refusal_t;
+static const char refusal_key[] = "redeem-ratelimit-refusal";
 
-int redeem_ratelimit_first_refusal(request_rec *r)
-{
-    return apr_table_get(r->notes, first_refusal_note) != NULL;
-}
-
-/* Once per key and window: the log's own entry in the host's table, a
- * policy of one per window. */
-static void log_refusal(request_rec *r, redeem_server_conf *conf, redeem_scope_e scope,
-                        const unsigned char *key, size_t len)
+/* Once per key and window (a policy of one per window, in the host's table,
+ * under the key's scope byte tagged with tag): whether this is the first. */
+static int first_in_window(redeem_server_conf *conf, redeem_scope_e scope, const unsigned char *key,
+                           size_t len, unsigned char tag, apr_pool_t *pool)
 {
     redeem_gcra_policy_t once;
     redeem_gcra_verdict_t verdict;
-    unsigned char *log_key = apr_pmemdup(r->pool, key, len);
-    log_key[0] |= LOG_KEY_TAG;
-    if (redeem_gcra_policy_init(&once, 1, conf->policies[scope].period_s) != 0 ||
-        check_table(conf, &once, log_key, len, &verdict) != 0 || !verdict.allowed)
+    unsigned char *tagged = apr_pmemdup(pool, key, len);
+    tagged[0] |= tag;
+    return redeem_gcra_policy_init(&once, 1, conf->policies[scope].period_s) == 0 &&
+           check_table(conf, &once, tagged, len, &verdict) == 0 && verdict.allowed;
+}
+
+/* Apart from the log's: a refusal that cannot have a row (its token failed:
+ * no actor) must not use up the window's row. */
+int redeem_ratelimit_first_audited(request_rec *r)
+{
+    const refusal_t *refusal = NULL;
+    apr_pool_userdata_get((void **)&refusal, refusal_key, r->pool);
+    return refusal && first_in_window(redeem_conf(r), refusal->scope, refusal->key, refusal->len,
+                                      AUDIT_KEY_TAG, r->pool);
+}
+
+static void log_refusal(request_rec *r, redeem_server_conf *conf, redeem_scope_e scope,
+                        const unsigned char *key, size_t len)
+{
+    refusal_t *refusal = apr_palloc(r->pool, sizeof *refusal);
+    *refusal = (refusal_t){scope, key, len};
+    apr_pool_userdata_setn(refusal, refusal_key, NULL, r->pool);
+    if (!first_in_window(conf, scope, key, len, LOG_KEY_TAG, r->pool))
         return;
-    apr_table_setn(r->notes, first_refusal_note, "1");
     ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                   RDMNO(0604) "rate limit %s (%u per %u s) reached by client %s%s%s: answering "
                               "429 (logged once per window)",

@@ -22,6 +22,7 @@ typedef enum {
     STMT_ADMIN_INSERT,
     STMT_PING,
     STMT_CODES_INSERT,
+    STMT_CODES_ACTOR_CHECK,
     STMT_CODES_AUDIT,
     STMT_CODES_PAGE,
     STMT_CODES_PAGE_USED,
@@ -159,6 +160,18 @@ enum {
     " $1::uuid, $2::integer, $3::timestamptz"                                                      \
     " FROM generate_series(0, (length($4::bytea) - 1) / 32) AS i"
 
+/* A batch's first statement: its admin still exists, with the token's
+ * generation and email, and is still an admin; the row is held (FOR SHARE)
+ * to the batch's commit, so that a revocation or a demotion waits for it.
+ * Refused with SQLSTATE RD401 or RD403 (sql/015): the batch is rolled back. */
+enum {
+    ARG_CODES_ACTOR_ID,
+    ARG_CODES_ACTOR_TOKEN_GENERATION,
+    ARG_CODES_ACTOR_EMAIL,
+    CODES_ACTOR_CHECK_NARGS
+};
+#define SQL_CODES_ACTOR_CHECK "SELECT codes_actor_check($1::bigint, $2::bigint, $3::text)"
+
 /* The batch's audit row, last in its transaction; answers the batch's
  * expiry as stored (in the API's format). */
 enum {
@@ -255,7 +268,7 @@ enum { ARG_CODES_COUNT_BATCH_ID, CODES_COUNT_BATCH_NARGS };
  * again after a lost connection, the statement recognizes its own earlier
  * claim (replayed: the request's id and its user) and changes nothing; a
  * refusal (not_found, expired, used) claimed nothing, so its audit row is
- * written only if that request has none yet (redeem_refusal_logged, sql/014).
+ * written only if that request has none yet (audit_request_logged, sql/015).
  *
  * The first run may still be alive in the database when the connection to
  * it is lost (a proxy or NAT dropped it): then the run again (REDEEM_RERUN)
@@ -341,7 +354,7 @@ enum {
     " SELECT 'redeem', args.user_id, (SELECT 'code ' || id FROM target), args.client_addr,"        \
     " outcome.result, args.request_id FROM outcome, args"                                          \
     " WHERE CASE WHEN outcome.result IN ('not_found', 'expired', 'used')"                          \
-    " THEN NOT redeem_refusal_logged(args.request_id, args.user_id)"                               \
+    " THEN NOT audit_request_logged(args.request_id, 'redeem', args.user_id)"                      \
     " ELSE outcome.result = 'success' END)"                                                        \
     " SELECT result, CASE result WHEN 'success' THEN"                                              \
     " (SELECT api_ts(subscription_expires_at) FROM extended) WHEN 'replayed' THEN"                 \
@@ -361,8 +374,11 @@ enum {
 
 /* ---- One audit row (audit.c), written only while its actor exists with
  * the token generation and email of its token (the actor may be known from
- * a token alone): one row affected, or none. (No
- * RETURNING: the application role may not read audit_log.) */
+ * a token alone), and only once a request: run again after a lost reply, it
+ * finds the row its first run committed (audit_request_logged, sql/015)
+ * and writes no second. Answers whether the actor is still there (the row
+ * written now or before), not the row: the application role may not read
+ * audit_log. */
 enum {
     ARG_AUDIT_EVENT,
     ARG_AUDIT_ACTOR,
@@ -374,10 +390,14 @@ enum {
     ARG_AUDIT_ACTOR_EMAIL,
     AUDIT_INSERT_NARGS
 };
+enum { COL_AUDIT_ACTOR_HERE, AUDIT_INSERT_NCOLS };
 #define SQL_AUDIT_INSERT                                                                           \
-    "INSERT INTO audit_log (event, actor_id, target, client_addr, outcome, request_id)"            \
-    " SELECT $1::text, $2::bigint, $3::text, $4::text, $5::text, $6::text"                         \
-    " WHERE EXISTS (SELECT FROM users WHERE id = $2::bigint AND token_generation = $7::bigint"     \
-    " AND email = $8::text)"
+    "WITH actor AS (SELECT EXISTS (SELECT FROM users WHERE id = $2::bigint"                        \
+    " AND token_generation = $7::bigint AND email = $8::text) AS here),"                           \
+    " written AS ("                                                                                \
+    " INSERT INTO audit_log (event, actor_id, target, client_addr, outcome, request_id)"           \
+    " SELECT $1::text, $2::bigint, $3::text, $4::text, $5::text, $6::text FROM actor"              \
+    " WHERE actor.here AND NOT audit_request_logged($6::text, $1::text, $2::bigint))"              \
+    " SELECT here FROM actor"
 
 #endif

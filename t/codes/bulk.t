@@ -125,7 +125,7 @@ SELECT count(*) FROM audit_log;
 100000|100000
 1
 --- error_log
-/RDM0101: database pipeline, statement 3 of 4 failed: t_fail_late: refusing row 10001/
+/RDM0101: database pipeline, statement 4 of 5 failed: t_fail_late: refusing row 10001/
 /RDM0401: audit: event=codes_generated actor=$USER_ID_admin .* outcome=failed/
 
 

@@ -756,3 +756,61 @@ POST /admin/generate-codes
 --- error_code: 201
 --- response_json
 {"expires_at": "2031-07-01T00:29:59.999999Z"}
+
+
+
+=== TEST 51: the admin demoted while its batch waits for its row (after the token and the user's read passed: another session holds the row, demotes it, commits a second later): the batch's first statement sees the demotion once it has the row, and the batch is refused, 403, nothing stored, no row
+--- login: admin
+--- db_init eval
+my $id = user_id('admin');
+sql_in_background("BEGIN; UPDATE users SET is_admin = false WHERE id = $id; SELECT pg_sleep(1); COMMIT");
+sql_until('the admin row held', q{SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'
+             AND query LIKE 'BEGIN; UPDATE users SET is_admin = false%'});
+'SELECT 1'
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 5}
+--- error_code: 403
+--- response_json_exact
+{"error": "Admin access required"}
+--- error_log
+/RDM0505: batch [0-9a-f-]{36} refused: user \d+ is no longer an admin/
+--- no_error_log
+RDM0401
+
+
+
+=== TEST 52: an admin again, its batch is stored
+--- login: admin
+--- db_init eval
+'UPDATE users SET is_admin = true WHERE id = ' . user_id('admin')
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 5}
+--- error_code: 201
+--- check_eval
+codes_ok(5)
+
+
+
+=== TEST 53: the admin's tokens revoked while its batch waits for its row: 401, nothing stored, no row (the last block with the admin's token)
+--- login: admin
+--- db_init eval
+my $id = user_id('admin');
+sql_in_background("BEGIN; UPDATE users SET token_generation = token_generation + 1 WHERE id = $id; SELECT pg_sleep(1); COMMIT");
+sql_until('the admin row held', q{SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'
+             AND query LIKE 'BEGIN; UPDATE users SET token_generation%'});
+'SELECT 1'
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 5}
+--- error_code: 401
+--- response_json_exact
+{"error": "Invalid or expired token"}
+--- error_log
+RDM0203
+--- no_error_log
+RDM0401

@@ -201,7 +201,7 @@ POST /admin/generate-codes
 --- response_json_exact
 {"error": "Internal server error"}
 --- error_log
-/RDM0101: database pipeline, statement 1 of 2 failed: t_key_taken/
+/RDM0101: database pipeline, statement 2 of 3 failed: t_key_taken/
 --- no_error_log
 RDM0115
 RDM0503
@@ -291,7 +291,7 @@ t
 
 
 
-=== TEST 13: a refusal's audit row is written once a request (the run again after a lost reply finds its first run's row: sql/014), and once for each request: the same request refused twice has one row, another request refused the same way its own, a missing code likewise; the module's role may ask redeem_refusal_logged() but still not read audit_log
+=== TEST 13: a refusal's audit row is written once a request (the run again after a lost reply finds its first run's row: sql/015), and once for each request: the same request refused twice has one row, another request refused the same way its own, a missing code likewise; the module's role may ask audit_request_logged() but still not read audit_log
 --- login: alice
 --- request
 GET /api/health
@@ -312,10 +312,10 @@ SELECT :'a_result', :'b_result', :'c_result', :'d_result', :'e_result';
 SELECT request_id, outcome, count(*) FROM audit_log WHERE event = 'redeem' AND request_id LIKE 't-%'
  GROUP BY 1, 2 ORDER BY 1;
 SELECT count(*) - :audits FROM audit_log WHERE event = 'redeem';
-SELECT has_function_privilege('redeem_app', 'redeem_refusal_logged(text, bigint)', 'EXECUTE'),
-       has_function_privilege('public', 'redeem_refusal_logged(text, bigint)', 'EXECUTE'),
+SELECT has_function_privilege('redeem_app', 'audit_request_logged(text, text, bigint)', 'EXECUTE'),
+       has_function_privilege('public', 'audit_request_logged(text, text, bigint)', 'EXECUTE'),
        has_table_privilege('redeem_app', 'audit_log', 'SELECT'),
-       (SELECT prosecdef FROM pg_proc WHERE oid = 'redeem_refusal_logged(text, bigint)'::regprocedure);
+       (SELECT prosecdef FROM pg_proc WHERE oid = 'audit_request_logged(text, text, bigint)'::regprocedure);
 SQL
 --- db_check_out
 used|used|used|not_found|not_found
@@ -325,3 +325,32 @@ t-refused-1|used|1
 t-refused-2|used|1
 3
 t|f|f|t
+
+
+
+=== TEST 14: audit_request_logged() reads public.audit_log whatever its caller keeps in pg_temp (a temporary view of the module's role named audit_log is not read with the function owner's rights), and so does every function that runs as its owner (sql/014)
+--- login: alice
+--- request
+GET /api/health
+--- error_code: 200
+--- db_check
+SELECT p.oid::regprocedure FROM pg_proc p
+ WHERE p.prosecdef AND p.pronamespace = 'public'::regnamespace
+   AND NOT coalesce('search_path=pg_catalog, public, pg_temp' = ANY (p.proconfig), false)
+   AND p.proname NOT LIKE 't\_%';
+SELECT count(*) > 10 FROM pg_proc p WHERE p.prosecdef AND p.pronamespace = 'public'::regnamespace;
+SET ROLE redeem_app;
+CREATE TEMP VIEW audit_log AS SELECT now() AS occurred_at, 'redeem'::text AS event,
+  1::bigint AS actor_id, 'used'::text AS outcome, 't-shadow'::text AS request_id;
+SELECT audit_request_logged('t-shadow', 'redeem', 1);
+CREATE TEMP TABLE row_counts (name text PRIMARY KEY, n bigint NOT NULL);
+INSERT INTO row_counts VALUES ('users', 0);
+SELECT n AS before FROM public.row_counts WHERE name = 'users' \gset
+BEGIN;
+INSERT INTO users (email, password_hash) VALUES ('t-shadow@example.test', 'x');
+SELECT (SELECT n FROM public.row_counts WHERE name = 'users') - :before, (SELECT n FROM pg_temp.row_counts);
+ROLLBACK;
+--- db_check_out
+t
+f
+1|0

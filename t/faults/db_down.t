@@ -58,6 +58,34 @@ Retry-After: ^\d+$
 
 
 
+=== TEST 3b: closed port: a redemption for another user's account (refused before any lookup, its audit row first) is 503, and its attempt is in the error log as failed
+--- config
+DBDParams "host=127.0.0.1 port=1 dbname=nope user=nope password=nope connect_timeout=2"
+--- login: alice
+--- request
+POST /redeem
+--- request_json eval
+'{"card_code": "' . var('CODE0') . '", "user_id": ' . (user_id('alice') + 1000) . '}'
+--- error_code: 503
+--- error_log
+/RDM0401: audit: event=redeem actor=\d+ target=- client=127\.0\.0\.1 outcome=failed request=\S+/
+
+
+
+=== TEST 3c: closed port: a forged code (refused before any lookup) is 503, and its attempt is in the error log as failed
+--- config
+DBDParams "host=127.0.0.1 port=1 dbname=nope user=nope password=nope connect_timeout=2"
+--- login: alice
+--- request
+POST /redeem
+--- request_json
+{"card_code": "AAAAAAAAAAAA-AAAA-AAAAAAAA"}
+--- error_code: 503
+--- error_log
+/RDM0401: audit: event=redeem actor=\d+ target=- client=127\.0\.0\.1 outcome=failed request=\S+/
+
+
+
 === TEST 4: closed port: generating codes is 503
 --- config
 DBDParams "host=127.0.0.1 port=1 dbname=nope user=nope password=nope connect_timeout=2"

@@ -76,7 +76,7 @@ sub proxy_loop {
     my ($listen, $ctl, $ack) = @_;
     $SIG{PIPE} = 'IGNORE';
     my (%peer, %is_client, %doomed, %by_name, %lose_reply, %reply_doomed, %orphan, %doom_codes,
-        %hang_up);
+        %hang_up, %lose_audit_reply);
     my $sel = IO::Select->new($listen, $ctl);
     my $drop = sub {
         my @pair = ($_[0], $peer{"$_[0]"});
@@ -84,7 +84,7 @@ sub proxy_loop {
             next unless $fh;
             $sel->remove($fh);
             delete @{$_}{"$fh"} for \%peer, \%is_client, \%doomed, \%lose_reply, \%reply_doomed,
-              \%hang_up;
+              \%hang_up, \%lose_audit_reply;
             close $fh;
         }
     };
@@ -95,7 +95,8 @@ sub proxy_loop {
         $orphan{"$server"} = 1;
         return unless $client;
         delete $peer{"$client"};
-        delete @{$_}{"$client"} for \%is_client, \%doomed, \%lose_reply, \%hang_up;
+        delete @{$_}{"$client"} for \%is_client, \%doomed, \%lose_reply, \%hang_up,
+          \%lose_audit_reply;
         $sel->remove($client);
         close $client;
     };
@@ -111,11 +112,15 @@ sub proxy_loop {
                 # then nothing moves through the proxy for 1.5 s (the
                 # reconnection is slow); c: the first
                 # bytes that run the statement codes_insert are not forwarded
-                # (on whichever connection they come first, once).
+                # (on whichever connection they come first, once); a: as r,
+                # for the first bytes that run (bind) the statement
+                # audit_insert, on whichever connection they come first, once.
                 for my $client (keys %is_client) {
                     # The latest command alone holds: marks do not pile up.
-                    delete @{$_}{$client} for \%doomed, \%lose_reply, \%hang_up, \%doom_codes;
+                    delete @{$_}{$client} for \%doomed, \%lose_reply, \%hang_up, \%doom_codes,
+                      \%lose_audit_reply;
                     if ($cmd eq 'r') { $lose_reply{$client} = 1 }
+                    elsif ($cmd eq 'a') { $lose_audit_reply{$client} = 1 }
                     elsif ($cmd eq 'h' || $cmd eq 's') { $hang_up{$client} = $cmd }
                     elsif ($cmd eq 'c') { $doom_codes{$client} = 1 }
                     else { $doomed{$client} = 1 }
@@ -159,6 +164,11 @@ sub proxy_loop {
                 }
                 my $to = $peer{"$fh"};
                 $reply_doomed{"$to"} = 1 if delete $lose_reply{"$fh"};
+                if ($n && $lose_audit_reply{"$fh"} && substr($buf, 0, 1) eq 'B'
+                    && index($buf, 'redeem_audit_insert') >= 0) {
+                    %lose_audit_reply = ();
+                    $reply_doomed{"$to"} = 1;
+                }
                 for (my $off = 0; $off < $n;) {
                     my $w = syswrite($to, $buf, $n - $off, $off);
                     if (!defined $w) { $drop->($fh); last }
@@ -352,7 +362,7 @@ POST /redeem
 
 
 
-=== TEST 8: the connection lost as the first of a batch's statements goes (the batch is three statements of codes and the audit row, one transaction): 503, nothing stored
+=== TEST 8: the connection lost as the first of a batch's statements goes (the batch is its admin's check, three statements of codes and the audit row, one transaction): 503, nothing stored
 --- config eval
 proxy_config()
 --- db_init eval
@@ -374,7 +384,7 @@ SELECT count(*) FROM audit_log WHERE event = 'codes_generated' AND occurred_at >
 0
 0
 --- error_log
-/RDM0101: database (?:statement codes_insert|pipeline, statement 1 of \d+) failed \(connection lost\)/
+/RDM0101: database (?:statement codes_insert|pipeline, statement [12] of \d+) failed \(connection lost\)/
 
 
 
@@ -638,3 +648,73 @@ POST /redeem
 SELECT count(*), min(outcome), count(DISTINCT request_id) FROM audit_log WHERE event = 'redeem' AND actor_id = $USER_ID_yuri;
 --- db_check_out
 1|not_found|1
+
+
+
+=== TEST 101: every pooled connection in use once more, so that those TEST 100 left marked or dead are replaced before the next block
+--- config eval
+proxy_config()
+--- login: alice
+--- request
+GET /api/profile
+--- concurrency: 20
+--- error_code_counts
+200: 20
+
+
+
+=== TEST 102: an admin's read of another user's subscription, the reply to its audit row lost after it committed: run again, it finds the row its first run wrote: 200 with the data (it was 503 with the row standing), one row
+--- config eval
+proxy_config()
+--- login: admin
+--- db_init eval
+user_id('zora');
+doom_connections('a') > 0 or die "no connection to doom\n";
+'SELECT 1'
+--- request eval
+"GET /subscription/" . user_id('zora')
+--- error_code: 200
+--- response_json
+{"is_subscribed": false}
+--- error_log
+/RDM0108: statement audit_insert could not run \(connection lost\): preparing afresh and running it again/
+/RDM0401: audit: event=subscription_read .* outcome=success/
+--- db_check
+SELECT count(*), min(outcome), count(DISTINCT request_id) FROM audit_log WHERE event = 'subscription_read' AND target = 'user $USER_ID_zora';
+--- db_check_out
+1|success|1
+
+
+
+=== TEST 103: every pooled connection in use once more
+--- config eval
+proxy_config()
+--- login: alice
+--- request
+GET /api/profile
+--- concurrency: 20
+--- error_code_counts
+200: 20
+
+
+
+=== TEST 104: a redemption for another user's account (forbidden, audited before any lookup), the reply to its audit row lost after it committed: 403, and one row
+--- config eval
+proxy_config()
+--- login: zora
+--- db_init eval
+user_id('admin');
+doom_connections('a') > 0 or die "no connection to doom\n";
+'SELECT 1'
+--- request
+POST /redeem
+--- request_json eval
+'{"card_code": "' . var('CODE0') . '", "user_id": ' . user_id('admin') . '}'
+--- error_code: 403
+--- error_log
+/RDM0108: statement audit_insert could not run \(connection lost\): preparing afresh and running it again/
+/RDM0401: audit: event=redeem .* outcome=forbidden/
+--- db_check
+SELECT count(*), min(outcome), count(DISTINCT request_id) FROM audit_log WHERE event = 'redeem' AND actor_id = $USER_ID_zora;
+--- db_check_out
+1|forbidden|1

@@ -695,3 +695,36 @@ RedeemRateLimitStoreAuthFile /dev/null
 --- must_die
 --- error_log
 RedeemRateLimitStoreAuthFile needs RedeemRateLimitStore redis://... or unix://...
+
+
+
+=== TEST 30: a refusal whose token failed (no actor, no row) does not use up its window's audit row: after it, the first refusal of a user from that address still gets its row (RDM0604 logged once, by the first refusal)
+--- config
+LoadModule remoteip_module /usr/lib/apache2/modules/mod_remoteip.so
+RemoteIPHeader X-Forwarded-For
+RemoteIPInternalProxy 127.0.0.1
+RedeemRateLimit redeem-ip 2 60
+RedeemRateLimit redeem-user 100 60
+--- login: pia
+--- request
+POST /redeem
+--- more_headers
+X-Forwarded-For: 192.0.2.177
+--- request_json eval
+$FORGED
+--- error_code: 404
+--- check_eval
+my $from = 'X-Forwarded-For: 192.0.2.177';
+my @statuses = (
+    api_request('POST', '/redeem', $FORGED, $from, 'Authorization: Bearer ' . user_token('pia'))->{status},
+    api_request('POST', '/redeem', $FORGED, $from, 'Authorization: Bearer not-a-token')->{status},
+    api_request('POST', '/redeem', $FORGED, $from, 'Authorization: Bearer ' . user_token('pia'))->{status},
+    api_request('POST', '/redeem', $FORGED, $from, 'Authorization: Bearer ' . user_token('pia'))->{status});
+"@statuses" eq '404 429 429 429' or die "statuses: @statuses";
+log_count(qr/RDM0604: rate limit redeem-ip \(2 per 60 s\) reached by client 192\.0\.2\.177/) == 1
+  or die 'RDM0604 not once';
+--- db_check
+SELECT outcome, count(*), min(client_addr) FROM audit_log WHERE actor_id = $USER_ID_pia GROUP BY 1 ORDER BY 1;
+--- db_check_out
+invalid_code|2|192.0.2.177
+rate_limited|1|192.0.2.177
