@@ -1,6 +1,6 @@
 -- mod_redeem schema, migration 015: an audited attempt has one row however
 -- often its statement runs, and a batch of codes is stored only for an
--- admin who still is one.
+-- admin who still is one, and known stored when its reply was lost.
 -- Apply with: psql -v ON_ERROR_STOP=1 --single-transaction -f sql/015_audit_once.sql
 --
 -- When the connection is lost after a statement committed (its reply
@@ -20,11 +20,16 @@
 -- up every audit row (so every redemption, batch and admin read) until this
 -- migration commits: apply it when the site is quiet.
 --
--- codes_actor_check() is a batch's first statement: it holds the admin's
--- row (FOR SHARE) to the batch's commit, and refuses a batch whose admin was
--- deleted, had its tokens revoked (RD401) or lost the role (RD403) after the
--- request's token was read, so that such a change waits for a batch under
--- way, or the batch is refused, never stored after it.
+-- codes_batch_begin() is a batch's first statement. It takes the batch's
+-- own lock (an advisory lock of its id) to the commit, then checks the
+-- admin again and holds the admin's row (FOR SHARE) to the commit: a batch
+-- whose admin was deleted, had its tokens revoked (RD401) or lost the role
+-- (RD403) after the request's token was read is refused, and such a change
+-- made while a batch is under way waits for it. codes_batch_stored() is
+-- what the module asks, on a new connection, when it lost its connection
+-- to a batch before the answer: it waits for the batch's lock (the batch
+-- still running when its connection was lost), then says whether the batch
+-- was stored, so that a batch committed is answered 201, not 503.
 -- The module's login role is the psql variable app_role (default redeem_app).
 
 \if :{?app_role}
@@ -58,14 +63,24 @@ $$;
 REVOKE ALL ON FUNCTION audit_request_logged(text, text, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION audit_request_logged(text, text, bigint) TO :"app_role";
 
--- Runs as its caller (the module's role may lock its users' rows).
-CREATE FUNCTION codes_actor_check(p_actor bigint, p_token_generation bigint, p_email text)
+-- A batch's advisory lock: the first 64 bits of its id.
+CREATE FUNCTION codes_batch_lock_key(p_batch_id uuid) RETURNS bigint
+  LANGUAGE sql IMMUTABLE STRICT
+  SET search_path = pg_catalog, public, pg_temp AS $$
+  SELECT ('x' || left(replace(p_batch_id::text, '-', ''), 16))::bit(64)::bigint
+$$;
+
+-- These run as their caller (the module's role may lock its users' rows and
+-- read code_batches).
+CREATE FUNCTION codes_batch_begin(p_batch_id uuid, p_actor bigint, p_token_generation bigint,
+                                  p_email text)
   RETURNS void
   LANGUAGE plpgsql
   SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
   admin boolean;
 BEGIN
+  PERFORM pg_advisory_xact_lock(public.codes_batch_lock_key(p_batch_id));
   SELECT is_admin INTO admin FROM public.users
    WHERE id = p_actor AND token_generation = p_token_generation AND email = p_email
      FOR SHARE;
@@ -78,7 +93,19 @@ BEGIN
   END IF;
 END
 $$;
-REVOKE ALL ON FUNCTION codes_actor_check(bigint, bigint, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION codes_actor_check(bigint, bigint, text) TO :"app_role";
+
+-- VOLATILE: its read takes a snapshot of its own, after the lock.
+CREATE FUNCTION codes_batch_stored(p_batch_id uuid) RETURNS boolean
+  LANGUAGE plpgsql VOLATILE
+  SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+  PERFORM pg_advisory_xact_lock_shared(public.codes_batch_lock_key(p_batch_id));
+  RETURN EXISTS (SELECT FROM public.code_batches WHERE batch_id = p_batch_id);
+END
+$$;
+REVOKE ALL ON FUNCTION codes_batch_lock_key(uuid), codes_batch_begin(uuid, bigint, bigint, text),
+  codes_batch_stored(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION codes_batch_lock_key(uuid), codes_batch_begin(uuid, bigint, bigint, text),
+  codes_batch_stored(uuid) TO :"app_role";
 
 INSERT INTO schema_migrations (version) VALUES (15);

@@ -59,7 +59,7 @@ _Static_assert(sizeof migrations / sizeof *migrations == REDEEM_SCHEMA_VERSION,
  * counted (a composed letter that NFC takes apart, a capital whose lower
  * case is two code points). */
 #define SQLSTATE_CHECK_VIOLATION "23514"
-/* SQLSTATEs of codes_actor_check (sql/015): the batch's admin gone or
+/* SQLSTATEs of codes_batch_begin (sql/015): the batch's admin gone or
  * revoked, or no longer an admin. */
 #define SQLSTATE_ACTOR_GONE "RD401"
 #define SQLSTATE_ACTOR_NOT_ADMIN "RD403"
@@ -855,7 +855,8 @@ const redeem_failure_t *redeem_db_query(redeem_db_t *db, redeem_stmt_e stmt,
 
 /* ---- Several statements in one transaction (libpq's pipeline mode): the
  * server runs each as it arrives, and commits them all at the sync, or
- * none. Nothing is run twice: a pipeline that fails fails its request. */
+ * none. Nothing is run twice: a pipeline that fails fails its request (a
+ * batch of codes then asks whether it committed all the same: handle_codes.c). */
 
 /* A pipeline that cannot go on: the connection is shut, so that the server
  * rolls back what it ran, and its next user reconnects (which leaves

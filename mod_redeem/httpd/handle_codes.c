@@ -195,14 +195,15 @@ static const redeem_failure_t *store_batch(redeem_call_t *call, const generate_r
     listing->end = listing->text; /* an attempt before may have written to it */
     *listing->end++ = '[';
     const redeem_failure_t *failure = redeem_db_pipeline_begin(call->db);
-    const char *actor_args[CODES_ACTOR_CHECK_NARGS] = {
-        [ARG_CODES_ACTOR_ID] = call->caller.id_text,
-        [ARG_CODES_ACTOR_TOKEN_GENERATION] =
+    const char *begin_args[CODES_BEGIN_NARGS] = {
+        [ARG_CODES_BEGIN_BATCH_ID] = batch_id,
+        [ARG_CODES_BEGIN_ACTOR] = call->caller.id_text,
+        [ARG_CODES_BEGIN_TOKEN_GENERATION] =
             apr_psprintf(r->pool, "%" APR_INT64_T_FMT, call->caller.token_generation),
-        [ARG_CODES_ACTOR_EMAIL] = call->caller.email,
+        [ARG_CODES_BEGIN_EMAIL] = call->caller.email,
     };
     if (!failure)
-        failure = redeem_db_pipeline_send(call->db, STMT_CODES_ACTOR_CHECK, actor_args, NULL, NULL);
+        failure = redeem_db_pipeline_send(call->db, STMT_CODES_BEGIN, begin_args, NULL, NULL);
     for (int done = 0, n; !failure && done < req->count; done += n) {
         n = req->count - done < CODES_PER_STATEMENT ? req->count - done : CODES_PER_STATEMENT;
         for (int i = 0; i < n; i++) {
@@ -230,6 +231,43 @@ static const redeem_failure_t *store_batch(redeem_call_t *call, const generate_r
     if ((failure = redeem_db_pipeline_send(call->db, STMT_CODES_AUDIT, audit_args, NULL, NULL)))
         return failure;
     return redeem_db_pipeline_commit(call->db, stored);
+}
+
+/* A batch that failed as the database went away or stopped answering may
+ * have committed all the same (its reply lost on the way: a proxy, a NAT or
+ * a failover dropped the connection), or still be running in a backend the
+ * module no longer hears. Asked on a new connection, with RedeemDBTimeout
+ * afresh: codes_batch_stored() waits for the batch's lock, then reads. A
+ * batch stored is answered as stored (*expiry: as the audit statement would
+ * have said it); else the failure stands, nothing stored. */
+static const redeem_failure_t *settle_lost_batch(redeem_call_t *call, const char *batch_id,
+                                                 const generate_request_t *req,
+                                                 const redeem_failure_t *failure,
+                                                 const char **expiry)
+{
+    request_rec *r = call->r;
+    const char *args[CODES_STORED_NARGS] = {
+        [ARG_CODES_STORED_BATCH_ID] = batch_id,
+        [ARG_CODES_STORED_EXPIRES_AT] = req->expires_at,
+    };
+    redeem_rows_t rows;
+    redeem_db_allow(call->db, apr_time_from_msec(call->conf->db_timeout_ms));
+    if (redeem_db_query(call->db, STMT_CODES_STORED, args, &rows) != NULL || rows.nrows != 1) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      RDMNO(0506) "batch %s: lost with the database, and whether it was stored "
+                                  "could not be asked: answered as failed; if it was stored, "
+                                  "its row in audit_log says so",
+                      batch_id);
+        return failure;
+    }
+    if (strcmp(redeem_db_cell(&rows, 0, COL_CODES_STORED), "t") != 0)
+        return failure;
+    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                  RDMNO(0507) "batch %s: its answer was lost with the connection, but it was "
+                              "stored: answering 201",
+                  batch_id);
+    *expiry = redeem_db_cell(&rows, 0, COL_CODES_STORED_EXPIRES_AT);
+    return NULL;
 }
 
 const redeem_failure_t *redeem_handle_generate_codes(redeem_call_t *call)
@@ -287,12 +325,16 @@ const redeem_failure_t *redeem_handle_generate_codes(redeem_call_t *call)
                       admin->id_text);
         return failure;
     }
+    const char *stored_expiry = NULL;
+    if (failure == &redeem_failure_unavailable)
+        failure = settle_lost_batch(call, batch_id, &req, failure, &stored_expiry);
+    else if (!failure)
+        stored_expiry = redeem_db_cell(&stored, 0, COL_CODES_AUDIT_EXPIRES_AT);
     redeem_audit_log_line(r, "codes_generated", admin->id_text, target,
                           failure ? "failed" : "success");
     if (failure)
         return failure;
 
-    const char *stored_expiry = redeem_db_cell(&stored, 0, COL_CODES_AUDIT_EXPIRES_AT);
     json_t *body =
         json_pack("{s:s, s:i, s:s, s:i, s:o}", "message",
                   apr_psprintf(r->pool, "Successfully generated %d redeem codes", req.count),

@@ -22,7 +22,8 @@ typedef enum {
     STMT_ADMIN_INSERT,
     STMT_PING,
     STMT_CODES_INSERT,
-    STMT_CODES_ACTOR_CHECK,
+    STMT_CODES_BEGIN,
+    STMT_CODES_STORED,
     STMT_CODES_AUDIT,
     STMT_CODES_PAGE,
     STMT_CODES_PAGE_USED,
@@ -160,17 +161,26 @@ enum {
     " $1::uuid, $2::integer, $3::timestamptz"                                                      \
     " FROM generate_series(0, (length($4::bytea) - 1) / 32) AS i"
 
-/* A batch's first statement: its admin still exists, with the token's
- * generation and email, and is still an admin; the row is held (FOR SHARE)
- * to the batch's commit, so that a revocation or a demotion waits for it.
- * Refused with SQLSTATE RD401 or RD403 (sql/015): the batch is rolled back. */
+/* A batch's first statement: it takes the batch's lock (an advisory lock of
+ * its id), then checks that its admin still exists, with the token's
+ * generation and email, and is still an admin; both are held to the
+ * batch's commit, so that a revocation or a demotion waits for it. Refused
+ * with SQLSTATE RD401 or RD403 (sql/015): the batch is rolled back. */
 enum {
-    ARG_CODES_ACTOR_ID,
-    ARG_CODES_ACTOR_TOKEN_GENERATION,
-    ARG_CODES_ACTOR_EMAIL,
-    CODES_ACTOR_CHECK_NARGS
+    ARG_CODES_BEGIN_BATCH_ID,
+    ARG_CODES_BEGIN_ACTOR,
+    ARG_CODES_BEGIN_TOKEN_GENERATION,
+    ARG_CODES_BEGIN_EMAIL,
+    CODES_BEGIN_NARGS
 };
-#define SQL_CODES_ACTOR_CHECK "SELECT codes_actor_check($1::bigint, $2::bigint, $3::text)"
+#define SQL_CODES_BEGIN "SELECT codes_batch_begin($1::uuid, $2::bigint, $3::bigint, $4::text)"
+
+/* Whether a batch whose connection was lost before its answer was stored:
+ * waits for the batch's lock (a batch still running), then reads. Answers
+ * the batch's expiry as the audit statement would have. */
+enum { ARG_CODES_STORED_BATCH_ID, ARG_CODES_STORED_EXPIRES_AT, CODES_STORED_NARGS };
+enum { COL_CODES_STORED, COL_CODES_STORED_EXPIRES_AT, CODES_STORED_NCOLS };
+#define SQL_CODES_STORED "SELECT codes_batch_stored($1::uuid), api_ts($2::timestamptz)"
 
 /* The batch's audit row, last in its transaction; answers the batch's
  * expiry as stored (in the API's format). */

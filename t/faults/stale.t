@@ -114,13 +114,17 @@ sub proxy_loop {
                 # bytes that run the statement codes_insert are not forwarded
                 # (on whichever connection they come first, once); a: as r,
                 # for the first bytes that run (bind) the statement
-                # audit_insert, on whichever connection they come first, once.
+                # audit_insert, on whichever connection they come first, once;
+                # g: as a, for codes_begin (a batch's first statement); G: as
+                # h, for codes_begin.
                 for my $client (keys %is_client) {
                     # The latest command alone holds: marks do not pile up.
                     delete @{$_}{$client} for \%doomed, \%lose_reply, \%hang_up, \%doom_codes,
                       \%lose_audit_reply;
                     if ($cmd eq 'r') { $lose_reply{$client} = 1 }
-                    elsif ($cmd eq 'a') { $lose_audit_reply{$client} = 1 }
+                    elsif ($cmd eq 'a') { $lose_audit_reply{$client} = 'redeem_audit_insert' }
+                    elsif ($cmd eq 'g') { $lose_audit_reply{$client} = 'redeem_codes_begin' }
+                    elsif ($cmd eq 'G') { $lose_audit_reply{$client} = '!redeem_codes_begin' }
                     elsif ($cmd eq 'h' || $cmd eq 's') { $hang_up{$client} = $cmd }
                     elsif ($cmd eq 'c') { $doom_codes{$client} = 1 }
                     else { $doomed{$client} = 1 }
@@ -164,10 +168,12 @@ sub proxy_loop {
                 }
                 my $to = $peer{"$fh"};
                 $reply_doomed{"$to"} = 1 if delete $lose_reply{"$fh"};
-                if ($n && $lose_audit_reply{"$fh"} && substr($buf, 0, 1) eq 'B'
-                    && index($buf, 'redeem_audit_insert') >= 0) {
+                my $named = $lose_audit_reply{"$fh"};
+                my $hang_up_named = $named && $named =~ s/^!//;
+                if ($named && substr($buf, 0, 1) eq 'B' && index($buf, $named) >= 0) {
                     %lose_audit_reply = ();
-                    $reply_doomed{"$to"} = 1;
+                    if ($hang_up_named) { $hang_up{"$fh"} = 'h' }
+                    else { $reply_doomed{"$to"} = 1 }
                 }
                 for (my $off = 0; $off < $n;) {
                     my $w = syswrite($to, $buf, $n - $off, $off);
@@ -718,3 +724,94 @@ POST /redeem
 SELECT count(*), min(outcome), count(DISTINCT request_id) FROM audit_log WHERE event = 'redeem' AND actor_id = $USER_ID_zora;
 --- db_check_out
 1|forbidden|1
+
+
+
+=== TEST 105: every pooled connection in use once more
+--- config eval
+proxy_config()
+--- login: alice
+--- request
+GET /api/profile
+--- concurrency: 20
+--- error_code_counts
+200: 20
+
+
+
+=== TEST 106: a batch of codes whose reply is lost after it committed: the module asks, on a new connection, whether it was stored, and answers 201 with its codes (it was 503 with the batch stored), one audit row
+--- config eval
+proxy_config()
+--- login: admin
+--- db_init eval
+doom_connections('g') > 0 or die "no connection to doom\n";
+'SELECT 1'
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 3, "duration_months": 2}
+--- error_code: 201
+--- response_json
+{"count": 3, "duration_months": 2, "expires_at": null}
+--- save_json
+BATCH106=batch_id
+CODE106=codes.0
+--- error_log
+/RDM0507: batch [0-9a-f-]{36}: its answer was lost with the connection, but it was stored: answering 201/
+/RDM0401: audit: event=codes_generated .* outcome=success/
+--- db_check
+SELECT count(*), min(duration_months) FROM redeem_codes WHERE batch_id = '$BATCH106';
+SELECT count(*) FROM audit_log WHERE event = 'codes_generated' AND target LIKE 'batch $BATCH106 %';
+--- db_check_out
+3|2
+1
+
+
+
+=== TEST 107: the codes of that batch redeem
+--- config eval
+proxy_config()
+--- login: alice
+--- request
+POST /redeem
+--- request_json
+{"card_code": "$CODE106"}
+--- error_code: 200
+
+
+
+=== TEST 108: every pooled connection in use once more
+--- config eval
+proxy_config()
+--- login: alice
+--- request
+GET /api/profile
+--- concurrency: 20
+--- error_code_counts
+200: 20
+
+
+
+=== TEST 109: a batch whose connection is lost while it still runs in the database (held up on its admin's row, which another session holds for 2 s): the module's question waits for the batch's lock, finds it stored once it commits, and answers 201
+--- config eval
+proxy_config()
+--- login: admin
+--- db_init eval
+lock_user_row(user_id('admin'), 2);
+doom_connections('G') > 0 or die "no connection to doom\n";
+'SELECT 1'
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 4}
+--- error_code: 201
+--- save_json
+BATCH109=batch_id
+--- error_log
+/RDM0507: batch [0-9a-f-]{36}: its answer was lost with the connection, but it was stored: answering 201/
+--- db_check
+SELECT count(*) FROM redeem_codes WHERE batch_id = '$BATCH109';
+SELECT count(*) FROM audit_log WHERE event = 'codes_generated' AND target LIKE 'batch $BATCH109 %';
+--- db_check_out
+4
+1
