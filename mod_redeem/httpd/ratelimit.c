@@ -10,6 +10,7 @@
 #include <apr_atomic.h>
 
 #include <arpa/inet.h>
+#include <sys/un.h>
 
 static const struct {
     const char *name;
@@ -66,10 +67,19 @@ const char *redeem_ratelimit_parse_store(apr_pool_t *p, const char *kind, const 
         if (query &&
             (strncmp(query, "?db=", 4) != 0 || redeem_text_parse_int64(query + 4, 0, 15, &db) != 0))
             return "RedeemRateLimitStore unix:///PATH[?db=DB]: DB 0 to 15";
+        size_t path_len = query ? (size_t)(query - path) : strlen(path);
+        /* A path that can never be connected to would fall back for ever:
+         * a socket file (not the root, nor a directory's trailing slash)
+         * whose name fits sockaddr_un. */
+        if (path_len < 2 || path[path_len - 1] == '/' ||
+            path_len >= sizeof(((struct sockaddr_un *)0)->sun_path))
+            return apr_psprintf(p,
+                                "RedeemRateLimitStore unix:///PATH: PATH must name a socket file, "
+                                "in at most %d bytes",
+                                (int)sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
         store->kind = REDEEM_STORE_REDIS;
         store->redis_host = NULL;
-        store->redis_socket =
-            query ? apr_pstrndup(p, path, (size_t)(query - path)) : apr_pstrdup(p, path);
+        store->redis_socket = apr_pstrndup(p, path, path_len);
         store->redis_port = 0;
         store->redis_db = (int)db;
         store->redis_url = kind;

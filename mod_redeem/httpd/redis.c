@@ -50,7 +50,15 @@ static const char gcra_script[] =
     "return out\n";
 
 /* Why the last connection could not be made, for the log. */
-enum { CONNECT_REFUSED = 1, CONNECT_AUTH_REFUSED, CONNECT_SELECT_REFUSED };
+enum {
+    CONNECT_REFUSED = 1,    /* no connection: refused, no such socket, or none in time */
+    CONNECT_SILENT,         /* connected, but AUTH or SELECT had no answer in time */
+    CONNECT_FULL,           /* Redis at its maxclients */
+    CONNECT_LOADING,        /* Redis still loading its data */
+    CONNECT_AUTH_REFUSED,   /* AUTH answered with a refusal of the credentials */
+    CONNECT_SELECT_REFUSED, /* SELECT refused (no such database, or AUTH needed) */
+    CONNECT_OTHER           /* AUTH or SELECT answered with another error */
+};
 
 struct redeem_redis {
     apr_reslist_t *contexts;
@@ -73,14 +81,93 @@ typedef struct {
     int used;
 } pooled_t;
 
-/* Runs a command on a new connection: whether Redis answered it OK. */
-static int status_reply(redisContext *c, int argc, const char **argv)
+/* Sets what is left until deadline as the socket's timeout: 0 (c->err set)
+ * once it is past. */
+static int time_left(redisContext *c, apr_time_t deadline)
 {
-    redisReply *reply = redisCommandArgv(c, argc, argv, NULL);
-    int ok = reply && reply->type == REDIS_REPLY_STATUS;
+    apr_interval_time_t left = deadline - apr_time_now();
+    if (left <= 0) {
+        c->err = REDIS_ERR_IO;
+        snprintf(c->errstr, sizeof c->errstr, "no answer within %d ms", REDIS_TIMEOUT_USEC / 1000);
+        return 0;
+    }
+    struct timeval tv = {(time_t)(left / APR_USEC_PER_SEC), (suseconds_t)(left % APR_USEC_PER_SEC)};
+    return redisSetTimeout(c, tv) == REDIS_OK;
+}
+
+/* A read or write the socket's timeout ended says so, not "Resource
+ * temporarily unavailable" (EAGAIN, as hiredis reports it). */
+static void name_timeout(redisContext *c)
+{
+    if (c->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK))
+        snprintf(c->errstr, sizeof c->errstr, "no answer within %d ms", REDIS_TIMEOUT_USEC / 1000);
+}
+
+/* One command and its whole reply within REDIS_TIMEOUT_USEC. The socket's
+ * timeouts bound each read and write alone, so a Redis (or a path to it)
+ * that answers a few bytes at a time would hold the request for as long as
+ * it trickles: past the first read, each read gets only what is left. NULL
+ * with c->err set when it fails; the context is then of no further use. */
+static redisReply *command(redisContext *c, int argc, const char **argv)
+{
+    apr_time_t deadline = apr_time_now() + REDIS_TIMEOUT_USEC;
+    int done = 0, shortened = 0;
+    void *reply = NULL;
+    if (redisAppendCommandArgv(c, argc, argv, NULL) != REDIS_OK)
+        return NULL;
+    for (int pass = 0; !done; pass++) {
+        if (pass > 0 && !(shortened = time_left(c, deadline)))
+            return NULL;
+        if (redisBufferWrite(c, &done) != REDIS_OK) {
+            name_timeout(c);
+            return NULL;
+        }
+    }
+    for (int pass = 0;; pass++) {
+        if (redisGetReplyFromReader(c, &reply) != REDIS_OK)
+            return NULL;
+        if (reply)
+            break;
+        /* The first read has the socket's whole timeout (set at connect):
+         * no system call more for the common reply of one read. */
+        if (pass > 0 && !(shortened = time_left(c, deadline)))
+            return NULL;
+        if (redisBufferRead(c) != REDIS_OK) {
+            name_timeout(c);
+            return NULL;
+        }
+    }
+    if (shortened) {
+        struct timeval whole = {0, REDIS_TIMEOUT_USEC};
+        if (redisSetTimeout(c, whole) != REDIS_OK) {
+            freeReplyObject(reply);
+            return NULL;
+        }
+    }
+    return reply;
+}
+
+/* Runs AUTH or SELECT on a new connection: 0 when Redis answered it OK,
+ * else why not (CONNECT_...). */
+static int setup_command(redisContext *c, int argc, const char **argv, int refused)
+{
+    redisReply *reply = command(c, argc, argv);
+    int error = !reply                                                      ? CONNECT_SILENT
+                : reply->type == REDIS_REPLY_STATUS                         ? 0
+                : reply->type != REDIS_REPLY_ERROR                          ? CONNECT_OTHER
+                : strncmp(reply->str, "ERR max number of clients", 25) == 0 ? CONNECT_FULL
+                : strncmp(reply->str, "LOADING", 7) == 0                    ? CONNECT_LOADING
+                : strncmp(reply->str, "WRONGPASS", 9) == 0 ||
+                        strncmp(reply->str, "NOAUTH", 6) == 0 ||
+                        strncmp(reply->str, "NOPERM", 6) == 0 ||
+                        strncmp(reply->str, "ERR invalid password", 20) == 0 ||
+                        strncmp(reply->str, "ERR AUTH", 8) == 0 ||
+                        strncmp(reply->str, "ERR DB index", 12) == 0
+                    ? refused
+                    : CONNECT_OTHER;
     if (reply)
         freeReplyObject(reply);
-    return ok;
+    return error;
 }
 
 static apr_status_t connect_context(void **resource, void *params, apr_pool_t *pool)
@@ -102,10 +189,10 @@ static apr_status_t connect_context(void **resource, void *params, apr_pool_t *p
     const char *auth[] = {"AUTH", redis->user ? redis->user : redis->password, redis->password};
     const char *select_db[] = {"SELECT", db_text};
     int error = 0;
-    if (redis->password && !status_reply(c, redis->user ? 3 : 2, auth))
-        error = CONNECT_AUTH_REFUSED;
-    else if (redis->db && !status_reply(c, 2, select_db))
-        error = CONNECT_SELECT_REFUSED;
+    if (redis->password)
+        error = setup_command(c, redis->user ? 3 : 2, auth, CONNECT_AUTH_REFUSED);
+    if (!error && redis->db)
+        error = setup_command(c, 2, select_db, CONNECT_SELECT_REFUSED);
     if (error) {
         redisFree(c);
         apr_atomic_set32(&redis->connect_error, (apr_uint32_t)error);
@@ -177,13 +264,13 @@ static redisReply *run_script(redeem_redis_t *redis, redisContext *c, apr_pool_t
         argv[4 + n + 2 * i] =
             apr_psprintf(p, "%" APR_INT64_T_FMT, (apr_int64_t)policies[i]->limit_ms);
     }
-    redisReply *reply = redisCommandArgv(c, argc, argv, NULL);
+    redisReply *reply = command(c, argc, argv);
     if (reply && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0) {
         /* A restarted or flushed Redis forgot the script: send it whole. */
         freeReplyObject(reply);
         argv[0] = "EVAL";
         argv[1] = gcra_script;
-        reply = redisCommandArgv(c, argc, argv, NULL);
+        reply = command(c, argc, argv);
     }
     return reply;
 }
@@ -248,10 +335,15 @@ int redeem_redis_gcra(redeem_redis_t *redis, apr_pool_t *p, const char *const *k
         if (!pooled) {
             uint32_t error = redis ? apr_atomic_read32(&redis->connect_error) : 0;
             *why = APR_STATUS_IS_TIMEUP(status)    ? "every connection of this child busy for 50 ms"
+                   : error == CONNECT_SILENT       ? "connected, but no answer to AUTH or SELECT "
+                                                     "within 50 ms"
+                   : error == CONNECT_FULL         ? "it refuses connections: maxclients reached"
+                   : error == CONNECT_LOADING      ? "it is still loading its data"
                    : error == CONNECT_AUTH_REFUSED ? "AUTH refused (RedeemRateLimitStoreAuthFile)"
                    : error == CONNECT_SELECT_REFUSED
                        ? "SELECT of the database refused (does it need AUTH?)"
-                       : "cannot connect";
+                   : error == CONNECT_OTHER ? "AUTH or SELECT answered with an error"
+                                            : "cannot connect";
             return -1;
         }
         redisContext *c = pooled->c;

@@ -17,12 +17,15 @@
 /* The table starts at the first 64-byte boundary after the header; APR's
  * segment itself is only 8-byte aligned (it keeps its size in front). */
 #define HEADER_BYTES (sizeof(redeem_shared_t) + REDEEM_LIMIT_TABLE_ALIGN)
-/* Anything that changes the layout changes this: the place of the
- * endpoints' counters too, which a new redemption outcome moves (a counter
- * appended at the end of the room moves none). */
+/* Anything that changes the layout changes this: the header's size, the
+ * table's alignment, and the place of every counter (the endpoints' block
+ * moves with a new redemption outcome, and what follows it with a new
+ * route, status class or latency bucket; a counter appended at the end of
+ * the room moves none). Each term in bits of its own. */
 #define LAYOUT                                                                                     \
     ((uint32_t)(sizeof(redeem_shared_t) << 8 | REDEEM_LIMIT_TABLE_ALIGN) ^                         \
-     (uint32_t)REDEEM_COUNTER_ENDPOINT_FIRST << 20)
+     (uint32_t)REDEEM_COUNTER_ENDPOINT_FIRST << 20 ^ (uint32_t)REDEEM_ENDPOINTS << 12 ^            \
+     (uint32_t)REDEEM_ENDPOINT_COUNTERS << 26 ^ (uint32_t)REDEEM_COUNTER_COUNT_ << 4)
 
 _Static_assert(REDEEM_SCOPES == REDEEM_SCOPE_COUNT_, "one limited-requests counter per scope");
 _Static_assert(REDEEM_COUNTER_COUNT_ <= REDEEM_COUNTER_SLOTS, "the counters fit their room");

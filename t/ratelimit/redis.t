@@ -25,6 +25,53 @@ for ([$AUTH_FILE, $AUTH_PASSWORD], [$WRONG_AUTH_FILE, 'not-the-password']) {
 }
 END { unlink $AUTH_FILE, $WRONG_AUTH_FILE }
 
+# A relay to the private Redis that passes each reply on one byte every
+# 20 ms (the requests as they come): a Redis, or a path to it, that answers
+# slowly but never stops. Its port; it ends with this file.
+our ($TRICKLE_PID, $TRICKLE_PORT);
+sub trickle_relay {
+    return $TRICKLE_PORT if $TRICKLE_PID;
+    require IO::Socket::INET;
+    require IO::Select;
+    my $listen = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 16,
+                                       ReuseAddr => 1) or die "relay: $!";
+    $TRICKLE_PORT = $listen->sockport;
+    $TRICKLE_PID = fork // die "fork: $!";
+    return $TRICKLE_PORT if $TRICKLE_PID;
+    $SIG{PIPE} = 'IGNORE';
+    # Each connection's pair, and each Redis side's reply not yet passed on.
+    my (%peer, %pending, %client_of);
+    my $sel = IO::Select->new($listen);
+    while (1) {
+        for my $fh ($sel->can_read(0.02)) {
+            if ($fh == $listen) {
+                my $client = $listen->accept or next;
+                my $redis = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                                  PeerPort => $ENV{TEST_REDEEM_REDIS_PORT}) or next;
+                @peer{"$client", "$redis"} = ($redis, $client);
+                $client_of{"$redis"} = $client;
+                $pending{"$redis"} = '';
+                $sel->add($client, $redis);
+                next;
+            }
+            my $other = $peer{"$fh"} or next;
+            my $buf;
+            if (!sysread($fh, $buf, 65536)) {
+                for ($fh, $other) { $sel->remove($_); delete $peer{"$_"}; delete $pending{"$_"};
+                                    delete $client_of{"$_"}; close $_ }
+                next;
+            }
+            if (exists $pending{"$fh"}) { $pending{"$fh"} .= $buf }
+            else { syswrite($other, $buf) }
+        }
+        # One byte of each pending reply a pass (about every 20 ms).
+        for my $redis (keys %pending) {
+            syswrite($client_of{$redis}, substr($pending{$redis}, 0, 1, '')) if length $pending{$redis};
+        }
+    }
+}
+END { if ($TRICKLE_PID) { local $?; kill 'KILL', $TRICKLE_PID; waitpid $TRICKLE_PID, 0 } }
+
 sub redeem_on {
     my ($port, $user, $code) = @_;
     return api_request_to($port, 'POST', '/redeem', qq({"card_code": "$code"}),
@@ -487,3 +534,19 @@ $again == 429 or die "the first address again (its state in Redis): $again\n";
 metric_value('redeem_ratelimit_evictions_total') > $evictions or die "300 keys in 64 slots, no eviction counted\n";
 --- no_error_log
 RDM0602
+
+
+
+=== TEST 19: a Redis that answers a byte every 20 ms (through a relay): each call still gives up after 50 ms in all, not 50 ms a read: the limits fall back to the host's table, and the failure is counted and logged with its reason
+--- config eval
+"RedeemRateLimitStore redis://127.0.0.1:" . trickle_relay() . "/3\nRedeemRateLimit redeem-user 100 3600\n$METRICS"
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $failures = metric_value('redeem_ratelimit_redis_failures_total');
+my @got = redeem_one_by_one('gus', 2);
+"@got" eq '404 404' or die "statuses: @got";
+metric_value('redeem_ratelimit_redis_failures_total') > $failures or die 'no failure counted';
+--- error_log
+/RDM0602: Redis \S+ failed \((?:no answer within 50 ms|connected, but no answer to AUTH or SELECT within 50 ms)\)/

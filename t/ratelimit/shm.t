@@ -689,6 +689,24 @@ RedeemRateLimitStore takes shm [ENTRIES], redis://HOST:PORT[/DB] [ENTRIES] or un
 
 
 
+=== TEST 26d: apachectl -t: a Unix socket path that can never be connected to (the root)
+--- config
+RedeemRateLimitStore unix:///
+--- must_die
+--- error_log
+RedeemRateLimitStore unix:///PATH: PATH must name a socket file, in at most 107 bytes
+
+
+
+=== TEST 26e: apachectl -t: ... nor one longer than a socket address holds
+--- config eval
+"RedeemRateLimitStore unix:///" . ('d' x 110) . "/redis.sock\n"
+--- must_die
+--- error_log
+RedeemRateLimitStore unix:///PATH: PATH must name a socket file, in at most 107 bytes
+
+
+
 === TEST 28: a Redis password file with the host's table as the store
 --- config
 RedeemRateLimitStoreAuthFile /dev/null
