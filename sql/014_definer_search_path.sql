@@ -11,7 +11,7 @@
 -- that trigger as the functions' owner, superuser included. Each such
 -- function of the schema now searches pg_catalog, then public, then pg_temp
 -- last, as 004's and 010's always did. A function added later states the
--- same path itself (t/operations.t checks every one).
+-- same path itself (t/codes/lookup_key.t checks every one).
 
 DO $$
 DECLARE

@@ -20,12 +20,15 @@
 -- up every audit row (so every redemption, batch and admin read) until this
 -- migration commits: apply it when the site is quiet.
 --
--- codes_batch_begin() is a batch's first statement. It takes the batch's
--- own lock (an advisory lock of its id) to the commit, then checks the
--- admin again and holds the admin's row (FOR SHARE) to the commit: a batch
--- whose admin was deleted, had its tokens revoked (RD401) or lost the role
--- (RD403) after the request's token was read is refused, and such a change
--- made while a batch is under way waits for it. codes_batch_stored() is
+-- codes_batch_begin() is a batch's first statement: it takes the batch's
+-- own lock (an advisory lock of its id) to the commit. codes_actor_check()
+-- runs in the batch's audit statement, its last: it checks the admin again
+-- on a snapshot of that moment and holds the admin's row (FOR SHARE) the
+-- few moments to the commit: a batch whose admin was deleted, had its
+-- tokens revoked (RD401) or lost the role (RD403) after the request's token
+-- was read is refused, and such a change is never committed before a batch
+-- stored after it (the admin's own redemptions and logins are not held up
+-- by the inserts before it). codes_batch_stored() is
 -- what the module asks, on a new connection, when it lost its connection
 -- to a batch before the answer: it waits for the batch's lock (the batch
 -- still running when its connection was lost), then says whether the batch
@@ -52,12 +55,12 @@ CREATE FUNCTION audit_request_logged(p_request_id text, p_event text, p_actor bi
   SET plan_cache_mode = force_custom_plan AS $$
 DECLARE
   since timestamptz := now() - interval '1 day';
-  until timestamptz := now();
+  until timestamptz := now() + interval '1 day'; -- a failover to a clock behind
 BEGIN
   RETURN EXISTS (SELECT FROM public.audit_log
                   WHERE request_id = p_request_id AND event = p_event AND actor_id = p_actor
                     AND (event <> 'redeem' OR outcome <> 'success')
-                    AND occurred_at > since AND occurred_at <= until);
+                    AND occurred_at > since AND occurred_at < until);
 END
 $$;
 REVOKE ALL ON FUNCTION audit_request_logged(text, text, bigint) FROM PUBLIC;
@@ -72,15 +75,19 @@ $$;
 
 -- These run as their caller (the module's role may lock its users' rows and
 -- read code_batches).
-CREATE FUNCTION codes_batch_begin(p_batch_id uuid, p_actor bigint, p_token_generation bigint,
-                                  p_email text)
+CREATE FUNCTION codes_batch_begin(p_batch_id uuid) RETURNS void
+  LANGUAGE sql
+  SET search_path = pg_catalog, public, pg_temp AS $$
+  SELECT pg_advisory_xact_lock(public.codes_batch_lock_key(p_batch_id))
+$$;
+
+CREATE FUNCTION codes_actor_check(p_actor bigint, p_token_generation bigint, p_email text)
   RETURNS void
   LANGUAGE plpgsql
   SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
   admin boolean;
 BEGIN
-  PERFORM pg_advisory_xact_lock(public.codes_batch_lock_key(p_batch_id));
   SELECT is_admin INTO admin FROM public.users
    WHERE id = p_actor AND token_generation = p_token_generation AND email = p_email
      FOR SHARE;
@@ -103,9 +110,29 @@ BEGIN
   RETURN EXISTS (SELECT FROM public.code_batches WHERE batch_id = p_batch_id);
 END
 $$;
-REVOKE ALL ON FUNCTION codes_batch_lock_key(uuid), codes_batch_begin(uuid, bigint, bigint, text),
-  codes_batch_stored(uuid) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION codes_batch_lock_key(uuid), codes_batch_begin(uuid, bigint, bigint, text),
-  codes_batch_stored(uuid) TO :"app_role";
+REVOKE ALL ON FUNCTION codes_batch_lock_key(uuid), codes_batch_begin(uuid),
+  codes_actor_check(bigint, bigint, text), codes_batch_stored(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION codes_batch_lock_key(uuid), codes_batch_begin(uuid),
+  codes_actor_check(bigint, bigint, text), codes_batch_stored(uuid) TO :"app_role";
+
+-- A database migrated with a draft of migration 014 made before 0.6.0
+-- (which had this migration's refusal check, and no search path fix):
+-- its leftovers go, and every function that runs as its owner gets 014's
+-- search path here too. Nothing to do on any other database.
+SET client_min_messages = warning; -- no notice for what is not there
+DROP FUNCTION IF EXISTS redeem_refusal_logged(text, bigint);
+DROP INDEX IF EXISTS audit_log_redeem_refusal;
+DO $$
+DECLARE
+  f regprocedure;
+BEGIN
+  FOR f IN SELECT p.oid FROM pg_proc p
+            WHERE p.prosecdef AND p.pronamespace = 'public'::regnamespace
+              AND NOT coalesce('search_path=pg_catalog, public, pg_temp' = ANY (p.proconfig), false)
+  LOOP
+    EXECUTE format('ALTER FUNCTION %s SET search_path = pg_catalog, public, pg_temp', f);
+  END LOOP;
+END
+$$;
 
 INSERT INTO schema_migrations (version) VALUES (15);

@@ -59,7 +59,7 @@ _Static_assert(sizeof migrations / sizeof *migrations == REDEEM_SCHEMA_VERSION,
  * counted (a composed letter that NFC takes apart, a capital whose lower
  * case is two code points). */
 #define SQLSTATE_CHECK_VIOLATION "23514"
-/* SQLSTATEs of codes_batch_begin (sql/015): the batch's admin gone or
+/* SQLSTATEs of codes_actor_check (sql/015): the batch's admin gone or
  * revoked, or no longer an admin. */
 #define SQLSTATE_ACTOR_GONE "RD401"
 #define SQLSTATE_ACTOR_NOT_ADMIN "RD403"
@@ -806,7 +806,7 @@ static const redeem_failure_t *run_statement(redeem_db_t *db, redeem_stmt_e id,
          * the rest would leave it to commit while its client is told 503. A
          * read may use all of its time (a health check has half a second). */
         const redeem_stmt_t *first = &redeem_statements[id];
-        int writes = !first->retry_safe || first->rerun != id;
+        int writes = first->retry_safe != REDEEM_STMT_READS;
         const redeem_failure_t *failure = make_ready(db);
         if (!failure)
             failure = out_of_time(db, "statement ", stmt->name,

@@ -195,13 +195,7 @@ static const redeem_failure_t *store_batch(redeem_call_t *call, const generate_r
     listing->end = listing->text; /* an attempt before may have written to it */
     *listing->end++ = '[';
     const redeem_failure_t *failure = redeem_db_pipeline_begin(call->db);
-    const char *begin_args[CODES_BEGIN_NARGS] = {
-        [ARG_CODES_BEGIN_BATCH_ID] = batch_id,
-        [ARG_CODES_BEGIN_ACTOR] = call->caller.id_text,
-        [ARG_CODES_BEGIN_TOKEN_GENERATION] =
-            apr_psprintf(r->pool, "%" APR_INT64_T_FMT, call->caller.token_generation),
-        [ARG_CODES_BEGIN_EMAIL] = call->caller.email,
-    };
+    const char *begin_args[CODES_BEGIN_NARGS] = {[ARG_CODES_BEGIN_BATCH_ID] = batch_id};
     if (!failure)
         failure = redeem_db_pipeline_send(call->db, STMT_CODES_BEGIN, begin_args, NULL, NULL);
     for (int done = 0, n; !failure && done < req->count; done += n) {
@@ -227,6 +221,9 @@ static const redeem_failure_t *store_batch(redeem_call_t *call, const generate_r
         [ARG_CODES_AUDIT_CLIENT] = r->useragent_ip,
         [ARG_CODES_AUDIT_REQUEST_ID] = redeem_request_id(r),
         [ARG_CODES_AUDIT_EXPIRES_AT] = req->expires_at,
+        [ARG_CODES_AUDIT_TOKEN_GENERATION] =
+            apr_psprintf(r->pool, "%" APR_INT64_T_FMT, call->caller.token_generation),
+        [ARG_CODES_AUDIT_EMAIL] = call->caller.email,
     };
     if ((failure = redeem_db_pipeline_send(call->db, STMT_CODES_AUDIT, audit_args, NULL, NULL)))
         return failure;

@@ -25,9 +25,12 @@ static const redeem_failure_t *refuse_attempt(redeem_call_t *call, const char *o
         record(call, NULL, "failed");
         return failure;
     }
-    if ((failure =
-             redeem_audit_write_row(call->r, call->db, "redeem", &call->caller, NULL, outcome, 0)))
+    if ((failure = redeem_audit_write_row(call->r, call->db, "redeem", &call->caller, NULL, outcome,
+                                          0))) {
+        if (failure->status != HTTP_UNAUTHORIZED) /* else the actor is gone: no attempt */
+            redeem_metrics_redemption(call->r, "failed");
         return failure;
+    }
     redeem_metrics_redemption(call->r, outcome);
     return redeem_failure(call->r->pool, status, message);
 }

@@ -66,7 +66,7 @@ extern const redeem_failure_t redeem_failure_key_taken;
  * (NFC, lowercased: it can outgrow the 254 characters the module counted):
  * 400, as any invalid email. */
 extern const redeem_failure_t redeem_failure_email_too_long;
-/* A batch refused by its first statement (codes_batch_begin, sql/015): its
+/* A batch refused by its audit statement's check (codes_actor_check, sql/015): its
  * admin was deleted or its tokens revoked (401), or it is no longer an admin
  * (403), since the request's token was read. */
 extern const redeem_failure_t redeem_failure_actor_gone;

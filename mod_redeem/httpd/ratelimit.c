@@ -367,8 +367,10 @@ static int first_in_window(redeem_server_conf *conf, redeem_scope_e scope, const
            check_table(conf, &once, tagged, len, &verdict) == 0 && verdict.allowed;
 }
 
-/* Apart from the log's: a refusal that cannot have a row (its token failed:
- * no actor) must not use up the window's row. */
+/* Apart from the log's: a refusal that cannot have a row (its token failed
+ * its check: no actor) must not use up the window's row. (One whose token
+ * holds but whose account is gone or revoked is found out only as its row
+ * is refused: it has used the turn by then.) */
 int redeem_ratelimit_first_audited(request_rec *r)
 {
     const refusal_t *refusal = NULL;

@@ -2,9 +2,9 @@
  * and columns; this table gives each its label and counts. */
 #include "httpd/statements.h"
 
-#define READS 1
+#define READS REDEEM_STMT_READS
 #define WRITES 0
-#define REPLAYABLE 1 /* a write that recognizes its own earlier run */
+#define REPLAYABLE REDEEM_STMT_REPLAYABLE /* a write that recognizes its own earlier run */
 #define STATEMENT_RERUN_AS(id, label, nargs, ncols, reads, rerun)                                  \
     [STMT_##id] = {label, SQL_##id, nargs, ncols, reads, STMT_##rerun}
 #define STATEMENT(id, label, nargs, ncols, reads)                                                  \

@@ -37,13 +37,16 @@ typedef enum {
     STMT_COUNT_
 } redeem_stmt_e;
 
+enum { REDEEM_STMT_READS = 1, REDEEM_STMT_REPLAYABLE = 2 };
+
 typedef struct {
     const char *name; /* in the log, and the label redeem_<name> */
     const char *sql;
     int nargs;
     int ncols;           /* result columns; 0 for statements run with redeem_db_exec */
-    int retry_safe;      /* a reading, or a write that knows its own replay: may run again on a
-                          * fresh connection when the old one died under it */
+    int retry_safe;      /* a reading (REDEEM_STMT_READS), or a write that knows its own
+                          * replay (REDEEM_STMT_REPLAYABLE): may run again on a fresh
+                          * connection when the old one died under it; 0: never */
     redeem_stmt_e rerun; /* what runs again then: itself, or a variant (REDEEM_RERUN) */
 } redeem_stmt_t;
 
@@ -162,18 +165,9 @@ enum {
     " FROM generate_series(0, (length($4::bytea) - 1) / 32) AS i"
 
 /* A batch's first statement: it takes the batch's lock (an advisory lock of
- * its id), then checks that its admin still exists, with the token's
- * generation and email, and is still an admin; both are held to the
- * batch's commit, so that a revocation or a demotion waits for it. Refused
- * with SQLSTATE RD401 or RD403 (sql/015): the batch is rolled back. */
-enum {
-    ARG_CODES_BEGIN_BATCH_ID,
-    ARG_CODES_BEGIN_ACTOR,
-    ARG_CODES_BEGIN_TOKEN_GENERATION,
-    ARG_CODES_BEGIN_EMAIL,
-    CODES_BEGIN_NARGS
-};
-#define SQL_CODES_BEGIN "SELECT codes_batch_begin($1::uuid, $2::bigint, $3::bigint, $4::text)"
+ * its id) to the commit (SQL_CODES_STORED waits for it). */
+enum { ARG_CODES_BEGIN_BATCH_ID, CODES_BEGIN_NARGS };
+#define SQL_CODES_BEGIN "SELECT codes_batch_begin($1::uuid)"
 
 /* Whether a batch whose connection was lost before its answer was stored:
  * waits for the batch's lock (a batch still running), then reads. Answers
@@ -183,19 +177,26 @@ enum { COL_CODES_STORED, COL_CODES_STORED_EXPIRES_AT, CODES_STORED_NCOLS };
 #define SQL_CODES_STORED "SELECT codes_batch_stored($1::uuid), api_ts($2::timestamptz)"
 
 /* The batch's audit row, last in its transaction; answers the batch's
- * expiry as stored (in the API's format). */
+ * expiry as stored (in the API's format). It checks the admin first
+ * (codes_actor_check, sql/015): still there with the token's generation
+ * and email, and still an admin, on a snapshot of now, its row held to the
+ * commit so that a revocation or a demotion waits for it; refused with
+ * SQLSTATE RD401 or RD403, and the batch is rolled back. */
 enum {
     ARG_CODES_AUDIT_ACTOR,
     ARG_CODES_AUDIT_TARGET,
     ARG_CODES_AUDIT_CLIENT,
     ARG_CODES_AUDIT_REQUEST_ID,
     ARG_CODES_AUDIT_EXPIRES_AT, /* NULL: never */
+    ARG_CODES_AUDIT_TOKEN_GENERATION,
+    ARG_CODES_AUDIT_EMAIL,
     CODES_AUDIT_NARGS
 };
 enum { COL_CODES_AUDIT_EXPIRES_AT, CODES_AUDIT_NCOLS };
 #define SQL_CODES_AUDIT                                                                            \
     "INSERT INTO audit_log (event, actor_id, target, client_addr, outcome, request_id)"            \
-    " VALUES ('codes_generated', $1::bigint, $2::text, $3::text, 'success', $4::text)"             \
+    " SELECT 'codes_generated', $1::bigint, $2::text, $3::text, 'success', $4::text"               \
+    " FROM codes_actor_check($1::bigint, $6::bigint, $7::text)"                                    \
     " RETURNING api_ts($5::timestamptz)"
 
 /* Listing pages, each in id order from a keyset cursor, then an offset. */

@@ -76,7 +76,7 @@ sub proxy_loop {
     my ($listen, $ctl, $ack) = @_;
     $SIG{PIPE} = 'IGNORE';
     my (%peer, %is_client, %doomed, %by_name, %lose_reply, %reply_doomed, %orphan, %doom_codes,
-        %hang_up, %lose_audit_reply);
+        %hang_up, %lose_audit_reply, %hang_up_at_sync);
     my $sel = IO::Select->new($listen, $ctl);
     my $drop = sub {
         my @pair = ($_[0], $peer{"$_[0]"});
@@ -84,7 +84,7 @@ sub proxy_loop {
             next unless $fh;
             $sel->remove($fh);
             delete @{$_}{"$fh"} for \%peer, \%is_client, \%doomed, \%lose_reply, \%reply_doomed,
-              \%hang_up, \%lose_audit_reply;
+              \%hang_up, \%lose_audit_reply, \%hang_up_at_sync;
             close $fh;
         }
     };
@@ -116,7 +116,9 @@ sub proxy_loop {
                 # for the first bytes that run (bind) the statement
                 # audit_insert, on whichever connection they come first, once;
                 # g: as a, for codes_begin (a batch's first statement); G: as
-                # h, for codes_begin.
+                # h, once the bytes that end the transaction of a codes_begin
+                # (its Sync) are forwarded: the whole batch reaches the
+                # database, and only then is httpd's side closed.
                 for my $client (keys %is_client) {
                     # The latest command alone holds: marks do not pile up.
                     delete @{$_}{$client} for \%doomed, \%lose_reply, \%hang_up, \%doom_codes,
@@ -169,11 +171,15 @@ sub proxy_loop {
                 my $to = $peer{"$fh"};
                 $reply_doomed{"$to"} = 1 if delete $lose_reply{"$fh"};
                 my $named = $lose_audit_reply{"$fh"};
-                my $hang_up_named = $named && $named =~ s/^!//;
+                my $at_sync = $named && $named =~ s/^!//;
                 if ($named && substr($buf, 0, 1) eq 'B' && index($buf, $named) >= 0) {
                     %lose_audit_reply = ();
-                    if ($hang_up_named) { $hang_up{"$fh"} = 'h' }
+                    if ($at_sync) { $hang_up_at_sync{"$fh"} = 1 }
                     else { $reply_doomed{"$to"} = 1 }
+                }
+                if ($hang_up_at_sync{"$fh"} && $n >= 5 && substr($buf, -5) eq "S\0\0\0\x04") {
+                    delete $hang_up_at_sync{"$fh"};
+                    $hang_up{"$fh"} = 'h';
                 }
                 for (my $off = 0; $off < $n;) {
                     my $w = syswrite($to, $buf, $n - $off, $off);
@@ -792,7 +798,7 @@ GET /api/profile
 
 
 
-=== TEST 109: a batch whose connection is lost while it still runs in the database (held up on its admin's row, which another session holds for 2 s): the module's question waits for the batch's lock, finds it stored once it commits, and answers 201
+=== TEST 109: a batch whose connection is lost while it still runs in the database (all of it sent, its last statement held up on its admin's row, which another session holds for 2 s): the module's question waits for the batch's lock, finds it stored once it commits, and answers 201
 --- config eval
 proxy_config()
 --- login: admin
