@@ -32,7 +32,11 @@
 -- what the module asks, on a new connection, when it lost its connection
 -- to a batch before the answer: it waits for the batch's lock (the batch
 -- still running when its connection was lost), then says whether the batch
--- was stored, so that a batch committed is answered 201, not 503.
+-- was stored, so that a batch committed is answered 201, not 503; and when
+-- it was not, it makes that final: the batch's id goes into
+-- code_batches_abandoned, and a batch whose statements reach the database
+-- only after that (held up in a network, resent by TCP) is refused by its
+-- first statement (RD409), never stored after its client was told 503.
 -- The module's login role is the psql variable app_role (default redeem_app).
 
 \if :{?app_role}
@@ -75,10 +79,24 @@ $$;
 
 -- These run as their caller (the module's role may lock its users' rows and
 -- read code_batches).
+-- Batches given up as not stored (codes_batch_stored), a day long: no
+-- batch's statements reach the database later than that.
+CREATE TABLE code_batches_abandoned (
+  batch_id     uuid PRIMARY KEY,
+  abandoned_at timestamptz NOT NULL DEFAULT now()
+);
+
 CREATE FUNCTION codes_batch_begin(p_batch_id uuid) RETURNS void
-  LANGUAGE sql
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER
   SET search_path = pg_catalog, public, pg_temp AS $$
-  SELECT pg_advisory_xact_lock(public.codes_batch_lock_key(p_batch_id))
+BEGIN
+  PERFORM pg_advisory_xact_lock(public.codes_batch_lock_key(p_batch_id));
+  -- Read after the lock (a statement of its own: a snapshot of its own).
+  IF EXISTS (SELECT FROM public.code_batches_abandoned WHERE batch_id = p_batch_id) THEN
+    RAISE EXCEPTION 'batch % was given up as not stored: refused', p_batch_id
+      USING ERRCODE = 'RD409';
+  END IF;
+END
 $$;
 
 CREATE FUNCTION codes_actor_check(p_actor bigint, p_token_generation bigint, p_email text)
@@ -101,13 +119,21 @@ BEGIN
 END
 $$;
 
--- VOLATILE: its read takes a snapshot of its own, after the lock.
+-- VOLATILE: its read takes a snapshot of its own, after the lock, which it
+-- holds (exclusive) to its commit, so that a batch arriving meanwhile finds
+-- its id abandoned.
 CREATE FUNCTION codes_batch_stored(p_batch_id uuid) RETURNS boolean
-  LANGUAGE plpgsql VOLATILE
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER
   SET search_path = pg_catalog, public, pg_temp AS $$
 BEGIN
-  PERFORM pg_advisory_xact_lock_shared(public.codes_batch_lock_key(p_batch_id));
-  RETURN EXISTS (SELECT FROM public.code_batches WHERE batch_id = p_batch_id);
+  PERFORM pg_advisory_xact_lock(public.codes_batch_lock_key(p_batch_id));
+  IF EXISTS (SELECT FROM public.code_batches WHERE batch_id = p_batch_id) THEN
+    RETURN true;
+  END IF;
+  DELETE FROM public.code_batches_abandoned WHERE abandoned_at < now() - interval '1 day';
+  INSERT INTO public.code_batches_abandoned (batch_id) VALUES (p_batch_id)
+    ON CONFLICT (batch_id) DO NOTHING;
+  RETURN false;
 END
 $$;
 REVOKE ALL ON FUNCTION codes_batch_lock_key(uuid), codes_batch_begin(uuid),

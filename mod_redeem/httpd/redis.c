@@ -53,6 +53,7 @@ static const char gcra_script[] =
 enum {
     CONNECT_REFUSED = 1,    /* no connection: refused, no such socket, or none in time */
     CONNECT_SILENT,         /* connected, but AUTH or SELECT had no answer in time */
+    CONNECT_CLOSED,         /* connected, but Redis closed the connection at AUTH or SELECT */
     CONNECT_FULL,           /* Redis at its maxclients */
     CONNECT_LOADING,        /* Redis still loading its data */
     CONNECT_AUTH_REFUSED,   /* AUTH answered with a refusal of the credentials */
@@ -152,7 +153,8 @@ static redisReply *command(redisContext *c, int argc, const char **argv)
 static int setup_command(redisContext *c, int argc, const char **argv, int refused)
 {
     redisReply *reply = command(c, argc, argv);
-    int error = !reply                                                      ? CONNECT_SILENT
+    int error = !reply && c->err == REDIS_ERR_EOF                           ? CONNECT_CLOSED
+                : !reply                                                    ? CONNECT_SILENT
                 : reply->type == REDIS_REPLY_STATUS                         ? 0
                 : reply->type != REDIS_REPLY_ERROR                          ? CONNECT_OTHER
                 : strncmp(reply->str, "ERR max number of clients", 25) == 0 ? CONNECT_FULL
@@ -337,6 +339,7 @@ int redeem_redis_gcra(redeem_redis_t *redis, apr_pool_t *p, const char *const *k
             *why = APR_STATUS_IS_TIMEUP(status)    ? "every connection of this child busy for 50 ms"
                    : error == CONNECT_SILENT       ? "connected, but no answer to AUTH or SELECT "
                                                      "within 50 ms"
+                   : error == CONNECT_CLOSED       ? "it closed the connection at AUTH or SELECT"
                    : error == CONNECT_FULL         ? "it refuses connections: maxclients reached"
                    : error == CONNECT_LOADING      ? "it is still loading its data"
                    : error == CONNECT_AUTH_REFUSED ? "AUTH refused (RedeemRateLimitStoreAuthFile)"

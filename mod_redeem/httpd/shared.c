@@ -21,11 +21,20 @@
  * table's alignment, and the place of every counter (the endpoints' block
  * moves with a new redemption outcome, and what follows it with a new
  * route, status class or latency bucket; a counter appended at the end of
- * the room moves none). Each term in bits of its own. */
-#define LAYOUT                                                                                     \
-    ((uint32_t)(sizeof(redeem_shared_t) << 8 | REDEEM_LIMIT_TABLE_ALIGN) ^                         \
-     (uint32_t)REDEEM_COUNTER_ENDPOINT_FIRST << 20 ^ (uint32_t)REDEEM_ENDPOINTS << 12 ^            \
-     (uint32_t)REDEEM_ENDPOINT_COUNTERS << 26 ^ (uint32_t)REDEEM_COUNTER_COUNT_ << 4)
+ * the room moves none, and changes nothing here). FNV-1a of the tuple. */
+static uint32_t layout(void)
+{
+    const uint32_t parts[] = {(uint32_t)sizeof(redeem_shared_t), REDEEM_LIMIT_TABLE_ALIGN,
+                              REDEEM_COUNTER_ENDPOINT_FIRST,     REDEEM_ENDPOINTS,
+                              REDEEM_ENDPOINT_COUNTERS,          REDEEM_COUNTER_USER_READS};
+    uint32_t hash = 2166136261u;
+    for (size_t i = 0; i < sizeof parts / sizeof *parts; i++)
+        for (int byte = 0; byte < 4; byte++) {
+            hash ^= (parts[i] >> (8 * byte)) & 0xff;
+            hash *= 16777619u;
+        }
+    return hash;
+}
 
 _Static_assert(REDEEM_SCOPES == REDEEM_SCOPE_COUNT_, "one limited-requests counter per scope");
 _Static_assert(REDEEM_COUNTER_COUNT_ <= REDEEM_COUNTER_SLOTS, "the counters fit their room");
@@ -79,7 +88,7 @@ static int usable(const retained_t *kept, uint32_t limit_entries)
     if (!kept->shm || kept->limit_entries != limit_entries)
         return 0;
     redeem_shared_t *shared = apr_shm_baseaddr_get(kept->shm);
-    return shared->magic == SHARED_MAGIC && shared->layout == LAYOUT &&
+    return shared->magic == SHARED_MAGIC && shared->layout == layout() &&
            redeem_limit_table_valid(redeem_shared_limit_table(shared), table_room(kept->shm));
 }
 
@@ -97,7 +106,7 @@ static const char *make(server_rec *s, retained_t *kept, uint32_t limit_entries)
                             (unsigned long)(HEADER_BYTES + table_bytes), &rv);
     redeem_shared_t *shared = apr_shm_baseaddr_get(kept->shm);
     memset(shared, 0, sizeof *shared);
-    shared->layout = LAYOUT;
+    shared->layout = layout();
     shared->limit_entries = limit_entries;
     if (redeem_limit_table_init(redeem_shared_limit_table(shared), table_room(kept->shm),
                                 limit_entries, hash_key, redeem_shared_now_ms()) != 0)

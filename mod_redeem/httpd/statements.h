@@ -165,13 +165,16 @@ enum {
     " FROM generate_series(0, (length($4::bytea) - 1) / 32) AS i"
 
 /* A batch's first statement: it takes the batch's lock (an advisory lock of
- * its id) to the commit (SQL_CODES_STORED waits for it). */
+ * its id) to the commit (SQL_CODES_STORED waits for it), and refuses a batch
+ * already given up as not stored (SQLSTATE RD409: it arrived late). */
 enum { ARG_CODES_BEGIN_BATCH_ID, CODES_BEGIN_NARGS };
 #define SQL_CODES_BEGIN "SELECT codes_batch_begin($1::uuid)"
 
 /* Whether a batch whose connection was lost before its answer was stored:
- * waits for the batch's lock (a batch still running), then reads. Answers
- * the batch's expiry as the audit statement would have. */
+ * waits for the batch's lock (a batch still running), then reads; a batch
+ * not stored is marked abandoned, so that its statements, should they reach
+ * the database later, are refused (RD409). Answers the batch's expiry as the
+ * audit statement would have. Run again, it answers the same. */
 enum { ARG_CODES_STORED_BATCH_ID, ARG_CODES_STORED_EXPIRES_AT, CODES_STORED_NARGS };
 enum { COL_CODES_STORED, COL_CODES_STORED_EXPIRES_AT, CODES_STORED_NCOLS };
 #define SQL_CODES_STORED "SELECT codes_batch_stored($1::uuid), api_ts($2::timestamptz)"

@@ -759,7 +759,7 @@ POST /admin/generate-codes
 
 
 
-=== TEST 51: the admin demoted while its batch waits for its row (after the token and the user's read passed: another session holds the row, demotes it, commits a second later): the batch's first statement sees the demotion once it has the row, and the batch is refused, 403, nothing stored, no row
+=== TEST 51: the admin demoted while its batch waits for its row (after the token and the user's read passed: another session holds the row, demotes it, commits a second later): the batch's audit statement (its last) sees the demotion once it has the row, and the batch is refused, 403, nothing stored, no row
 --- login: admin
 --- db_init eval
 my $id = user_id('admin');

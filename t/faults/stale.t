@@ -12,6 +12,7 @@ use Test::Redeem;
 use IO::Select;
 use IO::Socket::INET;
 use POSIX ();
+use Time::HiRes ();
 
 our ($PROXY_PID, $PROXY_PORT, $PROXY_CTL, $PROXY_ACK);
 
@@ -76,7 +77,7 @@ sub proxy_loop {
     my ($listen, $ctl, $ack) = @_;
     $SIG{PIPE} = 'IGNORE';
     my (%peer, %is_client, %doomed, %by_name, %lose_reply, %reply_doomed, %orphan, %doom_codes,
-        %hang_up, %lose_audit_reply, %hang_up_at_sync);
+        %hang_up, %lose_audit_reply, %hang_up_at_sync, %hold_from, %held, @late);
     my $sel = IO::Select->new($listen, $ctl);
     my $drop = sub {
         my @pair = ($_[0], $peer{"$_[0]"});
@@ -101,7 +102,20 @@ sub proxy_loop {
         close $client;
     };
     while (1) {
-        for my $fh ($sel->can_read) {
+        # Held bytes due (L): delivered to the database, whose side then closes.
+        for my $late (grep { $_->{due} <= Time::HiRes::time() } @late) {
+            syswrite($late->{server}, $late->{bytes});
+            $late->{due} = 9e9;
+            $late->{close_at} = Time::HiRes::time() + 1;
+        }
+        for my $late (grep { ($_->{close_at} // 9e9) <= Time::HiRes::time() } @late) {
+            $sel->remove($late->{server});
+            delete $orphan{"$late->{server}"};
+            close $late->{server};
+            $late->{done} = 1;
+        }
+        @late = grep { !$_->{done} } @late;
+        for my $fh ($sel->can_read(@late ? 0.05 : undef)) {
             if ($fh == $ctl) {
                 POSIX::_exit(0) unless sysread($ctl, my $cmd, 1);
                 # d: the next bytes from httpd are not forwarded; r: they are,
@@ -118,7 +132,10 @@ sub proxy_loop {
                 # g: as a, for codes_begin (a batch's first statement); G: as
                 # h, once the bytes that end the transaction of a codes_begin
                 # (its Sync) are forwarded: the whole batch reaches the
-                # database, and only then is httpd's side closed.
+                # database, and only then is httpd's side closed; L: from the
+                # bytes that run codes_begin on, what httpd sends is held, and
+                # once httpd closes its side, delivered to the database 3 s
+                # later (a network that held them, TCP resending them).
                 for my $client (keys %is_client) {
                     # The latest command alone holds: marks do not pile up.
                     delete @{$_}{$client} for \%doomed, \%lose_reply, \%hang_up, \%doom_codes,
@@ -127,6 +144,7 @@ sub proxy_loop {
                     elsif ($cmd eq 'a') { $lose_audit_reply{$client} = 'redeem_audit_insert' }
                     elsif ($cmd eq 'g') { $lose_audit_reply{$client} = 'redeem_codes_begin' }
                     elsif ($cmd eq 'G') { $lose_audit_reply{$client} = '!redeem_codes_begin' }
+                    elsif ($cmd eq 'L') { $hold_from{$client} = 'redeem_codes_begin' }
                     elsif ($cmd eq 'h' || $cmd eq 's') { $hang_up{$client} = $cmd }
                     elsif ($cmd eq 'c') { $doom_codes{$client} = 1 }
                     else { $doomed{$client} = 1 }
@@ -152,6 +170,21 @@ sub proxy_loop {
             }
             elsif ($peer{"$fh"}) {
                 my $n = sysread($fh, my $buf, 65536);
+                if (defined $held{"$fh"} || ($n && $hold_from{"$fh"} && substr($buf, 0, 1) eq 'B'
+                                             && index($buf, $hold_from{"$fh"}) >= 0)) {
+                    %hold_from = ();
+                    if ($n) { $held{"$fh"} .= $buf; next }
+                    # httpd gave up: its side closes, the held bytes go later.
+                    my $server = delete $peer{"$fh"};
+                    push @late, { server => $server, bytes => delete $held{"$fh"},
+                                  due => Time::HiRes::time() + 3 };
+                    delete $peer{"$server"};
+                    $orphan{"$server"} = 1;
+                    $sel->remove($fh);
+                    delete @{$_}{"$fh"} for \%is_client, \%doomed, \%lose_reply, \%hang_up;
+                    close $fh;
+                    next;
+                }
                 if ($n && $reply_doomed{"$fh"}) {
                     # The reply is lost on its way: httpd's side closes, the
                     # database's side stays open (so the database finishes,
@@ -821,3 +854,47 @@ SELECT count(*) FROM audit_log WHERE event = 'codes_generated' AND target LIKE '
 --- db_check_out
 4
 1
+
+
+
+=== TEST 110: every pooled connection in use once more
+--- config eval
+proxy_config()
+--- login: alice
+--- request
+GET /api/profile
+--- concurrency: 20
+--- error_code_counts
+200: 20
+
+
+
+=== TEST 111: a batch whose statements a network holds until after the module gave up on it (RedeemDBTimeout 1 s; they reach the database 3 s after httpd closed its side): the module's question finds it not stored and answers 503, and makes that final: the late statements are refused, nothing is stored
+--- config eval
+proxy_config() . "RedeemDBTimeout 1000\n"
+--- login: admin
+--- db_init eval
+doom_connections('L') > 0 or die "no connection to doom\n";
+'SELECT 1'
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 2}
+--- error_code: 503
+--- check_eval
+# The held statements reach the database 3 s after httpd gave up on them.
+select undef, undef, undef, 5;
+1
+--- error_log
+/RDM0111: database pipeline.*no answer within RedeemDBTimeout/
+/RDM0401: audit: event=codes_generated .* outcome=failed/
+--- no_error_log
+RDM0507
+--- db_check
+SELECT count(*) FROM code_batches WHERE batch_id IN (SELECT batch_id FROM code_batches_abandoned);
+SELECT count(*) FROM code_batches_abandoned WHERE abandoned_at >= '$REQUEST_TIME';
+SELECT count(*) FROM audit_log WHERE event = 'codes_generated' AND occurred_at >= '$REQUEST_TIME';
+--- db_check_out
+0
+1
+0
