@@ -77,8 +77,6 @@ CREATE FUNCTION codes_batch_lock_key(p_batch_id uuid) RETURNS bigint
   SELECT ('x' || left(replace(p_batch_id::text, '-', ''), 16))::bit(64)::bigint
 $$;
 
--- These run as their caller (the module's role may lock its users' rows and
--- read code_batches).
 -- Batches given up as not stored (codes_batch_stored), a day long: no
 -- batch's statements reach the database later than that.
 CREATE TABLE code_batches_abandoned (
@@ -99,6 +97,7 @@ BEGIN
 END
 $$;
 
+-- Runs as its caller: the module's role may lock its users' rows.
 CREATE FUNCTION codes_actor_check(p_actor bigint, p_token_generation bigint, p_email text)
   RETURNS void
   LANGUAGE plpgsql
