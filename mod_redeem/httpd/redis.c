@@ -25,7 +25,9 @@
  * the first refusal, as checking them one by one would. A refused key whose
  * TAT runs more than the limit ahead (Redis's clock went back) is pulled in
  * to now + limit, as redeem_gcra_step does, so that it is refused for one
- * period at most and not until the clock catches up. Returns
+ * period at most and not until the clock catches up. A key of ours that
+ * holds something else (another type: someone wrote it) counts as new and is
+ * overwritten, rather than failing every call that uses it. Returns
  * {allowed, remaining, retry_after_ms, reset_ms} for each key it checked. */
 static const char gcra_script[] =
     "local t = redis.call('TIME')\n"
@@ -33,7 +35,8 @@ static const char gcra_script[] =
     "local out, n = {}, 0\n"
     "for i = 1, #KEYS do\n"
     "  local interval, limit = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])\n"
-    "  local tat = tonumber(redis.call('GET', KEYS[i])) or 0\n"
+    "  local got = redis.pcall('GET', KEYS[i])\n"
+    "  local tat = type(got) == 'string' and tonumber(got) or 0\n"
     "  local level = 0\n"
     "  if tat > now then level = math.min(tat - now, limit) end\n"
     "  local nxt = level + interval\n"

@@ -550,3 +550,27 @@ my @got = redeem_one_by_one('gus', 2);
 metric_value('redeem_ratelimit_redis_failures_total') > $failures or die 'no failure counted';
 --- error_log
 /RDM0602: Redis \S+ failed \((?:no answer within 50 ms|connected, but no answer to AUTH or SELECT within 50 ms)\)/
+
+
+
+=== TEST 20: a key of ours that holds another type (someone wrote a list there) counts as new and is overwritten: the request is limited in Redis as usual, no fallback, no failure, and the key is a count again
+--- config eval
+$HOURLY
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+redis_cli('-n', 3, 'FLUSHDB') eq 'OK' or die 'FLUSHDB';
+my @first = redeem_one_by_one('hal', 1);
+"@first" eq '404' or die "first: @first";
+my $key = redis_cli('-n', 3, 'KEYS', 'redeem:rl:redeem-user:*');
+$key =~ /^redeem:rl:redeem-user:[0-9a-f]{32}$/ or die "key: $key";
+redis_cli('-n', 3, 'DEL', $key) eq '1' or die 'DEL';
+redis_cli('-n', 3, 'RPUSH', $key, 'not-a-count') eq '1' or die 'RPUSH';
+my $failures = metric_value('redeem_ratelimit_redis_failures_total');
+my @next = redeem_one_by_one('hal', 2);
+"@next" eq '404 404' or die "next: @next";
+metric_value('redeem_ratelimit_redis_failures_total') == $failures or die 'a failure counted';
+redis_cli('-n', 3, 'TYPE', $key) eq 'string' or die 'the key not overwritten';
+--- no_error_log
+RDM0602
