@@ -857,9 +857,9 @@ SELECT count(*) FROM audit_log WHERE event = 'codes_generated' AND target LIKE '
 
 
 
-=== TEST 110: every pooled connection in use once more
+=== TEST 110: every pooled connection in use once more, in the server of TEST 111's settings (a server started anew has not made them all yet, and the doom reaches only those made)
 --- config eval
-proxy_config()
+proxy_config() . "RedeemDBTimeout 1000\n"
 --- login: alice
 --- request
 GET /api/profile
