@@ -172,11 +172,13 @@ static int make_batch(const redeem_code_keys_t *keys, int count, const batch_roo
 /* Makes the whole batch, then stores it a statement of codes at a time in
  * the order of their lookup keys, then its audit row: one transaction.
  * *stored: the audit statement's row; listing: room for the batch's codes
- * (listing_room), filled in the order stored (of their ids). */
+ * (listing_room), filled in the order stored (of their ids). *synced: set
+ * once the transaction's end (the pipeline's Sync) is handed to the
+ * connection; a batch that failed before it cannot have committed. */
 static const redeem_failure_t *store_batch(redeem_call_t *call, const generate_request_t *req,
                                            const char *batch_id, const char *target,
                                            const batch_room_t *room, listing_t *listing,
-                                           redeem_rows_t *stored)
+                                           redeem_rows_t *stored, int *synced)
 {
     request_rec *r = call->r;
     if (make_batch(&call->conf->code_keys, req->count, room) != 0)
@@ -227,13 +229,14 @@ static const redeem_failure_t *store_batch(redeem_call_t *call, const generate_r
     };
     if ((failure = redeem_db_pipeline_send(call->db, STMT_CODES_AUDIT, audit_args, NULL, NULL)))
         return failure;
+    *synced = 1;
     return redeem_db_pipeline_commit(call->db, stored);
 }
 
-/* A batch that failed as the database went away or stopped answering may
- * have committed all the same (its reply lost on the way: a proxy, a NAT or
- * a failover dropped the connection), or still be running in a backend the
- * module no longer hears. Asked on a new connection, with RedeemDBTimeout
+/* A batch that failed as the database went away or stopped answering after
+ * its end was sent may have committed all the same (its reply lost on the
+ * way: a proxy, a NAT or a failover dropped the connection), or still be
+ * running in a backend the module no longer hears. Asked on a new connection, with RedeemDBTimeout
  * afresh: codes_batch_stored() waits for the batch's lock, then reads. A
  * batch stored is answered as stored (*expiry: as the audit statement would
  * have said it); else the failure stands, nothing stored. */
@@ -291,13 +294,15 @@ const redeem_failure_t *redeem_handle_generate_codes(redeem_call_t *call)
     listing.text = listing.end = apr_palloc(r->pool, listing_room(req.count));
     batch_room_t room;
     batch_room_make(r->pool, req.count, &room);
+    int synced = 0;
     for (int attempt = 1;; attempt++) {
         /* A batch is a long transaction: from now, RedeemDBTimeout and
          * 100 us a code (100,000 codes take 2 to 4 s on a busy 2-core
          * machine). */
         redeem_db_allow(call->db, apr_time_from_msec(call->conf->db_timeout_ms) +
                                       (apr_interval_time_t)req.count * 100);
-        failure = store_batch(call, &req, batch_id, target, &room, &listing, &stored);
+        synced = 0;
+        failure = store_batch(call, &req, batch_id, target, &room, &listing, &stored, &synced);
         if (failure != &redeem_failure_key_taken)
             break;
         if (attempt == BATCH_ATTEMPTS) {
@@ -323,7 +328,10 @@ const redeem_failure_t *redeem_handle_generate_codes(redeem_call_t *call)
         return failure;
     }
     const char *stored_expiry = NULL;
-    if (failure == &redeem_failure_unavailable)
+    /* Lost before its end was sent, the batch was never to commit (the
+     * connection is shut: its backend rolls back whatever reaches it):
+     * nothing to ask, and no second wait on a database that went silent. */
+    if (failure == &redeem_failure_unavailable && synced)
         failure = settle_lost_batch(call, batch_id, &req, failure, &stored_expiry);
     else if (!failure)
         stored_expiry = redeem_db_cell(&stored, 0, COL_CODES_AUDIT_EXPIRES_AT);

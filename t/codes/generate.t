@@ -792,6 +792,38 @@ POST /admin/generate-codes
 --- error_code: 201
 --- check_eval
 codes_ok(5)
+--- save_json
+CODE52=codes.0
+
+
+
+=== TEST 52b: the admin's own redemption while its batch of 30,000 waits inside the database (its first codes_insert held 2 s on code_batches by another session; the batch's deadline is RedeemDBTimeout and 100 us a code): 200 at once, not a wait behind the batch, which holds the admin's row only from its last statement to its commit (held from its first, the redemption waited for the row past its 1 s: 503); the batch then stores, 201
+--- config
+RedeemDBTimeout 1000
+--- login: admin
+--- db_init eval
+our $HELD = hold_lock('code_batches', 'SHARE', 2);
+our $BATCH = request_in_background('POST', '/admin/generate-codes', '{"count": 30000}',
+                                   'Authorization: Bearer ' . user_token('admin'));
+lock_waiters('code_batches', 1);
+'SELECT 1'
+--- request
+POST /redeem
+--- request_json
+{"card_code": "$CODE52"}
+--- error_code: 200
+--- check_eval
+my $batch = request_result(our $BATCH);
+die "the batch: @$batch\n" unless $batch->[0] eq '201';
+waitpid our $HELD, 0;
+1
+--- db_check
+SELECT count(*) FROM redeem_codes WHERE batch_id IN (SELECT substring(target FROM 'batch (\S+)')::uuid
+  FROM audit_log WHERE event = 'codes_generated' AND target LIKE '% (30000 codes)');
+SELECT count(*) FROM redeem_codes WHERE used_by = $USER_ID_admin AND used_at >= '$REQUEST_TIME';
+--- db_check_out
+30000
+1
 
 
 

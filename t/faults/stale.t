@@ -77,7 +77,8 @@ sub proxy_loop {
     my ($listen, $ctl, $ack) = @_;
     $SIG{PIPE} = 'IGNORE';
     my (%peer, %is_client, %doomed, %by_name, %lose_reply, %reply_doomed, %orphan, %doom_codes,
-        %hang_up, %lose_audit_reply, %hang_up_at_sync, %hold_from, %held, @late);
+        %hang_up, %lose_audit_reply, %hang_up_at_sync, %hold_from, %held, @late, %stall_at,
+        @stalled);
     my $sel = IO::Select->new($listen, $ctl);
     my $drop = sub {
         my @pair = ($_[0], $peer{"$_[0]"});
@@ -115,7 +116,13 @@ sub proxy_loop {
             $late->{done} = 1;
         }
         @late = grep { !$_->{done} } @late;
-        for my $fh ($sel->can_read(@late ? 0.05 : undef)) {
+        # Silent paths due (S): closed, both sides.
+        for my $stall (grep { $_->{until} <= Time::HiRes::time() } @stalled) {
+            $drop->($stall->{client});
+            $stall->{done} = 1;
+        }
+        @stalled = grep { !$_->{done} } @stalled;
+        for my $fh ($sel->can_read(@late || @stalled ? 0.05 : undef)) {
             if ($fh == $ctl) {
                 POSIX::_exit(0) unless sysread($ctl, my $cmd, 1);
                 # d: the next bytes from httpd are not forwarded; r: they are,
@@ -135,16 +142,26 @@ sub proxy_loop {
                 # database, and only then is httpd's side closed; L: from the
                 # bytes that run codes_begin on, what httpd sends is held, and
                 # once httpd closes its side, delivered to the database 3 s
-                # later (a network that held them, TCP resending them).
+                # later (a network that held them, TCP resending them); S:
+                # from the bytes that run codes_insert on, httpd's side is
+                # not read for 15 s (a path gone silent: httpd's writes fill
+                # the sockets' buffers, shrunk here, and stop), then both
+                # sides are closed.
                 for my $client (keys %is_client) {
                     # The latest command alone holds: marks do not pile up.
                     delete @{$_}{$client} for \%doomed, \%lose_reply, \%hang_up, \%doom_codes,
-                      \%lose_audit_reply;
+                      \%lose_audit_reply, \%stall_at;
                     if ($cmd eq 'r') { $lose_reply{$client} = 1 }
                     elsif ($cmd eq 'a') { $lose_audit_reply{$client} = 'redeem_audit_insert' }
                     elsif ($cmd eq 'g') { $lose_audit_reply{$client} = 'redeem_codes_begin' }
                     elsif ($cmd eq 'G') { $lose_audit_reply{$client} = '!redeem_codes_begin' }
                     elsif ($cmd eq 'L') { $hold_from{$client} = 'redeem_codes_begin' }
+                    elsif ($cmd eq 'S') {
+                        $stall_at{$client} = 'redeem_codes_insert';
+                        # Small buffers, so that a batch's bytes fill them.
+                        my ($fh) = grep { "$_" eq $client } $sel->handles;
+                        setsockopt($fh, Socket::SOL_SOCKET(), Socket::SO_RCVBUF(), 8192) if $fh;
+                    }
                     elsif ($cmd eq 'h' || $cmd eq 's') { $hang_up{$client} = $cmd }
                     elsif ($cmd eq 'c') { $doom_codes{$client} = 1 }
                     else { $doomed{$client} = 1 }
@@ -190,6 +207,14 @@ sub proxy_loop {
                     # database's side stays open (so the database finishes,
                     # commit included) and what it sends is dropped.
                     $orphan_server->($fh);
+                    next;
+                }
+                if ($n && $stall_at{"$fh"} && index($buf, $stall_at{"$fh"}) >= 0) {
+                    # Forwarded as far as here; then nothing more is read.
+                    %stall_at = ();
+                    syswrite($peer{"$fh"}, $buf);
+                    $sel->remove($fh);
+                    push @stalled, { client => $fh, until => Time::HiRes::time() + 15 };
                     next;
                 }
                 if ($n && $doom_codes{"$fh"} && index($buf, 'redeem_codes_insert') >= 0) {
@@ -897,4 +922,51 @@ SELECT count(*) FROM audit_log WHERE event = 'codes_generated' AND occurred_at >
 --- db_check_out
 0
 1
+0
+
+
+
+=== TEST 112: every pooled connection in use once more (TEST 111's settings)
+--- config eval
+proxy_config() . "RedeemDBTimeout 1000\n"
+--- login: alice
+--- request
+GET /api/profile
+--- concurrency: 20
+--- error_code_counts
+200: 20
+
+
+
+=== TEST 113: a batch whose path goes silent while it is being sent (nothing read from httpd from its first codes_insert on; 100,000 codes fill the sockets' buffers): its end was never sent, so it cannot have committed: 503 after its own wait, and no question asked (it was asked, and waited RedeemDBTimeout more on the batch's lock, held by its live backend: RDM0506); once the path closes, nothing stored
+--- config eval
+proxy_config() . "RedeemDBTimeout 1000\n"
+--- login: admin
+--- db_init eval
+doom_connections('S') > 0 or die "no connection to doom\n";
+'SELECT 1'
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 100000}
+--- timeout: 30
+--- error_code: 503
+--- check_eval
+# The proxy closes the silent path 15 s after it went silent; its backend
+# then rolls back.
+sql_until("the batch's backend gone", q{SELECT count(*) = 0 FROM pg_locks WHERE locktype = 'advisory'}, 25);
+1
+--- error_log
+/RDM0111: .*statement codes_insert/
+/RDM0401: audit: event=codes_generated .* outcome=failed/
+--- no_error_log
+RDM0506
+RDM0507
+--- db_check
+SELECT count(*) FROM code_batches_abandoned WHERE abandoned_at >= '$REQUEST_TIME';
+SELECT count(*) FROM audit_log WHERE event = 'codes_generated' AND occurred_at >= '$REQUEST_TIME';
+SELECT count(*) FROM redeem_codes WHERE created_at >= '$REQUEST_TIME';
+--- db_check_out
+0
+0
 0
