@@ -110,7 +110,8 @@ static const redeem_failure_t *too_late(request_rec *r, apr_time_t act_before)
 
 /* The redemption statement, and again as long as it answers "recheck" (run
  * again after a lost connection, it met a claim that may be this request's
- * own first run, settled after its snapshot: statements.h). Only that answer
+ * own first run, settled after its snapshot: statements.h), then in the form
+ * that knows its own replay (REDEEM_AGAIN). Only that answer
  * is not final, and a lost connection is rare: a third "recheck" (three
  * connections lost in a row) is the database failing, answered 503 with
  * Retry-After like any outage (the recheck itself wrote nothing). */
@@ -118,7 +119,8 @@ static const redeem_failure_t *run_redemption(redeem_call_t *call, const char *c
                                               redeem_rows_t *rows)
 {
     for (int run = 0; run < 3; run++) {
-        const redeem_failure_t *failure = redeem_db_query(call->db, STMT_REDEEM, args, rows);
+        const redeem_failure_t *failure =
+            redeem_db_query(call->db, run == 0 ? STMT_REDEEM : STMT_REDEEM_AGAIN, args, rows);
         if (failure)
             return failure;
         if (rows->nrows != 1)

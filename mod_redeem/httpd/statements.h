@@ -32,8 +32,10 @@ typedef enum {
     STMT_CODES_COUNT_ALL,
     STMT_CODES_COUNT_BATCH,
     STMT_REDEEM,
+    STMT_REDEEM_AGAIN,
     STMT_REDEEM_RERUN,
     STMT_AUDIT_INSERT,
+    STMT_AUDIT_INSERT_RERUN,
     STMT_COUNT_
 } redeem_stmt_e;
 
@@ -279,10 +281,17 @@ enum { ARG_CODES_COUNT_BATCH_ID, CODES_COUNT_BATCH_NARGS };
  * READ COMMITTED a concurrent claim of the same code makes our UPDATE find
  * used_at set (no row: 409), and concurrent extensions of one user re-read
  * the updated row (no lost month). The claim records the request's id: run
- * again after a lost connection, the statement recognizes its own earlier
- * claim (replayed: the request's id and its user) and changes nothing; a
- * refusal (not_found, expired, used) claimed nothing, so its audit row is
- * written only if that request has none yet (audit_request_logged, sql/015).
+ * again after a lost connection (REDEEM_RERUN, then REDEEM_AGAIN), the
+ * statement recognizes its own earlier claim (replayed: the request's id and
+ * its user) and changes nothing; a refusal (not_found, expired, used)
+ * claimed nothing, so its audit row is written only if that request has none
+ * yet (audit_request_logged, sql/015). The first run (REDEEM) looks for
+ * neither: nothing of its request can have run before it, and the id may be
+ * one a client chose (an operator's SetEnvIf from X-Request-Id), so a used
+ * code sent again under an id used before is still 409 with its own row,
+ * not a replay, and a refusal or a read audited under an id used before
+ * still gets its row. Only a run again trusts the id, where it is at worst
+ * the client's own earlier claim or row.
  *
  * The first run may still be alive in the database when the connection to
  * it is lost (a proxy or NAT dropped it): then the run again (REDEEM_RERUN)
@@ -334,8 +343,12 @@ enum {
     " WHERE u.id = args.user_id AND u.token_generation = args.token_generation"                    \
     " AND u.email = args.email),"                                                                  \
     " target AS ("                                                                                 \
-    " SELECT c.id, c.used_at, c.expires_at,"                                                       \
-    " c.used_request = args.request_id AND c.used_by = args.user_id AS replay"                     \
+    " SELECT c.id, c.used_at, c.expires_at,"
+/* The claim a run again may meet: its own first run's (sql/005). */
+#define SQL_REDEEM_REPLAY_                                                                         \
+    " c.used_request = args.request_id AND c.used_by = args.user_id AS replay"
+#define SQL_REDEEM_NO_REPLAY_ " false AS replay"
+#define SQL_REDEEM_TARGET_                                                                         \
     " FROM redeem_codes c, args"                                                                   \
     " WHERE code_lookup_key(c.code_hash) = code_lookup_key(args.code_hash)"                        \
     " AND c.code_hash = args.code_hash"
@@ -362,13 +375,18 @@ enum {
     " WHEN (SELECT used_at FROM target) IS NULL"                                                   \
     " AND (SELECT expires_at FROM target) <= now() THEN 'expired'"                                 \
     " ELSE 'used' END AS result),"
-#define SQL_REDEEM_ANSWER_                                                                         \
+#define SQL_REDEEM_AUDIT_                                                                          \
     " audit AS ("                                                                                  \
     " INSERT INTO audit_log (event, actor_id, target, client_addr, outcome, request_id)"           \
     " SELECT 'redeem', args.user_id, (SELECT 'code ' || id FROM target), args.client_addr,"        \
     " outcome.result, args.request_id FROM outcome, args"                                          \
     " WHERE CASE WHEN outcome.result IN ('not_found', 'expired', 'used')"                          \
-    " THEN NOT audit_request_logged(args.request_id, 'redeem', args.user_id)"                      \
+    " THEN"
+/* A refusal's row, unless its first run wrote it (sql/015). */
+#define SQL_REDEEM_REFUSAL_ONCE_                                                                   \
+    " NOT audit_request_logged(args.request_id, 'redeem', args.user_id)"
+#define SQL_REDEEM_REFUSAL_ " true"
+#define SQL_REDEEM_ANSWER_                                                                         \
     " ELSE outcome.result = 'success' END)"                                                        \
     " SELECT result, CASE result WHEN 'success' THEN"                                              \
     " (SELECT api_ts(subscription_expires_at) FROM extended) WHEN 'replayed' THEN"                 \
@@ -377,22 +395,29 @@ enum {
     "END,"                                                                                         \
     " (SELECT id FROM target) FROM outcome"
 #define SQL_REDEEM                                                                                 \
-    SQL_REDEEM_FIND_ SQL_REDEEM_DECIDE_                                                            \
-        " outcome AS (SELECT result FROM decided)," SQL_REDEEM_ANSWER_
+    SQL_REDEEM_FIND_ SQL_REDEEM_NO_REPLAY_ SQL_REDEEM_TARGET_ SQL_REDEEM_DECIDE_                   \
+        " outcome AS (SELECT result FROM decided)," SQL_REDEEM_AUDIT_ SQL_REDEEM_REFUSAL_          \
+            SQL_REDEEM_ANSWER_
+#define SQL_REDEEM_AGAIN                                                                           \
+    SQL_REDEEM_FIND_ SQL_REDEEM_REPLAY_ SQL_REDEEM_TARGET_ SQL_REDEEM_DECIDE_                      \
+        " outcome AS (SELECT result FROM decided)," SQL_REDEEM_AUDIT_ SQL_REDEEM_REFUSAL_ONCE_     \
+            SQL_REDEEM_ANSWER_
 #define SQL_REDEEM_RERUN                                                                           \
-    SQL_REDEEM_FIND_                                                                               \
-    " FOR UPDATE OF c" SQL_REDEEM_DECIDE_                                                          \
-    " outcome AS (SELECT CASE WHEN result IN ('success', 'not_found', 'no_user', 'too_late')"      \
-    " THEN result"                                                                                 \
-    " ELSE 'recheck' END AS result FROM decided)," SQL_REDEEM_ANSWER_
+    SQL_REDEEM_FIND_ SQL_REDEEM_REPLAY_ SQL_REDEEM_TARGET_                                         \
+        " FOR UPDATE OF c" SQL_REDEEM_DECIDE_                                                      \
+        " outcome AS (SELECT CASE WHEN result IN ('success', 'not_found', 'no_user', 'too_late')"  \
+        " THEN result"                                                                             \
+        " ELSE 'recheck' END AS result FROM decided)," SQL_REDEEM_AUDIT_ SQL_REDEEM_REFUSAL_ONCE_  \
+            SQL_REDEEM_ANSWER_
 
 /* ---- One audit row (audit.c), written only while its actor exists with
  * the token generation and email of its token (the actor may be known from
- * a token alone), and only once a request: run again after a lost reply, it
- * finds the row its first run committed (audit_request_logged, sql/015)
- * and writes no second. Answers whether the actor is still there (the row
- * written now or before), not the row: the application role may not read
- * audit_log. */
+ * a token alone), and only once a request: run again after a lost reply
+ * (AUDIT_INSERT_RERUN), it finds the row its first run committed
+ * (audit_request_logged, sql/015) and writes no second. The first run does
+ * not look (the request id may be a client's choice: SQL_REDEEM). Answers
+ * whether the actor is still there (the row written now or before), not the
+ * row: the application role may not read audit_log. */
 enum {
     ARG_AUDIT_EVENT,
     ARG_AUDIT_ACTOR,
@@ -405,13 +430,17 @@ enum {
     AUDIT_INSERT_NARGS
 };
 enum { COL_AUDIT_ACTOR_HERE, AUDIT_INSERT_NCOLS };
-#define SQL_AUDIT_INSERT                                                                           \
+#define SQL_AUDIT_INSERT_                                                                          \
     "WITH actor AS (SELECT EXISTS (SELECT FROM users WHERE id = $2::bigint"                        \
     " AND token_generation = $7::bigint AND email = $8::text) AS here),"                           \
     " written AS ("                                                                                \
     " INSERT INTO audit_log (event, actor_id, target, client_addr, outcome, request_id)"           \
     " SELECT $1::text, $2::bigint, $3::text, $4::text, $5::text, $6::text FROM actor"              \
-    " WHERE actor.here AND NOT audit_request_logged($6::text, $1::text, $2::bigint))"              \
-    " SELECT here FROM actor"
+    " WHERE actor.here"
+#define SQL_AUDIT_INSERT_END_ ") SELECT here FROM actor"
+#define SQL_AUDIT_INSERT SQL_AUDIT_INSERT_ SQL_AUDIT_INSERT_END_
+#define SQL_AUDIT_INSERT_RERUN                                                                     \
+    SQL_AUDIT_INSERT_                                                                              \
+    " AND NOT audit_request_logged($6::text, $1::text, $2::bigint)" SQL_AUDIT_INSERT_END_
 
 #endif

@@ -291,24 +291,26 @@ t
 
 
 
-=== TEST 13: a refusal's audit row is written once a request (the run again after a lost reply finds its first run's row: sql/015), and once for each request: the same request refused twice has one row, another request refused the same way its own, a missing code likewise; the module's role may ask audit_request_logged() but still not read audit_log
+=== TEST 13: a refusal's audit row is written once a request (the runs again after a lost reply find its first run's row: sql/015), and once for each request: a request refused and run again has one row, another request refused the same way its own, a missing code likewise; a first run looks for no earlier row (the id may be a client's choice): one under an id used before writes its own; the module's role may ask audit_request_logged() but still not read audit_log
 --- login: alice
 --- request
 GET /api/health
 --- error_code: 200
 --- db_check eval
 "PREPARE t_first AS " . statement_sql('SQL_REDEEM') . ";\n"
+  . "PREPARE t_again AS " . statement_sql('SQL_REDEEM_AGAIN') . ";\n"
   . "PREPARE t_rerun AS " . statement_sql('SQL_REDEEM_RERUN') . ";\n" . <<'SQL'
 SELECT encode(code_hash, 'hex') AS hash FROM redeem_codes WHERE used_at IS NOT NULL ORDER BY id DESC LIMIT 1 \gset
 SELECT id AS uid, email, token_generation AS gen FROM users WHERE email = 'alice@example.test' \gset
 SELECT (SELECT count(*) FROM audit_log WHERE event = 'redeem') AS audits,
        (extract(epoch FROM clock_timestamp()) * 1000000)::bigint + 60000000 AS soon \gset
 EXECUTE t_first(:'hash', :uid, '127.0.0.1', 't-refused-1', :gen, :'email', :soon) \gset a_
-EXECUTE t_first(:'hash', :uid, '127.0.0.1', 't-refused-1', :gen, :'email', :soon) \gset b_
+EXECUTE t_again(:'hash', :uid, '127.0.0.1', 't-refused-1', :gen, :'email', :soon) \gset b_
 EXECUTE t_first(:'hash', :uid, '127.0.0.1', 't-refused-2', :gen, :'email', :soon) \gset c_
 EXECUTE t_first(repeat('ab', 32), :uid, '127.0.0.1', 't-missing-1', :gen, :'email', :soon) \gset d_
 EXECUTE t_rerun(repeat('ab', 32), :uid, '127.0.0.1', 't-missing-1', :gen, :'email', :soon) \gset e_
-SELECT :'a_result', :'b_result', :'c_result', :'d_result', :'e_result';
+EXECUTE t_first(:'hash', :uid, '127.0.0.1', 't-refused-2', :gen, :'email', :soon) \gset f_
+SELECT :'a_result', :'b_result', :'c_result', :'d_result', :'e_result', :'f_result';
 SELECT request_id, outcome, count(*) FROM audit_log WHERE event = 'redeem' AND request_id LIKE 't-%'
  GROUP BY 1, 2 ORDER BY 1;
 SELECT count(*) - :audits FROM audit_log WHERE event = 'redeem';
@@ -318,12 +320,12 @@ SELECT has_function_privilege('redeem_app', 'audit_request_logged(text, text, bi
        (SELECT prosecdef FROM pg_proc WHERE oid = 'audit_request_logged(text, text, bigint)'::regprocedure);
 SQL
 --- db_check_out
-used|used|used|not_found|not_found
+used|used|used|not_found|not_found|used
 t-late-2|success|1
 t-missing-1|not_found|1
 t-refused-1|used|1
-t-refused-2|used|1
-3
+t-refused-2|used|2
+4
 t|f|f|t
 
 

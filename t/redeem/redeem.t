@@ -1075,6 +1075,53 @@ sql("SELECT count(*) FROM audit_log WHERE request_id = '" . ('ab' x 16) . "' AND
 
 
 
+=== TEST 50l: under one request id a client chose, each refusal is audited: three forged codes (refused before the lookup: audit_insert) and three tries of a used code (the redemption statement) leave three rows each (before, one each: the first run took a row of the same id as its own, written before)
+--- config
+LoadModule setenvif_module /usr/lib/apache2/modules/mod_setenvif.so
+SetEnvIf X-Request-Id "^([0-9a-f]{32})$" UNIQUE_ID=$1
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $auth = 'Authorization: Bearer ' . user_token('prober');
+my @id = ('X-Request-Id: ' . ('cd' x 16));
+my $used = take_code();
+my $owner = api_request('POST', '/redeem', body($used), 'Authorization: Bearer ' . user_token('owner'));
+$owner->{status} eq '200' or die "the owner's claim: $owner->{status} $owner->{body}\n";
+my $forged = with_symbol_changed(take_code(), 23);
+for my $try (1 .. 3) {
+    my $res = api_request('POST', '/redeem', body($forged), $auth, @id);
+    $res->{status} eq '404' or die "forged, try $try: $res->{status} $res->{body}\n";
+    $res = api_request('POST', '/redeem', body($used), $auth, @id);
+    $res->{status} eq '409' or die "used, try $try: $res->{status} $res->{body}\n";
+}
+my $rows = sql("SELECT string_agg(outcome || ' ' || count, ',' ORDER BY outcome) FROM (SELECT outcome, count(*)"
+               . " FROM audit_log WHERE actor_id = " . user_id('prober') . " AND request_id = '" . ('cd' x 16)
+               . "' GROUP BY outcome) o");
+$rows eq 'invalid_code 3,used 3' or die "six refusals, audit rows: $rows\n";
+
+
+
+=== TEST 50m: under one request id a client chose, a user's second redemption of a code it used is 409 and audited (it was 200, a replay of its own first claim, with no row)
+--- config
+LoadModule setenvif_module /usr/lib/apache2/modules/mod_setenvif.so
+SetEnvIf X-Request-Id "^([0-9a-f]{32})$" UNIQUE_ID=$1
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $auth = 'Authorization: Bearer ' . user_token('twice');
+my @id = ('X-Request-Id: ' . ('0a' x 16));
+my $code = take_code();
+my $first = api_request('POST', '/redeem', body($code), $auth, @id);
+$first->{status} eq '200' or die "the first claim: $first->{status} $first->{body}\n";
+my $second = api_request('POST', '/redeem', body($code), $auth, @id);
+my $rows = sql("SELECT string_agg(outcome, ',' ORDER BY id) FROM audit_log WHERE actor_id = " . user_id('twice'));
+$second->{status} eq '409' or die "the same code again: $second->{status} $second->{body}; audit rows: $rows\n";
+$rows eq 'success,used' or die "audit rows: $rows\n";
+
+
+
 === TEST 51: every audit row of the file is a redeem attempt or a generation, none without outcome
 --- login: admin
 --- request

@@ -434,3 +434,24 @@ Allow: GET, HEAD
 HEAD /api/subscription
 --- error_code: 200
 --- response_body
+
+
+
+=== TEST 34: under one request id a client chose, an admin reads two users' subscriptions: two audit rows, one for each user (before, the second read went out with no row: its audit statement took the first read's row, of the same id, as its own)
+--- config
+LoadModule setenvif_module /usr/lib/apache2/modules/mod_setenvif.so
+SetEnvIf X-Request-Id "^([0-9a-f]{32})$" UNIQUE_ID=$1
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $auth = 'Authorization: Bearer ' . user_token('admin');
+my @id = ('X-Request-Id: ' . ('5a' x 16));
+for my $who ('readme1', 'readme2') {
+    my $res = api_request('GET', '/subscription/' . user_id($who), undef, $auth, @id);
+    $res->{status} eq '200' or die "$who: $res->{status} $res->{body}\n";
+}
+my $rows = sql("SELECT coalesce(string_agg(target, ',' ORDER BY id), '') FROM audit_log"
+               . " WHERE event = 'subscription_read' AND request_id = '" . ('5a' x 16) . "'");
+$rows eq 'user ' . user_id('readme1') . ',user ' . user_id('readme2')
+  or die "two users' subscriptions sent, audit rows: '$rows'\n";
