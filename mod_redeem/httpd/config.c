@@ -78,6 +78,7 @@ void *redeem_config_merge(apr_pool_t *p, void *base_conf, void *add_conf)
         conf->limits[i] = add->limits[i].count != UNSET ? add->limits[i] : base->limits[i];
     conf->store = add->store.kind != REDEEM_STORE_UNSET ? add->store : base->store;
     conf->dbd_max = MERGE(dbd_max, UNSET);
+    conf->dbd_driver = MERGE(dbd_driver, NULL);
     for (size_t i = 0; i < BOUNDED_COUNT; i++) {
         apr_int64_t added = *number_field(add, &bounded_numbers[i]);
         *number_field(conf, &bounded_numbers[i]) =
@@ -369,6 +370,16 @@ static const char *read_dbd_max(cmd_parms *cmd, void *dconf, const char *arg)
     return DECLINE_CMD;
 }
 
+/* DBDriver likewise: the module speaks libpq to the connections mod_dbd
+ * hands it, so a server serving the API must have mod_dbd's pgsql driver
+ * (mod_redeem.c refuses the configuration otherwise). */
+static const char *read_dbd_driver(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    (void)dconf;
+    cmd_conf(cmd)->dbd_driver = arg;
+    return DECLINE_CMD;
+}
+
 #define FIELD(field) ((void *)offsetof(redeem_server_conf, field))
 #define AS_COMMAND(name, field, min, max, fallback, help)                                          \
     AP_INIT_TAKE1(name, set_bounded_number, (void *)&bounded_numbers[BOUNDED_##field], RSRC_CONF,  \
@@ -414,6 +425,9 @@ const command_rec redeem_config_directives[] = {
     AP_INIT_TAKE1("DBDMax", read_dbd_max, NULL, RSRC_CONF,
                   "mod_dbd's pool size, which mod_dbd sets; mod_redeem reads it too, to wait "
                   "for a free pooled connection no longer than RedeemDBTimeout"),
+    AP_INIT_TAKE1("DBDriver", read_dbd_driver, NULL, RSRC_CONF,
+                  "mod_dbd's driver, which mod_dbd sets; mod_redeem reads it too, and needs "
+                  "pgsql"),
     BOUNDED_NUMBERS(AS_COMMAND){NULL}};
 
 /* Reads a key file, logging a warning when others than its reader may
@@ -562,6 +576,17 @@ static const char *finish_redis_auth(apr_pool_t *p, server_rec *s, redeem_store_
     return NULL;
 }
 
+/* Which server a start-up message is about: an operator with several
+ * virtual hosts is told which one, and where it is defined. */
+const char *redeem_config_server_name(apr_pool_t *p, const server_rec *vs)
+{
+    if (!vs->is_virtual)
+        return "the main server";
+    return apr_psprintf(p, "the virtual host %s (%s:%d)",
+                        vs->server_hostname ? vs->server_hostname : "(no name)",
+                        vs->defn_name ? vs->defn_name : "?", vs->defn_line_number);
+}
+
 int redeem_config_finish(apr_pool_t *pconf, server_rec *s)
 {
     /* Here, not where the segment is made: apachectl -t runs this hook only. */
@@ -577,8 +602,9 @@ int redeem_config_finish(apr_pool_t *pconf, server_rec *s)
         apply_defaults(conf);
         const char *why = conf->engine_used ? finish_server(pconf, vs, conf) : NULL;
         if (why) {
-            ap_log_error(APLOG_MARK, APLOG_EMERG, 0, vs, RDMNO(0001) "mod_redeem cannot start: %s",
-                         why);
+            ap_log_error(APLOG_MARK, APLOG_EMERG, 0, vs,
+                         RDMNO(0001) "mod_redeem cannot start: %s (in %s)", why,
+                         redeem_config_server_name(pconf, vs));
             return HTTP_INTERNAL_SERVER_ERROR;
         }
     }

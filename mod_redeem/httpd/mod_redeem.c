@@ -81,6 +81,17 @@ static int redeem_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *
                          RDMNO(0004) "DBDMax is mod_dbd's directive: LoadModule dbd_module first");
             return HTTP_INTERNAL_SERVER_ERROR;
         }
+        /* Anything but libpq's connection would be handed to libpq. */
+        if (conf->engine_used && (!conf->dbd_driver || strcmp(conf->dbd_driver, "pgsql") != 0)) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, 0, vs,
+                         RDMNO(0012) "mod_redeem needs mod_dbd's pgsql driver: %s serves the "
+                                     "API with %s%s; set DBDriver pgsql there or in the main "
+                                     "server, after LoadModule redeem_module",
+                         redeem_config_server_name(pconf, vs),
+                         conf->dbd_driver ? "DBDriver " : "no DBDriver",
+                         conf->dbd_driver ? conf->dbd_driver : "");
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
         conf->dbd_acquire = acquire;
     }
     return redeem_config_finish(pconf, s);

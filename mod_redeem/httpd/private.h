@@ -309,6 +309,7 @@ typedef struct {
     apr_int64_t max_codes;
     apr_int64_t db_timeout_ms; /* RedeemDBTimeout */
     apr_int64_t dbd_max;       /* mod_dbd's DBDMax, read beside it (-1: unset, its default) */
+    const char *dbd_driver;    /* mod_dbd's DBDriver, read beside it (NULL: unset) */
     redeem_limit_setting_t limits[REDEEM_SCOPE_COUNT_];
     redeem_store_setting_t store;  /* main server only (RedeemRateLimitStore) */
     unsigned int futex_hash_slots; /* main server only (RedeemFutexHashSlots); 0: unset */
@@ -341,6 +342,7 @@ void *redeem_config_create_dir(apr_pool_t *p, char *dir);
 void *redeem_config_merge_dir(apr_pool_t *p, void *base, void *add);
 /* check_config: defaults, secrets and keys of every server; OK or an error status. */
 int redeem_config_finish(apr_pool_t *pconf, server_rec *s);
+const char *redeem_config_server_name(apr_pool_t *p, const server_rec *vs);
 /* post_config: the shared segment, for every server, and mod_redeem's token in
  * the Server header; neither when no server serves the API. OK or an error
  * status. */

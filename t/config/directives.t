@@ -337,3 +337,55 @@ my $want = $kernel_has_it
 open my $log, '<', var('SERVROOT') . '/error.log' or die $!;
 my $lines = grep { $_ =~ $want } <$log>;
 $lines >= 1 or die "no line matches $want";
+
+
+
+=== TEST 33: the API served with no DBDriver (mod_dbd's pgsql driver) in reach: apachectl -t refuses it and names the server (it passed, and every request got 503; a driver other than pgsql, where one is installed, would have had its connections handed to libpq); DBDriver pgsql passes
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $dir = var('SERVROOT');
+my $conf = sub {
+    my ($driver) = @_;
+    my $file = "$dir/no_driver.conf";
+    open my $fh, '>', $file or die "$file: $!";
+    print $fh <<"CONF";
+ServerRoot $dir
+PidFile $dir/no_driver.pid
+ErrorLog $dir/no_driver.log
+LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
+LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
+LoadModule dbd_module /usr/lib/apache2/modules/mod_dbd.so
+LoadModule redeem_module $ENV{REDEEM_MODULE}
+ServerName localhost
+Listen 127.0.0.1:1
+$driver
+<VirtualHost *>
+  ServerName api.test
+  RedeemEngine On
+</VirtualHost>
+CONF
+    close $fh;
+    return run_cmd(['/usr/sbin/apache2', '-t', '-f', $file]);
+};
+my ($status, $out) = $conf->('');
+$status != 0 or die "no DBDriver passed apachectl -t:\n$out";
+$out =~ /RDM0012: mod_redeem needs mod_dbd's pgsql driver: the virtual host api\.test \(\S+no_driver\.conf:\d+\) serves the API with no DBDriver/
+  or die "no RDM0012 naming the virtual host:\n$out";
+($status, $out) = $conf->('DBDriver pgsql');
+$out !~ /RDM0012/ or die "DBDriver pgsql refused:\n$out";
+1
+
+
+
+=== TEST 34: a start-up refusal of the module's own names its server, and where it is defined
+--- config
+<VirtualHost *>
+  ServerName other.test
+  RedeemEngine On
+  RedeemAdminPasswordFile admin@other.test /nonexistent/admin-password
+</VirtualHost>
+--- must_die
+--- error_log
+/RDM0001: mod_redeem cannot start: .*RedeemAdminPasswordFile.* \(in the virtual host other\.test \(\S+extra\.conf:\d+\)\)/
