@@ -126,6 +126,17 @@ static const struct {
      REDEEM_COUNTER_HASH_BUSY, 0},
 };
 
+/* A counter of singles as its name says: seconds (to the microsecond) for
+ * the times kept in microseconds, else the count. */
+static const char *single_text(apr_pool_t *p, const redeem_shared_t *shared, size_t i)
+{
+    uint64_t v = value(shared, singles[i].counter);
+    if (singles[i].microseconds)
+        return apr_psprintf(p, "%" APR_UINT64_T_FMT ".%06" APR_UINT64_T_FMT, v / 1000000,
+                            v % 1000000);
+    return apr_psprintf(p, "%" APR_UINT64_T_FMT, v);
+}
+
 static void print_family(request_rec *r, const char *name, const char *type, const char *help)
 {
     ap_rprintf(r, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
@@ -177,13 +188,8 @@ static void prometheus(request_rec *r, const redeem_shared_t *shared)
         ap_rprintf(r, "redeem_rate_limited_total{scope=\"%s\"} %" APR_UINT64_T_FMT "\n",
                    redeem_ratelimit_scope_name(i), value(shared, REDEEM_COUNTER_LIMITED_FIRST + i));
     for (size_t i = 0; i < sizeof singles / sizeof *singles; i++) {
-        uint64_t v = value(shared, singles[i].counter);
         print_family(r, singles[i].name, "counter", singles[i].help);
-        if (singles[i].microseconds)
-            ap_rprintf(r, "%s %" APR_UINT64_T_FMT ".%06" APR_UINT64_T_FMT "\n", singles[i].name,
-                       (v / 1000000), (v % 1000000));
-        else
-            ap_rprintf(r, "%s %" APR_UINT64_T_FMT "\n", singles[i].name, v);
+        ap_rprintf(r, "%s %s\n", singles[i].name, single_text(r->pool, shared, i));
     }
 }
 
@@ -235,8 +241,7 @@ int redeem_metrics_status(request_rec *r, int flags)
                        redeem_ratelimit_scope_name(i),
                        value(shared, REDEEM_COUNTER_LIMITED_FIRST + i));
         for (size_t i = 0; i < sizeof singles / sizeof *singles; i++)
-            ap_rprintf(r, "%s: %" APR_UINT64_T_FMT "\n", singles[i].name,
-                       value(shared, singles[i].counter));
+            ap_rprintf(r, "%s: %s\n", singles[i].name, single_text(r->pool, shared, i));
         return OK;
     }
     ap_rputs("<hr />\n<h2>mod_redeem</h2>\n<table border=\"1\">"
@@ -257,8 +262,8 @@ int redeem_metrics_status(request_rec *r, int flags)
         ap_rprintf(r, "<tr><td>rate-limited %s</td><td>%" APR_UINT64_T_FMT "</td></tr>\n",
                    redeem_ratelimit_scope_name(i), value(shared, REDEEM_COUNTER_LIMITED_FIRST + i));
     for (size_t i = 0; i < sizeof singles / sizeof *singles; i++)
-        ap_rprintf(r, "<tr><td>%s</td><td>%" APR_UINT64_T_FMT "</td></tr>\n", singles[i].name,
-                   value(shared, singles[i].counter));
+        ap_rprintf(r, "<tr><td>%s</td><td>%s</td></tr>\n", singles[i].name,
+                   single_text(r->pool, shared, i));
     ap_rputs("</table>\n", r);
     return OK;
 }

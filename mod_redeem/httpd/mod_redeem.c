@@ -151,7 +151,10 @@ static void redeem_child_init(apr_pool_t *pchild, server_rec *s)
 /* Nor do they need core's translation to a file under DocumentRoot, which
  * fails for a path longer than a file name may be (httpd's own 403, logged
  * as an error, where the API answers 404). Last of the translators: an
- * Alias or a RewriteRule of the operator's comes first. The <Location>s
+ * Alias or a RewriteRule of the operator's comes first (a [PT] one is
+ * judged here by the path it leads to; one that maps to a file still leaves
+ * the path the API's: map_to_storage takes it, and files inside the API's
+ * scope are served under a <Location> with RedeemEngine Off). The <Location>s
  * httpd walked before translating were those of the URI as it came, and a
  * RewriteRule's [PT] may have changed it since: they are walked again for
  * the URI as it is now (as map_to_storage does), and put back. */

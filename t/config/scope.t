@@ -327,3 +327,32 @@ GET /apifoo.txt
 --- response_body
 a neighbour of the API
 --- openapi_skip: a file, outside the API
+
+
+
+=== TEST 21: an Alias (or a RewriteRule to a file, without [PT]) for a path inside the API's scope does not serve its file: the API answers there, its JSON 404 for a path it does not know (README, "Directives": files go in a <Location> with RedeemEngine Off, TEST 22)
+--- config eval
+my $root = docroot_file('docs/readme.txt', "static readme\n");
+qq(LoadModule alias_module /usr/lib/apache2/modules/mod_alias.so\n)
+  . qq(<Directory "$root">\n  Require all granted\n</Directory>\n)
+  . qq(Alias /api/docs "$root/docs"\n)
+--- request
+GET /api/docs/readme.txt
+--- error_code: 404
+--- response_json_exact
+{"error": "Not found"}
+
+
+
+=== TEST 22: ... and the same Alias under a <Location> with RedeemEngine Off serves the file
+--- config eval
+my $root = docroot_file('docs/readme.txt', "static readme\n");
+qq(LoadModule alias_module /usr/lib/apache2/modules/mod_alias.so\n)
+  . qq(<Directory "$root">\n  Require all granted\n</Directory>\n)
+  . qq(Alias /api/docs "$root/docs"\n<Location "/api/docs">\n  RedeemEngine Off\n</Location>\n)
+--- request
+GET /api/docs/readme.txt
+--- error_code: 200
+--- response_body
+static readme
+--- openapi_skip: a file, outside the API

@@ -212,6 +212,15 @@ sub check_default_site {
 
 sub check_api {
     my $base = 'http://127.0.0.1:8080';
+    # mod_status is enabled (above), its /server-status in every site for a
+    # local peer: not in the API's, where every client behind a front end
+    # on the host is local.
+    for my $path ('/server-status?auto', '/server-info?config') {
+        my $res = http('GET', "$base$path");
+        is($res->{status}, 403, "example site: $path is refused (403)");
+        unlike($res->{body}, qr/ServerVersion|DBDParams/, "example site: $path shows nothing of the server");
+        like($res->{headers}{'content-type'} // '', qr{^application/json}, "example site: $path answered in JSON");
+    }
     my $res = http('GET', "$base/api/health");
     is($res->{status}, 200, 'example site: GET /api/health 200');
     like($res->{headers}{'content-type'} // '', qr{^application/json}, 'example site: JSON');

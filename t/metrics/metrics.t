@@ -102,6 +102,16 @@ RedeemRequests GET /api/health: [1-9]\d*
 
 
 
+=== TEST 4b: ... its times in seconds, as their names say and as /metrics shows them (they were microseconds under a name in seconds)
+--- request
+GET /server-status?auto
+--- error_code: 200
+--- response_body_like
+redeem_db_acquire_wait_seconds_total: \d+\.\d{6}\n
+--- openapi_skip: mod_status's page
+
+
+
 === TEST 5: ... and in its HTML page
 --- request
 GET /server-status
