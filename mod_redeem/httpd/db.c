@@ -475,7 +475,8 @@ static const redeem_failure_t *check_schema(redeem_db_t *db, apr_array_header_t 
     if (version < REDEEM_SCHEMA_VERSION)
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       RDMNO(0103) "database schema is at version %" APR_INT64_T_FMT
-                                  ", mod_redeem needs %d: apply sql/%s and the migrations after it",
+                                  ", mod_redeem needs %d: apply sql/%s and the migrations after it "
+                                  "(redeem-migrate applies them in order)",
                       version, REDEEM_SCHEMA_VERSION, migrations[version]);
     else
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,

@@ -1,0 +1,72 @@
+# A database whose schema is not the module's version: behind (migrations
+# not yet applied) or ahead (a newer module migrated it). Every new
+# connection checks the version before it prepares anything; a mismatch
+# answers 503 with Retry-After and says which migration to apply (RDM0103)
+# or that the module is older (RDM0104), and the site heals by itself once
+# the versions agree again.
+use lib 't/lib';
+use Test::Redeem;
+
+# Every session of the module's ended, so that its next one checks anew.
+our $END_SESSIONS = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+  . " WHERE datname = current_database() AND pid <> pg_backend_pid();\n";
+
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: the versions agree: the profile is served
+--- login: alice
+--- request
+GET /api/profile
+--- error_code: 200
+
+
+
+=== TEST 2: the schema one migration behind: 503 with Retry-After, and the log names the migration to apply and the tool that applies it
+--- login: alice
+--- db_init eval
+"UPDATE schema_migrations SET version = -version WHERE version = (SELECT max(version) FROM schema_migrations);\n"
+  . $END_SESSIONS
+--- request
+GET /api/profile
+--- error_code: 503
+--- response_headers_like
+Retry-After: ^\d+$
+--- response_json_exact
+{"error": "Service temporarily unavailable"}
+--- error_log
+/RDM0103: database schema is at version \d+, mod_redeem needs \d+: apply sql/0\d\d_\w+\.sql and the migrations after it \(redeem-migrate applies them in order\)/
+
+
+
+=== TEST 3: the migration applied: served again, without a restart
+--- login: alice
+--- db_init
+UPDATE schema_migrations SET version = -version WHERE version < 0;
+--- request
+GET /api/profile
+--- error_code: 200
+
+
+
+=== TEST 4: the schema newer than the module: 503, and the log says to upgrade the module
+--- login: alice
+--- db_init eval
+"INSERT INTO schema_migrations (version) SELECT max(version) + 1 FROM schema_migrations;\n" . $END_SESSIONS
+--- request
+GET /api/profile
+--- error_code: 503
+--- error_log
+/RDM0104: database schema is at version \d+, newer than this mod_redeem \(\d+\): upgrade the module/
+
+
+
+=== TEST 5: back to the module's version: served again
+--- login: alice
+--- db_init
+DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations);
+--- request
+GET /api/profile
+--- error_code: 200
