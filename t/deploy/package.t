@@ -117,6 +117,10 @@ my $ok = eval {
     # nowhere (RedeemEngine is Off), so the configuration stays valid.
     step_ok('a2enmod redeem alone', ['a2enmod', '-q', 'redeem']);
     $state{enabled} = 1;
+    # A guest in the server: the module brings mod_dbd, nothing else.
+    for my $module ('unique_id', 'remoteip') {
+        ok($ENABLED_BEFORE{$module} || !module_enabled($module), "a2enmod redeem leaves mod_$module as it was");
+    }
     step_ok('apachectl -t with the module alone (no keys, no site)', ['apachectl', '-t']);
     step_ok('a2dismod redeem again', ['a2dismod', '-q', 'redeem']);
 
@@ -159,7 +163,7 @@ SH
     }
 
     # README 4: enable, check, (re)load.
-    readme_step('enable and check', "a2enmod redeem\na2ensite redeem-example\napachectl -t");
+    readme_step('enable and check', "a2enmod redeem remoteip\na2ensite redeem-example\napachectl -t");
     $state{enabled} = 1;
     ok(readme_has('systemctl reload apache2') && readme_has('`apachectl start` when Apache is not running'),
        'README: reload, or start without systemd');
@@ -416,7 +420,7 @@ sub check_machine_restored {
     is_deeply($state{cleanup_errors}, [], 'clean-up ran without errors');
     ok(readme_has("a2dissite redeem-example\na2dismod redeem\nsystemctl restart apache2\n"
                   . "dpkg --purge libapache2-mod-redeem")
-       && readme_has('`a2dismod dbd unique_id remoteip` if nothing else uses them')
+       && readme_has('`a2dismod dbd remoteip` if nothing else uses them')
        && readme_has('`rm -r /etc/apache2/redeem` once no'),
        'README has the removal steps the clean-up took');
     if ($state{installed}) {
