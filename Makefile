@@ -98,7 +98,8 @@ format:
 	clang-format -i $(SRC_DIR)/*/*.[ch] t/unit/*.c fuzz/*.[ch]
 
 # The Debian package libapache2-mod-redeem, into build/deb/ (scripts/deb.sh).
-deb: deps
+deb:
+	@scripts/deps.sh build
 	@scripts/deb.sh
 
 bench: deps

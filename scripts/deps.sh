@@ -12,6 +12,14 @@ packages=(
   libjson-validator-perl libyaml-libyaml-perl
   clang libclang-rt-14-dev
 )
+# `scripts/deps.sh build` (make deb): only what building the package needs,
+# for a host that installs it: no server, no test or bench tool.
+if [ "${1:-}" = build ]; then
+  packages=(
+    build-essential debhelper dpkg-dev pkg-config apache2-dev
+    libjansson-dev libjwt-dev libargon2-dev libssl-dev libpq-dev libhiredis-dev
+  )
+fi
 
 installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]; }
 missing=()

@@ -60,13 +60,14 @@ exit 2
 SH
 stand_in('update-rc.d', qq{echo "update-rc.d \$*" >>"$log"});
 
+our $DEPS_ARGS = '';
 sub run_deps {
     my (%env) = @_;
     unlink $log, $installed;
     local $ENV{PATH} = "$bin:$ENV{PATH}";
     local $ENV{REDEEM_POLICY_RC_D} = $policy;
     local @ENV{keys %env} = values %env;
-    my $out = `$ROOT/scripts/deps.sh 2>&1`;
+    my $out = `$ROOT/scripts/deps.sh $DEPS_ARGS 2>&1`;
     my $rc = $? >> 8;
     my $calls = -e $log ? do { local (@ARGV, $/) = $log; <> } : '';
     return ($rc, $out, $calls);
@@ -164,6 +165,19 @@ my @not_servers = qw(build-essential apache2-dev libaprutil1-dbd-pgsql libjansso
     is($rc, 0, 'TEST 8: deps.sh succeeds') or diag($out);
     is($calls, '', 'TEST 8: nothing installed');
     ok(!-e $policy, 'TEST 8: the left-over policy is removed');
+}
+
+# TEST 9: `deps.sh build` (make deb, on a host that installs the package):
+# what building needs, and no server, test or bench tool.
+{
+    local $DEPS_ARGS = 'build';
+    my ($rc, $out, $calls) = run_deps();
+    is($rc, 0, 'TEST 9: deps.sh build succeeds') or diag($out);
+    like($calls, qr/^install policy=none$/m, 'TEST 9: no server to keep from starting: no policy');
+    my @got = sort split ' ', do { local (@ARGV, $/) = $installed; <> };
+    is("@got", join(' ', sort qw(build-essential debhelper dpkg-dev pkg-config apache2-dev libjansson-dev
+                                  libjwt-dev libargon2-dev libssl-dev libpq-dev libhiredis-dev)),
+       'TEST 9: the build dependencies alone');
 }
 
 done_testing();
