@@ -367,7 +367,7 @@ $driver
 </VirtualHost>
 CONF
     close $fh;
-    return run_cmd(['/usr/sbin/apache2', '-t', '-f', $file]);
+    return run_cmd(['/usr/sbin/apache2', '-t', '-f', $file], undef, sanitizer_env());
 };
 my ($status, $out) = $conf->('');
 $status != 0 or die "no DBDriver passed apachectl -t:\n$out";

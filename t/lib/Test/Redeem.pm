@@ -300,7 +300,9 @@ database) and returns its output without the final newline; a psql error dies.
 C<run_cmd(\@cmd, $stdin, %env)> runs a command and returns its exit status
 and its output (stdout and stderr); C<run_ok> returns the output and dies
 unless it exits 0; C<psql_db($db, $sql)> runs SQL as the superuser on
-another database.
+another database. C<sanitizer_env()> is the environment an httpd of the
+module needs beyond its settings (the sanitizers' runtime under
+C<REDEEM_ASAN>), for a test that runs C<apache2> itself.
 C<one_connection_config($db_timeout_ms)> is the configuration of one child
 of five threads with one pooled connection and that C<RedeemDBTimeout> (every
 request meets the state the one before left).
@@ -348,6 +350,7 @@ our @EXPORT = qw(
   one_connection_config request_in_background request_result burst
   start_second_server stop_second_server redis_cli redis_stop redis_start
   graceful_restart statement_sql subscription_fold_sql run_cmd run_ok psql_db site_aud
+  sanitizer_env
 );
 
 use constant {
@@ -1021,14 +1024,20 @@ sub _httpd_env {
         REDEEM_CODE_MAC_KEY_FILE => "$ServRoot/code_mac_key",
         REDEEM_CODE_ENC_KEY_FILE => "$ServRoot/code_enc_key",
     );
-    if ($ENV{REDEEM_ASAN}) {
-        chomp(my $lib = `gcc -print-file-name=libasan.so`);
-        die "libasan.so not found\n" unless $lib =~ m{/};
-        $env{LD_PRELOAD}    = $lib;
-        $env{ASAN_OPTIONS}  = "detect_leaks=0:abort_on_error=0:log_path=$ServRoot/asan";
-        $env{UBSAN_OPTIONS} = "print_stacktrace=1:log_path=$ServRoot/ubsan";
-    }
-    return \%env;
+    return {%env, sanitizer_env()};
+}
+
+# What an httpd of the module needs in its environment beyond its settings:
+# under REDEEM_ASAN, the sanitizer's runtime first (and its reports in the
+# server root, where a file's end looks for them); else nothing. For a test
+# that runs apache2 itself (apache2 -t -f FILE): run_cmd($cmd, undef, sanitizer_env()).
+sub sanitizer_env {
+    return () unless $ENV{REDEEM_ASAN};
+    chomp(my $lib = `gcc -print-file-name=libasan.so`);
+    die "libasan.so not found\n" unless $lib =~ m{/};
+    return (LD_PRELOAD    => $lib,
+            ASAN_OPTIONS  => "detect_leaks=0:abort_on_error=0:log_path=$ServRoot/asan",
+            UBSAN_OPTIONS => "print_stacktrace=1:log_path=$ServRoot/ubsan");
 }
 
 sub _db_host {
