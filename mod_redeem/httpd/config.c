@@ -61,6 +61,7 @@ void *redeem_config_merge(apr_pool_t *p, void *base_conf, void *add_conf)
     redeem_server_conf *base = base_conf, *add = add_conf;
     redeem_server_conf *conf = apr_pcalloc(p, sizeof *conf);
     conf->engine_used = base->engine_used || add->engine_used;
+    conf->engine_here = add->engine_here;
     /* The secret is one setting whichever directive gave it. */
     const redeem_server_conf *secret_from = add->jwt_secret || add->jwt_secret_file ? add : base;
     conf->jwt_secret = secret_from->jwt_secret;
@@ -191,7 +192,7 @@ static const char *set_engine(cmd_parms *cmd, void *dconf, int flag)
     conf->engine = flag;
     conf->location = cmd->path ? url_path(cmd->pool, cmd->path) : NULL;
     if (flag)
-        cmd_conf(cmd)->engine_used = 1;
+        cmd_conf(cmd)->engine_used = cmd_conf(cmd)->engine_here = 1;
     return NULL;
 }
 
@@ -372,7 +373,7 @@ static const char *read_dbd_max(cmd_parms *cmd, void *dconf, const char *arg)
 
 /* DBDriver likewise: the module speaks libpq to the connections mod_dbd
  * hands it, so a server serving the API must have mod_dbd's pgsql driver
- * (mod_redeem.c refuses the configuration otherwise). */
+ * (mod_redeem.c checks the configuration, db.c each connection). */
 static const char *read_dbd_driver(cmd_parms *cmd, void *dconf, const char *arg)
 {
     (void)dconf;

@@ -61,6 +61,41 @@
 #include <mod_status.h>
 #include <apr_optional.h>
 
+/* mod_dbd's driver where the API is served: the module speaks libpq to the
+ * connections it is handed (db.c checks each one too). Refused: a server
+ * whose own configuration turns the API on with another driver, and the API
+ * served where no server has the pgsql driver at all (it started, and
+ * answered every request 503). A server that turns it on with no driver of
+ * its own, where others have one, is only warned of: its name-based virtual
+ * hosts may take every request. */
+static int check_dbd_driver(apr_pool_t *pconf, server_rec *s)
+{
+    int pgsql_somewhere = 0;
+    for (server_rec *vs = s; vs; vs = vs->next) {
+        const redeem_server_conf *conf = ap_get_module_config(vs->module_config, &redeem_module);
+        pgsql_somewhere |= conf->dbd_driver && strcmp(conf->dbd_driver, "pgsql") == 0;
+    }
+    for (server_rec *vs = s; vs; vs = vs->next) {
+        const redeem_server_conf *conf = ap_get_module_config(vs->module_config, &redeem_module);
+        int other = conf->dbd_driver && strcmp(conf->dbd_driver, "pgsql") != 0;
+        if ((conf->engine_here && other) || (conf->engine_used && !pgsql_somewhere)) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, 0, vs,
+                         RDMNO(0012) "mod_redeem needs mod_dbd's pgsql driver: %s serves the "
+                                     "API with %s%s; set DBDriver pgsql there",
+                         redeem_config_server_name(pconf, vs),
+                         conf->dbd_driver ? "DBDriver " : "no DBDriver",
+                         conf->dbd_driver ? conf->dbd_driver : "");
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+        if (conf->engine_here && !conf->dbd_driver)
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, vs,
+                         RDMNO(0012) "%s serves the API with no DBDriver: its own requests "
+                                     "will be answered 503 (set DBDriver pgsql there)",
+                         redeem_config_server_name(pconf, vs));
+    }
+    return OK;
+}
+
 static int redeem_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                                server_rec *s)
 {
@@ -74,27 +109,18 @@ static int redeem_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *
                          RDMNO(0004) "mod_redeem needs mod_dbd: LoadModule dbd_module first");
             return HTTP_INTERNAL_SERVER_ERROR;
         }
-        /* config.c reads DBDMax beside mod_dbd: without mod_dbd it would
-         * pass unnoticed where httpd used to refuse it. */
-        if (conf->dbd_max >= 0 && !acquire) {
+        /* config.c reads DBDMax and DBDriver beside mod_dbd: without mod_dbd
+         * they would pass unnoticed where httpd used to refuse them. */
+        if ((conf->dbd_max >= 0 || conf->dbd_driver) && !acquire) {
             ap_log_error(APLOG_MARK, APLOG_EMERG, 0, vs,
-                         RDMNO(0004) "DBDMax is mod_dbd's directive: LoadModule dbd_module first");
-            return HTTP_INTERNAL_SERVER_ERROR;
-        }
-        /* Anything but libpq's connection would be handed to libpq. */
-        if (conf->engine_used && (!conf->dbd_driver || strcmp(conf->dbd_driver, "pgsql") != 0)) {
-            ap_log_error(APLOG_MARK, APLOG_EMERG, 0, vs,
-                         RDMNO(0012) "mod_redeem needs mod_dbd's pgsql driver: %s serves the "
-                                     "API with %s%s; set DBDriver pgsql there or in the main "
-                                     "server, after LoadModule redeem_module",
-                         redeem_config_server_name(pconf, vs),
-                         conf->dbd_driver ? "DBDriver " : "no DBDriver",
-                         conf->dbd_driver ? conf->dbd_driver : "");
+                         RDMNO(0004) "%s is mod_dbd's directive: LoadModule dbd_module first",
+                         conf->dbd_max >= 0 ? "DBDMax" : "DBDriver");
             return HTTP_INTERNAL_SERVER_ERROR;
         }
         conf->dbd_acquire = acquire;
     }
-    return redeem_config_finish(pconf, s);
+    int status = check_dbd_driver(pconf, s);
+    return status != OK ? status : redeem_config_finish(pconf, s);
 }
 
 /* The shared segment, made (or kept across a graceful restart) by the

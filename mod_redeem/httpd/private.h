@@ -291,6 +291,7 @@ static inline redeem_dir_conf *redeem_dir_conf_of(const request_rec *r)
 
 typedef struct {
     int engine_used;             /* RedeemEngine On appears in this server, in any scope */
+    int engine_here;             /* ... in this server's own configuration (not inherited) */
     const char *jwt_secret;      /* from RedeemJWTSecret, or read from the file */
     const char *jwt_secret_file; /* read at check_config, unless an inline secret came later */
     const char *issuer;

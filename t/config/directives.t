@@ -340,15 +340,16 @@ $lines >= 1 or die "no line matches $want";
 
 
 
-=== TEST 33: the API served with no DBDriver (mod_dbd's pgsql driver) in reach: apachectl -t refuses it and names the server (it passed, and every request got 503; a driver other than pgsql, where one is installed, would have had its connections handed to libpq); DBDriver pgsql passes
+=== TEST 33: mod_dbd's driver where the API is served, checked by apachectl -t: no DBDriver anywhere is refused and names the server (it passed, and every request got 503); a server with the API on and no driver of its own, where a virtual host has pgsql, is warned of only; DBDriver pgsql passes clean; DBDriver without mod_dbd is refused as DBDMax is (httpd refused it before mod_redeem read it too)
 --- request
 GET /api/health
 --- error_code: 200
 --- check_eval
 my $dir = var('SERVROOT');
-my $conf = sub {
-    my ($driver) = @_;
+my $check = sub {
+    my (%part) = @_;
     my $file = "$dir/no_driver.conf";
+    my $dbd = $part{no_dbd} ? '' : "LoadModule dbd_module /usr/lib/apache2/modules/mod_dbd.so\n";
     open my $fh, '>', $file or die "$file: $!";
     print $fh <<"CONF";
 ServerRoot $dir
@@ -356,25 +357,35 @@ PidFile $dir/no_driver.pid
 ErrorLog $dir/no_driver.log
 LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
 LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
-LoadModule dbd_module /usr/lib/apache2/modules/mod_dbd.so
-LoadModule redeem_module $ENV{REDEEM_MODULE}
+${dbd}LoadModule redeem_module $ENV{REDEEM_MODULE}
 ServerName localhost
 Listen 127.0.0.1:1
-$driver
+RedeemJWTSecret 0123456789abcdef0123456789abcdef
+RedeemCodeMACKeyFile $dir/code_mac_key
+RedeemCodeEncryptionKeyFile $dir/code_enc_key
+RedeemArgon2 1024 1 1
+$part{main}
 <VirtualHost *>
   ServerName api.test
-  RedeemEngine On
+$part{vhost}
 </VirtualHost>
 CONF
     close $fh;
     return run_cmd(['/usr/sbin/apache2', '-t', '-f', $file], undef, sanitizer_env());
 };
-my ($status, $out) = $conf->('');
-$status != 0 or die "no DBDriver passed apachectl -t:\n$out";
+my ($status, $out) = $check->(main => '', vhost => 'RedeemEngine On');
+$status != 0 or die "no DBDriver anywhere passed apachectl -t:\n$out";
 $out =~ /RDM0012: mod_redeem needs mod_dbd's pgsql driver: the virtual host api\.test \(\S+no_driver\.conf:\d+\) serves the API with no DBDriver/
   or die "no RDM0012 naming the virtual host:\n$out";
-($status, $out) = $conf->('DBDriver pgsql');
-$out !~ /RDM0012/ or die "DBDriver pgsql refused:\n$out";
+($status, $out) = $check->(main => 'RedeemEngine On', vhost => 'DBDriver pgsql');
+$status == 0 && $out =~ /Syntax OK/ or die "a virtual host's DBDriver pgsql beside the API on in the main server refused:\n$out";
+$out =~ /RDM0012: the main server serves the API with no DBDriver: its own requests will be answered 503/
+  or die "no warning for the main server without a driver:\n$out";
+($status, $out) = $check->(main => "DBDriver pgsql", vhost => 'RedeemEngine On');
+$status == 0 && $out =~ /Syntax OK/ && $out !~ /RDM0012/ or die "DBDriver pgsql not clean:\n$out";
+($status, $out) = $check->(main => "DBDriver pgsql", vhost => '', no_dbd => 1);
+$status != 0 && $out =~ /RDM0004: DBDriver is mod_dbd's directive: LoadModule dbd_module first/
+  or die "DBDriver without mod_dbd:\n$out";
 1
 
 

@@ -209,7 +209,9 @@ sub proxy_loop {
                     $orphan_server->($fh);
                     next;
                 }
-                if ($n && $stall_at{"$fh"} && index($buf, $stall_at{"$fh"}) >= 0) {
+                # A Bind of it (B, its length, the unnamed portal, the
+                # name), not the Parse that prepares it on a new connection.
+                if ($n && $stall_at{"$fh"} && $buf =~ /B.{4}\0\Q$stall_at{"$fh"}\E\0/s) {
                     # Forwarded as far as here; then nothing more is read.
                     %stall_at = ();
                     syswrite($peer{"$fh"}, $buf);
