@@ -256,7 +256,11 @@ typedef struct {
      * answers from it while it is recent. */
     apr_int64_t db_ok_at;
     apr_int64_t db_failed_at; /* ... and when the database last failed to answer */
-    apr_time_t started_at;    /* when this child began (db.c's note_silent) */
+    /* When a schema of another version was last logged at error level, and
+     * which (RDM0103/0104; atomic): once in a while, not once a request. */
+    apr_int64_t schema_logged_at;
+    apr_int64_t schema_logged_version;
+    apr_time_t started_at; /* when this child began (db.c's note_silent) */
     /* The token's user, read for the requests that wait for it in one
      * statement (user_reads.c); all under read_lock. read_in_flight: a
      * statement is running; the requests that came meanwhile wait in

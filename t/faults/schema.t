@@ -41,6 +41,24 @@ Retry-After: ^\d+$
 
 
 
+=== TEST 2b: twenty requests more within seconds: each is 503 and checks again, but each child logs RDM0103 at error level once in ten seconds (at most ServerLimit 8 lines for the 21 requests; it was a line a request)
+--- login: alice
+--- request
+GET /api/profile
+--- error_code: 503
+--- check_eval
+my $auth = 'Authorization: Bearer ' . user_token('alice');
+for my $i (1 .. 20) {
+    my $res = api_request('GET', '/api/profile', undef, $auth);
+    $res->{status} == 503 or die "request $i: $res->{status}\n";
+}
+open my $log, '<', var('SERVROOT') . '/error.log' or die $!;
+my $lines = grep { /\[redeem:error\].*RDM0103/ } <$log>;
+$lines >= 1 && $lines <= 8 or die "RDM0103 at error level $lines times for 22 requests\n";
+1
+
+
+
 === TEST 3: the migration applied: served again, without a restart
 --- login: alice
 --- db_init
