@@ -717,17 +717,6 @@ const redeem_failure_t *redeem_db_open(request_rec *r, apr_time_t since, redeem_
     redeem_shared_count(conf->shared, REDEEM_COUNTER_DB_ACQUIRES);
     redeem_shared_add(conf->shared, REDEEM_COUNTER_DB_ACQUIRE_US,
                       (uint64_t)(apr_time_now() - asked));
-    if (dbd && strcmp(apr_dbd_name(dbd->driver), "pgsql") != 0) {
-        /* Another module's driver where the API is served (a virtual host
-         * that inherits RedeemEngine On and has a DBDriver of its own): its
-         * handle is no libpq connection. mod_redeem.c refuses what it can
-         * see at start-up. */
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                      RDMNO(0121) "mod_dbd's driver here is %s: mod_redeem needs pgsql (DBDriver "
-                                  "pgsql in this server): answering 500",
-                      apr_dbd_name(dbd->driver));
-        return &redeem_failure_internal;
-    }
     PGconn *pg = dbd ? apr_dbd_native_handle(dbd->driver, dbd->handle) : NULL;
     if (!pg) {
         redeem_shared_count(conf->shared, REDEEM_COUNTER_DB_ACQUIRE_FAILURES);
@@ -742,6 +731,17 @@ const redeem_failure_t *redeem_db_open(request_rec *r, apr_time_t since, redeem_
     redeem_conn_t *conn = NULL;
     apr_pool_userdata_get((void **)&conn, "redeem_conn", dbd->pool);
     if (!conn) {
+        /* A connection first seen: another module's driver where the API is
+         * served (a virtual host that inherits RedeemEngine On and has a
+         * DBDriver of its own) hands no libpq connection. mod_redeem.c
+         * refuses what it can see at start-up. */
+        if (strcmp(apr_dbd_name(dbd->driver), "pgsql") != 0) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                          RDMNO(0121) "mod_dbd's driver here is %s: mod_redeem needs pgsql "
+                                      "(DBDriver pgsql in this server): answering 500",
+                          apr_dbd_name(dbd->driver));
+            return &redeem_failure_internal;
+        }
         conn = apr_pcalloc(dbd->pool, sizeof *conn);
         apr_pool_userdata_setn(conn, "redeem_conn", NULL, dbd->pool);
     }

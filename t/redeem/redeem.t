@@ -1056,9 +1056,8 @@ GET /api/subscription
 
 
 === TEST 50k: a request id a client may choose (an operator's SetEnvIf from X-Request-Id) does not make another user's claim of a code their own replay: the second user gets 409, not 200
---- config
-LoadModule setenvif_module /usr/lib/apache2/modules/mod_setenvif.so
-SetEnvIf X-Request-Id "^([0-9a-f]{32})$" UNIQUE_ID=$1
+--- config eval
+client_request_id_config()
 --- request
 GET /api/health
 --- error_code: 200
@@ -1076,9 +1075,8 @@ sql("SELECT count(*) FROM audit_log WHERE request_id = '" . ('ab' x 16) . "' AND
 
 
 === TEST 50l: under one request id a client chose, each refusal is audited: three forged codes (refused before the lookup: audit_insert) and three tries of a used code (the redemption statement) leave three rows each (before, one each: the first run took a row of the same id as its own, written before)
---- config
-LoadModule setenvif_module /usr/lib/apache2/modules/mod_setenvif.so
-SetEnvIf X-Request-Id "^([0-9a-f]{32})$" UNIQUE_ID=$1
+--- config eval
+client_request_id_config()
 --- request
 GET /api/health
 --- error_code: 200
@@ -1103,9 +1101,8 @@ $rows eq 'invalid_code 3,used 3' or die "six refusals, audit rows: $rows\n";
 
 
 === TEST 50m: under one request id a client chose, a user's second redemption of a code it used is 409 and audited (it was 200, a replay of its own first claim, with no row)
---- config
-LoadModule setenvif_module /usr/lib/apache2/modules/mod_setenvif.so
-SetEnvIf X-Request-Id "^([0-9a-f]{32})$" UNIQUE_ID=$1
+--- config eval
+client_request_id_config()
 --- request
 GET /api/health
 --- error_code: 200

@@ -438,9 +438,8 @@ HEAD /api/subscription
 
 
 === TEST 34: under one request id a client chose, an admin reads two users' subscriptions: two audit rows, one for each user (before, the second read went out with no row: its audit statement took the first read's row, of the same id, as its own)
---- config
-LoadModule setenvif_module /usr/lib/apache2/modules/mod_setenvif.so
-SetEnvIf X-Request-Id "^([0-9a-f]{32})$" UNIQUE_ID=$1
+--- config eval
+client_request_id_config()
 --- request
 GET /api/health
 --- error_code: 200

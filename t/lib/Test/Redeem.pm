@@ -300,7 +300,8 @@ database) and returns its output without the final newline; a psql error dies.
 C<run_cmd(\@cmd, $stdin, %env)> runs a command and returns its exit status
 and its output (stdout and stderr); C<run_ok> returns the output and dies
 unless it exits 0; C<psql_db($db, $sql)> runs SQL as the superuser on
-another database. C<sanitizer_env()> is the environment an httpd of the
+another database. C<client_request_id_config()> is the configuration that takes the request id
+from the client's C<X-Request-Id> header. C<sanitizer_env()> is the environment an httpd of the
 module needs beyond its settings (the sanitizers' runtime under
 C<REDEEM_ASAN>), for a test that runs C<apache2> itself.
 C<one_connection_config($db_timeout_ms)> is the configuration of one child
@@ -350,7 +351,7 @@ our @EXPORT = qw(
   one_connection_config request_in_background request_result burst
   start_second_server stop_second_server redis_cli redis_stop redis_start
   graceful_restart statement_sql subscription_fold_sql run_cmd run_ok psql_db site_aud
-  sanitizer_env
+  sanitizer_env client_request_id_config
 );
 
 use constant {
@@ -1025,6 +1026,14 @@ sub _httpd_env {
         REDEEM_CODE_ENC_KEY_FILE => "$ServRoot/code_enc_key",
     );
     return {%env, sanitizer_env()};
+}
+
+# A configuration that takes the request id from the client's X-Request-Id
+# (an operator's SetEnvIf), for the blocks that check what such an id may
+# and may not do.
+sub client_request_id_config {
+    return "LoadModule setenvif_module /usr/lib/apache2/modules/mod_setenvif.so\n"
+         . "SetEnvIf X-Request-Id \"^([0-9a-f]{32})\$\" UNIQUE_ID=\$1\n";
 }
 
 # What an httpd of the module needs in its environment beyond its settings:
