@@ -431,9 +431,6 @@ static void check_clock(redeem_db_t *db, apr_int64_t db_us, apr_time_t asked, ap
                         : "a redemption may commit after its client was told 503");
 }
 
-/* How often a child logs a schema of another version at error level. */
-#define SCHEMA_LOG_EVERY apr_time_from_sec(10)
-
 /* The first question to a new backend: the schema's version, the
  * statements of ours an earlier, interrupted attempt left on it (to drop,
  * so that preparing can always start from nothing; only ours: other modules
@@ -474,37 +471,29 @@ static const redeem_failure_t *check_schema(redeem_db_t *db, apr_array_header_t 
     for (char *c = apr_strtok(commands, ";", &state); c; c = apr_strtok(NULL, ";", &state))
         APR_ARRAY_PUSH(leftovers, const char *) = c;
     /* Every request checks again (the site heals once migrated), but until
-     * then the child says so at error level once in SCHEMA_LOG_EVERY; a
-     * version it has not told of yet, or any after the versions agreed, at
-     * once. */
+     * then the child says so once in REDEEM_LOG_EVERY; a version it has not
+     * told of yet, or any after the versions agreed, at once. */
     redeem_child_t *child = redeem_conf(r)->child;
-    apr_int64_t logged = __atomic_load_n(&child->schema_logged_at, __ATOMIC_RELAXED);
     if (version == REDEEM_SCHEMA_VERSION) {
-        if (logged)
-            __atomic_store_n(&child->schema_logged_at, 0, __ATOMIC_RELAXED);
+        if (__atomic_load_n(&child->schema_told_version, __ATOMIC_RELAXED))
+            __atomic_store_n(&child->schema_told_version, 0, __ATOMIC_RELAXED);
         return NULL;
     }
-    apr_int64_t now = apr_time_now();
-    int level = APLOG_DEBUG;
-    if (__atomic_exchange_n(&child->schema_logged_version, version, __ATOMIC_RELAXED) != version) {
-        __atomic_store_n(&child->schema_logged_at, now, __ATOMIC_RELAXED);
-        level = APLOG_ERR;
-    }
-    else if (now - logged >= SCHEMA_LOG_EVERY &&
-             __atomic_compare_exchange_n(&child->schema_logged_at, &logged, now, 0,
-                                         __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
-        level = APLOG_ERR;
+    if (__atomic_exchange_n(&child->schema_told_version, version, __ATOMIC_RELAXED) != version)
+        redeem_log_throttle_reset(&child->schema_told);
+    const char *note;
+    int level = redeem_log_level_throttled(r, &child->schema_told, APLOG_ERR, &note);
     if (version < REDEEM_SCHEMA_VERSION)
         ap_log_rerror(APLOG_MARK, level, 0, r,
                       RDMNO(0103) "database schema is at version %" APR_INT64_T_FMT
                                   ", mod_redeem needs %d: apply sql/%s and the migrations after it "
-                                  "(redeem-migrate applies them in order)",
-                      version, REDEEM_SCHEMA_VERSION, migrations[version]);
+                                  "(redeem-migrate applies them in order)%s",
+                      version, REDEEM_SCHEMA_VERSION, migrations[version], note);
     else
         ap_log_rerror(APLOG_MARK, level, 0, r,
                       RDMNO(0104) "database schema is at version %" APR_INT64_T_FMT
-                                  ", newer than this mod_redeem (%d): upgrade the module",
-                      version, REDEEM_SCHEMA_VERSION);
+                                  ", newer than this mod_redeem (%d): upgrade the module%s",
+                      version, REDEEM_SCHEMA_VERSION, note);
     return &redeem_failure_unavailable;
 }
 

@@ -1,4 +1,5 @@
-/* Failure values: what went wrong, for the router to answer. */
+/* Failure values: what went wrong, for the router to answer; and how often
+ * an overload's warnings are logged. */
 #include "httpd/private.h"
 
 const redeem_failure_t redeem_failure_internal = {HTTP_INTERNAL_SERVER_ERROR,
@@ -35,4 +36,19 @@ const redeem_failure_t *redeem_failure(apr_pool_t *p, int status, const char *me
     failure->message = message;
     failure->retry_after = 0;
     return failure;
+}
+
+int redeem_log_level_throttled(request_rec *r, redeem_log_throttle_t *throttle, int level,
+                               const char **note)
+{
+    uint32_t held_back;
+    *note = "";
+    if (!redeem_log_throttle_due(throttle, apr_time_now(), REDEEM_LOG_EVERY, &held_back))
+        return APLOG_DEBUG;
+    if (held_back)
+        *note = apr_psprintf(r->pool,
+                             " (and %" APR_UINT64_T_FMT " more in this child since the last "
+                             "such line, logged at debug level)",
+                             (apr_uint64_t)held_back);
+    return level;
 }

@@ -66,9 +66,11 @@ static const redeem_failure_t *take_slot(request_rec *r, int idle_only, int *slo
     if (!busy)
         return NULL;
     redeem_shared_count(conf->shared, REDEEM_COUNTER_HASH_BUSY);
-    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                  RDMNO(0204) "all %d password hashing slots stayed busy: answering 503",
-                  (int)conf->hash_concurrency);
+    const char *note;
+    int level = redeem_log_level_throttled(r, &child->hashing_busy_told, APLOG_WARNING, &note);
+    ap_log_rerror(APLOG_MARK, level, 0, r,
+                  RDMNO(0204) "all %d password hashing slots stayed busy: answering 503%s",
+                  (int)conf->hash_concurrency, note);
     redeem_failure_t *failure = apr_pmemdup(r->pool, &redeem_failure_unavailable, sizeof *failure);
     failure->retry_after = 1;
     return failure;

@@ -176,11 +176,14 @@ const redeem_failure_t *redeem_pool_gate_acquire(request_rec *r, apr_time_t unti
             int capacity = gate->capacity;
             apr_thread_mutex_unlock(gates->lock);
             redeem_shared_count(conf->shared, REDEEM_COUNTER_DB_POOL_TIMEOUTS);
-            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+            const char *note;
+            int level =
+                redeem_log_level_throttled(r, &conf->child->pool_full_told, APLOG_WARNING, &note);
+            ap_log_rerror(APLOG_MARK, level, 0, r,
                           RDMNO(0118) "no pooled connection came free before less than a tenth "
                                       "of RedeemDBTimeout (%" APR_INT64_T_FMT
-                                      " ms) was left: this child's requests held all %d (DBDMax)",
-                          (apr_int64_t)conf->db_timeout_ms, capacity);
+                                      " ms) was left: this child's requests held all %d (DBDMax)%s",
+                          (apr_int64_t)conf->db_timeout_ms, capacity, note);
             return &redeem_failure_unavailable;
         }
         ticket->gate = gate;

@@ -19,6 +19,7 @@
 #include "core/body.h"
 #include "core/code.h"
 #include "core/gcra.h"
+#include "core/log_throttle.h"
 #include "core/email.h"
 #include "core/password.h"
 #include "core/query.h"
@@ -73,6 +74,14 @@ extern const redeem_failure_t redeem_failure_actor_gone;
 extern const redeem_failure_t redeem_failure_actor_not_admin;
 /* A failure allocated from p; message is not copied. */
 const redeem_failure_t *redeem_failure(apr_pool_t *p, int status, const char *message);
+/* How often a child tells a warning that can come once a request under
+ * overload (RDM0118, RDM0204) or until an operator acts (RDM0103/0104). */
+#define REDEEM_LOG_EVERY apr_time_from_sec(10)
+/* The level to log such a warning at: `level` once in REDEEM_LOG_EVERY,
+ * debug in between (its metric counts each). *note is "" or says how many
+ * were logged at debug level since the last one at `level`. */
+int redeem_log_level_throttled(request_rec *r, redeem_log_throttle_t *throttle, int level,
+                               const char **note);
 
 /* ------------------------------------------------------------- shared.c */
 
@@ -256,10 +265,14 @@ typedef struct {
      * answers from it while it is recent. */
     apr_int64_t db_ok_at;
     apr_int64_t db_failed_at; /* ... and when the database last failed to answer */
-    /* When a schema of another version was last logged at error level, and
-     * which (RDM0103/0104; atomic): once in a while, not once a request. */
-    apr_int64_t schema_logged_at;
-    apr_int64_t schema_logged_version;
+    /* Warnings told once in REDEEM_LOG_EVERY, not once a request: a schema
+     * of another version (RDM0103/0104; which one last told, atomic: a new
+     * one is told at once), no pooled connection (RDM0118), no hashing slot
+     * (RDM0204). */
+    redeem_log_throttle_t schema_told;
+    apr_int64_t schema_told_version;
+    redeem_log_throttle_t pool_full_told;
+    redeem_log_throttle_t hashing_busy_told;
     apr_time_t started_at; /* when this child began (db.c's note_silent) */
     /* The token's user, read for the requests that wait for it in one
      * statement (user_reads.c); all under read_lock. read_in_flight: a

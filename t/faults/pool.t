@@ -110,6 +110,51 @@ RDM0112
 
 
 
+=== TEST 3b: four redemptions at once while the one connection is held: each 503 and counted, but the child logs RDM0118 at warning level once in ten seconds (it was a line a request); the next one after that says how many it held back
+--- config eval
+one_connection_config(301) . $main::METRICS
+--- request
+GET /api/health
+--- error_code: 200
+--- timeout: 30
+--- check_eval
+my $auth = 'Authorization: Bearer ' . user_token('fay');
+my @codes = new_codes(5);
+my $log = var('SERVROOT') . '/error.log';
+my $warnings_since = sub {
+    my ($offset) = @_;
+    open my $fh, '<', $log or die "$log: $!\n";
+    seek $fh, $offset, 0;
+    return grep { /\[redeem:warn\].*RDM0118/ } <$fh>;
+};
+my $refuse = sub {
+    my @codes = @_;
+    my ($locker, $generation) = hold_the_connection($HOLD);
+    my @sent = map { request_in_background('POST', '/redeem', qq{{"card_code": "$_"}}, $auth) } @codes;
+    my @answers = map { request_result($_) } @sent;
+    request_result($generation);
+    waitpid $locker, 0;
+    my @bad = grep { $_->[0] ne '503' } @answers;
+    !@bad or die "redemptions beside the held connection not 503: " . join(', ', map { "@$_" } @bad) . "\n";
+};
+my $offset = -s $log;
+my (undef, $timeouts) = pool_counters();
+$refuse->(@codes[0 .. 3]);
+my (undef, $gave_up) = pool_counters();
+$gave_up == $timeouts + 4 or die "expected four waits given up more, got " . ($gave_up - $timeouts) . "\n";
+my @lines = $warnings_since->($offset);
+@lines == 1 or die scalar(@lines) . " RDM0118 lines at warning level for four refusals:\n@lines";
+$lines[0] !~ /more in this child/ or die "the first line says some were held back: $lines[0]";
+sleep 10;
+$offset = -s $log;
+$refuse->($codes[4]);
+@lines = $warnings_since->($offset);
+@lines == 1 && $lines[0] =~ /\(and 3 more in this child since the last such line, logged at debug level\)/
+  or die "after ten seconds, expected one line telling of the three held back:\n@lines";
+1
+
+
+
 === TEST 4: the one connection given back within the redemption's deadline (3 s here): the redemption, woken when it is given back, is 200, counted as a wait, not as one given up
 --- config eval
 one_connection_config(3000) . $main::METRICS

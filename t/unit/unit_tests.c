@@ -4,6 +4,7 @@
 #include "core/email.h"
 #include "core/futex_hash.h"
 #include "core/keyfile.h"
+#include "core/log_throttle.h"
 #include "core/password.h"
 #include "core/query.h"
 #include "core/text.h"
@@ -844,6 +845,33 @@ static void test_futex_hash(void)
        "futex hash: 3 buckets refused by the kernel, the size unchanged");
 }
 
+static void test_log_throttle(void)
+{
+    const int64_t every = 10 * 1000000;
+    redeem_log_throttle_t throttle = {0, 0};
+    uint32_t held_back = 99;
+    int64_t start = 1700000000LL * 1000000;
+    ok(redeem_log_throttle_due(&throttle, start, every, &held_back) == 1 && held_back == 0,
+       "log throttle: the first occurrence is told, nothing held back");
+    int told = 0;
+    for (int i = 1; i <= 5; i++)
+        told += redeem_log_throttle_due(&throttle, start + i * 1000000, every, &held_back);
+    ok(told == 0 && held_back == 0 && throttle.held_back == 5,
+       "log throttle: five more within the interval are held back and counted");
+    ok(redeem_log_throttle_due(&throttle, start + every - 1, every, &held_back) == 0,
+       "log throttle: one just before the interval ends is held back");
+    ok(redeem_log_throttle_due(&throttle, start + every, every, &held_back) == 1 && held_back == 6,
+       "log throttle: the first once the interval is over is told, with the six held back");
+    ok(redeem_log_throttle_due(&throttle, start + every + 1, every, &held_back) == 0 &&
+           held_back == 0,
+       "log throttle: the count starts again after it was told");
+    ok(redeem_log_throttle_due(&throttle, start, every, &held_back) == 1 && held_back == 1,
+       "log throttle: a clock gone back tells at once");
+    redeem_log_throttle_reset(&throttle);
+    ok(redeem_log_throttle_due(&throttle, start + 1, every, &held_back) == 1,
+       "log throttle: after a reset the next occurrence is told at once");
+}
+
 int main(void)
 {
     apr_pool_t *pool;
@@ -860,6 +888,7 @@ int main(void)
     test_text(pool);
     test_keyfile(pool);
     test_futex_hash();
+    test_log_throttle();
     printf("1..%d\n", test_number);
     apr_pool_destroy(pool);
     apr_terminate();
