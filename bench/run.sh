@@ -19,6 +19,9 @@
 #   CODES (100000)          codes filled by SQL (pgbench's codes, more are
 #                           added when it needs them); 10000000 for the scale run
 #   BENCH_SECONDS (3)       length of one short run
+#   BENCH_PG_WARM (0.5)     seconds of each pgbench run not counted: its new
+#                           connections' first statements (the module's
+#                           pooled connections are warmed before it is measured)
 #   BENCH_LIMITS_REPEAT (3 x BENCH_REPEAT)  turns of the rate-limit rows: their
 #                           targets are a few percent, inside one turn's noise
 #   BENCH_REPEAT (5)        short runs per figure, each in turn with its
@@ -102,6 +105,7 @@ else
   mem_logins=${BENCH_MEM_LOGINS:-1000}
 fi
 token_users=${BENCH_TOKEN_USERS:-10000}
+pg_warm=${BENCH_PG_WARM:-0.5}
 argon2=${BENCH_ARGON2:-19456 2 1}
 httpd_conf=$(realpath "${BENCH_HTTPD_CONF:-$root/bench/httpd-bench.conf}")
 mpm=${BENCH_MPM:-event}
@@ -148,13 +152,26 @@ want() {
 }
 
 [ -f "$module" ] || die "no $module: run 'make build' first (make bench does)"
+# A results file names the commit it measured: of a tree with changes not
+# committed it would name code that was not what ran.
+if [ "${BENCH_NO_RESULTS:-0}" != 1 ] && git -C "$root" rev-parse --git-dir >/dev/null 2>&1 &&
+  ! git -C "$root" diff --quiet HEAD; then
+  die "the tree has changes not committed (git status): commit them first, or set BENCH_NO_RESULTS=1"
+fi
 for tool in wrk pgbench perl curl gcc apxs redis-server; do
   command -v "$tool" >/dev/null || die "$tool is missing (scripts/deps.sh installs it)"
 done
 [ -f "$httpd_conf" ] || die "no $httpd_conf"
 mkdir -p "$work" "$work/pgbench"
+# Each row's latencies over all its runs ("µs count" lines; table.pl's p50
+# and p99 are of these, not medians of the runs' own).
+rm -rf "$work/hist"
+mkdir -p "$work/hist"
+# The audit check counts the access logs' lines: none of an earlier run.
+rm -f "$work"/*/access.log
 : >"$samples"
 : >"$facts"
+fact pg_warm "$pg_warm"
 
 # Huge pages: at 10 million codes an insert into the unique index of random
 # hashes is a descent over gigabytes of shared memory, and with 4 kB pages
@@ -452,7 +469,7 @@ wrk_run() {
   local t=$threads
   [ "$c" -lt "$t" ] && t=$c
   out=$(env BENCH_MODE="$mode" BENCH_PATH="$path" BENCH_THREADS="$t" BENCH_TOKENS="$tokens" \
-    BENCH_LOGINS="$work/logins.txt" "$@" \
+    BENCH_LOGINS="$work/logins.txt" BENCH_HIST="$work/hist/$key.txt" "$@" \
     wrk -t"$t" -c"$c" -d"${secs}s" -s "$root/bench/wrk.lua" "http://127.0.0.1:$p" 2>&1) ||
     die "wrk failed for $key: $out"
   line=$(grep '^BENCH_RESULT' <<<"$out") || die "wrk printed no result for $key: $out"
@@ -522,6 +539,7 @@ topup_pg_codes() {
 # POST /redeem (two statements) came out at 120-160% of SQL_REDEEM alone.
 pg_threads=${BENCH_PGBENCH_THREADS:-$conns}
 pg_rate=4000 # a guess of pgbench's rate, corrected after each run
+pg_redeemed=0 # transactions of the scripts that redeem a code
 pgbench_run() {
   local key=$key_prefix$1 script=$2 consumes=0
   case $script in redeem | pair) consumes=1 ;; esac
@@ -534,22 +552,40 @@ pgbench_run() {
     pgbench -n -M prepared -c "$conns" -j "$pg_threads" -T "$secs" -f "$script$pg_suffix.sql" \
     -D k=-1 -D base="$pg_next" -D nc="$conns" -l --log-prefix=log "$db" 2>&1) ||
     die "pgbench failed for $key: $out"
-  local tps failed
-  tps=$(sed -nE 's/^tps = ([0-9.]+) \(without initial connection time\)/\1/p' <<<"$out")
+  local failed
   failed=$(sed -nE 's/^number of failed transactions: ([0-9]+).*/\1/p' <<<"$out")
-  [ -n "$tps" ] || die "no tps from pgbench for $key: $out"
-  # Latencies (µs, third column) and the most transactions of one client.
+  # The rate of the run's steady state, as the module's is measured: each
+  # pgbench opens its clients' connections anew, and a new backend's first
+  # statements are slow (its caches; PostgreSQL plans a prepared statement's
+  # first five runs afresh: 5.6-7.1 ms for the first, 0.9-2.1 ms for the 2nd
+  # to 5th, against 0.41-0.53 ms warm), where the module's pooled
+  # connections were warmed before any measured run. So the transactions
+  # that completed (the log's time_epoch and time_us) in the last
+  # $secs - BENCH_PG_WARM seconds count, over that window; their latencies
+  # (µs, third column) go to the row's histogram. Also the most
+  # transactions of one client, and all of them (the audit's count).
   local stats
   stats=$(cat "$work"/pgbench/log.* | perl -ane '
-    push @l, $F[2]; $m{$F[0]} = $F[1] if !defined $m{$F[0]} || $F[1] > $m{$F[0]};
-    END { @l = sort { $a <=> $b } @l; my $n = @l; my $top = 0;
+    BEGIN { ($warm, $hist) = splice @ARGV, 0, 2 }
+    my $end = $F[4] * 1e6 + $F[5]; push @t, [$end, $F[2]];
+    $first = $end - $F[2] if !defined $first || $end - $F[2] < $first;
+    $last = $end if !defined $last || $end > $last;
+    $m{$F[0]} = $F[1] if !defined $m{$F[0]} || $F[1] > $m{$F[0]};
+    END { my $from = $first + $warm * 1e6; my (@l, %h);
+          for (@t) { next if $_->[0] < $from; push @l, $_->[1]; $h{$_->[1]}++ }
+          my $n = @l; @l = sort { $a <=> $b } @l; my $top = 0;
           for (values %m) { $top = $_ if $_ > $top }
-          printf "%.3f %.3f %d %d", $l[int(($n - 1) * 0.5)] / 1000, $l[int(($n - 1) * 0.99)] / 1000, $top + 1, $n }')
-  local p50 p99 most count
-  read -r p50 p99 most count <<<"$stats"
+          open my $fh, ">>", $hist or die "$hist: $!"; print $fh "$_ $h{$_}\n" for keys %h;
+          printf "%.1f %.3f %.3f %d %d %d", $n / (($last - $from) / 1e6), $l[int(($n - 1) * 0.5)] / 1000,
+            $l[int(($n - 1) * 0.99)] / 1000, $top + 1, $n, scalar @t }' "$pg_warm" "$work/hist/$key.txt")
+  local tps p50 p99 most count all
+  read -r tps p50 p99 most count all <<<"$stats"
+  [ -n "$all" ] && [ "$count" -gt 0 ] || die "no transactions in pgbench's log for $key: $out"
   if [ $consumes = 1 ]; then
     pg_next=$((pg_next + conns * (most + 2)))
     pg_rate=$(calc "$tps")
+    # Each transaction redeems one code: the audit check counts them.
+    pg_redeemed=$((pg_redeemed + all))
   fi
   sample "$key" "$tps" "$p50" "$p99" "${failed:-0}" "$count"
   printf '  %-16s %9.1f tx/s   p50 %7.2f ms  p99 %8.2f ms  failed %d\n' "$key" "$tps" "$p50" "$p99" "${failed:-0}"
@@ -703,12 +739,17 @@ settle_writes() {
 }
 
 # in_turn I CMD...: the commands one after the other, rotated by I, so that
-# none is always first or last of a turn (drift within a turn cancels).
+# none is always first or last of a turn, and in the reverse order on every
+# other turn, so that none always follows the same one (a rotation alone
+# keeps the cycle: the same command came before each one every turn).
 in_turn() {
-  local i=$1 k
+  local i=$1 k n
   shift
   local -a cmds=("$@")
-  for ((k = 0; k < ${#cmds[@]}; k++)); do eval "${cmds[$(((k + i) % ${#cmds[@]}))]}"; done
+  n=${#cmds[@]}
+  for ((k = 0; k < n; k++)); do
+    if ((i % 2)); then eval "${cmds[$(((k + i) % n))]}"; else eval "${cmds[$(((2 * n - 1 - k + i) % n))]}"; fi
+  done
 }
 
 # ---- The twin (BENCH_TWIN): the scale run's database of BENCH_TWIN_SIZE
@@ -716,13 +757,13 @@ in_turn() {
 # CMD runs CMD with the twin's in place of the main ones (its samples are
 # small_KEY); both I CMD... runs the commands in turn (in_turn) and, with a
 # twin, each on the twin too, in the same rotation.
-twin_vars="db port base admin_token tokens codes_file api_next pg_next pg_filled pg_rate redeem_rate key_prefix pg_suffix"
+twin_vars="db port base admin_token tokens codes_file api_next pg_next pg_filled pg_rate pg_redeemed redeem_rate key_prefix pg_suffix"
 if [ "$twin" = 1 ]; then
   twin_db=$db_twin twin_base=http://127.0.0.1:$twin_port twin_tokens=$work/tokens-twin.txt
   twin_admin_token=$(curl -sf -X POST "$twin_base/api/login" -H 'Content-Type: application/json' \
     -d "{\"email\":\"$ADMIN_EMAIL\",\"password\":\"$ADMIN_PASSWORD\"}" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
   twin_codes_file=$work/codes-twin.txt twin_api_next=0 twin_pg_next=1 twin_pg_filled=$twin_size
-  twin_pg_rate=$pg_rate twin_redeem_rate=$redeem_rate twin_key_prefix=small_ twin_pg_suffix=-twin
+  twin_pg_rate=$pg_rate twin_pg_redeemed=0 twin_redeem_rate=$redeem_rate twin_key_prefix=small_ twin_pg_suffix=-twin
   : >"$twin_codes_file"
 fi
 swap_twin() {
@@ -873,22 +914,50 @@ if want limits; then
   stop_httpd redis_tcp
 fi
 
-# ---- Every successful redemption has its audit row, and nothing else does.
+# ---- Every redemption attempt has its audit row, exactly (after the memory
+# phase too, whose /redeem of a used code is refused 409). API.md: a row for
+# each attempt; a malformed one (400) and one answered without a database
+# (503, 429 after a key's first) have none.
+# audit_check: on the database of the run (or of the twin, on_twin), against
+# the access logs of the httpds that served it: the API's 'success' rows are
+# the /redeem lines answered 200, each used code of the API has exactly one,
+# its refusals' rows are the lines answered 403, 404, 409 or 410; pgbench's
+# 'success' rows are its redeeming transactions, and it has no other.
 audit_check() {
-  local audited used_codes pg_other ok_counted
-  read -r audited used_codes <<<"$(psql -XqAt -F' ' -d "$db" -c "
-    SELECT (SELECT count(*) FROM audit_log WHERE event = 'redeem' AND outcome = 'success' AND request_id NOT LIKE 'pgbench%'),
-           (SELECT count(*) FROM redeem_codes WHERE used_at IS NOT NULL AND batch_id <> '00000000-0000-4000-8000-000000000000')")"
-  pg_other=$(psql -XqAt -d "$db" -c "SELECT count(*) FROM audit_log WHERE request_id LIKE 'pgbench%' AND outcome <> 'success'")
-  ok_counted=$(awk -F'\t' -v p="$key_prefix" '$1 == p "redeem" || $1 ~ "^" p "limit_" || $1 == p "perf_redeem" { s += $6 - $5 } END { print s + 0 }' "$samples")
-  fact "${key_prefix}audit" "$audited audit rows 'success', $used_codes API codes used, $ok_counted 200s counted by wrk"
-  fact "${key_prefix}pg_not_success" "$pg_other"
-  say "audit of $db: $audited success rows, $used_codes codes used, $ok_counted answered 200 within wrk's runs; pgbench outcomes other than success: $pg_other"
+  local logs=() log
+  for log in "$work/main/access.log" "$work/redis/access.log" "$work/redis_tcp/access.log"; do
+    [ -f "$log" ] && logs+=("$log")
+  done
+  [ -n "$key_prefix" ] && logs=("$work/twin/access.log")
+  local ok_lines refused_lines other_lines
+  read -r ok_lines refused_lines other_lines <<<"$(cat "${logs[@]}" |
+    awk '$3 == "/redeem" { if ($5 == 200) ok++; else if ($5 ~ /^(403|404|409|410)$/) refused++; else other++ }
+         END { print ok + 0, refused + 0, other + 0 }')"
+  local success refused not_one used_codes pg_success pg_other
+  read -r success refused not_one used_codes pg_success pg_other <<<"$(psql -XqAt -F' ' -d "$db" -v ON_ERROR_STOP=1 -c "
+    WITH api AS (SELECT outcome, target FROM audit_log WHERE event = 'redeem' AND request_id NOT LIKE 'pgbench%'),
+         rows_of AS (SELECT target, count(*) AS n FROM api WHERE outcome = 'success' GROUP BY target)
+    SELECT (SELECT count(*) FROM api WHERE outcome = 'success'),
+           (SELECT count(*) FROM api WHERE outcome <> 'success'),
+           (SELECT count(*) FROM redeem_codes c LEFT JOIN rows_of r ON r.target = 'code ' || c.id
+             WHERE c.used_at IS NOT NULL AND c.batch_id <> '00000000-0000-4000-8000-000000000000'
+               AND coalesce(r.n, 0) <> 1),
+           (SELECT count(*) FROM redeem_codes WHERE used_at IS NOT NULL AND batch_id <> '00000000-0000-4000-8000-000000000000'),
+           (SELECT count(*) FROM audit_log WHERE event = 'redeem' AND request_id LIKE 'pgbench%' AND outcome = 'success'),
+           (SELECT count(*) FROM audit_log WHERE event = 'redeem' AND request_id LIKE 'pgbench%' AND outcome <> 'success')")"
+  local wrong=()
+  [ "$success" = "$ok_lines" ] || wrong+=("success rows $success, 200s $ok_lines")
+  [ "$not_one" = 0 ] || wrong+=("$not_one used codes without exactly one success row")
+  [ "$success" = "$used_codes" ] || wrong+=("success rows $success, codes used $used_codes")
+  [ "$refused" = "$refused_lines" ] || wrong+=("refusal rows $refused, 403/404/409/410s $refused_lines")
+  [ "$pg_success" = "$pg_redeemed" ] || wrong+=("pgbench: success rows $pg_success, transactions $pg_redeemed")
+  [ "$pg_other" = 0 ] || wrong+=("pgbench: $pg_other rows not success")
+  local verdict=ok
+  [ ${#wrong[@]} = 0 ] || verdict=$(IFS=';'; echo "${wrong[*]}")
+  fact "${key_prefix}audit" "API: $success success rows for $ok_lines /redeem lines answered 200 and $used_codes codes used, each with one; $refused refusal rows for $refused_lines lines answered 403/404/409/410 ($other_lines other lines: no row due); pgbench: $pg_success success rows for $pg_redeemed transactions, $pg_other others"
+  fact "${key_prefix}audit_verdict" "$verdict"
+  say "audit of $db: $verdict"
 }
-if want redeem || want limits; then
-  audit_check
-  if [ "$twin" = 1 ] && want redeem; then on_twin audit_check; fi
-fi
 
 # ---- Phase: resident memory of each child over mixed requests and logins.
 # Prints "pid rss_kib hashing_kib" of the main httpd's children: hashing_kib
@@ -956,6 +1025,11 @@ if want memory; then
   sed 's/^/  /' <<<"$mem"
 fi
 
+if want redeem || want limits || want memory; then
+  audit_check
+  if [ "$twin" = 1 ] && want redeem; then on_twin audit_check; fi
+fi
+
 # ---- The table, the machine, the results file.
 host=$(hostname -s)
 stamp=$(date -u +%Y-%m-%dT%H%MZ)
@@ -978,7 +1052,7 @@ if [ -z "$compare" ] && [ "$users" -ge 1000000 ]; then
 fi
 table=$(perl "$root/bench/table.pl" --samples "$samples" --facts "$facts" --conns "$conns" --many "$many" \
   --login-conns "$login_conns" --users "$users" --codes "$codes" --argon2 "$argon2" \
-  --tsv "$work/medians.tsv" ${compare:+--compare "$compare"})
+  --tsv "$work/medians.tsv" --hist "$work/hist" ${compare:+--compare "$compare"})
 echo
 echo "$table"
 if [ "${BENCH_NO_RESULTS:-0}" != 1 ]; then

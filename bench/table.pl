@@ -1,8 +1,10 @@
 #!/usr/bin/perl
 # The table of `make bench` (bench/run.sh) from its samples: one line per
-# short run, "key rps p50_ms p99_ms errors requests". A figure is the median
-# of its runs (errors and requests are summed); a share is a figure over its
-# ceiling measured in the same run. Prints Markdown; --tsv FILE writes the
+# short run, "key rps p50_ms p99_ms errors requests". A rate is the median
+# of its runs (errors and requests are summed); its p50 and p99 are of all
+# its runs' requests together, from the histograms in --hist DIR (KEY.txt,
+# "microseconds count" lines), where the row has one; a share is a figure
+# over its ceiling measured in the same run. Prints Markdown; --tsv FILE writes the
 # medians for a later comparison; --compare FILE compares with such a file
 # (the scale run against a run at 100,000 users).
 use strict;
@@ -11,7 +13,7 @@ use Getopt::Long;
 
 my %o;
 GetOptions(\%o, 'samples=s', 'facts=s', 'conns=i', 'many=i', 'login-conns=i', 'users=i',
-    'codes=i', 'argon2=s', 'tsv=s', 'compare=s')
+    'codes=i', 'argon2=s', 'tsv=s', 'compare=s', 'hist=s', 'mem-requests=i', 'mem-logins=i')
   or die "usage: table.pl --samples FILE --facts FILE ...\n";
 
 my (%runs, @order);
@@ -45,17 +47,48 @@ for my $key (keys %runs) {
     };
 }
 
+# The p50 and p99 (ms) of all the runs of KEY, from their histograms.
+sub merged_percentiles {
+    my ($key) = @_;
+    return unless $o{hist} && open my $hf, '<', "$o{hist}/$key.txt";
+    my (%count, $total);
+    while (<$hf>) {
+        my ($us, $n) = split;
+        $count{$us} += $n;
+        $total += $n;
+    }
+    return unless $total;
+    my @at;
+    my ($seen, @rank) = (0, map { int($total * $_ + 0.5) } 0.50, 0.99);
+    for my $us (sort { $a <=> $b } keys %count) {
+        $seen += $count{$us};
+        push @at, $us / 1000 while @at < @rank && $seen >= $rank[@at];
+    }
+    return @at;
+}
+for my $key (keys %m) {
+    my ($p50, $p99) = merged_percentiles($key);
+    next unless defined $p99;
+    @{ $m{$key} }{qw(p50 p99 merged)} = ($p50, $p99, 1);
+}
+
 # A figure over its ceiling. Measured in turn (A B A B ...), each pair of
 # runs gives a ratio and the median of those counts: drift of the machine
 # between pairs cancels. Otherwise the ratio of the medians.
+sub turn_ratios {
+    my ($key, $ceil) = @_;
+    my ($a, $b) = ($runs{$key}, $runs{$ceil});
+    return unless $a && $b && @$a == @$b;
+    return map { $b->[$_][0] ? $a->[$_][0] / $b->[$_][0] : () } 0 .. $#$a;
+}
 sub share {
     my ($key, $ceil) = @_;
     return undef unless $ceil && $m{$ceil} && $m{$ceil}{rps};
-    my ($a, $b) = ($runs{$key}, $runs{$ceil});
-    return median(map { $b->[$_][0] ? $a->[$_][0] / $b->[$_][0] : () } 0 .. $#$a)
-      if @$a == @$b;
+    my @turns = turn_ratios($key, $ceil);
+    return median(@turns) if @turns;
     return $m{$key}{rps} / $m{$ceil}{rps};
 }
+my @turn_notes;    # each share's ratios turn by turn, for the notes
 
 sub num {
     my ($x, $d) = @_;
@@ -65,7 +98,8 @@ sub num {
     return $s;
 }
 sub ms  { defined $_[0] ? sprintf('%.1f ms', $_[0]) : '–' }
-sub pct { defined $_[0] ? sprintf('%.0f%%', 100 * $_[0]) : '–' }
+# One decimal: a share of 69.6% is not shown as the 70% it misses.
+sub pct { defined $_[0] ? sprintf('%.1f%%', 100 * $_[0]) : '–' }
 
 my ($c, $many, $lc) = ($o{conns}, $o{many}, $o{'login-conns'});
 my $argon2 = $o{argon2};
@@ -79,6 +113,9 @@ sub row {
     my $f = $m{ $r{key} } or return;
     my $ceil = $r{ceil} ? $m{ $r{ceil} } : undef;
     my $share = share($r{key}, $r{ceil});
+    if (my @turns = $r{ceil} ? turn_ratios($r{key}, $r{ceil}) : ()) {
+        push @turn_notes, sprintf '%s over %s: %s', $r{key}, $r{ceil}, join ' ', map { sprintf '%.3f', $_ } @turns;
+    }
     my ($ok, @why) = (1);
     if (defined $r{min_share}) {
         if (!defined $share) { $ok = 0 }
@@ -97,15 +134,12 @@ sub row {
 
 row(key => 'redeem', label => "POST /redeem ($c conn)", ceil => 'pg_redeem',
     ceil_label => "pgbench SQL_REDEEM, $c clients", min_share => 0.70, max_p99 => 20,
-    zero_errors => 1, target => '≥ 70%, p99 ≤ 20 ms, 0 errors, audit rows = successes',
+    zero_errors => 1, target => '≥ 70%, p99 ≤ 20 ms, 0 errors, every attempt audited',
     check => sub {
-        my $a = $facts{audit} // '';
-        my ($audited, $used, $ok200) = $a =~ /^(\d+) audit rows 'success', (\d+) API codes used, (\d+) 200s/
-          or return 'audit unchecked';
-        # wrk stops counting at the end of a run while the server finishes
-        # the requests in flight: those are redeemed and audited too.
-        return 'audit' unless $audited == $used && $audited >= $ok200;
-        return;
+        # bench/run.sh's audit_check: "ok" or what it found wrong.
+        my @wrong = grep { $_ ne 'ok' } map { $facts{$_} // 'unchecked' }
+          'audit_verdict', ($facts{small_audit} ? 'small_audit_verdict' : ());
+        return @wrong ? 'audit: ' . join('; ', @wrong) : undef;
     });
 for (['profile', 'GET /api/profile', 0.50], ['subscription', 'GET /api/subscription', 0.50],
     ['health', 'GET /api/health', 0.85])
@@ -113,7 +147,8 @@ for (['profile', 'GET /api/profile', 0.50], ['subscription', 'GET /api/subscript
     my ($key, $label, $min) = @$_;
     row(key => $key, label => "$label ($c conn)", ceil => 'trivial',
         ceil_label => 'trivial handler', min_share => $min, zero_errors => 1,
-        target => sprintf('≥ %d%%, 0 errors', 100 * $min));
+        target => sprintf('≥ %d%%, 0 errors%s', 100 * $min,
+            $key eq 'health' ? ' (503 within a second of the database gone: t/health/health.t, not here)' : ''));
 }
 row(key => 'login', label => "POST /api/login ($lc conn)", ceil => 'argon2',
     ceil_label => "raw argon2id ($argon2), $lc threads", min_share => 0.90, zero_errors => 1,
@@ -122,7 +157,8 @@ if (my $f = $m{codes100k}) {
     row(key => 'codes100k', label => 'POST /admin/generate-codes, 100,000 codes',
         rps_text => num($f->{rps}) . ' codes/s', p50_text => sprintf('%.2f s', $f->{p50} / 1000),
         p99_text => sprintf('%.2f s (max)', (sort { $b <=> $a } map { $_->[2] } @{ $runs{codes100k} })[0] / 1000),
-        target => '≤ 1.5 s (median)', check => sub { $_[0]{p50} > 1500 ? 'time' : undef });
+        target => '≤ 1.5 s, every call (the slowest)',
+        check => sub { (sort { $b <=> $a } map { $_->[2] } @{ $runs{codes100k} })[0] > 1500 ? 'time' : undef });
 }
 row(key => 'profile_many', label => "GET /api/profile ($many conn)", ceil => 'profile',
     ceil_label => "/api/profile at $c conn", min_share => 0.80, zero_errors => 1,
@@ -140,7 +176,10 @@ row(key => 'limit_redis', label => "POST /redeem, Redis limiter, Redis's Unix so
 row(key => 'limit_redis_tcp', label => "POST /redeem, Redis limiter, TCP to 127.0.0.1 ($c conn)",
     ceil => 'limit_off', ceil_label => 'limits off');
 
-# Memory: RSS of each child present before and after.
+# Memory: RSS of each child present before and after. The issue's figure
+# is over 1,000,000 requests and 10,000 logins; a shorter run (the default
+# at 100,000 users) is shown, not judged. A child that was not there at both
+# ends (replaced) cannot show whether it grew: the row is not met.
 if (my $children = $facts{mem_children}) {
     # pid, RSS before, after, growth outside the hashing blocks, the blocks (KiB)
     my @ch = map { [split / /] } grep { length } split /;/, $children;
@@ -150,14 +189,25 @@ if (my $children = $facts{mem_children}) {
         $_->[3] > $worst and $worst = $_->[3];
         ($_->[4] // 0) > $blocks and $blocks = $_->[4];
     }
-    my $text = join ', ', map { sprintf '%d→%d (blocks %d)', $_->[1] / 1024, $_->[2] / 1024, ($_->[4] // 0) / 1024 } @ch;
+    my $text = join ', ', map {
+        sprintf '%d→%d (%+d outside the blocks; blocks %d)', $_->[1] / 1024, $_->[2] / 1024, $_->[3] / 1024,
+          ($_->[4] // 0) / 1024
+    } @ch;
+    my ($before, $after) = map { scalar grep { length } split /;/, $facts{$_} // '' } qw(mem_before mem_after);
+    my $replaced = $before - @ch;
+    my ($requests, $logins) = ($facts{mem_counts} // '') =~ /^(\d+) mixed requests, (\d+) logins/;
+    my $short = !defined $logins || $requests < 1_000_000 || $logins < 10_000;
     my $flat = @ch && $worst <= 10240;
     my $bounded = $blocks <= $bound;
+    my @why = (($flat ? () : @ch ? sprintf('+%d MiB', $worst / 1024) : 'no child lived through'),
+        ($bounded ? () : sprintf('blocks %d MiB', $blocks / 1024)),
+        ($replaced > 0 ? "$replaced of $before children replaced" : ()));
+    my $verdict = @why ? 'no (' . join(', ', @why) . ')' : 'yes';
+    $verdict = "n/a (a short run; the issue's is 1,000,000 requests and 10,000 logins): $verdict" if $short;
     $m{memory} = { rps => undef, p50 => undef, p99 => undef, errors => 0 };
-    push @lines, sprintf '| RSS per child (MiB, before→after; the hashing slots\' argon2 blocks) over %s | – | – | – | – | – | %s | flat: each child grows ≤ 10 MiB outside its hashing blocks, which stay ≤ %d MiB (slots × argon2 memory) | %s |',
-      $facts{mem_counts}, $text || 'no child lived through', $bound / 1024,
-      $flat && $bounded ? 'yes' : 'no (' . join(', ', ($flat ? () : sprintf('+%d MiB', $worst / 1024)), ($bounded ? () : sprintf('blocks %d MiB', $blocks / 1024))) . ')';
-    push @met, ['memory', $flat && $bounded ? 'yes' : 'no'];
+    push @lines, sprintf '| RSS per child (MiB, before→after; the hashing slots\' argon2 blocks) over %s | – | – | – | – | – | %s | flat: each child grows ≤ 10 MiB outside its hashing blocks, which stay ≤ %d MiB (slots × argon2 memory); every child there before and after | %s |',
+      $facts{mem_counts}, $text || 'no child lived through', $bound / 1024, $verdict;
+    push @met, ['memory', @why ? 'no' : 'yes'] unless $short;
 }
 
 push @lines, '| **ceilings and references** | | | | | | | | |';
@@ -195,9 +245,12 @@ if (@twin_keys) {
           . '(the one-read handler reads the same user of both). When the control itself is off by more '
           . 'than 15%%, a figure served by the httpds that its bias would have pushed over (or under) the '
           . 'line reads "unknown" and counts as not met; pgbench\'s figures, which no httpd serves, keep '
-          . 'their verdict.',
+          . 'their verdict. The bar judges the rates; the p50 and p99 of each (over all its runs\' requests) '
+          . 'are shown beside them, here and on the twin, and judged only where the issue sets a latency '
+          . '(POST /redeem\'s p99 ≤ 20 ms, in the table above).',
         $facts{twin_size} // '?', $facts{twin_size} // '?'),
-      '', '| figure | here | twin | ratio | met |', '|---|---:|---:|---:|---|';
+      '', '| figure | here | twin | ratio | p50 here / twin | p99 here / twin | met |',
+      '|---|---:|---:|---:|---:|---:|---|';
     # A control off by more than the bar: above, the twin's httpd ran slow and
     # every httpd ratio reads high; below, low.
     my $bias = $runs{trivial} ? share('trivial', 'small_trivial') : undef;
@@ -214,8 +267,14 @@ if (@twin_keys) {
             $ok = 0;
         }
         push @met, ["$key at scale", $ok ? 'yes' : 'no'] unless $control;
-        push @lines, sprintf '| %s | %s | %s | %.2f | %s |', $control ? "$key (control)" : $key,
-          num($m{$key}{rps}), num($m{"small_$key"}{rps}), $ratio, $control ? '–' : $verdict;
+        my $lat = sub {
+            my ($p) = @_;
+            my ($here, $there) = ($m{$key}{$p}, $m{"small_$key"}{$p});
+            return defined $here && defined $there ? sprintf('%.1f / %.1f ms', $here, $there) : '–';
+        };
+        push @lines, sprintf '| %s | %s | %s | %.2f | %s | %s | %s |', $control ? "$key (control)" : $key,
+          num($m{$key}{rps}), num($m{"small_$key"}{rps}), $ratio, $lat->('p50'), $lat->('p99'),
+          $control ? '–' : $verdict;
     }
 }
 
@@ -252,10 +311,13 @@ if ($o{compare} && open my $cf, '<', $o{compare}) {
 
 push @lines, '', sprintf('Targets met: %d of %d.', scalar(grep { $_->[1] eq 'yes' } @met), scalar @met);
 my @notes;
-push @notes, "audit: $facts{audit}" if $facts{audit};
-push @notes, "audit of the twin: $facts{small_audit}" if $facts{small_audit};
-push @notes, "pgbench redemptions whose outcome was not success (codes ran out): $facts{pg_not_success}"
-  if $facts{pg_not_success};
+push @notes, "audit ($facts{audit_verdict}): $facts{audit}" if $facts{audit};
+push @notes, "audit of the twin ($facts{small_audit_verdict}): $facts{small_audit}" if $facts{small_audit};
+push @notes, "p50 and p99 of a row are over all its runs' requests (wrk's histograms, pgbench's logs); "
+  . "pgbench's rate and latencies leave out the first $facts{pg_warm} s of each run (its new connections' "
+  . "first statements; the module's pooled connections are warmed before it is measured)"
+  if defined $facts{pg_warm};
+push @notes, 'each share\'s ratios turn by turn (the share is their median): ' . join '; ', @turn_notes if @turn_notes;
 push @notes, "POST /redeem inside httpd (the access log's %D, from its request line read to its response sent), "
   . "$o{conns} connections: $facts{redeem_server}" if $facts{redeem_server};
 push @notes, "POST /redeem inside the twin's httpd: $facts{small_redeem_server}" if $facts{small_redeem_server};

@@ -17,6 +17,11 @@
 --   BENCH_LOGINS   file of "email password" lines
 --   BENCH_PREFIX   path prefix of the API (RedeemBasePath), default ""
 --
+--   BENCH_HIST     file to which done() appends the run's latencies, one
+--                  "microseconds count" line per value (wrk's histogram,
+--                  corrected as its percentiles are): table.pl's p50 and p99
+--                  of a row are over all its runs' requests
+--
 -- done() prints one line for run.sh:
 --   BENCH_RESULT requests= seconds= rps= p50_ms= p99_ms= connect= read= write=
 --   status= timeout= used=
@@ -114,8 +119,9 @@ function request()
   if single then return items[1] end
   next_item = next_item + 1
   if next_item > #items then
-    -- Only /redeem must never wrap (a code used twice answers 409, which
-    -- the table counts as an error); the others simply go round.
+    -- Round again. For /redeem that means a code used before, which
+    -- answers 409 and counts as an error: run.sh gives wrk three times the
+    -- codes the last rate needed, so that it does not come to this.
     next_item = 1
   end
   if next_item > used then used = next_item end
@@ -123,6 +129,15 @@ function request()
 end
 
 function done(summary, latency, requests)
+  local hist = os.getenv("BENCH_HIST")
+  if hist and hist ~= "" then
+    local f = assert(io.open(hist, "a"))
+    for i = 1, #latency do
+      local value, count = latency(i) -- the i-th distinct value and its count
+      f:write(string.format("%d %d\n", value, count))
+    end
+    f:close()
+  end
   local most = 0
   for _, thread in ipairs(threads) do
     local u = thread:get("used") or 0
