@@ -17,6 +17,7 @@
 #include <mod_dbd.h>
 
 #include "core/body.h"
+#include "core/clock.h"
 #include "core/code.h"
 #include "core/gcra.h"
 #include "core/log_throttle.h"
@@ -257,12 +258,14 @@ typedef struct {
     int free_count;
     apr_thread_mutex_t *hash_lock;
     apr_thread_cond_t *hash_freed;
-    /* While the database fails to answer: until when (apr_time_t) requests
-     * get 503 at once instead of waiting on it, one probing it each second;
-     * 0 while it answers. Atomic. */
+    /* While the database fails to answer: until when requests get 503 at
+     * once instead of waiting on it, one probing it each second; 0 while it
+     * answers. Atomic. This and the times below are of the monotonic clock
+     * (redeem_clock_monotonic): a step of the wall clock must not stretch
+     * or skip a child's time of answering 503 at once. */
     apr_int64_t db_retry_at;
-    /* When a statement last succeeded (apr_time_t, atomic): /api/health
-     * answers from it while it is recent. */
+    /* When a statement last succeeded (atomic): /api/health answers from it
+     * while it is recent. */
     apr_int64_t db_ok_at;
     apr_int64_t db_failed_at; /* ... and when the database last failed to answer */
     /* Warnings told once in REDEEM_LOG_EVERY, not once a request: a schema
@@ -273,7 +276,7 @@ typedef struct {
     apr_int64_t schema_told_version;
     redeem_log_throttle_t pool_full_told;
     redeem_log_throttle_t hashing_busy_told;
-    apr_time_t started_at; /* when this child began (db.c's note_silent) */
+    apr_int64_t started_at; /* when this child began (monotonic; db.c's note_silent) */
     /* The token's user, read for the requests that wait for it in one
      * statement (user_reads.c); all under read_lock. read_in_flight: a
      * statement is running; the requests that came meanwhile wait in
