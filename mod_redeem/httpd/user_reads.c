@@ -283,6 +283,10 @@ const redeem_failure_t *redeem_user_reads_get(redeem_call_t *call, apr_int64_t i
         /* Even alone: a read all but out of time would be sent, time out
          * and drop a healthy connection. */
         if (self.deadline - now < margin) {
+            /* Room made may have woken this request (remove_from_line
+             * wakes one): the next that waits for room has it instead. */
+            if (child->read_room_waiters && child->read_pending_count < REDEEM_USER_READ_BATCH)
+                apr_thread_cond_signal(child->read_room);
             apr_thread_mutex_unlock(child->read_lock);
             return out_of_line(call, id);
         }
