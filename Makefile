@@ -59,7 +59,7 @@ test: deps
 	@scripts/test.sh
 	@REDEEM_ASAN=1 scripts/test.sh
 
-unit: $(BUILD)/unit_tests $(BUILD)/limit_tests $(BUILD)/user_reads_tests $(BUILD)/db_state_tests
+unit: $(BUILD)/unit_tests $(BUILD)/limit_tests $(BUILD)/user_reads_tests $(BUILD)/db_state_tests $(BUILD)/admin_tests
 
 $(BUILD)/unit_tests: t/unit/unit_tests.c $(CORE_SOURCES) $(HEADERS) | $(BUILD)/obj
 	@$(if $(V),,echo "  CC      $@")
@@ -89,6 +89,12 @@ $(BUILD)/db_state_tests: t/unit/db_state_tests.c $(DB_STATE_SOURCES) $(SRC_DIR)/
 	$(Q)$(CC) $(ALL_CFLAGS) t/unit/db_state_tests.c $(SRC_DIR)/core/log_throttle.c -o $@ $(LDFLAGS) \
 	  -lapr-1 -laprutil-1 -ljansson -lpq
 
+# RedeemAdmin's set-up (httpd/admin.c) with the hashing slots (hashing.c),
+# the database and argon2 stubbed.
+$(BUILD)/admin_tests: t/unit/admin_tests.c $(SRC_DIR)/httpd/admin.c $(SRC_DIR)/httpd/hashing.c $(HEADERS) | $(BUILD)/obj
+	@$(if $(V),,echo "  CC      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) t/unit/admin_tests.c -o $@ $(LDFLAGS) -lapr-1 -laprutil-1
+
 # The module and the unit tests built with AddressSanitizer and UBSan, used
 # by the suite with REDEEM_ASAN=1 (see t/lib/Test/Redeem.pm and t/unit*.t).
 asan:
@@ -116,4 +122,4 @@ bench: deps
 	@bench/run.sh
 
 clean:
-	rm -rf $(BUILD)/obj $(BUILD)/asan $(BUILD)/fuzz $(BUILD)/fuzz-cov $(MODULE) $(BUILD)/unit_tests $(BUILD)/limit_tests $(BUILD)/user_reads_tests $(BUILD)/db_state_tests
+	rm -rf $(BUILD)/obj $(BUILD)/asan $(BUILD)/fuzz $(BUILD)/fuzz-cov $(MODULE) $(BUILD)/unit_tests $(BUILD)/limit_tests $(BUILD)/user_reads_tests $(BUILD)/db_state_tests $(BUILD)/admin_tests

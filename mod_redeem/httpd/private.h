@@ -558,20 +558,21 @@ const char *redeem_hashing_child_init(apr_pool_t *pchild, redeem_child_t *child,
 const redeem_failure_t *redeem_hashing_reserve(request_rec *r);
 void redeem_hashing_release(request_rec *r);
 /* argon2id under this child's bound (RedeemHashConcurrency): each call takes
- * a slot, waiting up to RedeemHashWait (then 503, Retry-After: 1), does its
- * work and gives the slot back; in a request that holds a reserved slot it
- * borrows that one and leaves it reserved (RedeemAdmin's set-up, inside a
- * login's first use of the database). The _reserved forms use the
- * request's reserved slot up (the login's or registration's own hash). */
-const redeem_failure_t *redeem_hashing_hash(request_rec *r, const char *password, size_t len,
-                                            char **hash);
+ * a slot, waiting up to RedeemHashWait and no later than `until` (0: no
+ * such bound; then 503, Retry-After: 1), does its work and gives the slot
+ * back; in a request that holds a reserved slot it borrows that one and
+ * leaves it reserved (RedeemAdmin's set-up, inside a login's first use of
+ * the database). The _reserved forms use the request's reserved slot up
+ * (the login's or registration's own hash). */
+const redeem_failure_t *redeem_hashing_hash(request_rec *r, apr_time_t until, const char *password,
+                                            size_t len, char **hash);
 const redeem_failure_t *redeem_hashing_hash_reserved(request_rec *r, const char *password,
                                                      size_t len, char **hash);
 /* The same, for work that can wait for a later request: only when a slot is
  * free at once; else a 503 failure at once, neither logged nor counted. */
 const redeem_failure_t *redeem_hashing_hash_if_idle(request_rec *r, const char *password,
                                                     size_t len, char **hash);
-const redeem_failure_t *redeem_hashing_verify(request_rec *r, const char *stored,
+const redeem_failure_t *redeem_hashing_verify(request_rec *r, apr_time_t until, const char *stored,
                                               const char *password, size_t len,
                                               redeem_password_result_e *verdict);
 const redeem_failure_t *redeem_hashing_verify_reserved(request_rec *r, const char *stored,
