@@ -59,7 +59,7 @@ test: deps
 	@scripts/test.sh
 	@REDEEM_ASAN=1 scripts/test.sh
 
-unit: $(BUILD)/unit_tests $(BUILD)/limit_tests $(BUILD)/user_reads_tests
+unit: $(BUILD)/unit_tests $(BUILD)/limit_tests $(BUILD)/user_reads_tests $(BUILD)/db_state_tests $(BUILD)/admin_tests
 
 $(BUILD)/unit_tests: t/unit/unit_tests.c $(CORE_SOURCES) $(HEADERS) | $(BUILD)/obj
 	@$(if $(V),,echo "  CC      $@")
@@ -79,6 +79,21 @@ $(BUILD)/limit_tests: t/unit/limit_tests.c $(LIMIT_SOURCES) $(HEADERS) | $(BUILD
 $(BUILD)/user_reads_tests: t/unit/user_reads_tests.c $(SRC_DIR)/httpd/user_reads.c $(HEADERS) | $(BUILD)/obj
 	@$(if $(V),,echo "  CC      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) t/unit/user_reads_tests.c -o $@ $(LDFLAGS) -lapr-1 -laprutil-1
+
+# A child's view of whether its database answers (httpd/db.c, with
+# handle_health.c and failure.c, included for their static functions) under
+# a stepped wall clock: both clocks the test's own, the rest stubbed.
+DB_STATE_SOURCES := $(SRC_DIR)/httpd/db.c $(SRC_DIR)/httpd/handle_health.c $(SRC_DIR)/httpd/failure.c
+$(BUILD)/db_state_tests: t/unit/db_state_tests.c $(DB_STATE_SOURCES) $(SRC_DIR)/core/log_throttle.c $(HEADERS) | $(BUILD)/obj
+	@$(if $(V),,echo "  CC      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) t/unit/db_state_tests.c $(SRC_DIR)/core/log_throttle.c -o $@ $(LDFLAGS) \
+	  -lapr-1 -laprutil-1 -ljansson -lpq
+
+# RedeemAdmin's set-up (httpd/admin.c) with the hashing slots (hashing.c),
+# the database and argon2 stubbed.
+$(BUILD)/admin_tests: t/unit/admin_tests.c $(SRC_DIR)/httpd/admin.c $(SRC_DIR)/httpd/hashing.c $(HEADERS) | $(BUILD)/obj
+	@$(if $(V),,echo "  CC      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) t/unit/admin_tests.c -o $@ $(LDFLAGS) -lapr-1 -laprutil-1
 
 # The module and the unit tests built with AddressSanitizer and UBSan, used
 # by the suite with REDEEM_ASAN=1 (see t/lib/Test/Redeem.pm and t/unit*.t).
@@ -107,4 +122,4 @@ bench: deps
 	@bench/run.sh
 
 clean:
-	rm -rf $(BUILD)/obj $(BUILD)/asan $(BUILD)/fuzz $(BUILD)/fuzz-cov $(MODULE) $(BUILD)/unit_tests $(BUILD)/limit_tests $(BUILD)/user_reads_tests
+	rm -rf $(BUILD)/obj $(BUILD)/asan $(BUILD)/fuzz $(BUILD)/fuzz-cov $(MODULE) $(BUILD)/unit_tests $(BUILD)/limit_tests $(BUILD)/user_reads_tests $(BUILD)/db_state_tests $(BUILD)/admin_tests

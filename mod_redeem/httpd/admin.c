@@ -8,12 +8,22 @@
 
 #include <apr_atomic.h>
 
+/* Until when the set-up may wait for a hashing slot: while less than a tenth
+ * of the connection's time is left no statement is sent anyway, and the
+ * set-up may run inside a read of users for several requests
+ * (user_reads.c), whose deadline is the earliest of theirs: a wait of
+ * RedeemHashWait there kept them all waiting past it. */
+static apr_time_t hash_until(request_rec *r, redeem_db_t *db)
+{
+    return redeem_db_deadline(db) - redeem_db_too_late(redeem_conf(r));
+}
+
 static const redeem_failure_t *promote(request_rec *r, redeem_db_t *db, const char *email,
                                        const char *password, const redeem_user_t *user)
 {
     redeem_password_result_e verdict;
-    const redeem_failure_t *failure =
-        redeem_hashing_verify(r, user->password_hash, password, strlen(password), &verdict);
+    const redeem_failure_t *failure = redeem_hashing_verify(
+        r, hash_until(r, db), user->password_hash, password, strlen(password), &verdict);
     if (failure)
         return failure;
     if (verdict != REDEEM_PASSWORD_MATCH) {
@@ -37,7 +47,8 @@ static const redeem_failure_t *create(request_rec *r, redeem_db_t *db, const cha
                                       const char *password, int *created)
 {
     char *hash;
-    const redeem_failure_t *failure = redeem_hashing_hash(r, password, strlen(password), &hash);
+    const redeem_failure_t *failure =
+        redeem_hashing_hash(r, hash_until(r, db), password, strlen(password), &hash);
     if (failure)
         return failure;
     const char *args[ADMIN_INSERT_NARGS] = {

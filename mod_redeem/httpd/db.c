@@ -183,8 +183,8 @@ static void drop_connection(PGconn *pg)
 static void note_unreachable(request_rec *r)
 {
     redeem_child_t *child = redeem_conf(r)->child;
-    apr_int64_t was =
-        __atomic_exchange_n(&child->db_retry_at, apr_time_now() + RETRY_INTERVAL, __ATOMIC_ACQ_REL);
+    apr_int64_t was = __atomic_exchange_n(
+        &child->db_retry_at, redeem_clock_monotonic() + RETRY_INTERVAL, __ATOMIC_ACQ_REL);
     if (!was)
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       RDMNO(0112) "the database does not answer: this child answers 503 at once, "
@@ -219,7 +219,8 @@ static void note_silent(const redeem_db_t *db)
         /* A child that has not yet had an answer counts from its start. */
         if (ok_at < child->started_at)
             ok_at = child->started_at;
-        if (apr_time_now() - ok_at < apr_time_from_msec(redeem_conf(db->r)->db_timeout_ms))
+        if (redeem_clock_monotonic() - ok_at <
+            apr_time_from_msec(redeem_conf(db->r)->db_timeout_ms))
             return;
     }
     note_unreachable(db->r);
@@ -228,7 +229,7 @@ static void note_silent(const redeem_db_t *db)
 /* The database did not answer at all (lost, refused, silent). */
 static void note_failed(request_rec *r)
 {
-    __atomic_store_n(&redeem_conf(r)->child->db_failed_at, (apr_int64_t)apr_time_now(),
+    __atomic_store_n(&redeem_conf(r)->child->db_failed_at, redeem_clock_monotonic(),
                      __ATOMIC_RELAXED);
 }
 
@@ -238,7 +239,7 @@ static void note_failed(request_rec *r)
 static void note_answered(request_rec *r)
 {
     redeem_child_t *child = redeem_conf(r)->child;
-    __atomic_store_n(&child->db_ok_at, (apr_int64_t)apr_time_now(), __ATOMIC_RELAXED);
+    __atomic_store_n(&child->db_ok_at, redeem_clock_monotonic(), __ATOMIC_RELAXED);
     if (__atomic_load_n(&child->db_retry_at, __ATOMIC_RELAXED) &&
         __atomic_exchange_n(&child->db_retry_at, 0, __ATOMIC_ACQ_REL))
         ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,
@@ -248,7 +249,7 @@ static void note_answered(request_rec *r)
 int redeem_db_silent(request_rec *r)
 {
     apr_int64_t retry_at = __atomic_load_n(&redeem_conf(r)->child->db_retry_at, __ATOMIC_ACQUIRE);
-    return !retry_at ? 0 : apr_time_now() < retry_at ? 1 : 2;
+    return !retry_at ? 0 : redeem_clock_monotonic() < retry_at ? 1 : 2;
 }
 
 /* While the database is known not to answer: 1 when this request must fail
@@ -259,7 +260,7 @@ static int fail_fast(request_rec *r)
     apr_int64_t retry_at = __atomic_load_n(&child->db_retry_at, __ATOMIC_ACQUIRE);
     if (!retry_at)
         return 0;
-    apr_time_t now = apr_time_now();
+    apr_int64_t now = redeem_clock_monotonic();
     /* Past the interval, the first to move it on is the probe. */
     return now < retry_at ||
            !__atomic_compare_exchange_n(&child->db_retry_at, &retry_at, now + RETRY_INTERVAL, 0,

@@ -43,7 +43,7 @@ int redeem_log_level_throttled(request_rec *r, redeem_log_throttle_t *throttle, 
 {
     uint32_t held_back;
     *note = "";
-    if (!redeem_log_throttle_due(throttle, apr_time_now(), REDEEM_LOG_EVERY, &held_back))
+    if (!redeem_log_throttle_due(throttle, redeem_clock_monotonic(), REDEEM_LOG_EVERY, &held_back))
         return APLOG_DEBUG;
     if (held_back)
         *note = apr_psprintf(r->pool,

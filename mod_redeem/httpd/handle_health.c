@@ -27,7 +27,7 @@ const redeem_failure_t *redeem_handle_health(redeem_call_t *call)
     apr_int64_t ok_at = __atomic_load_n(&child->db_ok_at, __ATOMIC_RELAXED);
     apr_int64_t failed_at = __atomic_load_n(&child->db_failed_at, __ATOMIC_RELAXED);
     if (!__atomic_load_n(&child->db_retry_at, __ATOMIC_RELAXED) && ok_at > failed_at &&
-        apr_time_now() - ok_at < FRESH)
+        redeem_clock_monotonic() - ok_at < FRESH)
         return answer(r, 1);
     redeem_rows_t rows;
     /* Setting up a connection (after an outage) has the usual deadline; the

@@ -36,13 +36,16 @@ const char *redeem_hashing_child_init(apr_pool_t *pchild, redeem_child_t *child,
     return NULL;
 }
 
-/* A slot, waiting up to RedeemHashWait for one; with idle_only, only a slot
- * free at once, and no other sign when there is none than the failure. */
-static const redeem_failure_t *take_slot(request_rec *r, int idle_only, int *slot)
+/* A slot, waiting up to RedeemHashWait for one, and no later than `until`
+ * (0: no such bound); with idle_only, only a slot free at once, and no
+ * other sign when there is none than the failure. */
+static const redeem_failure_t *take_slot(request_rec *r, int idle_only, apr_time_t until, int *slot)
 {
     redeem_server_conf *conf = redeem_conf(r);
     redeem_child_t *child = conf->child;
     apr_time_t deadline = apr_time_now() + apr_time_from_msec(conf->hash_wait_ms);
+    if (until && until < deadline)
+        deadline = until;
     int busy = 0, waited = 0;
     apr_thread_mutex_lock(child->hash_lock);
     if (idle_only && child->free_count == 0) {
@@ -106,7 +109,7 @@ static apr_status_t give_back_reserved(void *data)
 const redeem_failure_t *redeem_hashing_reserve(request_rec *r)
 {
     reserved_t *reserved = apr_palloc(r->pool, sizeof *reserved);
-    const redeem_failure_t *failure = take_slot(r, 0, &reserved->slot);
+    const redeem_failure_t *failure = take_slot(r, 0, 0, &reserved->slot);
     if (failure)
         return failure;
     reserved->r = r;
@@ -154,11 +157,13 @@ static int reserved_slot(request_rec *r, int claim)
  * - SLOT_IF_IDLE: one free at once, or none. */
 typedef enum { SLOT_WAIT, SLOT_IF_IDLE, SLOT_RESERVED } slot_mode_e;
 
-static const redeem_failure_t *run_in_slot(request_rec *r, slot_mode_e mode, hashing_job_t *job)
+static const redeem_failure_t *run_in_slot(request_rec *r, slot_mode_e mode, apr_time_t until,
+                                           hashing_job_t *job)
 {
     int slot = mode == SLOT_IF_IDLE ? -1 : reserved_slot(r, mode == SLOT_RESERVED);
     int borrowed = mode == SLOT_WAIT && slot >= 0;
-    const redeem_failure_t *failure = slot >= 0 ? NULL : take_slot(r, mode == SLOT_IF_IDLE, &slot);
+    const redeem_failure_t *failure =
+        slot >= 0 ? NULL : take_slot(r, mode == SLOT_IF_IDLE, until, &slot);
     if (failure)
         return failure;
     redeem_password_memory_t *memory = &redeem_conf(r)->child->slot_memory[slot];
@@ -179,53 +184,53 @@ static const redeem_failure_t *run_in_slot(request_rec *r, slot_mode_e mode, has
     return &redeem_failure_internal;
 }
 
-static const redeem_failure_t *hash_in_slot(request_rec *r, slot_mode_e mode, const char *password,
-                                            size_t len, char **hash)
+static const redeem_failure_t *hash_in_slot(request_rec *r, slot_mode_e mode, apr_time_t until,
+                                            const char *password, size_t len, char **hash)
 {
     hashing_job_t job = {password, len, NULL, NULL, REDEEM_PASSWORD_ERROR};
-    const redeem_failure_t *failure = run_in_slot(r, mode, &job);
+    const redeem_failure_t *failure = run_in_slot(r, mode, until, &job);
     *hash = job.hash;
     return failure;
 }
 
-static const redeem_failure_t *verify_in_slot(request_rec *r, slot_mode_e mode, const char *stored,
-                                              const char *password, size_t len,
+static const redeem_failure_t *verify_in_slot(request_rec *r, slot_mode_e mode, apr_time_t until,
+                                              const char *stored, const char *password, size_t len,
                                               redeem_password_result_e *verdict)
 {
     hashing_job_t job = {password, len, stored, NULL, REDEEM_PASSWORD_ERROR};
-    const redeem_failure_t *failure = run_in_slot(r, mode, &job);
+    const redeem_failure_t *failure = run_in_slot(r, mode, until, &job);
     *verdict = job.verdict;
     return failure;
 }
 
-const redeem_failure_t *redeem_hashing_hash(request_rec *r, const char *password, size_t len,
-                                            char **hash)
+const redeem_failure_t *redeem_hashing_hash(request_rec *r, apr_time_t until, const char *password,
+                                            size_t len, char **hash)
 {
-    return hash_in_slot(r, SLOT_WAIT, password, len, hash);
+    return hash_in_slot(r, SLOT_WAIT, until, password, len, hash);
 }
 
 const redeem_failure_t *redeem_hashing_hash_reserved(request_rec *r, const char *password,
                                                      size_t len, char **hash)
 {
-    return hash_in_slot(r, SLOT_RESERVED, password, len, hash);
+    return hash_in_slot(r, SLOT_RESERVED, 0, password, len, hash);
 }
 
 const redeem_failure_t *redeem_hashing_hash_if_idle(request_rec *r, const char *password,
                                                     size_t len, char **hash)
 {
-    return hash_in_slot(r, SLOT_IF_IDLE, password, len, hash);
+    return hash_in_slot(r, SLOT_IF_IDLE, 0, password, len, hash);
 }
 
 const redeem_failure_t *redeem_hashing_verify_reserved(request_rec *r, const char *stored,
                                                        const char *password, size_t len,
                                                        redeem_password_result_e *verdict)
 {
-    return verify_in_slot(r, SLOT_RESERVED, stored, password, len, verdict);
+    return verify_in_slot(r, SLOT_RESERVED, 0, stored, password, len, verdict);
 }
 
-const redeem_failure_t *redeem_hashing_verify(request_rec *r, const char *stored,
+const redeem_failure_t *redeem_hashing_verify(request_rec *r, apr_time_t until, const char *stored,
                                               const char *password, size_t len,
                                               redeem_password_result_e *verdict)
 {
-    return verify_in_slot(r, SLOT_WAIT, stored, password, len, verdict);
+    return verify_in_slot(r, SLOT_WAIT, until, stored, password, len, verdict);
 }

@@ -158,7 +158,7 @@ static void redeem_child_init(apr_pool_t *pchild, server_rec *s)
     for (server_rec *vs = s; vs; vs = vs->next) {
         redeem_server_conf *conf = ap_get_module_config(vs->module_config, &redeem_module);
         conf->child = apr_pcalloc(pchild, sizeof *conf->child);
-        conf->child->started_at = apr_time_now();
+        conf->child->started_at = redeem_clock_monotonic();
         conf->child->pool_gates = pool_gates;
         conf->redis = redis;
         const char *why = gates_failure;

@@ -17,6 +17,7 @@
 #include <mod_dbd.h>
 
 #include "core/body.h"
+#include "core/clock.h"
 #include "core/code.h"
 #include "core/gcra.h"
 #include "core/log_throttle.h"
@@ -257,12 +258,14 @@ typedef struct {
     int free_count;
     apr_thread_mutex_t *hash_lock;
     apr_thread_cond_t *hash_freed;
-    /* While the database fails to answer: until when (apr_time_t) requests
-     * get 503 at once instead of waiting on it, one probing it each second;
-     * 0 while it answers. Atomic. */
+    /* While the database fails to answer: until when requests get 503 at
+     * once instead of waiting on it, one probing it each second; 0 while it
+     * answers. Atomic. This and the times below are of the monotonic clock
+     * (redeem_clock_monotonic): a step of the wall clock must not stretch
+     * or skip a child's time of answering 503 at once. */
     apr_int64_t db_retry_at;
-    /* When a statement last succeeded (apr_time_t, atomic): /api/health
-     * answers from it while it is recent. */
+    /* When a statement last succeeded (atomic): /api/health answers from it
+     * while it is recent. */
     apr_int64_t db_ok_at;
     apr_int64_t db_failed_at; /* ... and when the database last failed to answer */
     /* Warnings told once in REDEEM_LOG_EVERY, not once a request: a schema
@@ -273,7 +276,7 @@ typedef struct {
     apr_int64_t schema_told_version;
     redeem_log_throttle_t pool_full_told;
     redeem_log_throttle_t hashing_busy_told;
-    apr_time_t started_at; /* when this child began (db.c's note_silent) */
+    apr_int64_t started_at; /* when this child began (monotonic; db.c's note_silent) */
     /* The token's user, read for the requests that wait for it in one
      * statement (user_reads.c); all under read_lock. read_in_flight: a
      * statement is running; the requests that came meanwhile wait in
@@ -555,20 +558,21 @@ const char *redeem_hashing_child_init(apr_pool_t *pchild, redeem_child_t *child,
 const redeem_failure_t *redeem_hashing_reserve(request_rec *r);
 void redeem_hashing_release(request_rec *r);
 /* argon2id under this child's bound (RedeemHashConcurrency): each call takes
- * a slot, waiting up to RedeemHashWait (then 503, Retry-After: 1), does its
- * work and gives the slot back; in a request that holds a reserved slot it
- * borrows that one and leaves it reserved (RedeemAdmin's set-up, inside a
- * login's first use of the database). The _reserved forms use the
- * request's reserved slot up (the login's or registration's own hash). */
-const redeem_failure_t *redeem_hashing_hash(request_rec *r, const char *password, size_t len,
-                                            char **hash);
+ * a slot, waiting up to RedeemHashWait and no later than `until` (0: no
+ * such bound; then 503, Retry-After: 1), does its work and gives the slot
+ * back; in a request that holds a reserved slot it borrows that one and
+ * leaves it reserved (RedeemAdmin's set-up, inside a login's first use of
+ * the database). The _reserved forms use the request's reserved slot up
+ * (the login's or registration's own hash). */
+const redeem_failure_t *redeem_hashing_hash(request_rec *r, apr_time_t until, const char *password,
+                                            size_t len, char **hash);
 const redeem_failure_t *redeem_hashing_hash_reserved(request_rec *r, const char *password,
                                                      size_t len, char **hash);
 /* The same, for work that can wait for a later request: only when a slot is
  * free at once; else a 503 failure at once, neither logged nor counted. */
 const redeem_failure_t *redeem_hashing_hash_if_idle(request_rec *r, const char *password,
                                                     size_t len, char **hash);
-const redeem_failure_t *redeem_hashing_verify(request_rec *r, const char *stored,
+const redeem_failure_t *redeem_hashing_verify(request_rec *r, apr_time_t until, const char *stored,
                                               const char *password, size_t len,
                                               redeem_password_result_e *verdict);
 const redeem_failure_t *redeem_hashing_verify_reserved(request_rec *r, const char *stored,

@@ -128,7 +128,9 @@ static void read_batch(redeem_call_t *call, user_read_t **batch, int n)
         if (batch[i]->deadline < until)
             until = batch[i]->deadline;
     apr_interval_time_t timeout = apr_time_from_msec(call->conf->db_timeout_ms);
-    /* batch[0] is the reader's own place. */
+    /* batch[0] is the reader's own place. Opening the connection may run
+     * RedeemAdmin's set-up (call.c), whose hash waits for a slot no later
+     * than a tenth before `until` (admin.c). */
     apr_time_t own = call->db ? redeem_db_deadline(call->db) : batch[0]->deadline;
     const redeem_failure_t *failure = redeem_call_db_since(call, until - timeout);
     if (!failure) {
@@ -283,6 +285,10 @@ const redeem_failure_t *redeem_user_reads_get(redeem_call_t *call, apr_int64_t i
         /* Even alone: a read all but out of time would be sent, time out
          * and drop a healthy connection. */
         if (self.deadline - now < margin) {
+            /* Room made may have woken this request (remove_from_line
+             * wakes one): the next that waits for room has it instead. */
+            if (child->read_room_waiters && child->read_pending_count < REDEEM_USER_READ_BATCH)
+                apr_thread_cond_signal(child->read_room);
             apr_thread_mutex_unlock(child->read_lock);
             return out_of_line(call, id);
         }

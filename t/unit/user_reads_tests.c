@@ -5,14 +5,29 @@
  * begins (a request behind another with an earlier deadline only gets there
  * through the scheduler's order of wake-ups).
  *
+ * And the wait for room in a full line (redeem_user_reads_get), with threads
+ * and a wall clock of the test's own (apr_time_now renamed to fake_wall: the
+ * real clock plus a skew the test moves), so that a request can be made too
+ * late while it sleeps.
+ *
  * The file is included, not linked, for its static functions; what it calls
  * outside itself is stubbed below (none of it runs in these tests but the
  * condition variables, which are APR's own). */
+#define apr_time_now fake_wall
 #include "httpd/user_reads.c"
+#undef apr_time_now
+APR_DECLARE(apr_time_t) apr_time_now(void); /* its declaration was renamed too */
 
 #include "tap.h"
 
 #include <apr_general.h>
+#include <apr_thread_proc.h>
+
+static apr_interval_time_t skew;
+apr_time_t fake_wall(void)
+{
+    return apr_time_now() + __atomic_load_n(&skew, __ATOMIC_RELAXED);
+}
 
 /* ---- Stubs of what user_reads.c links against (never called here). */
 module AP_MODULE_DECLARE_DATA redeem_module;
@@ -27,8 +42,7 @@ ap_log_rerror_(const char *file, int line, int module_index, int level, apr_stat
 }
 apr_time_t redeem_call_db_start(redeem_call_t *call)
 {
-    (void)call;
-    return 0;
+    return call->db_since;
 }
 const redeem_failure_t *redeem_call_db_since(redeem_call_t *call, apr_time_t since)
 {
@@ -149,6 +163,115 @@ static void test_leave_line(apr_pool_t *p, redeem_child_t *child)
     child->read_in_flight = 0;
 }
 
+/* ---- Waiting for room in a full line. */
+typedef struct {
+    redeem_call_t call;
+    request_rec r;
+    const redeem_failure_t *failure;
+} waiter_t;
+
+static void *APR_THREAD_FUNC wait_for_room(apr_thread_t *thread, void *data)
+{
+    waiter_t *w = data;
+    int found = 0;
+    w->failure = redeem_user_reads_get(&w->call, w->call.db_since, &found);
+    /* Returned, not apr_thread_exit: pthread_exit leaves this frame's stack
+     * poisoned, and ASan then reports the thread's own teardown. */
+    (void)thread;
+    return NULL;
+}
+
+/* Polls (every 10 ms, up to `seconds`) for what(child) under the lock. */
+static int within(redeem_child_t *child, double seconds, int (*what)(redeem_child_t *))
+{
+    for (int i = 0; i < seconds * 100; i++) {
+        apr_thread_mutex_lock(child->read_lock);
+        int yes = what(child);
+        apr_thread_mutex_unlock(child->read_lock);
+        if (yes)
+            return 1;
+        apr_sleep(apr_time_from_msec(10));
+    }
+    return 0;
+}
+static int one_waits(redeem_child_t *child)
+{
+    return child->read_room_waiters == 1;
+}
+static int two_wait(redeem_child_t *child)
+{
+    return child->read_room_waiters == 2;
+}
+static int none_waits_line_full(redeem_child_t *child)
+{
+    return child->read_room_waiters == 0 && child->read_pending_count == REDEEM_USER_READ_BATCH;
+}
+
+/* The line full, W1 then W2 waiting for room; W1 is too late by the time one
+ * place comes free. remove_from_line wakes one of them: if it is W1, W1
+ * leaves (503), and W2 must have the room all the same, not sleep to its own
+ * deadline (its timeout here: about a minute). */
+static void test_room_passed_on(apr_pool_t *p, redeem_server_conf *conf)
+{
+    redeem_child_t *child = conf->child;
+    static user_read_t full[REDEEM_USER_READ_BATCH];
+    memset(full, 0, sizeof full);
+    for (int i = 0; i < REDEEM_USER_READ_BATCH; i++) {
+        full[i].id = 100 + i;
+        full[i].deadline = fake_wall() + apr_time_from_sec(600);
+        child->read_pending[i] = &full[i];
+    }
+    child->read_pending_count = REDEEM_USER_READ_BATCH;
+    child->read_in_flight = READS_AT_ONCE; /* W2 joins the line, reads nothing */
+    child->read_room_waiters = 0;
+
+    apr_interval_time_t timeout = apr_time_from_msec(conf->db_timeout_ms);
+    waiter_t w[2];
+    apr_thread_t *threads[2];
+    memset(w, 0, sizeof w);
+    for (int i = 0; i < 2; i++) {
+        apr_pool_t *own;
+        apr_pool_create_unmanaged(&own);
+        w[i].r.pool = own;
+        w[i].call.r = &w[i].r;
+        w[i].call.conf = conf;
+        /* W1's deadline in 10 s, W2's in 60 s (db_since is also its id). */
+        w[i].call.db_since = fake_wall() - timeout + apr_time_from_sec(i ? 60 : 10);
+    }
+    apr_thread_create(&threads[0], NULL, wait_for_room, &w[0], p);
+    int ready = within(child, 3, one_waits);
+    apr_thread_create(&threads[1], NULL, wait_for_room, &w[1], p);
+    ready = ready && within(child, 3, two_wait);
+    ok(ready, "room: with the line full, two requests wait for room");
+
+    __atomic_store_n(&skew, apr_time_from_sec(20), __ATOMIC_RELAXED); /* W1 too late now */
+    apr_thread_mutex_lock(child->read_lock);
+    remove_from_line(child, 0);
+    apr_thread_mutex_unlock(child->read_lock);
+    int got = within(child, 3, none_waits_line_full);
+    ok(got, "room: one place freed, W1 too late: W2 takes the place within 3 s (not at its "
+            "own deadline)");
+
+    /* Done: both too late, woken wherever they wait. */
+    __atomic_store_n(&skew, apr_time_from_sec(200), __ATOMIC_RELAXED);
+    apr_thread_mutex_lock(child->read_lock);
+    apr_thread_cond_broadcast(child->read_room);
+    for (int i = 0; i < child->read_pending_count; i++)
+        if (child->read_pending[i]->wake)
+            apr_thread_cond_signal(child->read_pending[i]->wake);
+    apr_thread_mutex_unlock(child->read_lock);
+    apr_status_t rv;
+    for (int i = 0; i < 2; i++)
+        apr_thread_join(&rv, threads[i]);
+    ok(w[0].failure == &redeem_failure_unavailable && w[1].failure == &redeem_failure_unavailable,
+       "room: W1 and, once too late too, W2 answered 503 (RDM0207)");
+    for (int i = 0; i < 2; i++)
+        apr_pool_destroy(w[i].r.pool);
+    child->read_pending_count = 0;
+    child->read_in_flight = 0;
+    __atomic_store_n(&skew, 0, __ATOMIC_RELAXED);
+}
+
 int main(void)
 {
     apr_pool_t *p;
@@ -164,6 +287,8 @@ int main(void)
     }
     test_drop_late(p, child);
     test_leave_line(p, child);
+    redeem_server_conf conf = {.db_timeout_ms = 5000, .child = child};
+    test_room_passed_on(p, &conf);
     printf("1..%d\n", test_number);
     apr_pool_destroy(p);
     apr_terminate();
