@@ -12,20 +12,12 @@
 #include "httpd/admin.c"
 #include "httpd/hashing.c"
 
+#include "httpd_stubs.h"
 #include "tap.h"
 
 #include <apr_general.h>
 
 /* ---- Stubs of what the included files link against. */
-module AP_MODULE_DECLARE_DATA redeem_module;
-const redeem_failure_t redeem_failure_internal = {HTTP_INTERNAL_SERVER_ERROR, "internal", 0};
-const redeem_failure_t redeem_failure_unavailable = {HTTP_SERVICE_UNAVAILABLE, "unavailable", 5};
-AP_DECLARE(void)
-ap_log_rerror_(const char *file, int line, int module_index, int level, apr_status_t status,
-               const request_rec *r, const char *fmt, ...)
-{
-    (void)file, (void)line, (void)module_index, (void)level, (void)status, (void)r, (void)fmt;
-}
 void redeem_shared_count(redeem_shared_t *shared, redeem_counter_e counter)
 {
     (void)shared, (void)counter;
@@ -113,11 +105,7 @@ static void test_bounded(request_rec *r, redeem_server_conf *conf, const char *p
 
 int main(void)
 {
-    apr_pool_t *p;
-    if (apr_initialize() != APR_SUCCESS || apr_pool_create(&p, NULL) != APR_SUCCESS) {
-        printf("Bail out! APR\n");
-        return 1;
-    }
+    apr_pool_t *p = stub_pool();
     redeem_server_conf *conf = apr_pcalloc(p, sizeof *conf);
     conf->db_timeout_ms = 1000;
     conf->hash_wait_ms = 3000;
@@ -130,14 +118,7 @@ int main(void)
         printf("Bail out! %s\n", why);
         return 1;
     }
-    void **module_config = apr_pcalloc(p, sizeof(void *));
-    module_config[0] = conf;
-    redeem_module.module_index = 0;
-    server_rec *s = apr_pcalloc(p, sizeof *s);
-    s->module_config = (struct ap_conf_vector_t *)module_config;
-    request_rec *r = apr_pcalloc(p, sizeof *r);
-    r->pool = p;
-    r->server = s;
+    request_rec *r = stub_request(p, conf);
 
     /* A slot free: the account made, the admin ready. */
     db_deadline = apr_time_now() + apr_time_from_sec(1);

@@ -14,6 +14,8 @@
 #include "httpd/handle_health.c"
 #undef apr_time_now
 
+#define REDEEM_STUBS_HAVE_FAILURES /* failure.c is included */
+#include "httpd_stubs.h"
 #include "tap.h"
 
 #include <apr_general.h>
@@ -42,13 +44,6 @@ static void step_wall(apr_interval_time_t us)
 }
 
 /* ---- Stubs of what the included files link against. */
-module AP_MODULE_DECLARE_DATA redeem_module;
-AP_DECLARE(void)
-ap_log_rerror_(const char *file, int line, int module_index, int level, apr_status_t status,
-               const request_rec *r, const char *fmt, ...)
-{
-    (void)file, (void)line, (void)module_index, (void)level, (void)status, (void)r, (void)fmt;
-}
 AP_DECLARE(void)
 ap_log_error_(const char *file, int line, int module_index, int level, apr_status_t status,
               const server_rec *s, const char *fmt, ...)
@@ -210,23 +205,12 @@ static void test_throttle(request_rec *r, redeem_child_t *child)
 
 int main(void)
 {
-    apr_pool_t *p;
-    if (apr_initialize() != APR_SUCCESS || apr_pool_create(&p, NULL) != APR_SUCCESS) {
-        printf("Bail out! APR\n");
-        return 1;
-    }
+    apr_pool_t *p = stub_pool();
     /* A request of a server whose configuration is ours, at index 0. */
     redeem_server_conf *conf = apr_pcalloc(p, sizeof *conf);
     conf->db_timeout_ms = 5000;
     conf->child = apr_pcalloc(p, sizeof *conf->child);
-    void **module_config = apr_pcalloc(p, sizeof(void *));
-    module_config[0] = conf;
-    redeem_module.module_index = 0;
-    server_rec *s = apr_pcalloc(p, sizeof *s);
-    s->module_config = (struct ap_conf_vector_t *)module_config;
-    request_rec *r = apr_pcalloc(p, sizeof *r);
-    r->pool = p;
-    r->server = s;
+    request_rec *r = stub_request(p, conf);
     r->err_headers_out = apr_table_make(p, 2);
     redeem_call_t call = {.r = r, .conf = conf};
 

@@ -18,6 +18,7 @@
 #undef apr_time_now
 APR_DECLARE(apr_time_t) apr_time_now(void); /* its declaration was renamed too */
 
+#include "httpd_stubs.h"
 #include "tap.h"
 
 #include <apr_general.h>
@@ -30,16 +31,7 @@ apr_time_t fake_wall(void)
 }
 
 /* ---- Stubs of what user_reads.c links against (never called here). */
-module AP_MODULE_DECLARE_DATA redeem_module;
-const redeem_failure_t redeem_failure_internal = {HTTP_INTERNAL_SERVER_ERROR, "internal", 0};
-const redeem_failure_t redeem_failure_unavailable = {HTTP_SERVICE_UNAVAILABLE, "unavailable", 5};
 
-AP_DECLARE(void)
-ap_log_rerror_(const char *file, int line, int module_index, int level, apr_status_t status,
-               const request_rec *r, const char *fmt, ...)
-{
-    (void)file, (void)line, (void)module_index, (void)level, (void)status, (void)r, (void)fmt;
-}
 apr_time_t redeem_call_db_start(redeem_call_t *call)
 {
     return call->db_since;
@@ -274,11 +266,7 @@ static void test_room_passed_on(apr_pool_t *p, redeem_server_conf *conf)
 
 int main(void)
 {
-    apr_pool_t *p;
-    if (apr_initialize() != APR_SUCCESS || apr_pool_create(&p, NULL) != APR_SUCCESS) {
-        printf("Bail out! APR\n");
-        return 1;
-    }
+    apr_pool_t *p = stub_pool();
     redeem_child_t *child = apr_pcalloc(p, sizeof *child);
     const char *why = redeem_user_reads_child_init(p, child);
     if (why) {
