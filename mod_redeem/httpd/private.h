@@ -527,6 +527,12 @@ typedef enum {
  * otherwise its user is read from the database into call->caller (401 when
  * gone), and with REDEEM_ACCESS_ADMIN 403 unless the database says admin. */
 const redeem_failure_t *redeem_auth_caller(redeem_call_t *call, redeem_access_e access);
+/* For REDEEM_ACCESS_TOKEN, on a path that answers before the handler's
+ * statements check the account: the token's user read (redeem_user_reads_get)
+ * into call->caller, 401 when gone or no longer at the token's generation
+ * with its email (logged), the database's failure (503, ...) when it cannot
+ * be read. */
+const redeem_failure_t *redeem_auth_confirm_token_user(redeem_call_t *call);
 /* 401 for a token whose user no longer exists, or no longer at its
  * generation with its email (logged). */
 const redeem_failure_t *redeem_auth_user_gone(request_rec *r, const char *user_id);
