@@ -113,17 +113,25 @@ const redeem_failure_t *redeem_auth_caller(redeem_call_t *call, redeem_access_e 
         return NULL;
     }
     /* Reading the user takes a pooled connection, which the request keeps
-     * until it ends: its body first, however slowly it comes. */
-    const redeem_failure_t *failure = redeem_request_read_ahead(r);
-    if (failure ||
-        (failure = confirm_user(call, holder.user_id, id_text, holder.generation, holder.email)))
+     * until it ends: its body first, however slowly it comes. A body that
+     * failed (over the cap, cut short, stalled) is answered only once the
+     * caller is found allowed: 401 and 403 come first. Its read has had the
+     * connection closed after the answer where the body was not all read
+     * (request.c). One that httpd answered itself (over LimitRequestBody)
+     * leaves nothing to say. */
+    const redeem_failure_t *body_failure = redeem_request_read_ahead(r);
+    if (body_failure == &redeem_failure_answered)
+        return body_failure;
+    const redeem_failure_t *failure =
+        confirm_user(call, holder.user_id, id_text, holder.generation, holder.email);
+    if (failure)
         return failure;
     r->user = apr_pstrdup(r->pool, call->caller.id_text); /* for the access log */
 
     /* Admin rights as the database says now, whatever the token claims. */
     if (access == REDEEM_ACCESS_ADMIN && !call->caller.is_admin)
         return redeem_failure(r->pool, HTTP_FORBIDDEN, "Admin access required");
-    return NULL;
+    return body_failure;
 }
 
 const redeem_failure_t *redeem_auth_confirm_token_user(redeem_call_t *call)

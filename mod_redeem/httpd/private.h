@@ -525,7 +525,9 @@ typedef enum {
  * REDEEM_ACCESS_TOKEN only call->caller.id, id_text, email and
  * token_generation are set, from it (the handler's statements check them);
  * otherwise its user is read from the database into call->caller (401 when
- * gone), and with REDEEM_ACCESS_ADMIN 403 unless the database says admin. */
+ * gone), and with REDEEM_ACCESS_ADMIN 403 unless the database says admin.
+ * A POST's body is read before the user (redeem_request_read_ahead); its
+ * failure (413, 408, 400) is returned only when those checks pass. */
 const redeem_failure_t *redeem_auth_caller(redeem_call_t *call, redeem_access_e access);
 /* For REDEEM_ACCESS_TOKEN, on a path that answers before the handler's
  * statements check the account: the token's user read (redeem_user_reads_get)
