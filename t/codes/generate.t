@@ -769,15 +769,21 @@ SELECT count(*) FROM audit_log WHERE occurred_at >= '$REQUEST_TIME' AND event = 
 
 
 
-=== TEST 46: an offset beyond PostgreSQL's +-15:59 is refused with 400 (it used to reach the database: 500)
+=== TEST 46: an offset beyond PostgreSQL's +-15:59 (RFC 3339 allows hours to 23) is stored as its instant: the database gets it in UTC (it was refused with 400; before that it reached the database as it came: 500)
 --- login: admin
 --- request
 POST /admin/generate-codes
 --- request_json
 {"count": 1, "expires_at": "2031-01-01T00:00:00+16:00"}
---- error_code: 400
---- response_json_exact
-{"error": "/expires_at/"}
+--- error_code: 201
+--- response_json
+{"expires_at": "2030-12-31T08:00:00.000000Z"}
+--- save_json
+BATCH_46=batch_id
+--- db_check
+SELECT api_ts(expires_at) FROM redeem_codes WHERE batch_id = '$BATCH_46'
+--- db_check_out
+2030-12-31T08:00:00.000000Z
 
 
 
@@ -787,13 +793,49 @@ POST /admin/generate-codes
 POST /admin/generate-codes
 --- request_json
 {"count": 1, "expires_at": "2031-01-01T00:00:00-23:59"}
+--- error_code: 201
+--- response_json
+{"expires_at": "2031-01-01T23:59:00.000000Z"}
+
+
+
+=== TEST 47b: an offset of 24 hours is no RFC 3339 offset: 400
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1, "expires_at": "2031-01-01T00:00:00+24:00"}
 --- error_code: 400
 --- response_json_exact
 {"error": "/expires_at/"}
 
 
 
-=== TEST 48: +15:59, the largest offset PostgreSQL takes, is stored as the same instant
+=== TEST 47c: a leap second (23:59:60) is read as the next second, not refused
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1, "expires_at": "2030-12-31T23:59:60.5Z"}
+--- error_code: 201
+--- response_json
+{"expires_at": "2031-01-01T00:00:00.500000Z"}
+
+
+
+=== TEST 47d: ... but a second of 61 is refused
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1, "expires_at": "2030-12-31T23:59:61Z"}
+--- error_code: 400
+--- response_json_exact
+{"error": "/expires_at/"}
+
+
+
+=== TEST 48: +15:59 (the largest offset PostgreSQL itself takes) is stored as the same instant
 --- login: admin
 --- request
 POST /admin/generate-codes
