@@ -391,6 +391,30 @@ POST /api/register
 
 
 
+=== TEST 33b: ... and the message is the API's, not jansson's (it named jansson's flag: "\u0000 is not allowed without JSON_ALLOW_NUL")
+--- request
+POST /api/register
+--- request_json
+{"email": "a\u0000b@x.test", "password": "Passw0rd123"}
+--- error_code: 400
+--- check_eval
+my $error = response()->{json}{error};
+$error =~ /\AMalformed JSON: \\u0000 is not allowed(?: \(at byte \d+\))?\z/ or die "message: $error\n";
+
+
+
+=== TEST 33c: a lone surrogate escape: named without quoting the client's escape (it said "invalid Unicode '\uD834'")
+--- request
+POST /api/register
+--- request_json
+{"email": "c33c@example.test", "password": "Passw0rd\uD834123"}
+--- error_code: 400
+--- check_eval
+my $error = response()->{json}{error};
+$error =~ /\AMalformed JSON: invalid Unicode escape: a surrogate without its pair \(at byte \d+\)\z/ or die "message: $error\n";
+
+
+
 === TEST 34: a raw NUL byte in the body
 --- request
 POST /api/register

@@ -143,6 +143,29 @@ static void test_body(apr_pool_t *p)
     is_string(why, "Malformed JSON: '}' expected near end of file",
               "body: the end of the input named as jansson names it");
 
+    /* jansson's words that name its own interface (a flag, "not supported")
+     * or quote the client's escape are the API's own. */
+    const char *own[][2] = {
+        {"{\"email\":\"a\\u0000b\"}", "Malformed JSON: \\u0000 is not allowed"},
+        {"{\"a\\u0000b\":1}", "Malformed JSON: \\u0000 is not allowed"},
+        {"{\"email\":\"\\uD834\"}",
+         "Malformed JSON: invalid Unicode escape: a surrogate without its pair"},
+        {"{\"email\":\"\\uDC00x\"}",
+         "Malformed JSON: invalid Unicode escape: a surrogate without its pair"},
+        {"{\"email\":\"\\uD834\\u0041\"}",
+         "Malformed JSON: invalid Unicode escape: a surrogate without its pair"},
+    };
+    for (size_t i = 0; i < sizeof own / sizeof *own; i++) {
+        why = redeem_body_parse(p, own[i][0], strlen(own[i][0]), fields, &body);
+        ok(why && strncmp(why, own[i][1], strlen(own[i][1])) == 0 &&
+               (why[strlen(own[i][1])] == '\0' ||
+                strncmp(why + strlen(own[i][1]), " (at byte ", 10) == 0) &&
+               !strstr(why, "JSON_") && !strstr(why, "supported") && !strstr(why, "D834") &&
+               !strstr(why, "DC00"),
+           apr_psprintf(p, "body: %s said in the API's words: %s", own[i][0],
+                        why ? why : "(accepted)"));
+    }
+
     /* An unknown field's name: shown whole up to 64 characters, then cut
      * on a character's boundary (here two-byte ones) with its length. */
     const char *short_key = "{\"is_admin\":true}";
