@@ -5,7 +5,7 @@
  * stderr and traps, so libFuzzer records the input as a crash.
  *
  * FUZZ_STRICT: checks for known open items that fail today, off unless the
- * environment names them: FUZZ_STRICT=dup-keys,offset-range,email-unicode
+ * environment names them: FUZZ_STRICT=dup-keys,email-unicode
  * (or 1 / all).
  * Each name matches a directory fuzz/known/<target>.<name>/ of reproducers
  * (see fuzz/README.md and t/fuzz_replay.t).

@@ -75,17 +75,44 @@ static const char *utf8_prefix(apr_pool_t *p, const char *text)
     return text;
 }
 
+/* The API's words for jansson's texts (load.c, 2.14) that name its own
+ * interface (a flag, "not supported") or quote the client's escape (its
+ * bytes, as " near '...'" would): matched on the text's start. The others
+ * name the problem plainly ("invalid escape", "control character 0x1",
+ * "unable to decode byte 0xff", "too big integer", ...) and are kept. */
+static const struct {
+    const char *jansson, *ours;
+} own_words[] = {
+    {"\\u0000 is not allowed without JSON_ALLOW_NUL", "\\u0000 is not allowed"},
+    {"NUL byte in object key not supported", "\\u0000 is not allowed"},
+    {"invalid Unicode escape '", "invalid Unicode escape"},
+    {"invalid Unicode '", "invalid Unicode escape: a surrogate without its pair"},
+};
+
+static const char *words_for(const char *text)
+{
+    for (size_t i = 0; i < sizeof own_words / sizeof *own_words; i++)
+        if (strncmp(text, own_words[i].jansson, strlen(own_words[i].jansson)) == 0)
+            return own_words[i].ours;
+    return NULL;
+}
+
 /* jansson's error text ends with the bytes the error was found at, quoted
  * (" near 'abc'", at most 20 of them): what the client sent, which can be
  * the start of a password cut short. The message says where instead. */
 static const char *parse_error(apr_pool_t *p, const json_error_t *error)
 {
-    const char *near = strstr(error->text, " near '");
-    if (!near)
-        return utf8_prefix(p, error->text);
-    return apr_psprintf(p, "%s (at byte %d)",
-                        apr_pstrmemdup(p, error->text, (apr_size_t)(near - error->text)),
-                        error->position);
+    const char *near = strstr(error->text, " near '"), *ours = words_for(error->text);
+    if (near)
+        return apr_psprintf(p, "%s (at byte %d)",
+                            ours ? ours
+                                 : apr_pstrmemdup(p, error->text, (apr_size_t)(near - error->text)),
+                            error->position);
+    if (ours)
+        return strstr(error->text, " near end of file")
+                   ? apr_pstrcat(p, ours, " near end of file", NULL)
+                   : ours;
+    return utf8_prefix(p, error->text);
 }
 
 const char *redeem_body_parse(apr_pool_t *p, const char *data, size_t len,

@@ -54,8 +54,11 @@ int redeem_timestamp_parse(const char *s, int64_t *usec)
         s[16] != ':' || digits(s, 4, &year) || digits(s + 5, 2, &month) || digits(s + 8, 2, &day) ||
         digits(s + 11, 2, &hour) || digits(s + 14, 2, &minute) || digits(s + 17, 2, &second))
         return -1;
+    /* A second of 60 is a leap second (RFC 3339 5.7), which the instants
+     * here cannot hold: it is read as the next second, as PostgreSQL and
+     * timegm do. Which minutes had one is not checked. */
     if (year < 1 || month < 1 || month > 12 || day < 1 || day > days_in_month(year, month) ||
-        hour > 23 || minute > 59 || second > 59)
+        hour > 23 || minute > 59 || second > 60)
         return -1;
 
     const char *p = s + 19;
@@ -76,9 +79,10 @@ int redeem_timestamp_parse(const char *s, int64_t *usec)
         offset = 0;
     else if ((*p == '+' || *p == '-') && strlen(p) == 6 && p[3] == ':') {
         int oh, om;
-        /* PostgreSQL takes offsets up to 15:59 (every zone in use is within
-         * 14:00); beyond that it would refuse the value we accepted. */
-        if (digits(p + 1, 2, &oh) || digits(p + 4, 2, &om) || oh > 15 || om > 59)
+        /* Any offset RFC 3339 allows (time-numoffset: hours 00-23): the
+         * instant goes to PostgreSQL in UTC (redeem_timestamp_format), so
+         * its own limit of 15:59 does not apply. */
+        if (digits(p + 1, 2, &oh) || digits(p + 4, 2, &om) || oh > 23 || om > 59)
             return -1;
         offset = (*p == '+' ? 1 : -1) * (int64_t)(oh * 3600 + om * 60);
     }
@@ -88,7 +92,7 @@ int redeem_timestamp_parse(const char *s, int64_t *usec)
     int64_t seconds =
         days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second - offset;
     /* The instant itself within the years 1 to 9999 UTC: the API writes
-     * four-digit years (9999-12-31T23:59:59-15:59 is in the year 10000). */
+     * four-digit years (9999-12-31T23:59:59-23:59 is in the year 10000). */
     if (seconds < days_from_civil(1, 1, 1) * 86400 ||
         seconds >= days_from_civil(10000, 1, 1) * 86400)
         return -1;

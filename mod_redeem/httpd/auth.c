@@ -54,6 +54,36 @@ const redeem_failure_t *redeem_auth_user_gone(request_rec *r, const char *user_i
     return redeem_failure(r->pool, HTTP_UNAUTHORIZED, "Invalid or expired token");
 }
 
+/* The token's user read afresh into call->caller: 401 when it is gone, or
+ * no longer at the token's generation with the token's email. */
+static const redeem_failure_t *confirm_user(redeem_call_t *call, apr_int64_t id,
+                                            const char *id_text, apr_int64_t generation,
+                                            const char *email)
+{
+    request_rec *r = call->r;
+    int found = 0;
+    const redeem_failure_t *failure = redeem_user_reads_get(call, id, &found);
+    if (failure)
+        return failure;
+    if (!found)
+        return redeem_auth_user_gone(r, id_text);
+    if (call->caller.token_generation != generation) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      RDMNO(0208) "token refused: user %s's tokens of generation %" APR_INT64_T_FMT
+                                  " were revoked (now %" APR_INT64_T_FMT ")",
+                      id_text, generation, call->caller.token_generation);
+        return redeem_failure(r->pool, HTTP_UNAUTHORIZED, "Invalid or expired token");
+    }
+    if (strcmp(call->caller.email, email) != 0) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      RDMNO(0209) "token refused: its email is not user %s's (a token of a site "
+                                  "of another database, or the account's email was changed)",
+                      id_text);
+        return redeem_failure(r->pool, HTTP_UNAUTHORIZED, "Invalid or expired token");
+    }
+    return NULL;
+}
+
 const redeem_failure_t *redeem_auth_caller(redeem_call_t *call, redeem_access_e access)
 {
     request_rec *r = call->r;
@@ -83,33 +113,29 @@ const redeem_failure_t *redeem_auth_caller(redeem_call_t *call, redeem_access_e 
         return NULL;
     }
     /* Reading the user takes a pooled connection, which the request keeps
-     * until it ends: its body first, however slowly it comes. */
-    const redeem_failure_t *failure = redeem_request_read_ahead(r);
+     * until it ends: its body first, however slowly it comes. A body that
+     * failed (over the cap, cut short, stalled) is answered only once the
+     * caller is found allowed: 401 and 403 come first. Its read has had the
+     * connection closed after the answer where the body was not all read
+     * (request.c). One that httpd answered itself (over LimitRequestBody)
+     * leaves nothing to say. */
+    const redeem_failure_t *body_failure = redeem_request_read_ahead(r);
+    if (body_failure == &redeem_failure_answered)
+        return body_failure;
+    const redeem_failure_t *failure =
+        confirm_user(call, holder.user_id, id_text, holder.generation, holder.email);
     if (failure)
         return failure;
-    int found = 0;
-    if ((failure = redeem_user_reads_get(call, holder.user_id, &found)))
-        return failure;
-    if (!found)
-        return redeem_auth_user_gone(r, id_text);
-    if (call->caller.token_generation != holder.generation) {
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                      RDMNO(0208) "token refused: user %s's tokens of generation %" APR_INT64_T_FMT
-                                  " were revoked (now %" APR_INT64_T_FMT ")",
-                      id_text, (apr_int64_t)holder.generation, call->caller.token_generation);
-        return redeem_failure(r->pool, HTTP_UNAUTHORIZED, "Invalid or expired token");
-    }
-    if (strcmp(call->caller.email, holder.email) != 0) {
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                      RDMNO(0209) "token refused: its email is not user %s's (a token of a site "
-                                  "of another database, or the account's email was changed)",
-                      id_text);
-        return redeem_failure(r->pool, HTTP_UNAUTHORIZED, "Invalid or expired token");
-    }
     r->user = apr_pstrdup(r->pool, call->caller.id_text); /* for the access log */
 
     /* Admin rights as the database says now, whatever the token claims. */
     if (access == REDEEM_ACCESS_ADMIN && !call->caller.is_admin)
         return redeem_failure(r->pool, HTTP_FORBIDDEN, "Admin access required");
-    return NULL;
+    return body_failure;
+}
+
+const redeem_failure_t *redeem_auth_confirm_token_user(redeem_call_t *call)
+{
+    const redeem_user_t token = call->caller;
+    return confirm_user(call, token.id, token.id_text, token.token_generation, token.email);
 }

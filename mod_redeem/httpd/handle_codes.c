@@ -363,13 +363,15 @@ static const redeem_failure_t *read_list_request(request_rec *r, list_request_t 
     const redeem_failure_t *failure = redeem_request_page(r, &req->page);
     if (failure)
         return failure;
+    /* A repeat (or a bad escape) of any parameter is the same 400, used's
+     * too; only a single bad value is named. */
     req->used = redeem_request_query_param(r, "used", &bad);
-    if (bad || (req->used && strcmp(req->used, "true") != 0 && strcmp(req->used, "false") != 0))
-        return redeem_failure(r->pool, HTTP_BAD_REQUEST, "used must be true or false");
     req->batch_id = redeem_request_query_param(r, "batch_id", &bad);
     const char *after_text = redeem_request_query_param(r, "after_id", &bad);
     if (bad)
         return redeem_failure(r->pool, HTTP_BAD_REQUEST, "Malformed or repeated query parameter");
+    if (req->used && strcmp(req->used, "true") != 0 && strcmp(req->used, "false") != 0)
+        return redeem_failure(r->pool, HTTP_BAD_REQUEST, "used must be true or false");
     if (req->batch_id && !redeem_text_is_uuid(req->batch_id))
         return redeem_failure(r->pool, HTTP_BAD_REQUEST, "batch_id must be a UUID");
     req->after_id = 0;

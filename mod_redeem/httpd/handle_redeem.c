@@ -36,10 +36,23 @@ static const redeem_failure_t *refuse_attempt(redeem_call_t *call, const char *o
 }
 
 /* A malformed request writes nothing to the database; the attempt still
- * gets its line in the error log. */
+ * gets its line in the error log. Its token's user is read first (only
+ * here: a request that reaches the redemption statement or an audit row's
+ * insert has it checked there, in the same round trip): a token is good
+ * only while its account exists at its generation, so a deleted or revoked
+ * account's malformed request is 401 as its well-formed one is, with no
+ * line and no metric (there is no actor). An answer httpd gave itself (a
+ * body over LimitRequestBody) stands. */
 static const redeem_failure_t *reject_request(redeem_call_t *call, const char *outcome,
                                               const redeem_failure_t *failure)
 {
+    const redeem_failure_t *refused =
+        failure == &redeem_failure_answered ? NULL : redeem_auth_confirm_token_user(call);
+    if (refused) {
+        if (refused->status != HTTP_UNAUTHORIZED)
+            record(call, NULL, "failed");
+        return refused;
+    }
     record(call, NULL, outcome);
     return failure;
 }

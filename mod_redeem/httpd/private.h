@@ -528,8 +528,16 @@ typedef enum {
  * REDEEM_ACCESS_TOKEN only call->caller.id, id_text, email and
  * token_generation are set, from it (the handler's statements check them);
  * otherwise its user is read from the database into call->caller (401 when
- * gone), and with REDEEM_ACCESS_ADMIN 403 unless the database says admin. */
+ * gone), and with REDEEM_ACCESS_ADMIN 403 unless the database says admin.
+ * A POST's body is read before the user (redeem_request_read_ahead); its
+ * failure (413, 408, 400) is returned only when those checks pass. */
 const redeem_failure_t *redeem_auth_caller(redeem_call_t *call, redeem_access_e access);
+/* For REDEEM_ACCESS_TOKEN, on a path that answers before the handler's
+ * statements check the account: the token's user read (redeem_user_reads_get)
+ * into call->caller, 401 when gone or no longer at the token's generation
+ * with its email (logged), the database's failure (503, ...) when it cannot
+ * be read. */
+const redeem_failure_t *redeem_auth_confirm_token_user(redeem_call_t *call);
 /* 401 for a token whose user no longer exists, or no longer at its
  * generation with its email (logged). */
 const redeem_failure_t *redeem_auth_user_gone(request_rec *r, const char *user_id);

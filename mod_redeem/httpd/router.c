@@ -96,9 +96,13 @@ static const redeem_failure_t *route(request_rec *r, const char *path)
     }
     /* A GET's body is read and dropped before anything else is done, under
      * the cap of any body (it was bounded by LimitRequestBody alone, 1 GiB
-     * by default where the operator sets none). */
-    if (found->method == M_GET && (failure = redeem_request_drop_body(r)))
-        return failure;
+     * by default where the operator sets none). A failure of it (413: the
+     * connection is then closed) is answered after the caller's checks,
+     * which come first (401, 403); one httpd answered itself at once. */
+    const redeem_failure_t *body_failure =
+        found->method == M_GET ? redeem_request_drop_body(r) : NULL;
+    if (body_failure == &redeem_failure_answered)
+        return body_failure;
     const char *init_failure = redeem_conf(r)->child->init_failure;
     if (init_failure) {
         ap_discard_request_body(r);
@@ -127,6 +131,8 @@ static const redeem_failure_t *route(request_rec *r, const char *path)
             limited = redeem_ratelimit_charge(r, found->client_limit, NULL);
         return limited ? limited : failure;
     }
+    if (body_failure)
+        return body_failure;
     if (per_caller) {
         redeem_charge_t charges[REDEEM_MAX_CHARGES];
         int n = 0;

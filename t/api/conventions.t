@@ -391,6 +391,30 @@ POST /api/register
 
 
 
+=== TEST 33b: ... and the message is the API's, not jansson's (it named jansson's flag: "\u0000 is not allowed without JSON_ALLOW_NUL")
+--- request
+POST /api/register
+--- request_json
+{"email": "a\u0000b@x.test", "password": "Passw0rd123"}
+--- error_code: 400
+--- check_eval
+my $error = response()->{json}{error};
+$error =~ /\AMalformed JSON: \\u0000 is not allowed(?: \(at byte \d+\))?\z/ or die "message: $error\n";
+
+
+
+=== TEST 33c: a lone surrogate escape: named without quoting the client's escape (it said "invalid Unicode '\uD834'")
+--- request
+POST /api/register
+--- request_json
+{"email": "c33c@example.test", "password": "Passw0rd\uD834123"}
+--- error_code: 400
+--- check_eval
+my $error = response()->{json}{error};
+$error =~ /\AMalformed JSON: invalid Unicode escape: a surrogate without its pair \(at byte \d+\)\z/ or die "message: $error\n";
+
+
+
 === TEST 34: a raw NUL byte in the body
 --- request
 POST /api/register
@@ -630,3 +654,95 @@ defined $line && $line =~ m{^HTTP/1\.1 413 } or die 'answered: ' . ($line // 'no
 SELECT count(*) FROM users WHERE created_at >= '$REQUEST_TIME'
 --- db_check_out
 0
+
+
+
+=== TEST 50: a gzip-encoded JSON body: 415 (the module decodes no content coding; RFC 9110 15.5.16), with Accept-Encoding naming the one it takes, not 400 "Malformed JSON"
+--- request
+POST /api/register
+--- raw_body eval
+use IO::Compress::Gzip qw(gzip);
+my ($in, $out) = ('{"email": "c50@example.test", "password": "Passw0rd123"}');
+gzip(\$in => \$out) or die "gzip\n";
+$out
+--- more_headers
+Content-Type: application/json
+Content-Encoding: gzip
+--- error_code: 415
+--- response_json_exact
+{"error": "Content-Encoding must be identity"}
+--- response_headers
+Accept-Encoding: identity
+--- db_check
+SELECT count(*) FROM users WHERE email = 'c50@example.test'
+--- db_check_out
+0
+
+
+
+=== TEST 50b: ... a body declared gzip that is plain JSON is not read as JSON either: 415
+--- request
+POST /api/register
+--- request_json
+{"email": "c50b@example.test", "password": "Passw0rd123"}
+--- more_headers
+Content-Encoding: GZIP
+--- error_code: 415
+--- response_json_exact
+{"error": "Content-Encoding must be identity"}
+--- db_check
+SELECT count(*) FROM users WHERE email = 'c50b@example.test'
+--- db_check_out
+0
+
+
+
+=== TEST 50c: ... nor one of two codings with identity among them: 415
+--- request
+POST /api/register
+--- request_json
+{"email": "c50c@example.test", "password": "Passw0rd123"}
+--- more_headers
+Content-Encoding: identity, br
+--- error_code: 415
+--- response_json_exact
+{"error": "Content-Encoding must be identity"}
+--- db_check
+SELECT count(*) FROM users WHERE email = 'c50c@example.test'
+--- db_check_out
+0
+
+
+
+=== TEST 50d: ... on an admin endpoint too (its body read before its caller's rights): 415
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1}
+--- more_headers
+Content-Encoding: deflate
+--- error_code: 415
+--- response_json_exact
+{"error": "Content-Encoding must be identity"}
+--- db_check
+SELECT count(*) FROM redeem_codes
+--- db_check_out
+0
+
+
+
+=== TEST 50e: Content-Encoding: identity (no coding) is read as JSON: 201
+--- request
+POST /api/register
+--- request_json
+{"email": "c50e@example.test", "password": "Passw0rd123"}
+--- more_headers
+Content-Encoding: Identity
+--- error_code: 201
+--- response_headers
+!Accept-Encoding
+--- db_check
+SELECT count(*) FROM users WHERE email = 'c50e@example.test'
+--- db_check_out
+1

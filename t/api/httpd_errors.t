@@ -164,6 +164,43 @@ LimitRequestBody 10000000
 
 
 
+=== TEST 7c2: a GET of an authenticated path with no token and a body over RedeemMaxBodySize: 401, not 413 (the token comes first; the connection still closes)
+--- request
+GET /api/profile
+--- raw_body eval
+'x' x 20000
+--- error_code: 401
+--- response_headers_like
+WWW-Authenticate: ^Bearer
+--- response_json_exact
+{"error": "Authentication required"}
+
+
+
+=== TEST 7c3: ... a non-admin's GET of an admin path: 403, not 413
+--- login: plain7c3
+--- request
+GET /admin/codes
+--- raw_body eval
+'x' x 20000
+--- error_code: 403
+--- response_json_exact
+{"error": "Admin access required"}
+
+
+
+=== TEST 7c4: ... a user's own GET with such a body: 413 once the caller is allowed
+--- login: plain7c3
+--- request
+GET /api/profile
+--- raw_body eval
+'x' x 20000
+--- error_code: 413
+--- response_json_exact
+{"error": "Request body too large"}
+
+
+
 === TEST 7d: a GET with a small body: the body is dropped and the GET answered
 --- raw_request eval
 "GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 100\r\n\r\n" . ('z' x 100)

@@ -560,6 +560,36 @@ GET /admin/codes?page=1&page=2
 
 
 
+=== TEST 41b: a repeated used is refused as any repeated parameter is (it said "used must be true or false", of two values each of which is)
+--- login: admin
+--- request
+GET /admin/codes?used=true&used=true
+--- error_code: 400
+--- response_json_exact
+{"error": "Malformed or repeated query parameter"}
+
+
+
+=== TEST 41c: ... and u%73ed, its name encoded, repeats it too
+--- login: admin
+--- request
+GET /admin/codes?used=false&u%73ed=true
+--- error_code: 400
+--- response_json_exact
+{"error": "Malformed or repeated query parameter"}
+
+
+
+=== TEST 41d: ... while a single bad value still names the parameter
+--- login: admin
+--- request
+GET /admin/codes?used=maybe&batch_id=00000000-0000-0000-0000-000000000000
+--- error_code: 400
+--- response_json_exact
+{"error": "used must be true or false"}
+
+
+
 === TEST 42: a user who is not an admin gets 403
 --- login: alice
 --- request

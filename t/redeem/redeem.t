@@ -902,6 +902,126 @@ SELECT count(*) FROM audit_log WHERE actor_id = $USER_ID_rhea
 
 
 
+=== TEST 50e1: a deleted user's token with a malformed code: 401, not the code's 400 (the contract accepts a token only while its user exists); unaudited, as its well-formed request is
+--- login: ghost
+--- request
+POST /redeem
+--- request_json
+{"card_code": "short"}
+--- error_code: 401
+--- response_headers_like
+WWW-Authenticate: ^Bearer
+--- response_json_exact
+{"error": "Invalid or expired token"}
+--- audit: none
+--- error_log
+/RDM0203: token refused: user \d+ no longer exists/
+--- no_error_log
+RDM0401
+
+
+
+=== TEST 50e2: ... with a body that is not JSON: 401, not 400
+--- login: ghost
+--- request
+POST /redeem
+--- request_json
+not json
+--- error_code: 401
+--- response_json_exact
+{"error": "Invalid or expired token"}
+--- audit: none
+
+
+
+=== TEST 50e3: ... with a body that is not application/json: 401, not 415
+--- login: ghost
+--- request
+POST /redeem
+--- raw_body
+{"card_code": "short"}
+--- error_code: 401
+--- response_json_exact
+{"error": "Invalid or expired token"}
+--- audit: none
+
+
+
+=== TEST 50e4: ... with a body over the cap: 401, not 413 (the connection still closes: the body was not all read)
+--- login: ghost
+--- request
+POST /redeem
+--- request_json eval
+'{"card_code": "' . ('A' x 17000) . '"}'
+--- error_code: 401
+--- response_json_exact
+{"error": "Invalid or expired token"}
+--- response_headers
+Connection: close
+--- audit: none
+
+
+
+=== TEST 50e5: a revoked token with a body that is not JSON: 401, not 400
+--- login: rhea
+--- request
+POST /redeem
+--- request_json
+not json
+--- error_code: 401
+--- response_headers_like
+WWW-Authenticate: ^Bearer
+--- response_json_exact
+{"error": "Invalid or expired token"}
+--- audit: none
+--- error_log
+/RDM0208: token refused: user \d+'s tokens of generation \d+ were revoked/
+
+
+
+=== TEST 50e6: ... and with a malformed code: 401, not 400
+--- login: rhea
+--- request
+POST /redeem
+--- request_json
+{"card_code": "short"}
+--- error_code: 401
+--- response_json_exact
+{"error": "Invalid or expired token"}
+--- audit: none
+
+
+
+=== TEST 50e7: a malformed code reads its user before it is answered: with users unreadable, a live user's malformed request fails (500), logged as a failed attempt
+--- db_init
+REVOKE SELECT ON users FROM redeem_app;
+--- login: heidi
+--- request
+POST /redeem
+--- request_json
+{"card_code": "short"}
+--- error_code: 500
+--- response_json_exact
+{"error": "Internal server error"}
+--- audit: log failed
+
+
+
+=== TEST 50e8: (control) users readable again: a live user's malformed code is its 400, logged invalid_format
+--- db_init
+GRANT SELECT ON users TO redeem_app;
+--- login: heidi
+--- request
+POST /redeem
+--- request_json
+{"card_code": "short"}
+--- error_code: 400
+--- response_json_exact
+{"error": "Invalid code format"}
+--- audit: log invalid_format
+
+
+
 === TEST 50f: control: a token of rhea's new generation (a login after the revocation) redeems
 --- token_eval
 my $res = api_request('POST', '/api/login',

@@ -143,6 +143,29 @@ static void test_body(apr_pool_t *p)
     is_string(why, "Malformed JSON: '}' expected near end of file",
               "body: the end of the input named as jansson names it");
 
+    /* jansson's words that name its own interface (a flag, "not supported")
+     * or quote the client's escape are the API's own. */
+    const char *own[][2] = {
+        {"{\"email\":\"a\\u0000b\"}", "Malformed JSON: \\u0000 is not allowed"},
+        {"{\"a\\u0000b\":1}", "Malformed JSON: \\u0000 is not allowed"},
+        {"{\"email\":\"\\uD834\"}",
+         "Malformed JSON: invalid Unicode escape: a surrogate without its pair"},
+        {"{\"email\":\"\\uDC00x\"}",
+         "Malformed JSON: invalid Unicode escape: a surrogate without its pair"},
+        {"{\"email\":\"\\uD834\\u0041\"}",
+         "Malformed JSON: invalid Unicode escape: a surrogate without its pair"},
+    };
+    for (size_t i = 0; i < sizeof own / sizeof *own; i++) {
+        why = redeem_body_parse(p, own[i][0], strlen(own[i][0]), fields, &body);
+        ok(why && strncmp(why, own[i][1], strlen(own[i][1])) == 0 &&
+               (why[strlen(own[i][1])] == '\0' ||
+                strncmp(why + strlen(own[i][1]), " (at byte ", 10) == 0) &&
+               !strstr(why, "JSON_") && !strstr(why, "supported") && !strstr(why, "D834") &&
+               !strstr(why, "DC00"),
+           apr_psprintf(p, "body: %s said in the API's words: %s", own[i][0],
+                        why ? why : "(accepted)"));
+    }
+
     /* An unknown field's name: shown whole up to 64 characters, then cut
      * on a character's boundary (here two-byte ones) with its length. */
     const char *short_key = "{\"is_admin\":true}";
@@ -662,6 +685,19 @@ static void test_time(void)
        "time: offset");
     ok(redeem_timestamp_parse("2024-02-29T00:00:00Z", &usec) == 0, "time: leap day");
     ok(redeem_timestamp_parse("2023-12-01T10:30:00-15:59", &usec) == 0, "time: offset -15:59");
+    ok(redeem_timestamp_parse("2023-12-01T10:30:00+16:00", &usec) == 0 &&
+           usec == 1701369000000000LL,
+       "time: offset +16:00 (RFC 3339 allows hours to 23)");
+    ok(redeem_timestamp_parse("2023-12-01T10:30:00-23:59", &usec) == 0 &&
+           usec == 1701512940000000LL,
+       "time: offset -23:59");
+    ok(redeem_timestamp_parse("2016-12-31T23:59:60Z", &usec) == 0 && usec == 1483228800000000LL,
+       "time: a leap second is read as the next second");
+    ok(redeem_timestamp_parse("2016-12-31T23:59:60.5Z", &usec) == 0 && usec == 1483228800500000LL,
+       "time: a leap second's fraction is kept");
+    ok(redeem_timestamp_parse("2017-01-01T00:59:60+01:00", &usec) == 0 &&
+           usec == 1483228800000000LL,
+       "time: a leap second in another offset");
     ok(redeem_timestamp_parse("9999-12-31T23:59:59.999999Z", &usec) == 0 &&
            usec == 253402300799999999LL,
        "time: the last instant of 9999 UTC");
@@ -674,9 +710,12 @@ static void test_time(void)
                          "2023-12-01T10:30:00.Z",
                          "2023-12-01T10:30:00+0200",
                          "2023-13-01T00:00:00Z",
-                         "2023-12-01T10:30:00+16:00",
-                         "2023-12-01T10:30:00-23:59",
+                         "2023-12-01T10:30:00+24:00",
+                         "2023-12-01T10:30:00-23:60",
+                         "2023-12-01T10:30:61Z",
+                         "2023-12-01T10:60:00Z",
                          "9999-12-31T23:59:59-15:59", /* 10000-01-01T15:58:59Z */
+                         "9999-12-31T23:59:60Z",      /* 10000-01-01T00:00:00Z */
                          "0001-01-01T00:00:00+00:01" /* in the year 0 UTC */};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         char name[80];
@@ -695,6 +734,9 @@ static void test_time(void)
         {"0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000000Z"},
         {"9999-12-31T23:59:59.9999999Z", "9999-12-31T23:59:59.999999Z"},
         {"2030-06-30T23:59:59.999999999-00:30", "2030-07-01T00:29:59.999999Z"},
+        {"2099-01-01T00:00:00+16:00", "2098-12-31T08:00:00.000000Z"},
+        {"2099-01-01T00:00:00-23:59", "2099-01-01T23:59:00.000000Z"},
+        {"2016-12-31T23:59:60.25Z", "2017-01-01T00:00:00.250000Z"},
     };
     for (size_t i = 0; i < sizeof forms / sizeof *forms; i++) {
         char name[96], out[REDEEM_TIMESTAMP_LEN + 1];
