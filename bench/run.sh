@@ -738,19 +738,7 @@ settle_writes() {
   sync
 }
 
-# in_turn I CMD...: the commands one after the other, rotated by I, so that
-# none is always first or last of a turn, and in the reverse order on every
-# other turn, so that none always follows the same one (a rotation alone
-# keeps the cycle: the same command came before each one every turn).
-in_turn() {
-  local i=$1 k n
-  shift
-  local -a cmds=("$@")
-  n=${#cmds[@]}
-  for ((k = 0; k < n; k++)); do
-    if ((i % 2)); then eval "${cmds[$(((k + i) % n))]}"; else eval "${cmds[$(((2 * n - 1 - k + i) % n))]}"; fi
-  done
-}
+. "$root/bench/turns.sh" # in_turn
 
 # ---- The twin (BENCH_TWIN): the scale run's database of BENCH_TWIN_SIZE
 # users and codes, with its own httpd, tokens, codes and counters. on_twin

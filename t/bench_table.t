@@ -90,4 +90,23 @@ $t = table([], { %mem, mem_children => '1 100000 130000 30000 19456;',
     mem_counts => '1000000 mixed requests, 10000 logins (0 refused)' }, {});
 like(row_of($t, 'RSS per child'), qr/\| no \(\+29 MiB, 1 of 2 children replaced\) \|$/, 'growth outside the blocks: not met');
 
+# bench/turns.sh's in_turn: over 2n turns of n commands, each is first
+# twice and last twice, and none always follows the same one.
+for my $n (2 .. 6) {
+    my (%first, %last, %before);
+    for my $turn (1 .. 2 * $n) {
+        my @cmds = map { "printf '%s '" . " $_" } 0 .. $n - 1;
+        my $order = `bash -c '. "\$0"; in_turn "\$@"' $root/bench/turns.sh $turn @{[ map { "\"$_\"" } @cmds ]}`;
+        my @ran = split ' ', $order;
+        is(scalar @ran, $n, "in_turn, $n commands, turn $turn: each once") or next;
+        $first{ $ran[0] }++;
+        $last{ $ran[-1] }++;
+        $before{ $ran[$_] }{ $ran[$_ - 1] } = 1 for 1 .. $#ran;
+    }
+    ok(!grep({ ($first{$_} // 0) != 2 || ($last{$_} // 0) != 2 } 0 .. $n - 1),
+        "in_turn, $n commands over " . 2 * $n . ' turns: each first twice and last twice');
+    ok(!grep({ keys %{ $before{$_} // {} } == 1 } 0 .. $n - 1),
+        "in_turn, $n commands: none always follows the same one") if $n > 2;
+}
+
 done_testing();
