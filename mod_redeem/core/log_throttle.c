@@ -5,8 +5,11 @@ int redeem_log_throttle_due(redeem_log_throttle_t *throttle, int64_t now, int64_
                             uint32_t *held_back)
 {
     int64_t told = __atomic_load_n(&throttle->told_at, __ATOMIC_RELAXED);
-    /* Of the threads that find it due, the one that moves told_at tells. */
-    if ((told == 0 || now - told >= every || now < told) &&
+    /* Of the threads that find it due, the one that moves told_at tells.
+     * The clock is monotonic: a `now` before told_at is a thread that read
+     * it before the one that told (not due: it would tell again and move
+     * told_at back). */
+    if ((told == 0 || now - told >= every) &&
         __atomic_compare_exchange_n(&throttle->told_at, &told, now ? now : 1, 0, __ATOMIC_ACQ_REL,
                                     __ATOMIC_RELAXED)) {
         *held_back = __atomic_exchange_n(&throttle->held_back, 0, __ATOMIC_ACQ_REL);

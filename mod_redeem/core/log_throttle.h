@@ -12,8 +12,9 @@ typedef struct {
     uint32_t held_back; /* occurrences not told since */
 } redeem_log_throttle_t;
 
-/* One more occurrence at `now` (µs). Returns 1 if it is to be told: none
- * was told within `every` before it (or the clock went back); *held_back is
+/* One more occurrence at `now` (µs of a monotonic clock, read by the
+ * caller; threads may pass slightly different ones). Returns 1 if it is to
+ * be told: none was told within `every` before it; *held_back is
  * then the count of those not told since the last one, which this call
  * clears. Returns 0 (and counts it) otherwise. */
 int redeem_log_throttle_due(redeem_log_throttle_t *throttle, int64_t now, int64_t every,
