@@ -172,6 +172,7 @@ GET /api/profile
 --- error_code: 401
 --- response_headers_like
 WWW-Authenticate: ^Bearer
+Connection: ^close$
 --- response_json_exact
 {"error": "Authentication required"}
 
@@ -184,6 +185,8 @@ GET /admin/codes
 --- raw_body eval
 'x' x 20000
 --- error_code: 403
+--- response_headers_like
+Connection: ^close$
 --- response_json_exact
 {"error": "Admin access required"}
 
