@@ -8,7 +8,8 @@
 
 #include <apr_atomic.h>
 
-/* Until when the set-up may wait for a hashing slot: while less than a tenth
+/* Until when (monotonic, as the connection's deadline) the set-up may wait
+ * for a hashing slot: while less than a tenth
  * of the connection's time is left no statement is sent anyway, and the
  * set-up may run inside a read of users for several requests
  * (user_reads.c), whose deadline is the earliest of theirs: a wait of

@@ -4,11 +4,13 @@
 
 /* Not the request's start: the body is read before the database is first
  * needed, and a client slow to send it (within mod_reqtimeout's limits)
- * must not use up the time the database is given. */
+ * must not use up the time the database is given. On the monotonic clock,
+ * as every deadline made from it: a step of the wall clock must neither end
+ * the request's waits at once nor stretch them past RedeemDBTimeout. */
 apr_time_t redeem_call_db_start(redeem_call_t *call)
 {
     if (!call->db_since)
-        call->db_since = apr_time_now();
+        call->db_since = redeem_clock_monotonic();
     return call->db_since;
 }
 

@@ -8,6 +8,12 @@
  * the answer is 503 with Retry-After. Nothing then waits on it: the next
  * user of the connection reconnects it, within its own deadline.
  *
+ * Deadlines, and the times compared with them, are of the monotonic clock
+ * (redeem_clock_monotonic): a step of the wall clock (NTP, by hand) would
+ * otherwise time out every wait in flight, or stretch it by the step. The
+ * wall clock is read only for what is compared with the database's clock
+ * (check_clock; a redemption's act_before, handle_redeem.c).
+ *
  * mod_dbd prepares labelled statements once per connection and never again,
  * so after a PostgreSQL restart they would be gone. We prepare ours
  * ourselves and remember for which backend process we did: a new backend
@@ -74,12 +80,12 @@ struct redeem_db {
     request_rec *r;
     PGconn *pg;
     redeem_conn_t *conn;
-    apr_time_t deadline; /* every wait of this request ends by then */
+    apr_time_t deadline; /* every wait of this request ends by then (monotonic) */
     int pipelined;       /* statements sent in the open pipeline */
     int shortened;       /* deadline cut short (a health check's question): missing it
                           * says the database is slow, not that it is gone */
     apr_time_t began;    /* when the wait under way began (a statement sent, a
-                          * connection readied): see began_late */
+                          * connection readied; monotonic): see began_late */
 };
 
 /* How a libpq exchange ended. */
@@ -97,7 +103,8 @@ static const char *outcome_name(outcome_e outcome)
 static int wait_socket(PGconn *pg, short events, apr_time_t deadline)
 {
     for (;;) {
-        apr_time_t left = deadline - apr_time_now();
+        /* poll's own timeout is relative, on the monotonic clock too. */
+        apr_time_t left = deadline - redeem_clock_monotonic();
         if (left <= 0)
             return 0;
         struct pollfd pfd = {PQsocket(pg), events, 0};
@@ -193,7 +200,7 @@ static void note_unreachable(request_rec *r)
 
 static void begin_wait(redeem_db_t *db)
 {
-    db->began = apr_time_now();
+    db->began = redeem_clock_monotonic();
 }
 
 /* The wait under way began with less than half of RedeemDBTimeout left
@@ -443,6 +450,7 @@ static const redeem_failure_t *check_schema(redeem_db_t *db, apr_array_header_t 
     const redeem_failure_t *failure = watch_client(db);
     if (failure)
         return failure;
+    /* The wall clock: compared with the database's (check_clock). */
     apr_time_t asked = apr_time_now();
     outcome_e outcome = run_sql(
         db->pg,
@@ -598,7 +606,7 @@ static const redeem_failure_t *prepare_statements(redeem_db_t *db,
 static const redeem_failure_t *out_of_time(redeem_db_t *db, const char *what, const char *which,
                                            apr_interval_time_t margin)
 {
-    if (apr_time_now() + margin < db->deadline)
+    if (redeem_clock_monotonic() + margin < db->deadline)
         return NULL;
     request_rec *r = db->r;
     redeem_shared_count(redeem_conf(r)->shared, REDEEM_COUNTER_DB_ACQUIRE_FAILURES);
@@ -688,7 +696,8 @@ static const redeem_failure_t *make_ready(redeem_db_t *db)
             return NULL;
         }
         /* Lost while setting up (nothing was written): once more, on a new one. */
-        if (attempt > 0 || PQstatus(db->pg) == CONNECTION_OK || apr_time_now() >= db->deadline)
+        if (attempt > 0 || PQstatus(db->pg) == CONNECTION_OK ||
+            redeem_clock_monotonic() >= db->deadline)
             return failure;
     }
 }
@@ -698,7 +707,9 @@ const redeem_failure_t *redeem_db_open(request_rec *r, apr_time_t since, redeem_
     redeem_server_conf *conf = redeem_conf(r);
     if (fail_fast(r))
         return &redeem_failure_unavailable;
-    apr_time_t asked = apr_time_now(), deadline = since + apr_time_from_msec(conf->db_timeout_ms);
+    /* since: redeem_call_db_start's, monotonic. */
+    apr_time_t asked = redeem_clock_monotonic(),
+               deadline = since + apr_time_from_msec(conf->db_timeout_ms);
     ap_dbd_t *dbd = NULL;
     const redeem_failure_t *failure =
         redeem_pool_gate_acquire(r, deadline - redeem_db_too_late(conf), &dbd);
@@ -706,7 +717,7 @@ const redeem_failure_t *redeem_db_open(request_rec *r, apr_time_t since, redeem_
         return failure;
     redeem_shared_count(conf->shared, REDEEM_COUNTER_DB_ACQUIRES);
     redeem_shared_add(conf->shared, REDEEM_COUNTER_DB_ACQUIRE_US,
-                      (uint64_t)(apr_time_now() - asked));
+                      (uint64_t)(redeem_clock_monotonic() - asked));
     PGconn *pg = dbd ? apr_dbd_native_handle(dbd->driver, dbd->handle) : NULL;
     if (!pg) {
         redeem_shared_count(conf->shared, REDEEM_COUNTER_DB_ACQUIRE_FAILURES);
@@ -714,7 +725,7 @@ const redeem_failure_t *redeem_db_open(request_rec *r, apr_time_t since, redeem_
                       RDMNO(0105) "no database connection (see mod_dbd's messages above)");
         note_failed(r);
         /* mod_dbd waited out a connect_timeout: the database is silent. */
-        if (apr_time_now() - asked >= apr_time_from_sec(1))
+        if (redeem_clock_monotonic() - asked >= apr_time_from_sec(1))
             note_unreachable(r);
         return &redeem_failure_unavailable;
     }
@@ -741,7 +752,7 @@ const redeem_failure_t *redeem_db_open(request_rec *r, apr_time_t since, redeem_
     handle->conn = conn;
     handle->shortened = 0;
     handle->deadline = deadline;
-    handle->began = apr_time_now();
+    handle->began = redeem_clock_monotonic();
     /* Non-blocking sends: a large batch must not block past the deadline. */
     PQsetnonblocking(pg, 1);
     failure = make_ready(handle);
@@ -753,7 +764,7 @@ const redeem_failure_t *redeem_db_open(request_rec *r, apr_time_t since, redeem_
 
 void redeem_db_limit(redeem_db_t *db, apr_interval_time_t from_now)
 {
-    apr_time_t until = apr_time_now() + from_now;
+    apr_time_t until = redeem_clock_monotonic() + from_now;
     if (until < db->deadline) {
         db->deadline = until;
         db->shortened = 1;
@@ -772,7 +783,7 @@ void redeem_db_set_deadline(redeem_db_t *db, apr_time_t deadline)
 
 void redeem_db_allow(redeem_db_t *db, apr_interval_time_t from_now)
 {
-    apr_time_t until = apr_time_now() + from_now;
+    apr_time_t until = redeem_clock_monotonic() + from_now;
     if (until > db->deadline)
         db->deadline = until;
 }

@@ -104,7 +104,8 @@ const redeem_failure_t *redeem_redeem_limited(redeem_call_t *call, const redeem_
 }
 
 /* The statement reached the database after the time it was given (statements.h):
- * it wrote nothing. Answered as a statement that timed out is. */
+ * it wrote nothing. Answered as a statement that timed out is. act_before is
+ * a wall-clock instant (as sent), so compared with this host's wall clock. */
 static const redeem_failure_t *too_late(request_rec *r, apr_time_t act_before)
 {
     apr_time_t now = apr_time_now();
@@ -187,7 +188,11 @@ const redeem_failure_t *redeem_handle_redeem(redeem_call_t *call)
     };
     apr_time_t act_before = 0;
     if (!(failure = redeem_call_db(call))) {
-        act_before = redeem_db_deadline(call->db) - redeem_db_too_late(call->conf);
+        /* The request's deadline is monotonic (db.c); the database compares
+         * act_before with its own clock, so it leaves as a wall-clock
+         * instant: now, plus what is left, less the tenth. */
+        act_before = apr_time_now() + (redeem_db_deadline(call->db) - redeem_clock_monotonic()) -
+                     redeem_db_too_late(call->conf);
         args[ARG_REDEEM_ACT_BEFORE] = apr_psprintf(r->pool, "%" APR_TIME_T_FMT, act_before);
         failure = run_redemption(call, args, &rows);
     }

@@ -37,13 +37,15 @@ const char *redeem_hashing_child_init(apr_pool_t *pchild, redeem_child_t *child,
 }
 
 /* A slot, waiting up to RedeemHashWait for one, and no later than `until`
- * (0: no such bound); with idle_only, only a slot free at once, and no
- * other sign when there is none than the failure. */
+ * (monotonic, as every deadline of a request's: 0, no such bound); with idle_only, only a slot free
+ * at once, and no other sign when there is none than the failure. */
 static const redeem_failure_t *take_slot(request_rec *r, int idle_only, apr_time_t until, int *slot)
 {
     redeem_server_conf *conf = redeem_conf(r);
     redeem_child_t *child = conf->child;
-    apr_time_t deadline = apr_time_now() + apr_time_from_msec(conf->hash_wait_ms);
+    /* The monotonic clock: a step of the wall clock must neither end the
+     * wait at once nor stretch it past RedeemHashWait. */
+    apr_time_t deadline = redeem_clock_monotonic() + apr_time_from_msec(conf->hash_wait_ms);
     if (until && until < deadline)
         deadline = until;
     int busy = 0, waited = 0;
@@ -54,7 +56,7 @@ static const redeem_failure_t *take_slot(request_rec *r, int idle_only, apr_time
     }
     while (child->free_count == 0) {
         waited = 1;
-        apr_time_t now = apr_time_now();
+        apr_time_t now = redeem_clock_monotonic();
         if (now >= deadline) {
             busy = 1;
             break;

@@ -108,7 +108,7 @@ static gate_t *gate_of(redeem_pool_gates_t *gates, apr_pool_t *key, apr_int64_t 
 }
 
 /* Under the lock: takes one of the gate's connections, waiting in line
- * until `until` when none is free or others wait already. 1 when taken,
+ * until `until` (monotonic) when none is free or others wait already. 1 when taken,
  * 0 when the time ran out, -1 when the line could not be joined. */
 static int pass(gate_t *gate, apr_thread_mutex_t *lock, apr_time_t until, apr_pool_t *pool)
 {
@@ -124,8 +124,10 @@ static int pass(gate_t *gate, apr_thread_mutex_t *lock, apr_time_t until, apr_po
     else
         gate->first = &self;
     gate->last = &self;
+    /* until is monotonic (db.c); each wake-up, a timeout included, is
+     * checked against it. */
     for (apr_interval_time_t left; !self.granted;) {
-        if ((left = until - apr_time_now()) <= 0)
+        if ((left = until - redeem_clock_monotonic()) <= 0)
             break;
         apr_thread_cond_timedwait(self.wake, lock, left);
     }

@@ -401,7 +401,15 @@ const redeem_failure_t *redeem_db_query(redeem_db_t *db, redeem_stmt_e stmt,
                                         const char *const *args, redeem_rows_t *rows);
 /* Every database wait of a request ends by its deadline: the request's
  * start plus RedeemDBTimeout; a handler with a long statement to run moves
- * it to at least from_now from now. */
+ * it to at least from_now from now. Deadlines are times of the monotonic
+ * clock (redeem_clock_monotonic), so that a step of the wall clock neither
+ * times out every wait in flight nor stretches them. Waits on a condition
+ * variable (pool_gate.c, user_reads.c, hashing.c) check the deadline after
+ * every wake-up: APR ends apr_thread_cond_timedwait at a wall-clock instant,
+ * so a step forward only wakes them early. A step back while one sleeps
+ * still delays that wake-up by the step (the instant is fixed as the wait
+ * begins, so shorter waits would not help); the database's and Redis's
+ * waits (poll, socket timeouts) are relative and not moved. */
 void redeem_db_allow(redeem_db_t *db, apr_interval_time_t from_now);
 /* ... or a short question moves it to at most from_now from now. */
 void redeem_db_limit(redeem_db_t *db, apr_interval_time_t from_now);
@@ -481,7 +489,8 @@ typedef struct {
     redeem_server_conf *conf;
     redeem_db_t *db;           /* set by redeem_call_db */
     apr_int64_t db_timeout_ms; /* 0: RedeemDBTimeout */
-    apr_time_t db_since;       /* its first need of the database (redeem_call_db_start) */
+    apr_time_t db_since;       /* its first need of the database (redeem_call_db_start;
+                                * monotonic) */
     redeem_user_t caller;      /* the token's user, on routes that authenticate */
 } redeem_call_t;
 

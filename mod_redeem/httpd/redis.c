@@ -89,7 +89,7 @@ typedef struct {
  * once it is past. */
 static int time_left(redisContext *c, apr_time_t deadline)
 {
-    apr_interval_time_t left = deadline - apr_time_now();
+    apr_interval_time_t left = deadline - redeem_clock_monotonic();
     if (left <= 0) {
         c->err = REDIS_ERR_IO;
         snprintf(c->errstr, sizeof c->errstr, "no answer within %d ms", REDIS_TIMEOUT_USEC / 1000);
@@ -114,7 +114,9 @@ static void name_timeout(redisContext *c)
  * with c->err set when it fails; the context is then of no further use. */
 static redisReply *command(redisContext *c, int argc, const char **argv)
 {
-    apr_time_t deadline = apr_time_now() + REDIS_TIMEOUT_USEC;
+    /* Monotonic: a step of the wall clock must not end the command at once
+     * nor let it trickle on past REDIS_TIMEOUT_USEC. */
+    apr_time_t deadline = redeem_clock_monotonic() + REDIS_TIMEOUT_USEC;
     int done = 0, shortened = 0;
     void *reply = NULL;
     if (redisAppendCommandArgv(c, argc, argv, NULL) != REDIS_OK)

@@ -11,7 +11,9 @@
  * so it sees every change committed before that.
  *
  * No request waits past its own deadline (redeem_call_db_start plus
- * RedeemDBTimeout):
+ * RedeemDBTimeout, on the monotonic clock as every time here: a step of
+ * the wall clock must neither make every request in line too late at once
+ * nor stretch its wait):
  * one waiting in line leaves it (503) once less than a tenth of that is
  * left, and a read ends by the earliest deadline among its requests, so
  * none that it reads for waits longer than its own (and none with less
@@ -46,7 +48,7 @@
 
 typedef struct redeem_user_read {
     apr_int64_t id;
-    apr_time_t deadline;     /* redeem_call_db_start plus RedeemDBTimeout */
+    apr_time_t deadline;     /* redeem_call_db_start plus RedeemDBTimeout (monotonic) */
     apr_thread_cond_t *wake; /* its owner waits on it; NULL for a read alone */
     int taken;               /* in a read's batch (under read_lock): the read ends by
                               * this deadline or an earlier one, so its owner waits */
@@ -226,7 +228,7 @@ static void wait_in_line(redeem_call_t *call, redeem_child_t *child, user_read_t
             apr_thread_cond_wait(self->wake, child->read_lock);
             continue;
         }
-        apr_time_t now = apr_time_now();
+        apr_time_t now = redeem_clock_monotonic();
         if (self->deadline - now < margin) {
             leave_line(child, self);
             break;
@@ -281,7 +283,7 @@ const redeem_failure_t *redeem_user_reads_get(redeem_call_t *call, apr_int64_t i
     apr_interval_time_t margin = redeem_db_too_late(call->conf);
     apr_thread_mutex_lock(child->read_lock);
     for (;;) {
-        apr_time_t now = apr_time_now();
+        apr_time_t now = redeem_clock_monotonic();
         /* Even alone: a read all but out of time would be sent, time out
          * and drop a healthy connection. */
         if (self.deadline - now < margin) {

@@ -6,16 +6,38 @@
  * before its connection's deadline, not RedeemHashWait. It may run inside a
  * read of users for several requests (user_reads.c read_batch), whose
  * connection's deadline is the earliest of theirs and whose other requests
- * wait for it with no timeout of their own.
+ * wait for it with no timeout of their own. And that a step of the wall
+ * clock while a request waits for a slot neither ends its wait early nor
+ * stretches it: both clocks are the test's own, the monotonic one the real
+ * one, the wall clock (apr_time_now renamed to fake_wall) the real one plus
+ * a step the test makes.
  *
  * The files are included, not linked, for their static functions. */
+#define apr_time_now fake_wall
 #include "httpd/admin.c"
 #include "httpd/hashing.c"
+#undef apr_time_now
+APR_DECLARE(apr_time_t) apr_time_now(void); /* its declaration was renamed too */
 
 #include "httpd_stubs.h"
 #include "tap.h"
 
 #include <apr_general.h>
+#include <apr_thread_proc.h>
+#include <time.h>
+
+/* ---- The clocks. */
+static apr_interval_time_t wall_step;
+apr_time_t fake_wall(void)
+{
+    return redeem_clock_monotonic() + __atomic_load_n(&wall_step, __ATOMIC_RELAXED);
+}
+int64_t redeem_clock_monotonic(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+}
 
 /* ---- Stubs of what the included files link against. */
 void redeem_shared_count(redeem_shared_t *shared, redeem_counter_e counter)
@@ -89,10 +111,10 @@ static void test_bounded(request_rec *r, redeem_server_conf *conf, const char *p
     int slot;
     conf->child->admin_ready = 0;
     ok(take_slot(r, 0, 0, &slot) == NULL, apr_psprintf(r->pool, "%s: the one slot taken", path));
-    db_deadline = apr_time_now() + apr_time_from_msec(600);
-    apr_time_t began = apr_time_now();
+    db_deadline = redeem_clock_monotonic() + apr_time_from_msec(600);
+    apr_time_t began = redeem_clock_monotonic();
     const redeem_failure_t *failure = redeem_admin_ensure(r, DB);
-    apr_interval_time_t took = apr_time_now() - began;
+    apr_interval_time_t took = redeem_clock_monotonic() - began;
     ok(failure && failure->status == HTTP_SERVICE_UNAVAILABLE && !conf->child->admin_ready,
        apr_psprintf(r->pool, "%s: no slot came free: 503, the admin not ready", path));
     ok(took >= apr_time_from_msec(400) && took < apr_time_from_msec(1000),
@@ -101,6 +123,52 @@ static void test_bounded(request_rec *r, redeem_server_conf *conf, const char *p
                     "RedeemHashWait (waited %" APR_INT64_T_FMT " ms)",
                     path, (apr_int64_t)(took / 1000)));
     give_back_slot(r, slot);
+}
+
+/* 100 ms into a request's wait for a slot, the wall clock is stepped and
+ * the waiter woken (as by a slot given back that another took first). */
+typedef struct {
+    redeem_child_t *child;
+    apr_interval_time_t step;
+} stepper_t;
+static void *APR_THREAD_FUNC step_and_wake(apr_thread_t *thread, void *data)
+{
+    stepper_t *stepper = data;
+    apr_sleep(apr_time_from_msec(100));
+    __atomic_store_n(&wall_step, stepper->step, __ATOMIC_RELAXED);
+    apr_thread_mutex_lock(stepper->child->hash_lock);
+    apr_thread_cond_broadcast(stepper->child->hash_freed);
+    apr_thread_mutex_unlock(stepper->child->hash_lock);
+    (void)thread;
+    return NULL;
+}
+
+/* Every slot busy, RedeemHashWait 500 ms: the wait ends at about 500 ms
+ * whatever the wall clock does meanwhile. */
+static void test_wall_step(apr_pool_t *p, request_rec *r, redeem_server_conf *conf,
+                           apr_interval_time_t step)
+{
+    int slot, none;
+    ok(take_slot(r, 0, 0, &slot) == NULL, "wall step: the one slot taken");
+    conf->hash_wait_ms = 500;
+    stepper_t stepper = {conf->child, step};
+    apr_thread_t *thread;
+    apr_thread_create(&thread, NULL, step_and_wake, &stepper, p);
+    apr_time_t began = redeem_clock_monotonic();
+    const redeem_failure_t *failure = take_slot(r, 0, 0, &none);
+    apr_interval_time_t took = redeem_clock_monotonic() - began;
+    apr_status_t rv;
+    apr_thread_join(&rv, thread);
+    ok(failure && failure->status == HTTP_SERVICE_UNAVAILABLE && took >= apr_time_from_msec(450) &&
+           took < apr_time_from_msec(1000),
+       apr_psprintf(p,
+                    "wall clock stepped %+d s during a wait for a slot: 503 at RedeemHashWait "
+                    "(500 ms), not %s (waited %" APR_INT64_T_FMT " ms)",
+                    (int)apr_time_sec(step), step > 0 ? "at once" : "the step later",
+                    (apr_int64_t)(took / 1000)));
+    give_back_slot(r, slot);
+    conf->hash_wait_ms = 3000;
+    __atomic_store_n(&wall_step, 0, __ATOMIC_RELAXED);
 }
 
 int main(void)
@@ -121,7 +189,7 @@ int main(void)
     request_rec *r = stub_request(p, conf);
 
     /* A slot free: the account made, the admin ready. */
-    db_deadline = apr_time_now() + apr_time_from_sec(1);
+    db_deadline = redeem_clock_monotonic() + apr_time_from_sec(1);
     ok(redeem_admin_ensure(r, DB) == NULL && conf->child->admin_ready,
        "a slot free: the admin account made, ready");
     ok(conf->child->free_count == 1, "... and its slot given back");
@@ -130,6 +198,8 @@ int main(void)
     test_bounded(r, conf, "making the account (hash)");
     account_exists = 1;
     test_bounded(r, conf, "promoting an account (verify)");
+    test_wall_step(p, r, conf, apr_time_from_sec(20));
+    test_wall_step(p, r, conf, -apr_time_from_sec(20));
 
     printf("1..%d\n", test_number);
     apr_pool_destroy(p);

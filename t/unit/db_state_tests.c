@@ -175,13 +175,49 @@ static void test_began_late(request_rec *r, redeem_child_t *child)
     note_answered(r);
     step_wall(-apr_time_from_sec(20));
     pass(apr_time_from_msec(100));
-    redeem_db_t db = {.r = r, .deadline = wall_now + 1000, .began = wall_now};
+    redeem_db_t db = {.r = r, .deadline = mono_now + 1000, .began = mono_now};
     note_silent(&db);
     ok(child->db_retry_at == 0,
        "a late wait timed out 0.1 s after another's answer (wall clock stepped back): not silent");
     pass(apr_time_from_sec(6));
     note_silent(&db);
     ok(child->db_retry_at != 0, "... nor any answer for RedeemDBTimeout: silent");
+}
+
+/* A request's deadline (redeem_db_allow, redeem_db_limit) and the check
+ * before a statement is sent (out_of_time) under a stepped wall clock: a
+ * step forward does not make a request with time left out of time, a step
+ * back does not give one out of time more. */
+static void test_deadline(request_rec *r, redeem_child_t *child)
+{
+    reset(child);
+    redeem_db_t db = {.r = r, .deadline = 0};
+    redeem_db_allow(&db, apr_time_from_sec(5));
+    begin_wait(&db);
+    step_wall(apr_time_from_sec(20));
+    pass(apr_time_from_msec(100));
+    ok(out_of_time(&db, "statement ", "x", 0) == NULL,
+       "deadline: 4.9 s of 5 left, the wall clock stepped forward 20 s: the statement is sent");
+    ok(!began_late(&db), "... and its wait did not begin late");
+
+    db.deadline = 0;
+    redeem_db_allow(&db, apr_time_from_sec(1));
+    step_wall(-apr_time_from_sec(20));
+    pass(apr_time_from_msec(1100));
+    ok(out_of_time(&db, "statement ", "x", 0) == &redeem_failure_unavailable,
+       "deadline: 1 s given, 1.1 s later, the wall clock stepped back 20 s: out of time");
+
+    db.deadline = 0;
+    redeem_db_allow(&db, apr_time_from_sec(5));
+    redeem_db_limit(&db, apr_time_from_msec(500));
+    step_wall(apr_time_from_sec(20));
+    pass(apr_time_from_msec(400));
+    ok(db.shortened && out_of_time(&db, "statement ", "x", 0) == NULL,
+       "deadline: limited to 0.5 s, 0.4 s later (wall clock stepped forward): still in time");
+    step_wall(-apr_time_from_sec(40));
+    pass(apr_time_from_msec(200));
+    ok(out_of_time(&db, "statement ", "x", 0) == &redeem_failure_unavailable,
+       "deadline: 0.6 s after a limit of 0.5 s (wall clock stepped back): out of time");
 }
 
 /* The warnings told once in REDEEM_LOG_EVERY (failure.c): a step of the
@@ -218,6 +254,7 @@ int main(void)
     test_step_forward(r, conf->child);
     test_health(&call, conf->child);
     test_began_late(r, conf->child);
+    test_deadline(r, conf->child);
     test_throttle(r, conf->child);
     printf("1..%d\n", test_number);
     apr_pool_destroy(p);

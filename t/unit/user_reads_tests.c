@@ -5,10 +5,11 @@
  * begins (a request behind another with an earlier deadline only gets there
  * through the scheduler's order of wake-ups).
  *
- * And the wait for room in a full line (redeem_user_reads_get), with threads
- * and a wall clock of the test's own (apr_time_now renamed to fake_wall: the
- * real clock plus a skew the test moves), so that a request can be made too
- * late while it sleeps.
+ * And the waits for room in a full line and for a read (redeem_user_reads_get),
+ * with threads and clocks of the test's own: a monotonic clock (the real one
+ * plus a skew the test moves, so that a request can be made too late while
+ * it sleeps) and a wall clock (apr_time_now renamed to fake_wall: the real
+ * one plus a step the test makes, which must change no wait).
  *
  * The file is included, not linked, for its static functions; what it calls
  * outside itself is stubbed below (none of it runs in these tests but the
@@ -23,11 +24,19 @@ APR_DECLARE(apr_time_t) apr_time_now(void); /* its declaration was renamed too *
 
 #include <apr_general.h>
 #include <apr_thread_proc.h>
+#include <time.h>
 
-static apr_interval_time_t skew;
+static apr_interval_time_t skew, wall_step;
+int64_t redeem_clock_monotonic(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000 +
+           __atomic_load_n(&skew, __ATOMIC_RELAXED);
+}
 apr_time_t fake_wall(void)
 {
-    return apr_time_now() + __atomic_load_n(&skew, __ATOMIC_RELAXED);
+    return apr_time_now() + __atomic_load_n(&wall_step, __ATOMIC_RELAXED);
 }
 
 /* ---- Stubs of what user_reads.c links against (never called here). */
@@ -194,6 +203,14 @@ static int two_wait(redeem_child_t *child)
 {
     return child->read_room_waiters == 2;
 }
+static int one_in_line(redeem_child_t *child)
+{
+    return child->read_pending_count == 1;
+}
+static int line_empty(redeem_child_t *child)
+{
+    return child->read_pending_count == 0;
+}
 static int none_waits_line_full(redeem_child_t *child)
 {
     return child->read_room_waiters == 0 && child->read_pending_count == REDEEM_USER_READ_BATCH;
@@ -210,7 +227,7 @@ static void test_room_passed_on(apr_pool_t *p, redeem_server_conf *conf)
     memset(full, 0, sizeof full);
     for (int i = 0; i < REDEEM_USER_READ_BATCH; i++) {
         full[i].id = 100 + i;
-        full[i].deadline = fake_wall() + apr_time_from_sec(600);
+        full[i].deadline = redeem_clock_monotonic() + apr_time_from_sec(600);
         child->read_pending[i] = &full[i];
     }
     child->read_pending_count = REDEEM_USER_READ_BATCH;
@@ -228,7 +245,7 @@ static void test_room_passed_on(apr_pool_t *p, redeem_server_conf *conf)
         w[i].call.r = &w[i].r;
         w[i].call.conf = conf;
         /* W1's deadline in 10 s, W2's in 60 s (db_since is also its id). */
-        w[i].call.db_since = fake_wall() - timeout + apr_time_from_sec(i ? 60 : 10);
+        w[i].call.db_since = redeem_clock_monotonic() - timeout + apr_time_from_sec(i ? 60 : 10);
     }
     apr_thread_create(&threads[0], NULL, wait_for_room, &w[0], p);
     int ready = within(child, 3, one_waits);
@@ -264,6 +281,73 @@ static void test_room_passed_on(apr_pool_t *p, redeem_server_conf *conf)
     __atomic_store_n(&skew, 0, __ATOMIC_RELAXED);
 }
 
+/* One request waiting, for room in a full line (room) or in the line for
+ * a read (else), its deadline 1.5 s away: it leaves (503) a tenth of
+ * RedeemDBTimeout before, at about 1 s. The wall clock is stepped by `step`
+ * while it waits and the request woken: a step forward must not make it
+ * leave early, a step back must not keep it past its time. */
+static void test_wall_step(apr_pool_t *p, redeem_server_conf *conf, int room,
+                           apr_interval_time_t step)
+{
+    redeem_child_t *child = conf->child;
+    static user_read_t full[REDEEM_USER_READ_BATCH];
+    memset(full, 0, sizeof full);
+    child->read_pending_count = 0;
+    if (room) {
+        for (int i = 0; i < REDEEM_USER_READ_BATCH; i++) {
+            full[i].deadline = redeem_clock_monotonic() + apr_time_from_sec(600);
+            child->read_pending[i] = &full[i];
+        }
+        child->read_pending_count = REDEEM_USER_READ_BATCH;
+    }
+    child->read_in_flight = READS_AT_ONCE;
+    child->read_room_waiters = 0;
+    const char *what = apr_psprintf(p, "wall step %+d s, waiting %s", (int)apr_time_sec(step),
+                                    room ? "for room" : "in line");
+
+    waiter_t w;
+    memset(&w, 0, sizeof w);
+    apr_pool_create_unmanaged(&w.r.pool);
+    w.call.r = &w.r;
+    w.call.conf = conf;
+    w.call.db_since = redeem_clock_monotonic() - apr_time_from_msec(conf->db_timeout_ms) +
+                      apr_time_from_msec(1500);
+    apr_time_t began = redeem_clock_monotonic();
+    apr_thread_t *thread;
+    apr_thread_create(&thread, NULL, wait_for_room, &w, p);
+    int ready = within(child, 3, room ? one_waits : one_in_line);
+    ok(ready, apr_psprintf(p, "%s: the request waits", what));
+
+    apr_sleep(apr_time_from_msec(100));
+    __atomic_store_n(&wall_step, step, __ATOMIC_RELAXED);
+    apr_thread_mutex_lock(child->read_lock);
+    if (room)
+        apr_thread_cond_broadcast(child->read_room);
+    else if (child->read_pending_count)
+        apr_thread_cond_signal(child->read_pending[0]->wake);
+    apr_thread_mutex_unlock(child->read_lock);
+    apr_sleep(apr_time_from_msec(300));
+    if (step > 0) {
+        apr_thread_mutex_lock(child->read_lock);
+        int waits = room ? one_waits(child) : one_in_line(child);
+        apr_thread_mutex_unlock(child->read_lock);
+        ok(waits, apr_psprintf(p, "%s: woken 0.4 s in, it still waits", what));
+    }
+    int left = within(child, 2, room ? none_waits_line_full : line_empty);
+    apr_interval_time_t took = redeem_clock_monotonic() - began;
+    ok(left && took >= apr_time_from_msec(800) && took < apr_time_from_msec(1800),
+       apr_psprintf(p,
+                    "%s: it leaves at its time, about 1 s in (left after %" APR_INT64_T_FMT " ms)",
+                    what, (apr_int64_t)(took / 1000)));
+    apr_status_t rv;
+    apr_thread_join(&rv, thread);
+    ok(w.failure == &redeem_failure_unavailable, apr_psprintf(p, "%s: answered 503", what));
+    apr_pool_destroy(w.r.pool);
+    child->read_pending_count = 0;
+    child->read_in_flight = 0;
+    __atomic_store_n(&wall_step, 0, __ATOMIC_RELAXED);
+}
+
 int main(void)
 {
     apr_pool_t *p = stub_pool();
@@ -277,6 +361,10 @@ int main(void)
     test_leave_line(p, child);
     redeem_server_conf conf = {.db_timeout_ms = 5000, .child = child};
     test_room_passed_on(p, &conf);
+    for (int room = 1; room >= 0; room--) {
+        test_wall_step(p, &conf, room, apr_time_from_sec(20));
+        test_wall_step(p, &conf, room, -apr_time_from_sec(20));
+    }
     printf("1..%d\n", test_number);
     apr_pool_destroy(p);
     apr_terminate();
