@@ -271,11 +271,12 @@ typedef struct {
     /* Warnings told once in REDEEM_LOG_EVERY, not once a request: a schema
      * of another version (RDM0103/0104; which one last told, atomic: a new
      * one is told at once), no pooled connection (RDM0118), no hashing slot
-     * (RDM0204). */
+     * (RDM0204), a user read too late (RDM0207). */
     redeem_log_throttle_t schema_told;
     apr_int64_t schema_told_version;
     redeem_log_throttle_t pool_full_told;
     redeem_log_throttle_t hashing_busy_told;
+    redeem_log_throttle_t user_read_late_told; /* RDM0207 */
     apr_int64_t started_at; /* when this child began (monotonic; db.c's note_silent) */
     /* The token's user, read for the requests that wait for it in one
      * statement (user_reads.c); all under read_lock. read_in_flight: a

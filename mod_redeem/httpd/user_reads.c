@@ -254,15 +254,28 @@ static void wait_in_line(redeem_call_t *call, redeem_child_t *child, user_read_t
 }
 
 /* A request not read: too little of its time was left when its turn came
- * (every read of its child busy that long, or the line full). */
+ * (every read of its child busy that long, or the line full). Told once in
+ * REDEEM_LOG_EVERY a child, as an overload's other warnings. */
 static const redeem_failure_t *out_of_line(redeem_call_t *call, apr_int64_t id)
 {
-    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, call->r,
+    const char *note;
+    int level = redeem_log_level_throttled(call->r, &call->conf->child->user_read_late_told,
+                                           APLOG_WARNING, &note);
+    ap_log_rerror(APLOG_MARK, level, 0, call->r,
                   RDMNO(0207) "user %" APR_INT64_T_FMT
                               " not read: less than a tenth of RedeemDBTimeout (%" APR_INT64_T_FMT
-                              " ms) was left when its turn came",
-                  id, (apr_int64_t)call->conf->db_timeout_ms);
+                              " ms) was left when its turn came%s",
+                  id, (apr_int64_t)call->conf->db_timeout_ms, note);
     return &redeem_failure_unavailable;
+}
+
+/* Under read_lock, by a request that leaves without taking a place in the
+ * line: a place that came free may have woken it (remove_from_line wakes
+ * one), so the next request waiting for room is woken instead. */
+static void pass_room_on(redeem_child_t *child)
+{
+    if (child->read_room_waiters && child->read_pending_count < REDEEM_USER_READ_BATCH)
+        apr_thread_cond_signal(child->read_room);
 }
 
 const redeem_failure_t *redeem_user_reads_get(redeem_call_t *call, apr_int64_t id, int *found)
@@ -287,10 +300,7 @@ const redeem_failure_t *redeem_user_reads_get(redeem_call_t *call, apr_int64_t i
         /* Even alone: a read all but out of time would be sent, time out
          * and drop a healthy connection. */
         if (self.deadline - now < margin) {
-            /* Room made may have woken this request (remove_from_line
-             * wakes one): the next that waits for room has it instead. */
-            if (child->read_room_waiters && child->read_pending_count < REDEEM_USER_READ_BATCH)
-                apr_thread_cond_signal(child->read_room);
+            pass_room_on(child);
             apr_thread_mutex_unlock(child->read_lock);
             return out_of_line(call, id);
         }
@@ -310,10 +320,12 @@ const redeem_failure_t *redeem_user_reads_get(redeem_call_t *call, apr_int64_t i
         /* Nor in line behind tries that wait out their time: a try goes
          * alone, with a read of its own. */
         if (redeem_db_silent(r)) {
+            pass_room_on(child);
             apr_thread_mutex_unlock(child->read_lock);
             return &redeem_failure_unavailable;
         }
         if (apr_thread_cond_create(&self.wake, r->pool) != APR_SUCCESS) {
+            pass_room_on(child);
             apr_thread_mutex_unlock(child->read_lock);
             return &redeem_failure_internal;
         }

@@ -44,13 +44,6 @@ void redeem_shared_count(redeem_shared_t *shared, redeem_counter_e counter)
 {
     (void)shared, (void)counter;
 }
-int redeem_log_level_throttled(request_rec *r, redeem_log_throttle_t *throttle, int level,
-                               const char **note)
-{
-    (void)r, (void)throttle;
-    *note = "";
-    return level;
-}
 void redeem_password_memory_release(redeem_password_memory_t *memory)
 {
     (void)memory;

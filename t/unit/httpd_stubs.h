@@ -1,7 +1,8 @@
 /* What a unit test of an httpd/ file (included, not linked) links against
  * and never needs: the module record, httpd's request log call, and, unless
- * the test includes httpd/failure.c (REDEEM_STUBS_HAVE_FAILURES), the failure
- * values. And a request of a server whose configuration is the test's own. */
+ * the test includes httpd/failure.c (REDEEM_STUBS_HAVE_FAILURES), the
+ * failure values and the warnings' throttle (every warning told). And a
+ * request of a server whose configuration is the test's own. */
 #ifndef REDEEM_HTTPD_STUBS_H
 #define REDEEM_HTTPD_STUBS_H
 
@@ -14,6 +15,13 @@ module AP_MODULE_DECLARE_DATA redeem_module;
 #ifndef REDEEM_STUBS_HAVE_FAILURES
 const redeem_failure_t redeem_failure_internal = {HTTP_INTERNAL_SERVER_ERROR, "internal", 0};
 const redeem_failure_t redeem_failure_unavailable = {HTTP_SERVICE_UNAVAILABLE, "unavailable", 5};
+int redeem_log_level_throttled(request_rec *r, redeem_log_throttle_t *throttle, int level,
+                               const char **note)
+{
+    (void)r, (void)throttle;
+    *note = "";
+    return level;
+}
 #endif
 
 AP_DECLARE(void)
