@@ -76,7 +76,8 @@ extern const redeem_failure_t redeem_failure_actor_not_admin;
 /* A failure allocated from p; message is not copied. */
 const redeem_failure_t *redeem_failure(apr_pool_t *p, int status, const char *message);
 /* How often a child tells a warning that can come once a request under
- * overload (RDM0118, RDM0204) or until an operator acts (RDM0103/0104). */
+ * overload (RDM0118, RDM0204, RDM0207) or until an operator acts
+ * (RDM0103/0104). */
 #define REDEEM_LOG_EVERY apr_time_from_sec(10)
 /* The level to log such a warning at: `level` once in REDEEM_LOG_EVERY,
  * debug in between (its metric counts each). *note is "" or says how many
@@ -117,6 +118,7 @@ typedef enum {
     REDEEM_COUNTER_REDIS_FAILURES,       /* calls to Redis that failed */
     REDEEM_COUNTER_DB_POOL_WAITS,        /* requests that found all of DBDMax held and waited */
     REDEEM_COUNTER_DB_POOL_TIMEOUTS,     /* ... and gave up (503) */
+    REDEEM_COUNTER_USER_READS_LATE,      /* user reads not made: too little time left (503) */
     REDEEM_COUNTER_COUNT_
 } redeem_counter_e;
 #define REDEEM_COUNTER_SLOTS 256 /* room reserved, so that new counters keep the layout */
@@ -389,7 +391,8 @@ typedef struct redeem_db redeem_db_t;
 /* A pooled connection ready for our statements: acquired from mod_dbd, the
  * schema version checked and the statements prepared once per backend.
  * Every wait ends within RedeemDBTimeout of `since` (the request's start,
- * or for a read of several requests' users, the earliest of theirs). */
+ * or for a read of several requests' users, the earliest of theirs; µs of
+ * the monotonic clock, redeem_clock_monotonic, as every deadline here). */
 const redeem_failure_t *redeem_db_open(request_rec *r, apr_time_t since, redeem_db_t **db);
 /* 0 while this child's database answers; else it did not answer in time and
  * the child answers 503 at once: 1 until its next try is due, 2 when it is
@@ -453,7 +456,7 @@ const char *redeem_pool_gates_child_init(apr_pool_t *pchild, server_rec *s,
                                          redeem_pool_gates_t **gates);
 /* A connection from mod_dbd's pool for r's request (*dbd NULL when mod_dbd
  * had none), waiting for one of this child's to be given back no later than
- * `until`: past it, 503. The request holds it until it ends. */
+ * `until` (monotonic): past it, 503. The request holds it until it ends. */
 const redeem_failure_t *redeem_pool_gate_acquire(request_rec *r, apr_time_t until, ap_dbd_t **dbd);
 
 /* ---------------------------------------------------------------- user.c */
@@ -505,8 +508,8 @@ apr_time_t redeem_call_db_start(redeem_call_t *call);
  * connection behind (a request whose user another request's statement read
  * never opened one). */
 const redeem_failure_t *redeem_call_db(redeem_call_t *call);
-/* The same, with RedeemDBTimeout counted from `since` rather than from
- * redeem_call_db_start. */
+/* The same, with RedeemDBTimeout counted from `since` (monotonic) rather
+ * than from redeem_call_db_start. */
 const redeem_failure_t *redeem_call_db_since(redeem_call_t *call, apr_time_t since);
 
 /* ---------------------------------------------------------- user_reads.c */
@@ -576,8 +579,8 @@ const char *redeem_hashing_child_init(apr_pool_t *pchild, redeem_child_t *child,
 const redeem_failure_t *redeem_hashing_reserve(request_rec *r);
 void redeem_hashing_release(request_rec *r);
 /* argon2id under this child's bound (RedeemHashConcurrency): each call takes
- * a slot, waiting up to RedeemHashWait and no later than `until` (0: no
- * such bound; then 503, Retry-After: 1), does its work and gives the slot
+ * a slot, waiting up to RedeemHashWait and no later than `until`
+ * (monotonic; 0: no such bound; then 503, Retry-After: 1), does its work and gives the slot
  * back; in a request that holds a reserved slot it borrows that one and
  * leaves it reserved (RedeemAdmin's set-up, inside a login's first use of
  * the database). The _reserved forms use the request's reserved slot up

@@ -258,6 +258,7 @@ static void wait_in_line(redeem_call_t *call, redeem_child_t *child, user_read_t
  * REDEEM_LOG_EVERY a child, as an overload's other warnings. */
 static const redeem_failure_t *out_of_line(redeem_call_t *call, apr_int64_t id)
 {
+    redeem_shared_count(call->conf->shared, REDEEM_COUNTER_USER_READS_LATE);
     const char *note;
     int level = redeem_log_level_throttled(call->r, &call->conf->child->user_read_late_told,
                                            APLOG_WARNING, &note);
@@ -312,6 +313,7 @@ const redeem_failure_t *redeem_user_reads_get(redeem_call_t *call, apr_int64_t i
     }
     if (child->read_in_flight < READS_AT_ONCE && child->read_pending_count == 0) {
         child->read_in_flight++;
+        pass_room_on(child); /* reading alone, it takes no place in the line */
         apr_thread_mutex_unlock(child->read_lock);
         user_read_t *alone = &self;
         read_batch(call, &alone, 1);

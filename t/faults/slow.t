@@ -296,9 +296,10 @@ POST /redeem
 
 
 
-=== TEST 13: a request in line for a read leaves it before its deadline: two reads in flight, each on one of the child's two connections, held up by a lock on users past RedeemDBTimeout (6 s here); a third profile, come while they run (within a tenth of that), is 503 when less than a tenth of its time is left, and logged as not read, not failed with them
+=== TEST 13: a request in line for a read leaves it before its deadline: two reads in flight, each on one of the child's two connections, held up by a lock on users past RedeemDBTimeout (6 s here); a third profile, come while they run (within a tenth of that), is 503 when less than a tenth of its time is left, and logged and counted as not read, not failed with them
 --- config eval
-$BASE =~ s/DBDMax 1\nDBDKeep 1/DBDMax 2\nDBDKeep 2/r =~ s/RedeemDBTimeout 1000/RedeemDBTimeout 6000/r
+($BASE =~ s/DBDMax 1\nDBDKeep 1/DBDMax 2\nDBDKeep 2/r =~ s/RedeemDBTimeout 1000/RedeemDBTimeout 6000/r)
+  . qq{<Location "/metrics">\n  SetHandler redeem-metrics\n</Location>\n}
 --- db_init eval
 Time::HiRes::sleep(1.2);   # past any 503-at-once second a block before left
 'SELECT 1'
@@ -307,6 +308,7 @@ GET /api/health
 --- error_code: 200
 --- check_eval
 my $auth = 'Authorization: Bearer ' . user_token('alice');
+my $late = metric_value('redeem_user_reads_late_total');
 my $locker = hold_lock('users', 'ACCESS EXCLUSIVE', 6.6);
 my @sent = map { request_in_background('GET', '/api/profile', undef, $auth) } 1 .. 2;
 lock_waiters('users', 2);
@@ -315,6 +317,8 @@ my @results = map { request_result($_) } @sent, $third;
 waitpid $locker, 0;
 all_answered_within(6.35, @results);
 $results[2][0] eq '503' or die "the profile in line: @{ $results[2] }\n";
+my $counted = metric_value('redeem_user_reads_late_total') - $late;
+$counted == 1 or die "redeem_user_reads_late_total counted $counted, not 1\n";
 --- error_log
 /RDM0207: user \d+ not read: less than a tenth of RedeemDBTimeout \(6000 ms\) was left when its turn came/
 
