@@ -65,10 +65,12 @@ const redeem_failure_t *redeem_db_query(redeem_db_t *db, redeem_stmt_e stmt,
     (void)db, (void)stmt, (void)args, (void)rows;
     return &redeem_failure_unavailable;
 }
+/* 0: the database answers; 2: another request is trying it (db.c). */
+static int db_silent;
 int redeem_db_silent(request_rec *r)
 {
     (void)r;
-    return 0;
+    return __atomic_load_n(&db_silent, __ATOMIC_RELAXED);
 }
 void redeem_shared_count(redeem_shared_t *shared, redeem_counter_e counter)
 {
@@ -286,6 +288,81 @@ static void test_room_passed_on(apr_pool_t *p, redeem_server_conf *conf)
     __atomic_store_n(&skew, 0, __ATOMIC_RELAXED);
 }
 
+/* Each way out of the line's door that takes no place passes a room
+ * wake-up on. W waits for room in a full line; a place is freed without
+ * waking it (as if remove_from_line's one signal had gone to the request
+ * below); then a request comes that leaves without the place: too late
+ * (`late`), or the database being tried by another (db_silent 2). W must
+ * have the place within 3 s, not at its own deadline, a minute away. */
+static void test_exit_passes_room(apr_pool_t *p, redeem_server_conf *conf, int late)
+{
+    const char *what =
+        late ? "room passed on, a request too late" : "room passed on, the database being tried";
+    redeem_child_t *child = conf->child;
+    static user_read_t full[REDEEM_USER_READ_BATCH];
+    memset(full, 0, sizeof full);
+    for (int i = 0; i < REDEEM_USER_READ_BATCH; i++) {
+        full[i].id = 300 + i;
+        full[i].deadline = redeem_clock_monotonic() + apr_time_from_sec(600);
+        child->read_pending[i] = &full[i];
+    }
+    child->read_pending_count = REDEEM_USER_READ_BATCH;
+    child->read_in_flight = READS_AT_ONCE; /* nobody reads alone */
+    child->read_room_waiters = 0;
+    apr_interval_time_t timeout = apr_time_from_msec(conf->db_timeout_ms);
+
+    waiter_t w;
+    memset(&w, 0, sizeof w);
+    apr_pool_t *own;
+    apr_pool_create_unmanaged(&own);
+    w.r.pool = own;
+    w.call.r = &w.r;
+    w.call.conf = conf;
+    w.call.db_since = redeem_clock_monotonic() - timeout + apr_time_from_sec(60);
+    apr_thread_t *thread;
+    apr_thread_create(&thread, NULL, wait_for_room, &w, p);
+    ok(within(child, 3, one_waits), apr_psprintf(p, "%s: W waits for room", what));
+
+    apr_thread_mutex_lock(child->read_lock);
+    child->read_pending_count--; /* a place, and no signal */
+    apr_thread_mutex_unlock(child->read_lock);
+
+    waiter_t leaver;
+    memset(&leaver, 0, sizeof leaver);
+    apr_pool_t *leaver_pool;
+    apr_pool_create_unmanaged(&leaver_pool);
+    leaver.r.pool = leaver_pool;
+    leaver.call.r = &leaver.r;
+    leaver.call.conf = conf;
+    leaver.call.db_since = late ? redeem_clock_monotonic() - timeout
+                                : redeem_clock_monotonic() + apr_time_from_sec(60);
+    if (!late)
+        __atomic_store_n(&db_silent, 2, __ATOMIC_RELAXED);
+    int found = 0;
+    const redeem_failure_t *left = redeem_user_reads_get(&leaver.call, 1, &found);
+    __atomic_store_n(&db_silent, 0, __ATOMIC_RELAXED);
+    ok(left == &redeem_failure_unavailable,
+       apr_psprintf(p, "%s: the request leaves with 503", what));
+    ok(within(child, 3, none_waits_line_full),
+       apr_psprintf(p, "%s: W takes the place within 3 s (not at its own deadline)", what));
+
+    /* Done: W, in line now, made too late and woken. */
+    __atomic_store_n(&skew, apr_time_from_sec(200), __ATOMIC_RELAXED);
+    apr_thread_mutex_lock(child->read_lock);
+    for (int i = 0; i < child->read_pending_count; i++)
+        if (child->read_pending[i]->wake)
+            apr_thread_cond_signal(child->read_pending[i]->wake);
+    apr_thread_cond_broadcast(child->read_room);
+    apr_thread_mutex_unlock(child->read_lock);
+    apr_status_t rv;
+    apr_thread_join(&rv, thread);
+    apr_pool_destroy(own);
+    apr_pool_destroy(leaver_pool);
+    child->read_pending_count = 0;
+    child->read_in_flight = 0;
+    __atomic_store_n(&skew, 0, __ATOMIC_RELAXED);
+}
+
 /* One request waiting, for room in a full line (room) or in the line for
  * a read (else), its deadline 1.5 s away: it leaves (503) a tenth of
  * RedeemDBTimeout before, at about 1 s. The wall clock is stepped by `step`
@@ -366,6 +443,8 @@ int main(void)
     test_leave_line(p, child);
     redeem_server_conf conf = {.db_timeout_ms = 5000, .child = child};
     test_room_passed_on(p, &conf);
+    test_exit_passes_room(p, &conf, 1);
+    test_exit_passes_room(p, &conf, 0);
     for (int room = 1; room >= 0; room--) {
         test_wall_step(p, &conf, room, apr_time_from_sec(20));
         test_wall_step(p, &conf, room, -apr_time_from_sec(20));
