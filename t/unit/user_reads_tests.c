@@ -222,6 +222,52 @@ static int none_waits_line_full(redeem_child_t *child)
     return child->read_room_waiters == 0 && line_full(child);
 }
 
+/* The line made full of requests that wait nowhere (their deadlines ten
+ * minutes away, their ids from base_id), every read busy: a request that
+ * comes waits for room, or in line. */
+static void fill_line(redeem_child_t *child, user_read_t full[REDEEM_USER_READ_BATCH],
+                      apr_int64_t base_id)
+{
+    memset(full, 0, sizeof *full * REDEEM_USER_READ_BATCH);
+    for (int i = 0; i < REDEEM_USER_READ_BATCH; i++) {
+        full[i].id = base_id + i;
+        full[i].deadline = redeem_clock_monotonic() + apr_time_from_sec(600);
+        child->read_pending[i] = &full[i];
+    }
+    child->read_pending_count = REDEEM_USER_READ_BATCH;
+    child->read_in_flight = READS_AT_ONCE;
+    child->read_room_waiters = 0;
+}
+
+/* A request of its own pool whose RedeemDBTimeout counts from db_since. */
+static void waiter_init(waiter_t *w, redeem_server_conf *conf, apr_time_t db_since)
+{
+    memset(w, 0, sizeof *w);
+    apr_pool_create_unmanaged(&w->r.pool);
+    w->call.r = &w->r;
+    w->call.conf = conf;
+    w->call.db_since = db_since;
+}
+
+/* The end of a test: every request made too late and woken wherever it
+ * waits; once they are joined, line_reset empties the line. */
+static void wake_all_late(redeem_child_t *child)
+{
+    __atomic_store_n(&skew, apr_time_from_sec(200), __ATOMIC_RELAXED);
+    apr_thread_mutex_lock(child->read_lock);
+    apr_thread_cond_broadcast(child->read_room);
+    for (int i = 0; i < child->read_pending_count; i++)
+        if (child->read_pending[i]->wake)
+            apr_thread_cond_signal(child->read_pending[i]->wake);
+    apr_thread_mutex_unlock(child->read_lock);
+}
+static void line_reset(redeem_child_t *child)
+{
+    child->read_pending_count = 0;
+    child->read_in_flight = 0;
+    __atomic_store_n(&skew, 0, __ATOMIC_RELAXED);
+}
+
 /* The line full, W1 then W2 waiting for room; W1 is too late by the time one
  * place comes free. remove_from_line wakes one of them: if it is W1, W1
  * leaves (503), and W2 must have the room all the same, not sleep to its own
@@ -231,29 +277,15 @@ static void test_room_passed_on(apr_pool_t *p, redeem_server_conf *conf)
 {
     redeem_child_t *child = conf->child;
     static user_read_t full[REDEEM_USER_READ_BATCH];
-    memset(full, 0, sizeof full);
-    for (int i = 0; i < REDEEM_USER_READ_BATCH; i++) {
-        full[i].id = 100 + i;
-        full[i].deadline = redeem_clock_monotonic() + apr_time_from_sec(600);
-        child->read_pending[i] = &full[i];
-    }
-    child->read_pending_count = REDEEM_USER_READ_BATCH;
-    child->read_in_flight = READS_AT_ONCE; /* W2 joins the line, reads nothing */
-    child->read_room_waiters = 0;
+    fill_line(child, full, 100); /* W2 joins the line, reads nothing */
 
     apr_interval_time_t timeout = apr_time_from_msec(conf->db_timeout_ms);
     waiter_t w[2];
     apr_thread_t *threads[2];
-    memset(w, 0, sizeof w);
-    for (int i = 0; i < 2; i++) {
-        apr_pool_t *own;
-        apr_pool_create_unmanaged(&own);
-        w[i].r.pool = own;
-        w[i].call.r = &w[i].r;
-        w[i].call.conf = conf;
-        /* W1's deadline in 10 s, W2's in 60 s (db_since is also its id). */
-        w[i].call.db_since = redeem_clock_monotonic() - timeout + apr_time_from_sec(i ? 60 : 10);
-    }
+    /* W1's deadline in 10 s, W2's in 60 s (db_since is also its id). */
+    for (int i = 0; i < 2; i++)
+        waiter_init(&w[i], conf,
+                    redeem_clock_monotonic() - timeout + apr_time_from_sec(i ? 60 : 10));
     apr_thread_create(&threads[0], NULL, wait_for_room, &w[0], p);
     int ready = within(child, 3, one_waits);
     apr_thread_create(&threads[1], NULL, wait_for_room, &w[1], p);
@@ -268,14 +300,7 @@ static void test_room_passed_on(apr_pool_t *p, redeem_server_conf *conf)
     ok(got, "room: one place freed, W1 too late: W2 takes the place within 3 s (not at its "
             "own deadline)");
 
-    /* Done: both too late, woken wherever they wait. */
-    __atomic_store_n(&skew, apr_time_from_sec(200), __ATOMIC_RELAXED);
-    apr_thread_mutex_lock(child->read_lock);
-    apr_thread_cond_broadcast(child->read_room);
-    for (int i = 0; i < child->read_pending_count; i++)
-        if (child->read_pending[i]->wake)
-            apr_thread_cond_signal(child->read_pending[i]->wake);
-    apr_thread_mutex_unlock(child->read_lock);
+    wake_all_late(child);
     apr_status_t rv;
     for (int i = 0; i < 2; i++)
         apr_thread_join(&rv, threads[i]);
@@ -283,9 +308,7 @@ static void test_room_passed_on(apr_pool_t *p, redeem_server_conf *conf)
        "room: W1 and, once too late too, W2 answered 503 (RDM0207)");
     for (int i = 0; i < 2; i++)
         apr_pool_destroy(w[i].r.pool);
-    child->read_pending_count = 0;
-    child->read_in_flight = 0;
-    __atomic_store_n(&skew, 0, __ATOMIC_RELAXED);
+    line_reset(child);
 }
 
 /* Each way out of the line's door that takes no place passes a room
@@ -300,25 +323,11 @@ static void test_exit_passes_room(apr_pool_t *p, redeem_server_conf *conf, int l
         late ? "room passed on, a request too late" : "room passed on, the database being tried";
     redeem_child_t *child = conf->child;
     static user_read_t full[REDEEM_USER_READ_BATCH];
-    memset(full, 0, sizeof full);
-    for (int i = 0; i < REDEEM_USER_READ_BATCH; i++) {
-        full[i].id = 300 + i;
-        full[i].deadline = redeem_clock_monotonic() + apr_time_from_sec(600);
-        child->read_pending[i] = &full[i];
-    }
-    child->read_pending_count = REDEEM_USER_READ_BATCH;
-    child->read_in_flight = READS_AT_ONCE; /* nobody reads alone */
-    child->read_room_waiters = 0;
+    fill_line(child, full, 300); /* nobody reads alone */
     apr_interval_time_t timeout = apr_time_from_msec(conf->db_timeout_ms);
 
     waiter_t w;
-    memset(&w, 0, sizeof w);
-    apr_pool_t *own;
-    apr_pool_create_unmanaged(&own);
-    w.r.pool = own;
-    w.call.r = &w.r;
-    w.call.conf = conf;
-    w.call.db_since = redeem_clock_monotonic() - timeout + apr_time_from_sec(60);
+    waiter_init(&w, conf, redeem_clock_monotonic() - timeout + apr_time_from_sec(60));
     apr_thread_t *thread;
     apr_thread_create(&thread, NULL, wait_for_room, &w, p);
     ok(within(child, 3, one_waits), apr_psprintf(p, "%s: W waits for room", what));
@@ -328,14 +337,9 @@ static void test_exit_passes_room(apr_pool_t *p, redeem_server_conf *conf, int l
     apr_thread_mutex_unlock(child->read_lock);
 
     waiter_t leaver;
-    memset(&leaver, 0, sizeof leaver);
-    apr_pool_t *leaver_pool;
-    apr_pool_create_unmanaged(&leaver_pool);
-    leaver.r.pool = leaver_pool;
-    leaver.call.r = &leaver.r;
-    leaver.call.conf = conf;
-    leaver.call.db_since = late ? redeem_clock_monotonic() - timeout
-                                : redeem_clock_monotonic() + apr_time_from_sec(60);
+    waiter_init(&leaver, conf,
+                late ? redeem_clock_monotonic() - timeout
+                     : redeem_clock_monotonic() + apr_time_from_sec(60));
     if (!late)
         __atomic_store_n(&db_silent, 2, __ATOMIC_RELAXED);
     int found = 0;
@@ -346,21 +350,12 @@ static void test_exit_passes_room(apr_pool_t *p, redeem_server_conf *conf, int l
     ok(within(child, 3, none_waits_line_full),
        apr_psprintf(p, "%s: W takes the place within 3 s (not at its own deadline)", what));
 
-    /* Done: W, in line now, made too late and woken. */
-    __atomic_store_n(&skew, apr_time_from_sec(200), __ATOMIC_RELAXED);
-    apr_thread_mutex_lock(child->read_lock);
-    for (int i = 0; i < child->read_pending_count; i++)
-        if (child->read_pending[i]->wake)
-            apr_thread_cond_signal(child->read_pending[i]->wake);
-    apr_thread_cond_broadcast(child->read_room);
-    apr_thread_mutex_unlock(child->read_lock);
+    wake_all_late(child); /* W, in line now */
     apr_status_t rv;
     apr_thread_join(&rv, thread);
-    apr_pool_destroy(own);
-    apr_pool_destroy(leaver_pool);
-    child->read_pending_count = 0;
-    child->read_in_flight = 0;
-    __atomic_store_n(&skew, 0, __ATOMIC_RELAXED);
+    apr_pool_destroy(w.r.pool);
+    apr_pool_destroy(leaver.r.pool);
+    line_reset(child);
 }
 
 /* One request waiting, for room in a full line (room) or in the line for
@@ -373,27 +368,16 @@ static void test_wall_step(apr_pool_t *p, redeem_server_conf *conf, int room,
 {
     redeem_child_t *child = conf->child;
     static user_read_t full[REDEEM_USER_READ_BATCH];
-    memset(full, 0, sizeof full);
-    child->read_pending_count = 0;
-    if (room) {
-        for (int i = 0; i < REDEEM_USER_READ_BATCH; i++) {
-            full[i].deadline = redeem_clock_monotonic() + apr_time_from_sec(600);
-            child->read_pending[i] = &full[i];
-        }
-        child->read_pending_count = REDEEM_USER_READ_BATCH;
-    }
-    child->read_in_flight = READS_AT_ONCE;
-    child->read_room_waiters = 0;
+    fill_line(child, full, 500);
+    if (!room)
+        child->read_pending_count = 0;
     const char *what = apr_psprintf(p, "wall step %+d s, waiting %s", (int)apr_time_sec(step),
                                     room ? "for room" : "in line");
 
     waiter_t w;
-    memset(&w, 0, sizeof w);
-    apr_pool_create_unmanaged(&w.r.pool);
-    w.call.r = &w.r;
-    w.call.conf = conf;
-    w.call.db_since = redeem_clock_monotonic() - apr_time_from_msec(conf->db_timeout_ms) +
-                      apr_time_from_msec(1500);
+    waiter_init(&w, conf,
+                redeem_clock_monotonic() - apr_time_from_msec(conf->db_timeout_ms) +
+                    apr_time_from_msec(1500));
     apr_time_t began = redeem_clock_monotonic();
     apr_thread_t *thread;
     apr_thread_create(&thread, NULL, wait_for_room, &w, p);
@@ -425,8 +409,7 @@ static void test_wall_step(apr_pool_t *p, redeem_server_conf *conf, int room,
     apr_thread_join(&rv, thread);
     ok(w.failure == &redeem_failure_unavailable, apr_psprintf(p, "%s: answered 503", what));
     apr_pool_destroy(w.r.pool);
-    child->read_pending_count = 0;
-    child->read_in_flight = 0;
+    line_reset(child);
     __atomic_store_n(&wall_step, 0, __ATOMIC_RELAXED);
 }
 
