@@ -59,7 +59,7 @@ test: deps
 	@scripts/test.sh
 	@REDEEM_ASAN=1 scripts/test.sh
 
-unit: $(BUILD)/unit_tests $(BUILD)/limit_tests $(BUILD)/user_reads_tests $(BUILD)/db_state_tests $(BUILD)/admin_tests
+unit: $(BUILD)/unit_tests $(BUILD)/limit_tests $(BUILD)/user_reads_tests $(BUILD)/db_state_tests $(BUILD)/admin_tests $(BUILD)/pool_gate_tests
 
 $(BUILD)/unit_tests: t/unit/unit_tests.c $(CORE_SOURCES) $(HEADERS) | $(BUILD)/obj
 	@$(if $(V),,echo "  CC      $@")
@@ -76,9 +76,9 @@ $(BUILD)/limit_tests: t/unit/limit_tests.c $(LIMIT_SOURCES) $(HEADERS) | $(BUILD
 
 # The line of user reads (httpd/user_reads.c, included for its static
 # functions) with what it calls outside itself stubbed: no httpd needed.
-$(BUILD)/user_reads_tests: t/unit/user_reads_tests.c $(SRC_DIR)/httpd/user_reads.c $(HEADERS) | $(BUILD)/obj
+$(BUILD)/user_reads_tests: t/unit/user_reads_tests.c $(SRC_DIR)/httpd/user_reads.c $(SRC_DIR)/core/sync.c $(HEADERS) | $(BUILD)/obj
 	@$(if $(V),,echo "  CC      $@")
-	$(Q)$(CC) $(ALL_CFLAGS) t/unit/user_reads_tests.c -o $@ $(LDFLAGS) -lapr-1 -laprutil-1
+	$(Q)$(CC) $(ALL_CFLAGS) t/unit/user_reads_tests.c $(SRC_DIR)/core/sync.c -o $@ $(LDFLAGS) -lapr-1 -laprutil-1
 
 # A child's view of whether its database answers (httpd/db.c, with
 # handle_health.c and failure.c, included for their static functions) under
@@ -91,9 +91,15 @@ $(BUILD)/db_state_tests: t/unit/db_state_tests.c $(DB_STATE_SOURCES) $(SRC_DIR)/
 
 # RedeemAdmin's set-up (httpd/admin.c) with the hashing slots (hashing.c),
 # the database and argon2 stubbed.
-$(BUILD)/admin_tests: t/unit/admin_tests.c $(SRC_DIR)/httpd/admin.c $(SRC_DIR)/httpd/hashing.c $(HEADERS) | $(BUILD)/obj
+$(BUILD)/admin_tests: t/unit/admin_tests.c $(SRC_DIR)/httpd/admin.c $(SRC_DIR)/httpd/hashing.c $(SRC_DIR)/core/sync.c $(HEADERS) | $(BUILD)/obj
 	@$(if $(V),,echo "  CC      $@")
-	$(Q)$(CC) $(ALL_CFLAGS) t/unit/admin_tests.c -o $@ $(LDFLAGS) -lapr-1 -laprutil-1
+	$(Q)$(CC) $(ALL_CFLAGS) t/unit/admin_tests.c $(SRC_DIR)/core/sync.c -o $@ $(LDFLAGS) -lapr-1 -laprutil-1
+
+# The wait for a pooled connection (httpd/pool_gate.c) with mod_dbd's
+# acquire stubbed.
+$(BUILD)/pool_gate_tests: t/unit/pool_gate_tests.c $(SRC_DIR)/httpd/pool_gate.c $(SRC_DIR)/core/sync.c $(HEADERS) | $(BUILD)/obj
+	@$(if $(V),,echo "  CC      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) t/unit/pool_gate_tests.c $(SRC_DIR)/core/sync.c -o $@ $(LDFLAGS) -lapr-1 -laprutil-1
 
 # The module and the unit tests built with AddressSanitizer and UBSan, used
 # by the suite with REDEEM_ASAN=1 (see t/lib/Test/Redeem.pm and t/unit*.t).
@@ -122,4 +128,4 @@ bench: deps
 	@bench/run.sh
 
 clean:
-	rm -rf $(BUILD)/obj $(BUILD)/asan $(BUILD)/fuzz $(BUILD)/fuzz-cov $(MODULE) $(BUILD)/unit_tests $(BUILD)/limit_tests $(BUILD)/user_reads_tests $(BUILD)/db_state_tests $(BUILD)/admin_tests
+	rm -rf $(BUILD)/obj $(BUILD)/asan $(BUILD)/fuzz $(BUILD)/fuzz-cov $(MODULE) $(BUILD)/unit_tests $(BUILD)/limit_tests $(BUILD)/user_reads_tests $(BUILD)/db_state_tests $(BUILD)/admin_tests $(BUILD)/pool_gate_tests

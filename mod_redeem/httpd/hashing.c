@@ -29,8 +29,8 @@ const char *redeem_hashing_child_init(apr_pool_t *pchild, redeem_child_t *child,
     for (int i = 0; i < slots; i++)
         child->free_slots[i] = slots - 1 - i; /* slot 0 first: the fewest blocks in use */
     child->free_count = slots;
-    if (apr_thread_mutex_create(&child->hash_lock, APR_THREAD_MUTEX_DEFAULT, pchild) ||
-        apr_thread_cond_create(&child->hash_freed, pchild))
+    if (redeem_sync_lock_create(&child->hash_lock, pchild) ||
+        redeem_sync_cond_create(&child->hash_freed, pchild))
         return "cannot create the hashing lock";
     apr_pool_cleanup_register(pchild, child, release_slot_memory, apr_pool_cleanup_null);
     return NULL;
@@ -49,9 +49,9 @@ static const redeem_failure_t *take_slot(request_rec *r, int idle_only, apr_time
     if (until && until < deadline)
         deadline = until;
     int busy = 0, waited = 0;
-    apr_thread_mutex_lock(child->hash_lock);
+    redeem_sync_lock(child->hash_lock);
     if (idle_only && child->free_count == 0) {
-        apr_thread_mutex_unlock(child->hash_lock);
+        redeem_sync_unlock(child->hash_lock);
         return &redeem_failure_unavailable;
     }
     while (child->free_count == 0) {
@@ -61,11 +61,11 @@ static const redeem_failure_t *take_slot(request_rec *r, int idle_only, apr_time
             busy = 1;
             break;
         }
-        apr_thread_cond_timedwait(child->hash_freed, child->hash_lock, deadline - now);
+        redeem_sync_timedwait(child->hash_freed, child->hash_lock, deadline - now);
     }
     if (!busy)
         *slot = child->free_slots[--child->free_count];
-    apr_thread_mutex_unlock(child->hash_lock);
+    redeem_sync_unlock(child->hash_lock);
     if (waited)
         redeem_shared_count(conf->shared, REDEEM_COUNTER_HASH_WAITS);
     if (!busy)
@@ -84,10 +84,10 @@ static const redeem_failure_t *take_slot(request_rec *r, int idle_only, apr_time
 static void give_back_slot(request_rec *r, int slot)
 {
     redeem_child_t *child = redeem_conf(r)->child;
-    apr_thread_mutex_lock(child->hash_lock);
+    redeem_sync_lock(child->hash_lock);
     child->free_slots[child->free_count++] = slot; /* the next taker reuses its warm block */
-    apr_thread_cond_signal(child->hash_freed);
-    apr_thread_mutex_unlock(child->hash_lock);
+    redeem_sync_signal(child->hash_freed);
+    redeem_sync_unlock(child->hash_lock);
 }
 
 /* A slot a request took ahead of its first need of the database

@@ -8,7 +8,9 @@
  *         UUIDs), email, password (policy, argon2id), token (JWT), code
  *         (format, check, lookup hash, sealing), timestamp (RFC 3339),
  *         keyfile (secret files), futex_hash (the child's futex hash size,
- *         RedeemFutexHashSlots). Public names: redeem_<file>_*.
+ *         RedeemFutexHashSlots), clock (monotonic), sync (locks and condition
+ *         variables timed on it), log_throttle (a warning once in a while).
+ *         Public names: redeem_<file>_*.
  * httpd/  the glue: this file; config.c (directives); router.c (routes);
  *         call.c (a request's database); pool_gate.c (a bounded wait for
  *         mod_dbd's pooled connections); auth.c (tokens to users);

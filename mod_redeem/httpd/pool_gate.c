@@ -30,7 +30,7 @@
 typedef struct waiter {
     struct waiter *next;
     int granted; /* a connection given back was passed to it */
-    apr_thread_cond_t *wake;
+    redeem_sync_cond_t *wake;
 } waiter_t;
 
 typedef struct redeem_pool_gate {
@@ -41,7 +41,7 @@ typedef struct redeem_pool_gate {
 } gate_t;
 
 struct redeem_pool_gates {
-    apr_thread_mutex_t *lock; /* guards everything here and every server's gate */
+    redeem_sync_lock_t *lock; /* guards everything here and every server's gate */
     gate_t unpooled;          /* DBDPersist Off, or no room left: nothing to count */
     int count, room;
     gate_t *gates; /* room of them, one per mod_dbd pool (at most one per server) */
@@ -61,7 +61,7 @@ const char *redeem_pool_gates_child_init(apr_pool_t *pchild, server_rec *s,
     for (server_rec *vs = s; vs; vs = vs->next)
         gates->room++;
     gates->gates = apr_pcalloc(pchild, gates->room * sizeof *gates->gates);
-    if (apr_thread_mutex_create(&gates->lock, APR_THREAD_MUTEX_DEFAULT, pchild))
+    if (redeem_sync_lock_create(&gates->lock, pchild))
         return "cannot create the lock of the connection gates";
     *made = gates;
     return NULL;
@@ -77,18 +77,18 @@ static apr_status_t give_back(void *data)
     gate_t *gate = ticket->gate;
     if (!gate)
         return APR_SUCCESS;
-    apr_thread_mutex_lock(ticket->gates->lock);
+    redeem_sync_lock(ticket->gates->lock);
     waiter_t *first = gate->first;
     if (first) {
         gate->first = first->next;
         if (!gate->first)
             gate->last = NULL;
         first->granted = 1;
-        apr_thread_cond_signal(first->wake);
+        redeem_sync_signal(first->wake);
     }
     else
         gate->held--;
-    apr_thread_mutex_unlock(ticket->gates->lock);
+    redeem_sync_unlock(ticket->gates->lock);
     return APR_SUCCESS;
 }
 
@@ -110,14 +110,14 @@ static gate_t *gate_of(redeem_pool_gates_t *gates, apr_pool_t *key, apr_int64_t 
 /* Under the lock: takes one of the gate's connections, waiting in line
  * until `until` (monotonic) when none is free or others wait already. 1 when taken,
  * 0 when the time ran out, -1 when the line could not be joined. */
-static int pass(gate_t *gate, apr_thread_mutex_t *lock, apr_time_t until, apr_pool_t *pool)
+static int pass(gate_t *gate, redeem_sync_lock_t *lock, apr_time_t until, apr_pool_t *pool)
 {
     if (!gate->first && gate->held < gate->capacity) {
         gate->held++;
         return 1;
     }
     waiter_t self = {NULL, 0, NULL};
-    if (apr_thread_cond_create(&self.wake, pool) != APR_SUCCESS)
+    if (redeem_sync_cond_create(&self.wake, pool) != APR_SUCCESS)
         return -1;
     if (gate->last)
         gate->last->next = &self;
@@ -129,7 +129,7 @@ static int pass(gate_t *gate, apr_thread_mutex_t *lock, apr_time_t until, apr_po
     for (apr_interval_time_t left; !self.granted;) {
         if ((left = until - redeem_clock_monotonic()) <= 0)
             break;
-        apr_thread_cond_timedwait(self.wake, lock, left);
+        redeem_sync_timedwait(self.wake, lock, left);
     }
     if (self.granted)
         return 1;
@@ -162,21 +162,21 @@ const redeem_failure_t *redeem_pool_gate_acquire(request_rec *r, apr_time_t unti
     ticket_t *ticket = apr_pcalloc(initial->pool, sizeof *ticket);
     ticket->gates = gates;
 
-    apr_thread_mutex_lock(gates->lock);
+    redeem_sync_lock(gates->lock);
     gate_t *gate = conf->child->pool_gate;
     if (gate && gate->capacity) {
         if (gate->held >= gate->capacity || gate->first)
             redeem_shared_count(conf->shared, REDEEM_COUNTER_DB_POOL_WAITS);
         int passed = pass(gate, gates->lock, until, r->pool);
         if (passed < 0) {
-            apr_thread_mutex_unlock(gates->lock);
+            redeem_sync_unlock(gates->lock);
             ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                           RDMNO(0119) "cannot wait for a pooled connection: no condition made");
             return &redeem_failure_internal;
         }
         if (!passed) {
             int capacity = gate->capacity;
-            apr_thread_mutex_unlock(gates->lock);
+            redeem_sync_unlock(gates->lock);
             redeem_shared_count(conf->shared, REDEEM_COUNTER_DB_POOL_TIMEOUTS);
             const char *note;
             int level =
@@ -190,7 +190,7 @@ const redeem_failure_t *redeem_pool_gate_acquire(request_rec *r, apr_time_t unti
         }
         ticket->gate = gate;
     }
-    apr_thread_mutex_unlock(gates->lock);
+    redeem_sync_unlock(gates->lock);
     /* Registered before mod_dbd's own cleanup, so run after it: a waiter
      * woken finds the connection back in mod_dbd's pool. */
     apr_pool_cleanup_register(initial->pool, ticket, give_back, apr_pool_cleanup_null);
@@ -211,7 +211,7 @@ const redeem_failure_t *redeem_pool_gate_acquire(request_rec *r, apr_time_t unti
      * request alone (DBDPersist Off) lives in the request's pool: nothing to
      * count. */
     apr_pool_t *key = apr_pool_parent_get((*dbd)->pool);
-    apr_thread_mutex_lock(gates->lock);
+    redeem_sync_lock(gates->lock);
     if (!conf->child->pool_gate)
         conf->child->pool_gate =
             key == initial->pool ? &gates->unpooled : gate_of(gates, key, conf->dbd_max);
@@ -220,6 +220,6 @@ const redeem_failure_t *redeem_pool_gate_acquire(request_rec *r, apr_time_t unti
         gate->held++;
         ticket->gate = gate;
     }
-    apr_thread_mutex_unlock(gates->lock);
+    redeem_sync_unlock(gates->lock);
     return NULL;
 }

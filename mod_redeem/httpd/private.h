@@ -11,8 +11,6 @@
 #include <http_request.h>
 #include <apr_dbd.h>
 #include <apr_strings.h>
-#include <apr_thread_cond.h>
-#include <apr_thread_mutex.h>
 #include <jansson.h>
 #include <mod_dbd.h>
 
@@ -24,6 +22,7 @@
 #include "core/email.h"
 #include "core/password.h"
 #include "core/query.h"
+#include "core/sync.h"
 #include "core/text.h"
 #include "core/timestamp.h"
 #include "core/token.h"
@@ -258,8 +257,8 @@ typedef struct {
     redeem_password_memory_t *slot_memory;
     int *free_slots;
     int free_count;
-    apr_thread_mutex_t *hash_lock;
-    apr_thread_cond_t *hash_freed;
+    redeem_sync_lock_t *hash_lock;
+    redeem_sync_cond_t *hash_freed;
     /* While the database fails to answer: until when requests get 503 at
      * once instead of waiting on it, one probing it each second; 0 while it
      * answers. Atomic. This and the times below are of the monotonic clock
@@ -285,8 +284,8 @@ typedef struct {
      * statement is running; the requests that came meanwhile wait in
      * read_pending for the next one, which the first of them runs. When
      * read_pending is full, read_room_waiters requests wait on read_room. */
-    apr_thread_mutex_t *read_lock;
-    apr_thread_cond_t *read_room;
+    redeem_sync_lock_t *read_lock;
+    redeem_sync_cond_t *read_room;
     int read_room_waiters;
     int read_in_flight;
     int read_pending_count;
@@ -408,12 +407,11 @@ const redeem_failure_t *redeem_db_query(redeem_db_t *db, redeem_stmt_e stmt,
  * it to at least from_now from now. Deadlines are times of the monotonic
  * clock (redeem_clock_monotonic), so that a step of the wall clock neither
  * times out every wait in flight nor stretches them. Waits on a condition
- * variable (pool_gate.c, user_reads.c, hashing.c) check the deadline after
- * every wake-up: APR ends apr_thread_cond_timedwait at a wall-clock instant,
- * so a step forward only wakes them early. A step back while one sleeps
- * still delays that wake-up by the step (the instant is fixed as the wait
- * begins, so shorter waits would not help); the database's and Redis's
- * waits (poll, socket timeouts) are relative and not moved. */
+ * variable (pool_gate.c, user_reads.c, hashing.c) are core/sync.c's, timed
+ * on the monotonic clock too (APR's apr_thread_cond_timedwait sleeps until
+ * a wall-clock instant, which a step back moves away), and check the
+ * deadline after every wake-up; the database's and Redis's waits (poll,
+ * socket timeouts) are relative and not moved. */
 void redeem_db_allow(redeem_db_t *db, apr_interval_time_t from_now);
 /* ... or a short question moves it to at most from_now from now. */
 void redeem_db_limit(redeem_db_t *db, apr_interval_time_t from_now);

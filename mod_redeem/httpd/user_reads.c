@@ -48,14 +48,14 @@
 
 typedef struct redeem_user_read {
     apr_int64_t id;
-    apr_time_t deadline;     /* redeem_call_db_start plus RedeemDBTimeout (monotonic) */
-    apr_thread_cond_t *wake; /* its owner waits on it; NULL for a read alone */
-    int taken;               /* in a read's batch (under read_lock): the read ends by
-                              * this deadline or an earlier one, so its owner waits */
-    int dropped;             /* done, unread: too late when a read began (drop_late) */
-    int done;                /* set under read_lock once the fields below are final */
-    int found;               /* a row came back */
-    int failed;              /* the statement failed: status, message, retry_after */
+    apr_time_t deadline;      /* redeem_call_db_start plus RedeemDBTimeout (monotonic) */
+    redeem_sync_cond_t *wake; /* its owner waits on it; NULL for a read alone */
+    int taken;                /* in a read's batch (under read_lock): the read ends by
+                               * this deadline or an earlier one, so its owner waits */
+    int dropped;              /* done, unread: too late when a read began (drop_late) */
+    int done;                 /* set under read_lock once the fields below are final */
+    int found;                /* a row came back */
+    int failed;               /* the statement failed: status, message, retry_after */
     int status, retry_after;
     char message[128];
     int cell[USER_NCOLS]; /* offsets into text; -1: SQL NULL */
@@ -64,8 +64,8 @@ typedef struct redeem_user_read {
 
 const char *redeem_user_reads_child_init(apr_pool_t *pchild, redeem_child_t *child)
 {
-    if (apr_thread_mutex_create(&child->read_lock, APR_THREAD_MUTEX_DEFAULT, pchild) ||
-        apr_thread_cond_create(&child->read_room, pchild))
+    if (redeem_sync_lock_create(&child->read_lock, pchild) ||
+        redeem_sync_cond_create(&child->read_room, pchild))
         return "cannot create the lock of the user reads";
     return NULL;
 }
@@ -164,16 +164,16 @@ static void read_batch(redeem_call_t *call, user_read_t **batch, int n)
     redeem_child_t *child = call->conf->child;
     /* One wake-up for each owner, and one for the first in line, who reads
      * next: nobody wakes to find nothing to do. */
-    apr_thread_mutex_lock(child->read_lock);
+    redeem_sync_lock(child->read_lock);
     child->read_in_flight--;
     for (int i = 0; i < n; i++) {
         batch[i]->done = 1;
         if (batch[i]->wake)
-            apr_thread_cond_signal(batch[i]->wake);
+            redeem_sync_signal(batch[i]->wake);
     }
     if (child->read_pending_count)
-        apr_thread_cond_signal(child->read_pending[0]->wake);
-    apr_thread_mutex_unlock(child->read_lock);
+        redeem_sync_signal(child->read_pending[0]->wake);
+    redeem_sync_unlock(child->read_lock);
 }
 
 /* Under the lock: takes the line's place `at` out of it. */
@@ -183,7 +183,7 @@ static void remove_from_line(redeem_child_t *child, int at)
     memmove(child->read_pending + at, child->read_pending + at + 1,
             sizeof *child->read_pending * (apr_size_t)(child->read_pending_count - at));
     if (child->read_room_waiters)
-        apr_thread_cond_signal(child->read_room);
+        redeem_sync_signal(child->read_room);
 }
 
 /* Under the lock: takes self out of the line (too late to be read). If self
@@ -197,7 +197,7 @@ static void leave_line(redeem_child_t *child, user_read_t *self)
         return;
     remove_from_line(child, at);
     if (at == 0 && child->read_pending_count && child->read_in_flight < READS_AT_ONCE)
-        apr_thread_cond_signal(child->read_pending[0]->wake);
+        redeem_sync_signal(child->read_pending[0]->wake);
 }
 
 /* Under the lock, as self (first in line) begins a read: the others too
@@ -211,7 +211,7 @@ static void drop_late(redeem_child_t *child, const user_read_t *self, apr_time_t
         if (read == self || read->deadline - now >= margin)
             continue;
         read->dropped = read->done = 1;
-        apr_thread_cond_signal(read->wake);
+        redeem_sync_signal(read->wake);
         remove_from_line(child, at);
     }
 }
@@ -225,7 +225,7 @@ static void wait_in_line(redeem_call_t *call, redeem_child_t *child, user_read_t
     while (!self->done) {
         if (self->taken) {
             /* The read ends by this request's deadline or an earlier one. */
-            apr_thread_cond_wait(self->wake, child->read_lock);
+            redeem_sync_wait(self->wake, child->read_lock);
             continue;
         }
         apr_time_t now = redeem_clock_monotonic();
@@ -243,14 +243,14 @@ static void wait_in_line(redeem_call_t *call, redeem_child_t *child, user_read_t
             child->read_pending_count = 0;
             child->read_in_flight++;
             if (child->read_room_waiters)
-                apr_thread_cond_broadcast(child->read_room);
-            apr_thread_mutex_unlock(child->read_lock);
+                redeem_sync_broadcast(child->read_room);
+            redeem_sync_unlock(child->read_lock);
             read_batch(call, batch, n);
             return;
         }
-        apr_thread_cond_timedwait(self->wake, child->read_lock, self->deadline - margin - now);
+        redeem_sync_timedwait(self->wake, child->read_lock, self->deadline - margin - now);
     }
-    apr_thread_mutex_unlock(child->read_lock);
+    redeem_sync_unlock(child->read_lock);
 }
 
 /* A request not read: too little of its time was left when its turn came
@@ -276,7 +276,7 @@ static const redeem_failure_t *out_of_line(redeem_call_t *call, apr_int64_t id)
 static void pass_room_on(redeem_child_t *child)
 {
     if (child->read_room_waiters && child->read_pending_count < REDEEM_USER_READ_BATCH)
-        apr_thread_cond_signal(child->read_room);
+        redeem_sync_signal(child->read_room);
 }
 
 const redeem_failure_t *redeem_user_reads_get(redeem_call_t *call, apr_int64_t id, int *found)
@@ -295,26 +295,26 @@ const redeem_failure_t *redeem_user_reads_get(redeem_call_t *call, apr_int64_t i
         return &redeem_failure_unavailable;
 
     apr_interval_time_t margin = redeem_db_too_late(call->conf);
-    apr_thread_mutex_lock(child->read_lock);
+    redeem_sync_lock(child->read_lock);
     for (;;) {
         apr_time_t now = redeem_clock_monotonic();
         /* Even alone: a read all but out of time would be sent, time out
          * and drop a healthy connection. */
         if (self.deadline - now < margin) {
             pass_room_on(child);
-            apr_thread_mutex_unlock(child->read_lock);
+            redeem_sync_unlock(child->read_lock);
             return out_of_line(call, id);
         }
         if (child->read_pending_count < REDEEM_USER_READ_BATCH)
             break;
         child->read_room_waiters++;
-        apr_thread_cond_timedwait(child->read_room, child->read_lock, self.deadline - margin - now);
+        redeem_sync_timedwait(child->read_room, child->read_lock, self.deadline - margin - now);
         child->read_room_waiters--;
     }
     if (child->read_in_flight < READS_AT_ONCE && child->read_pending_count == 0) {
         child->read_in_flight++;
         pass_room_on(child); /* reading alone, it takes no place in the line */
-        apr_thread_mutex_unlock(child->read_lock);
+        redeem_sync_unlock(child->read_lock);
         user_read_t *alone = &self;
         read_batch(call, &alone, 1);
     }
@@ -323,12 +323,12 @@ const redeem_failure_t *redeem_user_reads_get(redeem_call_t *call, apr_int64_t i
          * alone, with a read of its own. */
         if (redeem_db_silent(r)) {
             pass_room_on(child);
-            apr_thread_mutex_unlock(child->read_lock);
+            redeem_sync_unlock(child->read_lock);
             return &redeem_failure_unavailable;
         }
-        if (apr_thread_cond_create(&self.wake, r->pool) != APR_SUCCESS) {
+        if (redeem_sync_cond_create(&self.wake, r->pool) != APR_SUCCESS) {
             pass_room_on(child);
-            apr_thread_mutex_unlock(child->read_lock);
+            redeem_sync_unlock(child->read_lock);
             return &redeem_failure_internal;
         }
         child->read_pending[child->read_pending_count++] = &self;

@@ -8,35 +8,31 @@
  * And the waits for room in a full line and for a read (redeem_user_reads_get),
  * with threads and clocks of the test's own: a monotonic clock (the real one
  * plus a skew the test moves, so that a request can be made too late while
- * it sleeps) and a wall clock (apr_time_now renamed to fake_wall: the real
- * one plus a step the test makes, which must change no wait).
+ * it sleeps) and the process's wall clock (wall_clock.h: the real one plus
+ * a step the test makes, seen by APR too, which must change no wait).
  *
  * The file is included, not linked, for its static functions; what it calls
  * outside itself is stubbed below (none of it runs in these tests but the
- * condition variables, which are APR's own). */
-#define apr_time_now fake_wall
+ * locks and condition variables, core/sync.c's). */
 #include "httpd/user_reads.c"
-#undef apr_time_now
-APR_DECLARE(apr_time_t) apr_time_now(void); /* its declaration was renamed too */
 
 #include "httpd_stubs.h"
 #include "tap.h"
+#include "wall_clock.h"
 
 #include <apr_general.h>
+#include <apr_thread_cond.h>
+#include <apr_thread_mutex.h>
 #include <apr_thread_proc.h>
 #include <time.h>
 
-static apr_interval_time_t skew, wall_step;
+static apr_interval_time_t skew;
 int64_t redeem_clock_monotonic(void)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     return (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000 +
            __atomic_load_n(&skew, __ATOMIC_RELAXED);
-}
-apr_time_t fake_wall(void)
-{
-    return apr_time_now() + __atomic_load_n(&wall_step, __ATOMIC_RELAXED);
 }
 
 /* ---- Stubs of what user_reads.c links against (never called here). */
@@ -95,7 +91,7 @@ static void make_line(apr_pool_t *p, redeem_child_t *child, const apr_time_t *de
     for (int i = 0; i < n; i++) {
         reads[i].id = i + 1;
         reads[i].deadline = deadlines[i];
-        if (apr_thread_cond_create(&reads[i].wake, p) != APR_SUCCESS) {
+        if (redeem_sync_cond_create(&reads[i].wake, p) != APR_SUCCESS) {
             printf("Bail out! no condition variable\n");
             exit(1);
         }
@@ -188,9 +184,9 @@ static void *APR_THREAD_FUNC wait_for_room(apr_thread_t *thread, void *data)
 static int within(redeem_child_t *child, double seconds, int (*what)(redeem_child_t *))
 {
     for (int i = 0; i < seconds * 100; i++) {
-        apr_thread_mutex_lock(child->read_lock);
+        redeem_sync_lock(child->read_lock);
         int yes = what(child);
-        apr_thread_mutex_unlock(child->read_lock);
+        redeem_sync_unlock(child->read_lock);
         if (yes)
             return 1;
         apr_sleep(apr_time_from_msec(10));
@@ -254,12 +250,12 @@ static void waiter_init(waiter_t *w, redeem_server_conf *conf, apr_time_t db_sin
 static void wake_all_late(redeem_child_t *child)
 {
     __atomic_store_n(&skew, apr_time_from_sec(200), __ATOMIC_RELAXED);
-    apr_thread_mutex_lock(child->read_lock);
-    apr_thread_cond_broadcast(child->read_room);
+    redeem_sync_lock(child->read_lock);
+    redeem_sync_broadcast(child->read_room);
     for (int i = 0; i < child->read_pending_count; i++)
         if (child->read_pending[i]->wake)
-            apr_thread_cond_signal(child->read_pending[i]->wake);
-    apr_thread_mutex_unlock(child->read_lock);
+            redeem_sync_signal(child->read_pending[i]->wake);
+    redeem_sync_unlock(child->read_lock);
 }
 static void line_reset(redeem_child_t *child)
 {
@@ -293,9 +289,9 @@ static void test_room_passed_on(apr_pool_t *p, redeem_server_conf *conf)
     ok(ready, "room: with the line full, two requests wait for room");
 
     __atomic_store_n(&skew, apr_time_from_sec(20), __ATOMIC_RELAXED); /* W1 too late now */
-    apr_thread_mutex_lock(child->read_lock);
+    redeem_sync_lock(child->read_lock);
     remove_from_line(child, 0);
-    apr_thread_mutex_unlock(child->read_lock);
+    redeem_sync_unlock(child->read_lock);
     int got = within(child, 3, line_full);
     ok(got, "room: one place freed, W1 too late: W2 takes the place within 3 s (not at its "
             "own deadline)");
@@ -332,9 +328,9 @@ static void test_exit_passes_room(apr_pool_t *p, redeem_server_conf *conf, int l
     apr_thread_create(&thread, NULL, wait_for_room, &w, p);
     ok(within(child, 3, one_waits), apr_psprintf(p, "%s: W waits for room", what));
 
-    apr_thread_mutex_lock(child->read_lock);
+    redeem_sync_lock(child->read_lock);
     child->read_pending_count--; /* a place, and no signal */
-    apr_thread_mutex_unlock(child->read_lock);
+    redeem_sync_unlock(child->read_lock);
 
     waiter_t leaver;
     waiter_init(&leaver, conf,
@@ -361,8 +357,8 @@ static void test_exit_passes_room(apr_pool_t *p, redeem_server_conf *conf, int l
 /* One request waiting, for room in a full line (room) or in the line for
  * a read (else), its deadline 1.5 s away: it leaves (503) a tenth of
  * RedeemDBTimeout before, at about 1 s. The wall clock is stepped by `step`
- * while it waits and the request woken: a step forward must not make it
- * leave early, a step back must not keep it past its time. */
+ * while it waits and the request woken: a step either way must neither make
+ * it leave early nor keep it past its time. */
 static void test_wall_step(apr_pool_t *p, redeem_server_conf *conf, int room,
                            apr_interval_time_t step)
 {
@@ -386,17 +382,17 @@ static void test_wall_step(apr_pool_t *p, redeem_server_conf *conf, int room,
 
     apr_sleep(apr_time_from_msec(100));
     __atomic_store_n(&wall_step, step, __ATOMIC_RELAXED);
-    apr_thread_mutex_lock(child->read_lock);
+    redeem_sync_lock(child->read_lock);
     if (room)
-        apr_thread_cond_broadcast(child->read_room);
+        redeem_sync_broadcast(child->read_room);
     else if (child->read_pending_count)
-        apr_thread_cond_signal(child->read_pending[0]->wake);
-    apr_thread_mutex_unlock(child->read_lock);
+        redeem_sync_signal(child->read_pending[0]->wake);
+    redeem_sync_unlock(child->read_lock);
     apr_sleep(apr_time_from_msec(300));
     if (step > 0) {
-        apr_thread_mutex_lock(child->read_lock);
+        redeem_sync_lock(child->read_lock);
         int waits = room ? one_waits(child) : one_in_line(child);
-        apr_thread_mutex_unlock(child->read_lock);
+        redeem_sync_unlock(child->read_lock);
         ok(waits, apr_psprintf(p, "%s: woken 0.4 s in, it still waits", what));
     }
     int left = within(child, 2, room ? none_waits_line_full : line_empty);
@@ -413,6 +409,57 @@ static void test_wall_step(apr_pool_t *p, redeem_server_conf *conf, int room,
     __atomic_store_n(&wall_step, 0, __ATOMIC_RELAXED);
 }
 
+/* The control of the wall steps below: a step of the test's wall clock
+ * reaches APR itself, its apr_time_now and the timed waits of its own
+ * condition variables, which sleep until a wall-clock instant (the reason
+ * the module's are core/sync.c's). Were it not seen there, a wait that
+ * counted on the wall clock could pass those tests. The module's own timed
+ * wait, beside it, lasts its time. */
+static void test_step_reaches_apr(apr_pool_t *p)
+{
+    __atomic_store_n(&wall_step, apr_time_from_sec(20), __ATOMIC_RELAXED);
+    apr_interval_time_t seen = apr_time_now() - wall_clock_real();
+    ok(seen > apr_time_from_sec(19) && seen < apr_time_from_sec(21),
+       apr_psprintf(p,
+                    "the wall clock stepped 20 s ahead reads so in APR (%" APR_INT64_T_FMT " ms)",
+                    (apr_int64_t)(seen / 1000)));
+
+    __atomic_store_n(&wall_step, apr_time_from_sec(1), __ATOMIC_RELAXED);
+    apr_thread_mutex_t *apr_lock;
+    apr_thread_cond_t *apr_cond;
+    apr_thread_mutex_create(&apr_lock, APR_THREAD_MUTEX_DEFAULT, p);
+    apr_thread_cond_create(&apr_cond, p);
+    apr_time_t began = redeem_clock_monotonic();
+    apr_thread_mutex_lock(apr_lock);
+    apr_thread_cond_timedwait(apr_cond, apr_lock, apr_time_from_msec(100));
+    apr_thread_mutex_unlock(apr_lock);
+    apr_interval_time_t took = redeem_clock_monotonic() - began;
+    ok(took >= apr_time_from_msec(900),
+       apr_psprintf(p,
+                    "APR's timed wait of 100 ms with the wall clock 1 s ahead lasts the step "
+                    "longer (%" APR_INT64_T_FMT " ms)",
+                    (apr_int64_t)(took / 1000)));
+
+    redeem_sync_lock_t *lock;
+    redeem_sync_cond_t *cond;
+    int made = redeem_sync_lock_create(&lock, p) == APR_SUCCESS &&
+               redeem_sync_cond_create(&cond, p) == APR_SUCCESS;
+    began = redeem_clock_monotonic();
+    apr_status_t rv = APR_SUCCESS;
+    if (made) {
+        redeem_sync_lock(lock);
+        rv = redeem_sync_timedwait(cond, lock, apr_time_from_msec(100));
+        redeem_sync_unlock(lock);
+    }
+    took = redeem_clock_monotonic() - began;
+    ok(made && rv == APR_TIMEUP && took >= apr_time_from_msec(90) && took < apr_time_from_msec(600),
+       apr_psprintf(p,
+                    "core/sync.c's timed wait of 100 ms with the wall clock 1 s ahead times out "
+                    "at its time (%" APR_INT64_T_FMT " ms)",
+                    (apr_int64_t)(took / 1000)));
+    __atomic_store_n(&wall_step, 0, __ATOMIC_RELAXED);
+}
+
 int main(void)
 {
     apr_pool_t *p = stub_pool();
@@ -422,6 +469,7 @@ int main(void)
         printf("Bail out! %s\n", why);
         return 1;
     }
+    test_step_reaches_apr(p);
     test_drop_late(p, child);
     test_leave_line(p, child);
     redeem_server_conf conf = {.db_timeout_ms = 5000, .child = child};

@@ -1,0 +1,96 @@
+/* Locks and monotonic condition variables (see sync.h). */
+#include "core/sync.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <time.h>
+
+struct redeem_sync_lock {
+    pthread_mutex_t mutex;
+};
+
+struct redeem_sync_cond {
+    pthread_cond_t cond;
+};
+
+static apr_status_t destroy_lock(void *data)
+{
+    redeem_sync_lock_t *lock = data;
+    pthread_mutex_destroy(&lock->mutex);
+    return APR_SUCCESS;
+}
+
+apr_status_t redeem_sync_lock_create(redeem_sync_lock_t **made, apr_pool_t *p)
+{
+    redeem_sync_lock_t *lock = apr_palloc(p, sizeof *lock);
+    int rv = pthread_mutex_init(&lock->mutex, NULL);
+    if (rv)
+        return rv;
+    apr_pool_cleanup_register(p, lock, destroy_lock, apr_pool_cleanup_null);
+    *made = lock;
+    return APR_SUCCESS;
+}
+
+void redeem_sync_lock(redeem_sync_lock_t *lock)
+{
+    pthread_mutex_lock(&lock->mutex);
+}
+
+void redeem_sync_unlock(redeem_sync_lock_t *lock)
+{
+    pthread_mutex_unlock(&lock->mutex);
+}
+
+static apr_status_t destroy_cond(void *data)
+{
+    redeem_sync_cond_t *cond = data;
+    pthread_cond_destroy(&cond->cond);
+    return APR_SUCCESS;
+}
+
+apr_status_t redeem_sync_cond_create(redeem_sync_cond_t **made, apr_pool_t *p)
+{
+    redeem_sync_cond_t *cond = apr_palloc(p, sizeof *cond);
+    pthread_condattr_t attr;
+    int rv = pthread_condattr_init(&attr);
+    if (rv)
+        return rv;
+    rv = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    if (!rv)
+        rv = pthread_cond_init(&cond->cond, &attr);
+    pthread_condattr_destroy(&attr);
+    if (rv)
+        return rv;
+    apr_pool_cleanup_register(p, cond, destroy_cond, apr_pool_cleanup_null);
+    *made = cond;
+    return APR_SUCCESS;
+}
+
+void redeem_sync_wait(redeem_sync_cond_t *cond, redeem_sync_lock_t *lock)
+{
+    pthread_cond_wait(&cond->cond, &lock->mutex);
+}
+
+apr_status_t redeem_sync_timedwait(redeem_sync_cond_t *cond, redeem_sync_lock_t *lock,
+                                   apr_interval_time_t timeout)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    if (timeout < 0)
+        timeout = 0;
+    long long nsec = until.tv_nsec + (long long)(timeout % APR_USEC_PER_SEC) * 1000;
+    until.tv_sec += (time_t)(timeout / APR_USEC_PER_SEC) + (time_t)(nsec / 1000000000);
+    until.tv_nsec = (long)(nsec % 1000000000);
+    int rv = pthread_cond_timedwait(&cond->cond, &lock->mutex, &until);
+    return rv == ETIMEDOUT ? APR_TIMEUP : APR_SUCCESS;
+}
+
+void redeem_sync_signal(redeem_sync_cond_t *cond)
+{
+    pthread_cond_signal(&cond->cond);
+}
+
+void redeem_sync_broadcast(redeem_sync_cond_t *cond)
+{
+    pthread_cond_broadcast(&cond->cond);
+}
