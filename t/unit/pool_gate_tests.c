@@ -30,14 +30,44 @@ void redeem_shared_count(redeem_shared_t *shared, redeem_counter_e counter)
     (void)shared, (void)counter;
 }
 
-/* mod_dbd's acquire: a connection of the pool `dbd_pool` (its parent is
- * what the gate knows the pool by). */
-static apr_pool_t *dbd_parent;
+/* mod_dbd's acquire: a connection of the server's mod_dbd pool, made in a
+ * pool of its own under that pool's (the parent is what the gate knows a
+ * mod_dbd pool by). Servers whose directives agree share one. */
+typedef struct {
+    redeem_server_conf conf;
+    redeem_child_t child;
+    apr_pool_t *dbd_parent;
+} server_t;
+static server_t *servers[3];
 static ap_dbd_t *stub_dbd_acquire(request_rec *r)
 {
-    ap_dbd_t *dbd = apr_pcalloc(r->pool, sizeof *dbd);
-    apr_pool_create(&dbd->pool, dbd_parent);
-    return dbd;
+    redeem_server_conf *conf = redeem_conf(r);
+    for (int i = 0; i < 3; i++)
+        if (servers[i] && &servers[i]->conf == conf) {
+            ap_dbd_t *dbd = apr_pcalloc(r->pool, sizeof *dbd);
+            apr_pool_create(&dbd->pool, servers[i]->dbd_parent);
+            return dbd;
+        }
+    return NULL;
+}
+
+/* A server of the child, with its own mod_dbd pool of DBDMax dbd_max, or
+ * the one of `shares`. */
+static server_t *new_server(apr_pool_t *p, int at, redeem_pool_gates_t *gates, apr_int64_t dbd_max,
+                            server_t *shares)
+{
+    server_t *server = apr_pcalloc(p, sizeof *server);
+    server->conf.child = &server->child;
+    server->conf.dbd_max = dbd_max;
+    server->conf.db_timeout_ms = 5000;
+    server->conf.dbd_acquire = stub_dbd_acquire;
+    server->child.pool_gates = gates;
+    if (shares)
+        server->dbd_parent = shares->dbd_parent;
+    else
+        apr_pool_create(&server->dbd_parent, p);
+    servers[at] = server;
+    return server;
 }
 
 /* A request on a pool of its own (the gate hangs its ticket there). */
@@ -114,22 +144,71 @@ static void test_wall_step(apr_pool_t *p, redeem_server_conf *conf, apr_interval
     __atomic_store_n(&wall_step, 0, __ATOMIC_RELAXED);
 }
 
+/* Three servers (virtual hosts) of one child: A with a mod_dbd pool of
+ * DBDMax 1, B with one of its own of DBDMax 2, C with A's (the same
+ * directives). Each pool is counted with its own DBDMax, however many
+ * servers use it. */
+static void test_servers(apr_pool_t *p, redeem_pool_gates_t *gates)
+{
+    server_t *a = new_server(p, 0, gates, 1, NULL);
+    server_t *b = new_server(p, 1, gates, 2, NULL);
+    server_t *c = new_server(p, 2, gates, 1, a);
+    request_rec *a1 = new_request(p, &a->conf), *b1 = new_request(p, &b->conf),
+                *b2 = new_request(p, &b->conf);
+    ap_dbd_t *dbd;
+    apr_time_t soon = redeem_clock_monotonic() + apr_time_from_sec(5);
+    int taken = !redeem_pool_gate_acquire(a1, soon, &dbd) &&
+                !redeem_pool_gate_acquire(b1, soon, &dbd) &&
+                !redeem_pool_gate_acquire(b2, soon, &dbd);
+    ok(taken && a->child.pool_gate && b->child.pool_gate &&
+           a->child.pool_gate != b->child.pool_gate && a->child.pool_gate->capacity == 1 &&
+           b->child.pool_gate->capacity == 2 && b->child.pool_gate->held == 2,
+       "servers: A's pool (DBDMax 1) and B's (DBDMax 2) are counted apart, B's two connections "
+       "taken while A holds its one");
+
+    waiter_run_t w = {new_request(p, &b->conf), apr_time_from_msec(300), NULL, NULL, 0};
+    wait_for_connection(NULL, &w);
+    ok(w.failure == &redeem_failure_unavailable && w.took >= apr_time_from_msec(250),
+       "servers: B's third request waits for B's pool, and leaves with 503 at its time");
+    apr_pool_destroy(w.r->pool);
+
+    /* C learns from its first connection that its pool is A's. */
+    request_rec *c1 = new_request(p, &c->conf);
+    ok(!redeem_pool_gate_acquire(c1, soon, &dbd) && c->child.pool_gate == a->child.pool_gate &&
+           a->child.pool_gate->held == 2,
+       "servers: C's first connection is counted in A's pool, which C shares");
+    apr_pool_destroy(c1->pool);
+    apr_pool_destroy(b1->pool);
+    w = (waiter_run_t){new_request(p, &c->conf), apr_time_from_msec(300), NULL, NULL, 0};
+    wait_for_connection(NULL, &w);
+    ok(w.failure == &redeem_failure_unavailable,
+       "servers: with A's one connection held by A, C's next request waits (and leaves with 503), "
+       "though B's pool has one free");
+    apr_pool_destroy(w.r->pool);
+    apr_pool_destroy(a1->pool);
+    apr_pool_destroy(b2->pool);
+    ok(a->child.pool_gate->held == 0 && b->child.pool_gate->held == 0,
+       "servers: every connection given back");
+}
+
 int main(void)
 {
     apr_pool_t *p = stub_pool();
-    apr_pool_create(&dbd_parent, p);
-    redeem_child_t *child = apr_pcalloc(p, sizeof *child);
-    redeem_server_conf *conf = apr_pcalloc(p, sizeof *conf);
-    conf->child = child;
-    conf->dbd_max = 1;
-    conf->db_timeout_ms = 5000;
-    conf->dbd_acquire = stub_dbd_acquire;
-    server_rec *s = apr_pcalloc(p, sizeof *s);
-    const char *why = redeem_pool_gates_child_init(p, s, &child->pool_gates);
+    server_rec *vhosts = apr_pcalloc(p, 4 * sizeof *vhosts);
+    for (int i = 0; i < 3; i++)
+        vhosts[i].next = &vhosts[i + 1];
+    redeem_pool_gates_t *gates;
+    const char *why = redeem_pool_gates_child_init(p, vhosts, &gates);
     if (why) {
         printf("Bail out! %s\n", why);
         return 1;
     }
+    test_servers(p, gates);
+
+    /* One server of DBDMax 1 (its own pool) for the waits. */
+    server_t *server = new_server(p, 0, gates, 1, NULL);
+    redeem_server_conf *conf = &server->conf;
+    redeem_child_t *child = &server->child;
 
     /* The first connection teaches the gate its pool, and is counted. */
     request_rec *holder = new_request(p, conf);
