@@ -58,6 +58,17 @@ RedeemBasePath /billing
 </VirtualHost>
 CONF
 
+# A <Location> that turns the API on, below a server whose RedeemBasePath
+# is elsewhere.
+our $LOCATION_UNDER_BASE = <<'CONF';
+RedeemEngine Off
+RedeemBasePath /elsewhere
+ErrorDocument 404 default
+<Location "/billing">
+  RedeemEngine On
+</Location>
+CONF
+
 add_block_preprocessor(sub {
     my ($block) = @_;
     $block->set_value(config => $SCOPED) unless defined $block->config;
@@ -293,6 +304,29 @@ GET /billing/api/health
 $main::VHOST_UNDER_BASE
 --- request
 GET /api/health
+--- error_code: 404
+--- response_body_unlike
+healthy
+--- openapi_skip: httpd's answer, outside the API
+
+
+
+=== TEST 18b: a <Location> that turns the API on under a server's RedeemBasePath is its own base path: the API answers under it (the server's base path taken along, the <Location>'s requests were none of the API's)
+--- config eval
+$main::LOCATION_UNDER_BASE
+--- request
+GET /billing/api/health
+--- error_code: 200
+--- response_json
+{"status": "healthy"}
+
+
+
+=== TEST 18c: ... and the server's base path is not the API there (the engine is off outside the <Location>)
+--- config eval
+$main::LOCATION_UNDER_BASE
+--- request
+GET /elsewhere/api/health
 --- error_code: 404
 --- response_body_unlike
 healthy
