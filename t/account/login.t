@@ -360,3 +360,63 @@ SELECT u.password_hash = h.password_hash FROM users u, hera_hash h WHERE u.email
 t
 --- no_error_log
 RDM0309
+
+
+
+=== TEST 25b: with another Argon2 cost, register iris
+--- config
+RedeemArgon2 2048 1 1
+--- request
+POST /api/register
+--- request_json
+{"email": "iris@example.test", "password": "IrisPassw0rd1"}
+--- error_code: 201
+
+
+
+=== TEST 25c: iris's password reset while her login makes her hash again: the login is 200 and the reset stays (the rehash writes only over the hash it verified; it overwrote the reset, and her old password logged in again)
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+# The hash an operator's reset of iris's password writes: a second
+# account's, at the configured cost (a login with it makes nothing again).
+my $res = api_request(POST => '/api/register', '{"email": "iris-reset@example.test", "password": "IrisResetPassw0rd1"}');
+$res->{status} == 201 or die "the second account: $res->{status}\n";
+# The reset holds iris's row from before her login's read until her
+# login's rehash waits for it, then writes the new hash and commits: the
+# rehash runs after the reset, on the hash the login read.
+my $reset = sql_in_background(<<'SQL');
+BEGIN;
+SELECT 1 FROM users WHERE email = 'iris@example.test' FOR UPDATE;
+DO $$
+BEGIN
+  FOR i IN 1 .. 1000 LOOP
+    IF EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'transactionid' AND NOT granted) THEN
+      RETURN;
+    END IF;
+    PERFORM pg_sleep(0.01);
+  END LOOP;
+  RAISE EXCEPTION 'no rehash waited for the reset';
+END $$;
+UPDATE users SET password_hash = (SELECT password_hash FROM users WHERE email = 'iris-reset@example.test')
+  WHERE email = 'iris@example.test';
+COMMIT;
+SQL
+sql_until("iris's row held by the reset",
+          "SELECT xmax::text <> '0' FROM users WHERE email = 'iris\@example.test'");
+my $login = request_result(request_in_background(POST => '/api/login',
+  '{"email": "iris@example.test", "password": "IrisPassw0rd1"}'));
+waitpid $reset, 0;
+$? == 0 or die "the reset failed (exit $?): no rehash waited for it\n";
+$login->[0] == 200 or die "the login read the hash before the reset: $login->[0]\n";
+sql("SELECT u.password_hash = r.password_hash FROM users u, users r WHERE u.email = 'iris\@example.test'"
+    . " AND r.email = 'iris-reset\@example.test'") eq 't'
+  or die "the rehash overwrote the reset\n";
+my $new = api_request(POST => '/api/login', '{"email": "iris@example.test", "password": "IrisResetPassw0rd1"}');
+$new->{status} == 200 or die "the reset password: $new->{status}\n";
+my $old = api_request(POST => '/api/login', '{"email": "iris@example.test", "password": "IrisPassw0rd1"}');
+$old->{status} == 401 or die "the old password after the reset: $old->{status}\n";
+1;
+--- no_error_log
+RDM0309
