@@ -7,11 +7,14 @@
  *
  * which runs (plain):
  *   gcc -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wshadow -Wpointer-arith \
- *     -Wstrict-prototypes -Wmissing-prototypes -pthread -Imod_redeem/core \
- *     t/unit/limit_tests.c mod_redeem/core/gcra.c mod_redeem/core/limit_table.c \
- *     -o build/limit_tests && build/limit_tests */
+ *     -Wstrict-prototypes -Wmissing-prototypes -pthread -Imod_redeem \
+ *     t/unit/limit_tests.c mod_redeem/core/gcra.c -o build/limit_tests && build/limit_tests
+ *
+ * limit_table.c is included, not linked, for its static functions: the
+ * rules a claim settles by, which a race alone reaches, are called directly
+ * on buckets made here. */
 #include "core/gcra.h"
-#include "core/limit_table.h"
+#include "core/limit_table.c"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -481,6 +484,69 @@ static void test_table_claims_not_evicted(void)
     table_free(table, 1);
 }
 
+/* The rules a new state's claim settles by (settle_claim), each on a bucket
+ * made as a race would leave it, the claim ours at slot 2: of two claims of
+ * one key, the one at the lower index stays and the other withdraws; a
+ * committed state of the key makes a claim withdraw; a claim of the key at
+ * a higher index is waited out (withdrawn once its claimer seems gone); a
+ * claim of another key, or an expired one, changes nothing. */
+static void test_settle_rules(void)
+{
+    uint64_t hash = redeem_limit_table_siphash(TEST_HASH_KEY, "settle", 6);
+    uint64_t fp = hash & FP_MASK, other_fp = (fp + (UINT64_C(1) << FP_SHIFT)) & FP_MASK;
+    int64_t now = 10000;
+    uint64_t mine = fp | PENDING | (uint64_t)(now + 3000);
+    uint64_t slots[SLOTS];
+    struct {
+        const char *what;
+        int at;
+        uint64_t word;
+        int committed;      /* settle_claim's answer */
+        uint64_t left_mine; /* slot 2 afterwards */
+        uint64_t left_at;   /* slot `at` afterwards */
+    } cases[] = {
+        {"a claim of the key at a lower index: ours withdraws, that one stays", 1,
+         fp | PENDING | (uint64_t)(now + 3000), 0, 0, fp | PENDING | (uint64_t)(now + 3000)},
+        {"a committed state of the key: ours withdraws, the state stays", 6,
+         fp | (uint64_t)(now + 500), 0, 0, fp | (uint64_t)(now + 500)},
+        {"a committed state of the key at a lower index: ours withdraws", 0,
+         fp | (uint64_t)(now + 500), 0, 0, fp | (uint64_t)(now + 500)},
+        {"a claim of the key at a higher index, never settled: waited out, withdrawn, ours "
+         "committed",
+         5, fp | PENDING | (uint64_t)(now + 3000), 1, mine & ~PENDING, 0},
+        {"a claim of another key at a lower index: ours committed", 1,
+         other_fp | PENDING | (uint64_t)(now + 3000), 1, mine & ~PENDING,
+         other_fp | PENDING | (uint64_t)(now + 3000)},
+        {"an expired state of the key: ours committed", 0, fp | (uint64_t)(now - 1), 1,
+         mine & ~PENDING, fp | (uint64_t)(now - 1)},
+        {"nothing else of the key: ours committed", 7, 0, 1, mine & ~PENDING, 0},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        memset(slots, 0, sizeof slots);
+        slots[2] = mine;
+        slots[cases[c].at] = cases[c].word;
+        int committed = settle_claim(slots, 2, mine, fp, now);
+        char name[200];
+        snprintf(name, sizeof name, "settle: %s", cases[c].what);
+        ok(committed == cases[c].committed && slots[2] == cases[c].left_mine &&
+               slots[cases[c].at] == cases[c].left_at,
+           name);
+    }
+
+    /* Two committed states of one key (clocks that disagreed): the one
+     * further ahead is charged, the other only expires. */
+    void *table = table_new(8, 0);
+    uint64_t *bucket = (uint64_t *)((unsigned char *)table + 64);
+    bucket[1] = fp | (uint64_t)(now + 1000);
+    bucket[4] = fp | (uint64_t)(now + 4000);
+    redeem_gcra_policy_t p = policy(10, 10); /* T = 1 s, limit 10 s */
+    redeem_gcra_verdict_t v;
+    ok(check(table, &p, "settle", now, &v, NULL) == 0 && v.allowed &&
+           bucket[4] == (fp | (uint64_t)(now + 5000)) && bucket[1] == (fp | (uint64_t)(now + 1000)),
+       "two states of one key: the one further ahead is charged, the other left to expire");
+    table_free(table, 8);
+}
+
 /* ---- concurrency ---- */
 
 typedef struct {
@@ -877,6 +943,7 @@ int main(void)
     test_table_reuse_and_evict();
     test_table_claims_not_evicted();
     test_abandoned_claim();
+    test_settle_rules();
     test_threads_one_key();
     test_threads_skewed_clocks();
     test_processes();

@@ -14,5 +14,5 @@ out=${BUILD:-build}/limit_tests-$mode
 mkdir -p "$(dirname "$out")"
 gcc -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
     -Wmissing-prototypes -pthread $san -Imod_redeem \
-    t/unit/limit_tests.c mod_redeem/core/gcra.c mod_redeem/core/limit_table.c -o "$out"
+    t/unit/limit_tests.c mod_redeem/core/gcra.c -o "$out"
 exec "$out"
