@@ -59,7 +59,7 @@ test: deps
 	@scripts/test.sh
 	@REDEEM_ASAN=1 scripts/test.sh
 
-unit: $(BUILD)/unit_tests $(BUILD)/limit_tests $(BUILD)/user_reads_tests $(BUILD)/db_state_tests $(BUILD)/admin_tests $(BUILD)/pool_gate_tests
+unit: $(BUILD)/unit_tests $(BUILD)/limit_tests $(BUILD)/user_reads_tests $(BUILD)/db_state_tests $(BUILD)/admin_tests $(BUILD)/pool_gate_tests $(BUILD)/metrics_tests
 
 $(BUILD)/unit_tests: t/unit/unit_tests.c $(CORE_SOURCES) $(HEADERS) | $(BUILD)/obj
 	@$(if $(V),,echo "  CC      $@")
@@ -101,6 +101,12 @@ $(BUILD)/pool_gate_tests: t/unit/pool_gate_tests.c $(SRC_DIR)/httpd/pool_gate.c 
 	@$(if $(V),,echo "  CC      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) t/unit/pool_gate_tests.c $(SRC_DIR)/core/sync.c -o $@ $(LDFLAGS) -lapr-1 -laprutil-1
 
+# The metrics' request durations (httpd/metrics.c) under a stepped wall
+# clock: both clocks the test's own, the shared counters stubbed.
+$(BUILD)/metrics_tests: t/unit/metrics_tests.c $(SRC_DIR)/httpd/metrics.c $(HEADERS) | $(BUILD)/obj
+	@$(if $(V),,echo "  CC      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) t/unit/metrics_tests.c -o $@ $(LDFLAGS) -lapr-1 -laprutil-1
+
 # The module and the unit tests built with AddressSanitizer and UBSan, used
 # by the suite with REDEEM_ASAN=1 (see t/lib/Test/Redeem.pm and t/unit*.t).
 asan:
@@ -128,4 +134,4 @@ bench: deps
 	@bench/run.sh
 
 clean:
-	rm -rf $(BUILD)/obj $(BUILD)/asan $(BUILD)/fuzz $(BUILD)/fuzz-cov $(MODULE) $(BUILD)/unit_tests $(BUILD)/limit_tests $(BUILD)/user_reads_tests $(BUILD)/db_state_tests $(BUILD)/admin_tests $(BUILD)/pool_gate_tests
+	rm -rf $(BUILD)/obj $(BUILD)/asan $(BUILD)/fuzz $(BUILD)/fuzz-cov $(MODULE) $(BUILD)/unit_tests $(BUILD)/limit_tests $(BUILD)/user_reads_tests $(BUILD)/db_state_tests $(BUILD)/admin_tests $(BUILD)/pool_gate_tests $(BUILD)/metrics_tests

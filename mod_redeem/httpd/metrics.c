@@ -19,9 +19,13 @@ static const char *const outcomes[REDEEM_OUTCOMES] = {
 
 static const char *const status_classes[REDEEM_STATUS_CLASSES] = {"2xx", "3xx", "4xx", "5xx"};
 
-/* Per request: which endpoint served it (index + 1; 0: not the API's). */
+/* Per request: which endpoint served it (index + 1; 0: not the API's), and
+ * when it was routed, by the wall clock (httpd's r->request_time is on it)
+ * and by the monotonic one. */
 typedef struct {
     int endpoint;
+    apr_time_t routed_wall;
+    apr_int64_t routed_mono;
 } request_note_t;
 
 static redeem_counter_e endpoint_counter(int endpoint, int offset)
@@ -33,7 +37,19 @@ void redeem_metrics_route(request_rec *r, int route)
 {
     request_note_t *note = apr_palloc(r->pool, sizeof *note);
     note->endpoint = (route < 0 ? REDEEM_ENDPOINTS - 1 : route) + 1;
+    note->routed_wall = apr_time_now();
+    note->routed_mono = redeem_clock_monotonic();
     ap_set_module_config(r->request_config, &redeem_module, note);
+}
+
+/* A request's duration: from its request line (httpd's wall clock) to its
+ * routing, then on the monotonic clock: a step of the wall clock while the
+ * module works on it (the whole of a slow request) moves no duration into
+ * another bucket, and one back never makes it negative. */
+static apr_int64_t elapsed_us(const request_rec *r, const request_note_t *note)
+{
+    apr_int64_t before = (apr_int64_t)(note->routed_wall - r->request_time);
+    return (before > 0 ? before : 0) + (redeem_clock_monotonic() - note->routed_mono);
 }
 
 void redeem_metrics_redemption(request_rec *r, const char *outcome)
@@ -53,7 +69,7 @@ int redeem_metrics_log_transaction(request_rec *r)
     int class = r->status / 100 - 2;
     if (class >= 0 && class < REDEEM_STATUS_CLASSES)
         redeem_shared_count(shared, endpoint_counter(endpoint, class));
-    apr_int64_t elapsed = (apr_int64_t)(apr_time_now() - r->request_time);
+    apr_int64_t elapsed = elapsed_us(r, note);
     int bucket = 0;
     while (bucket < REDEEM_LATENCY_BUCKETS - 1 && elapsed > bucket_bounds_us[bucket])
         bucket++;
