@@ -91,15 +91,15 @@ $(BUILD)/db_state_tests: t/unit/db_state_tests.c $(DB_STATE_SOURCES) $(SRC_DIR)/
 
 # RedeemAdmin's set-up (httpd/admin.c) with the hashing slots (hashing.c),
 # the database and argon2 stubbed.
-$(BUILD)/admin_tests: t/unit/admin_tests.c $(SRC_DIR)/httpd/admin.c $(SRC_DIR)/httpd/hashing.c $(SRC_DIR)/core/sync.c $(HEADERS) | $(BUILD)/obj
+$(BUILD)/admin_tests: t/unit/admin_tests.c $(SRC_DIR)/httpd/admin.c $(SRC_DIR)/httpd/hashing.c $(SRC_DIR)/core/sync.c $(SRC_DIR)/core/clock.c $(HEADERS) | $(BUILD)/obj
 	@$(if $(V),,echo "  CC      $@")
-	$(Q)$(CC) $(ALL_CFLAGS) t/unit/admin_tests.c $(SRC_DIR)/core/sync.c -o $@ $(LDFLAGS) -lapr-1 -laprutil-1
+	$(Q)$(CC) $(ALL_CFLAGS) t/unit/admin_tests.c $(SRC_DIR)/core/sync.c $(SRC_DIR)/core/clock.c -o $@ $(LDFLAGS) -lapr-1 -laprutil-1
 
 # The wait for a pooled connection (httpd/pool_gate.c) with mod_dbd's
 # acquire stubbed.
-$(BUILD)/pool_gate_tests: t/unit/pool_gate_tests.c $(SRC_DIR)/httpd/pool_gate.c $(SRC_DIR)/core/sync.c $(HEADERS) | $(BUILD)/obj
+$(BUILD)/pool_gate_tests: t/unit/pool_gate_tests.c $(SRC_DIR)/httpd/pool_gate.c $(SRC_DIR)/core/sync.c $(SRC_DIR)/core/clock.c $(HEADERS) | $(BUILD)/obj
 	@$(if $(V),,echo "  CC      $@")
-	$(Q)$(CC) $(ALL_CFLAGS) t/unit/pool_gate_tests.c $(SRC_DIR)/core/sync.c -o $@ $(LDFLAGS) -lapr-1 -laprutil-1
+	$(Q)$(CC) $(ALL_CFLAGS) t/unit/pool_gate_tests.c $(SRC_DIR)/core/sync.c $(SRC_DIR)/core/clock.c -o $@ $(LDFLAGS) -lapr-1 -laprutil-1
 
 # The metrics' request durations (httpd/metrics.c) under a stepped wall
 # clock: both clocks the test's own, the shared counters stubbed.

@@ -22,15 +22,6 @@
 
 #include <apr_general.h>
 #include <apr_thread_proc.h>
-#include <time.h>
-
-/* ---- The clocks. */
-int64_t redeem_clock_monotonic(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
-}
 
 /* ---- Stubs of what the included files link against. */
 void redeem_shared_count(redeem_shared_t *shared, redeem_counter_e counter)

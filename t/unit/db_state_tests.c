@@ -16,32 +16,10 @@
 
 #define REDEEM_STUBS_HAVE_FAILURES /* failure.c is included */
 #include "httpd_stubs.h"
+#include "fake_clocks.h"
 #include "tap.h"
 
 #include <apr_general.h>
-
-/* ---- The two clocks (µs). */
-static apr_time_t wall_now = apr_time_from_sec(1700000000);
-static apr_int64_t mono_now = apr_time_from_sec(1000);
-
-apr_time_t fake_wall(void)
-{
-    return wall_now;
-}
-int64_t redeem_clock_monotonic(void)
-{
-    return mono_now;
-}
-/* Time passing (both clocks), and the wall clock stepped alone. */
-static void pass(apr_interval_time_t us)
-{
-    wall_now += us;
-    mono_now += us;
-}
-static void step_wall(apr_interval_time_t us)
-{
-    wall_now += us;
-}
 
 /* ---- Stubs of what the included files link against. */
 AP_DECLARE(void)

@@ -9,20 +9,9 @@
 #include "httpd/metrics.c"
 #undef apr_time_now
 
+#include "fake_clocks.h"
 #include "httpd_stubs.h"
 #include "tap.h"
-
-/* ---- The two clocks (µs). */
-static apr_time_t wall_now = apr_time_from_sec(1700000000);
-static apr_int64_t mono_now = apr_time_from_sec(1000);
-apr_time_t fake_wall(void)
-{
-    return wall_now;
-}
-int64_t redeem_clock_monotonic(void)
-{
-    return mono_now;
-}
 
 /* ---- The shared counters: what one request added. */
 static uint64_t counted[REDEEM_COUNTER_COUNT_];

@@ -16,14 +16,6 @@
 #include "wall_clock.h"
 
 #include <apr_thread_proc.h>
-#include <time.h>
-
-int64_t redeem_clock_monotonic(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
-}
 
 void redeem_shared_count(redeem_shared_t *shared, redeem_counter_e counter)
 {
