@@ -4,7 +4,7 @@
  * warnings) under a wall clock that is stepped (NTP, or by hand) while the
  * monotonic clock runs on. Both clocks are this test's own: apr_time_now is
  * renamed to fake_wall below, and redeem_clock_monotonic (core/clock.c, not
- * linked) is defined here. No httpd, no database: what db.c calls outside
+ * linked) is t/unit/fake_clocks.h's. No httpd, no database: what db.c calls outside
  * itself is stubbed, and none of its libpq calls run.
  *
  * The files are included, not linked, for their static functions. */
