@@ -8,6 +8,7 @@ SRC_DIR  := mod_redeem
 CORE_SOURCES := $(wildcard $(SRC_DIR)/core/*.c)
 SOURCES  := $(CORE_SOURCES) $(wildcard $(SRC_DIR)/httpd/*.c)
 HEADERS  := $(wildcard $(SRC_DIR)/core/*.h $(SRC_DIR)/httpd/*.h)
+UNIT_HEADERS := $(wildcard t/unit/*.h)
 OBJECTS  := $(patsubst $(SRC_DIR)/%.c,$(BUILD)/obj/%.o,$(SOURCES))
 MODULE   := $(BUILD)/mod_redeem.so
 
@@ -61,7 +62,7 @@ test: deps
 
 unit: $(BUILD)/unit_tests $(BUILD)/limit_tests $(BUILD)/user_reads_tests $(BUILD)/db_state_tests $(BUILD)/admin_tests $(BUILD)/pool_gate_tests $(BUILD)/metrics_tests
 
-$(BUILD)/unit_tests: t/unit/unit_tests.c $(CORE_SOURCES) $(HEADERS) | $(BUILD)/obj
+$(BUILD)/unit_tests: t/unit/unit_tests.c $(CORE_SOURCES) $(HEADERS) $(UNIT_HEADERS) | $(BUILD)/obj
 	@$(if $(V),,echo "  CC      $@")
 	$(Q)$(CC) -std=gnu11 $(CFLAGS) $(WARNINGS) $(APR_CPPFLAGS) $(APXS_INCS) -I$(SRC_DIR) \
 	  t/unit/unit_tests.c $(CORE_SOURCES) -o $@ -lapr-1 $(LIBS)
@@ -69,14 +70,14 @@ $(BUILD)/unit_tests: t/unit/unit_tests.c $(CORE_SOURCES) $(HEADERS) | $(BUILD)/o
 # The rate limiter's core, with threads and forked processes racing on one table
 # (limit_table.c included, not linked, for its static functions).
 # (t/unit/limit_tests.sh tsan runs it under ThreadSanitizer.)
-$(BUILD)/limit_tests: t/unit/limit_tests.c $(SRC_DIR)/core/gcra.c $(SRC_DIR)/core/limit_table.c $(HEADERS) | $(BUILD)/obj
+$(BUILD)/limit_tests: t/unit/limit_tests.c $(SRC_DIR)/core/gcra.c $(SRC_DIR)/core/limit_table.c $(HEADERS) $(UNIT_HEADERS) | $(BUILD)/obj
 	@$(if $(V),,echo "  CC      $@")
 	$(Q)$(CC) -std=gnu11 $(CFLAGS) $(WARNINGS) -pthread -I$(SRC_DIR) \
 	  t/unit/limit_tests.c $(SRC_DIR)/core/gcra.c -o $@
 
 # The line of user reads (httpd/user_reads.c, included for its static
 # functions) with what it calls outside itself stubbed: no httpd needed.
-$(BUILD)/user_reads_tests: t/unit/user_reads_tests.c $(SRC_DIR)/httpd/user_reads.c $(SRC_DIR)/core/sync.c $(HEADERS) | $(BUILD)/obj
+$(BUILD)/user_reads_tests: t/unit/user_reads_tests.c $(SRC_DIR)/httpd/user_reads.c $(SRC_DIR)/core/sync.c $(HEADERS) $(UNIT_HEADERS) | $(BUILD)/obj
 	@$(if $(V),,echo "  CC      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) t/unit/user_reads_tests.c $(SRC_DIR)/core/sync.c -o $@ $(LDFLAGS) -lapr-1 -laprutil-1
 
@@ -84,26 +85,26 @@ $(BUILD)/user_reads_tests: t/unit/user_reads_tests.c $(SRC_DIR)/httpd/user_reads
 # handle_health.c and failure.c, included for their static functions) under
 # a stepped wall clock: both clocks the test's own, the rest stubbed.
 DB_STATE_SOURCES := $(SRC_DIR)/httpd/db.c $(SRC_DIR)/httpd/handle_health.c $(SRC_DIR)/httpd/failure.c
-$(BUILD)/db_state_tests: t/unit/db_state_tests.c $(DB_STATE_SOURCES) $(SRC_DIR)/core/log_throttle.c $(HEADERS) | $(BUILD)/obj
+$(BUILD)/db_state_tests: t/unit/db_state_tests.c $(DB_STATE_SOURCES) $(SRC_DIR)/core/log_throttle.c $(HEADERS) $(UNIT_HEADERS) | $(BUILD)/obj
 	@$(if $(V),,echo "  CC      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) t/unit/db_state_tests.c $(SRC_DIR)/core/log_throttle.c -o $@ $(LDFLAGS) \
 	  -lapr-1 -laprutil-1 -ljansson -lpq
 
 # RedeemAdmin's set-up (httpd/admin.c) with the hashing slots (hashing.c),
 # the database and argon2 stubbed.
-$(BUILD)/admin_tests: t/unit/admin_tests.c $(SRC_DIR)/httpd/admin.c $(SRC_DIR)/httpd/hashing.c $(SRC_DIR)/core/sync.c $(SRC_DIR)/core/clock.c $(HEADERS) | $(BUILD)/obj
+$(BUILD)/admin_tests: t/unit/admin_tests.c $(SRC_DIR)/httpd/admin.c $(SRC_DIR)/httpd/hashing.c $(SRC_DIR)/core/sync.c $(SRC_DIR)/core/clock.c $(HEADERS) $(UNIT_HEADERS) | $(BUILD)/obj
 	@$(if $(V),,echo "  CC      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) t/unit/admin_tests.c $(SRC_DIR)/core/sync.c $(SRC_DIR)/core/clock.c -o $@ $(LDFLAGS) -lapr-1 -laprutil-1
 
 # The wait for a pooled connection (httpd/pool_gate.c) with mod_dbd's
 # acquire stubbed.
-$(BUILD)/pool_gate_tests: t/unit/pool_gate_tests.c $(SRC_DIR)/httpd/pool_gate.c $(SRC_DIR)/core/sync.c $(SRC_DIR)/core/clock.c $(HEADERS) | $(BUILD)/obj
+$(BUILD)/pool_gate_tests: t/unit/pool_gate_tests.c $(SRC_DIR)/httpd/pool_gate.c $(SRC_DIR)/core/sync.c $(SRC_DIR)/core/clock.c $(HEADERS) $(UNIT_HEADERS) | $(BUILD)/obj
 	@$(if $(V),,echo "  CC      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) t/unit/pool_gate_tests.c $(SRC_DIR)/core/sync.c $(SRC_DIR)/core/clock.c -o $@ $(LDFLAGS) -lapr-1 -laprutil-1
 
 # The metrics' request durations (httpd/metrics.c) under a stepped wall
 # clock: both clocks the test's own, the shared counters stubbed.
-$(BUILD)/metrics_tests: t/unit/metrics_tests.c $(SRC_DIR)/httpd/metrics.c $(HEADERS) | $(BUILD)/obj
+$(BUILD)/metrics_tests: t/unit/metrics_tests.c $(SRC_DIR)/httpd/metrics.c $(HEADERS) $(UNIT_HEADERS) | $(BUILD)/obj
 	@$(if $(V),,echo "  CC      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) t/unit/metrics_tests.c -o $@ $(LDFLAGS) -lapr-1 -laprutil-1
 

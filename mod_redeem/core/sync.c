@@ -71,16 +71,23 @@ void redeem_sync_wait(redeem_sync_cond_t *cond, redeem_sync_lock_t *lock)
     pthread_cond_wait(&cond->cond, &lock->mutex);
 }
 
+void redeem_sync_deadline(const struct timespec *now, apr_interval_time_t timeout,
+                          struct timespec *until)
+{
+    if (timeout < 0)
+        timeout = 0;
+    long long nsec = now->tv_nsec + (long long)(timeout % APR_USEC_PER_SEC) * 1000;
+    until->tv_sec =
+        now->tv_sec + (time_t)(timeout / APR_USEC_PER_SEC) + (time_t)(nsec / 1000000000);
+    until->tv_nsec = (long)(nsec % 1000000000);
+}
+
 apr_status_t redeem_sync_timedwait(redeem_sync_cond_t *cond, redeem_sync_lock_t *lock,
                                    apr_interval_time_t timeout)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    if (timeout < 0)
-        timeout = 0;
-    long long nsec = until.tv_nsec + (long long)(timeout % APR_USEC_PER_SEC) * 1000;
-    until.tv_sec += (time_t)(timeout / APR_USEC_PER_SEC) + (time_t)(nsec / 1000000000);
-    until.tv_nsec = (long)(nsec % 1000000000);
+    struct timespec now, until;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    redeem_sync_deadline(&now, timeout, &until);
     int rv = pthread_cond_timedwait(&cond->cond, &lock->mutex, &until);
     return rv == ETIMEDOUT ? APR_TIMEUP : APR_SUCCESS;
 }

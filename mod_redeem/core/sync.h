@@ -33,4 +33,10 @@ apr_status_t redeem_sync_timedwait(redeem_sync_cond_t *cond, redeem_sync_lock_t 
 void redeem_sync_signal(redeem_sync_cond_t *cond);
 void redeem_sync_broadcast(redeem_sync_cond_t *cond);
 
+struct timespec;
+/* The instant `timeout` (µs; a negative one counts as 0) after `now`: what
+ * redeem_sync_timedwait sleeps until, on the monotonic clock. */
+void redeem_sync_deadline(const struct timespec *now, apr_interval_time_t timeout,
+                          struct timespec *until);
+
 #endif

@@ -132,8 +132,10 @@ static void test_wall_step(apr_pool_t *p, request_rec *r, redeem_server_conf *co
     apr_thread_t *thread;
     apr_thread_create(&thread, NULL, step_and_wake, &stepper, p);
     apr_time_t began = redeem_clock_monotonic();
+    apr_int64_t cpu = thread_cpu_us();
     const redeem_failure_t *failure = take_slot(r, 0, 0, &none);
     apr_interval_time_t took = redeem_clock_monotonic() - began;
+    cpu = thread_cpu_us() - cpu;
     apr_status_t rv;
     apr_thread_join(&rv, thread);
     ok(failure && failure->status == HTTP_SERVICE_UNAVAILABLE && took >= apr_time_from_msec(450) &&
@@ -142,6 +144,11 @@ static void test_wall_step(apr_pool_t *p, request_rec *r, redeem_server_conf *co
                     "wall clock stepped %+d s during a wait for a slot: 503 at RedeemHashWait "
                     "(500 ms), neither at once nor the step later (waited %" APR_INT64_T_FMT " ms)",
                     (int)apr_time_sec(step), (apr_int64_t)(took / 1000)));
+    ok(cpu < 50000,
+       apr_psprintf(p,
+                    "wall clock stepped %+d s during a wait for a slot: it slept, not spun "
+                    "(%" APR_INT64_T_FMT " ms of CPU)",
+                    (int)apr_time_sec(step), (apr_int64_t)(cpu / 1000)));
     give_back_slot(r, slot);
     conf->hash_wait_ms = 3000;
     __atomic_store_n(&wall_step, 0, __ATOMIC_RELAXED);

@@ -76,14 +76,17 @@ typedef struct {
     const redeem_failure_t *failure;
     ap_dbd_t *dbd;
     apr_interval_time_t took;
+    apr_int64_t cpu_us; /* the CPU its wait used */
 } waiter_run_t;
 
 static void *APR_THREAD_FUNC wait_for_connection(apr_thread_t *thread, void *data)
 {
     waiter_run_t *w = data;
     apr_time_t began = redeem_clock_monotonic();
+    apr_int64_t cpu = thread_cpu_us();
     w->failure = redeem_pool_gate_acquire(w->r, began + w->allowed, &w->dbd);
     w->took = redeem_clock_monotonic() - began;
+    w->cpu_us = thread_cpu_us() - cpu;
     (void)thread;
     return NULL;
 }
@@ -110,7 +113,7 @@ static void test_wall_step(apr_pool_t *p, redeem_server_conf *conf, apr_interval
 {
     redeem_child_t *child = conf->child;
     const char *what = apr_psprintf(p, "wall step %+d s", (int)apr_time_sec(step));
-    waiter_run_t w = {new_request(p, conf), apr_time_from_msec(500), NULL, NULL, 0};
+    waiter_run_t w = {new_request(p, conf), apr_time_from_msec(500), NULL, NULL, 0, 0};
     apr_thread_t *thread;
     apr_thread_create(&thread, NULL, wait_for_connection, &w, p);
     ok(one_in_line(child), apr_psprintf(p, "%s: the request waits in line", what));
@@ -132,6 +135,8 @@ static void test_wall_step(apr_pool_t *p, redeem_server_conf *conf, apr_interval
     int clear = child->pool_gate->first == NULL && child->pool_gate->held == 1;
     redeem_sync_unlock(child->pool_gates->lock);
     ok(clear, apr_psprintf(p, "%s: it left the line, the connection still held once", what));
+    ok(w.cpu_us < 50000, apr_psprintf(p, "%s: it slept, not spun (%" APR_INT64_T_FMT " ms of CPU)",
+                                      what, (apr_int64_t)(w.cpu_us / 1000)));
     apr_pool_destroy(w.r->pool);
     __atomic_store_n(&wall_step, 0, __ATOMIC_RELAXED);
 }
@@ -158,7 +163,7 @@ static void test_servers(apr_pool_t *p, redeem_pool_gates_t *gates)
        "servers: A's pool (DBDMax 1) and B's (DBDMax 2) are counted apart, B's two connections "
        "taken while A holds its one");
 
-    waiter_run_t w = {new_request(p, &b->conf), apr_time_from_msec(300), NULL, NULL, 0};
+    waiter_run_t w = {new_request(p, &b->conf), apr_time_from_msec(300), NULL, NULL, 0, 0};
     wait_for_connection(NULL, &w);
     ok(w.failure == &redeem_failure_unavailable && w.took >= apr_time_from_msec(250),
        "servers: B's third request waits for B's pool, and leaves with 503 at its time");
@@ -171,7 +176,7 @@ static void test_servers(apr_pool_t *p, redeem_pool_gates_t *gates)
        "servers: C's first connection is counted in A's pool, which C shares");
     apr_pool_destroy(c1->pool);
     apr_pool_destroy(b1->pool);
-    w = (waiter_run_t){new_request(p, &c->conf), apr_time_from_msec(300), NULL, NULL, 0};
+    w = (waiter_run_t){new_request(p, &c->conf), apr_time_from_msec(300), NULL, NULL, 0, 0};
     wait_for_connection(NULL, &w);
     ok(w.failure == &redeem_failure_unavailable,
        "servers: with A's one connection held by A, C's next request waits (and leaves with 503), "
@@ -215,7 +220,7 @@ int main(void)
     test_wall_step(p, conf, -apr_time_from_sec(20));
 
     /* Handed over: the holder's end gives the connection to the one in line. */
-    waiter_run_t w = {new_request(p, conf), apr_time_from_sec(3), NULL, NULL, 0};
+    waiter_run_t w = {new_request(p, conf), apr_time_from_sec(3), NULL, NULL, 0, 0};
     apr_thread_t *thread;
     apr_thread_create(&thread, NULL, wait_for_connection, &w, p);
     ok(one_in_line(child), "handed over: the request waits in line");

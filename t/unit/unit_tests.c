@@ -7,6 +7,7 @@
 #include "core/log_throttle.h"
 #include "core/password.h"
 #include "core/query.h"
+#include "core/sync.h"
 #include "core/text.h"
 #include "core/timestamp.h"
 #include "core/token.h"
@@ -15,6 +16,7 @@
 #include <argon2.h>
 #include <apr_file_io.h>
 #include <apr_strings.h>
+#include <apr_thread_proc.h>
 #include <errno.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -22,6 +24,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tap.h"
@@ -916,6 +919,96 @@ static void test_log_throttle(void)
        "log throttle: after a reset the next occurrence is told at once");
 }
 
+/* ---- core/sync.c: the instant a timed wait sleeps until, and the waits. */
+
+static int same_instant(const struct timespec *t, time_t sec, long nsec)
+{
+    return t->tv_sec == sec && t->tv_nsec == nsec;
+}
+
+static apr_int64_t monotonic_us(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (apr_int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+}
+
+typedef struct {
+    redeem_sync_lock_t *lock;
+    redeem_sync_cond_t *cond;
+    int signalled;
+} sync_pair_t;
+
+static void *APR_THREAD_FUNC signal_soon(apr_thread_t *thread, void *data)
+{
+    sync_pair_t *pair = data;
+    apr_sleep(apr_time_from_msec(50));
+    redeem_sync_lock(pair->lock);
+    pair->signalled = 1;
+    redeem_sync_signal(pair->cond);
+    redeem_sync_unlock(pair->lock);
+    (void)thread;
+    return NULL;
+}
+
+static void test_sync(apr_pool_t *pool)
+{
+    struct timespec now = {5, 999999999}, until;
+    redeem_sync_deadline(&now, 1, &until);
+    ok(same_instant(&until, 6, 999), "sync: 1 µs after x.999999999 s carries into the next second");
+    redeem_sync_deadline(&now, 100000, &until);
+    ok(same_instant(&until, 6, 99999999), "sync: 100 ms after x.999999999 s");
+    now = (struct timespec){5, 0};
+    redeem_sync_deadline(&now, apr_time_from_sec(600), &until);
+    ok(same_instant(&until, 605, 0), "sync: 600 s (the longest RedeemDBTimeout)");
+    redeem_sync_deadline(&now, apr_time_from_sec(1) + 1, &until);
+    ok(same_instant(&until, 6, 1000), "sync: 1 s and 1 µs");
+    now = (struct timespec){5, 500000000};
+    redeem_sync_deadline(&now, 0, &until);
+    ok(same_instant(&until, 5, 500000000), "sync: no time: now");
+    redeem_sync_deadline(&now, -apr_time_from_sec(3), &until);
+    ok(same_instant(&until, 5, 500000000), "sync: a negative timeout counts as none: now");
+
+    sync_pair_t pair = {NULL, NULL, 0};
+    int made = redeem_sync_lock_create(&pair.lock, pool) == APR_SUCCESS &&
+               redeem_sync_cond_create(&pair.cond, pool) == APR_SUCCESS;
+    ok(made, "sync: a lock and a condition made");
+    if (!made)
+        return;
+    apr_int64_t began = monotonic_us();
+    redeem_sync_lock(pair.lock);
+    apr_status_t none = redeem_sync_timedwait(pair.cond, pair.lock, 0);
+    apr_status_t negative = redeem_sync_timedwait(pair.cond, pair.lock, -1000000);
+    redeem_sync_unlock(pair.lock);
+    ok(none == APR_TIMEUP && negative == APR_TIMEUP && monotonic_us() - began < 50000,
+       "sync: a wait of no time, or of a negative one, times out at once");
+
+    began = monotonic_us();
+    redeem_sync_lock(pair.lock);
+    apr_status_t short_wait = redeem_sync_timedwait(pair.cond, pair.lock, 30000);
+    redeem_sync_unlock(pair.lock);
+    apr_int64_t took = monotonic_us() - began;
+    ok(short_wait == APR_TIMEUP && took >= 30000 && took < 500000,
+       apr_psprintf(pool, "sync: a wait of 30 ms times out after it (%" APR_INT64_T_FMT " µs)",
+                    took));
+
+    apr_thread_t *thread;
+    began = monotonic_us();
+    redeem_sync_lock(pair.lock);
+    apr_thread_create(&thread, NULL, signal_soon, &pair, pool);
+    apr_status_t woken = APR_SUCCESS;
+    while (!pair.signalled && monotonic_us() - began < 5000000)
+        woken = redeem_sync_timedwait(pair.cond, pair.lock, apr_time_from_sec(600));
+    redeem_sync_unlock(pair.lock);
+    took = monotonic_us() - began;
+    apr_status_t rv;
+    apr_thread_join(&rv, thread);
+    ok(pair.signalled && woken == APR_SUCCESS && took < 1000000,
+       apr_psprintf(pool,
+                    "sync: a wait of 600 s ends when signalled, 50 ms in (%" APR_INT64_T_FMT " µs)",
+                    took));
+}
+
 int main(void)
 {
     apr_pool_t *pool;
@@ -933,6 +1026,7 @@ int main(void)
     test_keyfile(pool);
     test_futex_hash();
     test_log_throttle();
+    test_sync(pool);
     printf("1..%d\n", test_number);
     apr_pool_destroy(pool);
     apr_terminate();

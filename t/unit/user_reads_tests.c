@@ -167,13 +167,16 @@ typedef struct {
     redeem_call_t call;
     request_rec r;
     const redeem_failure_t *failure;
+    apr_int64_t cpu_us; /* the CPU its wait used */
 } waiter_t;
 
 static void *APR_THREAD_FUNC wait_for_room(apr_thread_t *thread, void *data)
 {
     waiter_t *w = data;
     int found = 0;
+    apr_int64_t cpu = thread_cpu_us();
     w->failure = redeem_user_reads_get(&w->call, w->call.db_since, &found);
+    w->cpu_us = thread_cpu_us() - cpu;
     /* Returned, not apr_thread_exit: pthread_exit leaves this frame's stack
      * poisoned, and ASan then reports the thread's own teardown. */
     (void)thread;
@@ -404,6 +407,8 @@ static void test_wall_step(apr_pool_t *p, redeem_server_conf *conf, int room,
     apr_status_t rv;
     apr_thread_join(&rv, thread);
     ok(w.failure == &redeem_failure_unavailable, apr_psprintf(p, "%s: answered 503", what));
+    ok(w.cpu_us < 50000, apr_psprintf(p, "%s: it slept, not spun (%" APR_INT64_T_FMT " ms of CPU)",
+                                      what, (apr_int64_t)(w.cpu_us / 1000)));
     apr_pool_destroy(w.r.pool);
     line_reset(child);
     __atomic_store_n(&wall_step, 0, __ATOMIC_RELAXED);
