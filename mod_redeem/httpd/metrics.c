@@ -76,7 +76,7 @@ int redeem_metrics_log_transaction(request_rec *r)
     redeem_shared_count(shared, endpoint_counter(endpoint, REDEEM_STATUS_CLASSES + bucket));
     redeem_shared_add(shared,
                       endpoint_counter(endpoint, REDEEM_STATUS_CLASSES + REDEEM_LATENCY_BUCKETS),
-                      (uint64_t)(elapsed > 0 ? elapsed : 0));
+                      (uint64_t)elapsed);
     return DECLINED;
 }
 
