@@ -239,11 +239,14 @@ static void redeem_register_hooks(apr_pool_t *p)
     APR_OPTIONAL_HOOK(ap, status_hook, redeem_metrics_status, NULL, NULL, APR_HOOK_MIDDLE);
 }
 
+/* Every server gets a configuration of its own, merged, even one that sets
+ * none of the module's directives: httpd would otherwise hand such a
+ * virtual host the main server's configuration itself, and with it the
+ * main server's child state (child_init above), though mod_dbd may give
+ * that host a database of its own (DBDParams alone): its user reads would
+ * have run on the other database, its admin account never been made, and
+ * the other database's failure made it answer 503 (t/config/vhost_database.t). */
 module AP_MODULE_DECLARE_DATA redeem_module = {
     STANDARD20_MODULE_STUFF,  redeem_config_create_dir, /* RedeemEngine and RedeemBasePath */
     redeem_config_merge_dir,  redeem_config_create,     redeem_config_merge,
-    redeem_config_directives, redeem_register_hooks,
-#if defined(AP_MODULE_FLAG_ALWAYS_MERGE)
-    AP_MODULE_FLAG_NONE
-#endif
-};
+    redeem_config_directives, redeem_register_hooks,    AP_MODULE_FLAG_ALWAYS_MERGE};
