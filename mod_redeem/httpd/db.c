@@ -331,6 +331,12 @@ static const redeem_failure_t *db_failure(redeem_db_t *db, const char *what, out
     }
     if (outcome != EXCHANGE_FAILED)
         note_failed(r);
+    /* Lost while libpq may still hold the connection for good (a failed
+     * send or poll, still in pipeline mode or awaiting a result): the next
+     * user would meet "another command is already in progress". Shut, it is
+     * reconnected instead. */
+    if (outcome == EXCHANGE_LOST)
+        drop_connection(pg);
     if (outcome == EXCHANGE_FAILED && lookup_key_taken(result)) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                       RDMNO(0115) "database %s refused: a code's lookup key is already taken: %s",
