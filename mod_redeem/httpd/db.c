@@ -28,7 +28,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
-#define REDEEM_SCHEMA_VERSION 15
+#define REDEEM_SCHEMA_VERSION 16
 static const char *const migrations[] = {"001_accounts.sql",
                                          "002_codes.sql",
                                          "003_email_identity.sql",
@@ -43,7 +43,8 @@ static const char *const migrations[] = {"001_accounts.sql",
                                          "012_code_counts_apart.sql",
                                          "013_audit_insert_columns.sql",
                                          "014_definer_search_path.sql",
-                                         "015_audit_once.sql"};
+                                         "015_audit_once.sql",
+                                         "016_counters_in_order.sql"};
 _Static_assert(sizeof migrations / sizeof *migrations == REDEEM_SCHEMA_VERSION,
                "a migration file named for each schema version");
 

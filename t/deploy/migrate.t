@@ -8,6 +8,29 @@ use Test::Redeem;
 sub migrate { return "$ENV{REDEEM_ROOT}/scripts/redeem-migrate" }
 sub scratch_db { return var('DB_NAME') . '_migrate' }
 
+# A new database migrated to version $last only, as a site of that version has it.
+sub db_at_version {
+    my ($db, $last) = @_;
+    psql_db('postgres', qq{DROP DATABASE IF EXISTS "$db" WITH (FORCE);\nCREATE DATABASE "$db";\n});
+    for my $file (sort glob "$ENV{REDEEM_ROOT}/sql/[0-9][0-9][0-9]_*.sql") {
+        my ($version) = $file =~ m{/(\d{3})_[^/]*$} or next;
+        last if $version > $last;
+        run_ok([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-v', "app_role=$ENV{REDEEM_APP_USER}",
+                 '-v', 'maint_role=redeem_maint', '--single-transaction', '-d', $db, '-f', $file ]);
+    }
+}
+
+# Whether the module's login role may create in schema public, as itself.
+sub app_creates_in_public {
+    my ($db) = @_;
+    my ($status, $out) = run_cmd([ 'psql', '-XAtq', '-d', $db, '-c',
+                                   'CREATE FUNCTION public.t_mine() RETURNS int LANGUAGE sql AS $$SELECT 1$$' ],
+                                 undef, PGUSER => $ENV{REDEEM_APP_USER}, PGPASSWORD => $ENV{REDEEM_APP_PASSWORD});
+    return 1 if $status == 0;
+    $out =~ /permission denied for schema public/ or die "CREATE FUNCTION as the login role: $out\n";
+    return 0;
+}
+
 no_shuffle();
 run_tests();
 
@@ -58,5 +81,43 @@ die "exit $status: $out"
   unless $status == 1 && $out =~ /\Q$db\E was migrated for another login role than t_typo_app/;
 my $roles = psql_db('postgres', "SELECT count(*) FROM pg_roles WHERE rolname = 't_typo_app'");
 $roles eq '0' or die "the refused run made the role t_typo_app\n";
+psql_db('postgres', qq{DROP DATABASE "$db" WITH (FORCE);\n});
+1
+
+
+
+=== TEST 4: a site of version 15 whose schema public every role may create in (a cluster upgraded from PostgreSQL 14 keeps that): migration 016 takes the grant away, and the module's role can no longer put an object where the functions that run as the owner look
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $db = scratch_db();
+db_at_version($db, 15);
+psql_db($db, 'GRANT CREATE ON SCHEMA public TO PUBLIC');
+app_creates_in_public($db) or die "the set-up: the login role could not create in public\n";
+psql_db($db, 'DROP FUNCTION public.t_mine()');
+run_ok([ migrate(), '-r', $ENV{REDEEM_APP_USER}, $db ]);
+psql_db($db, 'SELECT max(version) FROM schema_migrations') eq '16' or die "not migrated to 16\n";
+!app_creates_in_public($db) or die "the login role still creates in public after 016\n";
+my $maint = psql_db($db, "SELECT has_schema_privilege('redeem_maint', 'public', 'CREATE')");
+$maint eq 'f' or die "the maintenance role creates in public: $maint\n";
+psql_db('postgres', qq{DROP DATABASE "$db" WITH (FORCE);\n});
+1
+
+
+
+=== TEST 5: a site whose login role owns schema public: migration 016 refuses, says why and what to do, and the database stays at version 15
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $db = scratch_db();
+db_at_version($db, 15);
+psql_db($db, qq{ALTER SCHEMA public OWNER TO "$ENV{REDEEM_APP_USER}"});
+my ($status, $out) = run_cmd([ migrate(), '-r', $ENV{REDEEM_APP_USER}, $db ]);
+die "exit $status: $out"
+  unless $status != 0
+  && $out =~ /the role \Q$ENV{REDEEM_APP_USER}\E may still create objects in schema public, where the functions that run as their owner look .*make another role the owner/;
+psql_db($db, 'SELECT max(version) FROM schema_migrations') eq '15' or die "migrated all the same\n";
 psql_db('postgres', qq{DROP DATABASE "$db" WITH (FORCE);\n});
 1
