@@ -449,7 +449,13 @@ static void check_clock(redeem_db_t *db, apr_int64_t db_us, apr_time_t asked, ap
 /* The first question to a new backend: the schema's version, the
  * statements of ours an earlier, interrupted attempt left on it (to drop,
  * so that preparing can always start from nothing; only ours: other modules
- * may share mod_dbd's pool), and its clock. */
+ * may share mod_dbd's pool), and its clock. It also sets the session's
+ * isolation level to READ COMMITTED, which the statements are written for
+ * (statements.h: a redemption waits for a racer's lock on its user, then
+ * reads the racer's commit): under a higher default of the operator's (a
+ * database's, a role's or DBDParams' default_transaction_isolation), racing
+ * redemptions of one user failed to serialize and were answered 503
+ * (t/redeem/concurrent.t TEST 9). Only this session's setting. */
 static const redeem_failure_t *check_schema(redeem_db_t *db, apr_array_header_t *leftovers)
 {
     request_rec *r = db->r;
@@ -464,7 +470,8 @@ static const redeem_failure_t *check_schema(redeem_db_t *db, apr_array_header_t 
         "SELECT (SELECT coalesce(max(version), 0) FROM schema_migrations),"
         " array_to_string(array(SELECT format('DEALLOCATE %I', name) FROM pg_prepared_statements"
         " WHERE name LIKE 'redeem\\_%'), ';'),"
-        " (extract(epoch FROM clock_timestamp()) * 1000000)::bigint",
+        " (extract(epoch FROM clock_timestamp()) * 1000000)::bigint,"
+        " set_config('default_transaction_isolation', 'read committed', false)",
         db->deadline, &result);
     apr_time_t answered = apr_time_now();
     int unable = 0;

@@ -183,3 +183,42 @@ my $res = api_request('POST', '/redeem', body($code), 'Authorization: Bearer ' .
 waitpid $held, 0;
 $res->{status} eq '200'
   or die "expected 200 beside the held codes, got $res->{status} after $res->{elapsed} s: $res->{body}\n";
+
+
+
+=== TEST 8: a database whose sessions default to another isolation level (an operator's setting, here serializable in DBDParams): the admin generates ten more codes
+--- config eval
+qq{DBDParams "\${REDEEM_DB_PARAMS} options='-c default_transaction_isolation=serializable'"\n}
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 10}
+--- error_code: 201
+--- save_json
+MORE_CODES=codes
+
+
+
+=== TEST 9: there, one user redeems the ten codes at once: every one 200 and counted (the module's sessions run at read committed, as its statements are written for; at serializable or repeatable read the racers failed to serialize and got 503)
+--- config eval
+qq{DBDParams "\${REDEEM_DB_PARAMS} options='-c default_transaction_isolation=serializable'"\n}
+--- login: isolated
+--- request
+POST /redeem
+--- request_json eval
+body(JSON::PP::decode_json(var('MORE_CODES'))->[var('CLIENT_INDEX')])
+--- concurrency: 10
+--- timeout: 60
+--- error_code_counts
+200: 10
+--- db_check
+SELECT count(*) FROM redeem_codes WHERE used_by = $USER_ID_isolated;
+SELECT count(*) > 0 FROM redeem_codes c, users u
+ WHERE c.used_by = u.id AND u.id = $USER_ID_isolated
+   AND u.subscription_expires_at = c.used_at + interval '1 month' + interval '1 month'
+       + interval '1 month' + interval '1 month' + interval '1 month' + interval '1 month'
+       + interval '1 month' + interval '1 month' + interval '1 month' + interval '1 month';
+--- db_check_out
+10
+t
