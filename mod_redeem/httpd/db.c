@@ -28,7 +28,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
-#define REDEEM_SCHEMA_VERSION 16
+#define REDEEM_SCHEMA_VERSION 17
 static const char *const migrations[] = {"001_accounts.sql",
                                          "002_codes.sql",
                                          "003_email_identity.sql",
@@ -44,7 +44,8 @@ static const char *const migrations[] = {"001_accounts.sql",
                                          "013_audit_insert_columns.sql",
                                          "014_definer_search_path.sql",
                                          "015_audit_once.sql",
-                                         "016_counters_in_order.sql"};
+                                         "016_counters_in_order.sql",
+                                         "017_column_updates.sql"};
 _Static_assert(sizeof migrations / sizeof *migrations == REDEEM_SCHEMA_VERSION,
                "a migration file named for each schema version");
 
