@@ -3,10 +3,12 @@
 
 #include <argon2.h>
 #include <apr_strings.h>
+#include <locale.h>
 #include <openssl/rand.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include <wctype.h>
 
 #define SALT_BYTES 16
 #define HASH_BYTES 32
@@ -19,14 +21,30 @@ const char *redeem_password_check_policy(const char *pw, size_t len)
     if (chars > REDEEM_PASSWORD_MAX_CHARS)
         return "Password must be at most 128 characters";
 
+    /* A letter is a character Unicode calls one, by glibc's tables for
+     * C.UTF-8 (its own, whatever the process's locale): not a symbol (€), a
+     * space or a combining mark, which counted before. glibc files other
+     * scripts' decimal digits (U+0660...) under letters too; a digit is an
+     * ASCII one. Without those tables, any other character counts. */
+    locale_t unicode = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
     int has_letter = 0, has_digit = 0;
-    for (size_t i = 0; i < len; i++) {
+    for (size_t i = 0; i < len;) {
         unsigned char c = (unsigned char)pw[i];
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80)
-            has_letter = 1; /* any non-ASCII character counts as a letter */
-        else if (c >= '0' && c <= '9')
-            has_digit = 1;
+        uint32_t code_point;
+        if (c < 0x80) {
+            i++;
+            if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+                has_letter = 1;
+            else if (c >= '0' && c <= '9')
+                has_digit = 1;
+        }
+        else if (redeem_text_utf8_next(pw, len, &i, &code_point) < 0)
+            i++; /* not UTF-8 (a caller's bytes): no letter */
+        else if (!unicode || iswalpha_l((wint_t)code_point, unicode))
+            has_letter = 1;
     }
+    if (unicode)
+        freelocale(unicode);
     if (!has_letter || !has_digit)
         return "Password must contain at least one letter and one digit";
     return NULL;

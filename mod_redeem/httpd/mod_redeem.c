@@ -103,23 +103,26 @@ static int redeem_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *
 {
     (void)plog;
     (void)ptemp;
-    APR_OPTIONAL_FN_TYPE(ap_dbd_acquire) *acquire = APR_RETRIEVE_OPTIONAL_FN(ap_dbd_acquire);
+    APR_OPTIONAL_FN_TYPE(ap_dbd_open) *dbd_open = APR_RETRIEVE_OPTIONAL_FN(ap_dbd_open);
+    APR_OPTIONAL_FN_TYPE(ap_dbd_close) *dbd_close = APR_RETRIEVE_OPTIONAL_FN(ap_dbd_close);
+    int dbd = dbd_open && dbd_close;
     for (server_rec *vs = s; vs; vs = vs->next) {
         redeem_server_conf *conf = ap_get_module_config(vs->module_config, &redeem_module);
-        if (conf->engine_used && !acquire) {
+        if (conf->engine_used && !dbd) {
             ap_log_error(APLOG_MARK, APLOG_EMERG, 0, vs,
                          RDMNO(0004) "mod_redeem needs mod_dbd: LoadModule dbd_module first");
             return HTTP_INTERNAL_SERVER_ERROR;
         }
         /* config.c reads DBDMax and DBDriver beside mod_dbd: without mod_dbd
          * they would pass unnoticed where httpd used to refuse them. */
-        if ((conf->dbd_max >= 0 || conf->dbd_driver) && !acquire) {
+        if ((conf->dbd_max >= 0 || conf->dbd_driver) && !dbd) {
             ap_log_error(APLOG_MARK, APLOG_EMERG, 0, vs,
                          RDMNO(0004) "%s is mod_dbd's directive: LoadModule dbd_module first",
                          conf->dbd_max >= 0 ? "DBDMax" : "DBDriver");
             return HTTP_INTERNAL_SERVER_ERROR;
         }
-        conf->dbd_acquire = acquire;
+        conf->dbd_open = dbd_open;
+        conf->dbd_close = dbd_close;
     }
     int status = check_dbd_driver(pconf, s);
     return status != OK ? status : redeem_config_finish(pconf, s);

@@ -47,11 +47,15 @@ struct redeem_pool_gates {
     gate_t *gates; /* room of them, one per mod_dbd pool (at most one per server) */
 };
 
-/* What a request holds: the gate it passed, given back when the request
- * ends (after mod_dbd's own cleanup has returned the connection). */
+/* What a request holds: the gate it passed and the connection, both given
+ * back before its response is written (redeem_pool_gate_release), or when
+ * it ends: the connection first (close_dbd), then its count (give_back). */
 typedef struct {
     redeem_pool_gates_t *gates;
     gate_t *gate;
+    ap_dbd_t *dbd;
+    server_rec *server;
+    void (*dbd_close)(server_rec *s, ap_dbd_t *dbd);
 } ticket_t;
 
 const char *redeem_pool_gates_child_init(apr_pool_t *pchild, server_rec *s,
@@ -89,6 +93,16 @@ static apr_status_t give_back(void *data)
     else
         gate->held--;
     redeem_sync_unlock(ticket->gates->lock);
+    return APR_SUCCESS;
+}
+
+/* The connection back to mod_dbd's pool (or closed, DBDPersist Off). */
+static apr_status_t close_dbd(void *data)
+{
+    ticket_t *ticket = data;
+    if (ticket->dbd)
+        ticket->dbd_close(ticket->server, ticket->dbd);
+    ticket->dbd = NULL;
     return APR_SUCCESS;
 }
 
@@ -144,18 +158,24 @@ static int pass(gate_t *gate, redeem_sync_lock_t *lock, apr_time_t until, apr_po
     return 0;
 }
 
+static request_rec *initial_request(request_rec *r)
+{
+    while (r->prev || r->main)
+        r = r->prev ? r->prev : r->main;
+    return r;
+}
+
 const redeem_failure_t *redeem_pool_gate_acquire(request_rec *r, apr_time_t until, ap_dbd_t **dbd)
 {
     redeem_server_conf *conf = redeem_conf(r);
-    /* mod_dbd keeps one connection for a request and its internal redirects
-     * and subrequests, on the first request's pool: so do we. */
-    request_rec *initial = r;
-    while (initial->prev || initial->main)
-        initial = initial->prev ? initial->prev : initial->main;
-    void *held = NULL;
-    apr_pool_userdata_get(&held, TICKET_KEY, initial->pool);
+    /* One connection for a request and its internal redirects and
+     * subrequests, on the first request's pool, as mod_dbd's own
+     * ap_dbd_acquire keeps it. */
+    request_rec *initial = initial_request(r);
+    ticket_t *held = NULL;
+    apr_pool_userdata_get((void **)&held, TICKET_KEY, initial->pool);
     if (held) {
-        *dbd = conf->dbd_acquire(r);
+        *dbd = held->dbd;
         return NULL;
     }
     redeem_pool_gates_t *gates = conf->child->pool_gates;
@@ -191,17 +211,21 @@ const redeem_failure_t *redeem_pool_gate_acquire(request_rec *r, apr_time_t unti
         ticket->gate = gate;
     }
     redeem_sync_unlock(gates->lock);
-    /* Registered before mod_dbd's own cleanup, so run after it: a waiter
-     * woken finds the connection back in mod_dbd's pool. */
+    /* Registered before close_dbd, so run after it: a waiter woken finds
+     * the connection back in mod_dbd's pool. */
     apr_pool_cleanup_register(initial->pool, ticket, give_back, apr_pool_cleanup_null);
     apr_pool_userdata_setn(ticket, TICKET_KEY, NULL, initial->pool);
 
-    *dbd = conf->dbd_acquire(r);
+    *dbd = conf->dbd_open(initial->pool, initial->server);
     if (!*dbd) {
         apr_pool_cleanup_run(initial->pool, ticket, give_back);
         apr_pool_userdata_setn(NULL, TICKET_KEY, NULL, initial->pool);
         return NULL;
     }
+    ticket->dbd = *dbd;
+    ticket->server = initial->server;
+    ticket->dbd_close = conf->dbd_close;
+    apr_pool_cleanup_register(initial->pool, ticket, close_dbd, apr_pool_cleanup_null);
     if (gate)
         return NULL;
 
@@ -222,4 +246,16 @@ const redeem_failure_t *redeem_pool_gate_acquire(request_rec *r, apr_time_t unti
     }
     redeem_sync_unlock(gates->lock);
     return NULL;
+}
+
+void redeem_pool_gate_release(request_rec *r)
+{
+    request_rec *initial = initial_request(r);
+    ticket_t *ticket = NULL;
+    apr_pool_userdata_get((void **)&ticket, TICKET_KEY, initial->pool);
+    if (!ticket)
+        return;
+    apr_pool_userdata_setn(NULL, TICKET_KEY, NULL, initial->pool);
+    apr_pool_cleanup_run(initial->pool, ticket, close_dbd);
+    apr_pool_cleanup_run(initial->pool, ticket, give_back);
 }

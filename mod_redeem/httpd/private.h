@@ -345,7 +345,10 @@ typedef struct {
      * this host's table count apart, and those of the same keys together. */
     unsigned char limit_tag[REDEEM_LIMIT_TAG_LEN];
     const char *dummy_hash; /* verified against for unknown emails */
-    ap_dbd_t *(*dbd_acquire)(request_rec *r);
+    /* mod_dbd's (optional functions): a connection of the server's pool, and
+     * its return to the pool (pool_gate.c holds it for the request). */
+    ap_dbd_t *(*dbd_open)(apr_pool_t *pool, server_rec *s);
+    void (*dbd_close)(server_rec *s, ap_dbd_t *dbd);
     redeem_gcra_policy_t policies[REDEEM_SCOPE_COUNT_]; /* count 0: scope off */
     const redeem_store_setting_t *store_in_use;         /* the main server's */
     redeem_shared_t *shared;                            /* made in post_config */
@@ -454,8 +457,13 @@ const char *redeem_pool_gates_child_init(apr_pool_t *pchild, server_rec *s,
                                          redeem_pool_gates_t **gates);
 /* A connection from mod_dbd's pool for r's request (*dbd NULL when mod_dbd
  * had none), waiting for one of this child's to be given back no later than
- * `until` (monotonic): past it, 503. The request holds it until it ends. */
+ * `until` (monotonic): past it, 503. The request holds it until
+ * redeem_pool_gate_release, or until it ends. */
 const redeem_failure_t *redeem_pool_gate_acquire(request_rec *r, apr_time_t until, ap_dbd_t **dbd);
+/* Gives r's request's connection back to mod_dbd's pool now (response.c,
+ * before the response is written: a client that does not read it must not
+ * hold a connection); a later need of the database acquires one again. */
+void redeem_pool_gate_release(request_rec *r);
 
 /* ---------------------------------------------------------------- user.c */
 

@@ -9,8 +9,13 @@ static void set_common_headers(request_rec *r)
     apr_table_setn(r->err_headers_out, "Cache-Control", "no-store");
 }
 
+/* The response is the request's last use of the database: its connection
+ * goes back to the pool before the response is written, since writing
+ * waits on the client (a client that reads nothing held a connection until
+ * httpd's Timeout; t/api/slow_reader.t). */
 static void send_text(request_rec *r, int status, const char *text, size_t len)
 {
+    redeem_pool_gate_release(r);
     set_common_headers(r);
     r->status = status;
     ap_set_content_type(r, "application/json");

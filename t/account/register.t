@@ -403,6 +403,49 @@ SELECT count(*) FROM users WHERE email = 'pwnoletter@example.test'
 
 
 
+=== TEST 27b: a password whose only other characters are a symbol (€) has no letter: refused
+--- request
+POST /api/register
+--- request_json
+{"email": "pweuro@example.test", "password": "\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac1"}
+--- error_code: 400
+--- response_json
+{"error": "Password must contain at least one letter and one digit"}
+--- db_check
+SELECT count(*) FROM users WHERE email = 'pweuro@example.test'
+--- db_check_out
+0
+
+
+
+=== TEST 27c: nor has one of digits and a space (U+2003) or a lone combining accent (U+0301): refused
+--- request
+POST /api/register
+--- request_json
+{"email": "pwmark@example.test", "password": "12345678\u0301\u2003"}
+--- error_code: 400
+--- response_json
+{"error": "Password must contain at least one letter and one digit"}
+--- db_check
+SELECT count(*) FROM users WHERE email = 'pwmark@example.test'
+--- db_check_out
+0
+
+
+
+=== TEST 27d: a letter of another script is one: Cyrillic and a digit, accepted
+--- request
+POST /api/register
+--- request_json
+{"email": "pwcyrillic@example.test", "password": "\u043f\u0430\u0440\u043e\u043b\u044c12"}
+--- error_code: 201
+--- db_check
+SELECT count(*) FROM users WHERE email = 'pwcyrillic@example.test'
+--- db_check_out
+1
+
+
+
 === TEST 28: an empty password is refused
 --- request
 POST /api/register
@@ -466,7 +509,7 @@ POST /api/register
 --- db_check
 SELECT count(*) FROM users WHERE NOT is_admin
 --- db_check_out
-8
+9
 
 
 

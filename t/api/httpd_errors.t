@@ -223,3 +223,14 @@ GET /api/profile
 --- check_eval
 only_one_answer("GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
                 . "Transfer-Encoding: chunked\r\n\r\nzz\r\nxx\r\n0\r\n\r\n")
+
+
+
+=== TEST 9: a request line without a version (HTTP/0.9, whose answers have no header): refused (HttpProtocolOptions Require1.0 in the shipped configurations), in JSON with the API's headers
+--- raw_request eval
+"GET /api/health\r\n"
+--- error_code: 400
+--- response_headers
+X-Content-Type-Options: nosniff
+--- response_json
+{"error": "Malformed request"}

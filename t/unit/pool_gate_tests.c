@@ -22,25 +22,32 @@ void redeem_shared_count(redeem_shared_t *shared, redeem_counter_e counter)
     (void)shared, (void)counter;
 }
 
-/* mod_dbd's acquire: a connection of the server's mod_dbd pool, made in a
- * pool of its own under that pool's (the parent is what the gate knows a
- * mod_dbd pool by). Servers whose directives agree share one. */
+/* mod_dbd's ap_dbd_open: a connection of the server's mod_dbd pool, made
+ * in a pool of its own under that pool's (the parent is what the gate knows
+ * a mod_dbd pool by). Servers whose directives agree share one. */
 typedef struct {
     redeem_server_conf conf;
     redeem_child_t child;
     apr_pool_t *dbd_parent;
 } server_t;
 static server_t *servers[3];
-static ap_dbd_t *stub_dbd_acquire(request_rec *r)
+static int dbd_open_count, dbd_close_count;
+static ap_dbd_t *stub_dbd_open(apr_pool_t *pool, server_rec *s)
 {
-    redeem_server_conf *conf = redeem_conf(r);
+    redeem_server_conf *conf = ((void **)s->module_config)[0];
     for (int i = 0; i < 3; i++)
         if (servers[i] && &servers[i]->conf == conf) {
-            ap_dbd_t *dbd = apr_pcalloc(r->pool, sizeof *dbd);
+            ap_dbd_t *dbd = apr_pcalloc(pool, sizeof *dbd);
             apr_pool_create(&dbd->pool, servers[i]->dbd_parent);
+            __atomic_add_fetch(&dbd_open_count, 1, __ATOMIC_RELAXED);
             return dbd;
         }
     return NULL;
+}
+static void stub_dbd_close(server_rec *s, ap_dbd_t *dbd)
+{
+    (void)s, (void)dbd;
+    __atomic_add_fetch(&dbd_close_count, 1, __ATOMIC_RELAXED);
 }
 
 /* A server of the child, with its own mod_dbd pool of DBDMax dbd_max, or
@@ -52,7 +59,8 @@ static server_t *new_server(apr_pool_t *p, int at, redeem_pool_gates_t *gates, a
     server->conf.child = &server->child;
     server->conf.dbd_max = dbd_max;
     server->conf.db_timeout_ms = 5000;
-    server->conf.dbd_acquire = stub_dbd_acquire;
+    server->conf.dbd_open = stub_dbd_open;
+    server->conf.dbd_close = stub_dbd_close;
     server->child.pool_gates = gates;
     if (shares)
         server->dbd_parent = shares->dbd_parent;
@@ -237,6 +245,35 @@ int main(void)
        "handed over: still one held, nobody in line");
     apr_pool_destroy(w.r->pool);
     ok(child->pool_gate->held == 0, "given back at its request's end: none held");
+
+    /* Given back before its request ends (response.c, before a response a
+     * client may not read): the request in line has it at once, and neither
+     * a second release nor the request's end gives anything back twice. */
+    int opened = dbd_open_count, closed = dbd_close_count;
+    request_rec *early = new_request(p, conf);
+    failure =
+        redeem_pool_gate_acquire(early, redeem_clock_monotonic() + apr_time_from_sec(5), &dbd);
+    ok(!failure && dbd && child->pool_gate->held == 1 && dbd_open_count == opened + 1,
+       "released early: a request takes the connection");
+    waiter_run_t w2 = {new_request(p, conf), apr_time_from_sec(3), NULL, NULL, 0, 0};
+    apr_thread_create(&thread, NULL, wait_for_connection, &w2, p);
+    ok(one_in_line(child), "released early: another request waits in line");
+    apr_sleep(apr_time_from_msec(100));
+    redeem_pool_gate_release(early);
+    apr_thread_join(&rv, thread);
+    ok(!w2.failure && w2.dbd && w2.took < apr_time_from_sec(1) && dbd_close_count == closed + 1,
+       apr_psprintf(p,
+                    "released early: the connection goes back to mod_dbd and the request in line "
+                    "has it at once, the first request still running (waited %" APR_INT64_T_FMT
+                    " ms)",
+                    (apr_int64_t)(w2.took / 1000)));
+    redeem_pool_gate_release(early);
+    apr_pool_destroy(early->pool);
+    ok(child->pool_gate->held == 1 && dbd_close_count == closed + 1,
+       "released early: released again and ended, it gives nothing back twice");
+    apr_pool_destroy(w2.r->pool);
+    ok(child->pool_gate->held == 0 && dbd_open_count == opened + 2 && dbd_close_count == closed + 2,
+       "released early: every connection opened was given back once");
 
     printf("1..%d\n", test_number);
     apr_pool_destroy(p);

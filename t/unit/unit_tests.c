@@ -230,6 +230,26 @@ static void test_password(apr_pool_t *p)
                           "1";
     ok(redeem_password_check_policy(umlauts, strlen(umlauts)) == NULL,
        "password: length counts characters, not bytes");
+    /* A letter is what Unicode calls one; symbols, spaces, marks are not. */
+    const char *euros = "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac"
+                        "1234";
+    ok(redeem_password_check_policy(euros, strlen(euros)) != NULL,
+       "password: a symbol (U+20AC) is no letter");
+    const char *marks = "1234567\xe2\x80\x83\xcc\x81";
+    ok(redeem_password_check_policy(marks, strlen(marks)) != NULL,
+       "password: a space (U+2003) and a combining mark (U+0301) are no letters");
+    const char *cjk = "\xe5\xaf\x86\xe7\xa0\x81\xe5\xaf\x86\xe7\xa0\x81\xe5\xaf\x86\xe7\xa0\x81"
+                      "12";
+    ok(redeem_password_check_policy(cjk, strlen(cjk)) == NULL,
+       "password: a CJK ideograph is a letter");
+    const char *greek = "\xce\xb1\xce\xb2\xce\xb3\xce\xb4\xce\xb5\xce\xb6\xce\xb7"
+                        "7";
+    ok(redeem_password_check_policy(greek, strlen(greek)) == NULL,
+       "password: a Greek letter is a letter");
+    const char *not_utf8 = "\xff\xfe\xff\xfe\xff\xfe\xff"
+                           "1";
+    ok(redeem_password_check_policy(not_utf8, strlen(not_utf8)) != NULL,
+       "password: bytes that are not UTF-8 are no letters");
 
     redeem_password_cost_t cost = {1024, 1, 1};
     char *hash = NULL;
