@@ -235,3 +235,22 @@ POST /api/login
 --- error_code: 200
 --- response_json
 {"user": {"email": "frank@example.test"}}
+
+
+
+=== TEST 16: redeem-admin applies the API's password rule: a password whose only other characters are symbols (€) has no letter and is refused, one of Cyrillic letters is taken
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $admin = "$ENV{REDEEM_ROOT}/scripts/redeem-admin";
+my ($status, $out) = run_cmd([ $admin, '-d', var('DB_NAME'), 'create', 'euro@example.test' ],
+                             "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac1\n");
+$status != 0 && $out =~ /the password must contain a letter and a digit/ or die "€€€€€€€1: exit $status: $out";
+sql("SELECT count(*) FROM users WHERE email = 'euro\@example.test'") eq '0' or die 'the account was made';
+($status, $out) = run_cmd([ $admin, '-d', var('DB_NAME'), 'create', 'cyrillic@example.test' ],
+                          "\xd0\xbf\xd0\xb0\xd1\x80\xd0\xbe\xd0\xbb\xd1\x8c12\n");
+$status == 0 or die "a Cyrillic password: exit $status: $out";
+my $res = api_request('POST', '/api/login', qq({"email": "cyrillic\@example.test", "password": "\xd0\xbf\xd0\xb0\xd1\x80\xd0\xbe\xd0\xbb\xd1\x8c12"}));
+$res->{status} == 200 or die "its login: $res->{status} $res->{body}";
+1
