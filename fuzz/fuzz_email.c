@@ -25,6 +25,9 @@
 #include "core/text.h"
 
 #include <apr_general.h>
+#include <locale.h>
+#include <wchar.h>
+#include <wctype.h>
 
 static apr_pool_t *pool;
 static int strict_unicode;
@@ -100,16 +103,33 @@ static void check_address(const char *in, size_t len, const char *out)
     }
 }
 
+/* The documented rule: a letter is an ASCII one or a character that
+ * glibc's C.UTF-8 tables call alphabetic, decoded here by glibc's own
+ * mbrtowc (not the module's decoder); a byte that starts no valid
+ * character is none. A digit is 0-9. */
 static void check_password(const char *pw, size_t len)
 {
+    static locale_t unicode;
+    if (!unicode)
+        unicode = newlocale(LC_CTYPE_MASK | LC_COLLATE_MASK, "C.UTF-8", (locale_t)0);
+    locale_t before = uselocale(unicode);
     size_t chars = 0;
     int letter = 0, digit = 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)pw[i];
         chars += (c & 0xC0) != 0x80;
-        letter |= (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80;
         digit |= c >= '0' && c <= '9';
+        letter |= (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        if (c >= 0x80 && (c & 0xC0) != 0x80) {
+            mbstate_t state;
+            memset(&state, 0, sizeof state);
+            wchar_t wc;
+            size_t n = mbrtowc(&wc, pw + i, len - i, &state);
+            if (n != (size_t)-1 && n != (size_t)-2 && n > 1)
+                letter |= iswalpha((wint_t)wc) != 0;
+        }
     }
+    uselocale(before);
     const char *why = redeem_password_check_policy(pw, len);
     int expected =
         chars >= REDEEM_PASSWORD_MIN_CHARS && chars <= REDEEM_PASSWORD_MAX_CHARS && letter && digit;
