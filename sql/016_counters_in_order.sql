@@ -19,7 +19,8 @@
 -- say, would run as the owner inside the counters' triggers. PostgreSQL 15
 -- lets no one but the database's owner create in public, but a cluster
 -- upgraded from an earlier version (pg_upgrade, or a dump restored with its
--- privileges) keeps the old grant to every role. That grant is revoked, and
+-- privileges) keeps the old grant to every role. That grant is revoked (by
+-- a superuser or public's owner: anyone else is told so and stopped), and
 -- the migration fails if the module's login role or the maintenance role
 -- may still create there, or grant itself the right again: a superuser,
 -- the schema's owner (the database's, by default), or a member of a role
@@ -64,6 +65,11 @@ END
 $$;
 
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+-- Only a superuser or public's owner can revoke that grant: anyone else
+-- gets a warning and nothing changes.
+SELECT $do$DO $refuse$ BEGIN RAISE EXCEPTION
+  'every role may still create objects in schema public, and the role that runs this migration (%) cannot take that away: run it as a superuser or as the owner of schema public', current_user; END $refuse$$do$
+ WHERE has_schema_privilege('public', 'public', 'CREATE') \gexec
 SELECT format('REVOKE CREATE ON SCHEMA public FROM %I', r)
   FROM unnest(ARRAY[:'app_role', :'maint_role']) AS r
  WHERE EXISTS (SELECT FROM pg_roles WHERE rolname = r) \gexec

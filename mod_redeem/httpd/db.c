@@ -845,8 +845,12 @@ static const redeem_failure_t *run_statement(redeem_db_t *db, redeem_stmt_e id,
                                   "running it again",
                       stmt->name,
                       outcome == EXCHANGE_LOST ? "connection lost" : "statement missing");
-        if (outcome == EXCHANGE_LOST)
+        if (outcome == EXCHANGE_LOST) {
             stmt = &redeem_statements[stmt->rerun];
+            /* Shut, as db_failure does, so that make_ready reconnects: libpq
+             * may still take it for open, and busy. */
+            drop_connection(db->pg);
+        }
         PQclear(*result);
         *result = NULL;
         db->conn->backend_pid = 0;

@@ -56,6 +56,8 @@ typedef struct {
     ap_dbd_t *dbd;
     server_rec *server;
     void (*dbd_close)(server_rec *s, ap_dbd_t *dbd);
+    int dbd_own; /* made for this request alone (DBDPersist Off), in a pool
+                  * under the request's: gone with it before its cleanups */
 } ticket_t;
 
 const char *redeem_pool_gates_child_init(apr_pool_t *pchild, server_rec *s,
@@ -97,12 +99,22 @@ static apr_status_t give_back(void *data)
 }
 
 /* The connection back to mod_dbd's pool (or closed, DBDPersist Off). */
-static apr_status_t close_dbd(void *data)
+static void give_dbd_back(ticket_t *ticket)
 {
-    ticket_t *ticket = data;
     if (ticket->dbd)
         ticket->dbd_close(ticket->server, ticket->dbd);
     ticket->dbd = NULL;
+}
+
+/* The same at the request's end, when APR has destroyed the request's
+ * subpools already: a connection of the request's own went with its pool
+ * (closing it again would destroy that pool twice). */
+static apr_status_t close_dbd(void *data)
+{
+    ticket_t *ticket = data;
+    if (ticket->dbd_own)
+        ticket->dbd = NULL;
+    give_dbd_back(ticket);
     return APR_SUCCESS;
 }
 
@@ -225,6 +237,7 @@ const redeem_failure_t *redeem_pool_gate_acquire(request_rec *r, apr_time_t unti
     ticket->dbd = *dbd;
     ticket->server = initial->server;
     ticket->dbd_close = conf->dbd_close;
+    ticket->dbd_own = apr_pool_parent_get((*dbd)->pool) == initial->pool;
     apr_pool_cleanup_register(initial->pool, ticket, close_dbd, apr_pool_cleanup_null);
     if (gate)
         return NULL;
@@ -256,6 +269,7 @@ void redeem_pool_gate_release(request_rec *r)
     if (!ticket)
         return;
     apr_pool_userdata_setn(NULL, TICKET_KEY, NULL, initial->pool);
-    apr_pool_cleanup_run(initial->pool, ticket, close_dbd);
+    apr_pool_cleanup_kill(initial->pool, ticket, close_dbd);
+    give_dbd_back(ticket);
     apr_pool_cleanup_run(initial->pool, ticket, give_back);
 }

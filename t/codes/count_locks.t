@@ -30,7 +30,7 @@ sub batches_at_once {
         if (!$pid) {
             open STDOUT, '>', '/dev/null';
             open STDERR, '>', $log;
-            exec 'psql', '-XAtq', '-d', var('DB_NAME'), '-f', $script;
+            { exec 'psql', '-XAtq', '-d', var('DB_NAME'), '-f', $script }
             POSIX::_exit(127);
         }
         push @running, [$pid, $log];

@@ -8,15 +8,19 @@ use Test::Redeem;
 sub migrate { return "$ENV{REDEEM_ROOT}/scripts/redeem-migrate" }
 sub scratch_db { return var('DB_NAME') . '_migrate' }
 
-# A new database migrated to version $last only, as a site of that version has it.
+# A new database migrated to version $last only, as a site of that version
+# has it; by the superuser, or by the database's owner (%$as: its PGUSER and
+# PGPASSWORD).
 sub db_at_version {
-    my ($db, $last) = @_;
-    psql_db('postgres', qq{DROP DATABASE IF EXISTS "$db" WITH (FORCE);\nCREATE DATABASE "$db";\n});
+    my ($db, $last, %as) = @_;
+    my $owner = $as{PGUSER} ? qq{ OWNER "$as{PGUSER}"} : '';
+    psql_db('postgres', qq{DROP DATABASE IF EXISTS "$db" WITH (FORCE);\nCREATE DATABASE "$db"$owner;\n});
     for my $file (sort glob "$ENV{REDEEM_ROOT}/sql/[0-9][0-9][0-9]_*.sql") {
         my ($version) = $file =~ m{/(\d{3})_[^/]*$} or next;
         last if $version > $last;
         run_ok([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-v', "app_role=$ENV{REDEEM_APP_USER}",
-                 '-v', 'maint_role=redeem_maint', '--single-transaction', '-d', $db, '-f', $file ]);
+                 '-v', 'maint_role=redeem_maint', '--single-transaction', '-d', $db, '-f', $file ],
+               undef, %as);
     }
 }
 
@@ -102,6 +106,25 @@ psql_db($db, 'SELECT max(version) >= 16 FROM schema_migrations') eq 't' or die "
 my $maint = psql_db($db, "SELECT has_schema_privilege('redeem_maint', 'public', 'CREATE')");
 $maint eq 'f' or die "the maintenance role creates in public: $maint\n";
 psql_db('postgres', qq{DROP DATABASE "$db" WITH (FORCE);\n});
+1
+
+
+
+=== TEST 4b: ... the same site, its schema public still the superuser's (as an upgraded cluster keeps it), migrated by the database's owner, who cannot revoke that grant: 016 stops and says to run it as a superuser or public's owner, not that the login role owns anything
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $db = scratch_db();
+my %owner = (PGUSER => 't_db_owner', PGPASSWORD => 'AnOwnersPassword42');
+psql_db('postgres', "DROP ROLE IF EXISTS t_db_owner; CREATE ROLE t_db_owner LOGIN PASSWORD '$owner{PGPASSWORD}'");
+db_at_version($db, 15, %owner);
+psql_db($db, "ALTER SCHEMA public OWNER TO postgres;\nGRANT CREATE ON SCHEMA public TO PUBLIC;\n");
+my ($status, $out) = run_cmd([ migrate(), '-r', $ENV{REDEEM_APP_USER}, $db ], undef, %owner);
+psql_db('postgres', qq{DROP DATABASE "$db" WITH (FORCE);\nDROP ROLE t_db_owner;\n});
+die "exit $status: $out"
+  unless $status != 0
+  && $out =~ /every role may still create objects in schema public, and the role that runs this migration \(t_db_owner\) cannot take that away: run it as a superuser or as the owner of schema public/;
 1
 
 

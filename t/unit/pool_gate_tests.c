@@ -29,6 +29,7 @@ typedef struct {
     redeem_server_conf conf;
     redeem_child_t child;
     apr_pool_t *dbd_parent;
+    int persist_off; /* DBDPersist Off: a connection in a pool under the caller's */
 } server_t;
 static server_t *servers[3];
 static int dbd_open_count, dbd_close_count;
@@ -38,15 +39,20 @@ static ap_dbd_t *stub_dbd_open(apr_pool_t *pool, server_rec *s)
     for (int i = 0; i < 3; i++)
         if (servers[i] && &servers[i]->conf == conf) {
             ap_dbd_t *dbd = apr_pcalloc(pool, sizeof *dbd);
-            apr_pool_create(&dbd->pool, servers[i]->dbd_parent);
+            apr_pool_create(&dbd->pool, servers[i]->persist_off ? pool : servers[i]->dbd_parent);
             __atomic_add_fetch(&dbd_open_count, 1, __ATOMIC_RELAXED);
             return dbd;
         }
     return NULL;
 }
+/* mod_dbd's ap_dbd_close: back to the pool, or (DBDPersist Off) its pool
+ * destroyed, as mod_dbd does. */
 static void stub_dbd_close(server_rec *s, ap_dbd_t *dbd)
 {
-    (void)s, (void)dbd;
+    redeem_server_conf *conf = ((void **)s->module_config)[0];
+    for (int i = 0; i < 3; i++)
+        if (servers[i] && &servers[i]->conf == conf && servers[i]->persist_off)
+            apr_pool_destroy(dbd->pool);
     __atomic_add_fetch(&dbd_close_count, 1, __ATOMIC_RELAXED);
 }
 
@@ -274,6 +280,28 @@ int main(void)
     apr_pool_destroy(w2.r->pool);
     ok(child->pool_gate->held == 0 && dbd_open_count == opened + 2 && dbd_close_count == closed + 2,
        "released early: every connection opened was given back once");
+
+    /* DBDPersist Off: a connection made for the request alone, in a pool
+     * under the request's, which APR destroys before the request pool's
+     * cleanups run. Released early it is closed once; at the request's end
+     * it is gone with its pool, not closed again (a double destroy). */
+    server_t *unpooled = new_server(p, 1, gates, 1, NULL);
+    unpooled->persist_off = 1;
+    closed = dbd_close_count;
+    request_rec *alone = new_request(p, &unpooled->conf);
+    failure =
+        redeem_pool_gate_acquire(alone, redeem_clock_monotonic() + apr_time_from_sec(5), &dbd);
+    ok(!failure && dbd && unpooled->child.pool_gate == &gates->unpooled,
+       "DBDPersist Off: a connection of the request's own, not counted");
+    apr_pool_destroy(alone->pool);
+    ok(dbd_close_count == closed, "DBDPersist Off: gone with the request, not closed again");
+    alone = new_request(p, &unpooled->conf);
+    failure =
+        redeem_pool_gate_acquire(alone, redeem_clock_monotonic() + apr_time_from_sec(5), &dbd);
+    redeem_pool_gate_release(alone);
+    apr_pool_destroy(alone->pool);
+    ok(!failure && dbd && dbd_close_count == closed + 1,
+       "DBDPersist Off: released early, closed once");
 
     printf("1..%d\n", test_number);
     apr_pool_destroy(p);
