@@ -43,7 +43,7 @@ int main(int argc, char **argv)
     apr_pool_create(&pool, NULL);
     const char *secret = "token-bench-secret-0123456789abcdef-0123";
     redeem_token_config_t plain = {
-        (const unsigned char *)secret, strlen(secret), NULL, NULL, 3600, 0, NULL};
+        (const unsigned char *)secret, strlen(secret), NULL, NULL, 3600, 0, NULL, 0};
     redeem_token_config_t prepared = plain;
     if (n < 1 || redeem_token_prepare(pool, &prepared) != NULL)
         return 1;

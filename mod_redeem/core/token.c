@@ -161,74 +161,280 @@ static const char *check_header(json_t *header)
     return why;
 }
 
-/* A time claim must be a JSON integer: a string or real must not read as 0. */
-static const char *time_claim(json_t *claims, const char *name, int required, int64_t *out)
+/* The claims the checks read, each as its JSON value's kind. Both readers
+ * below fill these, so that one set of checks judges every token. */
+typedef enum { CLAIM_ABSENT, CLAIM_INTEGER, CLAIM_STRING, CLAIM_OTHER } claim_kind_e;
+typedef struct {
+    claim_kind_e kind;
+    int64_t integer;  /* CLAIM_INTEGER */
+    const char *text; /* CLAIM_STRING: its bytes (no NUL among them), len of them */
+    size_t len;
+} claim_t;
+enum {
+    CLAIM_EXP,
+    CLAIM_IAT,
+    CLAIM_NBF,
+    CLAIM_ISS,
+    CLAIM_AUD,
+    CLAIM_USER_ID,
+    CLAIM_SUB,
+    CLAIM_EMAIL,
+    CLAIM_GEN,
+    CLAIM_COUNT
+};
+static const char *const claim_names[CLAIM_COUNT] = {
+    [CLAIM_EXP] = "exp", [CLAIM_IAT] = "iat",     [CLAIM_NBF] = "nbf",
+    [CLAIM_ISS] = "iss", [CLAIM_AUD] = "aud",     [CLAIM_USER_ID] = "user_id",
+    [CLAIM_SUB] = "sub", [CLAIM_EMAIL] = "email", [CLAIM_GEN] = "gen"};
+
+static int claim_named(const char *name, size_t name_len)
 {
-    json_t *value = json_object_get(claims, name);
-    if (value == NULL)
+    for (int c = 0; c < CLAIM_COUNT; c++)
+        if (strlen(claim_names[c]) == name_len && memcmp(claim_names[c], name, name_len) == 0)
+            return c;
+    return -1;
+}
+
+/* The claims of an object jansson read (JSON_REJECT_DUPLICATES). */
+static void claims_of_json(json_t *object, claim_t claims[CLAIM_COUNT])
+{
+    const char *key;
+    json_t *value;
+    for (int c = 0; c < CLAIM_COUNT; c++)
+        claims[c].kind = CLAIM_ABSENT;
+    json_object_foreach(object, key, value)
+    {
+        int c = claim_named(key, strlen(key));
+        if (c < 0)
+            continue;
+        claims[c].kind = json_is_integer(value)  ? CLAIM_INTEGER
+                         : json_is_string(value) ? CLAIM_STRING
+                                                 : CLAIM_OTHER;
+        claims[c].integer = json_is_integer(value) ? json_integer_value(value) : 0;
+        claims[c].text = json_is_string(value) ? json_string_value(value) : NULL;
+        claims[c].len = json_is_string(value) ? json_string_length(value) : 0;
+    }
+}
+
+/* The flat reader: the claims of the objects we issue, read in place with
+ * no allocation (jansson's parse was a third of a token check). It takes a
+ * JSON object whose values are integers, strings of printable ASCII without
+ * escapes, true, false or null, with at most FLAT_MAX_KEYS keys, none
+ * repeated; for anything else (a real, an escape, a byte over 0x7F, a
+ * nested value, a repeated key, an integer out of range, text that is no
+ * JSON) it returns 0 and jansson reads the segment as before, so that both
+ * accept and refuse exactly the same. fuzz_token.c checks the two agree. */
+#define FLAT_MAX_KEYS 24
+
+static int flat_space(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static size_t flat_skip_space(const unsigned char *s, size_t n, size_t i)
+{
+    while (i < n && flat_space(s[i]))
+        i++;
+    return i;
+}
+
+/* A string at s[*i] (its opening quote): 1 with its bytes, or 0. */
+static int flat_string(const unsigned char *s, size_t n, size_t *i, const char **text, size_t *len)
+{
+    size_t at = *i + 1;
+    for (size_t j = at; j < n; j++) {
+        if (s[j] == '"') {
+            *text = (const char *)s + at;
+            *len = j - at;
+            *i = j + 1;
+            return 1;
+        }
+        if (s[j] < 0x20 || s[j] > 0x7f || s[j] == '\\')
+            return 0;
+    }
+    return 0;
+}
+
+/* An integer at s[*i] in JSON's form (no leading zero, no fraction or
+ * exponent) within int64_t: 1 with its value, or 0. */
+static int flat_integer(const unsigned char *s, size_t n, size_t *i, int64_t *value)
+{
+    size_t j = *i;
+    int negative = j < n && s[j] == '-';
+    if (negative)
+        j++;
+    if (j >= n || s[j] < '0' || s[j] > '9' ||
+        (s[j] == '0' && j + 1 < n && s[j + 1] >= '0' && s[j + 1] <= '9'))
+        return 0;
+    uint64_t magnitude = 0, limit = negative ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    for (; j < n && s[j] >= '0' && s[j] <= '9'; j++) {
+        unsigned digit = (unsigned)(s[j] - '0');
+        if (magnitude > (limit - digit) / 10)
+            return 0;
+        magnitude = magnitude * 10 + digit;
+    }
+    if (j < n && (s[j] == '.' || s[j] == 'e' || s[j] == 'E'))
+        return 0;
+    *value = negative ? (int64_t)(0 - magnitude) : (int64_t)magnitude;
+    *i = j;
+    return 1;
+}
+
+static int flat_literal(const unsigned char *s, size_t n, size_t *i)
+{
+    static const char *const literals[] = {"true", "false", "null"};
+    for (size_t k = 0; k < sizeof literals / sizeof *literals; k++) {
+        size_t len = strlen(literals[k]);
+        if (n - *i >= len && memcmp(s + *i, literals[k], len) == 0) {
+            *i += len;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int flat_claims(const unsigned char *s, size_t n, claim_t claims[CLAIM_COUNT])
+{
+    struct {
+        const char *text;
+        size_t len;
+    } keys[FLAT_MAX_KEYS];
+    size_t nkeys = 0, i = flat_skip_space(s, n, 0);
+    for (int c = 0; c < CLAIM_COUNT; c++)
+        claims[c].kind = CLAIM_ABSENT;
+    if (i >= n || s[i] != '{')
+        return 0;
+    i = flat_skip_space(s, n, i + 1);
+    if (i < n && s[i] == '}')
+        return flat_skip_space(s, n, i + 1) == n;
+    for (;;) {
+        const char *key;
+        size_t key_len;
+        if (i >= n || s[i] != '"' || !flat_string(s, n, &i, &key, &key_len) ||
+            nkeys == FLAT_MAX_KEYS)
+            return 0;
+        for (size_t k = 0; k < nkeys; k++)
+            if (keys[k].len == key_len && memcmp(keys[k].text, key, key_len) == 0)
+                return 0;
+        keys[nkeys].text = key;
+        keys[nkeys++].len = key_len;
+        i = flat_skip_space(s, n, i);
+        if (i >= n || s[i] != ':')
+            return 0;
+        i = flat_skip_space(s, n, i + 1);
+        claim_t value = {CLAIM_OTHER, 0, NULL, 0};
+        if (i < n && s[i] == '"') {
+            if (!flat_string(s, n, &i, &value.text, &value.len))
+                return 0;
+            value.kind = CLAIM_STRING;
+        }
+        else if (i < n && (s[i] == '-' || (s[i] >= '0' && s[i] <= '9'))) {
+            if (!flat_integer(s, n, &i, &value.integer))
+                return 0;
+            value.kind = CLAIM_INTEGER;
+        }
+        else if (i >= n || !flat_literal(s, n, &i))
+            return 0;
+        int c = claim_named(key, key_len);
+        if (c >= 0)
+            claims[c] = value;
+        i = flat_skip_space(s, n, i);
+        if (i < n && s[i] == ',') {
+            i = flat_skip_space(s, n, i + 1);
+            continue;
+        }
+        if (i < n && s[i] == '}')
+            return flat_skip_space(s, n, i + 1) == n;
+        return 0;
+    }
+}
+
+static int claim_is(const claim_t *claim, const char *text)
+{
+    size_t len = strlen(text);
+    return claim->kind == CLAIM_STRING && claim->len == len && memcmp(claim->text, text, len) == 0;
+}
+
+/* A time claim must be a JSON integer: a string or real must not read as 0. */
+static const char *time_claim(const claim_t *claim, int required, int64_t *out)
+{
+    if (claim->kind == CLAIM_ABSENT)
         return required ? "required time claim missing" : NULL;
-    if (!json_is_integer(value))
+    if (claim->kind != CLAIM_INTEGER)
         return "time claim is not an integer";
-    *out = json_integer_value(value);
+    *out = claim->integer;
     return NULL;
 }
 
-static const char *check_claims(const redeem_token_config_t *cfg, json_t *claims, int64_t now,
-                                redeem_token_holder_t *holder)
+static const char *check_claims(const redeem_token_config_t *cfg, const claim_t claims[CLAIM_COUNT],
+                                int64_t now, redeem_token_holder_t *holder)
 {
     int64_t exp = 0, iat = 0, nbf = 0;
     const char *why;
-    if ((why = time_claim(claims, "exp", 1, &exp)))
+    if ((why = time_claim(&claims[CLAIM_EXP], 1, &exp)))
         return why;
     /* now - leeway, not exp + leeway: exp comes from the client and may be
      * near INT64_MAX. */
     if (exp <= now - cfg->leeway)
         return "token expired";
-    if (json_object_get(claims, "iat")) {
-        if ((why = time_claim(claims, "iat", 0, &iat)))
+    if (claims[CLAIM_IAT].kind != CLAIM_ABSENT) {
+        if ((why = time_claim(&claims[CLAIM_IAT], 0, &iat)))
             return why;
         if (iat > now + cfg->leeway)
             return "token issued in the future";
     }
-    if (json_object_get(claims, "nbf")) {
-        if ((why = time_claim(claims, "nbf", 0, &nbf)))
+    if (claims[CLAIM_NBF].kind != CLAIM_ABSENT) {
+        if ((why = time_claim(&claims[CLAIM_NBF], 0, &nbf)))
             return why;
         if (nbf > now + cfg->leeway)
             return "token not yet valid";
     }
-    if (cfg->issuer) {
-        json_t *iss = json_object_get(claims, "iss");
-        if (!json_is_string(iss) || strcmp(json_string_value(iss), cfg->issuer) != 0)
-            return "issuer does not match";
-    }
-    if (cfg->audience) {
-        json_t *aud = json_object_get(claims, "aud");
-        if (!json_is_string(aud) || strcmp(json_string_value(aud), cfg->audience) != 0)
-            return "audience does not match (another site's token, or one issued before tokens "
-                   "named their site)";
-    }
-    json_t *uid = json_object_get(claims, "user_id");
-    json_t *sub = json_object_get(claims, "sub");
-    if (!json_is_integer(uid) || json_integer_value(uid) <= 0)
+    if (cfg->issuer && !claim_is(&claims[CLAIM_ISS], cfg->issuer))
+        return "issuer does not match";
+    if (cfg->audience && !claim_is(&claims[CLAIM_AUD], cfg->audience))
+        return "audience does not match (another site's token, or one issued before tokens "
+               "named their site)";
+    const claim_t *uid = &claims[CLAIM_USER_ID], *email = &claims[CLAIM_EMAIL],
+                  *gen = &claims[CLAIM_GEN];
+    if (uid->kind != CLAIM_INTEGER || uid->integer <= 0)
         return "user_id is not a positive integer";
-    if (!json_is_string(sub))
+    if (claims[CLAIM_SUB].kind != CLAIM_STRING)
         return "sub is not a string";
     char expected_sub[24];
-    snprintf(expected_sub, sizeof expected_sub, "%" JSON_INTEGER_FORMAT, json_integer_value(uid));
-    if (strcmp(json_string_value(sub), expected_sub) != 0)
+    snprintf(expected_sub, sizeof expected_sub, "%" PRId64, uid->integer);
+    if (!claim_is(&claims[CLAIM_SUB], expected_sub))
         return "sub does not match user_id";
-    json_t *email = json_object_get(claims, "email");
-    size_t email_len = json_is_string(email) ? json_string_length(email) : 0;
-    if (!email_len || email_len > REDEEM_TOKEN_EMAIL_MAX ||
-        memchr(json_string_value(email), '\0', email_len))
+    size_t email_len = email->kind == CLAIM_STRING ? email->len : 0;
+    if (!email_len || email_len > REDEEM_TOKEN_EMAIL_MAX || memchr(email->text, '\0', email_len))
         return "email is not a string of an address's length";
-    json_t *gen = json_object_get(claims, "gen");
-    if (gen && (!json_is_integer(gen) || json_integer_value(gen) < 0))
+    if (gen->kind != CLAIM_ABSENT && (gen->kind != CLAIM_INTEGER || gen->integer < 0))
         return "gen is not an integer of 0 or more";
-    memcpy(holder->email, json_string_value(email), email_len + 1);
-    holder->user_id = json_integer_value(uid);
-    holder->generation = gen ? json_integer_value(gen) : 0;
+    memcpy(holder->email, email->text, email_len);
+    holder->email[email_len] = '\0';
+    holder->user_id = uid->integer;
+    holder->generation = gen->kind == CLAIM_INTEGER ? gen->integer : 0;
     return NULL;
+}
+
+/* The claims segment read and checked: in place when the flat reader takes
+ * it, else by jansson. */
+static const char *read_claims(const redeem_token_config_t *cfg, const char *segment, size_t len,
+                               int64_t now, redeem_token_holder_t *holder)
+{
+    unsigned char bytes[REDEEM_TOKEN_MAX_LEN * 3 / 4 + 1];
+    size_t n = 0;
+    claim_t claims[CLAIM_COUNT];
+    if (!cfg->generic_claims && len <= REDEEM_TOKEN_MAX_LEN &&
+        redeem_text_base64_decode(REDEEM_TEXT_BASE64URL, segment, len, bytes, &n) == 0 &&
+        flat_claims(bytes, n, claims))
+        return check_claims(cfg, claims, now, holder);
+    json_t *object = segment_json(segment, len);
+    if (!object)
+        return "claims are not a JSON object without duplicate keys";
+    claims_of_json(object, claims);
+    const char *why = check_claims(cfg, claims, now, holder);
+    json_decref(object);
+    return why;
 }
 
 /* The header of every token we issue: libjwt's {"alg":"HS256","typ":"JWT"},
@@ -262,11 +468,7 @@ const char *redeem_token_verify(const redeem_token_config_t *cfg, const char *to
         if (why)
             return why;
     }
-    json_t *claims = segment_json(first_dot + 1, (size_t)(second_dot - first_dot - 1));
-    why = claims ? check_claims(cfg, claims, now, holder)
-                 : "claims are not a JSON object without duplicate keys";
-    json_decref(claims);
-    return why;
+    return read_claims(cfg, first_dot + 1, (size_t)(second_dot - first_dot - 1), now, holder);
 }
 
 const char *redeem_token_issue(apr_pool_t *p, const redeem_token_config_t *cfg,

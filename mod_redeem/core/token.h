@@ -27,6 +27,8 @@ typedef struct {
     int64_t lifetime;              /* seconds */
     int64_t leeway;                /* seconds of clock skew tolerated */
     const redeem_token_mac_t *mac; /* NULL: the MAC is keyed at each check */
+    int generic_claims;            /* tests: claims always read by jansson, the reference
+                                    * the in-place reader is checked against */
 } redeem_token_config_t;
 
 typedef struct {

@@ -186,8 +186,15 @@ const redeem_failure_t *redeem_handle_login(redeem_call_t *call)
 
 const redeem_failure_t *redeem_handle_profile(redeem_call_t *call)
 {
-    return redeem_response_json(call->r, HTTP_OK,
-                                json_pack("{s:o}", "user", redeem_user_json(&call->caller)));
+    const redeem_user_t *user = &call->caller;
+    redeem_json_out_t out;
+    redeem_json_out_begin(&out, call->r->pool);
+    redeem_json_out_open(&out, "user");
+    redeem_json_out_int(&out, "id", user->id);
+    redeem_json_out_string(&out, "email", user->email);
+    redeem_json_out_string(&out, "created_at", user->created_at);
+    redeem_json_out_close(&out);
+    return redeem_response_written(call->r, HTTP_OK, &out);
 }
 
 const redeem_failure_t *redeem_handle_users(redeem_call_t *call)

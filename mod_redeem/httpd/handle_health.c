@@ -8,16 +8,21 @@
 #define FRESH apr_time_from_msec(500)
 #define HEALTH_DB_TIMEOUT_MS 500
 
+static const char healthy_body[] =
+    "{\"status\":\"healthy\",\"message\":\"User Registration API is running\"}";
+static const char unhealthy_body[] =
+    "{\"status\":\"unhealthy\",\"message\":\"Database unavailable\"}";
+
 static const redeem_failure_t *answer(request_rec *r, int healthy)
 {
     if (healthy)
-        return redeem_response_json(r, HTTP_OK,
-                                    json_pack("{s:s, s:s}", "status", "healthy", "message",
-                                              "User Registration API is running"));
-    apr_table_setn(r->err_headers_out, "Retry-After", "5");
-    return redeem_response_json(
-        r, HTTP_SERVICE_UNAVAILABLE,
-        json_pack("{s:s, s:s}", "status", "unhealthy", "message", "Database unavailable"));
+        redeem_response_text(r, HTTP_OK, healthy_body, sizeof healthy_body - 1);
+    else {
+        apr_table_setn(r->err_headers_out, "Retry-After", "5");
+        redeem_response_text(r, HTTP_SERVICE_UNAVAILABLE, unhealthy_body,
+                             sizeof unhealthy_body - 1);
+    }
+    return NULL;
 }
 
 const redeem_failure_t *redeem_handle_health(redeem_call_t *call)

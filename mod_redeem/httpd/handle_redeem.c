@@ -60,13 +60,17 @@ static const redeem_failure_t *reject_request(redeem_call_t *call, const char *o
 static const redeem_failure_t *answer(request_rec *r, const redeem_rows_t *rows)
 {
     const char *outcome = redeem_db_cell(rows, 0, COL_REDEEM_OUTCOME);
-    if (strcmp(outcome, "success") == 0 || strcmp(outcome, "replayed") == 0)
-        return redeem_response_json(
-            r, HTTP_OK,
-            json_pack("{s:s, s:b, s:s, s:s}", "message", "Code redeemed successfully",
-                      "subscription_extended", 1, "new_subscription_expiry",
-                      redeem_db_cell(rows, 0, COL_REDEEM_NEW_EXPIRY), "redeemed_at",
-                      redeem_db_cell(rows, 0, COL_REDEEM_REDEEMED_AT)));
+    if (strcmp(outcome, "success") == 0 || strcmp(outcome, "replayed") == 0) {
+        redeem_json_out_t out;
+        redeem_json_out_begin(&out, r->pool);
+        redeem_json_out_string(&out, "message", "Code redeemed successfully");
+        redeem_json_out_bool(&out, "subscription_extended", 1);
+        redeem_json_out_string(&out, "new_subscription_expiry",
+                               redeem_db_cell(rows, 0, COL_REDEEM_NEW_EXPIRY));
+        redeem_json_out_string(&out, "redeemed_at",
+                               redeem_db_cell(rows, 0, COL_REDEEM_REDEEMED_AT));
+        return redeem_response_written(r, HTTP_OK, &out);
+    }
     if (strcmp(outcome, "expired") == 0)
         return redeem_failure(r->pool, HTTP_GONE, "Code has expired");
     if (strcmp(outcome, "used") == 0)

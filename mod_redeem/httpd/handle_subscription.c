@@ -4,24 +4,30 @@
 const redeem_failure_t *redeem_handle_own_subscription(redeem_call_t *call)
 {
     const redeem_user_t *user = &call->caller;
-    return redeem_response_json(call->r, HTTP_OK,
-                                json_pack("{s:I, s:s, s:b, s:s?}", "user_id", (json_int_t)user->id,
-                                          "email", user->email, "is_subscribed",
-                                          user->is_subscribed, "subscription_expires_at",
-                                          user->subscription_expires_at));
+    redeem_json_out_t out;
+    redeem_json_out_begin(&out, call->r->pool);
+    redeem_json_out_int(&out, "user_id", user->id);
+    redeem_json_out_string(&out, "email", user->email);
+    redeem_json_out_bool(&out, "is_subscribed", user->is_subscribed);
+    redeem_json_out_string(&out, "subscription_expires_at", user->subscription_expires_at);
+    return redeem_response_written(call->r, HTTP_OK, &out);
 }
 
-static json_t *status_json(const redeem_user_t *user)
+static const redeem_failure_t *send_status(request_rec *r, const redeem_user_t *user)
 {
     const char *state = user->is_subscribed             ? "active"
                         : user->subscription_expires_at ? "expired"
                                                         : "inactive";
-    return json_pack("{s:I, s:s, s:b, s:s, s:s?, s:I, s:s}", "user_id", (json_int_t)user->id,
-                     "email", user->email, "is_subscribed", user->is_subscribed,
-                     "subscription_status", state, "subscription_expires_at",
-                     user->subscription_expires_at, "days_remaining",
-                     (json_int_t)(user->is_subscribed ? user->days_remaining : 0), "created_at",
-                     user->created_at);
+    redeem_json_out_t out;
+    redeem_json_out_begin(&out, r->pool);
+    redeem_json_out_int(&out, "user_id", user->id);
+    redeem_json_out_string(&out, "email", user->email);
+    redeem_json_out_bool(&out, "is_subscribed", user->is_subscribed);
+    redeem_json_out_string(&out, "subscription_status", state);
+    redeem_json_out_string(&out, "subscription_expires_at", user->subscription_expires_at);
+    redeem_json_out_int(&out, "days_remaining", user->is_subscribed ? user->days_remaining : 0);
+    redeem_json_out_string(&out, "created_at", user->created_at);
+    return redeem_response_written(r, HTTP_OK, &out);
 }
 
 const redeem_failure_t *redeem_handle_subscription_of(redeem_call_t *call)
@@ -35,7 +41,7 @@ const redeem_failure_t *redeem_handle_subscription_of(redeem_call_t *call)
     if (redeem_text_parse_int64(strrchr(r->uri, '/') + 1, 1, INT64_MAX, &wanted) != 0)
         return redeem_failure(r->pool, HTTP_BAD_REQUEST, "Invalid user id");
     if (wanted == caller->id)
-        return redeem_response_json(r, HTTP_OK, status_json(caller));
+        return send_status(r, caller);
     if (!caller->is_admin)
         return redeem_failure(r->pool, HTTP_FORBIDDEN,
                               "Access denied. You can only check your own subscription status");
@@ -53,5 +59,5 @@ const redeem_failure_t *redeem_handle_subscription_of(redeem_call_t *call)
     if (rows.nrows == 0)
         return redeem_failure(r->pool, HTTP_NOT_FOUND, "User not found");
     redeem_user_from_row(&rows, 0, &subject);
-    return redeem_response_json(r, HTTP_OK, status_json(&subject));
+    return send_status(r, &subject);
 }

@@ -18,6 +18,7 @@
 #include "core/clock.h"
 #include "core/code.h"
 #include "core/gcra.h"
+#include "core/json_out.h"
 #include "core/log_throttle.h"
 #include "core/email.h"
 #include "core/password.h"
@@ -673,6 +674,11 @@ const redeem_failure_t *redeem_response_json(request_rec *r, int status, json_t 
 const redeem_failure_t *redeem_response_json_plus(request_rec *r, int status, json_t *body,
                                                   const char *name, const char *value,
                                                   size_t value_len);
+/* Sends the object out wrote (redeem_json_out_begin ... its members); NULL,
+ * or a failure when a string in it was not valid UTF-8 (nothing sent then). */
+const redeem_failure_t *redeem_response_written(request_rec *r, int status, redeem_json_out_t *out);
+/* Sends JSON text as it is (a constant body). */
+void redeem_response_text(request_rec *r, int status, const char *text, size_t len);
 /* The one place a failure becomes a response: {"error": message}. */
 void redeem_response_failure(request_rec *r, const redeem_failure_t *failure);
 /* The handler "redeem-error": httpd's own error answers (a malformed

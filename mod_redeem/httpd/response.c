@@ -35,6 +35,21 @@ const redeem_failure_t *redeem_response_json(request_rec *r, int status, json_t 
     return NULL;
 }
 
+const redeem_failure_t *redeem_response_written(request_rec *r, int status, redeem_json_out_t *out)
+{
+    size_t len = 0;
+    const char *text = redeem_json_out_end(out, &len);
+    if (!text)
+        return &redeem_failure_internal;
+    send_text(r, status, text, len);
+    return NULL;
+}
+
+void redeem_response_text(request_rec *r, int status, const char *text, size_t len)
+{
+    send_text(r, status, text, len);
+}
+
 const redeem_failure_t *redeem_response_json_plus(request_rec *r, int status, json_t *body,
                                                   const char *name, const char *value,
                                                   size_t value_len)

@@ -3,6 +3,7 @@
 #include "core/code.h"
 #include "core/email.h"
 #include "core/futex_hash.h"
+#include "core/json_out.h"
 #include "core/keyfile.h"
 #include "core/log_throttle.h"
 #include "core/password.h"
@@ -18,6 +19,7 @@
 #include <apr_strings.h>
 #include <apr_thread_proc.h>
 #include <errno.h>
+#include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <stdio.h>
@@ -365,13 +367,14 @@ static char *forge(apr_pool_t *p, const char *header, const char *claims, const 
     return apr_pstrcat(p, signing, ".", b64url(p, mac, mac_len), NULL);
 }
 
-/* Every check twice: with the MAC keyed at each check, and prepared once
- * (redeem_token_prepare, as the module does). */
-static void test_token(apr_pool_t *p, int prepared)
+/* Every check three times: with the MAC keyed at each check, prepared once
+ * (redeem_token_prepare, as the module does), and with the claims read by
+ * jansson alone (generic), the reference of the in-place reader. */
+static void test_token(apr_pool_t *p, int prepared, int generic)
 {
     const char *secret = "0123456789abcdef0123456789abcdef-test";
     redeem_token_config_t cfg = {
-        (const unsigned char *)secret, strlen(secret), NULL, NULL, 3600, 0, NULL};
+        (const unsigned char *)secret, strlen(secret), NULL, NULL, 3600, 0, NULL, generic};
     if (prepared)
         ok(redeem_token_prepare(p, &cfg) == NULL && cfg.mac, "token: MAC key prepared");
     redeem_token_subject_t alice = {42, "alice@example.test", 0, 3};
@@ -561,8 +564,14 @@ static void test_token(apr_pool_t *p, int prepared)
     /* A secret longer than SHA-256's block (HMAC hashes it first). */
     const char *long_secret = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
                               "0123456789abcdef0123456789abcdef-long";
-    redeem_token_config_t long_cfg = {
-        (const unsigned char *)long_secret, strlen(long_secret), NULL, NULL, 3600, 0, NULL};
+    redeem_token_config_t long_cfg = {(const unsigned char *)long_secret,
+                                      strlen(long_secret),
+                                      NULL,
+                                      NULL,
+                                      3600,
+                                      0,
+                                      NULL,
+                                      generic};
     if (prepared)
         redeem_token_prepare(p, &long_cfg);
     char *long_good = forge(p, hs256, claims, EVP_sha256(), long_secret);
@@ -1029,6 +1038,189 @@ static void test_sync(apr_pool_t *pool)
                     took));
 }
 
+/* The claims' two readers, the in-place one (claims of the shape we issue)
+ * and jansson (anything else), judge every token alike: each case is
+ * verified both ways and must get the same answer, and the one expected. */
+static void test_token_readers(apr_pool_t *p)
+{
+    const char *secret = "0123456789abcdef0123456789abcdef-test";
+    redeem_token_config_t flat = {
+        (const unsigned char *)secret, strlen(secret), NULL, NULL, 3600, 0, NULL, 0};
+    ok(redeem_token_prepare(p, &flat) == NULL, "token readers: MAC key prepared");
+    redeem_token_config_t generic = flat;
+    generic.generic_claims = 1;
+    const int64_t now = 1800000000;
+#define CLAIMS_HEAD "\"sub\":\"42\",\"user_id\":42,\"exp\":1800003600"
+    char many_keys[1024] = "{" CLAIMS_HEAD ",\"email\":\"a@example.test\"";
+    for (int k = 0; k < 30; k++)
+        snprintf(many_keys + strlen(many_keys), sizeof many_keys - strlen(many_keys), ",\"k%d\":%d",
+                 k, k);
+    strcat(many_keys, "}");
+    struct {
+        const char *claims, *name;
+        int valid;
+        const char *email; /* the holder's, when valid */
+    } cases[] = {
+        {"{" CLAIMS_HEAD ",\"email\":\"a@example.test\"}", "the shape we issue", 1,
+         "a@example.test"},
+        {" {\n\t\"sub\" : \"42\" , \"user_id\" : 42 ,\r\"exp\" : 1800003600 , \"email\" : "
+         "\"a@example.test\" } \n",
+         "whitespace everywhere JSON allows it", 1, "a@example.test"},
+        {"{" CLAIMS_HEAD ",\"email\":\"a\\u0040example.test\"}", "an escaped email", 1,
+         "a@example.test"},
+        {"{" CLAIMS_HEAD ",\"email\":\"\\\"a\\\\\\\"@example.test\"}", "an email with quotes", 1,
+         "\"a\\\"@example.test"},
+        {"{" CLAIMS_HEAD ",\"email\":\"\xc3\xa9@example.test\"}", "a UTF-8 email", 1,
+         "\xc3\xa9@example.test"},
+        {"{" CLAIMS_HEAD ",\"email\":\"\xc3@example.test\"}", "an email of invalid UTF-8", 0, NULL},
+        {"{" CLAIMS_HEAD ",\"email\":\"a\x01@example.test\"}", "a raw control character", 0, NULL},
+        {"{" CLAIMS_HEAD ",\"email\":\"a\x7f@example.test\"}", "DEL in an email", 1,
+         "a\x7f@example.test"},
+        {"{" CLAIMS_HEAD ",\"email\":\"a@example.test\",\"admin\":true,\"x\":false,\"y\":null}",
+         "literals", 1, "a@example.test"},
+        {"{" CLAIMS_HEAD ",\"email\":\"a@example.test\",\"x\":truex}", "a literal run on", 0, NULL},
+        {"{" CLAIMS_HEAD ",\"email\":\"a@example.test\",\"x\":{\"y\":[1,2.5]}}",
+         "a nested value of another claim", 1, "a@example.test"},
+        {"{" CLAIMS_HEAD ",\"email\":\"a@example.test\",\"x\":1.5}", "a real of another claim", 1,
+         "a@example.test"},
+        {"{" CLAIMS_HEAD ",\"email\":\"a@example.test\",\"x\":-0}", "-0", 1, "a@example.test"},
+        {"{\"sub\":\"42\",\"user_id\":42,\"exp\":1800003600e0,\"email\":\"a@example.test\"}",
+         "an exp with an exponent", 0, NULL},
+        {"{\"sub\":\"42\",\"user_id\":42,\"exp\":01800003600,\"email\":\"a@example.test\"}",
+         "a leading zero", 0, NULL},
+        {"{\"sub\":\"42\",\"user_id\":42,\"exp\":9223372036854775808,\"email\":\"a@example.test\"}",
+         "exp one over int64", 0, NULL},
+        {"{\"sub\":\"42\",\"user_id\":42,\"exp\":9223372036854775807,\"email\":\"a@example.test\"}",
+         "exp at the top of int64", 1, "a@example.test"},
+        {"{\"sub\":\"42\",\"user_id\":42,\"exp\":1800003600,\"email\":\"a@example.test\",\"gen\":"
+         "-9223372036854775808}",
+         "gen at the bottom of int64", 0, NULL},
+        {"{\"sub\":\"42\",\"user_id\":42,\"exp\":1800003600,\"email\":\"a@example.test\",\"gen\":"
+         "-9223372036854775809}",
+         "gen under int64", 0, NULL},
+        {"{\"sub\":\"42\",\"user_id\":true,\"exp\":1800003600,\"email\":\"a@example.test\"}",
+         "a user_id of true", 0, NULL},
+        {"{\"sub\":42,\"user_id\":42,\"exp\":1800003600,\"email\":\"a@example.test\"}",
+         "a sub that is a number", 0, NULL},
+        {"{" CLAIMS_HEAD ",\"email\":\"a@example.test\",\"x\":1,\"x\":2}", "another claim twice", 0,
+         NULL},
+        {"{" CLAIMS_HEAD ",\"email\":\"a@example.test\",\"e\\u006dail\":\"b@example.test\"}",
+         "email twice, once escaped", 0, NULL},
+        {"{" CLAIMS_HEAD ",\"email\":\"a@example.test\"}x", "text after the object", 0, NULL},
+        {"{" CLAIMS_HEAD ",\"email\":\"a@example.test\",}", "a trailing comma", 0, NULL},
+        {"{" CLAIMS_HEAD ",\"email\":\"a@example.test\"", "no closing brace", 0, NULL},
+        {"{}", "an empty object", 0, NULL},
+        {"", "nothing", 0, NULL},
+        {many_keys, "more keys than the in-place reader takes", 1, "a@example.test"},
+    };
+#undef CLAIMS_HEAD
+    const char *hs256 = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *token = forge(p, hs256, cases[i].claims, EVP_sha256(), secret);
+        redeem_token_holder_t by_flat = {.user_id = -1}, by_generic = {.user_id = -1};
+        const char *why_flat = redeem_token_verify(&flat, token, strlen(token), now, &by_flat);
+        const char *why_generic =
+            redeem_token_verify(&generic, token, strlen(token), now, &by_generic);
+        int same = (why_flat == NULL) == (why_generic == NULL) &&
+                   (!why_flat || strcmp(why_flat, why_generic) == 0) &&
+                   (why_flat || (by_flat.user_id == by_generic.user_id &&
+                                 by_flat.generation == by_generic.generation &&
+                                 strcmp(by_flat.email, by_generic.email) == 0));
+        int expected = cases[i].valid ? why_flat == NULL && by_flat.user_id == 42 &&
+                                            strcmp(by_flat.email, cases[i].email) == 0
+                                      : why_flat != NULL;
+        ok(same && expected, apr_pstrcat(p, "token readers agree: ", cases[i].name,
+                                         cases[i].valid ? " (accepted)" : " (refused)", NULL));
+    }
+}
+
+/* One object both ways, the writer's and jansson's (json_pack, then
+ * json_dumps with JSON_COMPACT as responses are sent): the same text, or
+ * both refuse. */
+static int json_out_matches(apr_pool_t *p, const char *text, const char *inner, int64_t number,
+                            int flag)
+{
+    redeem_json_out_t out;
+    redeem_json_out_begin(&out, p);
+    redeem_json_out_string(&out, "s", text);
+    redeem_json_out_int(&out, "n", number);
+    redeem_json_out_open(&out, "o");
+    redeem_json_out_string(&out, "inner", inner);
+    redeem_json_out_bool(&out, "flag", flag);
+    redeem_json_out_close(&out);
+    redeem_json_out_string(&out, "none", NULL);
+    redeem_json_out_bool(&out, "last", !flag);
+    size_t len = 0;
+    const char *written = redeem_json_out_end(&out, &len);
+    json_t *packed =
+        json_pack("{s:s, s:I, s:{s:s, s:b}, s:n, s:b}", "s", text, "n", (json_int_t)number, "o",
+                  "inner", inner, "flag", flag, "none", "last", !flag);
+    char *dumped = packed ? json_dumps(packed, JSON_COMPACT) : NULL;
+    int same =
+        written ? dumped && strlen(dumped) == len && strcmp(dumped, written) == 0 : dumped == NULL;
+    if (!same)
+        fprintf(stderr, "# writer: %s | jansson: %s\n", written ? written : "(refused)",
+                dumped ? dumped : "(refused)");
+    json_decref(packed);
+    free(dumped);
+    return same;
+}
+
+static void test_json_out(apr_pool_t *p)
+{
+    const char *strings[] = {
+        "",
+        "alice@example.test",
+        "quote \" backslash \\ slash / done",
+        "\b\f\n\r\t\x01\x1f\x7f",
+        "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+        "\xef\xbb\xbf\xe2\x80\xa8\xe2\x80\xa9",
+        "\xc3",             /* truncated */
+        "\xc0\xaf",         /* overlong */
+        "\xed\xa0\x80",     /* a surrogate */
+        "\xf4\x90\x80\x80", /* past U+10FFFF */
+        "\x80",
+        "2026-12-05T13:00:00.000000Z",
+    };
+    int all = 1;
+    for (size_t i = 0; i < sizeof strings / sizeof *strings; i++)
+        all &= json_out_matches(p, strings[i], "x", (int64_t)i - 3, (int)(i & 1));
+    ok(all, "json_out: fixed strings written as jansson writes them, invalid UTF-8 refused");
+    ok(json_out_matches(p, "a", "b", INT64_MAX, 1) && json_out_matches(p, "a", "b", INT64_MIN, 0),
+       "json_out: the ends of int64");
+    /* Random strings, mostly of the bytes that matter (controls, quotes,
+     * backslashes, UTF-8 lead and continuation bytes), and longer than the
+     * first buffer so that it grows. */
+    static const unsigned char alphabet[] = {0x00, 0x01, 0x08, 0x09, 0x0a, 0x1f, 0x20, '"',
+                                             '\\', '/',  'a',  'Z',  0x7f, 0x80, 0xbf, 0xc2,
+                                             0xc3, 0xe2, 0xed, 0xef, 0xf0, 0xf4, 0xf5, 0xff};
+    uint64_t state = 0x9e3779b97f4a7c15u;
+    int random_same = 1, valid_seen = 0;
+    for (int round = 0; round < 20000; round++) {
+        char text[600];
+        state = state * 6364136223846793005u + 1442695040888963407u;
+        size_t len = (size_t)(state >> 33) % (round % 100 == 0 ? 599 : 12);
+        for (size_t k = 0; k < len; k++) {
+            state = state * 6364136223846793005u + 1442695040888963407u;
+            unsigned char c = alphabet[(state >> 33) % sizeof alphabet];
+            text[k] = c ? (char)c : 'n';
+        }
+        text[len] = '\0';
+        json_t *as_json = json_string(text);
+        valid_seen += as_json != NULL;
+        json_decref(as_json);
+        apr_pool_t *scratch;
+        apr_pool_create(&scratch, p);
+        random_same &= json_out_matches(scratch, text, text, (int64_t)(state >> 1), round & 1);
+        apr_pool_destroy(scratch);
+        if (!random_same)
+            break;
+    }
+    ok(random_same && valid_seen > 1000,
+       apr_psprintf(p, "json_out: 20,000 random strings (%d valid UTF-8) as jansson writes them",
+                    valid_seen));
+}
+
 int main(void)
 {
     apr_pool_t *pool;
@@ -1037,8 +1229,11 @@ int main(void)
     test_email(pool);
     test_body(pool);
     test_password(pool);
-    test_token(pool, 0);
-    test_token(pool, 1);
+    test_token(pool, 0, 0);
+    test_token(pool, 1, 0);
+    test_token(pool, 1, 1);
+    test_token_readers(pool);
+    test_json_out(pool);
     test_code();
     test_time();
     test_query(pool);
