@@ -55,11 +55,12 @@ static int is_json_media_type(const char *content_type)
     return len == 16 && strncasecmp(content_type, "application/json", 16) == 0;
 }
 
-/* Whether a Content-Encoding names a coding other than identity: the
- * module decodes none (RFC 9110 8.4). */
-static int is_encoded(const char *encoding)
+/* Whether a list of codings (Content-Encoding, Transfer-Encoding) names
+ * one other than `allowed`. */
+static int has_other_coding(const char *codings, const char *allowed)
 {
-    for (const char *p = encoding; p && *p;) {
+    size_t allowed_len = strlen(allowed);
+    for (const char *p = codings; p && *p;) {
         while (*p == ' ' || *p == '\t' || *p == ',')
             p++;
         const char *start = p;
@@ -68,10 +69,18 @@ static int is_encoded(const char *encoding)
         const char *end = p;
         while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
             end--;
-        if (end > start && !(end - start == 8 && strncasecmp(start, "identity", 8) == 0))
+        if (end > start &&
+            !((size_t)(end - start) == allowed_len && strncasecmp(start, allowed, allowed_len) == 0))
             return 1;
     }
     return 0;
+}
+
+/* Whether a Content-Encoding names a coding other than identity: the
+ * module decodes none (RFC 9110 8.4). */
+static int is_encoded(const char *encoding)
+{
+    return has_other_coding(encoding, "identity");
 }
 
 static const redeem_failure_t *too_large(request_rec *r)
@@ -234,6 +243,12 @@ const redeem_failure_t *redeem_request_json_object(request_rec *r,
      * Accept-Encoding names the one taken (RFC 9110 15.5.16). Looked at
      * after the read: an input filter that decodes it (mod_deflate's, where
      * an operator sets one) removes the header as it does. */
+    /* A transfer coding under chunked (gzip, chunked): httpd takes the
+     * chunks off and leaves the rest, which the module does not decode
+     * (RFC 9112 6.1: 501 for a transfer coding not understood). */
+    if (has_other_coding(apr_table_get(r->headers_in, "Transfer-Encoding"), "chunked"))
+        return redeem_failure(r->pool, HTTP_NOT_IMPLEMENTED,
+                              "Transfer-Encoding other than chunked is not supported");
     if (is_encoded(apr_table_get(r->headers_in, "Content-Encoding"))) {
         apr_table_setn(r->err_headers_out, "Accept-Encoding", "identity");
         return redeem_failure(r->pool, HTTP_UNSUPPORTED_MEDIA_TYPE,

@@ -732,6 +732,36 @@ SELECT count(*) FROM redeem_codes
 
 
 
+=== TEST 50e1: a body in a transfer coding under chunked (gzip, chunked): 501 (httpd takes off the chunks only, and the module decodes no other transfer coding; RFC 9112 6.1), not 400 "Malformed JSON"
+--- raw_request eval
+use IO::Compress::Gzip qw(gzip);
+my ($in, $out) = ('{"email": "c50e1@example.test", "password": "Passw0rd123"}');
+gzip(\$in => \$out) or die "gzip\n";
+"POST /api/register HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\n"
+  . "Transfer-Encoding: gzip, chunked\r\n\r\n" . sprintf("%x\r\n%s\r\n", length $out, $out) . "0\r\n\r\n"
+--- error_code: 501
+--- response_json_exact
+{"error": "Transfer-Encoding other than chunked is not supported"}
+--- db_check
+SELECT count(*) FROM users WHERE email = 'c50e1@example.test'
+--- db_check_out
+0
+
+
+
+=== TEST 50e2: ... chunked alone, in any case, is read as JSON: 201
+--- raw_request eval
+my $json = '{"email": "c50e2@example.test", "password": "Passw0rd123"}';
+"POST /api/register HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\n"
+  . "Transfer-Encoding: Chunked\r\n\r\n" . sprintf("%x\r\n%s\r\n", length $json, $json) . "0\r\n\r\n"
+--- error_code: 201
+--- db_check
+SELECT count(*) FROM users WHERE email = 'c50e2@example.test'
+--- db_check_out
+1
+
+
+
 === TEST 50e: Content-Encoding: identity (no coding) is read as JSON: 201
 --- request
 POST /api/register
