@@ -99,6 +99,15 @@ void redeem_json_out_string(redeem_json_out_t *out, const char *key, const char 
     if (value)
         put_string(out, value);
     else
+        out->failed = 1;
+}
+
+void redeem_json_out_string_or_null(redeem_json_out_t *out, const char *key, const char *value)
+{
+    put_key(out, key);
+    if (value)
+        put_string(out, value);
+    else
         put(out, "null", 4);
 }
 

@@ -22,15 +22,17 @@ typedef struct {
 
 /* Starts the outermost object. */
 void redeem_json_out_begin(redeem_json_out_t *out, apr_pool_t *pool);
-/* Members of the object open now; a NULL value writes null. */
+/* Members of the object open now. A string that must be there (json_pack's
+ * "s") fails the object when NULL; one that may be null ("s?") writes null. */
 void redeem_json_out_string(redeem_json_out_t *out, const char *key, const char *value);
+void redeem_json_out_string_or_null(redeem_json_out_t *out, const char *key, const char *value);
 void redeem_json_out_int(redeem_json_out_t *out, const char *key, int64_t value);
 void redeem_json_out_bool(redeem_json_out_t *out, const char *key, int value);
 /* A member whose value is an object: its members follow, up to _close. */
 void redeem_json_out_open(redeem_json_out_t *out, const char *key);
 void redeem_json_out_close(redeem_json_out_t *out);
 /* Closes the outermost object: its text (NUL-terminated, in the pool) and
- * length, or NULL when a string was not valid UTF-8. */
+ * length, or NULL when a string was not valid UTF-8, or missing. */
 const char *redeem_json_out_end(redeem_json_out_t *out, size_t *len);
 
 #endif

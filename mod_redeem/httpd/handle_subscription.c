@@ -9,7 +9,7 @@ const redeem_failure_t *redeem_handle_own_subscription(redeem_call_t *call)
     redeem_json_out_int(&out, "user_id", user->id);
     redeem_json_out_string(&out, "email", user->email);
     redeem_json_out_bool(&out, "is_subscribed", user->is_subscribed);
-    redeem_json_out_string(&out, "subscription_expires_at", user->subscription_expires_at);
+    redeem_json_out_string_or_null(&out, "subscription_expires_at", user->subscription_expires_at);
     return redeem_response_written(call->r, HTTP_OK, &out);
 }
 
@@ -24,7 +24,7 @@ static const redeem_failure_t *send_status(request_rec *r, const redeem_user_t *
     redeem_json_out_string(&out, "email", user->email);
     redeem_json_out_bool(&out, "is_subscribed", user->is_subscribed);
     redeem_json_out_string(&out, "subscription_status", state);
-    redeem_json_out_string(&out, "subscription_expires_at", user->subscription_expires_at);
+    redeem_json_out_string_or_null(&out, "subscription_expires_at", user->subscription_expires_at);
     redeem_json_out_int(&out, "days_remaining", user->is_subscribed ? user->days_remaining : 0);
     redeem_json_out_string(&out, "created_at", user->created_at);
     return redeem_response_written(r, HTTP_OK, &out);

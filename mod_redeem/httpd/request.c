@@ -69,8 +69,8 @@ static int has_other_coding(const char *codings, const char *allowed)
         const char *end = p;
         while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
             end--;
-        if (end > start &&
-            !((size_t)(end - start) == allowed_len && strncasecmp(start, allowed, allowed_len) == 0))
+        if (end > start && !((size_t)(end - start) == allowed_len &&
+                             strncasecmp(start, allowed, allowed_len) == 0))
             return 1;
     }
     return 0;
@@ -193,9 +193,18 @@ typedef struct {
     apr_size_t len;
 } read_ahead_t;
 
+/* A body in a transfer coding under chunked (gzip, chunked): httpd takes
+ * off the chunks only and leaves the rest, which the module does not
+ * decode (RFC 9112 6.1: 501). Refused before the body is read, so that no
+ * 100 Continue asks for it. */
+static int in_transfer_coding(request_rec *r)
+{
+    return has_other_coding(apr_table_get(r->headers_in, "Transfer-Encoding"), "chunked");
+}
+
 const redeem_failure_t *redeem_request_read_ahead(request_rec *r)
 {
-    if (r->method_number != M_POST)
+    if (r->method_number != M_POST || in_transfer_coding(r))
         return NULL;
     void *done = NULL;
     apr_pool_userdata_get(&done, READ_AHEAD_KEY, r->pool);
@@ -226,6 +235,11 @@ const redeem_failure_t *redeem_request_json_object(request_rec *r,
     if (!is_json_media_type(apr_table_get(r->headers_in, "Content-Type")))
         return redeem_failure(r->pool, HTTP_UNSUPPORTED_MEDIA_TYPE,
                               "Content-Type must be application/json");
+    if (in_transfer_coding(r)) {
+        r->connection->keepalive = AP_CONN_CLOSE; /* its body stays unread */
+        return redeem_failure(r->pool, HTTP_NOT_IMPLEMENTED,
+                              "Transfer-Encoding other than chunked is not supported");
+    }
     char *data = NULL;
     apr_size_t len = 0;
     void *ahead = NULL;
@@ -243,12 +257,6 @@ const redeem_failure_t *redeem_request_json_object(request_rec *r,
      * Accept-Encoding names the one taken (RFC 9110 15.5.16). Looked at
      * after the read: an input filter that decodes it (mod_deflate's, where
      * an operator sets one) removes the header as it does. */
-    /* A transfer coding under chunked (gzip, chunked): httpd takes the
-     * chunks off and leaves the rest, which the module does not decode
-     * (RFC 9112 6.1: 501 for a transfer coding not understood). */
-    if (has_other_coding(apr_table_get(r->headers_in, "Transfer-Encoding"), "chunked"))
-        return redeem_failure(r->pool, HTTP_NOT_IMPLEMENTED,
-                              "Transfer-Encoding other than chunked is not supported");
     if (is_encoded(apr_table_get(r->headers_in, "Content-Encoding"))) {
         apr_table_setn(r->err_headers_out, "Accept-Encoding", "identity");
         return redeem_failure(r->pool, HTTP_UNSUPPORTED_MEDIA_TYPE,

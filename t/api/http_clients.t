@@ -219,3 +219,34 @@ syswrite $sock, "POST /redeem HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: appli
 my @res = read_responses($sock, 3);
 statuses(@res) eq '429' or die 'statuses: ' . statuses(@res) . "\n";
 1
+
+
+
+=== TEST 9: Expect: 100-continue with a body in a transfer coding under chunked (gzip, chunked): 501 at once, without asking for the body
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $sock = connect_to_server();
+syswrite $sock, "POST /api/register HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+  . "Expect: 100-continue\r\nTransfer-Encoding: gzip, chunked\r\n\r\n";
+my @res = read_responses($sock, 3);
+statuses(@res) eq '501' or die 'statuses: ' . statuses(@res) . "\n";
+$res[0]{body} eq '{"error":"Transfer-Encoding other than chunked is not supported"}'
+  or die "501 answered $res[0]{body}\n";
+1
+
+
+
+=== TEST 9b: ... and on a redemption with a good token (whose body is otherwise read before its user): 501 at once
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $token = user_token('expect9b');
+my $sock = connect_to_server();
+syswrite $sock, "POST /redeem HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+  . "Authorization: Bearer $token\r\nExpect: 100-continue\r\nTransfer-Encoding: gzip, chunked\r\n\r\n";
+my @res = read_responses($sock, 3);
+statuses(@res) eq '501' or die 'statuses: ' . statuses(@res) . "\n";
+1

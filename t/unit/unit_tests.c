@@ -1148,7 +1148,7 @@ static int json_out_matches(apr_pool_t *p, const char *text, const char *inner, 
     redeem_json_out_string(&out, "inner", inner);
     redeem_json_out_bool(&out, "flag", flag);
     redeem_json_out_close(&out);
-    redeem_json_out_string(&out, "none", NULL);
+    redeem_json_out_string_or_null(&out, "none", NULL);
     redeem_json_out_bool(&out, "last", !flag);
     size_t len = 0;
     const char *written = redeem_json_out_end(&out, &len);
@@ -1188,6 +1188,8 @@ static void test_json_out(apr_pool_t *p)
     ok(all, "json_out: fixed strings written as jansson writes them, invalid UTF-8 refused");
     ok(json_out_matches(p, "a", "b", INT64_MAX, 1) && json_out_matches(p, "a", "b", INT64_MIN, 0),
        "json_out: the ends of int64");
+    ok(json_out_matches(p, NULL, "b", 1, 1) && json_out_matches(p, "a", NULL, 1, 1),
+       "json_out: a string that must be there and is NULL fails the object, as json_pack's s");
     /* Random strings, mostly of the bytes that matter (controls, quotes,
      * backslashes, UTF-8 lead and continuation bytes), and longer than the
      * first buffer so that it grows. */
