@@ -110,6 +110,25 @@ built('built-claims-unicode', 0, $hs256, qq({"sub":"42","user_id":42,"exp":18000
 built('built-claims-trailing', 0, $hs256, "$claims  x");
 built('built-dup-header', 0, '{"alg":"HS256","typ":"JWT","typ":"JWT"}', $claims);
 built('built-dup-claims', 0, $hs256, $c->('"exp":1,"exp":1800003600'));
+# The claims' in-place reader (token.c, flat_claims) and its way back to
+# jansson: every shape either takes must get jansson's answer.
+my $e = sub { my $extra = shift; qq({"sub":"42","user_id":42,"email":"ada\@example.com","iss":"$issuer",$extra}) };
+built('built-flat-spaces', 0, $hs256,
+  qq( {\n "sub" : "42" ,\t"user_id" : 42 , "email" : "ada\@example.com" ,\r"exp" : 1800003600 , "iss" : "$issuer" } \n));
+built('built-flat-escaped-email', 0, $hs256,
+  qq({"sub":"42","user_id":42,"email":"ada\\u0040example.com","exp":1800003600,"iss":"$issuer"}));
+built('built-flat-utf8-email', 0, $hs256,
+  qq({"sub":"42","user_id":42,"email":"ad\xc3\xa1\@example.com","exp":1800003600,"iss":"$issuer"}));
+built('built-flat-del-email', 0, $hs256,
+  qq({"sub":"42","user_id":42,"email":"ada\x7f\@example.com","exp":1800003600,"iss":"$issuer"}));
+built('built-flat-literals', 0, $hs256, $e->('"exp":1800003600,"admin":true,"x":null,"y":false'));
+built('built-flat-literal-run-on', 0, $hs256, $e->('"exp":1800003600,"admin":truex'));
+built('built-flat-gen-minus-zero', 0, $hs256, $e->('"exp":1800003600,"gen":-0'));
+built('built-flat-exp-leading-zero', 0, $hs256, $e->('"exp":01800003600'));
+built('built-flat-gen-min', 0, $hs256, $e->('"exp":1800003600,"gen":-9223372036854775808'));
+built('built-flat-trailing-comma', 0, $hs256, $e->('"exp":1800003600,'));
+built('built-flat-many-keys', 0, $hs256,
+  $e->('"exp":1800003600,' . join(',', map { qq("k$_":$_) } 1 .. 30)));
 # Issue mode: first byte 3 mod 4, the user id (8 bytes), the email.
 corpus('token', 'issue-valid', "\x03" . pack('q>', 42) . 'ada@example.com');
 corpus('token', 'issue-uid-max', "\x03" . pack('q>', -1) . 'Ada@Example.COM');
