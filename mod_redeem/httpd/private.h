@@ -675,7 +675,8 @@ const redeem_failure_t *redeem_response_json_plus(request_rec *r, int status, js
                                                   const char *name, const char *value,
                                                   size_t value_len);
 /* Sends the object out wrote (redeem_json_out_begin ... its members); NULL,
- * or a failure when a string in it was not valid UTF-8 (nothing sent then). */
+ * or a failure when a string in it was not valid UTF-8, or a required one
+ * was missing (nothing sent then). */
 const redeem_failure_t *redeem_response_written(request_rec *r, int status, redeem_json_out_t *out);
 /* Sends JSON text as it is (a constant body). */
 void redeem_response_text(request_rec *r, int status, const char *text, size_t len);
