@@ -44,25 +44,40 @@ static const char *check_shape(const char *token, size_t len)
     return NULL;
 }
 
-/* A segment of the token as JSON, read by us and not by libjwt (which keeps
- * the last of two equal keys): an object without duplicate keys, or NULL.
- * A NUL byte anywhere refuses it: jansson reads on past one between tokens,
- * where any C-string reader of the same text (libjwt's, a log's) stops. */
-static json_t *segment_json(const char *segment, size_t len)
+/* check_shape capped the whole token: a segment decodes into this. */
+#define SEGMENT_MAX_BYTES (REDEEM_TOKEN_MAX_LEN * 3 / 4 + 1)
+
+/* A segment's bytes: 0, or -1 when it is not canonical base64url. */
+static int decode_segment(const char *segment, size_t len, unsigned char bytes[SEGMENT_MAX_BYTES],
+                          size_t *n)
 {
-    /* check_shape capped the whole token: a segment decodes into this. */
-    unsigned char bytes[REDEEM_TOKEN_MAX_LEN * 3 / 4 + 1];
-    size_t n = 0;
-    json_t *value = NULL;
-    if (len <= REDEEM_TOKEN_MAX_LEN &&
-        redeem_text_base64_decode(REDEEM_TEXT_BASE64URL, segment, len, bytes, &n) == 0 &&
-        memchr(bytes, '\0', n) == NULL)
-        value = json_loadb((const char *)bytes, n, JSON_REJECT_DUPLICATES, NULL);
+    return len <= REDEEM_TOKEN_MAX_LEN &&
+                   redeem_text_base64_decode(REDEEM_TEXT_BASE64URL, segment, len, bytes, n) == 0
+               ? 0
+               : -1;
+}
+
+/* A segment's bytes as JSON, read by us and not by libjwt (which keeps the
+ * last of two equal keys): an object without duplicate keys, or NULL. A
+ * NUL byte anywhere refuses it: jansson reads on past one between tokens,
+ * where any C-string reader of the same text (libjwt's, a log's) stops. */
+static json_t *object_json(const unsigned char *bytes, size_t n)
+{
+    json_t *value = memchr(bytes, '\0', n) == NULL
+                        ? json_loadb((const char *)bytes, n, JSON_REJECT_DUPLICATES, NULL)
+                        : NULL;
     if (value && !json_is_object(value)) {
         json_decref(value);
         value = NULL;
     }
     return value;
+}
+
+static json_t *segment_json(const char *segment, size_t len)
+{
+    unsigned char bytes[SEGMENT_MAX_BYTES];
+    size_t n = 0;
+    return decode_segment(segment, len, bytes, &n) == 0 ? object_json(bytes, n) : NULL;
 }
 
 struct redeem_token_mac {
@@ -421,14 +436,15 @@ static const char *check_claims(const redeem_token_config_t *cfg, const claim_t 
 static const char *read_claims(const redeem_token_config_t *cfg, const char *segment, size_t len,
                                int64_t now, redeem_token_holder_t *holder)
 {
-    unsigned char bytes[REDEEM_TOKEN_MAX_LEN * 3 / 4 + 1];
+    unsigned char bytes[SEGMENT_MAX_BYTES];
     size_t n = 0;
     claim_t claims[CLAIM_COUNT];
-    if (!cfg->generic_claims && len <= REDEEM_TOKEN_MAX_LEN &&
-        redeem_text_base64_decode(REDEEM_TEXT_BASE64URL, segment, len, bytes, &n) == 0 &&
-        flat_claims(bytes, n, claims))
+    if (decode_segment(segment, len, bytes, &n) != 0)
+        return "claims are not a JSON object without duplicate keys";
+    if (!cfg->generic_claims && flat_claims(bytes, n, claims))
         return check_claims(cfg, claims, now, holder);
-    json_t *object = segment_json(segment, len);
+    /* Decoded once: jansson reads the same bytes. */
+    json_t *object = object_json(bytes, n);
     if (!object)
         return "claims are not a JSON object without duplicate keys";
     claims_of_json(object, claims);
