@@ -76,8 +76,8 @@ END {
 sub proxy_loop {
     my ($listen, $ctl, $ack) = @_;
     $SIG{PIPE} = 'IGNORE';
-    my (%peer, %is_client, %doomed, %by_name, %lose_reply, %reply_doomed, %orphan, %doom_codes,
-        %hang_up, %lose_audit_reply, %hang_up_at_sync, %hold_from, %held, @late, %stall_at,
+    my (%peer, %is_client, %doomed, %by_name, %reply_doomed, %orphan, %doom_codes,
+        %hang_up, %lose_reply_to, %hang_up_at_sync, %hold_from, %held, @late, %stall_at,
         @stalled);
     my $sel = IO::Select->new($listen, $ctl);
     my $drop = sub {
@@ -85,8 +85,8 @@ sub proxy_loop {
         for my $fh (@pair) {
             next unless $fh;
             $sel->remove($fh);
-            delete @{$_}{"$fh"} for \%peer, \%is_client, \%doomed, \%lose_reply, \%reply_doomed,
-              \%hang_up, \%lose_audit_reply, \%hang_up_at_sync;
+            delete @{$_}{"$fh"} for \%peer, \%is_client, \%doomed, \%reply_doomed, \%hang_up,
+              \%lose_reply_to, \%hang_up_at_sync;
             close $fh;
         }
     };
@@ -97,8 +97,7 @@ sub proxy_loop {
         $orphan{"$server"} = 1;
         return unless $client;
         delete $peer{"$client"};
-        delete @{$_}{"$client"} for \%is_client, \%doomed, \%lose_reply, \%hang_up,
-          \%lose_audit_reply;
+        delete @{$_}{"$client"} for \%is_client, \%doomed, \%hang_up, \%lose_reply_to;
         $sel->remove($client);
         close $client;
     };
@@ -125,17 +124,20 @@ sub proxy_loop {
         for my $fh ($sel->can_read(@late || @stalled ? 0.05 : undef)) {
             if ($fh == $ctl) {
                 POSIX::_exit(0) unless sysread($ctl, my $cmd, 1);
-                # d: the next bytes from httpd are not forwarded; r: they are,
-                # and the database's reply to them is lost; h: they are, and
-                # httpd's side is closed at once while the database's stays
+                # d: the next bytes from httpd are not forwarded; r: the first
+                # bytes that run (bind) a redemption (redeem, redeem_again) are,
+                # on whichever connection they come first, once, and the
+                # database's reply to them is lost (not the reply to whatever
+                # came first: a connection readied by the request itself
+                # sends its schema check before); h: the next bytes are
+                # forwarded, and httpd's side is closed at once while the database's stays
                 # open (a proxy or NAT that dropped the connection: the
                 # backend goes on with the statement, unaware); s: as h, and
                 # then nothing moves through the proxy for 1.5 s (the
                 # reconnection is slow); c: the first
                 # bytes that run the statement codes_insert are not forwarded
                 # (on whichever connection they come first, once); a: as r,
-                # for the first bytes that run (bind) the statement
-                # audit_insert, on whichever connection they come first, once;
+                # for the statement audit_insert;
                 # g: as a, for codes_begin (a batch's first statement); G: as
                 # h, once the bytes that end the transaction of a codes_begin
                 # (its Sync) are forwarded: the whole batch reaches the
@@ -149,12 +151,12 @@ sub proxy_loop {
                 # sides are closed.
                 for my $client (keys %is_client) {
                     # The latest command alone holds: marks do not pile up.
-                    delete @{$_}{$client} for \%doomed, \%lose_reply, \%hang_up, \%doom_codes,
-                      \%lose_audit_reply, \%stall_at;
-                    if ($cmd eq 'r') { $lose_reply{$client} = 1 }
-                    elsif ($cmd eq 'a') { $lose_audit_reply{$client} = 'redeem_audit_insert' }
-                    elsif ($cmd eq 'g') { $lose_audit_reply{$client} = 'redeem_codes_begin' }
-                    elsif ($cmd eq 'G') { $lose_audit_reply{$client} = '!redeem_codes_begin' }
+                    delete @{$_}{$client} for \%doomed, \%hang_up, \%doom_codes, \%lose_reply_to,
+                      \%stall_at;
+                    if ($cmd eq 'r') { $lose_reply_to{$client} = 'redeem_redeem' }
+                    elsif ($cmd eq 'a') { $lose_reply_to{$client} = 'redeem_audit_insert' }
+                    elsif ($cmd eq 'g') { $lose_reply_to{$client} = 'redeem_codes_begin' }
+                    elsif ($cmd eq 'G') { $lose_reply_to{$client} = '!redeem_codes_begin' }
                     elsif ($cmd eq 'L') { $hold_from{$client} = 'redeem_codes_begin' }
                     elsif ($cmd eq 'S') {
                         $stall_at{$client} = 'redeem_codes_insert';
@@ -198,7 +200,7 @@ sub proxy_loop {
                     delete $peer{"$server"};
                     $orphan{"$server"} = 1;
                     $sel->remove($fh);
-                    delete @{$_}{"$fh"} for \%is_client, \%doomed, \%lose_reply, \%hang_up;
+                    delete @{$_}{"$fh"} for \%is_client, \%doomed, \%hang_up;
                     close $fh;
                     next;
                 }
@@ -229,11 +231,10 @@ sub proxy_loop {
                     next;
                 }
                 my $to = $peer{"$fh"};
-                $reply_doomed{"$to"} = 1 if delete $lose_reply{"$fh"};
-                my $named = $lose_audit_reply{"$fh"};
+                my $named = $lose_reply_to{"$fh"};
                 my $at_sync = $named && $named =~ s/^!//;
                 if ($named && substr($buf, 0, 1) eq 'B' && index($buf, $named) >= 0) {
-                    %lose_audit_reply = ();
+                    %lose_reply_to = ();
                     if ($at_sync) { $hang_up_at_sync{"$fh"} = 1 }
                     else { $reply_doomed{"$to"} = 1 }
                 }
