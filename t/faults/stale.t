@@ -72,12 +72,21 @@ END {
     }
 }
 
+# A Bind of the module's statement $name (B, its length, the unnamed portal,
+# the statement's label, redeem_<name>), not the Parse that prepares it on a
+# new connection; redeem also matches redeem_again, its other first run.
+sub bind_of {
+    my ($name) = @_;
+    my $again = $name eq 'redeem' ? '(?:_again)?' : '';
+    return qr/B.{4}\0redeem_\Q$name\E$again\0/s;
+}
+
 # Until the control pipe closes (this file's process ends).
 sub proxy_loop {
     my ($listen, $ctl, $ack) = @_;
     $SIG{PIPE} = 'IGNORE';
-    my (%peer, %is_client, %doomed, %by_name, %reply_doomed, %orphan, %doom_codes,
-        %hang_up, %lose_reply_to, %hang_up_at_sync, %hold_from, %held, @late, %stall_at,
+    my (%peer, %is_client, %doomed, %reply_doomed, %orphan,
+        %hang_up, %at_bind, %hang_up_at_sync, %hold_from, %held, @late, %stall_at,
         @stalled);
     my $sel = IO::Select->new($listen, $ctl);
     my $drop = sub {
@@ -86,7 +95,7 @@ sub proxy_loop {
             next unless $fh;
             $sel->remove($fh);
             delete @{$_}{"$fh"} for \%peer, \%is_client, \%doomed, \%reply_doomed, \%hang_up,
-              \%lose_reply_to, \%hang_up_at_sync;
+              \%at_bind, \%hang_up_at_sync;
             close $fh;
         }
     };
@@ -97,7 +106,7 @@ sub proxy_loop {
         $orphan{"$server"} = 1;
         return unless $client;
         delete $peer{"$client"};
-        delete @{$_}{"$client"} for \%is_client, \%doomed, \%hang_up, \%lose_reply_to;
+        delete @{$_}{"$client"} for \%is_client, \%doomed, \%hang_up, \%at_bind;
         $sel->remove($client);
         close $client;
     };
@@ -124,48 +133,47 @@ sub proxy_loop {
         for my $fh ($sel->can_read(@late || @stalled ? 0.05 : undef)) {
             if ($fh == $ctl) {
                 POSIX::_exit(0) unless sysread($ctl, my $cmd, 1);
-                # d: the next bytes from httpd are not forwarded; r: the first
-                # bytes that run (bind) a redemption (redeem, redeem_again) are,
-                # on whichever connection they come first, once, and the
-                # database's reply to them is lost (not the reply to whatever
-                # came first: a connection readied by the request itself
-                # sends its schema check before); h: the next bytes are
-                # forwarded, and httpd's side is closed at once while the database's stays
-                # open (a proxy or NAT that dropped the connection: the
-                # backend goes on with the statement, unaware); s: as h, and
-                # then nothing moves through the proxy for 1.5 s (the
-                # reconnection is slow); c: the first
-                # bytes that run the statement codes_insert are not forwarded
-                # (on whichever connection they come first, once); a: as r,
-                # for the statement audit_insert;
-                # g: as a, for codes_begin (a batch's first statement); G: as
-                # h, once the bytes that end the transaction of a codes_begin
-                # (its Sync) are forwarded: the whole batch reaches the
-                # database, and only then is httpd's side closed; L: from the
-                # bytes that run codes_begin on, what httpd sends is held, and
-                # once httpd closes its side, delivered to the database 3 s
-                # later (a network that held them, TCP resending them); S:
-                # from the bytes that run codes_insert on, httpd's side is
-                # not read for 15 s (a path gone silent: httpd's writes fill
-                # the sockets' buffers, shrunk here, and stop), then both
-                # sides are closed.
+                # d: the next bytes from httpd are not forwarded. The others
+                # act once, on whichever connection first sends the bytes
+                # that run (bind) a statement, not on whatever a connection
+                # sends first (one the request itself readies sends its
+                # schema check before):
+                # r: a redemption's (redeem, redeem_again) bytes are
+                # forwarded, and the database's reply to them is lost;
+                # h: they are forwarded, and httpd's side is closed at once
+                # while the database's stays open (a proxy or NAT that
+                # dropped the connection: the backend goes on with the
+                # statement, unaware); s: as h, and then nothing moves
+                # through the proxy for 1.5 s (the reconnection is slow);
+                # c: the bytes of codes_insert are not forwarded;
+                # a: as r, for audit_insert; g: as r, for codes_begin (a
+                # batch's first statement); G: as h, once the bytes that end
+                # the transaction of a codes_begin (its Sync) are forwarded:
+                # the whole batch reaches the database, and only then is
+                # httpd's side closed; L: from the bytes of codes_begin on,
+                # what httpd sends is held, and once httpd closes its side,
+                # delivered to the database 3 s later (a network that held
+                # them, TCP resending them); S: from the bytes of
+                # codes_insert on, httpd's side is not read for 15 s (a path
+                # gone silent: httpd's writes fill the sockets' buffers,
+                # shrunk here, and stop), then both sides are closed.
                 for my $client (keys %is_client) {
                     # The latest command alone holds: marks do not pile up.
-                    delete @{$_}{$client} for \%doomed, \%hang_up, \%doom_codes, \%lose_reply_to,
-                      \%stall_at;
-                    if ($cmd eq 'r') { $lose_reply_to{$client} = 'redeem_redeem' }
-                    elsif ($cmd eq 'a') { $lose_reply_to{$client} = 'redeem_audit_insert' }
-                    elsif ($cmd eq 'g') { $lose_reply_to{$client} = 'redeem_codes_begin' }
-                    elsif ($cmd eq 'G') { $lose_reply_to{$client} = '!redeem_codes_begin' }
-                    elsif ($cmd eq 'L') { $hold_from{$client} = 'redeem_codes_begin' }
+                    delete @{$_}{$client} for \%doomed, \%hang_up, \%at_bind, \%stall_at;
+                    # What befalls the bytes of the first Bind of a statement.
+                    if ($cmd eq 'c') { $at_bind{$client} = ['drop', bind_of('codes_insert')] }
+                    elsif ($cmd eq 'r') { $at_bind{$client} = ['lose_reply', bind_of('redeem')] }
+                    elsif ($cmd eq 'a') { $at_bind{$client} = ['lose_reply', bind_of('audit_insert')] }
+                    elsif ($cmd eq 'g') { $at_bind{$client} = ['lose_reply', bind_of('codes_begin')] }
+                    elsif ($cmd eq 'G') { $at_bind{$client} = ['hang_up_at_sync', bind_of('codes_begin')] }
+                    elsif ($cmd eq 'h' || $cmd eq 's') { $at_bind{$client} = [$cmd, bind_of('redeem')] }
+                    elsif ($cmd eq 'L') { $hold_from{$client} = bind_of('codes_begin') }
                     elsif ($cmd eq 'S') {
-                        $stall_at{$client} = 'redeem_codes_insert';
+                        $stall_at{$client} = bind_of('codes_insert');
                         # Small buffers, so that a batch's bytes fill them.
                         my ($fh) = grep { "$_" eq $client } $sel->handles;
                         setsockopt($fh, Socket::SOL_SOCKET(), Socket::SO_RCVBUF(), 8192) if $fh;
                     }
-                    elsif ($cmd eq 'h' || $cmd eq 's') { $hang_up{$client} = $cmd }
-                    elsif ($cmd eq 'c') { $doom_codes{$client} = 1 }
                     else { $doomed{$client} = 1 }
                 }
                 syswrite $ack, scalar(keys %is_client);
@@ -189,8 +197,7 @@ sub proxy_loop {
             }
             elsif ($peer{"$fh"}) {
                 my $n = sysread($fh, my $buf, 65536);
-                if (defined $held{"$fh"} || ($n && $hold_from{"$fh"} && substr($buf, 0, 1) eq 'B'
-                                             && index($buf, $hold_from{"$fh"}) >= 0)) {
+                if (defined $held{"$fh"} || ($n && $hold_from{"$fh"} && $buf =~ $hold_from{"$fh"})) {
                     %hold_from = ();
                     if ($n) { $held{"$fh"} .= $buf; next }
                     # httpd gave up: its side closes, the held bytes go later.
@@ -211,9 +218,7 @@ sub proxy_loop {
                     $orphan_server->($fh);
                     next;
                 }
-                # A Bind of it (B, its length, the unnamed portal, the
-                # name), not the Parse that prepares it on a new connection.
-                if ($n && $stall_at{"$fh"} && $buf =~ /B.{4}\0\Q$stall_at{"$fh"}\E\0/s) {
+                if ($n && $stall_at{"$fh"} && $buf =~ $stall_at{"$fh"}) {
                     # Forwarded as far as here; then nothing more is read.
                     %stall_at = ();
                     syswrite($peer{"$fh"}, $buf);
@@ -221,22 +226,18 @@ sub proxy_loop {
                     push @stalled, { client => $fh, until => Time::HiRes::time() + 15 };
                     next;
                 }
-                if ($n && $doom_codes{"$fh"} && index($buf, 'redeem_codes_insert') >= 0) {
-                    %doom_codes = ();
-                    $drop->($fh);
-                    next;
-                }
                 if (!$n || $doomed{"$fh"} || $reply_doomed{"$fh"}) {
                     $drop->($fh);
                     next;
                 }
                 my $to = $peer{"$fh"};
-                my $named = $lose_reply_to{"$fh"};
-                my $at_sync = $named && $named =~ s/^!//;
-                if ($named && substr($buf, 0, 1) eq 'B' && index($buf, $named) >= 0) {
-                    %lose_reply_to = ();
-                    if ($at_sync) { $hang_up_at_sync{"$fh"} = 1 }
-                    else { $reply_doomed{"$to"} = 1 }
+                my $at = $at_bind{"$fh"};
+                if ($n && $at && $buf =~ $at->[1]) {
+                    %at_bind = ();
+                    if ($at->[0] eq 'drop') { $drop->($fh); next }
+                    if ($at->[0] eq 'lose_reply') { $reply_doomed{"$to"} = 1 }
+                    elsif ($at->[0] eq 'hang_up_at_sync') { $hang_up_at_sync{"$fh"} = 1 }
+                    else { $hang_up{"$fh"} = $at->[0] }
                 }
                 if ($hang_up_at_sync{"$fh"} && $n >= 5 && substr($buf, -5) eq "S\0\0\0\x04") {
                     delete $hang_up_at_sync{"$fh"};
