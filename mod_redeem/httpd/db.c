@@ -812,6 +812,7 @@ static const redeem_failure_t *run_statement(redeem_db_t *db, redeem_stmt_e id,
 {
     request_rec *r = db->r;
     const redeem_stmt_t *stmt = &redeem_statements[id];
+    *result = NULL; /* every failure leaves it so: the callers PQclear it */
     const redeem_failure_t *late = out_of_time(db, "statement ", stmt->name, 0);
     if (late)
         return late;

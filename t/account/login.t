@@ -420,3 +420,37 @@ $old->{status} == 401 or die "the old password after the reset: $old->{status}\n
 1;
 --- no_error_log
 RDM0309
+
+
+
+=== TEST 25d: with another Argon2 cost, register juno
+--- config
+RedeemArgon2 2048 1 1
+--- request
+POST /api/register
+--- request_json
+{"email": "juno@example.test", "password": "JunoPassw0rd1"}
+--- error_code: 201
+
+
+
+=== TEST 25e: juno logs in where making her hash again outlasts RedeemDBTimeout (0.5 s; a RedeemArgon2 of over a second): the login is 200, the new hash is not sent, and the old one stays (the rehash's statement, too late, left its result unset, and the child freed what its stack held: a crash)
+--- config
+RedeemDBTimeout 500
+RedeemArgon2 32768 40 1
+--- request
+POST /api/login
+--- request_json
+{"email": "juno@example.test", "password": "JunoPassw0rd1"}
+--- error_code: 200
+--- response_json
+{"message": "Login successful"}
+--- error_log
+/RDM0114: statement user_rehash: not sent, RedeemDBTimeout \(500 ms\) ran out before it/
+/RDM0308: the password hash of user \d+, made at another cost than RedeemArgon2's, could not be made again \(503\): kept as it is/
+--- db_check
+SELECT split_part(password_hash, '$', 4) FROM users WHERE email = 'juno@example.test'
+--- db_check_out
+m=2048,t=1,p=1
+--- no_error_log
+RDM0309
