@@ -118,6 +118,13 @@ static const char *parse_error(apr_pool_t *p, const json_error_t *error)
 const char *redeem_body_parse(apr_pool_t *p, const char *data, size_t len,
                               const redeem_body_field_t *fields, json_t **body)
 {
+    /* No JSON text holds a raw NUL, but jansson loses one that follows a
+     * number or a literal (it reads a byte on and puts it back, and a NUL
+     * put back is dropped): {"count":5<NUL>} would be {"count":5}. */
+    const char *nul = memchr(data, '\0', len);
+    if (nul)
+        return apr_psprintf(p, "Malformed JSON: a NUL byte (at byte %" APR_SIZE_T_FMT ")",
+                            (apr_size_t)(nul - data) + 1);
     json_error_t error;
     /* DECODE_ANY: a bare string or null is "not an object", not a syntax error. */
     json_t *parsed = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &error);

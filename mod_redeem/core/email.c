@@ -27,6 +27,7 @@ static const uint32_t invisible[][2] = {
     {0x2000, 0x200F},   /* spaces, zero-width characters, LRM, RLM */
     {0x2028, 0x202F},   /* line and paragraph separators, bidi embeddings and overrides */
     {0x205F, 0x206F},   /* math space, word joiner, invisible operators, bidi isolates */
+    {0x2800, 0x2800},   /* Braille pattern blank (shows as a space) */
     {0x3000, 0x3000},   /* ideographic space */
     {0x3164, 0x3164},   /* Hangul filler */
     {0xE000, 0xF8FF},   /* private use */
@@ -35,6 +36,7 @@ static const uint32_t invisible[][2] = {
     {0xFEFF, 0xFEFF},   /* byte order mark, zero-width no-break space */
     {0xFFA0, 0xFFA0},   /* halfwidth Hangul filler */
     {0xFFF0, 0xFFFF},   /* specials, replacement character, noncharacters */
+    {0x13430, 0x1343F}, /* Egyptian hieroglyph format controls */
     {0x1BCA0, 0x1BCA3}, /* shorthand format controls */
     {0x1D173, 0x1D17A}, /* musical formatting */
     {0xE0000, 0xE0FFF}, /* tags, variation selectors supplement */

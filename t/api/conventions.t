@@ -426,6 +426,22 @@ qq({"email": "c34\0\@example.test", "password": "Passw0rd123"})
 
 
 
+=== TEST 34b: a raw NUL byte after a number (jansson drops it and took the rest: 201 and a code made): 400, nothing made
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json eval
+qq({"count": 1\0})
+--- error_code: 400
+--- response_json_exact
+{"error": "Malformed JSON: a NUL byte (at byte 12)"}
+--- db_check
+SELECT count(*) FROM redeem_codes
+--- db_check_out
+0
+
+
+
 === TEST 35: invalid UTF-8: a stray 0xFF byte
 --- request
 POST /api/register

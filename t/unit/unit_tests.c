@@ -93,6 +93,13 @@ static void test_email(apr_pool_t *p)
         {"a\xf3\xa0\x80\x81"
          "b@c.d",
          "a tag character"},
+        {"ab@c.d\xe2\xa0\x80", "a Braille pattern blank (U+2800)"},
+        {"a\xf0\x93\x90\xb0"
+         "b@c.d",
+         "an Egyptian hieroglyph joiner (U+13430)"},
+        {"a\xf0\x93\x90\xbf"
+         "b@c.d",
+         "an Egyptian hieroglyph format control (U+1343F)"},
         {"a\xcd\xbe"
          "b@c.d",
          "the Greek question mark (U+037E, ';' once NFC)"},
@@ -170,6 +177,36 @@ static void test_body(apr_pool_t *p)
            apr_psprintf(p, "body: %s said in the API's words: %s", own[i][0],
                         why ? why : "(accepted)"));
     }
+
+    /* A raw NUL anywhere, where jansson would drop one after a number or a
+     * literal and take the rest: its place said, jansson's position (the
+     * bytes read, it included). */
+    const redeem_body_field_t counted[] = {{"count", JSON_INTEGER, 1}, {NULL, 0, 0}};
+    const struct {
+        const char *text;
+        size_t len;
+        const char *why;
+    } nuls[] = {
+        {"{\"count\":5\0}", 12, "Malformed JSON: a NUL byte (at byte 11)"},
+        {"{\"count\":-5\0,\"count2\":1}", 24, "Malformed JSON: a NUL byte (at byte 12)"},
+        {"{\"count\":true\0}", 15, "Malformed JSON: a NUL byte (at byte 14)"},
+        {"{\"count\":5}\0", 12, "Malformed JSON: a NUL byte (at byte 12)"},
+        {"{\"count\":\"a\0b\"}", 16, "Malformed JSON: a NUL byte (at byte 12)"},
+    };
+    for (size_t i = 0; i < sizeof nuls / sizeof *nuls; i++) {
+        body = NULL;
+        why = redeem_body_parse(p, nuls[i].text, nuls[i].len, counted, &body);
+        is_string(why, nuls[i].why,
+                  apr_psprintf(p, "body: a raw NUL refused (case %" APR_SIZE_T_FMT ")", i));
+        if (body)
+            json_decref(body);
+    }
+    body = NULL;
+    why = redeem_body_parse(p, "{\"count\":5}", 11, counted, &body);
+    ok(!why && body && json_integer_value(json_object_get(body, "count")) == 5,
+       "body: the same without its NUL taken");
+    if (body)
+        json_decref(body);
 
     /* An unknown field's name: shown whole up to 64 characters, then cut
      * on a character's boundary (here two-byte ones) with its length. */
