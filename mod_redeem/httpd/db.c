@@ -315,6 +315,25 @@ static int failed_for_now(const PGresult *result, int *unable)
            strcmp(state, "57014") == 0;
 }
 
+/* What the database said of a failure, for the log: its primary message,
+ * else libpq's for the connection (when no result came back at all), cut
+ * before a DETAIL line (it may quote a failing row, password hash
+ * included); "no detail" when neither says anything. */
+static const char *failure_detail(request_rec *r, PGconn *pg, const PGresult *result)
+{
+    const char *primary = result ? PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    if (primary && *primary)
+        return primary;
+    char *said = apr_pstrdup(r->pool, PQerrorMessage(pg));
+    char *cut = strstr(said, "\nDETAIL:");
+    if (cut)
+        *cut = '\0';
+    apr_size_t n = strlen(said);
+    while (n > 0 && (said[n - 1] == '\n' || said[n - 1] == ' '))
+        said[--n] = '\0';
+    return *said ? said : "no detail";
+}
+
 /* 400 for an email whose key is too long; 503 when the database went away,
  * did not answer in time, or refused for now (failed_for_now); 500 for
  * anything else. Logged either way, without PostgreSQL's DETAIL (it may
@@ -324,13 +343,7 @@ static const redeem_failure_t *db_failure(redeem_db_t *db, const char *what, out
 {
     request_rec *r = db->r;
     PGconn *pg = db->pg;
-    const char *detail = result ? PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-    if (!detail) {
-        detail = apr_pstrdup(r->pool, PQerrorMessage(pg));
-        char *cut = strstr((char *)detail, "\nDETAIL:");
-        if (cut)
-            *cut = '\0';
-    }
+    const char *detail = failure_detail(r, pg, result);
     if (outcome != EXCHANGE_FAILED)
         note_failed(r);
     /* Lost while libpq may still hold the connection for good (a failed
@@ -342,7 +355,7 @@ static const redeem_failure_t *db_failure(redeem_db_t *db, const char *what, out
     if (outcome == EXCHANGE_FAILED && lookup_key_taken(result)) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                       RDMNO(0115) "database %s refused: a code's lookup key is already taken: %s",
-                      what, detail && *detail ? detail : "no detail");
+                      what, detail);
         return &redeem_failure_key_taken;
     }
     if (outcome == EXCHANGE_FAILED && email_key_too_long(result))
@@ -363,8 +376,7 @@ static const redeem_failure_t *db_failure(redeem_db_t *db, const char *what, out
         }
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                       RDMNO(0116) "database %s refused for now (SQLSTATE %s): %s", what,
-                      PQresultErrorField(result, PG_DIAG_SQLSTATE),
-                      detail && *detail ? detail : "no detail");
+                      PQresultErrorField(result, PG_DIAG_SQLSTATE), detail);
         return &redeem_failure_unavailable;
     }
     if (outcome == EXCHANGE_TIMED_OUT) {
@@ -385,8 +397,7 @@ static const redeem_failure_t *db_failure(redeem_db_t *db, const char *what, out
         return &redeem_failure_unavailable;
     }
     ap_log_rerror(APLOG_MARK, outcome == EXCHANGE_LOST ? APLOG_WARNING : APLOG_ERR, 0, r,
-                  RDMNO(0101) "database %s failed%s: %s", what, outcome_name(outcome),
-                  detail && *detail ? detail : "no detail");
+                  RDMNO(0101) "database %s failed%s: %s", what, outcome_name(outcome), detail);
     return outcome == EXCHANGE_LOST ? &redeem_failure_unavailable : &redeem_failure_internal;
 }
 
@@ -420,7 +431,7 @@ static const redeem_failure_t *watch_client(redeem_db_t *db)
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, db->r,
                       RDMNO(0117) "client_connection_check_interval not set (%s): a statement "
                                   "given up on may still commit",
-                      PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY));
+                      failure_detail(db->r, db->pg, result));
     else if (outcome != EXCHANGE_DONE)
         failure = db_failure(db, "session setup", outcome, result);
     PQclear(result);
@@ -476,10 +487,11 @@ static const redeem_failure_t *check_schema(redeem_db_t *db, apr_array_header_t 
         db->deadline, &result);
     apr_time_t answered = apr_time_now();
     int unable = 0;
-    if (outcome == EXCHANGE_FAILED && !failed_for_now(result, &unable)) {
+    /* Without a result the question was not sent: not the schema's fault. */
+    if (outcome == EXCHANGE_FAILED && result && !failed_for_now(result, &unable)) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       RDMNO(0102) "database has no mod_redeem schema (%s): apply sql/%s",
-                      PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY), migrations[0]);
+                      failure_detail(r, db->pg, result), migrations[0]);
         PQclear(result);
         return &redeem_failure_unavailable;
     }

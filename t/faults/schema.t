@@ -3,7 +3,8 @@
 # connection checks the version before it prepares anything; a mismatch
 # answers 503 with Retry-After and says which migration to apply (RDM0103)
 # or that the module is older (RDM0104), and the site heals by itself once
-# the versions agree again.
+# the versions agree again. A database with no version table at all is
+# 503 too (RDM0102), with what PostgreSQL said.
 use lib 't/lib';
 use Test::Redeem;
 
@@ -85,6 +86,32 @@ GET /api/profile
 --- login: alice
 --- db_init
 DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations);
+--- request
+GET /api/profile
+--- error_code: 200
+
+
+
+=== TEST 6: no schema at all (its version table gone): 503, and the log says so with PostgreSQL's own words, not "(null)"
+--- login: alice
+--- db_init eval
+"ALTER TABLE schema_migrations RENAME TO schema_migrations_away;\n" . $END_SESSIONS
+--- request
+GET /api/profile
+--- error_code: 503
+--- response_json_exact
+{"error": "Service temporarily unavailable"}
+--- error_log
+/RDM0102: database has no mod_redeem schema \(relation "schema_migrations" does not exist\): apply sql/001_\w+\.sql/
+--- no_error_log
+(null)
+
+
+
+=== TEST 7: the version table back: served again, without a restart
+--- login: alice
+--- db_init
+ALTER TABLE schema_migrations_away RENAME TO schema_migrations;
 --- request
 GET /api/profile
 --- error_code: 200
