@@ -639,8 +639,9 @@ static const redeem_failure_t *out_of_time(redeem_db_t *db, const char *what, co
     redeem_shared_count(redeem_conf(r)->shared, REDEEM_COUNTER_DB_ACQUIRE_FAILURES);
     ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                   RDMNO(0114) "%s%s: not sent, RedeemDBTimeout (%" APR_INT64_T_FMT
-                              " ms) ran out before it%s (the request waited that long, for a "
-                              "free pooled connection, another's read or a reconnection)",
+                              " ms) ran out before it%s (the request waited that long: for a "
+                              "free pooled connection, another's read, a reconnection, or its "
+                              "own hashing and statements before)",
                   what, which, (apr_int64_t)redeem_conf(r)->db_timeout_ms,
                   margin ? ", or all but a tenth of it" : "");
     return &redeem_failure_unavailable;
@@ -825,7 +826,14 @@ static const redeem_failure_t *run_statement(redeem_db_t *db, redeem_stmt_e id,
     request_rec *r = db->r;
     const redeem_stmt_t *stmt = &redeem_statements[id];
     *result = NULL; /* every failure leaves it so: the callers PQclear it */
-    const redeem_failure_t *late = out_of_time(db, "statement ", stmt->name, 0);
+    /* A write is sent only with a tenth of the time left, first or again:
+     * sent with a moment left (after a long hash, say), it could commit
+     * while its client is told 503, and the client's retry would then be
+     * refused (a registration's as "Email already registered"). A read may
+     * use all of its time. */
+    int writes = stmt->retry_safe != REDEEM_STMT_READS;
+    const redeem_failure_t *late =
+        out_of_time(db, "statement ", stmt->name, writes ? redeem_db_too_late(redeem_conf(r)) : 0);
     if (late)
         return late;
     begin_wait(db);
@@ -868,12 +876,11 @@ static const redeem_failure_t *run_statement(redeem_db_t *db, redeem_stmt_e id,
         *result = NULL;
         db->conn->backend_pid = 0;
         redeem_shared_count(redeem_conf(r)->shared, REDEEM_COUNTER_DB_RETRIES);
-        /* A write is sent again only with a tenth of the time left, as a
-         * request waiting for a connection is: a reconnection that used up
-         * the rest would leave it to commit while its client is told 503. A
-         * read may use all of its time (a health check has half a second). */
-        const redeem_stmt_t *first = &redeem_statements[id];
-        int writes = first->retry_safe != REDEEM_STMT_READS;
+        /* Again only with a tenth of the time left for a write, as above
+         * and as a request waiting for a connection: a reconnection that
+         * used up the rest would leave it to commit while its client is
+         * told 503. A read may use all of its time (a health check has half
+         * a second). */
         const redeem_failure_t *failure = make_ready(db);
         if (!failure)
             failure = out_of_time(db, "statement ", stmt->name,

@@ -19,6 +19,9 @@
 # - A server that refuses writes (a standby after a failover; here the
 #   role's sessions read-only) is 503 for now, and its connection is shut,
 #   so that the first request once writes are allowed again succeeds.
+# - A write is not sent with less than a tenth of RedeemDBTimeout left (a
+#   registration's insert after its read was held up): 503, nothing made,
+#   and its retry succeeds.
 use lib 't/lib';
 use Test::Redeem;
 use POSIX ();
@@ -398,3 +401,55 @@ JSON::PP->new->encode({card_code => var('CODE'), user_id => 0 + user_id('alice')
 SELECT count(*), min(outcome) FROM audit_log WHERE event = 'redeem' AND actor_id = $USER_ID_dora
 --- db_check_out
 1|forbidden
+
+
+
+=== TEST 18: a registration whose insert would go with less than a tenth of RedeemDBTimeout left (3 s; its read of the email held up by a lock on users until 2.71 s after it began): 503 with the insert not sent and no account made. Sent with a moment left, it could commit while its client is told 503, and the client's retry would be told the email is taken (before, such an insert was sent: 201 here)
+--- config eval
+$BASE =~ s/RedeemDBTimeout 1000/RedeemDBTimeout 3000/r
+--- db_init eval
+Time::HiRes::sleep(1.2);   # past any 503-at-once second a block before left
+'SELECT 1'
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+# The locker is ended below: its psql's complaint is of no interest.
+open my $stderr, '>&', \*STDERR or die "dup: $!\n";
+open STDERR, '>', '/dev/null' or die "/dev/null: $!\n";
+my $locker = hold_lock('users', 'ACCESS EXCLUSIVE', 30);
+open STDERR, '>&', $stderr or die "dup: $!\n";
+my $sent = request_in_background('POST', '/api/register',
+    '{"email": "late-insert@example.test", "password": "Passw0rd123"}');
+# The read waits on the lock from soon after the request's time began, so
+# its time began before this returns: the lock is let go at least 2.71 s
+# into it, the insert later still (past 2.7 s, the last tenth).
+lock_waiters('users', 1);
+Time::HiRes::sleep(2.71);
+sql("SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+    . " WHERE c.relname = 'users' AND l.mode = 'AccessExclusiveLock' AND l.granted");
+waitpid $locker, 0;
+my $result = request_result($sent);
+$result->[0] eq '503' or die "the registration: @$result\n";
+$result->[2] =~ /^\d+$/ or die "the 503 without Retry-After: @$result\n";
+my $made = sql("SELECT count(*) FROM users WHERE email = 'late-insert\@example.test'");
+$made eq '0' or die "a registration answered 503 made its account ($made)\n";
+--- error_log
+/RDM0114: statement user_insert: not sent, RedeemDBTimeout \(3000 ms\) ran out before it, or all but a tenth of it/
+--- no_error_log
+RDM0111
+
+
+
+=== TEST 19: its retry registers the account
+--- config eval
+$BASE =~ s/RedeemDBTimeout 1000/RedeemDBTimeout 3000/r
+--- request
+POST /api/register
+--- request_json
+{"email": "late-insert@example.test", "password": "Passw0rd123"}
+--- error_code: 201
+--- db_check
+SELECT count(*) FROM users WHERE email = 'late-insert@example.test'
+--- db_check_out
+1
