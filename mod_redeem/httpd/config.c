@@ -148,8 +148,17 @@ void *redeem_config_merge_dir(apr_pool_t *p, void *base_conf, void *add_conf)
     return conf;
 }
 
+/* Whether the path of len bytes ends in a segment "." or "..". */
+static int ends_in_dot_segment(const char *path, size_t len)
+{
+    return (len >= 2 && strncmp(path + len - 2, "/.", 2) == 0) ||
+           (len >= 3 && strncmp(path + len - 3, "/..", 3) == 0);
+}
+
 /* An absolute URL path, stored without a trailing slash ("" for the root);
- * NULL when it is not one. */
+ * NULL when it is not one. A segment "." or "..", last or not, is refused:
+ * httpd takes them out of a request's path before the module sees it, so
+ * a path that holds one would never match. */
 static const char *url_path(apr_pool_t *p, const char *arg)
 {
     size_t len = strlen(arg);
@@ -158,6 +167,8 @@ static const char *url_path(apr_pool_t *p, const char *arg)
         return NULL;
     while (len > 1 && arg[len - 1] == '/')
         len--;
+    if (ends_in_dot_segment(arg, len))
+        return NULL;
     return len == 1 ? "" : apr_pstrmemdup(p, arg, len);
 }
 

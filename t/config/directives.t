@@ -159,6 +159,33 @@ RedeemBasePath
 
 
 
+=== TEST 17b: a base path whose last segment is ".." (httpd takes it out of every request's path: nothing would ever match; it was accepted, and every API path got httpd's own 404)
+--- config
+RedeemBasePath /api/..
+--- must_die
+--- error_log
+RedeemBasePath must be an absolute URL path
+
+
+
+=== TEST 17c: nor ".", with a slash after it or not
+--- config
+RedeemBasePath /api/.
+--- must_die
+--- error_log
+RedeemBasePath must be an absolute URL path
+
+
+
+=== TEST 17d: control: a segment that only starts with dots is a name like any other
+--- config
+RedeemBasePath /v..2
+--- request
+GET /v..2/api/health
+--- error_code: 200
+
+
+
 === TEST 18: an unreadable JWT secret file when no inline secret is set
 --- config
 RedeemJWTSecretFile $SERVROOT/no-such-secret
