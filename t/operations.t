@@ -91,6 +91,24 @@ the code encryption key must differ from the JWT secret
 
 
 
+=== TEST 4c: a code MAC key file holding the JWT secret spelled in hex refuses to start (the key used is the bytes the hex spells: the JWT secret's own; compared as text alone, it started)
+--- config eval
+"RedeemCodeMACKeyFile " . main::key_file('jwt_hex_mac', unpack('H*', main::jwt_secret())) . "\n"
+--- must_die
+--- error_log
+the code MAC key must differ from the JWT secret
+
+
+
+=== TEST 4d: the same for the code encryption key
+--- config eval
+"RedeemCodeEncryptionKeyFile " . main::key_file('jwt_hex_enc', unpack('H*', main::jwt_secret())) . "\n"
+--- must_die
+--- error_log
+the code encryption key must differ from the JWT secret
+
+
+
 === TEST 5: control: no default-password warning with the test admin's password
 --- request
 GET /api/health

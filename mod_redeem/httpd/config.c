@@ -480,6 +480,15 @@ static apr_status_t free_code_keys(void *keys)
     return APR_SUCCESS;
 }
 
+/* Whether a code key file holds the JWT secret: as its text, or as the
+ * bytes its hex spells (the key used is then those bytes). */
+static int holds_jwt_secret(const redeem_token_config_t *token, const redeem_keyfile_t *key)
+{
+    return (token->secret_len == key->text_len &&
+            memcmp(token->secret, key->text, key->text_len) == 0) ||
+           (token->secret_len == key->len && memcmp(token->secret, key->bytes, key->len) == 0);
+}
+
 static const char *finish_code_keys(apr_pool_t *p, server_rec *s, redeem_server_conf *conf)
 {
     redeem_keyfile_t mac, enc;
@@ -489,11 +498,9 @@ static const char *finish_code_keys(apr_pool_t *p, server_rec *s, redeem_server_
     if ((why = read_key_file(p, s, conf->code_mac_key_file, "RedeemCodeMACKeyFile", &mac)) ||
         (why = read_key_file(p, s, conf->code_enc_key_file, "RedeemCodeEncryptionKeyFile", &enc)))
         return why;
-    if (conf->token.secret_len == mac.text_len &&
-        memcmp(conf->token.secret, mac.text, mac.text_len) == 0)
+    if (holds_jwt_secret(&conf->token, &mac))
         return "the code MAC key must differ from the JWT secret";
-    if (conf->token.secret_len == enc.text_len &&
-        memcmp(conf->token.secret, enc.text, enc.text_len) == 0)
+    if (holds_jwt_secret(&conf->token, &enc))
         return "the code encryption key must differ from the JWT secret";
     if ((why = redeem_code_keys_init(&conf->code_keys, mac.bytes, mac.len, enc.bytes, enc.len)))
         return why;
