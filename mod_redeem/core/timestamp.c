@@ -68,7 +68,9 @@ int redeem_timestamp_parse(const char *s, int64_t *usec)
         p++;
         while (p[n] >= '0' && p[n] <= '9')
             n++;
-        if (n == 0 || n > 9)
+        /* As many digits as sent (RFC 3339: 1*DIGIT; the body's cap bounds
+         * them): the first six kept, the rest cut. */
+        if (n == 0)
             return -1;
         for (int i = 0; i < 6; i++)
             fraction = fraction * 10 + (i < n ? p[i] - '0' : 0);

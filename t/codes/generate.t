@@ -427,6 +427,24 @@ SELECT api_ts(expires_at) FROM redeem_codes WHERE batch_id = '$BATCH_OFF'
 
 
 
+=== TEST 27b: expires_at with more than nine digits of fraction (RFC 3339 sets no bound; they were 400): the first six kept, the rest cut
+--- login: admin
+--- request
+POST /admin/generate-codes
+--- request_json
+{"count": 1, "expires_at": "2031-06-15T12:30:00.123456789012+02:00"}
+--- error_code: 201
+--- response_json
+{"count": 1, "expires_at": "2031-06-15T10:30:00.123456Z"}
+--- save_json
+BATCH_LONG_FRACTION=batch_id
+--- db_check
+SELECT api_ts(expires_at) FROM redeem_codes WHERE batch_id = '$BATCH_LONG_FRACTION'
+--- db_check_out
+2031-06-15T10:30:00.123456Z
+
+
+
 === TEST 28: duration_months 0 is refused
 --- login: admin
 --- request
