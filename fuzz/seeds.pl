@@ -136,15 +136,16 @@ corpus('token', 'issue-longest-email',
   "\x03" . pack('q>', 7) . ('a' x 64) . '@' . ("\xF0\x9F\x94\x91" x 186) . '.de');
 corpus('token', 'issue-bad-email', "\x03" . pack('q>', 7) . 'not an address');
 
-# Known open items (fuzz/README.md): replayed by t/fuzz_replay.t as TODO.
-known('token', 'exp-overflow', 'max', "\x01\x00$hs256\x00" . $c->('"exp":9223372036854775807'));
-known('token', 'exp-overflow', 'near-max', "\x01\x00$hs256\x00" . $c->('"exp":9223372036854775800'));
-known('token', 'dup-keys', 'header-alg-none-then-hs256',
+# Items fixed since (fuzz/README.md, exp-overflow and dup-keys): their
+# reproducers are corpus seeds now.
+corpus('token', 'exp-overflow-max', "\x01\x00$hs256\x00" . $c->('"exp":9223372036854775807'));
+corpus('token', 'exp-overflow-near-max', "\x01\x00$hs256\x00" . $c->('"exp":9223372036854775800'));
+corpus('token', 'dup-keys-header-alg-none-then-hs256',
   "\x01\x00" . '{"alg":"none","alg":"HS256"}' . "\x00$claims");
-known('token', 'dup-keys', 'claims-exp-twice', "\x01\x00$hs256\x00" . $c->('"exp":1,"exp":1800003600'));
-known('token', 'dup-keys', 'claims-user-id-twice',
+corpus('token', 'dup-keys-claims-exp-twice', "\x01\x00$hs256\x00" . $c->('"exp":1,"exp":1800003600'));
+corpus('token', 'dup-keys-claims-user-id-twice',
   "\x01\x00$hs256\x00" . qq({"user_id":1,"sub":"2","user_id":2,"exp":1800003600,"iss":"$issuer"}));
-known('token', 'dup-keys', 'raw', "\x00" . jwt('{"alg":"HS256","alg":"HS256"}', $claims));
+corpus('token', 'dup-keys-raw', "\x00" . jwt('{"alg":"HS256","alg":"HS256"}', $claims));
 
 # ------------------------------------------------------------------ code
 # As fuzz_code.c: MAC key 32 x 0x07. Mode byte: 0 as typed, 1 check fixed up,
@@ -280,11 +281,11 @@ my @email = (
     ['password-emoji', "\xF0\x9F\x94\x91\xF0\x9F\x94\x91\xF0\x9F\x94\x91\xF0\x9F\x94\x911234"],
 );
 corpus('email', $_->[0], $_->[1]) for @email;
-# A question for the lead rather than a known item (fuzz/README.md).
-known('email', 'email-unicode', 'bidi-rlo', "ada\xE2\x80\xAEmoc.elpmaxe\@example.com");
-known('email', 'email-unicode', 'zero-width', "a\xE2\x80\x8Bda\@example.com");
-known('email', 'email-unicode', 'nbsp-domain', "ada\@example\xC2\xA0.com");
-known('email', 'email-unicode', 'bom', "\xEF\xBB\xBFada\@example.com");
+# email-unicode (fixed, fuzz/README.md): its reproducers are corpus seeds now.
+corpus('email', 'email-unicode-bidi-rlo', "ada\xE2\x80\xAEmoc.elpmaxe\@example.com");
+corpus('email', 'email-unicode-zero-width', "a\xE2\x80\x8Bda\@example.com");
+corpus('email', 'email-unicode-nbsp-domain', "ada\@example\xC2\xA0.com");
+corpus('email', 'email-unicode-bom', "\xEF\xBB\xBFada\@example.com");
 
 # ------------------------------------------------------------------ text
 # Mode byte: 0 hex, 1 integer (then a bounds byte: 0..6 the module's bounds,
@@ -355,10 +356,11 @@ my @body = (
 corpus('body', $_->[0], $_->[1]) for @body;
 # jansson quotes the bytes near an error; after a backslash (or a \u escape)
 # they can stop inside a UTF-8 sequence, and the 400 message then fails
-# json_pack (a 500).
-known('body', 'error-utf8', 'min-backslash-e-acute', "\"\\\xC3\xA9\"");
-known('body', 'error-utf8', 'min-escape-e-acute', "\"\\u\xC3\xA9\"");
-known('body', 'error-utf8', 'escape-rlo', "{\"card_code\":\"\\u12\xE2\x80\xAE\"}");
+# json_pack (a 500). error-utf8 (fixed, fuzz/README.md): its reproducers
+# are corpus seeds now.
+corpus('body', 'error-utf8-min-backslash-e-acute', "\"\\\xC3\xA9\"");
+corpus('body', 'error-utf8-min-escape-e-acute', "\"\\u\xC3\xA9\"");
+corpus('body', 'error-utf8-escape-rlo', "{\"card_code\":\"\\u12\xE2\x80\xAE\"}");
 
 # ------------------------------------------------------------------ query
 my @query = (
