@@ -1,7 +1,9 @@
 # redeem-migrate as an operator meets it: a database that cannot hold the
 # schema (not UTF8: email_key() normalizes Unicode) is refused before
 # anything is applied, and a wrong --role with --password-stdin is refused
-# before any role is made or changed.
+# before any role is made or changed: one the database was not migrated for,
+# or one that can do more than the migrations grant it (a superuser, the
+# database's owner, a reader of every table).
 use lib 't/lib';
 use Test::Redeem;
 
@@ -86,6 +88,83 @@ die "exit $status: $out"
 my $roles = psql_db('postgres', "SELECT count(*) FROM pg_roles WHERE rolname = 't_typo_app'");
 $roles eq '0' or die "the refused run made the role t_typo_app\n";
 psql_db('postgres', qq{DROP DATABASE "$db" WITH (FORCE);\n});
+1
+
+
+
+=== TEST 3b: a migrated database and a --role that may read every table (pg_read_all_data), with a password: refused before anything, and that role's password is not changed (it was: the role could read schema_migrations, so the database passed for migrated for it)
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $db = scratch_db();
+run_ok([ migrate(), '-c', '-r', 'redeem_app', $db ]);
+psql_db('postgres', "DROP ROLE IF EXISTS t_reporting;\n"
+                  . "CREATE ROLE t_reporting LOGIN PASSWORD 'ReportingPassword42';\n"
+                  . "GRANT pg_read_all_data TO t_reporting;\n");
+my $before = psql_db('postgres', "SELECT rolpassword FROM pg_authid WHERE rolname = 't_reporting'");
+my ($status, $out) = run_cmd([ migrate(), '-r', 't_reporting', '-p', $db ], "AnotherLongPassword42\n");
+my $after = psql_db('postgres', "SELECT rolpassword FROM pg_authid WHERE rolname = 't_reporting'");
+psql_db('postgres', qq{DROP DATABASE "$db" WITH (FORCE);\nDROP ROLE t_reporting;\n});
+die "exit $status: $out"
+  unless $status == 1
+  && $out =~ /the role t_reporting belongs to pg_read_all_data: the module's login must be a role of its own/;
+$before eq $after or die "the refused run changed t_reporting's password\n";
+1
+
+
+
+=== TEST 3c: a superuser as --role, with a password: refused, its password not changed (it was, locking out whoever used it)
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $db = scratch_db();
+run_ok([ migrate(), '-c', '-r', 'redeem_app', $db ]);
+psql_db('postgres', "DROP ROLE IF EXISTS t_super;\nCREATE ROLE t_super SUPERUSER LOGIN PASSWORD 'SuperUsersPassword42';\n");
+my $before = psql_db('postgres', "SELECT rolpassword FROM pg_authid WHERE rolname = 't_super'");
+my ($status, $out) = run_cmd([ migrate(), '-r', 't_super', '-p', $db ], "AnotherLongPassword42\n");
+my $after = psql_db('postgres', "SELECT rolpassword FROM pg_authid WHERE rolname = 't_super'");
+psql_db('postgres', qq{DROP DATABASE "$db" WITH (FORCE);\nDROP ROLE t_super;\n});
+die "exit $status: $out"
+  unless $status == 1 && $out =~ /the role t_super is a superuser: .*\(no role was made or changed, no migration applied\)/;
+$before eq $after or die "the refused run changed t_super's password\n";
+1
+
+
+
+=== TEST 3d: a new database and its owner as --role: refused before any migration (001 to 003 were committed, then 004 or 016 stopped, and every later run was refused: a database that had to be dropped)
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $db = scratch_db();
+psql_db('postgres', qq{DROP DATABASE IF EXISTS "$db" WITH (FORCE);\nDROP ROLE IF EXISTS t_owner;\n}
+                  . qq{CREATE ROLE t_owner LOGIN PASSWORD 'AnOwnersPassword42';\nCREATE DATABASE "$db" OWNER t_owner;\n});
+my ($status, $out) = run_cmd([ migrate(), '-r', 't_owner', $db ]);
+my $tables = psql_db($db, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'");
+psql_db('postgres', qq{DROP DATABASE "$db" WITH (FORCE);\nDROP ROLE t_owner;\n});
+die "exit $status: $out" unless $status == 1 && $out =~ /the role t_owner owns the database: /;
+$tables eq '0' or die "$tables tables made in the refused database\n";
+1
+
+
+
+=== TEST 3e: control: a role of its own, new, with a password, on a new database: made LOGIN, and the database migrated to the end for it; a second run with it is not refused
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $db = scratch_db();
+psql_db('postgres', qq{DROP DATABASE IF EXISTS "$db" WITH (FORCE);\nDROP ROLE IF EXISTS t_fresh_app;\n});
+run_ok([ migrate(), '-c', '-r', 't_fresh_app', '-p', $db ], "AFreshAppPassword42\n");
+run_ok([ migrate(), '-r', 't_fresh_app', $db ]);
+my $got = psql_db($db, "SELECT rolcanlogin FROM pg_roles WHERE rolname = 't_fresh_app';\n"
+                     . "SELECT has_table_privilege('t_fresh_app', 'schema_migrations', 'SELECT');\n"
+                     . "SELECT max(version) FROM schema_migrations;");
+psql_db('postgres', qq{DROP DATABASE "$db" WITH (FORCE);\nDROP ROLE t_fresh_app;\n});
+my $last = (sort { $a <=> $b } map { m{/(\d{3})_[^/]*$} ? 0 + $1 : () } glob "$ENV{REDEEM_ROOT}/sql/[0-9][0-9][0-9]_*.sql")[-1];
+$got eq "t\nt\n$last" or die "got: $got (expected the last version $last)\n";
 1
 
 
