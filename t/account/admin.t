@@ -254,3 +254,55 @@ $status == 0 or die "a Cyrillic password: exit $status: $out";
 my $res = api_request('POST', '/api/login', qq({"email": "cyrillic\@example.test", "password": "\xd0\xbf\xd0\xb0\xd1\x80\xd0\xbe\xd0\xbb\xd1\x8c12"}));
 $res->{status} == 200 or die "its login: $res->{status} $res->{body}";
 1
+
+
+
+=== TEST 16b: redeem-admin refuses the addresses the module refuses (it took invisible and bidi characters, a no-break space at the start, bytes that are not UTF-8: admin accounts that looked like another's, or could never log in); the API refuses each too
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $admin = "$ENV{REDEEM_ROOT}/scripts/redeem-admin";
+my $before = sql('SELECT count(*) FROM users');
+for my $case ([ "adm\xe2\x80\x8bin\@example.test", 'invisible' ],      # zero-width space
+              [ "admin\@exam\xe2\x80\xaeple.test", 'invisible' ],      # right-to-left override
+              [ "\xc2\xa0admin\@example.test", 'invisible' ],          # no-break space, not trimmed
+              [ "blank\xe2\xa0\x80\@example.test", 'invisible' ],      # Braille pattern blank
+              [ "a\xcd\xbeb\@example.test", 'invisible' ],             # U+037E, ';' once normalized
+              [ "b\xffx\@example.test", 'not UTF-8' ],
+              [ "\xed\xa0\x80a\@example.test", 'not UTF-8' ]) {        # a surrogate
+    my ($email, $why) = @$case;
+    my ($status, $out) = run_cmd([ $admin, '-d', var('DB_NAME'), 'create', $email ], "APassword12345\n");
+    my $shown = join '', map { sprintf '\\x%02x', ord } split //, $email;
+    $status == 1 && $out =~ /invalid email: (?:contains spaces, invisible or forbidden characters|not UTF-8)/
+      && ($why eq 'not UTF-8') == ($out =~ /not UTF-8/)
+      or die "$shown: exit $status: $out";
+    my $res = api_request('POST', '/api/register', qq({"email": "$email", "password": "APassword12345"}));
+    $res->{status} == 400 or die "$shown: the API answered $res->{status}, not 400\n";
+}
+my $after = sql('SELECT count(*) FROM users');
+$after eq $before or die "accounts made: $before before, $after after\n";
+my ($status, $out) = run_cmd([ $admin, '-d', var('DB_NAME'), 'create', " Un\xc3\xafcode.Admin\@Example.TEST\t" ],
+                             "APassword12345\n");
+$status == 0 or die "a plain non-ASCII address: exit $status: $out";
+sql("SELECT count(*) FROM users WHERE email = 'un\xc3\xafcode.admin\@example.test' AND is_admin") eq '1'
+  or die "the address not stored trimmed and lowercased\n";
+1
+
+
+
+=== TEST 16c: redeem-admin's list of invisible code points is the module's (core/email.c's invisible[])
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+my $read = sub { open my $fh, '<', $_[0] or die "$_[0]: $!\n"; local $/; <$fh> };
+my $c = $read->("$ENV{REDEEM_ROOT}/mod_redeem/core/email.c");
+my $perl = $read->("$ENV{REDEEM_ROOT}/scripts/redeem-admin");
+my ($c_table) = $c =~ /invisible\[\]\[2\] = \{(.*?)\n\};/s or die "no invisible[] in email.c\n";
+my ($perl_table) = $perl =~ /my \@INVISIBLE = \((.*?)\n\s*\);/s or die "no \@INVISIBLE in redeem-admin\n";
+my $ranges = sub { join ' ', map { (my $r = lc) =~ s/\s+//g; $r } $_[0] =~ /(0x[0-9A-Fa-f]+,\s*0x[0-9A-Fa-f]+)/g };
+my ($in_c, $in_perl) = ($ranges->($c_table), $ranges->($perl_table));
+$in_c ne '' && ($in_c =~ tr/,//) >= 20 or die "read too few ranges from email.c: $in_c\n";
+$in_c eq $in_perl or die "email.c: $in_c\nredeem-admin: $in_perl\n";
+1
