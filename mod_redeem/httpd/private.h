@@ -130,8 +130,8 @@ typedef struct {
     uint32_t layout;        /* sizes of this struct and the table: re-made when they change */
     uint32_t limit_entries; /* slots of the rate-limit table */
     int64_t redis_retry_at; /* ms (redeem_shared_now_ms): while Redis fails, when to try again */
-    uint32_t redis_down;    /* 1 from the first failure until Redis answers again */
-    uint32_t redis_outage_logged;  /* 1 while an outage's RDM0602 awaits its RDM0603 */
+    uint32_t redis_outage;  /* REDEEM_OUTAGE_... (core/log_throttle.h) */
+    uint32_t reserved;      /* was a second word of the outage: the layout kept */
     int64_t redis_log_quiet_until; /* ms: no outage logged before (one a minute at most) */
     uint64_t counters[REDEEM_COUNTER_SLOTS];
     /* the rate-limit table follows, 64-byte aligned */

@@ -262,7 +262,7 @@ static int check_table_all(redeem_server_conf *conf, const redeem_charge_t *char
  * a name lookup, at the same moment). */
 static int redis_turn(redeem_shared_t *shared, int64_t now)
 {
-    if (!__atomic_load_n(&shared->redis_down, __ATOMIC_ACQUIRE))
+    if (__atomic_load_n(&shared->redis_outage, __ATOMIC_ACQUIRE) == REDEEM_OUTAGE_NONE)
         return 1;
     int64_t retry_at = __atomic_load_n(&shared->redis_retry_at, __ATOMIC_RELAXED);
     return retry_at <= now &&
@@ -309,8 +309,7 @@ static int check_redis(request_rec *r, redeem_server_conf *conf, const redeem_ch
                   : -1;
         if (checked > 0) {
             shadow_charge(conf, charges, keys, lens, checked, verdicts);
-            if (__atomic_exchange_n(&shared->redis_down, 0, __ATOMIC_ACQ_REL) &&
-                __atomic_exchange_n(&shared->redis_outage_logged, 0, __ATOMIC_ACQ_REL)) {
+            if (redeem_outage_ended(&shared->redis_outage)) {
                 __atomic_store_n(&shared->redis_log_quiet_until, now + REDIS_LOG_QUIET_MS,
                                  __ATOMIC_RELAXED);
                 ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,
@@ -325,17 +324,14 @@ static int check_redis(request_rec *r, redeem_server_conf *conf, const redeem_ch
          * start with it. */
         __atomic_store_n(&shared->redis_retry_at, redeem_shared_now_ms() + REDIS_RETRY_MS,
                          __ATOMIC_RELAXED);
-        __atomic_store_n(&shared->redis_down, 1, __ATOMIC_RELEASE);
         /* Logged once per outage, and at most one outage a minute: a Redis
          * whose slowest calls pass the timeout would otherwise log a failure
          * and a return every second or so. An outage that begins within the
          * quiet minute is logged by its first failure after it (one a
          * second while it lasts), so a lasting one is never left unsaid. */
-        uint32_t unlogged = 0;
-        if (redeem_shared_now_ms() >=
-                __atomic_load_n(&shared->redis_log_quiet_until, __ATOMIC_RELAXED) &&
-            __atomic_compare_exchange_n(&shared->redis_outage_logged, &unlogged, 1, 0,
-                                        __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+        int may_log = redeem_shared_now_ms() >=
+                      __atomic_load_n(&shared->redis_log_quiet_until, __ATOMIC_RELAXED);
+        if (redeem_outage_failed(&shared->redis_outage, may_log))
             ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                           RDMNO(0602) "Redis %s failed (%s): rate limits fall back to this "
                                       "host's shared memory until it answers again (logged "

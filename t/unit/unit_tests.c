@@ -24,6 +24,7 @@
 #include <openssl/hmac.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -988,6 +989,100 @@ static void test_log_throttle(void)
        "log throttle: after a reset the next occurrence is told at once");
 }
 
+/* ---- core/log_throttle.c: an outage told once at its start and its end. */
+
+/* What processes sharing one outage word told, in a shared mapping. */
+typedef struct {
+    uint32_t state;
+    uint64_t starts_told, ends_told;
+} outage_shared_t;
+
+static void outage_worker(outage_shared_t *shared, unsigned seed, int rounds)
+{
+    for (int i = 0; i < rounds; i++) {
+        seed = seed * 1103515245u + 12345u;
+        unsigned pick = (seed >> 16) % 8;
+        if (pick < 4) {
+            if (redeem_outage_failed(&shared->state, pick != 0))
+                __atomic_add_fetch(&shared->starts_told, 1, __ATOMIC_RELAXED);
+        }
+        else if (redeem_outage_ended(&shared->state))
+            __atomic_add_fetch(&shared->ends_told, 1, __ATOMIC_RELAXED);
+    }
+}
+
+static void test_outage(void)
+{
+    uint32_t state = REDEEM_OUTAGE_NONE;
+    ok(redeem_outage_failed(&state, 1) == 1, "outage: the first failure is told");
+    ok(redeem_outage_failed(&state, 1) == 0, "outage: the next failures are not");
+    ok(redeem_outage_ended(&state) == 1, "outage: the first answer after it tells its end");
+    ok(redeem_outage_ended(&state) == 0 && state == REDEEM_OUTAGE_NONE,
+       "outage: the answers after that do not");
+    ok(redeem_outage_failed(&state, 0) == 0 && state == REDEEM_OUTAGE_UNTOLD,
+       "outage: a failure within the quiet time begins an outage, untold");
+    ok(redeem_outage_ended(&state) == 0 && state == REDEEM_OUTAGE_NONE,
+       "outage: the end of an untold outage is not told");
+    redeem_outage_failed(&state, 0);
+    ok(redeem_outage_failed(&state, 1) == 1 && state == REDEEM_OUTAGE_TOLD,
+       "outage: one begun in the quiet time is told by its first failure after it");
+    ok(redeem_outage_ended(&state) == 1, "outage: ... and so is its end");
+    /* A failure's two steps with an answer of another process between them
+     * (or the failing process killed after its first): with two words
+     * ("down", "told") that interleaving left "told" set while Redis
+     * answered, and the next outage was never told, nor its end. */
+    redeem_outage_begin(&state);
+    ok(redeem_outage_ended(&state) == 0, "outage: an answer between a failure's steps ends it, "
+                                         "untold");
+    ok(redeem_outage_claim(&state, 1) == 0 && state == REDEEM_OUTAGE_NONE,
+       "outage: ... and the failure's second step then tells nothing and leaves it over");
+    ok(redeem_outage_failed(&state, 1) == 1, "outage: ... so the next outage is told");
+    ok(redeem_outage_ended(&state) == 1, "outage: ... and its end");
+    redeem_outage_begin(&state); /* the failing process killed here */
+    ok(redeem_outage_ended(&state) == 0 && redeem_outage_failed(&state, 1) == 1,
+       "outage: a failure whose process died after its first step: the next answer ends it, "
+       "and the next outage is told");
+    redeem_outage_ended(&state);
+    /* Processes failing and answering at once, as httpd's children do: every
+     * start told gets its end told (the last answer ends what is left), and
+     * the next outage is told. */
+    outage_shared_t *shared =
+        mmap(NULL, sizeof *shared, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (shared == MAP_FAILED) {
+        ok(0, "outage: a shared mapping for the processes");
+        return;
+    }
+    memset(shared, 0, sizeof *shared);
+    pid_t workers[4];
+    int started = 0;
+    for (int w = 0; w < 4; w++) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            outage_worker(shared, 7919u * (unsigned)(w + 1), 500000);
+            _exit(0);
+        }
+        if (pid > 0)
+            workers[started++] = pid;
+    }
+    int all_exited = started == 4;
+    for (int w = 0; w < started; w++) {
+        int status = 0;
+        all_exited = waitpid(workers[w], &status, 0) == workers[w] && WIFEXITED(status) &&
+                     WEXITSTATUS(status) == 0 && all_exited;
+    }
+    if (redeem_outage_ended(&shared->state))
+        shared->ends_told++;
+    uint64_t starts = shared->starts_told, ends = shared->ends_told;
+    ok(all_exited && starts > 0 && starts == ends,
+       "outage: four processes, two million failures and answers at random: every start "
+       "told has its end told");
+    if (starts != ends)
+        printf("# %llu starts told, %llu ends\n", (unsigned long long)starts,
+               (unsigned long long)ends);
+    ok(redeem_outage_failed(&shared->state, 1) == 1, "outage: ... and the next outage is told");
+    munmap(shared, sizeof *shared);
+}
+
 /* ---- core/sync.c: the instant a timed wait sleeps until, and the waits. */
 
 static int same_instant(const struct timespec *t, time_t sec, long nsec)
@@ -1283,6 +1378,7 @@ int main(void)
     test_keyfile(pool);
     test_futex_hash();
     test_log_throttle();
+    test_outage();
     test_sync(pool);
     printf("1..%d\n", test_number);
     apr_pool_destroy(pool);
