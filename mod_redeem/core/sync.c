@@ -1,9 +1,12 @@
-/* Locks and monotonic condition variables (see sync.h). */
+/* Locks, monotonic condition variables and events (see sync.h). */
 #include "core/sync.h"
 
 #include <errno.h>
+#include <linux/futex.h>
 #include <pthread.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 struct redeem_sync_lock {
     pthread_mutex_t mutex;
@@ -100,4 +103,58 @@ void redeem_sync_signal(redeem_sync_cond_t *cond)
 void redeem_sync_broadcast(redeem_sync_cond_t *cond)
 {
     pthread_cond_broadcast(&cond->cond);
+}
+
+/* The word's top bit: finished. The bits below count nudges, wrapping
+ * within them. */
+#define EVENT_DONE 0x80000000u
+
+void redeem_sync_event_init(redeem_sync_event_t *event)
+{
+    __atomic_store_n(&event->word, 0, __ATOMIC_RELAXED);
+}
+
+apr_uint32_t redeem_sync_event_seen(const redeem_sync_event_t *event)
+{
+    return __atomic_load_n(&event->word, __ATOMIC_ACQUIRE);
+}
+
+int redeem_sync_event_done(apr_uint32_t seen)
+{
+    return (seen & EVENT_DONE) != 0;
+}
+
+void redeem_sync_event_nudge(redeem_sync_event_t *event)
+{
+    apr_uint32_t old = __atomic_load_n(&event->word, __ATOMIC_RELAXED), next;
+    do
+        next = (old & EVENT_DONE) | ((old + 1) & ~EVENT_DONE);
+    while (!__atomic_compare_exchange_n(&event->word, &old, next, 1, __ATOMIC_RELEASE,
+                                        __ATOMIC_RELAXED));
+}
+
+void redeem_sync_event_finish(redeem_sync_event_t *event)
+{
+    __atomic_fetch_or(&event->word, EVENT_DONE, __ATOMIC_RELEASE);
+}
+
+void redeem_sync_event_wake(redeem_sync_event_t *event)
+{
+    syscall(SYS_futex, &event->word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+apr_status_t redeem_sync_event_wait(redeem_sync_event_t *event, apr_uint32_t seen,
+                                    apr_interval_time_t timeout)
+{
+    /* FUTEX_WAIT's timeout is an interval, counted on CLOCK_MONOTONIC. */
+    struct timespec interval, *limit = NULL;
+    if (timeout >= 0) {
+        interval.tv_sec = (time_t)(timeout / APR_USEC_PER_SEC);
+        interval.tv_nsec = (long)(timeout % APR_USEC_PER_SEC) * 1000;
+        limit = &interval;
+    }
+    if (syscall(SYS_futex, &event->word, FUTEX_WAIT_PRIVATE, seen, limit, NULL, 0) == -1 &&
+        errno == ETIMEDOUT)
+        return APR_TIMEUP;
+    return APR_SUCCESS;
 }

@@ -26,10 +26,13 @@
  * the reads after it.
  *
  * Each waiting request's place (user_read_t) lives on its own stack; the
- * reader fills it in without the lock (the owner does not look until
- * `done`, set under the lock; once a reader has `taken` it, its owner no
- * longer leaves), and the owner copies it onto its own pool: no thread
- * touches another's pool. */
+ * reader fills it in without the lock (the owner does not look until its
+ * event is finished; once a reader has `taken` it, its owner no longer
+ * leaves), and the owner copies it onto its own pool: no thread touches
+ * another's pool. An owner sleeps on its place's own event, not on a
+ * condition of the line's lock: woken when its read is done, it returns
+ * without taking that lock, which its reader or the other woken owners
+ * would still hold (sync.h). */
 #include "httpd/private.h"
 
 /* Text of one row's cells: an email is at most 254 characters (up to 1,016
@@ -39,23 +42,28 @@
 /* See read_batch. */
 #define PLANNED_IDS 16
 
-/* Reads in flight at once in a child: with one, a child's reads went
- * strictly one after another, its requests idle while an answer travelled
- * back; a second keeps the database busy meanwhile (the 1,000-connection
- * row of make bench: 118% of the 16-connection throughput with one, 135%
- * with two, one run each). */
-#define READS_AT_ONCE 2
+/* Reads in flight at once in a child. With one, the requests that come
+ * while it runs wait and share the next, so each statement reads more of
+ * them: at 16 connections on two cores a profile cost httpd and PostgreSQL
+ * 128-145 us of CPU against 136-158 us with two reads at once, and ran 5%
+ * faster (bench/cpu.sh, four pairs in turn, 2026-12-05; docs/performance.md).
+ * A second read kept the database busier while an answer travelled back,
+ * which the 1,000-connection row of make bench gained from (135% of the
+ * 16-connection rate with two against 118% with one, when the line was
+ * new); with one it keeps 89-104%. */
+#define READS_AT_ONCE 1
 
 typedef struct redeem_user_read {
     apr_int64_t id;
-    apr_time_t deadline;      /* redeem_call_db_start plus RedeemDBTimeout (monotonic) */
-    redeem_sync_cond_t *wake; /* its owner waits on it; NULL for a read alone */
-    int taken;                /* in a read's batch (under read_lock): the read ends by
-                               * this deadline or an earlier one, so its owner waits */
-    int dropped;              /* done, unread: too late when a read began (drop_late) */
-    int done;                 /* set under read_lock once the fields below are final */
-    int found;                /* a row came back */
-    int failed;               /* the statement failed: status, message, retry_after */
+    apr_time_t deadline;       /* redeem_call_db_start plus RedeemDBTimeout (monotonic) */
+    redeem_sync_event_t event; /* its owner sleeps on it when in line: nudged (under
+                                * read_lock) when its turn to read may have come,
+                                * finished once the fields below are final */
+    int taken;                 /* in a read's batch (under read_lock): the read ends by
+                                * this deadline or an earlier one, so its owner waits */
+    int dropped;               /* finished unread: too late when a read began (drop_late) */
+    int found;                 /* a row came back */
+    int failed;                /* the statement failed: status, message, retry_after */
     int status, retry_after;
     char message[128];
     int cell[USER_NCOLS]; /* offsets into text; -1: SQL NULL */
@@ -161,19 +169,25 @@ static void read_batch(redeem_call_t *call, user_read_t **batch, int n)
         }
     }
 
+    /* One wake-up for each owner, none of them under the lock; batch[0] is
+     * the reader's own place, awake. Once finished, a place may be gone. */
+    redeem_sync_event_finish(&batch[0]->event);
+    for (int i = 1; i < n; i++) {
+        redeem_sync_event_finish(&batch[i]->event);
+        redeem_sync_event_wake(&batch[i]->event);
+    }
+    /* And one for the first in line, who reads next: nobody wakes to find
+     * nothing to do. Woken after the unlock, it may have left meanwhile
+     * (sync.h: a wake-up that finds nobody is harmless). */
     redeem_child_t *child = call->conf->child;
-    /* One wake-up for each owner, and one for the first in line, who reads
-     * next: nobody wakes to find nothing to do. */
     redeem_sync_lock(child->read_lock);
     child->read_in_flight--;
-    for (int i = 0; i < n; i++) {
-        batch[i]->done = 1;
-        if (batch[i]->wake)
-            redeem_sync_signal(batch[i]->wake);
-    }
-    if (child->read_pending_count)
-        redeem_sync_signal(child->read_pending[0]->wake);
+    user_read_t *next = child->read_pending_count ? child->read_pending[0] : NULL;
+    if (next)
+        redeem_sync_event_nudge(&next->event);
     redeem_sync_unlock(child->read_lock);
+    if (next)
+        redeem_sync_event_wake(&next->event);
 }
 
 /* Under the lock: takes the line's place `at` out of it. */
@@ -196,8 +210,10 @@ static void leave_line(redeem_child_t *child, user_read_t *self)
     if (at == child->read_pending_count)
         return;
     remove_from_line(child, at);
-    if (at == 0 && child->read_pending_count && child->read_in_flight < READS_AT_ONCE)
-        redeem_sync_signal(child->read_pending[0]->wake);
+    if (at == 0 && child->read_pending_count && child->read_in_flight < READS_AT_ONCE) {
+        redeem_sync_event_nudge(&child->read_pending[0]->event);
+        redeem_sync_event_wake(&child->read_pending[0]->event);
+    }
 }
 
 /* Under the lock, as self (first in line) begins a read: the others too
@@ -210,23 +226,33 @@ static void drop_late(redeem_child_t *child, const user_read_t *self, apr_time_t
         user_read_t *read = child->read_pending[at];
         if (read == self || read->deadline - now >= margin)
             continue;
-        read->dropped = read->done = 1;
-        redeem_sync_signal(read->wake);
         remove_from_line(child, at);
+        read->dropped = 1;
+        redeem_sync_event_finish(&read->event);
+        redeem_sync_event_wake(&read->event);
     }
 }
 
 /* Under the lock: waits for self's read, running it when self is first in
  * line once fewer than READS_AT_ONCE run, or leaves the line once too late
- * to be read. Returns with the lock released; self->done unless it left. */
+ * to be read. Returns with the lock released; self's event finished unless
+ * it left. */
 static void wait_in_line(redeem_call_t *call, redeem_child_t *child, user_read_t *self)
 {
     apr_interval_time_t margin = redeem_db_too_late(call->conf);
-    while (!self->done) {
+    for (;;) {
+        apr_uint32_t seen = redeem_sync_event_seen(&self->event);
+        if (redeem_sync_event_done(seen))
+            break;
         if (self->taken) {
-            /* The read ends by this request's deadline or an earlier one. */
-            redeem_sync_wait(self->wake, child->read_lock);
-            continue;
+            /* The read ends by this request's deadline or an earlier one;
+             * nothing else changes the event any more. */
+            redeem_sync_unlock(child->read_lock);
+            while (!redeem_sync_event_done(seen)) {
+                redeem_sync_event_wait(&self->event, seen, -1);
+                seen = redeem_sync_event_seen(&self->event);
+            }
+            return;
         }
         apr_time_t now = redeem_clock_monotonic();
         if (self->deadline - now < margin) {
@@ -248,7 +274,11 @@ static void wait_in_line(redeem_call_t *call, redeem_child_t *child, user_read_t
             read_batch(call, batch, n);
             return;
         }
-        redeem_sync_timedwait(self->wake, child->read_lock, self->deadline - margin - now);
+        redeem_sync_unlock(child->read_lock);
+        redeem_sync_event_wait(&self->event, seen, self->deadline - margin - now);
+        if (redeem_sync_event_done(redeem_sync_event_seen(&self->event)))
+            return; /* read (or dropped): the lock is not needed */
+        redeem_sync_lock(child->read_lock);
     }
     redeem_sync_unlock(child->read_lock);
 }
@@ -286,8 +316,8 @@ const redeem_failure_t *redeem_user_reads_get(redeem_call_t *call, apr_int64_t i
     user_read_t self;
     self.id = id;
     self.deadline = redeem_call_db_start(call) + apr_time_from_msec(call->conf->db_timeout_ms);
-    self.wake = NULL;
-    self.taken = self.dropped = self.done = self.found = self.failed = 0;
+    redeem_sync_event_init(&self.event);
+    self.taken = self.dropped = self.found = self.failed = 0;
     redeem_shared_count(call->conf->shared, REDEEM_COUNTER_USER_READS);
     /* While the child answers 503 at once, not after waiting in line behind
      * reads that wait out their time on the silent database. */
@@ -326,14 +356,9 @@ const redeem_failure_t *redeem_user_reads_get(redeem_call_t *call, apr_int64_t i
             redeem_sync_unlock(child->read_lock);
             return &redeem_failure_unavailable;
         }
-        if (redeem_sync_cond_create(&self.wake, r->pool) != APR_SUCCESS) {
-            pass_room_on(child);
-            redeem_sync_unlock(child->read_lock);
-            return &redeem_failure_internal;
-        }
         child->read_pending[child->read_pending_count++] = &self;
         wait_in_line(call, child, &self);
-        if (!self.done || self.dropped)
+        if (!redeem_sync_event_done(redeem_sync_event_seen(&self.event)) || self.dropped)
             return out_of_line(call, id);
     }
 

@@ -1115,6 +1115,87 @@ static void *APR_THREAD_FUNC signal_soon(apr_thread_t *thread, void *data)
     return NULL;
 }
 
+typedef struct {
+    redeem_sync_event_t event;
+    int result; /* written before the event is finished */
+} sync_event_pair_t;
+
+static void *APR_THREAD_FUNC finish_soon(apr_thread_t *thread, void *data)
+{
+    sync_event_pair_t *pair = data;
+    apr_sleep(apr_time_from_msec(50));
+    pair->result = 42;
+    redeem_sync_event_finish(&pair->event);
+    redeem_sync_event_wake(&pair->event);
+    (void)thread;
+    return NULL;
+}
+
+static void test_sync_event(apr_pool_t *pool)
+{
+    redeem_sync_event_t event;
+    redeem_sync_event_init(&event);
+    apr_uint32_t first = redeem_sync_event_seen(&event);
+    ok(!redeem_sync_event_done(first), "sync event: a new event is not finished");
+    redeem_sync_event_nudge(&event);
+    apr_uint32_t nudged = redeem_sync_event_seen(&event);
+    ok(nudged != first && !redeem_sync_event_done(nudged),
+       "sync event: a nudge changes the word and does not finish it");
+    redeem_sync_event_finish(&event);
+    ok(redeem_sync_event_done(redeem_sync_event_seen(&event)), "sync event: finished");
+    redeem_sync_event_nudge(&event);
+    ok(redeem_sync_event_done(redeem_sync_event_seen(&event)),
+       "sync event: a nudge after the finish leaves it finished");
+    event.word = 0x7fffffffu;
+    redeem_sync_event_nudge(&event);
+    ok(!redeem_sync_event_done(redeem_sync_event_seen(&event)) && event.word == 0,
+       "sync event: the count of nudges wraps without finishing");
+    event.word = 0xffffffffu;
+    redeem_sync_event_nudge(&event);
+    ok(event.word == 0x80000000u, "sync event: ... and keeps a finish when it wraps");
+
+    redeem_sync_event_init(&event);
+    apr_uint32_t seen = redeem_sync_event_seen(&event);
+    redeem_sync_event_nudge(&event);
+    apr_int64_t began = monotonic_us();
+    apr_status_t changed = redeem_sync_event_wait(&event, seen, apr_time_from_sec(600));
+    ok(changed == APR_SUCCESS && monotonic_us() - began < 500000,
+       "sync event: a wait on a word that changed since it was read returns at once "
+       "(no wake-up lost between the read and the sleep)");
+
+    seen = redeem_sync_event_seen(&event);
+    began = monotonic_us();
+    apr_status_t none = redeem_sync_event_wait(&event, seen, 0);
+    ok(none == APR_TIMEUP && monotonic_us() - began < 50000,
+       "sync event: a wait of no time times out at once");
+    began = monotonic_us();
+    apr_status_t short_wait = redeem_sync_event_wait(&event, seen, 30000);
+    apr_int64_t took = monotonic_us() - began;
+    ok(short_wait == APR_TIMEUP && took >= 30000 && took < 500000,
+       apr_psprintf(
+           pool, "sync event: a wait of 30 ms times out after it (%" APR_INT64_T_FMT " µs)", took));
+
+    sync_event_pair_t pair = {.result = 0};
+    redeem_sync_event_init(&pair.event);
+    apr_thread_t *thread;
+    began = monotonic_us();
+    seen = redeem_sync_event_seen(&pair.event);
+    apr_thread_create(&thread, NULL, finish_soon, &pair, pool);
+    while (!redeem_sync_event_done(seen) && monotonic_us() - began < 5000000) {
+        redeem_sync_event_wait(&pair.event, seen, -1);
+        seen = redeem_sync_event_seen(&pair.event);
+    }
+    took = monotonic_us() - began;
+    int result = pair.result;
+    apr_status_t rv;
+    apr_thread_join(&rv, thread);
+    ok(redeem_sync_event_done(seen) && result == 42 && took < 1000000,
+       apr_psprintf(pool,
+                    "sync event: a wait with no limit ends when the event is finished and woken, "
+                    "50 ms in, with what was written before (%" APR_INT64_T_FMT " µs)",
+                    took));
+}
+
 static void test_sync(apr_pool_t *pool)
 {
     struct timespec now = {5, 999999999}, until;
@@ -1380,6 +1461,7 @@ int main(void)
     test_log_throttle();
     test_outage();
     test_sync(pool);
+    test_sync_event(pool);
     printf("1..%d\n", test_number);
     apr_pool_destroy(pool);
     apr_terminate();

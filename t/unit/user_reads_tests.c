@@ -86,7 +86,7 @@ void redeem_user_from_row(const redeem_rows_t *rows, int row, redeem_user_t *use
 
 static user_read_t reads[8];
 
-static void make_line(apr_pool_t *p, redeem_child_t *child, const apr_time_t *deadlines, int n)
+static void make_line(redeem_child_t *child, const apr_time_t *deadlines, int n)
 {
     memset(reads, 0, sizeof reads);
     child->read_pending_count = n;
@@ -94,12 +94,15 @@ static void make_line(apr_pool_t *p, redeem_child_t *child, const apr_time_t *de
     for (int i = 0; i < n; i++) {
         reads[i].id = i + 1;
         reads[i].deadline = deadlines[i];
-        if (redeem_sync_cond_create(&reads[i].wake, p) != APR_SUCCESS) {
-            printf("Bail out! no condition variable\n");
-            exit(1);
-        }
+        redeem_sync_event_init(&reads[i].event);
         child->read_pending[i] = &reads[i];
     }
+}
+
+/* Its owner would have been answered: its event finished. */
+static int done(user_read_t *read)
+{
+    return redeem_sync_event_done(redeem_sync_event_seen(&read->event));
 }
 
 /* The ids left in the line, as "1 3 4". */
@@ -120,29 +123,29 @@ static void test_drop_late(apr_pool_t *p, redeem_child_t *child)
      * left), one too late by a microsecond. */
     const apr_time_t deadlines[] = {NOW + MARGIN - 1, NOW + MARGIN - 1000, NOW + 3 * MARGIN,
                                     NOW + MARGIN, NOW + MARGIN - 1};
-    make_line(p, child, deadlines, 5);
+    make_line(child, deadlines, 5);
     drop_late(child, &reads[0], NOW, MARGIN);
     ok(strcmp(line_ids(p, child), "1 3 4") == 0,
        apr_psprintf(p,
                     "drop_late: the late ones leave the line, the others keep their order "
                     "(left: %s)",
                     line_ids(p, child)));
-    ok(reads[1].dropped && reads[1].done && reads[4].dropped && reads[4].done,
+    ok(reads[1].dropped && done(&reads[1]) && reads[4].dropped && done(&reads[4]),
        "drop_late: each late one is answered: dropped and done (its owner returns 503, RDM0207)");
-    ok(!reads[0].dropped && !reads[0].done, "drop_late: the reader itself is never dropped");
-    ok(!reads[2].dropped && !reads[2].done && !reads[3].dropped && !reads[3].done,
+    ok(!reads[0].dropped && !done(&reads[0]), "drop_late: the reader itself is never dropped");
+    ok(!reads[2].dropped && !done(&reads[2]) && !reads[3].dropped && !done(&reads[3]),
        "drop_late: one with the margin left, or more, stays to be read");
 
     /* Nobody late: nothing changes. */
     const apr_time_t in_time[] = {NOW + 2 * MARGIN, NOW + 2 * MARGIN, NOW + MARGIN};
-    make_line(p, child, in_time, 3);
+    make_line(child, in_time, 3);
     drop_late(child, &reads[0], NOW, MARGIN);
-    ok(strcmp(line_ids(p, child), "1 2 3") == 0 && !reads[1].done && !reads[2].done,
+    ok(strcmp(line_ids(p, child), "1 2 3") == 0 && !done(&reads[1]) && !done(&reads[2]),
        "drop_late: with nobody late the line is as it was");
 
     /* Every other one late: the reader reads alone. */
     const apr_time_t all_late[] = {NOW + 2 * MARGIN, NOW, NOW - 1, NOW + 1};
-    make_line(p, child, all_late, 4);
+    make_line(child, all_late, 4);
     drop_late(child, &reads[0], NOW, MARGIN);
     ok(strcmp(line_ids(p, child), "1") == 0 && reads[1].dropped && reads[2].dropped &&
            reads[3].dropped,
@@ -152,7 +155,7 @@ static void test_drop_late(apr_pool_t *p, redeem_child_t *child)
 static void test_leave_line(apr_pool_t *p, redeem_child_t *child)
 {
     const apr_time_t deadlines[] = {NOW + MARGIN, NOW + MARGIN, NOW + MARGIN, NOW + MARGIN};
-    make_line(p, child, deadlines, 4);
+    make_line(child, deadlines, 4);
     child->read_in_flight = READS_AT_ONCE;
     leave_line(child, &reads[2]);
     ok(strcmp(line_ids(p, child), "1 2 4") == 0,
@@ -258,9 +261,10 @@ static void wake_all_late(redeem_child_t *child)
     __atomic_store_n(&skew, apr_time_from_sec(200), __ATOMIC_RELAXED);
     redeem_sync_lock(child->read_lock);
     redeem_sync_broadcast(child->read_room);
-    for (int i = 0; i < child->read_pending_count; i++)
-        if (child->read_pending[i]->wake)
-            redeem_sync_signal(child->read_pending[i]->wake);
+    for (int i = 0; i < child->read_pending_count; i++) {
+        redeem_sync_event_nudge(&child->read_pending[i]->event);
+        redeem_sync_event_wake(&child->read_pending[i]->event);
+    }
     redeem_sync_unlock(child->read_lock);
 }
 static void line_reset(redeem_child_t *child)
@@ -391,8 +395,10 @@ static void test_wall_step(apr_pool_t *p, redeem_server_conf *conf, int room,
     redeem_sync_lock(child->read_lock);
     if (room)
         redeem_sync_broadcast(child->read_room);
-    else if (child->read_pending_count)
-        redeem_sync_signal(child->read_pending[0]->wake);
+    else if (child->read_pending_count) {
+        redeem_sync_event_nudge(&child->read_pending[0]->event);
+        redeem_sync_event_wake(&child->read_pending[0]->event);
+    }
     redeem_sync_unlock(child->read_lock);
     apr_sleep(apr_time_from_msec(300));
     if (step > 0) {
