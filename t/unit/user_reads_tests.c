@@ -13,7 +13,7 @@
  *
  * The file is included, not linked, for its static functions; what it calls
  * outside itself is stubbed below (none of it runs in these tests but the
- * locks and condition variables, core/sync.c's). */
+ * locks, condition variables and events, core/sync.c's). */
 #include "httpd/user_reads.c"
 
 #include "httpd_stubs.h"
@@ -163,8 +163,23 @@ static void test_leave_line(apr_pool_t *p, redeem_child_t *child)
     leave_line(child, &reads[2]);
     ok(strcmp(line_ids(p, child), "1 2 4") == 0,
        "leave_line: one no longer in the line changes nothing");
+    apr_uint32_t second = redeem_sync_event_seen(&reads[1].event);
     leave_line(child, &reads[0]);
     ok(strcmp(line_ids(p, child), "2 4") == 0, "leave_line: the first leaving, the next is first");
+    ok(redeem_sync_event_seen(&reads[1].event) == second,
+       "leave_line: ... and, with a read running, is not woken to read");
+
+    /* No read running: the next one is nudged to read, or the line would
+     * wait with nobody reading. */
+    make_line(child, deadlines, 3);
+    child->read_in_flight = 0;
+    second = redeem_sync_event_seen(&reads[1].event);
+    leave_line(child, &reads[0]);
+    apr_uint32_t now_seen = redeem_sync_event_seen(&reads[1].event);
+    ok(strcmp(line_ids(p, child), "2 3") == 0 && now_seen != second &&
+           !redeem_sync_event_done(now_seen),
+       "leave_line: the first leaving with no read running, the next is nudged (not finished) "
+       "to read");
     child->read_in_flight = 0;
 }
 
