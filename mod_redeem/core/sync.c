@@ -69,11 +69,6 @@ apr_status_t redeem_sync_cond_create(redeem_sync_cond_t **made, apr_pool_t *p)
     return APR_SUCCESS;
 }
 
-void redeem_sync_wait(redeem_sync_cond_t *cond, redeem_sync_lock_t *lock)
-{
-    pthread_cond_wait(&cond->cond, &lock->mutex);
-}
-
 void redeem_sync_deadline(const struct timespec *now, apr_interval_time_t timeout,
                           struct timespec *until)
 {

@@ -23,8 +23,6 @@ void redeem_sync_unlock(redeem_sync_lock_t *lock);
 
 /* Made in p and destroyed with it: APR_SUCCESS, or the error. */
 apr_status_t redeem_sync_cond_create(redeem_sync_cond_t **cond, apr_pool_t *p);
-/* With lock held: sleeps until signalled (or woken spuriously). */
-void redeem_sync_wait(redeem_sync_cond_t *cond, redeem_sync_lock_t *lock);
 /* With lock held: sleeps until signalled, or for at most timeout of the
  * monotonic clock. APR_TIMEUP when the time ran out, else APR_SUCCESS (a
  * wake-up, which may be spurious: callers check their condition). */
