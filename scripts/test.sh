@@ -25,9 +25,21 @@ psql -XqAt -d postgres -c "CREATE DATABASE $REDEEM_TEMPLATE_DB"
 
 if [ "${REDEEM_ASAN:-0}" = 1 ]; then
   export REDEEM_MODULE=$REDEEM_BUILD/asan/mod_redeem.so
+  log=$REDEEM_BUILD/test-asan.log
   echo "test: the suite again, with the module built with AddressSanitizer and UBSan"
 else
   export REDEEM_MODULE=${REDEEM_MODULE:-$REDEEM_BUILD/mod_redeem.so}
+  log=$REDEEM_BUILD/test.log
 fi
 cd "$REDEEM_ROOT"
-prove -r ${PROVE_FLAGS:-} "${@:-t/}"
+# The whole output is kept; a failure's own lines are printed again at the
+# end, after prove's summary, where a log cut to its last lines still has them.
+status=0
+prove -r ${PROVE_FLAGS:-} "${@:-t/}" 2>&1 | tee "$log" || status=$?
+if [ "$status" != 0 ]; then
+  echo "test: what the first failed tests said (the whole output is in $log):"
+  awk '/^not ok|# +Failed test/ { n = 8 } n > 0 && /^(not ok|#)/ { print; n--; next } { n = 0 }' \
+    "$log" | head -n 40
+  sed -n '/^Test Summary Report/,$p' "$log"
+fi
+exit "$status"
