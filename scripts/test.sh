@@ -35,6 +35,7 @@ cd "$REDEEM_ROOT"
 # The whole output is kept; a failure's own lines are printed again at the
 # end, after prove's summary, where a log cut to its last lines still has them.
 status=0
+mkdir -p "$REDEEM_BUILD"
 prove -r ${PROVE_FLAGS:-} "${@:-t/}" 2>&1 | tee "$log" || status=$?
 if [ "$status" != 0 ]; then
   echo "test: what the first failed tests said (the whole output is in $log):"
