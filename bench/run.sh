@@ -898,8 +898,11 @@ if want limits; then
     in_turn "$i" 'redeem_run limit_off "$off_port"' 'redeem_run limit_shm "$port"' \
       'redeem_run limit_redis "$redis_port"' 'redeem_run limit_redis_tcp "$redis_tcp_port"'
   done
-  stop_httpd redis
-  stop_httpd redis_tcp
+  # BENCH_KEEP=1 keeps them for bench/cpu.sh (BENCH_PORT=PORT+2 or +3).
+  if [ "${BENCH_KEEP:-0}" != 1 ]; then
+    stop_httpd redis
+    stop_httpd redis_tcp
+  fi
 fi
 
 # ---- Every redemption attempt has its audit row, exactly (after the memory

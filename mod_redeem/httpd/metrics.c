@@ -107,6 +107,12 @@ static const struct {
     {"redeem_ratelimit_redis_failures_total",
      "Calls to Redis that failed (each sends the host's checks to its own table for a second)",
      REDEEM_COUNTER_REDIS_FAILURES, 0},
+    {"redeem_ratelimit_redis_calls_total", "Rate-limit checks sent to Redis",
+     REDEEM_COUNTER_REDIS_CALLS, 0},
+    {"redeem_ratelimit_redis_round_trips_total",
+     "Round trips to Redis that carried them (one for all the checks of a child that waited "
+     "while another ran)",
+     REDEEM_COUNTER_REDIS_ROUND_TRIPS, 0},
     {"redeem_ratelimit_evictions_total",
      "Live rate-limit states dropped from a full bucket of the shared table",
      REDEEM_COUNTER_LIMIT_EVICTIONS, 0},

@@ -156,7 +156,7 @@ static void redeem_child_init(apr_pool_t *pchild, server_rec *s)
     if (main_conf->store_in_use && main_conf->store_in_use->kind == REDEEM_STORE_REDIS) {
         const redeem_store_setting_t *store = main_conf->store_in_use;
         ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads);
-        redis = redeem_redis_create(pchild, store, threads > 0 ? threads : 1);
+        redis = redeem_redis_create(pchild, store, threads > 0 ? threads : 1, main_conf->shared);
     }
     redeem_pool_gates_t *pool_gates = NULL;
     const char *gates_failure = redeem_pool_gates_child_init(pchild, s, &pool_gates);

@@ -119,6 +119,8 @@ typedef enum {
     REDEEM_COUNTER_DB_POOL_WAITS,        /* requests that found all of DBDMax held and waited */
     REDEEM_COUNTER_DB_POOL_TIMEOUTS,     /* ... and gave up (503) */
     REDEEM_COUNTER_USER_READS_LATE,      /* user reads not made: too little time left (503) */
+    REDEEM_COUNTER_REDIS_CALLS,          /* requests' calls to Redis */
+    REDEEM_COUNTER_REDIS_ROUND_TRIPS,    /* ... and the round trips that carried them */
     REDEEM_COUNTER_COUNT_
 } redeem_counter_e;
 #define REDEEM_COUNTER_SLOTS 256 /* room reserved, so that new counters keep the layout */
@@ -167,7 +169,7 @@ typedef struct {
 typedef struct redeem_redis redeem_redis_t;
 /* A child's Redis connections (at most two per MPM thread, reused), made lazily. */
 redeem_redis_t *redeem_redis_create(apr_pool_t *pchild, const redeem_store_setting_t *store,
-                                    int max_connections);
+                                    int max_connections, redeem_shared_t *shared);
 /* One atomic step on the Redis server, on Redis's clock, in one round trip:
  * a GCRA step of each key under its policy, in order, up to the first
  * refusal. The number of keys checked (1 to n; when fewer than n, the last

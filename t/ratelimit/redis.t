@@ -72,6 +72,56 @@ sub trickle_relay {
 }
 END { if ($TRICKLE_PID) { local $?; kill 'KILL', $TRICKLE_PID; waitpid $TRICKLE_PID, 0 } }
 
+# A relay to the private Redis that holds each reply back for 15 ms (the
+# requests pass at once): a Redis that is slow to be scheduled, as on a busy
+# host, so that a child's calls meet while one is in flight. Its port.
+our ($DELAY_PID, $DELAY_PORT);
+sub delay_relay {
+    return $DELAY_PORT if $DELAY_PID;
+    require IO::Socket::INET;
+    require IO::Select;
+    require Time::HiRes;
+    my $listen = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 64,
+                                       ReuseAddr => 1) or die "relay: $!";
+    $DELAY_PORT = $listen->sockport;
+    $DELAY_PID = fork // die "fork: $!";
+    return $DELAY_PORT if $DELAY_PID;
+    $SIG{PIPE} = 'IGNORE';
+    # Each connection's pair; each Redis side's replies held back, with when
+    # they may go on.
+    my (%peer, %held, %client_of);
+    my $sel = IO::Select->new($listen);
+    while (1) {
+        for my $fh ($sel->can_read(0.002)) {
+            if ($fh == $listen) {
+                my $client = $listen->accept or next;
+                my $redis = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                                  PeerPort => $ENV{TEST_REDEEM_REDIS_PORT}) or next;
+                @peer{"$client", "$redis"} = ($redis, $client);
+                $client_of{"$redis"} = $client;
+                $held{"$redis"} = [];
+                $sel->add($client, $redis);
+                next;
+            }
+            my $other = $peer{"$fh"} or next;
+            my $buf;
+            if (!sysread($fh, $buf, 65536)) {
+                for ($fh, $other) { $sel->remove($_); delete $peer{"$_"}; delete $held{"$_"};
+                                    delete $client_of{"$_"}; close $_ }
+                next;
+            }
+            if (exists $held{"$fh"}) { push @{ $held{"$fh"} }, [Time::HiRes::time() + 0.015, $buf] }
+            else { syswrite($other, $buf) }
+        }
+        my $now = Time::HiRes::time();
+        for my $redis (keys %held) {
+            my $queue = $held{$redis};
+            syswrite($client_of{$redis}, (shift @$queue)->[1]) while @$queue && $queue->[0][0] <= $now;
+        }
+    }
+}
+END { if ($DELAY_PID) { local $?; kill 'KILL', $DELAY_PID; waitpid $DELAY_PID, 0 } }
+
 sub redeem_on {
     my ($port, $user, $code) = @_;
     return api_request_to($port, 'POST', '/redeem', qq({"card_code": "$code"}),
@@ -107,15 +157,19 @@ sub redeem_one_by_one {
 
 # N redemptions of a code that does not exist (404, but charged to the user
 # and the address) by USER, sent at once by forked clients; their statuses.
+# The clients start together once all are forked.
 sub redeem_at_once {
     my ($n, $user) = @_;
     my $token = user_token($user);
     pipe(my $r, my $w) or die "pipe: $!";
+    pipe(my $go_r, my $go_w) or die "pipe: $!";
     my @pids;
     for (1 .. $n) {
         my $pid = fork // die "fork: $!";
         if (!$pid) {
             close $r;
+            close $go_w;
+            sysread $go_r, my $byte, 1; # end of file: all are forked
             my $res = api_request('POST', '/redeem', '{"card_code": "AAAAAAAAAAAA-AAAA-AAAAAAAA"}',
                                   "Authorization: Bearer $token");
             syswrite $w, ($res->{status} // 'none') . "\n";
@@ -124,9 +178,34 @@ sub redeem_at_once {
         push @pids, $pid;
     }
     close $w;
+    close $go_r;
+    close $go_w;
     my @statuses = map { chomp; $_ } <$r>;
     waitpid $_, 0 for @pids;
     return @statuses;
+}
+
+# N redemptions of a code that does not exist by USER, written back to back
+# on N connections opened first, by this one process (forked clients come as
+# the scheduler lets them, spread over milliseconds on a busy machine); their
+# statuses.
+sub redeem_burst {
+    my ($n, $user) = @_;
+    require IO::Socket::INET;
+    my $port = var('PORT');
+    my $body = '{"card_code": "AAAAAAAAAAAA-AAAA-AAAAAAAA"}';
+    my $request = "POST /redeem HTTP/1.1\r\nHost: 127.0.0.1:$port\r\nConnection: close\r\n"
+      . 'Authorization: Bearer ' . user_token($user) . "\r\nContent-Type: application/json\r\n"
+      . 'Content-Length: ' . length($body) . "\r\n\r\n$body";
+    my @sockets = map {
+        IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port) or die "connect: $!"
+    } 1 .. $n;
+    syswrite $_, $request for @sockets;
+    return map {
+        local $/;
+        my $response = readline $_;
+        $response =~ m{^HTTP/1\.1 (\d{3})} ? $1 : 'none';
+    } @sockets;
 }
 
 add_block_preprocessor(sub {
@@ -574,3 +653,33 @@ metric_value('redeem_ratelimit_redis_failures_total') == $failures or die 'a fai
 redis_cli('-n', 3, 'TYPE', $key) eq 'string' or die 'the key not overwritten';
 --- no_error_log
 RDM0602
+
+
+
+=== TEST 21: the calls of a child that come while one is in flight go to Redis together, in one round trip (a relay holds each reply back 15 ms): twelve redemptions at once by one user of ten an hour are each charged once, in Redis, exactly ten served
+--- config eval
+"RedeemRateLimitStore redis://127.0.0.1:" . delay_relay() . "/3\nRedeemRateLimit redeem-user 10 3600\n$METRICS"
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+user_token('ivy'); # registered first: that is a call of its own (register-ip)
+redis_cli('-n', 3, 'FLUSHDB') eq 'OK' or die 'FLUSHDB';
+my ($calls, $trips, $failures) = map { metric_value($_) } qw(redeem_ratelimit_redis_calls_total
+  redeem_ratelimit_redis_round_trips_total redeem_ratelimit_redis_failures_total);
+my @got = sort(redeem_burst(12, 'ivy'));
+"@got" eq join(' ', ('404') x 10, ('429') x 2) or die "statuses: @got";
+metric_value('redeem_ratelimit_redis_failures_total') == $failures or die 'a call to Redis failed';
+my $sent = metric_value('redeem_ratelimit_redis_calls_total') - $calls;
+$sent == 12 or die "$sent calls to Redis, not 12";
+my $round_trips = metric_value('redeem_ratelimit_redis_round_trips_total') - $trips;
+# One a call (12) without the line; 2 to 4 in its runs here, as beside
+# two busy loops (two children, each with its first call in flight while
+# the others come).
+$round_trips >= 2 && $round_trips <= 10
+  or die "$round_trips round trips for 12 calls: too few to have carried them all, or no line";
+my @keys = split /\n/, redis_cli('-n', 3, 'KEYS', 'redeem:rl:redeem-user:*');
+@keys == 1 or die 'keys: ' . scalar @keys;
+--- no_error_log
+RDM0602
+
