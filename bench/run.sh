@@ -894,10 +894,15 @@ if want limits; then
   psql -XqAt -d "$db" -c "VACUUM ANALYZE redeem_codes" >/dev/null
   settle_writes
   say "POST /redeem: limits off vs shm vs Redis (Unix socket, TCP), $conns connections, $limits_repeat x ${secs}s in turn"
+  calls0=$(counter redeem_ratelimit_redis_calls_total "$redis_port")
+  trips0=$(counter redeem_ratelimit_redis_round_trips_total "$redis_port")
   for i in $(seq "$limits_repeat"); do
     in_turn "$i" 'redeem_run limit_off "$off_port"' 'redeem_run limit_shm "$port"' \
       'redeem_run limit_redis "$redis_port"' 'redeem_run limit_redis_tcp "$redis_tcp_port"'
   done
+  calls=$(($(counter redeem_ratelimit_redis_calls_total "$redis_port") - ${calls0:-0}))
+  trips=$(($(counter redeem_ratelimit_redis_round_trips_total "$redis_port") - ${trips0:-0}))
+  fact redis_round_trips "the Redis limiter by its socket: $calls checks sent in $trips round trips ($(calc "$calls / ($trips || 1)" 2) a round trip; redis.c)"
   # BENCH_KEEP=1 keeps them for bench/cpu.sh (BENCH_PORT=PORT+2 or +3).
   if [ "${BENCH_KEEP:-0}" != 1 ]; then
     stop_httpd redis

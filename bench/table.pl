@@ -323,6 +323,7 @@ push @notes, "POST /redeem inside httpd (the access log's %D, from its request l
 push @notes, "POST /redeem inside the twin's httpd: $facts{small_redeem_server}" if $facts{small_redeem_server};
 push @notes, "fill: $facts{fill}" if $facts{fill};
 push @notes, "user reads of the GET phase: $facts{user_reads}" if $facts{user_reads};
+push @notes, "Redis round trips of the limits phase: $facts{redis_round_trips}" if $facts{redis_round_trips};
 if ($m{roundtrip}) {
     push @notes, sprintf 'against the one-round-trip handler (the floor of a read per request): '
       . '/api/profile %s, /api/subscription %s', pct(share('profile', 'roundtrip')),
