@@ -25,74 +25,31 @@ for ([$AUTH_FILE, $AUTH_PASSWORD], [$WRONG_AUTH_FILE, 'not-the-password']) {
 }
 END { unlink $AUTH_FILE, $WRONG_AUTH_FILE }
 
-# A relay to the private Redis that passes each reply on one byte every
-# 20 ms (the requests as they come): a Redis, or a path to it, that answers
-# slowly but never stops. Its port; it ends with this file.
-our ($TRICKLE_PID, $TRICKLE_PORT);
-sub trickle_relay {
-    return $TRICKLE_PORT if $TRICKLE_PID;
-    require IO::Socket::INET;
-    require IO::Select;
-    my $listen = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 16,
-                                       ReuseAddr => 1) or die "relay: $!";
-    $TRICKLE_PORT = $listen->sockport;
-    $TRICKLE_PID = fork // die "fork: $!";
-    return $TRICKLE_PORT if $TRICKLE_PID;
-    $SIG{PIPE} = 'IGNORE';
-    # Each connection's pair, and each Redis side's reply not yet passed on.
-    my (%peer, %pending, %client_of);
-    my $sel = IO::Select->new($listen);
-    while (1) {
-        for my $fh ($sel->can_read(0.02)) {
-            if ($fh == $listen) {
-                my $client = $listen->accept or next;
-                my $redis = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                                  PeerPort => $ENV{TEST_REDEEM_REDIS_PORT}) or next;
-                @peer{"$client", "$redis"} = ($redis, $client);
-                $client_of{"$redis"} = $client;
-                $pending{"$redis"} = '';
-                $sel->add($client, $redis);
-                next;
-            }
-            my $other = $peer{"$fh"} or next;
-            my $buf;
-            if (!sysread($fh, $buf, 65536)) {
-                for ($fh, $other) { $sel->remove($_); delete $peer{"$_"}; delete $pending{"$_"};
-                                    delete $client_of{"$_"}; close $_ }
-                next;
-            }
-            if (exists $pending{"$fh"}) { $pending{"$fh"} .= $buf }
-            else { syswrite($other, $buf) }
-        }
-        # One byte of each pending reply a pass (about every 20 ms).
-        for my $redis (keys %pending) {
-            syswrite($client_of{$redis}, substr($pending{$redis}, 0, 1, '')) if length $pending{$redis};
-        }
-    }
-}
-END { if ($TRICKLE_PID) { local $?; kill 'KILL', $TRICKLE_PID; waitpid $TRICKLE_PID, 0 } }
-
-# A relay to the private Redis that holds each reply back for 15 ms (the
-# requests pass at once): a Redis that is slow to be scheduled, as on a busy
-# host, so that a child's calls meet while one is in flight. Its port.
-our ($DELAY_PID, $DELAY_PORT);
-sub delay_relay {
-    return $DELAY_PORT if $DELAY_PID;
+# Relays to the private Redis that pass the requests on as they come and
+# the replies as told, each forked once and ended with this file: their
+# ports. 'trickle' passes each reply on one byte every 20 ms: a Redis, or a
+# path to it, that answers slowly but never stops. 'delay' holds each reply
+# back 15 ms: a Redis slow to be scheduled, as on a busy host, so that a
+# child's calls meet while one is in flight.
+our (%RELAY_PID, %RELAY_PORT);
+sub relay {
+    my ($mode) = @_;
+    return $RELAY_PORT{$mode} if $RELAY_PID{$mode};
     require IO::Socket::INET;
     require IO::Select;
     require Time::HiRes;
     my $listen = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 64,
                                        ReuseAddr => 1) or die "relay: $!";
-    $DELAY_PORT = $listen->sockport;
-    $DELAY_PID = fork // die "fork: $!";
-    return $DELAY_PORT if $DELAY_PID;
+    $RELAY_PORT{$mode} = $listen->sockport;
+    $RELAY_PID{$mode} = fork // die "fork: $!";
+    return $RELAY_PORT{$mode} if $RELAY_PID{$mode};
     $SIG{PIPE} = 'IGNORE';
-    # Each connection's pair; each Redis side's replies held back, with when
-    # they may go on.
+    # Each connection's pair; each Redis side's replies not yet passed on
+    # ([when they may go, bytes], in order).
     my (%peer, %held, %client_of);
     my $sel = IO::Select->new($listen);
     while (1) {
-        for my $fh ($sel->can_read(0.002)) {
+        for my $fh ($sel->can_read($mode eq 'trickle' ? 0.02 : 0.002)) {
             if ($fh == $listen) {
                 my $client = $listen->accept or next;
                 my $redis = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
@@ -115,12 +72,17 @@ sub delay_relay {
         }
         my $now = Time::HiRes::time();
         for my $redis (keys %held) {
-            my $queue = $held{$redis};
-            syswrite($client_of{$redis}, (shift @$queue)->[1]) while @$queue && $queue->[0][0] <= $now;
+            my ($queue, $client) = ($held{$redis}, $client_of{$redis});
+            if ($mode eq 'trickle') { # one byte a pass (about every 20 ms)
+                next unless @$queue;
+                syswrite($client, substr($queue->[0][1], 0, 1, ''));
+                shift @$queue unless length $queue->[0][1];
+            }
+            else { syswrite($client, (shift @$queue)->[1]) while @$queue && $queue->[0][0] <= $now }
         }
     }
 }
-END { if ($DELAY_PID) { local $?; kill 'KILL', $DELAY_PID; waitpid $DELAY_PID, 0 } }
+END { local $?; for (values %RELAY_PID) { kill 'KILL', $_; waitpid $_, 0 } }
 
 sub redeem_on {
     my ($port, $user, $code) = @_;
@@ -618,7 +580,7 @@ RDM0602
 
 === TEST 19: a Redis that answers a byte every 20 ms (through a relay): each call still gives up after 50 ms in all, not 50 ms a read: the limits fall back to the host's table, and the failure is counted and logged with its reason
 --- config eval
-"RedeemRateLimitStore redis://127.0.0.1:" . trickle_relay() . "/3\nRedeemRateLimit redeem-user 100 3600\n$METRICS"
+"RedeemRateLimitStore redis://127.0.0.1:" . relay('trickle') . "/3\nRedeemRateLimit redeem-user 100 3600\n$METRICS"
 --- request
 GET /api/health
 --- error_code: 200
@@ -658,7 +620,7 @@ RDM0602
 
 === TEST 21: the calls of a child that come while one is in flight go to Redis together, in one round trip (a relay holds each reply back 15 ms): twelve redemptions at once by one user of ten an hour are each charged once, in Redis, exactly ten served
 --- config eval
-"RedeemRateLimitStore redis://127.0.0.1:" . delay_relay() . "/3\nRedeemRateLimit redeem-user 10 3600\n$METRICS"
+"RedeemRateLimitStore redis://127.0.0.1:" . relay('delay') . "/3\nRedeemRateLimit redeem-user 10 3600\n$METRICS"
 --- request
 GET /api/health
 --- error_code: 200
