@@ -134,6 +134,13 @@ int redeem_response_error_document(request_rec *r)
      * is nothing. The status stays the original one, as the access log has it. */
     int status = r->prev ? r->prev->status : HTTP_NOT_FOUND;
     const char *message = status_message(status);
+    /* The contract wants Retry-After on every 503, httpd's own too (a
+     * Redirect 503 for maintenance, a module refusing for want of room):
+     * the one the refusal set (err_headers_out, which the redirect to this
+     * handler keeps), else the module's own. */
+    if (status == HTTP_SERVICE_UNAVAILABLE && !apr_table_get(r->err_headers_out, "Retry-After"))
+        apr_table_setn(r->err_headers_out, "Retry-After",
+                       apr_itoa(r->pool, redeem_failure_unavailable.retry_after));
     if (redeem_response_json(r, status, json_pack("{s:s}", "error", message)))
         return HTTP_INTERNAL_SERVER_ERROR;
     return OK;

@@ -234,3 +234,40 @@ only_one_answer("GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: clos
 X-Content-Type-Options: nosniff
 --- response_json
 {"error": "Malformed request"}
+
+
+
+=== TEST 10: a 503 httpd makes itself on the API's paths (here a Redirect 503, as an operator may put up for maintenance): in JSON, with the Retry-After the contract wants on every 503 (before, none)
+--- config
+LoadModule alias_module /usr/lib/apache2/modules/mod_alias.so
+<Location "/api/profile">
+  Redirect 503
+</Location>
+--- request
+GET /api/profile
+--- error_code: 503
+--- response_headers
+Retry-After: 5
+X-Content-Type-Options: nosniff
+--- response_json_exact
+{"error": "Service temporarily unavailable"}
+--- check_eval
+access_status('GET /api/profile') == 503
+
+
+
+=== TEST 11: ... the same 503 when the refusal set its own Retry-After: that one is kept
+--- config
+LoadModule alias_module /usr/lib/apache2/modules/mod_alias.so
+LoadModule headers_module /usr/lib/apache2/modules/mod_headers.so
+Header always set Retry-After 120 early
+<Location "/api/profile">
+  Redirect 503
+</Location>
+--- request
+GET /api/profile
+--- error_code: 503
+--- response_headers
+Retry-After: 120
+--- response_json_exact
+{"error": "Service temporarily unavailable"}
