@@ -107,7 +107,9 @@ static const struct {
     {"redeem_ratelimit_redis_failures_total",
      "Calls to Redis that failed (each sends the host's checks to its own table for a second)",
      REDEEM_COUNTER_REDIS_FAILURES, 0},
-    {"redeem_ratelimit_redis_calls_total", "Rate-limit checks sent to Redis",
+    {"redeem_ratelimit_redis_calls_total",
+     "Rate-limit checks asked of Redis (those that failed before reaching it "
+     "included)",
      REDEEM_COUNTER_REDIS_CALLS, 0},
     {"redeem_ratelimit_redis_round_trips_total",
      "Round trips to Redis that carried them (one for all the checks of a child that waited "

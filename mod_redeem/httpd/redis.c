@@ -17,6 +17,9 @@
 /* Connect and command timeouts: a Redis that does not answer this fast is
  * treated as down (the caller falls back to this host's table). */
 #define REDIS_TIMEOUT_USEC 50000
+/* What a write may take before the first read is given only what is left of
+ * REDIS_TIMEOUT_USEC (commands). */
+#define WRITE_SLACK_USEC 1000
 
 /* KEYS: the keys of one request, in order; ARGV: each key's policy as its
  * interval and limit in ms. Mirrors redeem_gcra_step (core/gcra.c) per key:
@@ -66,6 +69,13 @@ enum {
 
 /* Calls of one child waiting for its batch in flight to end. */
 #define CALLS_IN_LINE 64
+/* The longest a batch in flight can take, each step within its timeout:
+ * a connection (a wait for one of the child's, or a new one with AUTH and
+ * SELECT), the scripts, the scripts again whole (NOSCRIPT); and all of it
+ * once more when Redis had closed the pooled connection (send_batch). A
+ * call in line waits that long for its turn before it gives up: one that
+ * gave up sooner would count a failure of a Redis that answers. */
+#define FLIGHT_MAX_USEC (2 * 5 * REDIS_TIMEOUT_USEC)
 
 struct redeem_redis {
     apr_reslist_t *contexts;
@@ -149,12 +159,12 @@ static int commands(redisContext *c, int count, const int *argcs, const char *co
     /* Monotonic: a step of the wall clock must not end the commands at
      * once nor let them trickle on past REDIS_TIMEOUT_USEC. */
     apr_time_t deadline = redeem_clock_monotonic() + REDIS_TIMEOUT_USEC;
-    int done = 0, shortened = 0, got = 0;
+    int done = 0, shortened = 0, got = 0, passes = 0;
     for (int i = 0; i < count; i++)
         if (redisAppendCommandArgv(c, argcs[i], (const char **)argvs[i], NULL) != REDIS_OK)
             return 0;
-    for (int pass = 0; !done; pass++) {
-        if (pass > 0 && !(shortened = time_left(c, deadline)))
+    for (; !done; passes++) {
+        if (passes > 0 && !(shortened = time_left(c, deadline)))
             return 0;
         if (redisBufferWrite(c, &done) != REDIS_OK) {
             name_timeout(c);
@@ -170,8 +180,12 @@ static int commands(redisContext *c, int count, const int *argcs, const char *co
             continue;
         }
         /* The first read has the socket's whole timeout (set at connect):
-         * no system call more for the common reply of one read. */
-        if (reads++ > 0 && !(shortened = time_left(c, deadline)))
+         * no system call more for the common reply of one read, unless the
+         * write took time (more than one pass, or one that blocked for more
+         * than WRITE_SLACK_USEC): the read then gets only what is left. */
+        if ((reads++ > 0 || passes > 1 ||
+             deadline - redeem_clock_monotonic() < REDIS_TIMEOUT_USEC - WRITE_SLACK_USEC) &&
+            !(shortened = time_left(c, deadline)))
             return got;
         if (redisBufferRead(c) != REDIS_OK) {
             name_timeout(c);
@@ -552,9 +566,7 @@ static void leave_line(redeem_redis_t *redis, redis_call_t *self)
  * Returns with the lock released and self answered. */
 static void wait_in_line(redeem_redis_t *redis, apr_pool_t *p, redis_call_t *self)
 {
-    /* A batch in flight ends within its commands' timeouts (a new
-     * connection, the script, the script again whole: three at most). */
-    apr_time_t until = redeem_clock_monotonic() + 3 * REDIS_TIMEOUT_USEC;
+    apr_time_t until = redeem_clock_monotonic() + FLIGHT_MAX_USEC;
     for (;;) {
         apr_uint32_t seen = redeem_sync_event_seen(&self->event);
         if (redeem_sync_event_done(seen))
@@ -582,7 +594,8 @@ static void wait_in_line(redeem_redis_t *redis, apr_pool_t *p, redis_call_t *sel
         apr_time_t now = redeem_clock_monotonic();
         if (now >= until) {
             leave_line(redis, self);
-            fail_call(self, "no turn for this child's call within 150 ms");
+            fail_call(self, apr_psprintf(p, "no turn for this child's call within %d ms",
+                                         FLIGHT_MAX_USEC / 1000));
             break;
         }
         redeem_sync_unlock(redis->line_lock);

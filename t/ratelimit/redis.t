@@ -618,7 +618,7 @@ RDM0602
 
 
 
-=== TEST 21: the calls of a child that come while one is in flight go to Redis together, in one round trip (a relay holds each reply back 15 ms): twelve redemptions at once by one user of ten an hour are each charged once, in Redis, exactly ten served
+=== TEST 21: the calls of a child that come while one is in flight go to Redis together, in shared round trips (a relay holds each reply back 15 ms): twelve redemptions at once by one user of ten an hour are each charged once, in Redis, exactly ten served
 --- config eval
 "RedeemRateLimitStore redis://127.0.0.1:" . relay('delay') . "/3\nRedeemRateLimit redeem-user 10 3600\n$METRICS"
 --- request
