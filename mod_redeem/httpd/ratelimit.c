@@ -320,6 +320,12 @@ static int check_redis(request_rec *r, redeem_server_conf *conf, const redeem_ch
             return checked;
         }
         redeem_shared_count(shared, REDEEM_COUNTER_REDIS_FAILURES);
+        /* Each failed call with its reason, for whoever asks (debug): the
+         * outage's one line below says only the first. */
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                      RDMNO(0608) "Redis %s call failed (%s): this request limited by this "
+                                  "host's table",
+                      conf->store_in_use->redis_url, why);
         /* From the failure's end: a call that timed out took the interval's
          * start with it. */
         __atomic_store_n(&shared->redis_retry_at, redeem_shared_now_ms() + REDIS_RETRY_MS,
