@@ -37,6 +37,13 @@ sub only_one_answer {
     return 1;
 }
 
+# An operator's maintenance answer over one path: httpd's own 503 there.
+our $MAINTENANCE = qq(LoadModule alias_module /usr/lib/apache2/modules/mod_alias.so
+<Location "/api/profile">
+  Redirect 503
+</Location>
+);
+
 run_tests();
 
 __DATA__
@@ -238,11 +245,8 @@ X-Content-Type-Options: nosniff
 
 
 === TEST 10: a 503 httpd makes itself on the API's paths (here a Redirect 503, as an operator may put up for maintenance): in JSON, with the Retry-After the contract wants on every 503 (before, none)
---- config
-LoadModule alias_module /usr/lib/apache2/modules/mod_alias.so
-<Location "/api/profile">
-  Redirect 503
-</Location>
+--- config eval
+$MAINTENANCE
 --- request
 GET /api/profile
 --- error_code: 503
@@ -257,13 +261,9 @@ access_status('GET /api/profile') == 503
 
 
 === TEST 11: ... the same 503 when the refusal set its own Retry-After: that one is kept
---- config
-LoadModule alias_module /usr/lib/apache2/modules/mod_alias.so
-LoadModule headers_module /usr/lib/apache2/modules/mod_headers.so
-Header always set Retry-After 120 early
-<Location "/api/profile">
-  Redirect 503
-</Location>
+--- config eval
+"$MAINTENANCE" . 'LoadModule headers_module /usr/lib/apache2/modules/mod_headers.so
+Header always set Retry-After 120 early'
 --- request
 GET /api/profile
 --- error_code: 503
