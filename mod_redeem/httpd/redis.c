@@ -159,12 +159,12 @@ static int commands(redisContext *c, int count, const int *argcs, const char *co
     /* Monotonic: a step of the wall clock must not end the commands at
      * once nor let them trickle on past REDIS_TIMEOUT_USEC. */
     apr_time_t deadline = redeem_clock_monotonic() + REDIS_TIMEOUT_USEC;
-    int done = 0, shortened = 0, got = 0, passes = 0;
+    int done = 0, shortened = 0, got = 0;
     for (int i = 0; i < count; i++)
         if (redisAppendCommandArgv(c, argcs[i], (const char **)argvs[i], NULL) != REDIS_OK)
             return 0;
-    for (; !done; passes++) {
-        if (passes > 0 && !(shortened = time_left(c, deadline)))
+    for (int pass = 0; !done; pass++) {
+        if (pass > 0 && !(shortened = time_left(c, deadline)))
             return 0;
         if (redisBufferWrite(c, &done) != REDIS_OK) {
             name_timeout(c);
@@ -181,9 +181,9 @@ static int commands(redisContext *c, int count, const int *argcs, const char *co
         }
         /* The first read has the socket's whole timeout (set at connect):
          * no system call more for the common reply of one read, unless the
-         * write took time (more than one pass, or one that blocked for more
-         * than WRITE_SLACK_USEC): the read then gets only what is left. */
-        if ((reads++ > 0 || passes > 1 ||
+         * write took more than WRITE_SLACK_USEC: the read then gets only what
+         * is left. */
+        if ((reads++ > 0 ||
              deadline - redeem_clock_monotonic() < REDIS_TIMEOUT_USEC - WRITE_SLACK_USEC) &&
             !(shortened = time_left(c, deadline)))
             return got;
