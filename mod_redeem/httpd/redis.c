@@ -5,12 +5,14 @@
  * are not thread-safe: each child keeps a small pool (apr_reslist), one
  * context per thread at most, reused; a context that failed is dropped. */
 #include "httpd/private.h"
+#include "core/tcp_connect.h"
 
 #include <apr_atomic.h>
 #include <apr_reslist.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <hiredis/hiredis.h>
 #include <openssl/sha.h>
 
@@ -58,6 +60,8 @@ static const char gcra_script[] =
 /* Why the last connection could not be made, for the log. */
 enum {
     CONNECT_REFUSED = 1,    /* no connection: refused, no such socket, or none in time */
+    CONNECT_LOOKUP_SLOW,    /* its host name had no answer from the resolver in time */
+    CONNECT_NO_ADDRESS,     /* its host name has no address */
     CONNECT_SILENT,         /* connected, but AUTH or SELECT had no answer in time */
     CONNECT_CLOSED,         /* connected, but Redis closed the connection at AUTH or SELECT */
     CONNECT_FULL,           /* Redis at its maxclients */
@@ -243,8 +247,25 @@ static apr_status_t connect_context(void **resource, void *params, apr_pool_t *p
     (void)pool;
     redeem_redis_t *redis = params;
     struct timeval timeout = {0, REDIS_TIMEOUT_USEC};
-    redisContext *c = redis->host ? redisConnectWithTimeout(redis->host, redis->port, timeout)
-                                  : redisConnectUnixWithTimeout(redis->socket_path, timeout);
+    redisContext *c;
+    if (redis->host) {
+        /* Not hiredis's own connect: its lookup of a host name would wait
+         * on the resolver as long as resolv.conf says. */
+        int fd;
+        redeem_tcp_result_t result = redeem_tcp_connect(
+            redis->host, redis->port, redeem_clock_monotonic() + REDIS_TIMEOUT_USEC, &fd);
+        if (result != REDEEM_TCP_CONNECTED) {
+            apr_atomic_set32(&redis->connect_error,
+                             result == REDEEM_TCP_LOOKUP_SLOW  ? CONNECT_LOOKUP_SLOW
+                             : result == REDEEM_TCP_NO_ADDRESS ? CONNECT_NO_ADDRESS
+                                                               : CONNECT_REFUSED);
+            return APR_ECONNREFUSED;
+        }
+        if (!(c = redisConnectFd(fd)))
+            close(fd);
+    }
+    else
+        c = redisConnectUnixWithTimeout(redis->socket_path, timeout);
     if (!c || c->err || redisSetTimeout(c, timeout) != REDIS_OK) {
         if (c)
             redisFree(c);
@@ -400,10 +421,13 @@ static const char *unavailable(redeem_redis_t *redis, apr_status_t status)
 {
     uint32_t error = apr_atomic_read32(&redis->connect_error);
     return APR_STATUS_IS_TIMEUP(status) ? "every connection of this child busy for 50 ms"
-           : error == CONNECT_SILENT    ? "connected, but no answer to AUTH or SELECT within 50 ms"
-           : error == CONNECT_CLOSED    ? "it closed the connection at AUTH or SELECT"
-           : error == CONNECT_FULL      ? "it refuses connections: maxclients reached"
-           : error == CONNECT_LOADING   ? "it is still loading its data"
+           : error == CONNECT_LOOKUP_SLOW
+               ? "no answer from the resolver for its host name within 50 ms"
+           : error == CONNECT_NO_ADDRESS ? "its host name has no address"
+           : error == CONNECT_SILENT     ? "connected, but no answer to AUTH or SELECT within 50 ms"
+           : error == CONNECT_CLOSED     ? "it closed the connection at AUTH or SELECT"
+           : error == CONNECT_FULL       ? "it refuses connections: maxclients reached"
+           : error == CONNECT_LOADING    ? "it is still loading its data"
            : error == CONNECT_AUTH_REFUSED   ? "AUTH refused (RedeemRateLimitStoreAuthFile)"
            : error == CONNECT_SELECT_REFUSED ? "SELECT of the database refused (does it need AUTH?)"
            : error == CONNECT_OTHER          ? "AUTH or SELECT answered with an error"

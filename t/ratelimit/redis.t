@@ -109,6 +109,70 @@ sub relay {
 }
 END { local $?; for (values %RELAY_PID) { kill 'KILL', $_; waitpid $_, 0 } }
 
+# A resolver for the second httpd of TESTs 23 to 25, on a loopback address of
+# its own: redis.test is 127.0.0.1 (no IPv6 address), silent.test is never
+# answered (a stalled DNS), every other name does not exist (NXDOMAIN). The
+# second httpd sees it alone: started in a mount namespace of its own, where
+# /etc/resolv.conf is this file's (one try of 5 s a query).
+our $DNS_ADDRESS = '127.0.0.153';
+our $RESOLV_CONF = "/tmp/redeem-resolv-$$.conf";
+our $DNS_PID;
+END { local $?; if ($DNS_PID) { kill 'KILL', $DNS_PID; waitpid $DNS_PID, 0 } unlink $RESOLV_CONF }
+sub start_dns {
+    return if $DNS_PID;
+    require IO::Socket::INET;
+    my $socket = IO::Socket::INET->new(Proto => 'udp', LocalAddr => $DNS_ADDRESS, LocalPort => 53)
+      or die "a resolver on $DNS_ADDRESS:53: $!";
+    open my $fh, '>', $RESOLV_CONF or die "$RESOLV_CONF: $!";
+    print $fh "nameserver $DNS_ADDRESS\noptions timeout:5 attempts:1\n";
+    close $fh;
+    chmod 0644, $RESOLV_CONF;
+    $DNS_PID = fork // die "fork: $!";
+    return if $DNS_PID;
+    my %answer = ('redis.test' => '127.0.0.1', 'silent.test' => 'silent');
+    while (1) {
+        my $peer = $socket->recv(my $query, 512) // next;
+        next if length $query < 17;
+        my ($name, $at) = ('', 12);
+        while ($at < length $query && (my $label = ord substr($query, $at, 1))) {
+            $name .= substr($query, $at + 1, $label) . '.';
+            $at += $label + 1;
+        }
+        my $type = unpack 'n', substr($query, $at + 1, 2);
+        my $question = substr($query, 12, $at + 5 - 12);
+        my $address = $answer{lc substr($name, 0, -1)} // 'nxdomain';
+        next if $address eq 'silent';
+        # The header: the query's id; a response, recursion desired and
+        # available; NXDOMAIN or no error; one question, the answers.
+        my $records = $address ne 'nxdomain' && $type == 1 # A
+          ? pack('n n n N n', 0xc00c, 1, 1, 60, 4) . Socket::inet_aton($address) : '';
+        my $flags = $address eq 'nxdomain' ? 0x8183 : 0x8180;
+        $socket->send(substr($query, 0, 2) . pack('n5', $flags, 1, $records ? 1 : 0, 0, 0)
+                      . $question . $records, 0, $peer);
+    }
+}
+
+# The second httpd, counting in the private Redis named redis://NAME:PORT/3,
+# with the resolver above; its port.
+sub start_resolving_server {
+    my ($name) = @_;
+    $> == 0 or die "needs root: a mount namespace for the second httpd's resolv.conf\n";
+    start_dns();
+    return start_second_server(
+        "RedeemRateLimitStore redis://$name:$ENV{TEST_REDEEM_REDIS_PORT}/3\n"
+          . "RedeemRateLimit redeem-user 100 3600\n",
+        'unshare', '--mount', '--propagation', 'private', '/bin/sh', '-c',
+        'mount --bind "$0" /etc/resolv.conf && exec "$@"', $RESOLV_CONF);
+}
+
+# Lines of the second httpd's error log matching $re.
+sub second_log_count {
+    my ($re) = @_;
+    my $file = var('SERVROOT') . '/second/error.log';
+    open my $fh, '<', $file or die "$file: $!";
+    return scalar grep { /$re/ } <$fh>;
+}
+
 sub redeem_on {
     my ($port, $user, $code) = @_;
     return api_request_to($port, 'POST', '/redeem', qq({"card_code": "$code"}),
@@ -698,3 +762,61 @@ redis_cli('ACL', 'DELUSER', 'modredeem') eq '1' or die 'ACL DELUSER';
 !grep({ $_ ne '404' && $_ ne '429' } @got) or die "statuses: @got";
 --- no_error_log
 no turn for this child's call
+
+
+
+=== TEST 23: Redis named by a host name, looked up through DNS (a resolver this file plays, seen by a second httpd alone through a resolv.conf of its own): the limits count in Redis as by its address, nothing falls back
+--- config eval
+$HOURLY
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+user_token('lea');
+redis_cli('-n', 3, 'FLUSHDB') eq 'OK' or die 'FLUSHDB';
+my $port = start_resolving_server('redis.test');
+my @got = map { redeem_on($port, 'lea', 'AAAAAAAAAAAA-AAAA-AAAAAAAA')->{status} } 1 .. 3;
+"@got" eq '404 404 404' or die "statuses: @got";
+# 100 an hour, 3 taken, in Redis.
+my $key = redis_cli('-n', 3, 'KEYS', 'redeem:rl:redeem-user:*');
+my $ttl = redis_cli('-n', 3, 'PTTL', $key);
+$ttl > 2 * 36000 && $ttl <= 3 * 36000 or die "the user's key holds PTTL $ttl, not 3 charges";
+second_log_count(qr/RDM0602/) == 0 or die 'an outage was logged';
+
+
+
+=== TEST 24: ... a resolver that never answers: each request is still answered at once (the lookup given up after 50 ms, left to end in glibc's thread; before, each new connection waited out the resolver: 10 s here, 5 s for each of hiredis's two lookups), the limits fall back to the host's table, and the log says why
+--- config eval
+$HOURLY
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+require Time::HiRes;
+user_token('lea');
+my $port = start_resolving_server('silent.test');
+for my $n (1 .. 3) {
+    my $start = Time::HiRes::time();
+    my $status = redeem_on($port, 'lea', 'AAAAAAAAAAAA-AAAA-AAAAAAAA')->{status};
+    my $took = Time::HiRes::time() - $start;
+    $status eq '404' or die "request $n: $status";
+    $took < 2 or die "request $n took ${took} s: the resolver was waited for";
+}
+second_log_count(qr/RDM0602: Redis \S+ failed \(no answer from the resolver for its host name within 50 ms\)/) == 1
+  or die 'no outage logged with its reason';
+
+
+
+=== TEST 25: ... a name the resolver says does not exist (NXDOMAIN): the same fallback, and the log says so
+--- config eval
+$HOURLY
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+user_token('lea');
+my $port = start_resolving_server('missing.test');
+my @got = map { redeem_on($port, 'lea', 'AAAAAAAAAAAA-AAAA-AAAAAAAA')->{status} } 1 .. 2;
+"@got" eq '404 404' or die "statuses: @got";
+second_log_count(qr/RDM0602: Redis \S+ failed \(its host name has no address\)/) == 1
+  or die 'no outage logged with its reason';

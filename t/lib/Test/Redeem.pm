@@ -740,16 +740,20 @@ sub _setup_file {
 # A second httpd on the file's database, keys and secret, with its own
 # directory (servroot/second) and port: for what crosses servers. Returns the
 # port; stopped by stop_second_server or at the end of the file.
+# @wrap, when given, is a command it is started under, which execs httpd in
+# the end (t/ratelimit/redis.t gives it a resolv.conf of its own in a mount
+# namespace).
 my $Second;
 sub start_second_server {
-    my ($config) = @_;
+    my ($config, @wrap) = @_;
     stop_second_server();
     my $dir = "$ServRoot/second";
     make_path($dir);
     _chown_servroot();
     my $port = _free_port();
     _write_file("$dir/extra.conf", _extra_conf(_expand($config // '')));
-    my $pid = _spawn(_httpd_env($dir, $port), "$dir/httpd.stderr", _httpd_cmd('-DFOREGROUND'));
+    my $pid = _spawn(_httpd_env($dir, $port), "$dir/httpd.stderr", @wrap,
+                     _httpd_cmd('-DFOREGROUND'));
     my $status = _wait_ready($pid, $port);
     die "the second httpd did not start ($status):\n" . _read_file("$dir/httpd.stderr")
       . _read_file("$dir/error.log") unless $status eq 'ready';
