@@ -108,7 +108,7 @@ static redeem_tcp_result_t connect_by_name(const char *host, const char *service
     size_t length = strlen(host);
     lookup_t *lookup = calloc(1, sizeof *lookup + length + 1);
     if (!lookup)
-        return REDEEM_TCP_NO_ADDRESS;
+        return REDEEM_TCP_LOOKUP_FAILED;
     memcpy(lookup->host, host, length + 1);
     snprintf(lookup->service, sizeof lookup->service, "%s", service);
     lookup->hints = *hints;
@@ -124,8 +124,12 @@ static redeem_tcp_result_t connect_by_name(const char *host, const char *service
     finished.sigev_value.sival_ptr = lookup;
     struct gaicb *requests[1] = {&lookup->request};
     if (getaddrinfo_a(GAI_NOWAIT, requests, 1, &finished) != 0) {
-        free(lookup); /* not started: nothing will notify */
-        return REDEEM_TCP_NO_ADDRESS;
+        /* Only the caller's hold is let go: glibc may have queued the
+         * lookup all the same (a later allocation failed), or notify of it
+         * although none was queued. When it never notifies, the lookup is
+         * left (a few hundred bytes, where memory or threads ran out). */
+        lookup_release(lookup);
+        return REDEEM_TCP_LOOKUP_FAILED;
     }
     apr_uint32_t seen;
     for (;;) {
@@ -135,10 +139,13 @@ static redeem_tcp_result_t connect_by_name(const char *host, const char *service
             break;
         redeem_sync_event_wait(&lookup->finished, seen, left);
     }
-    redeem_tcp_result_t result = !redeem_sync_event_done(seen) ? REDEEM_TCP_LOOKUP_SLOW
-                                 : gai_error(&lookup->request) != 0
-                                     ? REDEEM_TCP_NO_ADDRESS
-                                     : connect_any(lookup->request.ar_result, deadline, fd);
+    int status = redeem_sync_event_done(seen) ? gai_error(&lookup->request) : EAI_INPROGRESS;
+    redeem_tcp_result_t result =
+        status == 0                ? connect_any(lookup->request.ar_result, deadline, fd)
+        : status == EAI_INPROGRESS ? REDEEM_TCP_LOOKUP_SLOW
+        : status == EAI_NONAME || status == EAI_NODATA || status == EAI_ADDRFAMILY
+            ? REDEEM_TCP_NO_ADDRESS
+            : REDEEM_TCP_LOOKUP_FAILED;
     lookup_release(lookup);
     return result;
 }
@@ -171,6 +178,7 @@ const char *redeem_tcp_result_text(redeem_tcp_result_t result)
     case REDEEM_TCP_CONNECTED: return "connected";
     case REDEEM_TCP_LOOKUP_SLOW: return "no answer from the resolver for its host name in time";
     case REDEEM_TCP_NO_ADDRESS: return "its host name has no address";
+    case REDEEM_TCP_LOOKUP_FAILED: return "the lookup of its host name failed";
     case REDEEM_TCP_REFUSED: break;
     }
     return "cannot connect";

@@ -11,9 +11,11 @@
 
 typedef enum {
     REDEEM_TCP_CONNECTED = 0,
-    REDEEM_TCP_LOOKUP_SLOW, /* the name had no answer before the deadline */
-    REDEEM_TCP_NO_ADDRESS,  /* the name does not resolve (or not to TCP) */
-    REDEEM_TCP_REFUSED      /* no address of it took the connection in time */
+    REDEEM_TCP_LOOKUP_SLOW,   /* the name had no answer before the deadline */
+    REDEEM_TCP_NO_ADDRESS,    /* the resolver says the name has no address */
+    REDEEM_TCP_LOOKUP_FAILED, /* the resolver failed, could not be reached, or the lookup
+                               * could not start */
+    REDEEM_TCP_REFUSED        /* no address of it took the connection in time */
 } redeem_tcp_result_t;
 
 /* Connects to host (an IPv4 or IPv6 address, or a name), port, until the

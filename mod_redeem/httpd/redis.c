@@ -62,6 +62,7 @@ enum {
     CONNECT_REFUSED = 1,    /* no connection: refused, no such socket, or none in time */
     CONNECT_LOOKUP_SLOW,    /* its host name had no answer from the resolver in time */
     CONNECT_NO_ADDRESS,     /* its host name has no address */
+    CONNECT_LOOKUP_FAILED,  /* the resolver failed, or could not be reached */
     CONNECT_SILENT,         /* connected, but AUTH or SELECT had no answer in time */
     CONNECT_CLOSED,         /* connected, but Redis closed the connection at AUTH or SELECT */
     CONNECT_FULL,           /* Redis at its maxclients */
@@ -256,9 +257,10 @@ static apr_status_t connect_context(void **resource, void *params, apr_pool_t *p
             redis->host, redis->port, redeem_clock_monotonic() + REDIS_TIMEOUT_USEC, &fd);
         if (result != REDEEM_TCP_CONNECTED) {
             apr_atomic_set32(&redis->connect_error,
-                             result == REDEEM_TCP_LOOKUP_SLOW  ? CONNECT_LOOKUP_SLOW
-                             : result == REDEEM_TCP_NO_ADDRESS ? CONNECT_NO_ADDRESS
-                                                               : CONNECT_REFUSED);
+                             result == REDEEM_TCP_LOOKUP_SLOW     ? CONNECT_LOOKUP_SLOW
+                             : result == REDEEM_TCP_NO_ADDRESS    ? CONNECT_NO_ADDRESS
+                             : result == REDEEM_TCP_LOOKUP_FAILED ? CONNECT_LOOKUP_FAILED
+                                                                  : CONNECT_REFUSED);
             return APR_ECONNREFUSED;
         }
         if (!(c = redisConnectFd(fd)))
@@ -424,10 +426,12 @@ static const char *unavailable(redeem_redis_t *redis, apr_status_t status)
            : error == CONNECT_LOOKUP_SLOW
                ? "no answer from the resolver for its host name within 50 ms"
            : error == CONNECT_NO_ADDRESS ? "its host name has no address"
-           : error == CONNECT_SILENT     ? "connected, but no answer to AUTH or SELECT within 50 ms"
-           : error == CONNECT_CLOSED     ? "it closed the connection at AUTH or SELECT"
-           : error == CONNECT_FULL       ? "it refuses connections: maxclients reached"
-           : error == CONNECT_LOADING    ? "it is still loading its data"
+           : error == CONNECT_LOOKUP_FAILED
+               ? "the lookup of its host name failed (the resolver failed or is unreachable)"
+           : error == CONNECT_SILENT  ? "connected, but no answer to AUTH or SELECT within 50 ms"
+           : error == CONNECT_CLOSED  ? "it closed the connection at AUTH or SELECT"
+           : error == CONNECT_FULL    ? "it refuses connections: maxclients reached"
+           : error == CONNECT_LOADING ? "it is still loading its data"
            : error == CONNECT_AUTH_REFUSED   ? "AUTH refused (RedeemRateLimitStoreAuthFile)"
            : error == CONNECT_SELECT_REFUSED ? "SELECT of the database refused (does it need AUTH?)"
            : error == CONNECT_OTHER          ? "AUTH or SELECT answered with an error"

@@ -109,28 +109,44 @@ sub relay {
 }
 END { local $?; for (values %RELAY_PID) { kill 'KILL', $_; waitpid $_, 0 } }
 
-# A resolver for the second httpd of TESTs 23 to 25, on a loopback address of
-# its own: redis.test is 127.0.0.1 (no IPv6 address), silent.test is never
-# answered (a stalled DNS), every other name does not exist (NXDOMAIN). The
-# second httpd sees it alone: started in a mount namespace of its own, where
-# /etc/resolv.conf is this file's (one try of 5 s a query).
-our $DNS_ADDRESS = '127.0.0.153';
-our $RESOLV_CONF = "/tmp/redeem-resolv-$$.conf";
-our $DNS_PID;
-END { local $?; if ($DNS_PID) { kill 'KILL', $DNS_PID; waitpid $DNS_PID, 0 } unlink $RESOLV_CONF }
+# A resolver for the second httpd of TESTs 23 to 26, on a loopback address of
+# its own (127.0.x.y from this process's id; another if that one is taken):
+# redis.test is 127.0.0.1 (no IPv6 address), silent.test is never answered
+# (a stalled DNS), failing.test gets SERVFAIL, every other name does not
+# exist (NXDOMAIN). The second httpd alone sees it: started in a mount
+# namespace of its own, where /etc/resolv.conf is this file's (one try of 5 s
+# a query) and /etc/nsswitch.conf looks host names up in files, then DNS.
+our ($DNS_ADDRESS, $DNS_PID);
+our ($RESOLV_CONF, $NSSWITCH_CONF) = map { "/tmp/redeem-$_-$$.conf" } qw(resolv nsswitch);
+END { local $?; if ($DNS_PID) { kill 'KILL', $DNS_PID; waitpid $DNS_PID, 0 } unlink $RESOLV_CONF, $NSSWITCH_CONF }
 sub start_dns {
     return if $DNS_PID;
     require IO::Socket::INET;
-    my $socket = IO::Socket::INET->new(Proto => 'udp', LocalAddr => $DNS_ADDRESS, LocalPort => 53)
-      or die "a resolver on $DNS_ADDRESS:53: $!";
-    open my $fh, '>', $RESOLV_CONF or die "$RESOLV_CONF: $!";
-    print $fh "nameserver $DNS_ADDRESS\noptions timeout:5 attempts:1\n";
-    close $fh;
-    chmod 0644, $RESOLV_CONF;
+    require IO::Select;
+    my $socket;
+    for my $try (0 .. 9) {
+        my $n = ($$ + 7919 * $try) % 64000;
+        $DNS_ADDRESS = join '.', 127, 0, 1 + int($n / 250), 2 + $n % 250;
+        $socket = IO::Socket::INET->new(Proto => 'udp', LocalAddr => $DNS_ADDRESS, LocalPort => 53)
+          and last;
+    }
+    $socket or die "a resolver on a loopback address's port 53: $!";
+    my %files = ($RESOLV_CONF => "nameserver $DNS_ADDRESS\noptions timeout:5 attempts:1\n",
+                 $NSSWITCH_CONF => "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n");
+    for my $file (keys %files) {
+        open my $fh, '>', $file or die "$file: $!";
+        print $fh $files{$file};
+        close $fh;
+        chmod 0644, $file;
+    }
+    my $parent = $$;
     $DNS_PID = fork // die "fork: $!";
     return if $DNS_PID;
-    my %answer = ('redis.test' => '127.0.0.1', 'silent.test' => 'silent');
-    while (1) {
+    my %answer = ('redis.test' => '127.0.0.1', 'silent.test' => 'silent',
+                  'failing.test' => 'servfail');
+    my $select = IO::Select->new($socket);
+    while (getppid() == $parent) { # ends with this file, even when it is killed
+        next unless $select->can_read(1);
         my $peer = $socket->recv(my $query, 512) // next;
         next if length $query < 17;
         my ($name, $at) = ('', 12);
@@ -143,13 +159,15 @@ sub start_dns {
         my $address = $answer{lc substr($name, 0, -1)} // 'nxdomain';
         next if $address eq 'silent';
         # The header: the query's id; a response, recursion desired and
-        # available; NXDOMAIN or no error; one question, the answers.
-        my $records = $address ne 'nxdomain' && $type == 1 # A
+        # available, and its code (0 no error, 2 SERVFAIL, 3 NXDOMAIN); one
+        # question, the answers.
+        my $records = $address =~ /^\d/ && $type == 1 # A
           ? pack('n n n N n', 0xc00c, 1, 1, 60, 4) . Socket::inet_aton($address) : '';
-        my $flags = $address eq 'nxdomain' ? 0x8183 : 0x8180;
+        my $flags = 0x8180 | ({nxdomain => 3, servfail => 2}->{$address} // 0);
         $socket->send(substr($query, 0, 2) . pack('n5', $flags, 1, $records ? 1 : 0, 0, 0)
                       . $question . $records, 0, $peer);
     }
+    POSIX::_exit(0);
 }
 
 # The second httpd, counting in the private Redis named redis://NAME:PORT/3,
@@ -162,7 +180,8 @@ sub start_resolving_server {
         "RedeemRateLimitStore redis://$name:$ENV{TEST_REDEEM_REDIS_PORT}/3\n"
           . "RedeemRateLimit redeem-user 100 3600\n",
         'unshare', '--mount', '--propagation', 'private', '/bin/sh', '-c',
-        'mount --bind "$0" /etc/resolv.conf && exec "$@"', $RESOLV_CONF);
+        'mount --bind "$0" /etc/resolv.conf && mount --bind "$1" /etc/nsswitch.conf && shift && exec "$@"',
+        $RESOLV_CONF, $NSSWITCH_CONF);
 }
 
 # Lines of the second httpd's error log matching $re.
@@ -819,4 +838,20 @@ my $port = start_resolving_server('missing.test');
 my @got = map { redeem_on($port, 'lea', 'AAAAAAAAAAAA-AAAA-AAAAAAAA')->{status} } 1 .. 2;
 "@got" eq '404 404' or die "statuses: @got";
 second_log_count(qr/RDM0602: Redis \S+ failed \(its host name has no address\)/) == 1
+  or die 'no outage logged with its reason';
+
+
+
+=== TEST 26: ... a resolver that fails (SERVFAIL): the same fallback, and the log says the lookup failed, not that the name has no address
+--- config eval
+$HOURLY
+--- request
+GET /api/health
+--- error_code: 200
+--- check_eval
+user_token('lea');
+my $port = start_resolving_server('failing.test');
+my @got = map { redeem_on($port, 'lea', 'AAAAAAAAAAAA-AAAA-AAAAAAAA')->{status} } 1 .. 2;
+"@got" eq '404 404' or die "statuses: @got";
+second_log_count(qr/RDM0602: Redis \S+ failed \(the lookup of its host name failed \(the resolver failed or is unreachable\)\)/) == 1
   or die 'no outage logged with its reason';

@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/evp.h>
@@ -1500,6 +1501,33 @@ static void test_tcp_connect(void)
        "tcp_connect: a name connects to its address");
     if (fd >= 0)
         close(fd);
+    /* The same port on ::1 too: the connection still goes to IPv4, where
+     * localhost has both addresses (Debian's /etc/hosts as installed). */
+    struct addrinfo only6 = {.ai_family = AF_INET6, .ai_socktype = SOCK_STREAM}, *found6 = NULL;
+    int has_ipv6 = getaddrinfo("localhost", NULL, &only6, &found6) == 0;
+    if (found6)
+        freeaddrinfo(found6);
+    int listener6 = has_ipv6 ? socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0) : -1;
+    struct sockaddr_in6 loopback6 = {.sin6_family = AF_INET6,
+                                     .sin6_port = htons((uint16_t)port),
+                                     .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    if (listener6 >= 0 && bind(listener6, (struct sockaddr *)&loopback6, sizeof loopback6) == 0 &&
+        listen(listener6, 8) == 0) {
+        int connected =
+            redeem_tcp_connect("localhost", port, deadline, &fd) == REDEEM_TCP_CONNECTED;
+        int on_ipv6 = accept(listener6, NULL, NULL);
+        ok(connected && on_ipv6 < 0 && errno == EAGAIN && connected_as_promised(fd, listener),
+           "tcp_connect: a name's IPv4 address is tried first, as hiredis does");
+        if (on_ipv6 >= 0)
+            close(on_ipv6);
+        if (fd >= 0)
+            close(fd);
+    }
+    else
+        printf("ok %d # skip localhost has no IPv6 address here, or ::1 cannot listen\n",
+               ++test_number);
+    if (listener6 >= 0)
+        close(listener6);
     ok(redeem_tcp_connect("127.0.0.1", port, redeem_clock_monotonic() - 1, &fd) ==
                REDEEM_TCP_REFUSED &&
            fd == -1,
