@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <linux/futex.h>
 #include <pthread.h>
-#include <sched.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -137,27 +136,6 @@ void redeem_sync_event_finish(redeem_sync_event_t *event)
 void redeem_sync_event_wake(redeem_sync_event_t *event)
 {
     syscall(SYS_futex, &event->word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-}
-
-static apr_time_t monotonic_usec(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (apr_time_t)now.tv_sec * APR_USEC_PER_SEC + now.tv_nsec / 1000;
-}
-
-int redeem_sync_event_spin(const redeem_sync_event_t *event, apr_uint32_t seen,
-                           apr_interval_time_t spin)
-{
-    if (spin <= 0)
-        return 0;
-    apr_time_t until = monotonic_usec() + spin;
-    do {
-        if (__atomic_load_n(&event->word, __ATOMIC_ACQUIRE) != seen)
-            return 1;
-        sched_yield();
-    } while (monotonic_usec() < until);
-    return __atomic_load_n(&event->word, __ATOMIC_ACQUIRE) != seen;
 }
 
 apr_status_t redeem_sync_event_wait(redeem_sync_event_t *event, apr_uint32_t seen,

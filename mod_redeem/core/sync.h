@@ -69,14 +69,6 @@ void redeem_sync_event_wake(redeem_sync_event_t *event);
  * spuriously; callers read the word again. */
 apr_status_t redeem_sync_event_wait(redeem_sync_event_t *event, apr_uint32_t seen,
                                     apr_interval_time_t timeout);
-/* Looks at the word for up to `spin` µs of the monotonic clock, giving the
- * CPU to any other runnable thread between looks, before the caller sleeps:
- * 1 when it moved from `seen` meanwhile (no sleep and no wake-up needed),
- * else 0. For a wait that usually ends within microseconds, where a sleep
- * and its wake-up cost more than the wait (a hypervisor's halt and its
- * interprocessor interrupt). */
-int redeem_sync_event_spin(const redeem_sync_event_t *event, apr_uint32_t seen,
-                           apr_interval_time_t spin);
 
 struct timespec;
 /* The instant `timeout` (µs; a negative one counts as 0) after `now`: what

@@ -26,7 +26,6 @@
 #include <stdlib.h>
 #include <libpq-fe.h>
 #include <poll.h>
-#include <sched.h>
 #include <sys/socket.h>
 
 #define REDEEM_SCHEMA_VERSION 17
@@ -83,13 +82,12 @@ struct redeem_db {
     request_rec *r;
     PGconn *pg;
     redeem_conn_t *conn;
-    apr_time_t deadline;      /* every wait of this request ends by then (monotonic) */
-    apr_interval_time_t spin; /* µs a statement's answer is looked for before sleeping */
-    int pipelined;            /* statements sent in the open pipeline */
-    int shortened;            /* deadline cut short (a health check's question): missing it
-                               * says the database is slow, not that it is gone */
-    apr_time_t began;         /* when the wait under way began (a statement sent, a
-                               * connection readied; monotonic): see began_late */
+    apr_time_t deadline; /* every wait of this request ends by then (monotonic) */
+    int pipelined;       /* statements sent in the open pipeline */
+    int shortened;       /* deadline cut short (a health check's question): missing it
+                          * says the database is slow, not that it is gone */
+    apr_time_t began;    /* when the wait under way began (a statement sent, a
+                          * connection readied; monotonic): see began_late */
 };
 
 /* How a libpq exchange ended. */
@@ -136,29 +134,11 @@ static outcome_e flush_all(PGconn *pg, apr_time_t deadline)
     return EXCHANGE_DONE;
 }
 
-/* Looks at the socket for up to `spin` µs, giving the CPU to any other
- * runnable thread between looks: 1 when it became readable meanwhile. */
-static int spin_socket(PGconn *pg, apr_interval_time_t spin)
-{
-    struct pollfd pfd = {PQsocket(pg), POLLIN, 0};
-    if (spin <= 0 || pfd.fd < 0)
-        return 0;
-    apr_time_t until = redeem_clock_monotonic() + spin;
-    do {
-        if (poll(&pfd, 1, 0) > 0)
-            return 1;
-        sched_yield();
-    } while (redeem_clock_monotonic() < until);
-    return 0;
-}
-
-/* Reads until libpq has a whole result to give; looks at the socket for
- * `spin` µs before the first sleep on it (redeem_db_set_spin). */
-static outcome_e await_result(PGconn *pg, apr_time_t deadline, apr_interval_time_t spin)
+/* Reads until libpq has a whole result to give. */
+static outcome_e await_result(PGconn *pg, apr_time_t deadline)
 {
     while (PQisBusy(pg)) {
-        int ready = spin_socket(pg, spin) ? 1 : wait_socket(pg, POLLIN, deadline);
-        spin = 0;
+        int ready = wait_socket(pg, POLLIN, deadline);
         if (ready <= 0)
             return ready == 0 ? EXCHANGE_TIMED_OUT : EXCHANGE_LOST;
         if (!PQconsumeInput(pg))
@@ -169,13 +149,12 @@ static outcome_e await_result(PGconn *pg, apr_time_t deadline, apr_interval_time
 
 /* Sends one command and reads its whole result; the last result is kept,
  * an error one first. */
-static outcome_e exchange(PGconn *pg, apr_time_t deadline, apr_interval_time_t spin,
-                          PGresult **result)
+static outcome_e exchange(PGconn *pg, apr_time_t deadline, PGresult **result)
 {
     outcome_e outcome = flush_all(pg, deadline);
     *result = NULL;
     for (PGresult *next; outcome == EXCHANGE_DONE;) {
-        if ((outcome = await_result(pg, deadline, spin)) != EXCHANGE_DONE)
+        if ((outcome = await_result(pg, deadline)) != EXCHANGE_DONE)
             break;
         if (!(next = PQgetResult(pg))) {
             if (!*result)
@@ -428,7 +407,7 @@ static outcome_e run_sql(PGconn *pg, const char *sql, apr_time_t deadline, PGres
     *result = NULL;
     if (!PQsendQuery(pg, sql))
         return PQstatus(pg) == CONNECTION_OK ? EXCHANGE_FAILED : EXCHANGE_LOST;
-    return exchange(pg, deadline, 0, result);
+    return exchange(pg, deadline, result);
 }
 
 /* The session is told to look for its client every CLIENT_CHECK_MS while a
@@ -576,7 +555,7 @@ static outcome_e next_result(PGconn *pg, apr_time_t deadline, PGresult **result)
 {
     outcome_e outcome = flush_all(pg, deadline);
     *result = NULL;
-    if (outcome != EXCHANGE_DONE || (outcome = await_result(pg, deadline, 0)) != EXCHANGE_DONE)
+    if (outcome != EXCHANGE_DONE || (outcome = await_result(pg, deadline)) != EXCHANGE_DONE)
         return outcome;
     if (!(*result = PQgetResult(pg)))
         return PQstatus(pg) == CONNECTION_OK ? EXCHANGE_FAILED : EXCHANGE_LOST;
@@ -584,7 +563,7 @@ static outcome_e next_result(PGconn *pg, apr_time_t deadline, PGresult **result)
     if (status == PGRES_PIPELINE_SYNC)
         return EXCHANGE_DONE;
     /* Each command's results end with a NULL. */
-    if ((outcome = await_result(pg, deadline, 0)) != EXCHANGE_DONE)
+    if ((outcome = await_result(pg, deadline)) != EXCHANGE_DONE)
         return outcome;
     PQclear(PQgetResult(pg));
     return status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK ? EXCHANGE_DONE
@@ -801,7 +780,6 @@ const redeem_failure_t *redeem_db_open(request_rec *r, apr_time_t since, redeem_
     handle->conn = conn;
     handle->shortened = 0;
     handle->deadline = deadline;
-    handle->spin = 0;
     handle->began = redeem_clock_monotonic();
     /* Non-blocking sends: a large batch must not block past the deadline. */
     PQsetnonblocking(pg, 1);
@@ -829,11 +807,6 @@ apr_time_t redeem_db_deadline(const redeem_db_t *db)
 void redeem_db_set_deadline(redeem_db_t *db, apr_time_t deadline)
 {
     db->deadline = deadline;
-}
-
-void redeem_db_set_spin(redeem_db_t *db, apr_interval_time_t spin)
-{
-    db->spin = spin;
 }
 
 void redeem_db_allow(redeem_db_t *db, apr_interval_time_t from_now)
@@ -868,7 +841,7 @@ static const redeem_failure_t *run_statement(redeem_db_t *db, redeem_stmt_e id,
         const char *label = apr_pstrcat(r->pool, "redeem_", stmt->name, NULL);
         outcome_e outcome =
             PQsendQueryPrepared(db->pg, label, stmt->nargs, args, NULL, NULL, 0)
-                ? exchange(db->pg, db->deadline, db->spin, result)
+                ? exchange(db->pg, db->deadline, result)
                 : (*result = NULL,
                    PQstatus(db->pg) == CONNECTION_OK ? EXCHANGE_FAILED : EXCHANGE_LOST);
         if (outcome == EXCHANGE_DONE) {

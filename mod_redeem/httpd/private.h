@@ -425,9 +425,6 @@ void redeem_db_limit(redeem_db_t *db, apr_interval_time_t from_now);
  * of theirs, and gives the reader's own back after. */
 apr_time_t redeem_db_deadline(const redeem_db_t *db);
 void redeem_db_set_deadline(redeem_db_t *db, apr_time_t deadline);
-/* The statements after this look for their answer for up to `spin` µs
- * before they sleep on the socket (0, the default: they sleep at once). */
-void redeem_db_set_spin(redeem_db_t *db, apr_interval_time_t spin);
 /* The same for a statement that returns no rows; *affected (may be NULL):
  * how many rows it wrote. */
 const redeem_failure_t *redeem_db_exec(redeem_db_t *db, redeem_stmt_e stmt, const char *const *args,

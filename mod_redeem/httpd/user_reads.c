@@ -53,14 +53,6 @@
  * new); with one it keeps 89-104%. */
 #define READS_AT_ONCE 1
 
-/* How long a request waiting for its read, and the reader for the
- * statement's answer, look for it before they sleep. A read is answered
- * within tens of microseconds of PostgreSQL's time; a sleep and its
- * wake-up cost more than that on a paravirtualized host (the halt of an
- * idle CPU, the interprocessor interrupt that wakes it). Between looks the
- * CPU goes to any other runnable thread. */
-#define SPIN_USEC 50
-
 typedef struct redeem_user_read {
     apr_int64_t id;
     apr_time_t deadline;       /* redeem_call_db_start plus RedeemDBTimeout (monotonic) */
@@ -153,10 +145,8 @@ static void read_batch(redeem_call_t *call, user_read_t **batch, int n)
     const redeem_failure_t *failure = redeem_call_db_since(call, until - timeout);
     if (!failure) {
         redeem_db_set_deadline(call->db, until);
-        redeem_db_set_spin(call->db, SPIN_USEC);
         redeem_shared_count(call->conf->shared, REDEEM_COUNTER_USER_READ_STATEMENTS);
         failure = redeem_db_query(call->db, STMT_USERS_BY_ID, args, &rows);
-        redeem_db_set_spin(call->db, 0);
         redeem_db_set_deadline(call->db, own);
     }
     for (int i = 0; i < n; i++) {
@@ -259,8 +249,7 @@ static void wait_in_line(redeem_call_t *call, redeem_child_t *child, user_read_t
              * nothing else changes the event any more. */
             redeem_sync_unlock(child->read_lock);
             while (!redeem_sync_event_done(seen)) {
-                if (!redeem_sync_event_spin(&self->event, seen, SPIN_USEC))
-                    redeem_sync_event_wait(&self->event, seen, -1);
+                redeem_sync_event_wait(&self->event, seen, -1);
                 seen = redeem_sync_event_seen(&self->event);
             }
             return;
@@ -286,8 +275,7 @@ static void wait_in_line(redeem_call_t *call, redeem_child_t *child, user_read_t
             return;
         }
         redeem_sync_unlock(child->read_lock);
-        if (!redeem_sync_event_spin(&self->event, seen, SPIN_USEC))
-            redeem_sync_event_wait(&self->event, seen, self->deadline - margin - now);
+        redeem_sync_event_wait(&self->event, seen, self->deadline - margin - now);
         if (redeem_sync_event_done(redeem_sync_event_seen(&self->event)))
             return; /* read (or dropped): the lock is not needed */
         redeem_sync_lock(child->read_lock);

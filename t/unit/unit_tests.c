@@ -1184,43 +1184,9 @@ static void test_sync_event(apr_pool_t *pool)
        apr_psprintf(
            pool, "sync event: a wait of 30 ms times out after it (%" APR_INT64_T_FMT " µs)", took));
 
-    /* The look before a sleep: done at once for a word that moved, for its
-     * whole time for one that does not, never for no time. */
-    began = monotonic_us();
-    ok(redeem_sync_event_spin(&event, seen - 1, 1000000) == 1 && monotonic_us() - began < 500000,
-       "sync event spin: a word that moved since it was read is seen at once");
-    began = monotonic_us();
-    int spun = redeem_sync_event_spin(&event, seen, 2000);
-    took = monotonic_us() - began;
-    ok(spun == 0 && took >= 2000 && took < 500000,
-       apr_psprintf(pool,
-                    "sync event spin: a word that stays is looked at for the whole 2 ms, "
-                    "then left to a sleep (%" APR_INT64_T_FMT " µs)",
-                    took));
-    ok(redeem_sync_event_spin(&event, seen, 0) == 0 &&
-           redeem_sync_event_spin(&event, seen, -5) == 0,
-       "sync event spin: no time, no look");
-
     sync_event_pair_t pair = {.result = 0};
     redeem_sync_event_init(&pair.event);
     apr_thread_t *thread;
-    /* Another thread's finish seen while looking, with what it wrote. */
-    seen = redeem_sync_event_seen(&pair.event);
-    began = monotonic_us();
-    apr_thread_create(&thread, NULL, finish_soon, &pair, pool);
-    spun = redeem_sync_event_spin(&pair.event, seen, 5000000);
-    took = monotonic_us() - began;
-    apr_status_t joined;
-    apr_thread_join(&joined, thread);
-    ok(spun == 1 && redeem_sync_event_done(redeem_sync_event_seen(&pair.event)) &&
-           pair.result == 42 && took >= 50000 && took < 4000000,
-       apr_psprintf(pool,
-                    "sync event spin: another thread's finish, 50 ms in, is seen while "
-                    "looking, with what it wrote (%" APR_INT64_T_FMT " µs)",
-                    took));
-
-    pair.result = 0;
-    redeem_sync_event_init(&pair.event);
     began = monotonic_us();
     seen = redeem_sync_event_seen(&pair.event);
     apr_thread_create(&thread, NULL, finish_soon, &pair, pool);

@@ -55,10 +55,6 @@ void redeem_db_set_deadline(redeem_db_t *db, apr_time_t deadline)
 {
     (void)db, (void)deadline;
 }
-void redeem_db_set_spin(redeem_db_t *db, apr_interval_time_t spin)
-{
-    (void)db, (void)spin;
-}
 const redeem_failure_t *redeem_db_query(redeem_db_t *db, redeem_stmt_e stmt,
                                         const char *const *args, redeem_rows_t *rows)
 {
