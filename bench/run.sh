@@ -74,7 +74,8 @@
 #                           figures without a twin (login, the rate limits)
 #   BENCH_RESULTS (bench/results)   where the results go; BENCH_NO_RESULTS=1: nowhere
 #   BENCH_KEEP (0)          1: leave the servers running at the end (the twin
-#                           too, on port + 4, for turns by hand)
+#                           too, on port + 4, for turns by hand), and the huge
+#                           pages reserved for them, which the next run gives back
 #   BENCH_PERF (0)          1: also `perf record -g` httpd and postgres for
 #                           BENCH_SECONDS during /api/profile and POST /redeem
 #                           (reports in build/bench/perf-*.txt)
@@ -195,8 +196,12 @@ cleanup() {
   local rc=$?
   if [ "${BENCH_KEEP:-0}" = 1 ]; then
     say "servers left running (BENCH_KEEP=1)"
-    [ -n "$hugepages_before" ] &&
-      say "PostgreSQL's huge pages stay reserved: vm.nr_hugepages $(cat /proc/sys/vm/nr_hugepages), $hugepages_before before the bench"
+    # The next run gives them back (below), once its PostgreSQL no longer
+    # holds them: to it they would look like the machine's own.
+    if [ -n "$hugepages_before" ]; then
+      echo "$hugepages_before" >"$work/hugepages-before"
+      say "PostgreSQL's huge pages stay reserved: vm.nr_hugepages $(cat /proc/sys/vm/nr_hugepages), $hugepages_before before the bench (the next run gives them back)"
+    fi
     exit $rc
   fi
   local dir pid
@@ -268,10 +273,16 @@ pg_ctl_bench() { as_pg_owner "$REDEEM_PG_BIN/pg_ctl" -D "$pgdata" -l "$REDEEM_PG
 huge_pages=off
 [ "${BENCH_HUGE_PAGES:-1}" = 1 ] && huge_pages=on
 pg_ctl_bench stop
+# Pages a kept run (BENCH_KEEP=1) reserved: given back at the end of this
+# one, to what the machine had before that run.
+if [ -f "$work/hugepages-before" ]; then
+  hugepages_before=$(cat "$work/hugepages-before")
+  rm -f "$work/hugepages-before"
+fi
 if [ "$huge_pages" = on ]; then
   need=$(as_pg_owner "$REDEEM_PG_BIN/postgres" -D "$pgdata" -C shared_memory_size_in_huge_pages 2>/dev/null || echo -1)
   if [ "$need" -gt 0 ] && [ "$(hugepages_free)" -lt "$need" ] && [ -w /proc/sys/vm/nr_hugepages ]; then
-    hugepages_before=$(cat /proc/sys/vm/nr_hugepages)
+    [ -n "$hugepages_before" ] || hugepages_before=$(cat /proc/sys/vm/nr_hugepages)
     echo $((hugepages_before + need - $(hugepages_free))) >/proc/sys/vm/nr_hugepages || true
   fi
   if [ "$need" -le 0 ] || [ "$(hugepages_free)" -lt "$need" ]; then
