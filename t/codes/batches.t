@@ -219,7 +219,7 @@ GET /api/health
   . "EXPLAIN (COSTS OFF) EXECUTE t_page('" . var('BATCH_A') . "', '{t,f}', 0, 50, 0);\n"
   . "EXPLAIN (COSTS OFF) EXECUTE t_count('" . var('BATCH_A') . "');\n"
 --- db_check_like
-(?s)(?:Index Scan using|Bitmap Index Scan on) redeem_codes_pkey(?: on redeem_codes)?\n\s+Index Cond: \(\(id >= \$\d\) AND \(id <= \$\d\) AND \(id > \$3\)\).*(?:Index Scan using|Bitmap Index Scan on) redeem_codes_pkey(?: on redeem_codes)?\n\s+Index Cond: \(\(id >= \$\d\) AND \(id <= \$\d\)\)
+(?s)(?:Index Scan using|Bitmap Index Scan on) redeem_codes_pkey(?: on redeem_codes(?: redeem_codes_\d+)?)?\n\s+Index Cond: \(\(id >= \$\d\) AND \(id <= \$\d\) AND \(id > \$3\)\).*(?:Index Scan using|Bitmap Index Scan on) redeem_codes_pkey(?: on redeem_codes(?: redeem_codes_\d+)?)?\n\s+Index Cond: \(\(id >= \$\d\) AND \(id <= \$\d\)\)
 
 
 
