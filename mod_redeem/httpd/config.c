@@ -349,6 +349,16 @@ static const char *set_rate_limit_store_auth(cmd_parms *cmd, void *dconf, const 
     return NULL;
 }
 
+static const char *set_rate_limit_store_timeout(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    (void)dconf;
+    const char *why = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    if (why)
+        return why;
+    return parse_number(cmd, arg, REDEEM_REDIS_TIMEOUT_MIN_MS, REDEEM_REDIS_TIMEOUT_MAX_MS,
+                        &cmd_conf(cmd)->store.redis_timeout_ms);
+}
+
 /* Process-wide (every thread of a child), hence the main server only. */
 static const char *set_futex_hash_slots(cmd_parms *cmd, void *dconf, const char *arg)
 {
@@ -431,6 +441,10 @@ const command_rec redeem_config_directives[] = {
     AP_INIT_TAKE1("RedeemRateLimitStoreAuthFile", set_rate_limit_store_auth, NULL, RSRC_CONF,
                   "File holding the Redis password, or a user and its password separated by a "
                   "space (main server only)"),
+    AP_INIT_TAKE1("RedeemRateLimitStoreTimeout", set_rate_limit_store_timeout, NULL, RSRC_CONF,
+                  "Milliseconds each step of a call to Redis may take (connecting, AUTH, "
+                  "SELECT, the check) before this host's table answers instead (5 to 10000, "
+                  "default 50; main server only)"),
     AP_INIT_TAKE1("RedeemFutexHashSlots", set_futex_hash_slots, NULL, RSRC_CONF,
                   "Buckets of each child's futex hash, a power of two from 2 to 65536 (Linux "
                   "6.16+; default: the kernel's size; main server only)"),
@@ -576,6 +590,8 @@ static const char *finish_server(apr_pool_t *pconf, server_rec *s, redeem_server
 static const char *finish_redis_auth(apr_pool_t *p, server_rec *s, redeem_store_setting_t *store)
 {
     store->redis_user = store->redis_password = NULL;
+    if (store->redis_timeout_ms && store->kind != REDEEM_STORE_REDIS)
+        return "RedeemRateLimitStoreTimeout needs RedeemRateLimitStore redis://... or unix://...";
     if (!store->redis_auth_file)
         return NULL;
     if (store->kind != REDEEM_STORE_REDIS)

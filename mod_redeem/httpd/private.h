@@ -164,7 +164,12 @@ typedef struct {
      * start-up (the user NULL for Redis's default user). */
     const char *redis_auth_file;
     const char *redis_user, *redis_password;
+    /* RedeemRateLimitStoreTimeout: 0 when not set (the default then). */
+    apr_int64_t redis_timeout_ms;
 } redeem_store_setting_t;
+#define REDEEM_REDIS_TIMEOUT_MIN_MS 5
+#define REDEEM_REDIS_TIMEOUT_MAX_MS 10000
+#define REDEEM_REDIS_TIMEOUT_DEFAULT_MS 50
 
 typedef struct redeem_redis redeem_redis_t;
 /* A child's Redis connections (at most two per MPM thread, reused), made lazily. */

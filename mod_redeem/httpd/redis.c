@@ -16,11 +16,8 @@
 #include <hiredis/hiredis.h>
 #include <openssl/sha.h>
 
-/* Connect and command timeouts: a Redis that does not answer this fast is
- * treated as down (the caller falls back to this host's table). */
-#define REDIS_TIMEOUT_USEC 50000
 /* What a write may take before the first read is given only what is left of
- * REDIS_TIMEOUT_USEC (commands). */
+ * the call's timeout (commands). */
 #define WRITE_SLACK_USEC 1000
 
 /* KEYS: the keys of one request, in order; ARGV: each key's policy as its
@@ -74,16 +71,22 @@ enum {
 
 /* Calls of one child waiting for its batch in flight to end. */
 #define CALLS_IN_LINE 64
-/* The longest a batch in flight can take, each step within its timeout:
- * a connection (a wait for one of the child's, or a new one with AUTH and
- * SELECT), the scripts, the scripts again whole (NOSCRIPT); and all of it
- * once more when Redis had closed the pooled connection (send_batch). A
+/* The longest a batch in flight can take, in timeouts, each step within
+ * one: a connection (a wait for one of the child's, or a new one with AUTH
+ * and SELECT), the scripts, the scripts again whole (NOSCRIPT); and all of
+ * it once more when Redis had closed the pooled connection (send_batch). A
  * call in line waits that long for its turn before it gives up: one that
  * gave up sooner would count a failure of a Redis that answers. */
-#define FLIGHT_MAX_USEC (2 * 5 * REDIS_TIMEOUT_USEC)
+#define FLIGHT_MAX_TIMEOUTS (2 * 5)
 
 struct redeem_redis {
     apr_reslist_t *contexts;
+    /* Each step's bound (RedeemRateLimitStoreTimeout): connect, a wait for
+     * a pooled connection, AUTH, SELECT, the scripts. A Redis that does not
+     * answer this fast is treated as down (the caller falls back to this
+     * host's table). */
+    apr_interval_time_t timeout;
+    int timeout_ms;
     const char *host, *socket_path; /* one of them */
     int port, db;
     const char *user, *password; /* AUTH when password is set; user NULL: the default user */
@@ -129,50 +132,60 @@ typedef struct {
     int used;
 } pooled_t;
 
+static struct timeval as_timeval(apr_interval_time_t usec)
+{
+    return (struct timeval){(time_t)(usec / APR_USEC_PER_SEC),
+                            (suseconds_t)(usec % APR_USEC_PER_SEC)};
+}
+
+static void say_no_answer(redisContext *c, const redeem_redis_t *redis)
+{
+    snprintf(c->errstr, sizeof c->errstr, "no answer within %d ms", redis->timeout_ms);
+}
+
 /* Sets what is left until deadline as the socket's timeout: 0 (c->err set)
  * once it is past. */
-static int time_left(redisContext *c, apr_time_t deadline)
+static int time_left(const redeem_redis_t *redis, redisContext *c, apr_time_t deadline)
 {
     apr_interval_time_t left = deadline - redeem_clock_monotonic();
     if (left <= 0) {
         c->err = REDIS_ERR_IO;
-        snprintf(c->errstr, sizeof c->errstr, "no answer within %d ms", REDIS_TIMEOUT_USEC / 1000);
+        say_no_answer(c, redis);
         return 0;
     }
-    struct timeval tv = {(time_t)(left / APR_USEC_PER_SEC), (suseconds_t)(left % APR_USEC_PER_SEC)};
-    return redisSetTimeout(c, tv) == REDIS_OK;
+    return redisSetTimeout(c, as_timeval(left)) == REDIS_OK;
 }
 
 /* A read or write the socket's timeout ended says so, not "Resource
  * temporarily unavailable" (EAGAIN, as hiredis reports it). */
-static void name_timeout(redisContext *c)
+static void name_timeout(const redeem_redis_t *redis, redisContext *c)
 {
     if (c->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK))
-        snprintf(c->errstr, sizeof c->errstr, "no answer within %d ms", REDIS_TIMEOUT_USEC / 1000);
+        say_no_answer(c, redis);
 }
 
-/* Commands sent in one write and their whole replies, all within
- * REDIS_TIMEOUT_USEC. The socket's timeouts bound each read and write alone,
+/* Commands sent in one write and their whole replies, all within the
+ * timeout. The socket's timeouts bound each read and write alone,
  * so a Redis (or a path to it) that answers a few bytes at a time would hold
  * the request for as long as it trickles: past the first read, each read
  * gets only what is left. Returns how many replies came, in order, in
  * replies; fewer than count with c->err set when it failed, and the context
  * is then of no further use (the replies that came are still answers). */
-static int commands(redisContext *c, int count, const int *argcs, const char *const *const *argvs,
-                    redisReply **replies)
+static int commands(const redeem_redis_t *redis, redisContext *c, int count, const int *argcs,
+                    const char *const *const *argvs, redisReply **replies)
 {
     /* Monotonic: a step of the wall clock must not end the commands at
-     * once nor let them trickle on past REDIS_TIMEOUT_USEC. */
-    apr_time_t deadline = redeem_clock_monotonic() + REDIS_TIMEOUT_USEC;
+     * once nor let them trickle on past the timeout. */
+    apr_time_t deadline = redeem_clock_monotonic() + redis->timeout;
     int done = 0, shortened = 0, got = 0;
     for (int i = 0; i < count; i++)
         if (redisAppendCommandArgv(c, argcs[i], (const char **)argvs[i], NULL) != REDIS_OK)
             return 0;
     for (int pass = 0; !done; pass++) {
-        if (pass > 0 && !(shortened = time_left(c, deadline)))
+        if (pass > 0 && !(shortened = time_left(redis, c, deadline)))
             return 0;
         if (redisBufferWrite(c, &done) != REDIS_OK) {
-            name_timeout(c);
+            name_timeout(redis, c);
             return 0;
         }
     }
@@ -189,28 +202,27 @@ static int commands(redisContext *c, int count, const int *argcs, const char *co
          * write took more than WRITE_SLACK_USEC: the read then gets only what
          * is left. */
         if ((reads++ > 0 ||
-             deadline - redeem_clock_monotonic() < REDIS_TIMEOUT_USEC - WRITE_SLACK_USEC) &&
-            !(shortened = time_left(c, deadline)))
+             deadline - redeem_clock_monotonic() < redis->timeout - WRITE_SLACK_USEC) &&
+            !(shortened = time_left(redis, c, deadline)))
             return got;
         if (redisBufferRead(c) != REDIS_OK) {
-            name_timeout(c);
+            name_timeout(redis, c);
             return got;
         }
     }
-    if (shortened) {
-        struct timeval whole = {0, REDIS_TIMEOUT_USEC};
-        redisSetTimeout(c, whole); /* c->err set when it failed */
-    }
+    if (shortened)
+        redisSetTimeout(c, as_timeval(redis->timeout)); /* c->err set when it failed */
     return got;
 }
 
-/* One command and its whole reply within REDIS_TIMEOUT_USEC: NULL with
- * c->err set when it failed. */
-static redisReply *command(redisContext *c, int argc, const char **argv)
+/* One command and its whole reply within the timeout: NULL with c->err
+ * set when it failed. */
+static redisReply *command(const redeem_redis_t *redis, redisContext *c, int argc,
+                           const char **argv)
 {
     redisReply *reply = NULL;
     const char *const *argvs[1] = {argv};
-    if (commands(c, 1, &argc, argvs, &reply) != 1)
+    if (commands(redis, c, 1, &argc, argvs, &reply) != 1)
         return NULL;
     if (c->err) {
         freeReplyObject(reply);
@@ -221,9 +233,10 @@ static redisReply *command(redisContext *c, int argc, const char **argv)
 
 /* Runs AUTH or SELECT on a new connection: 0 when Redis answered it OK,
  * else why not (CONNECT_...). */
-static int setup_command(redisContext *c, int argc, const char **argv, int refused)
+static int setup_command(const redeem_redis_t *redis, redisContext *c, int argc, const char **argv,
+                         int refused)
 {
-    redisReply *reply = command(c, argc, argv);
+    redisReply *reply = command(redis, c, argc, argv);
     int error = !reply && c->err == REDIS_ERR_EOF                           ? CONNECT_CLOSED
                 : !reply                                                    ? CONNECT_SILENT
                 : reply->type == REDIS_REPLY_STATUS                         ? 0
@@ -247,14 +260,14 @@ static apr_status_t connect_context(void **resource, void *params, apr_pool_t *p
 {
     (void)pool;
     redeem_redis_t *redis = params;
-    struct timeval timeout = {0, REDIS_TIMEOUT_USEC};
+    struct timeval timeout = as_timeval(redis->timeout);
     redisContext *c;
     if (redis->host) {
         /* Not hiredis's own connect: its lookup of a host name would wait
          * on the resolver as long as resolv.conf says. */
         int fd;
         redeem_tcp_result_t result = redeem_tcp_connect(
-            redis->host, redis->port, redeem_clock_monotonic() + REDIS_TIMEOUT_USEC, &fd);
+            redis->host, redis->port, redeem_clock_monotonic() + redis->timeout, &fd);
         if (result != REDEEM_TCP_CONNECTED) {
             apr_atomic_set32(&redis->connect_error,
                              result == REDEEM_TCP_LOOKUP_SLOW     ? CONNECT_LOOKUP_SLOW
@@ -281,9 +294,9 @@ static apr_status_t connect_context(void **resource, void *params, apr_pool_t *p
     const char *select_db[] = {"SELECT", db_text};
     int error = 0;
     if (redis->password)
-        error = setup_command(c, redis->user ? 3 : 2, auth, CONNECT_AUTH_REFUSED);
+        error = setup_command(redis, c, redis->user ? 3 : 2, auth, CONNECT_AUTH_REFUSED);
     if (!error && redis->db)
-        error = setup_command(c, 2, select_db, CONNECT_SELECT_REFUSED);
+        error = setup_command(redis, c, 2, select_db, CONNECT_SELECT_REFUSED);
     if (error) {
         redisFree(c);
         apr_atomic_set32(&redis->connect_error, (apr_uint32_t)error);
@@ -325,6 +338,9 @@ redeem_redis_t *redeem_redis_create(apr_pool_t *pchild, const redeem_store_setti
     redis->db = store->redis_db;
     redis->user = store->redis_user;
     redis->password = store->redis_password;
+    redis->timeout_ms =
+        (int)(store->redis_timeout_ms ? store->redis_timeout_ms : REDEEM_REDIS_TIMEOUT_DEFAULT_MS);
+    redis->timeout = apr_time_from_msec(redis->timeout_ms);
     if (redeem_sync_lock_create(&redis->line_lock, pchild) != APR_SUCCESS)
         return NULL;
     SHA1((const unsigned char *)gcra_script, sizeof gcra_script - 1, digest);
@@ -336,7 +352,7 @@ redeem_redis_t *redeem_redis_create(apr_pool_t *pchild, const redeem_store_setti
     if (apr_reslist_create(&redis->contexts, 0, 0, 2 * max_connections, 0, connect_context,
                            free_context, redis, pchild) != APR_SUCCESS)
         return NULL;
-    apr_reslist_timeout_set(redis->contexts, REDIS_TIMEOUT_USEC);
+    apr_reslist_timeout_set(redis->contexts, redis->timeout);
     return redis;
 }
 
@@ -419,19 +435,23 @@ static void fail_call(redis_call_t *call, const char *why)
 }
 
 /* Why no connection could be had. */
-static const char *unavailable(redeem_redis_t *redis, apr_status_t status)
+static const char *unavailable(redeem_redis_t *redis, apr_pool_t *p, apr_status_t status)
 {
     uint32_t error = apr_atomic_read32(&redis->connect_error);
-    return APR_STATUS_IS_TIMEUP(status) ? "every connection of this child busy for 50 ms"
+    return APR_STATUS_IS_TIMEUP(status)
+               ? apr_psprintf(p, "every connection of this child busy for %d ms", redis->timeout_ms)
            : error == CONNECT_LOOKUP_SLOW
-               ? "no answer from the resolver for its host name within 50 ms"
+               ? apr_psprintf(p, "no answer from the resolver for its host name within %d ms",
+                              redis->timeout_ms)
            : error == CONNECT_NO_ADDRESS ? "its host name has no address"
            : error == CONNECT_LOOKUP_FAILED
                ? "the lookup of its host name failed (the resolver failed or is unreachable)"
-           : error == CONNECT_SILENT  ? "connected, but no answer to AUTH or SELECT within 50 ms"
-           : error == CONNECT_CLOSED  ? "it closed the connection at AUTH or SELECT"
-           : error == CONNECT_FULL    ? "it refuses connections: maxclients reached"
-           : error == CONNECT_LOADING ? "it is still loading its data"
+           : error == CONNECT_SILENT
+               ? apr_psprintf(p, "connected, but no answer to AUTH or SELECT within %d ms",
+                              redis->timeout_ms)
+           : error == CONNECT_CLOSED         ? "it closed the connection at AUTH or SELECT"
+           : error == CONNECT_FULL           ? "it refuses connections: maxclients reached"
+           : error == CONNECT_LOADING        ? "it is still loading its data"
            : error == CONNECT_AUTH_REFUSED   ? "AUTH refused (RedeemRateLimitStoreAuthFile)"
            : error == CONNECT_SELECT_REFUSED ? "SELECT of the database refused (does it need AUTH?)"
            : error == CONNECT_OTHER          ? "AUTH or SELECT answered with an error"
@@ -453,7 +473,7 @@ static int round_trip(redeem_redis_t *redis, redisContext *c, apr_pool_t *p, red
     for (int i = 0; i < left; i++)
         argvs[i] = script_argv(redis, p, todo[i], eval, &argcs[i]);
     redeem_shared_count(redis->shared, REDEEM_COUNTER_REDIS_ROUND_TRIPS);
-    int got = commands(c, left, argcs, argvs, replies), kept = 0;
+    int got = commands(redis, c, left, argcs, argvs, replies), kept = 0;
     for (int i = 0; i < got; i++) {
         redisReply *reply = replies[i];
         redis_call_t *call = todo[i];
@@ -484,7 +504,7 @@ static int send_batch(redeem_redis_t *redis, apr_pool_t *p, redis_call_t **batch
         apr_status_t status = APR_SUCCESS;
         pooled_t *pooled = acquire_current(redis, &status);
         if (!pooled) {
-            const char *why = unavailable(redis, status);
+            const char *why = unavailable(redis, p, status);
             for (int i = 0; i < left; i++)
                 fail_call(todo[i], why);
             return 1;
@@ -594,7 +614,7 @@ static void leave_line(redeem_redis_t *redis, redis_call_t *self)
  * Returns with the lock released and self answered. */
 static void wait_in_line(redeem_redis_t *redis, apr_pool_t *p, redis_call_t *self)
 {
-    apr_time_t until = redeem_clock_monotonic() + FLIGHT_MAX_USEC;
+    apr_time_t until = redeem_clock_monotonic() + FLIGHT_MAX_TIMEOUTS * redis->timeout;
     for (;;) {
         apr_uint32_t seen = redeem_sync_event_seen(&self->event);
         if (redeem_sync_event_done(seen))
@@ -623,7 +643,7 @@ static void wait_in_line(redeem_redis_t *redis, apr_pool_t *p, redis_call_t *sel
         if (now >= until) {
             leave_line(redis, self);
             fail_call(self, apr_psprintf(p, "no turn for this child's call within %d ms",
-                                         FLIGHT_MAX_USEC / 1000));
+                                         FLIGHT_MAX_TIMEOUTS * redis->timeout_ms));
             break;
         }
         redeem_sync_unlock(redis->line_lock);

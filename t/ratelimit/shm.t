@@ -716,6 +716,38 @@ RedeemRateLimitStoreAuthFile needs RedeemRateLimitStore redis://... or unix://..
 
 
 
+=== TEST 28b: a Redis timeout with the host's table as the store
+--- config
+RedeemRateLimitStoreTimeout 200
+--- must_die
+--- error_log
+RedeemRateLimitStoreTimeout needs RedeemRateLimitStore redis://... or unix://...
+
+
+
+=== TEST 28c: a Redis timeout out of its bounds (5 to 10000 ms)
+--- config
+RedeemRateLimitStore redis://127.0.0.1:6379
+RedeemRateLimitStoreTimeout 4
+--- must_die
+--- error_log
+RedeemRateLimitStoreTimeout: '4' is not a whole number from 5 to 10000
+
+
+
+=== TEST 28d: ... nor in a virtual host: the connections to Redis are the whole server's
+--- config
+RedeemRateLimitStore redis://127.0.0.1:6379
+<VirtualHost *>
+  ServerName other.test
+  RedeemRateLimitStoreTimeout 200
+</VirtualHost>
+--- must_die
+--- error_log
+RedeemRateLimitStoreTimeout cannot occur within <VirtualHost> section
+
+
+
 === TEST 30: a refusal whose token failed (no actor, no row) does not use up its window's audit row: after it, the first refusal of a user from that address still gets its row (RDM0604 logged once, by the first refusal)
 --- config
 LoadModule remoteip_module /usr/lib/apache2/modules/mod_remoteip.so
