@@ -81,8 +81,10 @@ waitpid $locker, 0;
 die "the redemption waited for the pool: expected 503 with Retry-After, got $res->{status} $res->{body}\n"
   unless $res->{status} eq '503' && $res->{json} && $res->{json}{error}
   && grep { lc $_->[0] eq 'retry-after' && $_->[1] =~ /^\d+$/ } @{ $res->{headers} || [] };
+# Well past the deadline, for a loaded machine, and well before the
+# connection comes free (1.5 s after the lock began).
 die "the redemption waited past its 300 ms deadline: answered after $res->{elapsed} s\n"
-  if $res->{elapsed} > 0.55;
+  if $res->{elapsed} > 1;
 die "the generation that held the pool: expected 201, got @$generated\n" unless $generated->[0] eq '201';
 my $used = sql("SELECT count(*) FROM redeem_codes WHERE used_at IS NOT NULL");
 die "a redemption answered 503 ran anyway: $used codes used\n" unless $used eq '0';
