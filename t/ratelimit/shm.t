@@ -273,9 +273,9 @@ $FORGED
 
 
 
-=== TEST 9: the window's end: two per two seconds, the third refused, served again two seconds later
+=== TEST 9: the window's end: two per four seconds (one every two), the third refused, served again two seconds later (the third is refused only if it comes within two seconds of the first: room for a loaded machine, where two per two seconds left one)
 --- config
-RedeemRateLimit register-ip 2 2
+RedeemRateLimit register-ip 2 4
 --- request
 POST /api/register
 --- request_json
