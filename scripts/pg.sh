@@ -14,6 +14,14 @@ log=$pgdir/postgresql.log
 
 pg_ctl() { as_pg_owner "$REDEEM_PG_BIN/pg_ctl" "$@"; }
 
+# -k: the Unix socket httpd's children use (a world-traversable directory).
+# TimeZone UTC whatever the host's (initdb writes the host's into the
+# cluster): the tests' own SQL works out expiries by calendar months as the
+# module does, in UTC, and in a zone with daylight saving time ten months
+# on from now differ by an hour. A database's own setting still wins
+# (redeem.t TEST 50g sets one).
+server_options() { printf '%s' "-k $REDEEM_PG_SOCKET -c TimeZone=UTC"; }
+
 create_cluster() {
   echo "pg: creating a private cluster in $data"
   local pwfile=$pgdir/pwfile
@@ -40,8 +48,7 @@ start() {
     mkdir -p "$REDEEM_PG_SOCKET"
     chmod 0755 "$REDEEM_PG_SOCKET"
     [ "$(id -u)" -eq 0 ] && chown postgres: "$log" "$REDEEM_PG_SOCKET"
-    # -k: the Unix socket httpd's children use (world-traversable directory).
-    pg_ctl -D "$data" -l "$log" -w -t 60 -o "-k $REDEEM_PG_SOCKET" start >/dev/null
+    pg_ctl -D "$data" -l "$log" -w -t 60 -o "$(server_options)" start >/dev/null
     echo "pg: started on 127.0.0.1:$REDEEM_PG_PORT (log: $log)"
   fi
   # The password on stdin, not on psql's command line (ps shows that).
@@ -65,7 +72,7 @@ stop() {
 }
 
 restart() {
-  pg_ctl -D "$data" -l "$log" -m fast -w -t 60 -o "-k $REDEEM_PG_SOCKET" restart >/dev/null
+  pg_ctl -D "$data" -l "$log" -m fast -w -t 60 -o "$(server_options)" restart >/dev/null
 }
 
 case "${1:-}" in
