@@ -86,7 +86,6 @@ struct redeem_redis {
      * answer this fast is treated as down (the caller falls back to this
      * host's table). */
     apr_interval_time_t timeout;
-    int timeout_ms;
     const char *host, *socket_path; /* one of them */
     int port, db;
     const char *user, *password; /* AUTH when password is set; user NULL: the default user */
@@ -138,9 +137,15 @@ static struct timeval as_timeval(apr_interval_time_t usec)
                             (suseconds_t)(usec % APR_USEC_PER_SEC)};
 }
 
+/* The timeout, for the log. */
+static int timeout_ms(const redeem_redis_t *redis)
+{
+    return (int)apr_time_as_msec(redis->timeout);
+}
+
 static void say_no_answer(redisContext *c, const redeem_redis_t *redis)
 {
-    snprintf(c->errstr, sizeof c->errstr, "no answer within %d ms", redis->timeout_ms);
+    snprintf(c->errstr, sizeof c->errstr, "no answer within %d ms", timeout_ms(redis));
 }
 
 /* Sets what is left until deadline as the socket's timeout: 0 (c->err set)
@@ -338,9 +343,8 @@ redeem_redis_t *redeem_redis_create(apr_pool_t *pchild, const redeem_store_setti
     redis->db = store->redis_db;
     redis->user = store->redis_user;
     redis->password = store->redis_password;
-    redis->timeout_ms =
-        (int)(store->redis_timeout_ms ? store->redis_timeout_ms : REDEEM_REDIS_TIMEOUT_DEFAULT_MS);
-    redis->timeout = apr_time_from_msec(redis->timeout_ms);
+    redis->timeout = apr_time_from_msec(store->redis_timeout_ms ? store->redis_timeout_ms
+                                                                : REDEEM_REDIS_TIMEOUT_DEFAULT_MS);
     if (redeem_sync_lock_create(&redis->line_lock, pchild) != APR_SUCCESS)
         return NULL;
     SHA1((const unsigned char *)gcra_script, sizeof gcra_script - 1, digest);
@@ -439,16 +443,16 @@ static const char *unavailable(redeem_redis_t *redis, apr_pool_t *p, apr_status_
 {
     uint32_t error = apr_atomic_read32(&redis->connect_error);
     return APR_STATUS_IS_TIMEUP(status)
-               ? apr_psprintf(p, "every connection of this child busy for %d ms", redis->timeout_ms)
+               ? apr_psprintf(p, "every connection of this child busy for %d ms", timeout_ms(redis))
            : error == CONNECT_LOOKUP_SLOW
                ? apr_psprintf(p, "no answer from the resolver for its host name within %d ms",
-                              redis->timeout_ms)
+                              timeout_ms(redis))
            : error == CONNECT_NO_ADDRESS ? "its host name has no address"
            : error == CONNECT_LOOKUP_FAILED
                ? "the lookup of its host name failed (the resolver failed or is unreachable)"
            : error == CONNECT_SILENT
                ? apr_psprintf(p, "connected, but no answer to AUTH or SELECT within %d ms",
-                              redis->timeout_ms)
+                              timeout_ms(redis))
            : error == CONNECT_CLOSED         ? "it closed the connection at AUTH or SELECT"
            : error == CONNECT_FULL           ? "it refuses connections: maxclients reached"
            : error == CONNECT_LOADING        ? "it is still loading its data"
@@ -643,7 +647,7 @@ static void wait_in_line(redeem_redis_t *redis, apr_pool_t *p, redis_call_t *sel
         if (now >= until) {
             leave_line(redis, self);
             fail_call(self, apr_psprintf(p, "no turn for this child's call within %d ms",
-                                         FLIGHT_MAX_TIMEOUTS * redis->timeout_ms));
+                                         FLIGHT_MAX_TIMEOUTS * timeout_ms(redis)));
             break;
         }
         redeem_sync_unlock(redis->line_lock);
