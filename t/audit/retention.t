@@ -303,8 +303,18 @@ audit_log_default|c
 
 === TEST 12: the maintenance never ran: the module's row of a month without partition lands in the default partition
 --- db_init
-DO $$ BEGIN
+DO $$
+DECLARE
+  before text;
+BEGIN
   EXECUTE format('DROP TABLE IF EXISTS %I, %I', t_month(0), t_month(1));
+  -- A template migrated in an earlier month than this block (a run that
+  -- crossed a month's end) has partitions before the current month: the
+  -- blocks below count only the months they make.
+  FOR before IN SELECT partition_name FROM audit_partitions()
+                 WHERE NOT is_default AND range_to <= t_month_start(0) LOOP
+    EXECUTE format('DROP TABLE %I', before);
+  END LOOP;
 END $$;
 --- login: admin
 --- request
