@@ -120,9 +120,11 @@ static void handle_redeem(json_t *body)
     volatile json_int_t user = for_user ? json_integer_value(for_user) : 0;
     (void)user;
     char symbols[REDEEM_CODE_SYMBOLS];
-    if (redeem_code_normalize(card, len, symbols) == 0 && redeem_code_check(&keys, symbols)) {
+    int bucket;
+    if (redeem_code_normalize(card, len, symbols) == 0 &&
+        (bucket = redeem_code_check(&keys, symbols)) >= 0) {
         unsigned char hash[REDEEM_CODE_HASH_LEN];
-        redeem_code_lookup_hash(&keys, symbols, hash);
+        redeem_code_lookup_hash(&keys, symbols, bucket, hash);
     }
 }
 

@@ -5,10 +5,12 @@
  *      normalize; when it normalizes, its symbols re-normalize to themselves,
  *      its display form and its lowercase form normalize to the same symbols;
  *      the check and lookup run as handle_redeem.c runs them.
- *   1: the same text with its check symbols recomputed by the harness, so the
- *      keyed check passes: check accepts it and refuses each one-symbol
- *      change of the check part; seal then open round-trips, and open refuses
- *      another hash or a flipped byte.
+ *   1: the same text with its check symbols recomputed by the harness for a
+ *      bucket the input picks (0-15), so the keyed check passes: check reads
+ *      that bucket and refuses each one-symbol change of the check part; the
+ *      lookup hash is bucket 0's with the bucket in its first 4 bits; seal
+ *      then open round-trips, and open refuses another hash or a flipped
+ *      byte.
  *   2: sealed bytes from the database: the first 32 bytes are the lookup
  *      hash, the rest the sealed code (opened as code_json in
  *      handle_codes.c does, also after hex decoding of the text). Opening
@@ -41,14 +43,16 @@ static int in_alphabet(char c)
 }
 
 /* The documented check: the first 20 bits of HMAC-SHA256(check_key, the 20
- * random symbols) as 4 symbols. An independent oracle for code.c. */
-static void oracle_check(const char symbols[REDEEM_CODE_SYMBOLS], char out[4])
+ * random symbols), the bucket XORed into the last 4 bits of the first two
+ * symbols, as 4 symbols. An independent oracle for code.c. */
+static void oracle_check(const char symbols[REDEEM_CODE_SYMBOLS], int bucket, char out[4])
 {
     unsigned char mac[32];
     unsigned int mac_len = sizeof mac;
     HMAC(EVP_sha256(), keys.check_key, sizeof keys.check_key, (const unsigned char *)symbols,
          REDEEM_CODE_RANDOM_SYMBOLS, mac, &mac_len);
-    uint32_t bits = (uint32_t)mac[0] << 12 | (uint32_t)mac[1] << 4 | mac[2] >> 4;
+    uint32_t bits = ((uint32_t)mac[0] << 12 | (uint32_t)mac[1] << 4 | mac[2] >> 4) ^
+                    (uint32_t)bucket << 15 ^ (uint32_t)bucket << 10;
     for (int i = 0; i < 4; i++)
         out[i] = ALPHABET[(bits >> (15 - 5 * i)) & 31];
 }
@@ -87,23 +91,30 @@ static void check_normalized(const char *text, size_t len, const char symbols[24
 static void check_keyed(char symbols[REDEEM_CODE_SYMBOLS])
 {
     char expected[4];
-    oracle_check(symbols, expected);
+    int bucket = (int)(strchr(ALPHABET, symbols[0]) - ALPHABET) % (REDEEM_CODE_BUCKETS + 1);
+    oracle_check(symbols, bucket, expected);
     memcpy(symbols + REDEEM_CODE_RANDOM_SYMBOLS, expected, 4);
-    FUZZ_CHECK(redeem_code_check(&keys, symbols) == 1, "check refuses a code with a correct check");
+    FUZZ_CHECK(redeem_code_check(&keys, symbols) == bucket,
+               "check refuses a code with a correct check, or reads another bucket");
     for (int i = 0; i < 4; i++) {
         char changed[REDEEM_CODE_SYMBOLS];
         memcpy(changed, symbols, sizeof changed);
         const char *at = strchr(ALPHABET, changed[REDEEM_CODE_RANDOM_SYMBOLS + i]);
         changed[REDEEM_CODE_RANDOM_SYMBOLS + i] = ALPHABET[(at - ALPHABET + 1) % 32];
-        FUZZ_CHECK(redeem_code_check(&keys, changed) == 0, "check accepts a wrong check symbol");
+        FUZZ_CHECK(redeem_code_check(&keys, changed) < 0, "check accepts a wrong check symbol");
     }
 
     unsigned char hash[REDEEM_CODE_HASH_LEN], hash2[REDEEM_CODE_HASH_LEN],
-        other_hash[REDEEM_CODE_HASH_LEN];
-    redeem_code_lookup_hash(&keys, symbols, hash);
-    redeem_code_lookup_hash(&keys, symbols, hash2);
+        other_hash[REDEEM_CODE_HASH_LEN], unbucketed[REDEEM_CODE_HASH_LEN];
+    redeem_code_lookup_hash(&keys, symbols, bucket, hash);
+    redeem_code_lookup_hash(&keys, symbols, bucket, hash2);
     FUZZ_CHECK(memcmp(hash, hash2, sizeof hash) == 0, "lookup hash is not deterministic");
-    redeem_code_lookup_hash(&other_keys, symbols, other_hash);
+    redeem_code_lookup_hash(&keys, symbols, 0, unbucketed);
+    FUZZ_CHECK(memcmp(hash + 1, unbucketed + 1, sizeof hash - 1) == 0 &&
+                   (hash[0] & 0x0f) == (unbucketed[0] & 0x0f) &&
+                   hash[0] >> 4 == (bucket ? bucket : unbucketed[0] >> 4),
+               "lookup hash is not bucket 0's with the bucket in its first 4 bits");
+    redeem_code_lookup_hash(&other_keys, symbols, bucket, other_hash);
     FUZZ_CHECK(memcmp(hash, other_hash, sizeof hash) != 0, "lookup hash ignores the key");
 
     unsigned char sealed[REDEEM_CODE_SEALED_LEN];
@@ -174,9 +185,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (redeem_code_normalize(text, size, symbols) == 0) {
         check_normalized(text, size, symbols);
         if (mode == 0) {
-            if (redeem_code_check(&keys, symbols)) {
+            int bucket = redeem_code_check(&keys, symbols);
+            FUZZ_CHECK(bucket >= -1 && bucket <= REDEEM_CODE_BUCKETS, "check out of range");
+            if (bucket >= 0) {
                 unsigned char hash[REDEEM_CODE_HASH_LEN];
-                redeem_code_lookup_hash(&keys, symbols, hash);
+                redeem_code_lookup_hash(&keys, symbols, bucket, hash);
             }
         }
         else

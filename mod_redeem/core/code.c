@@ -119,33 +119,54 @@ int redeem_code_normalize(const char *in, size_t len, char symbols[REDEEM_CODE_S
     return count == REDEEM_CODE_SYMBOLS ? 0 : -1;
 }
 
-/* The 20-bit check as 4 symbols: the first bits of an HMAC of the random part. */
-static void symbols_of_check(const unsigned char mac[32], char out[4])
+/* The check's 20 bits: the first bits of an HMAC of the random part. */
+static unsigned int check_bits(const unsigned char mac[32])
 {
-    unsigned int bits = ((unsigned int)mac[0] << 12) | ((unsigned int)mac[1] << 4) | (mac[2] >> 4);
+    return ((unsigned int)mac[0] << 12) | ((unsigned int)mac[1] << 4) | (mac[2] >> 4);
+}
+
+/* The bucket in the check's 20 bits: its 4 bits in the last 4 of the first
+ * check symbol and again in the last 4 of the second. Two buckets then
+ * differ in two symbols, so no change of one symbol turns a code of one
+ * bucket into a valid code of another, and each one-symbol change of the
+ * check still fails it. */
+static unsigned int bucket_bits(int bucket)
+{
+    return (unsigned int)bucket << 15 | (unsigned int)bucket << 10;
+}
+
+/* The check symbols of a code in bucket: the HMAC's 20 bits XOR the
+ * bucket's. */
+static void symbols_of_check(const unsigned char mac[32], int bucket, char out[4])
+{
+    unsigned int bits = check_bits(mac) ^ bucket_bits(bucket);
     for (int i = 3; i >= 0; i--) {
         out[i] = ALPHABET[bits & 31];
         bits >>= 5;
     }
 }
 
-static void check_symbols(const redeem_code_keys_t *keys, const char symbols[REDEEM_CODE_SYMBOLS],
-                          char out[4])
+int redeem_code_bucket_at(int64_t unix_seconds)
 {
-    unsigned char mac[32];
-    if (keyed_hmac(keys->check_mac, symbols, REDEEM_CODE_RANDOM_SYMBOLS, mac) != 0)
-        memset(mac, 0xff, sizeof mac); /* no code checks against this (a 2^-20 chance) */
-    symbols_of_check(mac, out);
+    int64_t hour = unix_seconds >= 0 ? unix_seconds / 3600 : 0;
+    return 1 + (int)(hour % REDEEM_CODE_BUCKETS);
 }
 
 int redeem_code_check(const redeem_code_keys_t *keys, const char symbols[REDEEM_CODE_SYMBOLS])
 {
-    char expected[4];
-    check_symbols(keys, symbols, expected);
-    unsigned char diff = 0;
-    for (int i = 0; i < 4; i++)
-        diff |= (unsigned char)(expected[i] ^ symbols[REDEEM_CODE_RANDOM_SYMBOLS + i]);
-    return diff == 0;
+    unsigned char mac[32];
+    if (keyed_hmac(keys->check_mac, symbols, REDEEM_CODE_RANDOM_SYMBOLS, mac) != 0)
+        return -1;
+    unsigned int given = 0;
+    for (int i = 0; i < 4; i++) {
+        int value = symbol_value(symbols[REDEEM_CODE_RANDOM_SYMBOLS + i]);
+        if (value < 0)
+            return -1; /* not normalized */
+        given = given << 5 | (unsigned int)value;
+    }
+    unsigned int apart = given ^ check_bits(mac);
+    int bucket = (int)(apart >> 15 & 15);
+    return apart == bucket_bits(bucket) && bucket <= REDEEM_CODE_BUCKETS ? bucket : -1;
 }
 
 #define RANDOM_BYTES 13 /* 104 bits, of which 100 are used */
@@ -161,13 +182,16 @@ static void random_symbols(const unsigned char random[RANDOM_BYTES],
     }
 }
 
-int redeem_code_generate(const redeem_code_keys_t *keys, char symbols[REDEEM_CODE_SYMBOLS])
+int redeem_code_generate(const redeem_code_keys_t *keys, int bucket,
+                         char symbols[REDEEM_CODE_SYMBOLS])
 {
-    unsigned char random[RANDOM_BYTES];
-    if (RAND_bytes(random, sizeof random) != 1)
+    unsigned char random[RANDOM_BYTES], mac[32];
+    if (bucket < 0 || bucket > REDEEM_CODE_BUCKETS || RAND_bytes(random, sizeof random) != 1)
         return -1;
     random_symbols(random, symbols);
-    check_symbols(keys, symbols, symbols + REDEEM_CODE_RANDOM_SYMBOLS);
+    if (keyed_hmac(keys->check_mac, symbols, REDEEM_CODE_RANDOM_SYMBOLS, mac) != 0)
+        return -1;
+    symbols_of_check(mac, bucket, symbols + REDEEM_CODE_RANDOM_SYMBOLS);
     return 0;
 }
 
@@ -191,12 +215,21 @@ uint64_t redeem_code_lookup_order(const unsigned char hash[REDEEM_CODE_HASH_LEN]
     return key ^ UINT64_C(0x8000000000000000);
 }
 
+/* The bucket into the hash's first 4 bits (sql/008's key: its first 8 bytes). */
+static void put_bucket(unsigned char hash[REDEEM_CODE_HASH_LEN], int bucket)
+{
+    if (bucket > 0)
+        hash[0] = (unsigned char)(bucket << 4 | (hash[0] & 0x0f));
+}
+
 void redeem_code_lookup_hash(const redeem_code_keys_t *keys,
-                             const char symbols[REDEEM_CODE_SYMBOLS],
+                             const char symbols[REDEEM_CODE_SYMBOLS], int bucket,
                              unsigned char hash[REDEEM_CODE_HASH_LEN])
 {
     if (keyed_hmac(keys->lookup_mac, symbols, REDEEM_CODE_SYMBOLS, hash) != 0)
         memset(hash, 0, REDEEM_CODE_HASH_LEN); /* matches no stored code */
+    else
+        put_bucket(hash, bucket);
 }
 
 int redeem_code_seal(const redeem_code_keys_t *keys, const char symbols[REDEEM_CODE_SYMBOLS],
@@ -243,10 +276,13 @@ int redeem_code_open(const redeem_code_keys_t *keys, const unsigned char *sealed
     return ok ? 0 : -1;
 }
 
-int redeem_code_batch_begin(redeem_code_batch_t *batch, const redeem_code_keys_t *keys)
+int redeem_code_batch_begin(redeem_code_batch_t *batch, const redeem_code_keys_t *keys, int bucket)
 {
     memset(batch, 0, sizeof *batch);
+    if (bucket < 0 || bucket > REDEEM_CODE_BUCKETS)
+        return -1;
     batch->keys = keys;
+    batch->bucket = bucket;
     batch->random_used = sizeof batch->random; /* drawn at the first code */
     batch->check_mac = EVP_MAC_CTX_dup(keys->check_mac);
     batch->lookup_mac = EVP_MAC_CTX_dup(keys->lookup_mac);
@@ -302,9 +338,10 @@ int redeem_code_batch_next(redeem_code_batch_t *batch, char symbols[REDEEM_CODE_
     random_symbols(random, symbols);
     if (batch_hmac(batch->check_mac, symbols, REDEEM_CODE_RANDOM_SYMBOLS, mac) != 0)
         return -1;
-    symbols_of_check(mac, symbols + REDEEM_CODE_RANDOM_SYMBOLS);
+    symbols_of_check(mac, batch->bucket, symbols + REDEEM_CODE_RANDOM_SYMBOLS);
     if (batch_hmac(batch->lookup_mac, symbols, REDEEM_CODE_SYMBOLS, hash) != 0)
         return -1;
+    put_bucket(hash, batch->bucket);
 
     unsigned char *nonce = sealed, *cipher = sealed + REDEEM_CODE_NONCE_LEN,
                   *tag = cipher + REDEEM_CODE_SYMBOLS;

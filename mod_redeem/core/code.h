@@ -6,7 +6,22 @@
  * (20 bits) are an HMAC-SHA256 check over them, so a mistyped or forged code
  * is refused without touching the database. The database holds only an
  * HMAC-SHA256 of the code (the lookup key) and the code sealed with
- * AES-256-GCM (for the admin listing). */
+ * AES-256-GCM (for the admin listing).
+ *
+ * Buckets. The lookup hash is random, so each code of a batch would go to
+ * another leaf of the database's unique index on its first 8 bytes, and the
+ * first change of a leaf after a checkpoint writes the whole leaf to the WAL:
+ * at 10 million codes a batch of 100,000 touched nearly every leaf (220 MB of
+ * WAL). So a code is made in one of REDEEM_CODE_BUCKETS buckets, which take
+ * turns by the hour, and the first 4 bits of its lookup hash are its bucket:
+ * a batch's keys share a sixteenth of the index. The bucket rides in the
+ * check: the check symbols are the HMAC's first 20 bits with the bucket
+ * XORed into their first 4, so the check proper is 16 bits (a forged code
+ * passes it 1 time in 65,536; a typo in the bucket's bits passes it and is
+ * then not found) and the bucket, hidden under the HMAC, shows nothing to
+ * whoever holds the code. Bucket 0 is a code made
+ * before buckets: its check is the whole 20 bits and its lookup hash the
+ * HMAC as it is, so such codes stay valid and stored as they were. */
 #ifndef REDEEM_CODE_H
 #define REDEEM_CODE_H
 
@@ -22,6 +37,7 @@
 #define REDEEM_CODE_TAG_LEN 16
 #define REDEEM_CODE_SEALED_LEN (REDEEM_CODE_NONCE_LEN + REDEEM_CODE_SYMBOLS + REDEEM_CODE_TAG_LEN)
 #define REDEEM_CODE_KEY_MIN_LEN 32
+#define REDEEM_CODE_BUCKETS 15 /* 1..15; 0: a code made before buckets */
 
 typedef struct {
     unsigned char check_key[32];  /* derived from the MAC key */
@@ -55,18 +71,27 @@ int redeem_code_keys_pseudonym(const redeem_code_keys_t *keys, const void *data,
  * fills symbols[24] when exactly 24 valid symbols remain, else -1. */
 int redeem_code_normalize(const char *in, size_t len, char symbols[REDEEM_CODE_SYMBOLS]);
 
-/* 1 when the check symbols match the random ones under this key, else 0. */
+/* The bucket of codes made at unix_seconds: 1..REDEEM_CODE_BUCKETS, by the
+ * hour. */
+int redeem_code_bucket_at(int64_t unix_seconds);
+
+/* The code's bucket (0..REDEEM_CODE_BUCKETS; 0: made before buckets) when
+ * its check symbols match the random ones under this key, else -1. */
 int redeem_code_check(const redeem_code_keys_t *keys, const char symbols[REDEEM_CODE_SYMBOLS]);
 
-/* A fresh code; 0 on success, -1 when the CSPRNG fails. */
-int redeem_code_generate(const redeem_code_keys_t *keys, char symbols[REDEEM_CODE_SYMBOLS]);
+/* A fresh code in bucket (0..REDEEM_CODE_BUCKETS); 0 on success, -1 when
+ * the CSPRNG fails. */
+int redeem_code_generate(const redeem_code_keys_t *keys, int bucket,
+                         char symbols[REDEEM_CODE_SYMBOLS]);
 
 /* XXXXXXXXXXXX-XXXX-XXXXXXXX and a NUL. */
 void redeem_code_display(const char symbols[REDEEM_CODE_SYMBOLS],
                          char out[REDEEM_CODE_DISPLAY_LEN + 1]);
 
+/* The hash the code is stored and found by: HMAC-SHA256 of its symbols,
+ * its first 4 bits the bucket (redeem_code_check's) unless that is 0. */
 void redeem_code_lookup_hash(const redeem_code_keys_t *keys,
-                             const char symbols[REDEEM_CODE_SYMBOLS],
+                             const char symbols[REDEEM_CODE_SYMBOLS], int bucket,
                              unsigned char hash[REDEEM_CODE_HASH_LEN]);
 
 /* The hash's place in the order of the database's lookup key
@@ -92,13 +117,15 @@ int redeem_code_open(const redeem_code_keys_t *keys, const unsigned char *sealed
 #define REDEEM_CODE_BATCH_RANDOM 4000 /* bytes drawn at once: 160 codes */
 typedef struct {
     const redeem_code_keys_t *keys;
+    int bucket;
     EVP_MAC_CTX *check_mac, *lookup_mac;
     EVP_CIPHER_CTX *seal;
     unsigned char random[REDEEM_CODE_BATCH_RANDOM];
     size_t random_used;
 } redeem_code_batch_t;
-/* 0, or -1 when OpenSSL fails (nothing to end then). */
-int redeem_code_batch_begin(redeem_code_batch_t *batch, const redeem_code_keys_t *keys);
+/* Every code of the batch in bucket (0..REDEEM_CODE_BUCKETS). 0, or -1 when
+ * OpenSSL fails (nothing to end then). */
+int redeem_code_batch_begin(redeem_code_batch_t *batch, const redeem_code_keys_t *keys, int bucket);
 /* The next code: its symbols, lookup hash and sealed form; 0 or -1. */
 int redeem_code_batch_next(redeem_code_batch_t *batch, char symbols[REDEEM_CODE_SYMBOLS],
                            unsigned char hash[REDEEM_CODE_HASH_LEN],

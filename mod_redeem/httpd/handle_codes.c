@@ -143,14 +143,16 @@ static void batch_room_make(apr_pool_t *p, int count, batch_room_t *room)
 }
 
 /* Makes count codes into room and sorts their places by lookup key; 0, or
- * -1 when the CSPRNG or AES-GCM fails. The keys are random, so in the order
- * made each new key would descend to another leaf of the unique index,
- * anywhere in it; in key order the descents sweep the index once, each
- * leaf's new keys one after another while it is at hand. */
+ * -1 when the CSPRNG or AES-GCM fails. The codes are of this hour's bucket,
+ * so their keys fall in one sixteenth of the unique index (core/code.h);
+ * within it they are random, so in the order made each new key would
+ * descend to another leaf; in key order the descents sweep that part once,
+ * each leaf's new keys one after another while it is at hand. */
 static int make_batch(const redeem_code_keys_t *keys, int count, const batch_room_t *room)
 {
     redeem_code_batch_t codes;
-    if (redeem_code_batch_begin(&codes, keys) != 0)
+    int bucket = redeem_code_bucket_at((int64_t)apr_time_sec(apr_time_now()));
+    if (redeem_code_batch_begin(&codes, keys, bucket) != 0)
         return -1;
     int made = 0;
     for (; made < count; made++) {

@@ -174,12 +174,13 @@ const redeem_failure_t *redeem_handle_redeem(redeem_call_t *call)
         return reject_request(call, "invalid_format",
                               redeem_failure(r->pool, HTTP_BAD_REQUEST, "Invalid code format"));
     /* A mistyped or forged code stops here, without a lookup. */
-    if (!redeem_code_check(&call->conf->code_keys, symbols))
+    int bucket = redeem_code_check(&call->conf->code_keys, symbols);
+    if (bucket < 0)
         return refuse_attempt(call, "invalid_code", HTTP_NOT_FOUND, "Invalid redeem code");
 
     unsigned char hash[REDEEM_CODE_HASH_LEN];
     char hash_hex[2 * REDEEM_CODE_HASH_LEN + 1];
-    redeem_code_lookup_hash(&call->conf->code_keys, symbols, hash);
+    redeem_code_lookup_hash(&call->conf->code_keys, symbols, bucket, hash);
     redeem_text_hex_encode(hash, sizeof hash, hash_hex);
     const char *args[REDEEM_NARGS] = {
         [ARG_REDEEM_CODE_HASH] = hash_hex,

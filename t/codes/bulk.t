@@ -45,16 +45,21 @@ SELECT count(*), count(DISTINCT code_hash), count(DISTINCT code_sealed), count(D
 SELECT sum(total), sum(used) FROM code_counts;
 SELECT event, outcome, target LIKE '%' || (SELECT min(batch_id::text) FROM redeem_codes) || '%'
   FROM audit_log;
--- Ids ascend with the key, negative keys (about half) first, as PostgreSQL orders a bigint.
-SELECT count(*) FILTER (WHERE key < previous), count(*) FILTER (WHERE key < 0) BETWEEN 45000 AND 55000
-  FROM (SELECT code_lookup_key(code_hash) AS key,
+-- Ids ascend with the key. Every key's first 4 bits are the bucket of the
+-- hour the batch was made in (1 + hours since 1970 mod 15; core/code.h), so
+-- the batch went to one sixteenth of the index; the other 60 bits are the
+-- HMAC's, spread over their whole range.
+SELECT count(*) FILTER (WHERE key < previous),
+       count(*) FILTER (WHERE (key >> 60) & 15 <> 1 + (floor(extract(epoch FROM created_at))::bigint / 3600) % 15),
+       count(*) FILTER (WHERE key & x'0800000000000000'::bigint <> 0) BETWEEN 45000 AND 55000
+  FROM (SELECT code_lookup_key(code_hash) AS key, created_at,
                lag(code_lookup_key(code_hash)) OVER (ORDER BY id) AS previous
           FROM redeem_codes) AS stored;
 --- db_check_out
 100000|100000|100000|1|100000
 100000|0
 codes_generated|success|t
-0|t
+0|0|t
 
 
 

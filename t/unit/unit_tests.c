@@ -642,12 +642,15 @@ static void test_code(void)
 
     char symbols[REDEEM_CODE_SYMBOLS], again[REDEEM_CODE_SYMBOLS];
     char display[REDEEM_CODE_DISPLAY_LEN + 1];
-    ok(redeem_code_generate(&keys, symbols) == 0, "code: generated");
+    ok(redeem_code_generate(&keys, 5, symbols) == 0, "code: generated (bucket 5)");
+    ok(redeem_code_generate(&keys, REDEEM_CODE_BUCKETS + 1, again) == -1 &&
+           redeem_code_generate(&keys, -1, again) == -1,
+       "code: a bucket out of range refused");
     redeem_code_display(symbols, display);
     ok(strlen(display) == 26 && display[12] == '-' && display[17] == '-', "code: 12-4-8 format");
     ok(strspn(display, "0123456789ABCDEFGHJKMNPQRSTVWXYZ-") == 26, "code: Crockford alphabet");
-    ok(redeem_code_check(&keys, symbols), "code: check passes");
-    ok(!redeem_code_check(&other, symbols), "code: check fails under another key");
+    ok(redeem_code_check(&keys, symbols) == 5, "code: check passes and reads the bucket");
+    ok(redeem_code_check(&other, symbols) == -1, "code: check fails under another key");
 
     /* Sloppy typing normalizes back to the same code. */
     char sloppy[40];
@@ -666,19 +669,74 @@ static void test_code(void)
        "code: O reads as 0, I and L as 1");
     ok(redeem_code_normalize("U00000000000-0000-00000000", 26, again) == -1, "code: U refused");
 
-    int caught = 0;
+    int caught = 0, check_typos_failed = 0;
     for (int i = 0; i < REDEEM_CODE_SYMBOLS; i++) {
         memcpy(again, symbols, 24);
         again[i] = again[i] == '0' ? '1' : '0';
-        caught += !redeem_code_check(&keys, again);
+        caught += redeem_code_check(&keys, again) != 5;
+        check_typos_failed +=
+            i >= REDEEM_CODE_RANDOM_SYMBOLS && redeem_code_check(&keys, again) < 0;
     }
-    ok(caught == REDEEM_CODE_SYMBOLS, "code: every single-symbol typo fails the check");
+    ok(caught == REDEEM_CODE_SYMBOLS,
+       "code: every single-symbol typo fails the check or reads another bucket");
+    ok(check_typos_failed == 4, "code: a typo in a check symbol always fails the check");
+    /* Every other value of each check symbol, in every bucket's code. */
+    int check_values_failed = 0, check_values = 0;
+    for (int bucket = 0; bucket <= REDEEM_CODE_BUCKETS; bucket++) {
+        char code[REDEEM_CODE_SYMBOLS];
+        redeem_code_generate(&keys, bucket, code);
+        for (int i = REDEEM_CODE_RANDOM_SYMBOLS; i < REDEEM_CODE_SYMBOLS; i++)
+            for (const char *c = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"; *c; c++) {
+                if (*c == code[i])
+                    continue;
+                memcpy(again, code, sizeof again);
+                again[i] = *c;
+                check_values++;
+                check_values_failed += redeem_code_check(&keys, again) < 0;
+            }
+    }
+    ok(check_values == 16 * 4 * 31 && check_values_failed == check_values,
+       "code: in each bucket, each of the 31 other values of each check symbol fails the check");
 
     unsigned char hash[REDEEM_CODE_HASH_LEN], other_hash[REDEEM_CODE_HASH_LEN];
     unsigned char sealed[REDEEM_CODE_SEALED_LEN];
-    redeem_code_lookup_hash(&keys, symbols, hash);
-    redeem_code_lookup_hash(&other, symbols, other_hash);
+    redeem_code_lookup_hash(&keys, symbols, 5, hash);
+    redeem_code_lookup_hash(&other, symbols, 5, other_hash);
     ok(memcmp(hash, other_hash, sizeof hash) != 0, "code: lookup hash is keyed");
+
+    /* The bucket is the hash's first 4 bits; the rest is HMAC-SHA256 of the
+     * symbols under the lookup subkey, which is the whole hash of a code of
+     * bucket 0 (made before buckets). */
+    unsigned char plain[32], bucket0[REDEEM_CODE_HASH_LEN];
+    unsigned int plain_len = sizeof plain;
+    HMAC(EVP_sha256(), keys.lookup_key, sizeof keys.lookup_key, (const unsigned char *)symbols,
+         REDEEM_CODE_SYMBOLS, plain, &plain_len);
+    redeem_code_lookup_hash(&keys, symbols, 0, bucket0);
+    ok(memcmp(bucket0, plain, sizeof plain) == 0, "code: bucket 0's lookup hash is the HMAC");
+    ok(hash[0] >> 4 == 5 && (hash[0] & 0x0f) == (plain[0] & 0x0f) &&
+           memcmp(hash + 1, plain + 1, sizeof plain - 1) == 0,
+       "code: bucket 5's lookup hash is the HMAC with 5 in its first 4 bits");
+    char legacy[REDEEM_CODE_SYMBOLS];
+    ok(redeem_code_generate(&keys, 0, legacy) == 0 && redeem_code_check(&keys, legacy) == 0,
+       "code: a code of bucket 0 checks as bucket 0");
+    /* Its check symbols are the HMAC's 20 bits as they are (the check of
+     * before buckets): computed here apart from code.c. */
+    unsigned char check_mac[32];
+    unsigned int check_len = sizeof check_mac;
+    HMAC(EVP_sha256(), keys.check_key, sizeof keys.check_key, (const unsigned char *)legacy,
+         REDEEM_CODE_RANDOM_SYMBOLS, check_mac, &check_len);
+    unsigned int check20 =
+        (unsigned int)check_mac[0] << 12 | (unsigned int)check_mac[1] << 4 | check_mac[2] >> 4;
+    static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    int legacy_check = 1;
+    for (int i = 0; i < 4; i++)
+        legacy_check &=
+            legacy[REDEEM_CODE_RANDOM_SYMBOLS + i] == crockford[(check20 >> (15 - 5 * i)) & 31];
+    ok(legacy_check, "code: bucket 0's check symbols are the HMAC's first 20 bits");
+    ok(redeem_code_bucket_at(0) == 1 && redeem_code_bucket_at(3599) == 1 &&
+           redeem_code_bucket_at(3600) == 2 && redeem_code_bucket_at(14 * 3600) == 15 &&
+           redeem_code_bucket_at(15 * 3600) == 1 && redeem_code_bucket_at(-5) == 1,
+       "code: buckets 1 to 15 take turns by the hour");
     ok(redeem_code_seal(&keys, symbols, hash, sealed) == 0, "code: sealed");
     ok(memmem(sealed, sizeof sealed, symbols, 24) == NULL, "code: sealed holds no clear text");
     ok(redeem_code_open(&keys, sealed, sizeof sealed, hash, again) == 0 &&
@@ -694,7 +752,9 @@ static void test_code(void)
      * check, its hash is the lookup hash, its seal opens to it; and no two
      * of 1,000 (over several bulk draws of random bytes) are alike. */
     redeem_code_batch_t batch;
-    ok(redeem_code_batch_begin(&batch, &keys) == 0, "code batch: begins");
+    ok(redeem_code_batch_begin(&batch, &keys, REDEEM_CODE_BUCKETS + 1) == -1,
+       "code batch: a bucket out of range refused");
+    ok(redeem_code_batch_begin(&batch, &keys, 7) == 0, "code batch: begins (bucket 7)");
     int good = 0, distinct = 1;
     static char made[1000][REDEEM_CODE_SYMBOLS];
     unsigned char nonces[1000][REDEEM_CODE_NONCE_LEN];
@@ -704,8 +764,8 @@ static void test_code(void)
         unsigned char box[REDEEM_CODE_SEALED_LEN];
         if (redeem_code_batch_next(&batch, code, code_hash, box) != 0)
             break;
-        redeem_code_lookup_hash(&keys, code, expected);
-        good += redeem_code_check(&keys, code) &&
+        redeem_code_lookup_hash(&keys, code, 7, expected);
+        good += redeem_code_check(&keys, code) == 7 && code_hash[0] >> 4 == 7 &&
                 memcmp(code_hash, expected, sizeof expected) == 0 &&
                 redeem_code_open(&keys, box, sizeof box, code_hash, opened) == 0 &&
                 memcmp(opened, code, sizeof code) == 0;
@@ -717,7 +777,7 @@ static void test_code(void)
                 distinct = 0;
     }
     redeem_code_batch_end(&batch);
-    ok(good == 1000, "code batch: 1000 codes check, hash and open");
+    ok(good == 1000, "code batch: 1000 codes check as bucket 7, hash and open");
     ok(distinct, "code batch: no code and no nonce repeats");
     ok(!batch.check_mac && !batch.lookup_mac && !batch.seal, "code batch: ended");
 
