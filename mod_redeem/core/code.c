@@ -130,6 +130,8 @@ static unsigned int check_bits(const unsigned char mac[32])
  * differ in two symbols, so no change of one symbol turns a code of one
  * bucket into a valid code of another, and each one-symbol change of the
  * check still fails it. */
+_Static_assert(REDEEM_CODE_BUCKETS == 15, "the check carries a bucket in 4 bits, 0 the oldest");
+
 static unsigned int bucket_bits(int bucket)
 {
     return (unsigned int)bucket << 15 | (unsigned int)bucket << 10;
@@ -166,7 +168,7 @@ int redeem_code_check(const redeem_code_keys_t *keys, const char symbols[REDEEM_
     }
     unsigned int apart = given ^ check_bits(mac);
     int bucket = (int)(apart >> 15 & 15);
-    return apart == bucket_bits(bucket) && bucket <= REDEEM_CODE_BUCKETS ? bucket : -1;
+    return apart == bucket_bits(bucket) ? bucket : -1;
 }
 
 #define RANDOM_BYTES 13 /* 104 bits, of which 100 are used */
@@ -226,7 +228,8 @@ void redeem_code_lookup_hash(const redeem_code_keys_t *keys,
                              const char symbols[REDEEM_CODE_SYMBOLS], int bucket,
                              unsigned char hash[REDEEM_CODE_HASH_LEN])
 {
-    if (keyed_hmac(keys->lookup_mac, symbols, REDEEM_CODE_SYMBOLS, hash) != 0)
+    if (bucket < 0 || bucket > REDEEM_CODE_BUCKETS ||
+        keyed_hmac(keys->lookup_mac, symbols, REDEEM_CODE_SYMBOLS, hash) != 0)
         memset(hash, 0, REDEEM_CODE_HASH_LEN); /* matches no stored code */
     else
         put_bucket(hash, bucket);

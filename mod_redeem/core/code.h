@@ -15,13 +15,16 @@
  * WAL). So a code is made in one of REDEEM_CODE_BUCKETS buckets, which take
  * turns by the hour, and the first 4 bits of its lookup hash are its bucket:
  * a batch's keys share a sixteenth of the index. The bucket rides in the
- * check: the check symbols are the HMAC's first 20 bits with the bucket
- * XORed into their first 4, so the check proper is 16 bits (a forged code
- * passes it 1 time in 65,536; a typo in the bucket's bits passes it and is
- * then not found) and the bucket, hidden under the HMAC, shows nothing to
- * whoever holds the code. Bucket 0 is a code made
- * before buckets: its check is the whole 20 bits and its lookup hash the
- * HMAC as it is, so such codes stay valid and stored as they were. */
+ * check: the check symbols are the HMAC's first 20 bits with the bucket's 4
+ * bits XORed into the last 4 bits of the first check symbol and again into
+ * the last 4 of the second (code.c, bucket_bits). So 16 of the 2^20 values
+ * pass: a forged code passes the check 1 time in 65,536 (and is then not
+ * found); two buckets differ in two symbols, so a change of any one check
+ * symbol always fails it; and the bucket, hidden under the HMAC, shows
+ * nothing to whoever holds the code. Bucket 0 is a code made before
+ * buckets: its check symbols are the HMAC's 20 bits as they are and its
+ * lookup hash the HMAC as it is, so such codes stay valid and stored as
+ * they were (checked, like every code, by the 16 bits of the check proper). */
 #ifndef REDEEM_CODE_H
 #define REDEEM_CODE_H
 
@@ -79,8 +82,8 @@ int redeem_code_bucket_at(int64_t unix_seconds);
  * its check symbols match the random ones under this key, else -1. */
 int redeem_code_check(const redeem_code_keys_t *keys, const char symbols[REDEEM_CODE_SYMBOLS]);
 
-/* A fresh code in bucket (0..REDEEM_CODE_BUCKETS); 0 on success, -1 when
- * the CSPRNG fails. */
+/* A fresh code in bucket (0..REDEEM_CODE_BUCKETS); 0 on success, -1 for a
+ * bucket out of range or when the CSPRNG or the HMAC fails. */
 int redeem_code_generate(const redeem_code_keys_t *keys, int bucket,
                          char symbols[REDEEM_CODE_SYMBOLS]);
 
@@ -89,7 +92,9 @@ void redeem_code_display(const char symbols[REDEEM_CODE_SYMBOLS],
                          char out[REDEEM_CODE_DISPLAY_LEN + 1]);
 
 /* The hash the code is stored and found by: HMAC-SHA256 of its symbols,
- * its first 4 bits the bucket (redeem_code_check's) unless that is 0. */
+ * its first 4 bits the bucket (redeem_code_check's) unless that is 0. A
+ * bucket out of range, or a failure of the HMAC, gives all zeros, which
+ * matches no stored code. */
 void redeem_code_lookup_hash(const redeem_code_keys_t *keys,
                              const char symbols[REDEEM_CODE_SYMBOLS], int bucket,
                              unsigned char hash[REDEEM_CODE_HASH_LEN]);
@@ -123,8 +128,8 @@ typedef struct {
     unsigned char random[REDEEM_CODE_BATCH_RANDOM];
     size_t random_used;
 } redeem_code_batch_t;
-/* Every code of the batch in bucket (0..REDEEM_CODE_BUCKETS). 0, or -1 when
- * OpenSSL fails (nothing to end then). */
+/* Every code of the batch in bucket (0..REDEEM_CODE_BUCKETS). 0, or -1 for
+ * a bucket out of range or when OpenSSL fails (nothing to end then). */
 int redeem_code_batch_begin(redeem_code_batch_t *batch, const redeem_code_keys_t *keys, int bucket);
 /* The next code: its symbols, lookup hash and sealed form; 0 or -1. */
 int redeem_code_batch_next(redeem_code_batch_t *batch, char symbols[REDEEM_CODE_SYMBOLS],

@@ -48,9 +48,13 @@ SELECT event, outcome, target LIKE '%' || (SELECT min(batch_id::text) FROM redee
 -- Ids ascend with the key. Every key's first 4 bits are the bucket of the
 -- hour the batch was made in (1 + hours since 1970 mod 15; core/code.h), so
 -- the batch went to one sixteenth of the index; the other 60 bits are the
--- HMAC's, spread over their whole range.
+-- HMAC's, spread over their whole range. The batch was made after the
+-- request was sent and before its transaction began (created_at): its
+-- hour is that of one or the other.
 SELECT count(*) FILTER (WHERE key < previous),
-       count(*) FILTER (WHERE (key >> 60) & 15 <> 1 + (floor(extract(epoch FROM created_at))::bigint / 3600) % 15),
+       count(*) FILTER (WHERE (key >> 60) & 15 NOT IN (
+                          1 + (floor(extract(epoch FROM created_at))::bigint / 3600) % 15,
+                          1 + (floor(extract(epoch FROM '$REQUEST_TIME'::timestamptz))::bigint / 3600) % 15)),
        count(*) FILTER (WHERE key & x'0800000000000000'::bigint <> 0) BETWEEN 45000 AND 55000
   FROM (SELECT code_lookup_key(code_hash) AS key, created_at,
                lag(code_lookup_key(code_hash)) OVER (ORDER BY id) AS previous

@@ -514,7 +514,8 @@ for my $typo (@typos) {
       unless $res->{status} == 404 && $res->{json}{error} eq 'Invalid redeem code';
 }
 # A changed check symbol always fails the check; elsewhere a typo passes it
-# with probability 2^-20, and is then not found.
+# with probability 2^-16 (core/code.h: 16 of the 2^20 check values pass),
+# and is then not found.
 my $rows = sql("SELECT string_agg(outcome, ',' ORDER BY id) FROM audit_log"
                . " WHERE occurred_at >= '" . var('REQUEST_TIME') . "' AND event = 'redeem'");
 my @outcomes = split /,/, $rows;

@@ -681,10 +681,11 @@ static void test_code(void)
        "code: every single-symbol typo fails the check or reads another bucket");
     ok(check_typos_failed == 4, "code: a typo in a check symbol always fails the check");
     /* Every other value of each check symbol, in every bucket's code. */
-    int check_values_failed = 0, check_values = 0;
+    int check_values_failed = 0, check_values = 0, each_bucket_read = 0;
     for (int bucket = 0; bucket <= REDEEM_CODE_BUCKETS; bucket++) {
         char code[REDEEM_CODE_SYMBOLS];
-        redeem_code_generate(&keys, bucket, code);
+        each_bucket_read += redeem_code_generate(&keys, bucket, code) == 0 &&
+                            redeem_code_check(&keys, code) == bucket;
         for (int i = REDEEM_CODE_RANDOM_SYMBOLS; i < REDEEM_CODE_SYMBOLS; i++)
             for (const char *c = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"; *c; c++) {
                 if (*c == code[i])
@@ -695,6 +696,8 @@ static void test_code(void)
                 check_values_failed += redeem_code_check(&keys, again) < 0;
             }
     }
+    ok(each_bucket_read == REDEEM_CODE_BUCKETS + 1,
+       "code: a code of each bucket 0-15 checks as it");
     ok(check_values == 16 * 4 * 31 && check_values_failed == check_values,
        "code: in each bucket, each of the 31 other values of each check symbol fails the check");
 
@@ -713,6 +716,10 @@ static void test_code(void)
          REDEEM_CODE_SYMBOLS, plain, &plain_len);
     redeem_code_lookup_hash(&keys, symbols, 0, bucket0);
     ok(memcmp(bucket0, plain, sizeof plain) == 0, "code: bucket 0's lookup hash is the HMAC");
+    unsigned char zeros[REDEEM_CODE_HASH_LEN] = {0}, outside[REDEEM_CODE_HASH_LEN];
+    redeem_code_lookup_hash(&keys, symbols, REDEEM_CODE_BUCKETS + 1, outside);
+    ok(memcmp(outside, zeros, sizeof zeros) == 0,
+       "code: a bucket out of range gives the hash of no code (all zeros)");
     ok(hash[0] >> 4 == 5 && (hash[0] & 0x0f) == (plain[0] & 0x0f) &&
            memcmp(hash + 1, plain + 1, sizeof plain - 1) == 0,
        "code: bucket 5's lookup hash is the HMAC with 5 in its first 4 bits");
