@@ -132,6 +132,11 @@ static unsigned int check_bits(const unsigned char mac[32])
  * check still fails it. */
 _Static_assert(REDEEM_CODE_BUCKETS == 15, "the check carries a bucket in 4 bits, 0 the oldest");
 
+static int bucket_in_range(int bucket)
+{
+    return bucket >= 0 && bucket <= REDEEM_CODE_BUCKETS;
+}
+
 static unsigned int bucket_bits(int bucket)
 {
     return (unsigned int)bucket << 15 | (unsigned int)bucket << 10;
@@ -188,7 +193,7 @@ int redeem_code_generate(const redeem_code_keys_t *keys, int bucket,
                          char symbols[REDEEM_CODE_SYMBOLS])
 {
     unsigned char random[RANDOM_BYTES], mac[32];
-    if (bucket < 0 || bucket > REDEEM_CODE_BUCKETS || RAND_bytes(random, sizeof random) != 1)
+    if (!bucket_in_range(bucket) || RAND_bytes(random, sizeof random) != 1)
         return -1;
     random_symbols(random, symbols);
     if (keyed_hmac(keys->check_mac, symbols, REDEEM_CODE_RANDOM_SYMBOLS, mac) != 0)
@@ -228,7 +233,7 @@ void redeem_code_lookup_hash(const redeem_code_keys_t *keys,
                              const char symbols[REDEEM_CODE_SYMBOLS], int bucket,
                              unsigned char hash[REDEEM_CODE_HASH_LEN])
 {
-    if (bucket < 0 || bucket > REDEEM_CODE_BUCKETS ||
+    if (!bucket_in_range(bucket) ||
         keyed_hmac(keys->lookup_mac, symbols, REDEEM_CODE_SYMBOLS, hash) != 0)
         memset(hash, 0, REDEEM_CODE_HASH_LEN); /* matches no stored code */
     else
@@ -282,7 +287,7 @@ int redeem_code_open(const redeem_code_keys_t *keys, const unsigned char *sealed
 int redeem_code_batch_begin(redeem_code_batch_t *batch, const redeem_code_keys_t *keys, int bucket)
 {
     memset(batch, 0, sizeof *batch);
-    if (bucket < 0 || bucket > REDEEM_CODE_BUCKETS)
+    if (!bucket_in_range(bucket))
         return -1;
     batch->keys = keys;
     batch->bucket = bucket;
