@@ -244,8 +244,12 @@ int redeem_ratelimit_first_audited(request_rec *r);
 
 /* ------------------------------------------------------------- config.c */
 
-/* At most this many requests' users are read in one statement. */
+/* At most this many requests' users are read in one statement ... */
 #define REDEEM_USER_READ_BATCH 64
+/* ... and wait in a child's line for a read. More than a child's busy
+ * connections: a request that finds the line full waits for room, and
+ * each read's start wakes those (user_reads.c). */
+#define REDEEM_USER_READ_LINE 1024
 
 typedef struct redeem_pool_gates redeem_pool_gates_t; /* pool_gate.c */
 
@@ -290,14 +294,15 @@ typedef struct {
     /* The token's user, read for the requests that wait for it in one
      * statement (user_reads.c); all under read_lock. read_in_flight: a
      * statement is running; the requests that came meanwhile wait in
-     * read_pending for the next one, which the first of them runs. When
-     * read_pending is full, read_room_waiters requests wait on read_room. */
+     * read_pending for the next one, which the first of them runs (for
+     * the first REDEEM_USER_READ_BATCH of them). When read_pending is full,
+     * read_room_waiters requests wait on read_room. */
     redeem_sync_lock_t *read_lock;
     redeem_sync_cond_t *read_room;
     int read_room_waiters;
     int read_in_flight;
     int read_pending_count;
-    struct redeem_user_read *read_pending[REDEEM_USER_READ_BATCH];
+    struct redeem_user_read *read_pending[REDEEM_USER_READ_LINE];
     /* The child's count of pooled connections held, one for all its servers
      * (pool_gate.c), and the one of this server's mod_dbd pool, learned from
      * its first connection (NULL until then; under the gates' lock). */

@@ -3,7 +3,8 @@
  * Most of an authenticated GET is one round trip to PostgreSQL for the
  * token's user, and most of that round trip's cost is per statement, not per
  * row. So the requests of a child that need their users while its reads
- * run (READS_AT_ONCE at most) do not each take a connection and send a
+ * run (READS_AT_ONCE, more when the line is long) do not each take a
+ * connection and send a
  * statement: they wait for one to end, and the first of them reads them all
  * in the next one
  * (STMT_USERS_BY_ID), as a group commit does with flushes. A request alone
@@ -47,11 +48,20 @@
  * them: at 16 connections on two cores a profile cost httpd and PostgreSQL
  * 128-145 us of CPU against 136-158 us with two reads at once, and ran 5%
  * faster (bench/cpu.sh, four pairs in turn, 2026-12-05; docs/performance.md).
- * A second read kept the database busier while an answer travelled back,
- * which the 1,000-connection row of make bench gained from (135% of the
- * 16-connection rate with two against 118% with one, when the line was
- * new); with one it keeps 89-104%. */
+ * But a line that grows past LONG_LINE is more than one read keeps up with
+ * (hundreds of busy connections in one child: each waits for a whole
+ * statement's latency on two loaded cores), so a further read starts, up
+ * to READS_AT_MOST at once. */
 #define READS_AT_ONCE 1
+#define LONG_LINE 16
+#define READS_AT_MOST 4
+
+/* Under the lock: whether a read may begin now. */
+static int may_read(const redeem_child_t *child)
+{
+    return child->read_in_flight < READS_AT_ONCE ||
+           (child->read_in_flight < READS_AT_MOST && child->read_pending_count >= LONG_LINE);
+}
 
 typedef struct redeem_user_read {
     apr_int64_t id;
@@ -190,6 +200,14 @@ static void read_batch(redeem_call_t *call, user_read_t **batch, int n)
         redeem_sync_event_wake(&next->event);
 }
 
+/* Under the lock: the first in line is told that its turn to read may have
+ * come (a wake-up that finds it gone is harmless: sync.h). */
+static void wake_first(redeem_child_t *child)
+{
+    redeem_sync_event_nudge(&child->read_pending[0]->event);
+    redeem_sync_event_wake(&child->read_pending[0]->event);
+}
+
 /* Under the lock: takes the line's place `at` out of it. */
 static void remove_from_line(redeem_child_t *child, int at)
 {
@@ -198,6 +216,28 @@ static void remove_from_line(redeem_child_t *child, int at)
             sizeof *child->read_pending * (apr_size_t)(child->read_pending_count - at));
     if (child->read_room_waiters)
         redeem_sync_signal(child->read_room);
+}
+
+/* Under the lock, by the first in line as it begins a read: the first
+ * REDEEM_USER_READ_BATCH of the line (self first) into batch, out of the
+ * line; as many places come free, and as many requests waiting for room
+ * are woken (not all: a thousand woken for 64 places would each sleep
+ * again). */
+static int take_batch(redeem_child_t *child, user_read_t **batch)
+{
+    int n = child->read_pending_count;
+    if (n > REDEEM_USER_READ_BATCH)
+        n = REDEEM_USER_READ_BATCH;
+    memcpy(batch, child->read_pending, sizeof *batch * (apr_size_t)n);
+    for (int i = 0; i < n; i++)
+        batch[i]->taken = 1;
+    child->read_pending_count -= n;
+    memmove(child->read_pending, child->read_pending + n,
+            sizeof *child->read_pending * (apr_size_t)child->read_pending_count);
+    child->read_in_flight++;
+    for (int i = 0; i < n && i < child->read_room_waiters; i++)
+        redeem_sync_signal(child->read_room);
+    return n;
 }
 
 /* Under the lock: takes self out of the line (too late to be read). If self
@@ -210,10 +250,8 @@ static void leave_line(redeem_child_t *child, user_read_t *self)
     if (at == child->read_pending_count)
         return;
     remove_from_line(child, at);
-    if (at == 0 && child->read_pending_count && child->read_in_flight < READS_AT_ONCE) {
-        redeem_sync_event_nudge(&child->read_pending[0]->event);
-        redeem_sync_event_wake(&child->read_pending[0]->event);
-    }
+    if (at == 0 && child->read_pending_count && may_read(child))
+        wake_first(child);
 }
 
 /* Under the lock, as self (first in line) begins a read: the others too
@@ -234,7 +272,7 @@ static void drop_late(redeem_child_t *child, const user_read_t *self, apr_time_t
 }
 
 /* Under the lock: waits for self's read, running it when self is first in
- * line once fewer than READS_AT_ONCE run, or leaves the line once too late
+ * line once a read may begin (may_read), or leaves the line once too late
  * to be read. Returns with the lock released; self's event finished unless
  * it left. */
 static void wait_in_line(redeem_call_t *call, redeem_child_t *child, user_read_t *self)
@@ -259,17 +297,13 @@ static void wait_in_line(redeem_call_t *call, redeem_child_t *child, user_read_t
             leave_line(child, self);
             break;
         }
-        if (child->read_in_flight < READS_AT_ONCE && child->read_pending[0] == self) {
+        if (child->read_pending[0] == self && may_read(child)) {
             drop_late(child, self, now, margin);
             user_read_t *batch[REDEEM_USER_READ_BATCH];
-            int n = child->read_pending_count;
-            memcpy(batch, child->read_pending, sizeof *batch * (apr_size_t)n);
-            for (int i = 0; i < n; i++)
-                batch[i]->taken = 1;
-            child->read_pending_count = 0;
-            child->read_in_flight++;
-            if (child->read_room_waiters)
-                redeem_sync_broadcast(child->read_room);
+            int n = take_batch(child, batch);
+            /* A line still long is read by a further read at once. */
+            if (child->read_pending_count && may_read(child))
+                wake_first(child);
             redeem_sync_unlock(child->read_lock);
             read_batch(call, batch, n);
             return;
@@ -305,7 +339,7 @@ static const redeem_failure_t *out_of_line(redeem_call_t *call, apr_int64_t id)
  * one), so the next request waiting for room is woken instead. */
 static void pass_room_on(redeem_child_t *child)
 {
-    if (child->read_room_waiters && child->read_pending_count < REDEEM_USER_READ_BATCH)
+    if (child->read_room_waiters && child->read_pending_count < REDEEM_USER_READ_LINE)
         redeem_sync_signal(child->read_room);
 }
 
@@ -335,7 +369,7 @@ const redeem_failure_t *redeem_user_reads_get(redeem_call_t *call, apr_int64_t i
             redeem_sync_unlock(child->read_lock);
             return out_of_line(call, id);
         }
-        if (child->read_pending_count < REDEEM_USER_READ_BATCH)
+        if (child->read_pending_count < REDEEM_USER_READ_LINE)
             break;
         child->read_room_waiters++;
         redeem_sync_timedwait(child->read_room, child->read_lock, self.deadline - margin - now);
@@ -357,6 +391,10 @@ const redeem_failure_t *redeem_user_reads_get(redeem_call_t *call, apr_int64_t i
             return &redeem_failure_unavailable;
         }
         child->read_pending[child->read_pending_count++] = &self;
+        /* The line just grew long with a read running: the first in line
+         * reads it now instead of waiting for that read to end. */
+        if (child->read_pending_count == LONG_LINE && may_read(child))
+            wake_first(child);
         wait_in_line(call, child, &self);
         if (!redeem_sync_event_done(redeem_sync_event_seen(&self.event)) || self.dropped)
             return out_of_line(call, id);

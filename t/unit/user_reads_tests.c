@@ -84,7 +84,7 @@ void redeem_user_from_row(const redeem_rows_t *rows, int row, redeem_user_t *use
 #define MARGIN 500000 /* a tenth of RedeemDBTimeout 5000 ms */
 #define NOW 1000000000
 
-static user_read_t reads[8];
+static user_read_t reads[LONG_LINE + 1];
 
 static void make_line(redeem_child_t *child, const apr_time_t *deadlines, int n)
 {
@@ -183,6 +183,46 @@ static void test_leave_line(apr_pool_t *p, redeem_child_t *child)
     child->read_in_flight = 0;
 }
 
+/* A line of LONG_LINE or more with a read running: a further read may
+ * begin, up to READS_AT_MOST at once; a shorter line waits for the read. */
+static void test_long_line(apr_pool_t *p, redeem_child_t *child)
+{
+    (void)p;
+    apr_time_t deadlines[LONG_LINE + 1];
+    for (int i = 0; i <= LONG_LINE; i++)
+        deadlines[i] = NOW + MARGIN;
+    make_line(child, deadlines, LONG_LINE - 1);
+    child->read_in_flight = READS_AT_ONCE;
+    ok(!may_read(child), "long line: one read running, LONG_LINE - 1 in line: no further read");
+    make_line(child, deadlines, LONG_LINE);
+    ok(may_read(child), "long line: one read running, LONG_LINE in line: a further read");
+    child->read_in_flight = READS_AT_MOST - 1;
+    ok(may_read(child), "long line: READS_AT_MOST - 1 running: a further read");
+    child->read_in_flight = READS_AT_MOST;
+    ok(!may_read(child), "long line: READS_AT_MOST running: no further read");
+    child->read_pending_count = 0;
+    child->read_in_flight = 0;
+    ok(may_read(child), "long line: nothing running: a read");
+
+    /* The first leaving a line that stays long, one read running: the
+     * next is nudged to read; leaving one that gets short, it is not. */
+    make_line(child, deadlines, LONG_LINE + 1);
+    child->read_in_flight = READS_AT_ONCE;
+    apr_uint32_t second = redeem_sync_event_seen(&reads[1].event);
+    leave_line(child, &reads[0]);
+    apr_uint32_t now_seen = redeem_sync_event_seen(&reads[1].event);
+    ok(child->read_pending_count == LONG_LINE && now_seen != second &&
+           !redeem_sync_event_done(now_seen),
+       "long line: the first leaving, LONG_LINE left and a read running: the next is nudged");
+    make_line(child, deadlines, LONG_LINE);
+    second = redeem_sync_event_seen(&reads[1].event);
+    leave_line(child, &reads[0]);
+    ok(redeem_sync_event_seen(&reads[1].event) == second,
+       "long line: the first leaving, LONG_LINE - 1 left: the next is not nudged");
+    child->read_pending_count = 0;
+    child->read_in_flight = 0;
+}
+
 /* ---- Waiting for room in a full line. */
 typedef struct {
     redeem_call_t call;
@@ -233,9 +273,13 @@ static int line_empty(redeem_child_t *child)
 {
     return child->read_pending_count == 0;
 }
+static int long_line(redeem_child_t *child)
+{
+    return child->read_pending_count == LONG_LINE;
+}
 static int line_full(redeem_child_t *child)
 {
-    return child->read_pending_count == REDEEM_USER_READ_BATCH;
+    return child->read_pending_count == REDEEM_USER_READ_LINE;
 }
 static int none_waits_line_full(redeem_child_t *child)
 {
@@ -245,17 +289,17 @@ static int none_waits_line_full(redeem_child_t *child)
 /* The line made full of requests that wait nowhere (their deadlines ten
  * minutes away, their ids from base_id), every read busy: a request that
  * comes waits for room, or in line. */
-static void fill_line(redeem_child_t *child, user_read_t full[REDEEM_USER_READ_BATCH],
+static void fill_line(redeem_child_t *child, user_read_t full[REDEEM_USER_READ_LINE],
                       apr_int64_t base_id)
 {
-    memset(full, 0, sizeof *full * REDEEM_USER_READ_BATCH);
-    for (int i = 0; i < REDEEM_USER_READ_BATCH; i++) {
+    memset(full, 0, sizeof *full * REDEEM_USER_READ_LINE);
+    for (int i = 0; i < REDEEM_USER_READ_LINE; i++) {
         full[i].id = base_id + i;
         full[i].deadline = redeem_clock_monotonic() + apr_time_from_sec(600);
         child->read_pending[i] = &full[i];
     }
-    child->read_pending_count = REDEEM_USER_READ_BATCH;
-    child->read_in_flight = READS_AT_ONCE;
+    child->read_pending_count = REDEEM_USER_READ_LINE;
+    child->read_in_flight = READS_AT_MOST;
     child->read_room_waiters = 0;
 }
 
@@ -289,6 +333,76 @@ static void line_reset(redeem_child_t *child)
     __atomic_store_n(&skew, 0, __ATOMIC_RELAXED);
 }
 
+/* A read takes the first REDEEM_USER_READ_BATCH of a longer line, the rest
+ * keeping their order, and wakes as many requests waiting for room. */
+static void test_take_batch(apr_pool_t *p, redeem_child_t *child)
+{
+    (void)p;
+    static user_read_t full[REDEEM_USER_READ_LINE];
+    fill_line(child, full, 700);
+    child->read_in_flight = 0;
+    user_read_t *batch[REDEEM_USER_READ_BATCH];
+    int n = take_batch(child, batch);
+    int in_order = 1, taken = 1;
+    for (int i = 0; i < n; i++) {
+        in_order = in_order && batch[i]->id == 700 + i;
+        taken = taken && batch[i]->taken;
+    }
+    ok(n == REDEEM_USER_READ_BATCH && in_order && taken,
+       "take_batch: a full line gives its first REDEEM_USER_READ_BATCH, in order, taken");
+    ok(child->read_pending_count == REDEEM_USER_READ_LINE - REDEEM_USER_READ_BATCH &&
+           child->read_pending[0]->id == 700 + REDEEM_USER_READ_BATCH &&
+           child->read_pending[child->read_pending_count - 1]->id ==
+               700 + REDEEM_USER_READ_LINE - 1 &&
+           !child->read_pending[0]->taken,
+       "take_batch: the rest stay in the line in order, not taken");
+    ok(child->read_in_flight == 1, "take_batch: the read counts as running");
+    n = take_batch(child, batch);
+    ok(n == REDEEM_USER_READ_BATCH && batch[0]->id == 700 + REDEEM_USER_READ_BATCH,
+       "take_batch: the next read takes the next REDEEM_USER_READ_BATCH");
+    child->read_pending_count = 3;
+    n = take_batch(child, batch);
+    ok(n == 3 && child->read_pending_count == 0, "take_batch: a short line is taken whole");
+    line_reset(child);
+}
+
+/* A request joining a line of LONG_LINE - 1 with a read running makes it
+ * long: the first in line (no thread here) is nudged to begin a further
+ * read at once, not when the running read ends. */
+static void test_join_long_line(apr_pool_t *p, redeem_server_conf *conf)
+{
+    redeem_child_t *child = conf->child;
+    apr_time_t deadlines[LONG_LINE + 1];
+    for (int i = 0; i <= LONG_LINE; i++)
+        deadlines[i] = redeem_clock_monotonic() + apr_time_from_sec(600);
+    redeem_sync_lock(child->read_lock);
+    make_line(child, deadlines, LONG_LINE - 1);
+    child->read_in_flight = READS_AT_ONCE;
+    apr_uint32_t first = redeem_sync_event_seen(&reads[0].event);
+    redeem_sync_unlock(child->read_lock);
+
+    waiter_t w;
+    waiter_init(&w, conf,
+                redeem_clock_monotonic() - apr_time_from_msec(conf->db_timeout_ms) +
+                    apr_time_from_sec(60));
+    apr_thread_t *thread;
+    apr_thread_create(&thread, NULL, wait_for_room, &w, p);
+    int joined = within(child, 3, long_line);
+    redeem_sync_lock(child->read_lock);
+    apr_uint32_t now_seen = redeem_sync_event_seen(&reads[0].event);
+    redeem_sync_unlock(child->read_lock);
+    ok(joined && now_seen != first && !redeem_sync_event_done(now_seen),
+       "long line: the request that makes it LONG_LINE nudges the first in line to read");
+
+    wake_all_late(child);
+    apr_status_t rv;
+    apr_thread_join(&rv, thread);
+    ok(w.failure == &redeem_failure_unavailable,
+       "long line: the joined request, made too late, answered 503");
+    apr_pool_destroy(w.r.pool);
+    line_reset(child);
+}
+
 /* The line full, W1 then W2 waiting for room; W1 is too late by the time one
  * place comes free. remove_from_line wakes one of them: if it is W1, W1
  * leaves (503), and W2 must have the room all the same, not sleep to its own
@@ -297,7 +411,7 @@ static void line_reset(redeem_child_t *child)
 static void test_room_passed_on(apr_pool_t *p, redeem_server_conf *conf)
 {
     redeem_child_t *child = conf->child;
-    static user_read_t full[REDEEM_USER_READ_BATCH];
+    static user_read_t full[REDEEM_USER_READ_LINE];
     fill_line(child, full, 100); /* W2 joins the line, reads nothing */
 
     apr_interval_time_t timeout = apr_time_from_msec(conf->db_timeout_ms);
@@ -343,7 +457,7 @@ static void test_exit_passes_room(apr_pool_t *p, redeem_server_conf *conf, int l
     const char *what =
         late ? "room passed on, a request too late" : "room passed on, the database being tried";
     redeem_child_t *child = conf->child;
-    static user_read_t full[REDEEM_USER_READ_BATCH];
+    static user_read_t full[REDEEM_USER_READ_LINE];
     fill_line(child, full, 300); /* nobody reads alone */
     apr_interval_time_t timeout = apr_time_from_msec(conf->db_timeout_ms);
 
@@ -388,7 +502,7 @@ static void test_wall_step(apr_pool_t *p, redeem_server_conf *conf, int room,
                            apr_interval_time_t step)
 {
     redeem_child_t *child = conf->child;
-    static user_read_t full[REDEEM_USER_READ_BATCH];
+    static user_read_t full[REDEEM_USER_READ_LINE];
     fill_line(child, full, 500);
     if (!room)
         child->read_pending_count = 0;
@@ -501,7 +615,10 @@ int main(void)
     test_step_reaches_apr(p);
     test_drop_late(p, child);
     test_leave_line(p, child);
+    test_long_line(p, child);
     redeem_server_conf conf = {.db_timeout_ms = 5000, .child = child};
+    test_join_long_line(p, &conf);
+    test_take_batch(p, child);
     test_room_passed_on(p, &conf);
     test_exit_passes_room(p, &conf, 1);
     test_exit_passes_room(p, &conf, 0);
