@@ -2,7 +2,7 @@
  *
  * mod_dbd's pool (an apr_reslist) has no acquire timeout, and a module
  * cannot give it one. With fewer connections than threads
- * (conf/tuning.conf keeps 12 for 1,000 threads a child), a request that
+ * (conf/tuning.conf keeps 48 for 2,000 threads a child), a request that
  * finds them all held would wait until one is given back, however long past
  * its RedeemDBTimeout that is, only to get 503 then. So each child counts
  * the connections its requests hold, pool by pool, and a request takes one

@@ -365,7 +365,7 @@ all_within('200', 5, @results);
 
 
 
-=== TEST 7: a pool smaller than the threads (2 connections for 10 threads, as tuning.conf keeps 12 for 1000): warm-up
+=== TEST 7: a pool smaller than the threads (2 connections for 10 threads, as tuning.conf keeps 48 for 2000): warm-up
 --- config eval
 small_pool_config($ENV{PGPORT})
 --- login: fay

@@ -1,5 +1,5 @@
 # Logins waiting for a password-hashing slot hold no pooled connection. A
-# child has few connections (conf/tuning.conf: 12 for 1,000 threads) and few
+# child has few connections (conf/tuning.conf: 48 for 2,000 threads) and few
 # hashing slots (RedeemHashConcurrency); a login or registration that read
 # its user first and then waited for a slot held its connection all that
 # while, so a burst of logins (wrong passwords and unknown emails will do)

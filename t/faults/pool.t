@@ -1,5 +1,5 @@
-# A pool smaller than the threads (conf/tuning.conf keeps 12 connections for
-# 1000 threads a child): a request that finds every connection held waits
+# A pool smaller than the threads (conf/tuning.conf keeps 48 connections for
+# 2000 threads a child): a request that finds every connection held waits
 # for one no longer than its RedeemDBTimeout allows (mod_dbd's own wait has
 # no bound; the module counts what its requests hold against DBDMax and
 # waits on a condition of its own), then gets 503 without having sent its
