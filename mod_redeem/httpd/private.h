@@ -246,9 +246,10 @@ int redeem_ratelimit_first_audited(request_rec *r);
 
 /* At most this many requests' users are read in one statement ... */
 #define REDEEM_USER_READ_BATCH 64
-/* ... and wait in a child's line for a read. More than a child's busy
- * connections: a request that finds the line full waits for room, and
- * each read's start wakes those (user_reads.c). */
+/* ... and wait in a child's line for a read: more than the busy
+ * connections the bench gives one child (1,000; conf/tuning.conf). A
+ * request that finds the line full waits for room, and each read's start
+ * wakes as many of those as places came free (user_reads.c). */
 #define REDEEM_USER_READ_LINE 1024
 
 typedef struct redeem_pool_gates redeem_pool_gates_t; /* pool_gate.c */
@@ -292,8 +293,8 @@ typedef struct {
     redeem_log_throttle_t user_read_late_told; /* RDM0207 */
     apr_int64_t started_at; /* when this child began (monotonic; db.c's note_silent) */
     /* The token's user, read for the requests that wait for it in one
-     * statement (user_reads.c); all under read_lock. read_in_flight: a
-     * statement is running; the requests that came meanwhile wait in
+     * statement (user_reads.c); all under read_lock. read_in_flight: the
+     * statements running (up to four); the requests that came meanwhile wait in
      * read_pending for the next one, which the first of them runs (for
      * the first REDEEM_USER_READ_BATCH of them). When read_pending is full,
      * read_room_waiters requests wait on read_room. */

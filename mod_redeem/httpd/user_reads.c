@@ -5,8 +5,8 @@
  * row. So the requests of a child that need their users while its reads
  * run (READS_AT_ONCE, more when the line is long) do not each take a
  * connection and send a
- * statement: they wait for one to end, and the first of them reads them all
- * in the next one
+ * statement: they wait for one to end, and the first of them reads them
+ * (up to REDEEM_USER_READ_BATCH) in the next one
  * (STMT_USERS_BY_ID), as a group commit does with flushes. A request alone
  * reads at once; every read is a statement begun after the request asked,
  * so it sees every change committed before that.
@@ -119,7 +119,7 @@ static int copy_row(user_read_t *read, const redeem_rows_t *rows, int row)
 
 /* Reads the users of batch[0 .. n - 1] with the caller's connection, fills
  * in their places and wakes their owners. Called without the lock, as the
- * one reader of this child. */
+ * reader of this batch (up to READS_AT_MOST run at once in a child). */
 static void read_batch(redeem_call_t *call, user_read_t **batch, int n)
 {
     request_rec *r = call->r;
@@ -186,13 +186,14 @@ static void read_batch(redeem_call_t *call, user_read_t **batch, int n)
         redeem_sync_event_finish(&batch[i]->event);
         redeem_sync_event_wake(&batch[i]->event);
     }
-    /* And one for the first in line, who reads next: nobody wakes to find
-     * nothing to do. Woken after the unlock, it may have left meanwhile
+    /* And one for the first in line, if it may read now: nobody wakes to
+     * find nothing to do. Woken after the unlock, it may have left meanwhile
      * (sync.h: a wake-up that finds nobody is harmless). */
     redeem_child_t *child = call->conf->child;
     redeem_sync_lock(child->read_lock);
     child->read_in_flight--;
-    user_read_t *next = child->read_pending_count ? child->read_pending[0] : NULL;
+    user_read_t *next =
+        child->read_pending_count && may_read(child) ? child->read_pending[0] : NULL;
     if (next)
         redeem_sync_event_nudge(&next->event);
     redeem_sync_unlock(child->read_lock);
@@ -222,8 +223,9 @@ static void remove_from_line(redeem_child_t *child, int at)
  * REDEEM_USER_READ_BATCH of the line (self first) into batch, out of the
  * line; as many places come free, and as many requests waiting for room
  * are woken (not all: a thousand woken for 64 places would each sleep
- * again). */
-static int take_batch(redeem_child_t *child, user_read_t **batch)
+ * again). A line left that may be read now (still long) has its new first
+ * nudged, returned in *next for the caller to wake after the unlock. */
+static int take_batch(redeem_child_t *child, user_read_t **batch, user_read_t **next)
 {
     int n = child->read_pending_count;
     if (n > REDEEM_USER_READ_BATCH)
@@ -237,6 +239,9 @@ static int take_batch(redeem_child_t *child, user_read_t **batch)
     child->read_in_flight++;
     for (int i = 0; i < n && i < child->read_room_waiters; i++)
         redeem_sync_signal(child->read_room);
+    *next = child->read_pending_count && may_read(child) ? child->read_pending[0] : NULL;
+    if (*next)
+        redeem_sync_event_nudge(&(*next)->event);
     return n;
 }
 
@@ -299,12 +304,11 @@ static void wait_in_line(redeem_call_t *call, redeem_child_t *child, user_read_t
         }
         if (child->read_pending[0] == self && may_read(child)) {
             drop_late(child, self, now, margin);
-            user_read_t *batch[REDEEM_USER_READ_BATCH];
-            int n = take_batch(child, batch);
-            /* A line still long is read by a further read at once. */
-            if (child->read_pending_count && may_read(child))
-                wake_first(child);
+            user_read_t *batch[REDEEM_USER_READ_BATCH], *next;
+            int n = take_batch(child, batch, &next);
             redeem_sync_unlock(child->read_lock);
+            if (next)
+                redeem_sync_event_wake(&next->event);
             read_batch(call, batch, n);
             return;
         }

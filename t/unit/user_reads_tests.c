@@ -3,7 +3,9 @@
  * thread, no clock. What an HTTP test cannot reach reliably: drop_late, which
  * answers the requests in line that are too late to be read as a read
  * begins (a request behind another with an earlier deadline only gets there
- * through the scheduler's order of wake-ups).
+ * through the scheduler's order of wake-ups); when a further read may begin
+ * (may_read: a long line) and who is nudged to run it; take_batch's share of
+ * a long line.
  *
  * And the waits for room in a full line and for a read (redeem_user_reads_get),
  * with threads and clocks of the test's own: a monotonic clock (the real one
@@ -277,6 +279,11 @@ static int long_line(redeem_child_t *child)
 {
     return child->read_pending_count == LONG_LINE;
 }
+static int two_joined(redeem_child_t *child)
+{
+    return child->read_room_waiters == 0 &&
+           child->read_pending_count == REDEEM_USER_READ_LINE - REDEEM_USER_READ_BATCH + 2;
+}
 static int line_full(redeem_child_t *child)
 {
     return child->read_pending_count == REDEEM_USER_READ_LINE;
@@ -334,15 +341,18 @@ static void line_reset(redeem_child_t *child)
 }
 
 /* A read takes the first REDEEM_USER_READ_BATCH of a longer line, the rest
- * keeping their order, and wakes as many requests waiting for room. */
+ * keeping their order; a line left long has its new first nudged to read. */
 static void test_take_batch(apr_pool_t *p, redeem_child_t *child)
 {
     (void)p;
     static user_read_t full[REDEEM_USER_READ_LINE];
     fill_line(child, full, 700);
     child->read_in_flight = 0;
-    user_read_t *batch[REDEEM_USER_READ_BATCH];
-    int n = take_batch(child, batch);
+    for (int i = 0; i < REDEEM_USER_READ_LINE; i++)
+        redeem_sync_event_init(&full[i].event);
+    apr_uint32_t next_seen = redeem_sync_event_seen(&full[REDEEM_USER_READ_BATCH].event);
+    user_read_t *batch[REDEEM_USER_READ_BATCH], *next;
+    int n = take_batch(child, batch, &next);
     int in_order = 1, taken = 1;
     for (int i = 0; i < n; i++) {
         in_order = in_order && batch[i]->id == 700 + i;
@@ -357,12 +367,54 @@ static void test_take_batch(apr_pool_t *p, redeem_child_t *child)
            !child->read_pending[0]->taken,
        "take_batch: the rest stay in the line in order, not taken");
     ok(child->read_in_flight == 1, "take_batch: the read counts as running");
-    n = take_batch(child, batch);
+    ok(next == &full[REDEEM_USER_READ_BATCH] && redeem_sync_event_seen(&next->event) != next_seen &&
+           !redeem_sync_event_done(redeem_sync_event_seen(&next->event)),
+       "take_batch: the line left long, its new first is nudged (a further read at once)");
+    n = take_batch(child, batch, &next);
     ok(n == REDEEM_USER_READ_BATCH && batch[0]->id == 700 + REDEEM_USER_READ_BATCH,
        "take_batch: the next read takes the next REDEEM_USER_READ_BATCH");
-    child->read_pending_count = 3;
-    n = take_batch(child, batch);
-    ok(n == 3 && child->read_pending_count == 0, "take_batch: a short line is taken whole");
+    child->read_pending_count = LONG_LINE - 1;
+    child->read_in_flight = READS_AT_ONCE;
+    n = take_batch(child, batch, &next);
+    ok(n == LONG_LINE - 1 && child->read_pending_count == 0 && !next,
+       "take_batch: a short line is taken whole, nobody nudged");
+    child->read_pending_count = REDEEM_USER_READ_BATCH + LONG_LINE - 1;
+    child->read_in_flight = READS_AT_ONCE - 1;
+    n = take_batch(child, batch, &next);
+    ok(n == REDEEM_USER_READ_BATCH && child->read_pending_count == LONG_LINE - 1 && !next,
+       "take_batch: the line left short of LONG_LINE, a read running: nobody nudged");
+    line_reset(child);
+}
+
+/* Two requests wait for room in a full line; a read's start frees
+ * REDEEM_USER_READ_BATCH places and wakes them: both are in the line
+ * within 3 s, not at their deadlines a minute away. */
+static void test_take_batch_room(apr_pool_t *p, redeem_server_conf *conf)
+{
+    redeem_child_t *child = conf->child;
+    static user_read_t full[REDEEM_USER_READ_LINE];
+    fill_line(child, full, 900);
+    apr_interval_time_t timeout = apr_time_from_msec(conf->db_timeout_ms);
+    waiter_t w[2];
+    apr_thread_t *threads[2];
+    for (int i = 0; i < 2; i++) {
+        waiter_init(&w[i], conf, redeem_clock_monotonic() - timeout + apr_time_from_sec(60));
+        apr_thread_create(&threads[i], NULL, wait_for_room, &w[i], p);
+    }
+    ok(within(child, 3, two_wait), "take_batch room: with the line full, two wait for room");
+    redeem_sync_lock(child->read_lock);
+    child->read_in_flight = READS_AT_MOST - 1;
+    user_read_t *batch[REDEEM_USER_READ_BATCH], *next;
+    take_batch(child, batch, &next);
+    redeem_sync_unlock(child->read_lock);
+    ok(within(child, 3, two_joined),
+       "take_batch room: a read's start wakes them, both in the line within 3 s");
+    wake_all_late(child);
+    apr_status_t rv;
+    for (int i = 0; i < 2; i++) {
+        apr_thread_join(&rv, threads[i]);
+        apr_pool_destroy(w[i].r.pool);
+    }
     line_reset(child);
 }
 
@@ -619,6 +671,7 @@ int main(void)
     redeem_server_conf conf = {.db_timeout_ms = 5000, .child = child};
     test_join_long_line(p, &conf);
     test_take_batch(p, child);
+    test_take_batch_room(p, &conf);
     test_room_passed_on(p, &conf);
     test_exit_passes_room(p, &conf, 1);
     test_exit_passes_room(p, &conf, 0);
