@@ -63,6 +63,12 @@ static int may_read(const redeem_child_t *child)
            (child->read_in_flight < READS_AT_MOST && child->read_pending_count >= LONG_LINE);
 }
 
+/* Under the lock: the first in line if it may begin a read now, else NULL. */
+static struct redeem_user_read *first_to_read(const redeem_child_t *child)
+{
+    return child->read_pending_count && may_read(child) ? child->read_pending[0] : NULL;
+}
+
 typedef struct redeem_user_read {
     apr_int64_t id;
     apr_time_t deadline;       /* redeem_call_db_start plus RedeemDBTimeout (monotonic) */
@@ -192,8 +198,7 @@ static void read_batch(redeem_call_t *call, user_read_t **batch, int n)
     redeem_child_t *child = call->conf->child;
     redeem_sync_lock(child->read_lock);
     child->read_in_flight--;
-    user_read_t *next =
-        child->read_pending_count && may_read(child) ? child->read_pending[0] : NULL;
+    user_read_t *next = first_to_read(child);
     if (next)
         redeem_sync_event_nudge(&next->event);
     redeem_sync_unlock(child->read_lock);
@@ -239,7 +244,7 @@ static int take_batch(redeem_child_t *child, user_read_t **batch, user_read_t **
     child->read_in_flight++;
     for (int i = 0; i < n && i < child->read_room_waiters; i++)
         redeem_sync_signal(child->read_room);
-    *next = child->read_pending_count && may_read(child) ? child->read_pending[0] : NULL;
+    *next = first_to_read(child);
     if (*next)
         redeem_sync_event_nudge(&(*next)->event);
     return n;
