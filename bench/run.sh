@@ -64,17 +64,20 @@
 #   BENCH_TWIN (1 when USERS >= 1000000, else 0)  the scale bar measured in
 #                           this run: a twin database of BENCH_TWIN_SIZE
 #                           (100000) users and codes in the same cluster, its
-#                           own httpd (the same settings, port PORT+4), and
-#                           every figure of the codes, redeem and get parts
-#                           measured on both in turn (the twin's keys are
-#                           small_...); each figure over its twin's, the
-#                           median of the turns, must be within 15%
+#                           own httpds (the same settings, ports PORT+4 to
+#                           PORT+7: the API, rate limits off, Redis, Redis
+#                           over TCP), and every figure of the codes, redeem,
+#                           get, login and limits parts measured on both in
+#                           turn (the twin's keys are small_...); each figure
+#                           over its twin's, the median of the turns, must be
+#                           within 15%
 #   BENCH_COMPARE (at USERS >= 1000000: the newest bench/results/*.tsv of a run
-#                           at 100000 users)  medians to compare with (15%): the
-#                           figures without a twin (login, the rate limits)
+#                           at 100000 users)  medians to compare with: shown
+#                           beside the twin's, judged only for a figure
+#                           without a twin (none when BENCH_TWIN=1)
 #   BENCH_RESULTS (bench/results)   where the results go; BENCH_NO_RESULTS=1: nowhere
-#   BENCH_KEEP (0)          1: leave the servers running at the end (the twin
-#                           too, on port + 4, for turns by hand), and the huge
+#   BENCH_KEEP (0)          1: leave the servers running at the end (the twin's
+#                           too, on PORT+4 to PORT+7, for turns by hand), and the huge
 #                           pages reserved for them, which the next run gives back
 #   BENCH_PERF (0)          1: also `perf record -g` httpd and postgres for
 #                           BENCH_SECONDS during /api/profile and POST /redeem
@@ -121,6 +124,11 @@ off_port=$((port + 1))
 redis_port=$((port + 2))
 redis_tcp_port=$((port + 3))
 twin_port=$((port + 4))
+# The twin's httpds of the limits phase, as off_port, redis_port and
+# redis_tcp_port are the main run's.
+twin_off_port=$((port + 5))
+twin_redis_port=$((port + 6))
+twin_redis_tcp_port=$((port + 7))
 results_dir=${BENCH_RESULTS:-$root/bench/results}
 db=redeem_bench
 twin=0
@@ -238,15 +246,16 @@ users_by_id_sql=$(sql_of users_by_id)
 # ---- PostgreSQL: the private cluster of scripts/pg.sh in build/bench/pg,
 # with bench/postgresql-bench.conf included, restarted with it.
 pgdata=$REDEEM_PG_DIR/data
-# Connections the run may hold at once: up to four httpds of ServerLimit
-# children with DBDMax each, the one-read handler's pool of $conns in every
-# child of the two that measure it, pgbench's $conns, and psql's. Never
-# below bench/postgresql-bench.conf's 500.
+# Connections the run may hold at once: its httpds (three, and the twin's
+# three) of ServerLimit children with DBDMax each, the one-read handler's
+# pool of $conns in every child of the two that measure it, pgbench's
+# $conns, and psql's. Never below bench/postgresql-bench.conf's 500.
 bench_max_connections() {
-  local children dbd_max need
+  local children dbd_max need httpds=3
+  [ "$twin" = 1 ] && httpds=6
   children=$(awk '$1 == "ServerLimit" { n = $2 } END { print n + 0 }' "$root/conf/tuning.conf")
   dbd_max=$(awk '$1 == "DBDMax" { n = $2 } END { print n + 0 }' "$root/conf/tuning.conf")
-  need=$((4 * children * dbd_max + 2 * children * conns + conns + 50))
+  need=$((httpds * children * dbd_max + 2 * children * conns + conns + 50))
   echo $((need > 500 ? need : 500))
 }
 write_bench_conf() {
@@ -361,11 +370,11 @@ export ADMIN_EMAIL=bench-admin@example.test ADMIN_PASSWORD=BenchAdmin123
 export REDEEM_CODE_MAC_KEY_FILE=$REDEEM_SECRETS/code_mac_key REDEEM_CODE_ENC_KEY_FILE=$REDEEM_SECRETS/code_enc_key
 limits_on="redeem-user redeem-ip login-email login-ip register-ip"
 
-# start_httpd NAME PORT STORE(shm|redis|redis_tcp) [OFF_PORT]: the httpd
-# named twin serves the twin database.
+# start_httpd NAME PORT STORE(shm|redis|redis_tcp) [OFF_PORT]: the httpds
+# named twin... serve the twin database.
 start_httpd() {
   local name=$1 p=$2 store=$3 offp=${4:-} dir=$work/$1 scope dbname=$db
-  [ "$name" = twin ] && dbname=$db_twin
+  [[ $name = twin* ]] && dbname=$db_twin
   mkdir -p "$dir"
   [ "$(id -u)" -eq 0 ] && chown "$REDEEM_USER" "$dir"
   {
@@ -441,17 +450,19 @@ site_aud=$(perl -MJSON::PP -MMIME::Base64=decode_base64url -e \
 [ -n "$site_aud" ] || die "the server's token names no site (aud)"
 tokens=$work/tokens.txt
 perl "$root/bench/tokens.pl" "$JWT_SECRET_KEY" "$users" "$token_users" 21600 "$site_aud" >"$tokens"
-perl "$root/bench/tokens.pl" --logins "$users" 1000 "$password" >"$work/logins.txt"
+logins=$work/logins.txt
+perl "$root/bench/tokens.pl" --logins "$users" 1000 "$password" >"$logins"
 say "minted $(wc -l <"$tokens") tokens"
 first_token=$(head -n 1 "$tokens" | cut -d' ' -f2)
 curl -sf -o /dev/null -H "Authorization: Bearer $first_token" "$base/api/profile" ||
   die "a minted token is refused by /api/profile"
 if [ "$twin" = 1 ]; then
-  start_httpd twin "$twin_port" shm
+  start_httpd twin "$twin_port" shm "$twin_off_port"
   perl "$root/bench/tokens.pl" "$JWT_SECRET_KEY" "$twin_size" "$token_users" 21600 "$site_aud" \
     >"$work/tokens-twin.txt"
   curl -sf -o /dev/null -H "Authorization: Bearer $(head -n 1 "$work/tokens-twin.txt" | cut -d' ' -f2)" \
     "http://127.0.0.1:$twin_port/api/profile" || die "the twin refuses a minted token"
+  perl "$root/bench/tokens.pl" --logins "$twin_size" 1000 "$password" >"$work/logins-twin.txt"
 fi
 
 # ---- Samples: "key rps p50_ms p99_ms errors requests" per short run.
@@ -480,7 +491,7 @@ wrk_run() {
   local t=$threads
   [ "$c" -lt "$t" ] && t=$c
   out=$(env BENCH_MODE="$mode" BENCH_PATH="$path" BENCH_THREADS="$t" BENCH_TOKENS="$tokens" \
-    BENCH_LOGINS="$work/logins.txt" BENCH_HIST="$work/hist/$key.txt" "$@" \
+    BENCH_LOGINS="$logins" BENCH_HIST="$work/hist/$key.txt" "$@" \
     wrk -t"$t" -c"$c" -d"${secs}s" -s "$root/bench/wrk.lua" "http://127.0.0.1:$p" 2>&1) ||
     die "wrk failed for $key: $out"
   line=$(grep '^BENCH_RESULT' <<<"$out") || die "wrk printed no result for $key: $out"
@@ -726,7 +737,8 @@ warm_redeem() {
 pool_size() {
   local name per children
   case $(($1 - main_port)) in
-    0 | 1) name=main ;; 2) name=redis ;; 3) name=redis_tcp ;; 4) name=twin ;; *) return 0 ;;
+    0 | 1) name=main ;; 2) name=redis ;; 3) name=redis_tcp ;; 4 | 5) name=twin ;;
+    6) name=twin_redis ;; 7) name=twin_redis_tcp ;; *) return 0 ;;
   esac
   per=$(sed "s|\${REDEEM_ROOT}|$root|g" "$httpd_conf" |
     awk '$1 == "Include" { f = $2; gsub(/"/, "", f); while ((getline l < f) > 0) print l; next } { print }' |
@@ -756,9 +768,10 @@ settle_writes() {
 # CMD runs CMD with the twin's in place of the main ones (its samples are
 # small_KEY); both I CMD... runs the commands in turn (in_turn) and, with a
 # twin, each on the twin too, in the same rotation.
-twin_vars="db port base admin_token tokens codes_file api_next pg_next pg_filled pg_rate pg_redeemed redeem_rate key_prefix pg_suffix"
+twin_vars="db port off_port redis_port redis_tcp_port base admin_token tokens logins codes_file api_next pg_next pg_filled pg_rate pg_redeemed redeem_rate key_prefix pg_suffix"
 if [ "$twin" = 1 ]; then
   twin_db=$db_twin twin_base=http://127.0.0.1:$twin_port twin_tokens=$work/tokens-twin.txt
+  twin_logins=$work/logins-twin.txt
   twin_admin_token=$(curl -sf -X POST "$twin_base/api/login" -H 'Content-Type: application/json' \
     -d "{\"email\":\"$ADMIN_EMAIL\",\"password\":\"$ADMIN_PASSWORD\"}" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
   twin_codes_file=$work/codes-twin.txt twin_api_next=0 twin_pg_next=1 twin_pg_filled=$twin_size
@@ -875,8 +888,6 @@ if want get; then
     perf_report profile
   fi
 fi
-# The twin has nothing more to measure (BENCH_KEEP=1 keeps it for turns by hand).
-[ "$twin" = 1 ] && [ "${BENCH_KEEP:-0}" != 1 ] && stop_httpd twin
 
 # ---- Phase: logins against raw argon2id at the same parallelism.
 if want login; then
@@ -888,8 +899,13 @@ if want login; then
     sample argon2 "$rate" 0 0 0 "$(sed -nE 's/^verifications=([0-9]+).*/\1/p' <<<"$out")"
     printf '  %-16s %9.1f verifications/s\n' argon2 "$rate"
   }
+  # With a twin, its logins in the same turns (argon2id alone reads no
+  # database: it has no twin).
+  login_one='wrk_run login "$port" "$login_conns" login -'
+  login_cmds=(argon2_run "$login_one")
+  [ "$twin" = 1 ] && login_cmds+=("on_twin $(printf %q "$login_one")")
   for i in $(seq "$repeat"); do
-    in_turn "$i" argon2_run 'wrk_run login "$port" "$login_conns" login -'
+    in_turn "$i" "${login_cmds[@]}"
   done
 fi
 
@@ -899,16 +915,24 @@ if want limits; then
   started_redis=1
   start_httpd redis "$redis_port" redis
   start_httpd redis_tcp "$redis_tcp_port" redis_tcp
-  ensure_codes $((redeem_rate * (limits_repeat * 4 + 8)))
+  if [ "$twin" = 1 ]; then
+    start_httpd twin_redis "$twin_redis_port" redis
+    start_httpd twin_redis_tcp "$twin_redis_tcp_port" redis_tcp
+  fi
   say "POST /redeem: the connections of each httpd warmed ($((conns * 4)) connections, ${secs}s, not measured)"
-  for p in "$port" "$off_port" "$redis_port" "$redis_tcp_port"; do warm_redeem "$p" limits; done
-  psql -XqAt -d "$db" -c "VACUUM ANALYZE redeem_codes" >/dev/null
+  limits_ready() {
+    ensure_codes $((redeem_rate * (limits_repeat * 4 + 8)))
+    for p in "$port" "$off_port" "$redis_port" "$redis_tcp_port"; do warm_redeem "$p" limits; done
+    psql -XqAt -d "$db" -c "VACUUM ANALYZE redeem_codes" >/dev/null
+  }
+  limits_ready
+  [ "$twin" = 1 ] && on_twin limits_ready
   settle_writes
   say "POST /redeem: limits off vs shm vs Redis (Unix socket, TCP), $conns connections, $limits_repeat x ${secs}s in turn"
   calls0=$(counter redeem_ratelimit_redis_calls_total "$redis_port")
   trips0=$(counter redeem_ratelimit_redis_round_trips_total "$redis_port")
   for i in $(seq "$limits_repeat"); do
-    in_turn "$i" 'redeem_run limit_off "$off_port"' 'redeem_run limit_shm "$port"' \
+    both "$i" 'redeem_run limit_off "$off_port"' 'redeem_run limit_shm "$port"' \
       'redeem_run limit_redis "$redis_port"' 'redeem_run limit_redis_tcp "$redis_tcp_port"'
   done
   calls=$(($(counter redeem_ratelimit_redis_calls_total "$redis_port") - ${calls0:-0}))
@@ -919,6 +943,11 @@ if want limits; then
     stop_httpd redis
     stop_httpd redis_tcp
   fi
+fi
+# The twin's httpds have nothing more to measure (BENCH_KEEP=1 keeps them for
+# turns by hand).
+if [ "$twin" = 1 ] && [ "${BENCH_KEEP:-0}" != 1 ]; then
+  for name in twin twin_redis twin_redis_tcp; do stop_httpd "$name"; done
 fi
 
 # ---- Every redemption attempt has its audit row, exactly (after the memory
@@ -931,11 +960,12 @@ fi
 # its refusals' rows are the lines answered 403, 404, 409 or 410; pgbench's
 # 'success' rows are its redeeming transactions, and it has no other.
 audit_check() {
-  local logs=() log
-  for log in "$work/main/access.log" "$work/redis/access.log" "$work/redis_tcp/access.log"; do
+  local logs=() log names=(main redis redis_tcp) name
+  [ -n "$key_prefix" ] && names=(twin twin_redis twin_redis_tcp)
+  for name in "${names[@]}"; do
+    log=$work/$name/access.log
     [ -f "$log" ] && logs+=("$log")
   done
-  [ -n "$key_prefix" ] && logs=("$work/twin/access.log")
   local ok_lines refused_lines other_lines
   read -r ok_lines refused_lines other_lines <<<"$(cat "${logs[@]}" |
     awk '$3 == "/redeem" { if ($5 == 200) ok++; else if ($5 ~ /^(403|404|409|410)$/) refused++; else other++ }
@@ -1034,7 +1064,7 @@ fi
 
 if want redeem || want limits || want memory; then
   audit_check
-  if [ "$twin" = 1 ] && want redeem; then on_twin audit_check; fi
+  if [ "$twin" = 1 ] && { want redeem || want limits; }; then on_twin audit_check; fi
 fi
 
 # ---- The table, the machine, the results file.
@@ -1047,7 +1077,7 @@ machine=$(
   echo "- database reached at $db_host (module and pgbench alike); PostgreSQL's shared_buffers $(psql -XqAt -d postgres -c 'SHOW shared_buffers'), huge_pages $(psql -XqAt -d postgres -c 'SHOW huge_pages') (bench/postgresql-bench.conf, BENCH_HUGE_PAGES)"
   echo "- USERS=$users CODES=$codes BENCH_SECONDS=$secs BENCH_REPEAT=$repeat connections $conns / $many; logins $login_conns at once; RedeemArgon2 $argon2; BENCH_ONLY=$only"
   if [ "$twin" = 1 ]; then
-    echo "- the twin (BENCH_TWIN): $twin_size users and $twin_size codes in the same cluster, its own httpd of the same settings; the codes, redeem and get parts measured on both in turn"
+    echo "- the twin (BENCH_TWIN): $twin_size users and $twin_size codes in the same cluster, its own httpds of the same settings; the codes, redeem, get, login and limits parts measured on both in turn"
   fi
   echo "- httpd settings: $httpd_conf (module $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo ?)$(git -C "$root" diff --quiet 2>/dev/null || echo '+changes'))"
 )

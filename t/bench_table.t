@@ -18,15 +18,21 @@ sub write_file {
     close $fh;
 }
 
-# table(SAMPLES, FACTS, HISTOGRAMS): the table printed for them.
+# table(SAMPLES, FACTS, HISTOGRAMS[, COMPARE]): the table printed for them
+# (COMPARE: the lines of a results .tsv to compare with, as a scale run does).
 sub table {
-    my ($samples, $facts, $hist) = @_;
+    my ($samples, $facts, $hist, $compare) = @_;
     write_file("$dir/samples.tsv", join '', map { join("\t", @$_) . "\n" } @$samples);
     write_file("$dir/facts.txt", join '', map { "$_\t$facts->{$_}\n" } sort keys %$facts);
     mkdir "$dir/hist";
     unlink glob "$dir/hist/*";
     write_file("$dir/hist/$_.txt", $hist->{$_}) for keys %$hist;
-    my $out = `perl $root/bench/table.pl --samples $dir/samples.tsv --facts $dir/facts.txt --conns 16 --many 1000 --login-conns 4 --users 100000 --codes 100000 --argon2 '19456 2 1' --hist $dir/hist`;
+    my $with = '';
+    if ($compare) {
+        write_file("$dir/compare.tsv", "#users\t100000\n#codes\t100000\n" . join '', map { join("\t", @$_) . "\n" } @$compare);
+        $with = "--compare $dir/compare.tsv";
+    }
+    my $out = `perl $root/bench/table.pl --samples $dir/samples.tsv --facts $dir/facts.txt --conns 16 --many 1000 --login-conns 4 --users 100000 --codes 100000 --argon2 '19456 2 1' --hist $dir/hist $with`;
     $? == 0 or die "table.pl failed: $?\n";
     return $out;
 }
@@ -89,6 +95,41 @@ like(row_of($t, 'RSS per child'), qr/\| no \(1 of 3 children replaced\) \|$/, 'a
 $t = table([], { %mem, mem_children => '1 100000 130000 30000 19456;',
     mem_counts => '1000000 mixed requests, 10000 logins (0 refused)' }, {});
 like(row_of($t, 'RSS per child'), qr/\| no \(\+29 MiB, 1 of 2 children replaced\) \|$/, 'growth outside the blocks: not met');
+
+# The scale bar with a twin (bench/run.sh, BENCH_TWIN): login and a limits
+# row over their twins' in the same turns, the median of the turns' ratios.
+sub turns {
+    my ($key, @rates) = @_;
+    return map { [$key => $_, 3, 9, 0, 3 * $_] } @rates;
+}
+sub interleave {    # the samples of each turn together, as run.sh writes them
+    my @lists = @_;
+    return map { my $i = $_; map { $_->[$i] } @lists } 0 .. $#{ $lists[0] };
+}
+my @control = (turns(trivial => (20000) x 5), turns(small_trivial => (20000) x 5));
+my @argon2 = turns(argon2 => (100) x 5);
+$t = table([interleave([turns(login => 85, 88, 90, 92, 95)], [turns(small_login => (100) x 5)],
+    [turns(limit_off => (2000) x 5)], [turns(small_limit_off => 2100, 2200, 2400, 2500, 2600)]),
+    @control, @argon2], {}, {});
+like(row_of($t, 'login |'), qr/\| 0\.90 \|.*\| yes \|$/, 'login at scale: the median of the turns\' ratios, 0.90, meets the bar');
+like(row_of($t, 'limit_off |'), qr/\| 0\.83 \|.*\| no \|$/, 'a limits row at 0.83 of its twin misses it');
+like(row_of($t, 'trivial (control)'), qr/\| – \|$/, 'the control is shown, not judged');
+
+# Against an earlier run's file: a figure without a twin is judged there,
+# corrected by the trivial handler's ratio; one with a twin is not compared
+# again; raw argon2id (no database) is a control, shown and not judged.
+my @then = ([trivial => 20000], [argon2 => 200], [login => 100], [limit_shm => 2000]);
+my $slower = table([interleave([turns(login => (90) x 5)], [turns(small_login => (100) x 5)]),
+    turns(limit_shm => (1600) x 5), @control, @argon2], {}, {}, \@then);
+like(row_of($slower, 'argon2 (control)'), qr/\| 0\.50 \| 0\.50 \| – \|$/, 'argon2 against the earlier run: shown as a control');
+is(row_of($slower, 'argon2 |'), '', 'and no judged argon2 row');
+like(row_of($slower, 'limit_shm |'), qr/\| 0\.80 \| 0\.80 \| no \|$/, 'a figure without a twin: judged against the earlier run');
+is(scalar(() = $slower =~ /^\| login \|/mg), 1, 'a figure with a twin: judged against its twin only');
+my $same = table([interleave([turns(login => (90) x 5)], [turns(small_login => (100) x 5)]),
+    turns(limit_shm => (1600) x 5), @control, @argon2], {}, {}, [map { $_->[0] eq 'argon2' ? [argon2 => 100] : $_ } @then]);
+my ($met_slower) = $slower =~ /(Targets met: \d+ of \d+)/;
+my ($met_same) = $same =~ /(Targets met: \d+ of \d+)/;
+is($met_slower, $met_same, 'argon2 at half its earlier rate changes no verdict and no count');
 
 # bench/turns.sh's in_turn: over 2n turns of n commands, each is first
 # twice and last twice, and none always follows the same one.
