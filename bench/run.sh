@@ -167,6 +167,9 @@ if [ "${BENCH_NO_RESULTS:-0}" != 1 ] && git -C "$root" rev-parse --git-dir >/dev
   ! git -C "$root" diff --quiet HEAD; then
   die "the tree has changes not committed (git status): commit them first, or set BENCH_NO_RESULTS=1"
 fi
+# The code measured is the tree as it starts: an edit while the run goes on
+# (a note, a doc) does not change what the module was built from.
+module_rev="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo ?)$(git -C "$root" diff --quiet HEAD 2>/dev/null || echo '+changes')"
 for tool in wrk pgbench perl curl gcc apxs redis-server; do
   command -v "$tool" >/dev/null || die "$tool is missing (scripts/deps.sh installs it)"
 done
@@ -1079,7 +1082,7 @@ machine=$(
   if [ "$twin" = 1 ]; then
     echo "- the twin (BENCH_TWIN): $twin_size users and $twin_size codes in the same cluster, its own httpds of the same settings; the codes, redeem, get, login and limits parts measured on both in turn"
   fi
-  echo "- httpd settings: $httpd_conf (module $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo ?)$(git -C "$root" diff --quiet 2>/dev/null || echo '+changes'))"
+  echo "- httpd settings: $httpd_conf (module $module_rev)"
 )
 compare=${BENCH_COMPARE:-}
 if [ -z "$compare" ] && [ "$users" -ge 1000000 ]; then
