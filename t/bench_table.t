@@ -119,14 +119,14 @@ like(row_of($t, 'trivial (control)'), qr/\| – \|$/, 'the control is shown, not
 # corrected by the trivial handler's ratio; one with a twin is not compared
 # again; raw argon2id (no database) is a control, shown and not judged.
 my @then = ([trivial => 20000], [argon2 => 200], [login => 100], [limit_shm => 2000]);
-my $slower = table([interleave([turns(login => (90) x 5)], [turns(small_login => (100) x 5)]),
-    turns(limit_shm => (1600) x 5), @control, @argon2], {}, {}, \@then);
+my @scale_run = (interleave([turns(login => (90) x 5)], [turns(small_login => (100) x 5)]),
+    turns(limit_shm => (1600) x 5), @control, @argon2);
+my $slower = table(\@scale_run, {}, {}, \@then);
 like(row_of($slower, 'argon2 (control)'), qr/\| 0\.50 \| 0\.50 \| – \|$/, 'argon2 against the earlier run: shown as a control');
 is(row_of($slower, 'argon2 |'), '', 'and no judged argon2 row');
 like(row_of($slower, 'limit_shm |'), qr/\| 0\.80 \| 0\.80 \| no \|$/, 'a figure without a twin: judged against the earlier run');
 is(scalar(() = $slower =~ /^\| login \|/mg), 1, 'a figure with a twin: judged against its twin only');
-my $same = table([interleave([turns(login => (90) x 5)], [turns(small_login => (100) x 5)]),
-    turns(limit_shm => (1600) x 5), @control, @argon2], {}, {}, [map { $_->[0] eq 'argon2' ? [argon2 => 100] : $_ } @then]);
+my $same = table(\@scale_run, {}, {}, [map { $_->[0] eq 'argon2' ? [argon2 => 100] : $_ } @then]);
 my ($met_slower) = $slower =~ /(Targets met: \d+ of \d+)/;
 my ($met_same) = $same =~ /(Targets met: \d+ of \d+)/;
 is($met_slower, $met_same, 'argon2 at half its earlier rate changes no verdict and no count');
