@@ -29,7 +29,7 @@ FUZZ_BINS    := $(addprefix $(FUZZ_DIR)/fuzz_,$(FUZZ_TARGETS))
 FUZZ_SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS   := -std=gnu11 -g -O1 -fno-omit-frame-pointer $(FUZZ_SANITIZE) $(WARNINGS) \
                  -I$(SRC_DIR) -Ifuzz $(APR_CPPFLAGS) $(APXS_INCS)
-FUZZ_LIBS     := -lapr-1 -ljansson -ljwt -largon2 -lcrypto
+FUZZ_LIBS     := -lapr-1 -ljansson -largon2 -lcrypto
 
 # Longest input per target: tokens up to the 4 KiB cap and a little more;
 # bodies up to a few KiB; the rest are short strings.

@@ -1,4 +1,4 @@
-/* libFuzzer target: access tokens (redeem_token_verify; libjwt issues them).
+/* libFuzzer target: access tokens (redeem_token_verify, redeem_token_issue).
  *
  * Input: first byte even: the rest is the token as the Authorization header
  * hands it over (NUL-terminated at its length, as auth.c passes it).
@@ -119,7 +119,8 @@ static unsigned char *b64url_decode(const char *in, size_t len, size_t *out_len)
     return out;
 }
 
-/* What libjwt sees: the decoded segment read by json_loads, so up to a NUL. */
+/* What a C-string reader (libjwt's, a log's) sees: the decoded segment read by
+ * json_loads, so up to a NUL. */
 static json_t *segment_json(const char *seg, size_t len, int flags)
 {
     size_t n;

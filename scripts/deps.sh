@@ -17,7 +17,7 @@ packages=(
 if [ "${1:-}" = build ]; then
   packages=(
     build-essential debhelper dpkg-dev pkg-config apache2-dev
-    libjansson-dev libjwt-dev libargon2-dev libssl-dev libpq-dev libhiredis-dev
+    libjansson-dev libargon2-dev libssl-dev libpq-dev libhiredis-dev
   )
 fi
 

@@ -1,10 +1,10 @@
 #include "core/token.h"
+#include "core/json_out.h"
 #include "core/text.h"
 
 #include <apr_strings.h>
 #include <jansson.h>
 #include <inttypes.h>
-#include <jwt.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -453,7 +453,7 @@ static const char *read_claims(const redeem_token_config_t *cfg, const char *seg
     return why;
 }
 
-/* The header of every token we issue: libjwt's {"alg":"HS256","typ":"JWT"},
+/* The header of every token we issue, as libjwt wrote it: {"alg":"HS256","typ":"JWT"},
  * in base64url. A token that carries exactly this has its header accepted
  * unparsed (check_header accepts these bytes: unit tests); any other is
  * parsed and checked. */
@@ -487,42 +487,61 @@ const char *redeem_token_verify(const redeem_token_config_t *cfg, const char *to
     return read_claims(cfg, first_dot + 1, (size_t)(second_dot - first_dot - 1), now, holder);
 }
 
+/* The claims in the order libjwt wrote them (its keys sorted), written into
+ * the pool: the token is the same text libjwt 1.10 makes of the same claims
+ * (unit tests build both and compare), without the jansson objects, BIO
+ * chain and strings it malloc'd and freed at every login, whose freed chunks
+ * each of a child's threads kept in its own cache of glibc's
+ * (docs/performance.md, "A login's response and token written into pool
+ * memory"). */
 const char *redeem_token_issue(apr_pool_t *p, const redeem_token_config_t *cfg,
                                const redeem_token_subject_t *sub, int64_t now, char **token)
 {
+    if (cfg->secret == NULL || cfg->secret_len < REDEEM_TOKEN_SECRET_MIN_LEN)
+        return "no usable secret";
     unsigned char jti_bytes[16];
     char jti[33];
     if (RAND_bytes(jti_bytes, sizeof jti_bytes) != 1)
         return "the random number generator failed";
     for (size_t i = 0; i < sizeof jti_bytes; i++)
         snprintf(jti + 2 * i, 3, "%02x", jti_bytes[i]);
-
-    jwt_t *jwt = NULL;
-    if (jwt_new(&jwt) != 0)
-        return "out of memory";
-    const char *why = NULL;
     char sub_text[24];
     snprintf(sub_text, sizeof sub_text, "%" PRId64, sub->user_id);
-    if (jwt_add_grant(jwt, "sub", sub_text) ||
-        jwt_add_grant_int(jwt, "user_id", (long)sub->user_id) ||
-        jwt_add_grant(jwt, "email", sub->email) || jwt_add_grant_bool(jwt, "admin", sub->admin) ||
-        jwt_add_grant_int(jwt, "gen", (long)sub->generation) ||
-        jwt_add_grant_int(jwt, "iat", (long)now) ||
-        jwt_add_grant_int(jwt, "exp", (long)(now + cfg->lifetime)) ||
-        jwt_add_grant(jwt, "jti", jti) || (cfg->issuer && jwt_add_grant(jwt, "iss", cfg->issuer)) ||
-        (cfg->audience && jwt_add_grant(jwt, "aud", cfg->audience)) ||
-        jwt_set_alg(jwt, JWT_ALG_HS256, cfg->secret, (int)cfg->secret_len)) {
-        why = "could not build the token";
-    }
-    else {
-        char *encoded = jwt_encode_str(jwt);
-        if (encoded == NULL)
-            why = "could not sign the token";
-        else {
-            *token = apr_pstrdup(p, encoded);
-            free(encoded);
-        }
-    }
-    jwt_free(jwt);
-    return why;
+
+    redeem_json_out_t claims;
+    redeem_json_out_begin(&claims, p);
+    redeem_json_out_bool(&claims, "admin", sub->admin);
+    if (cfg->audience)
+        redeem_json_out_string(&claims, "aud", cfg->audience);
+    redeem_json_out_string(&claims, "email", sub->email);
+    redeem_json_out_int(&claims, "exp", now + cfg->lifetime);
+    redeem_json_out_int(&claims, "gen", sub->generation);
+    redeem_json_out_int(&claims, "iat", now);
+    if (cfg->issuer)
+        redeem_json_out_string(&claims, "iss", cfg->issuer);
+    redeem_json_out_string(&claims, "jti", jti);
+    redeem_json_out_string(&claims, "sub", sub_text);
+    redeem_json_out_int(&claims, "user_id", sub->user_id);
+    size_t claims_len = 0;
+    const char *claims_text = redeem_json_out_end(&claims, &claims_len);
+    if (!claims_text)
+        return "could not build the token"; /* an email that is not UTF-8 */
+
+    /* header "." claims "." signature, each in base64url without padding */
+    size_t header_len = sizeof issued_header - 1;
+    size_t claims_b64_len = (claims_len * 4 + 2) / 3;
+    char *text = apr_palloc(p, header_len + 1 + claims_b64_len + 1 + 43 + 1);
+    memcpy(text, issued_header, header_len);
+    text[header_len] = '.';
+    redeem_text_base64_encode(REDEEM_TEXT_BASE64URL, (const unsigned char *)claims_text, claims_len,
+                              text + header_len + 1);
+    size_t signed_len = header_len + 1 + claims_b64_len;
+    unsigned char mac[32];
+    if (!compute_mac(cfg, text, signed_len, mac))
+        return "could not sign the token";
+    text[signed_len] = '.';
+    redeem_text_base64_encode(REDEEM_TEXT_BASE64URL, mac, sizeof mac, text + signed_len + 1);
+    OPENSSL_cleanse(mac, sizeof mac);
+    *token = text;
+    return NULL;
 }

@@ -35,17 +35,35 @@ static const redeem_failure_t *read_credentials(request_rec *r, int check_policy
     return why ? redeem_failure(r->pool, HTTP_BAD_REQUEST, why) : NULL;
 }
 
+/* {"id", "email", "created_at"} as the member "user" of the object open in out. */
+static void put_user(redeem_json_out_t *out, const redeem_user_t *user)
+{
+    redeem_json_out_open(out, "user");
+    redeem_json_out_int(out, "id", user->id);
+    redeem_json_out_string(out, "email", user->email);
+    redeem_json_out_string(out, "created_at", user->created_at);
+    redeem_json_out_close(out);
+}
+
+/* Written into the request's pool, as the profile is: jansson's objects and
+ * json_dumps' string were malloc'd and freed at every login, and each of a
+ * child's threads kept freed chunks of their sizes in its own cache of
+ * glibc's (docs/performance.md, "A login's response and token written into
+ * pool memory"). */
 static const redeem_failure_t *send_session(request_rec *r, int status, const char *message,
                                             const redeem_user_t *user)
 {
     const char *token = redeem_auth_token_for(r, user);
     if (!token)
         return &redeem_failure_internal;
-    return redeem_response_json(r, status,
-                                json_pack("{s:s, s:o, s:s, s:s, s:I}", "message", message, "user",
-                                          redeem_user_json(user), "access_token", token,
-                                          "token_type", "Bearer", "expires_in",
-                                          (json_int_t)redeem_conf(r)->token_lifetime));
+    redeem_json_out_t out;
+    redeem_json_out_begin(&out, r->pool);
+    redeem_json_out_string(&out, "message", message);
+    put_user(&out, user);
+    redeem_json_out_string(&out, "access_token", token);
+    redeem_json_out_string(&out, "token_type", "Bearer");
+    redeem_json_out_int(&out, "expires_in", redeem_conf(r)->token_lifetime);
+    return redeem_response_written(r, status, &out);
 }
 
 const redeem_failure_t *redeem_handle_register(redeem_call_t *call)
@@ -189,11 +207,7 @@ const redeem_failure_t *redeem_handle_profile(redeem_call_t *call)
     const redeem_user_t *user = &call->caller;
     redeem_json_out_t out;
     redeem_json_out_begin(&out, call->r->pool);
-    redeem_json_out_open(&out, "user");
-    redeem_json_out_int(&out, "id", user->id);
-    redeem_json_out_string(&out, "email", user->email);
-    redeem_json_out_string(&out, "created_at", user->created_at);
-    redeem_json_out_close(&out);
+    put_user(&out, user);
     return redeem_response_written(call->r, HTTP_OK, &out);
 }
 

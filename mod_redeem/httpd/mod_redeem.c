@@ -3,7 +3,7 @@
  *
  * The map
  * -------
- * core/   httpd-free code (APR, OpenSSL, jansson, libjwt, libargon2 only),
+ * core/   httpd-free code (APR, OpenSSL, jansson, libargon2 only),
  *         called by unit tests and fuzzers too: text (hex, UTF-8, integers,
  *         UUIDs), email, password (policy, argon2id), token (JWT), code
  *         (format, check, lookup hash, sealing), timestamp (RFC 3339),
@@ -140,10 +140,9 @@ static int redeem_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *p
     ap_log_error(
         APLOG_MARK, APLOG_NOTICE, 0, s,
         RDMNO(0008) "mod_redeem/%s (jansson %s, OpenSSL %s, libpq %d.%d, hiredis %d.%d.%d, "
-                    "argon2 v%x, libjwt %s) loaded",
+                    "argon2 v%x) loaded",
         REDEEM_VERSION, jansson_version_str(), OpenSSL_version(OPENSSL_VERSION_STRING), pq / 10000,
-        pq % 10000, HIREDIS_MAJOR, HIREDIS_MINOR, HIREDIS_PATCH, ARGON2_VERSION_NUMBER,
-        REDEEM_LIBJWT_VERSION);
+        pq % 10000, HIREDIS_MAJOR, HIREDIS_MINOR, HIREDIS_PATCH, ARGON2_VERSION_NUMBER);
     return redeem_config_attach_shared(pconf, s);
 }
 

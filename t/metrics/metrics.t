@@ -215,7 +215,7 @@ chomp(my $version = <$fh>);
 response()->{headers} && grep({ $_->[0] eq 'Server' && index($_->[1], "mod_redeem/$version") >= 0 } @{ response()->{headers} })
   or die 'the version of VERSION';
 open my $log, '<', var('SERVROOT') . '/error.log' or die $!;
-grep { /RDM0008: mod_redeem\/\Q$version\E \(jansson [\d.]+, OpenSSL [\d.]+.*, libpq \d+\.\d+, hiredis [\d.]+, argon2 v13, libjwt [\d.]+\) loaded/ } <$log>
+grep { /RDM0008: mod_redeem\/\Q$version\E \(jansson [\d.]+, OpenSSL [\d.]+.*, libpq \d+\.\d+, hiredis [\d.]+, argon2 v13\) loaded/ } <$log>
   or die 'the start-up line';
 
 

@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <jwt.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -413,6 +414,46 @@ static char *forge(apr_pool_t *p, const char *header, const char *claims, const 
     return apr_pstrcat(p, signing, ".", b64url(p, mac, mac_len), NULL);
 }
 
+/* The token libjwt 1.10 makes of the claims of an issued token (its jti read
+ * back from it), signed with the same secret: the module's issuance writes
+ * the same text (it issued through libjwt before), so libjwt is the
+ * reference it is checked against. NULL when the claims cannot be read. */
+static char *libjwt_twin(apr_pool_t *p, const redeem_token_config_t *cfg, const char *token,
+                         const redeem_token_subject_t *sub, int64_t now)
+{
+    const char *first_dot = strchr(token, '.');
+    const char *second_dot = first_dot ? strchr(first_dot + 1, '.') : NULL;
+    if (!second_dot)
+        return NULL;
+    size_t segment_len = (size_t)(second_dot - first_dot - 1), n = 0;
+    unsigned char *bytes = apr_palloc(p, segment_len);
+    if (redeem_text_base64_decode(REDEEM_TEXT_BASE64URL, first_dot + 1, segment_len, bytes, &n))
+        return NULL;
+    json_t *claims = json_loadb((const char *)bytes, n, 0, NULL);
+    const char *jti = json_string_value(json_object_get(claims, "jti"));
+    char sub_text[24];
+    snprintf(sub_text, sizeof sub_text, "%" PRId64, sub->user_id);
+    jwt_t *jwt = NULL;
+    char *twin = NULL;
+    if (jti && jwt_new(&jwt) == 0 && !jwt_add_grant(jwt, "sub", sub_text) &&
+        !jwt_add_grant_int(jwt, "user_id", (long)sub->user_id) &&
+        !jwt_add_grant(jwt, "email", sub->email) && !jwt_add_grant_bool(jwt, "admin", sub->admin) &&
+        !jwt_add_grant_int(jwt, "gen", (long)sub->generation) &&
+        !jwt_add_grant_int(jwt, "iat", (long)now) &&
+        !jwt_add_grant_int(jwt, "exp", (long)(now + cfg->lifetime)) &&
+        !jwt_add_grant(jwt, "jti", jti) &&
+        !(cfg->issuer && jwt_add_grant(jwt, "iss", cfg->issuer)) &&
+        !(cfg->audience && jwt_add_grant(jwt, "aud", cfg->audience)) &&
+        !jwt_set_alg(jwt, JWT_ALG_HS256, cfg->secret, (int)cfg->secret_len)) {
+        char *encoded = jwt_encode_str(jwt);
+        twin = encoded ? apr_pstrdup(p, encoded) : NULL;
+        free(encoded);
+    }
+    jwt_free(jwt);
+    json_decref(claims);
+    return twin;
+}
+
 /* Every check three times: with the MAC keyed at each check, prepared once
  * (redeem_token_prepare, as the module does), and with the claims read by
  * jansson alone (generic), the reference of the in-place reader. */
@@ -428,6 +469,23 @@ static void test_token(apr_pool_t *p, int prepared, int generic)
     redeem_token_holder_t holder = {.user_id = 0};
     char *token = NULL;
     ok(redeem_token_issue(p, &cfg, &alice, now, &token) == NULL, "token: issued");
+    const char *twin = libjwt_twin(p, &cfg, token, &alice, now);
+    ok(twin && strcmp(token, twin) == 0, "token: the text libjwt makes of the same claims");
+    redeem_token_subject_t odd = {INT64_MAX, "\"q\\u\"/\u00e9\u2028@example.test", 1, 0};
+    char *odd_token = NULL;
+    ok(redeem_token_issue(p, &cfg, &odd, now, &odd_token) == NULL &&
+           (twin = libjwt_twin(p, &cfg, odd_token, &odd, now)) && strcmp(odd_token, twin) == 0,
+       "token: libjwt's text for an admin, the largest id and an email with quotes, a "
+       "backslash, a slash and non-ASCII letters");
+    redeem_token_subject_t not_utf8 = {7, "a\xff@example.test", 0, 0};
+    char *refused = NULL;
+    ok(redeem_token_issue(p, &cfg, &not_utf8, now, &refused) != NULL && refused == NULL,
+       "token: none for an email that is not UTF-8");
+    redeem_token_config_t short_key = cfg;
+    short_key.secret_len = REDEEM_TOKEN_SECRET_MIN_LEN - 1;
+    short_key.mac = NULL;
+    ok(redeem_token_issue(p, &short_key, &alice, now, &refused) != NULL && refused == NULL,
+       "token: none under a secret shorter than 32 bytes");
     ok(redeem_token_verify(&cfg, token, strlen(token), now + 10, &holder) == NULL &&
            holder.user_id == 42 && holder.generation == 3 &&
            strcmp(holder.email, "alice@example.test") == 0,
@@ -555,6 +613,8 @@ static void test_token(apr_pool_t *p, int prepared, int generic)
     ok(redeem_token_issue(p, &cfg, &alice, now, &with_iss) == NULL &&
            redeem_token_verify(&cfg, with_iss, strlen(with_iss), now, &holder) == NULL,
        "token: iss issued and accepted");
+    twin = libjwt_twin(p, &cfg, with_iss, &alice, now);
+    ok(twin && strcmp(with_iss, twin) == 0, "token: with iss, the text libjwt makes");
     cfg.issuer = NULL;
 
     /* The site's name (aud): a token of another site that shares the
@@ -564,6 +624,12 @@ static void test_token(apr_pool_t *p, int prepared, int generic)
     ok(redeem_token_issue(p, &cfg, &alice, now, &with_aud) == NULL &&
            redeem_token_verify(&cfg, with_aud, strlen(with_aud), now, &holder) == NULL,
        "token: aud issued and accepted by its site");
+    cfg.issuer = "mod_redeem-test";
+    char *with_both = NULL;
+    ok(redeem_token_issue(p, &cfg, &alice, now, &with_both) == NULL &&
+           (twin = libjwt_twin(p, &cfg, with_both, &alice, now)) && strcmp(with_both, twin) == 0,
+       "token: with iss and aud, the text libjwt makes");
+    cfg.issuer = NULL;
     ok(redeem_token_verify(&cfg, good, strlen(good), now, &holder) != NULL,
        "token: a token without aud refused where the site names itself");
     cfg.audience = "fedcba9876543210";
