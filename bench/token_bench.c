@@ -5,7 +5,7 @@
  *
  *   gcc -O2 -Imod_redeem $(apr-1-config --cppflags --includes) \
  *     -o build/token_bench bench/token_bench.c mod_redeem/core/token.c \
- *     mod_redeem/core/text.c -lapr-1 -ljansson -ljwt -lcrypto
+ *     mod_redeem/core/text.c mod_redeem/core/json_out.c -lapr-1 -ljansson -lcrypto
  *   build/token_bench [ITERATIONS]
  */
 #include "core/token.h"

@@ -514,7 +514,10 @@ const char *redeem_token_issue(apr_pool_t *p, const redeem_token_config_t *cfg,
     if (cfg->audience)
         redeem_json_out_string(&claims, "aud", cfg->audience);
     redeem_json_out_string(&claims, "email", sub->email);
-    redeem_json_out_int(&claims, "exp", now + cfg->lifetime);
+    int64_t exp;
+    if (__builtin_add_overflow(now, cfg->lifetime, &exp))
+        return "could not build the token"; /* no time that late */
+    redeem_json_out_int(&claims, "exp", exp);
     redeem_json_out_int(&claims, "gen", sub->generation);
     redeem_json_out_int(&claims, "iat", now);
     if (cfg->issuer)
