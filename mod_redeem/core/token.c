@@ -453,10 +453,10 @@ static const char *read_claims(const redeem_token_config_t *cfg, const char *seg
     return why;
 }
 
-/* The header of every token we issue, as libjwt wrote it: {"alg":"HS256","typ":"JWT"},
- * in base64url. A token that carries exactly this has its header accepted
- * unparsed (check_header accepts these bytes: unit tests); any other is
- * parsed and checked. */
+/* The header of every token we issue, as libjwt wrote it:
+ * {"alg":"HS256","typ":"JWT"} in base64url. A token that carries exactly
+ * this has its header accepted unparsed (check_header accepts these bytes:
+ * unit tests); any other is parsed and checked. */
 static const char issued_header[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
 
 const char *redeem_token_verify(const redeem_token_config_t *cfg, const char *token, size_t len,
